@@ -1,0 +1,152 @@
+"""Load and look up the bundled catalogs (GPUs, models, frameworks, calibration).
+
+Catalog files are found in the installed package (``guideopt/catalogs``, put there by the
+wheel build) or, in a source checkout, in the repository's ``catalogs/`` folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from guideopt.errors import CatalogError
+from guideopt.model.calibration import Calibration
+from guideopt.model.framework import Framework
+from guideopt.model.gpu import Gpu
+from guideopt.model.llm import ModelArch, arch_from_hf_config
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def catalog_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "catalogs", here.parent / "catalogs"):
+        if (candidate / "gpus").is_dir():
+            return candidate
+    raise CatalogError("catalogs/ not found next to the guideopt package (reinstall guideopt)")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        with path.open() as fh:
+            return yaml.load(fh, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def _validation_message(path: Path | str, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    return f"{path}: {loc}: {first['msg']}"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    gpus: dict[str, Gpu]
+    models: dict[str, ModelArch]
+    frameworks: dict[str, Framework]
+    calibration: Calibration
+
+    def gpu(self, gpu_id: str) -> Gpu:
+        return _lookup(self.gpus, gpu_id, "gpu", "guideopt catalog gpus")
+
+    def framework(self, framework_id: str) -> Framework:
+        return _lookup(self.frameworks, framework_id, "framework", "guideopt catalog frameworks")
+
+    def model(self, model_id: str) -> ModelArch:
+        """A catalog model by Hugging Face id, or a model read from a local config.json path."""
+        if model_id in self.models:
+            return self.models[model_id]
+        path = Path(model_id).expanduser()
+        if path.is_dir():
+            path = path / "config.json"
+        if path.suffix == ".json" and path.is_file():
+            return load_model_config(path)
+        if path.suffix == ".json":
+            raise CatalogError(f"model: file {model_id} does not exist (give a catalog id or a config.json path)")
+        return _lookup(self.models, model_id, "model", "guideopt catalog models, or a path to a config.json")
+
+
+def _lookup(table: dict[str, Any], key: str, field: str, where: str) -> Any:
+    if key in table:
+        return table[key]
+    folded = {k.lower(): k for k in table}
+    if key.lower() in folded:
+        return table[folded[key.lower()]]
+    close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise CatalogError(f"{field}: unknown id {key!r} ({hint}see `{where}`)")
+
+
+def load_model_config(path: Path) -> ModelArch:
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"model: cannot read {path} as JSON ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise CatalogError(f"model: {path} must hold a JSON object (a Hugging Face config.json)")
+    model_id = str(cfg.get("_name_or_path") or path.parent.name or path.stem)
+    return arch_from_hf_config(cfg, model_id, source=str(path))
+
+
+def _load_gpus(root: Path) -> dict[str, Gpu]:
+    out: dict[str, Gpu] = {}
+    for path in sorted((root / "gpus").glob("*.yaml")):
+        try:
+            gpu = Gpu.model_validate(_read_yaml(path))
+        except ValidationError as exc:
+            raise CatalogError(_validation_message(path, exc)) from None
+        if gpu.id != path.stem:
+            raise CatalogError(f"{path}: id {gpu.id!r} must match the file name {path.stem!r}")
+        out[gpu.id] = gpu
+    return out
+
+
+def _load_models(root: Path) -> dict[str, ModelArch]:
+    out: dict[str, ModelArch] = {}
+    for path in sorted((root / "models").glob("*.yaml")):
+        data = _read_yaml(path)
+        if not isinstance(data, dict) or "id" not in data or "hf_config" not in data:
+            raise CatalogError(f"{path}: needs 'id' and 'hf_config' keys")
+        arch = arch_from_hf_config(data["hf_config"], data["id"], source=str(data.get("source", "")))
+        out[arch.id] = arch
+    return out
+
+
+def _load_frameworks(root: Path) -> dict[str, Framework]:
+    out: dict[str, Framework] = {}
+    for path in sorted((root / "frameworks").glob("*.yaml")):
+        try:
+            fw = Framework.model_validate(_read_yaml(path))
+        except ValidationError as exc:
+            raise CatalogError(_validation_message(path, exc)) from None
+        out[fw.id] = fw
+    return out
+
+
+def _load_calibration(root: Path) -> Calibration:
+    path = root / "calibration.yaml"
+    try:
+        return Calibration.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise CatalogError(_validation_message(path, exc)) from None
+    except FileNotFoundError:
+        raise CatalogError(f"{path} is missing (run scripts/fit_calibration.py)") from None
+
+
+@lru_cache(maxsize=4)
+def load_catalog(root: str | None = None) -> Catalog:
+    base = Path(root) if root else catalog_dir()
+    return Catalog(
+        gpus=_load_gpus(base),
+        models=_load_models(base),
+        frameworks=_load_frameworks(base),
+        calibration=_load_calibration(base),
+    )

@@ -1,0 +1,212 @@
+"""guideopt's command line: a thin click layer over ``guideopt.api``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from typing import Any, Callable
+
+import click
+
+from guideopt import api
+from guideopt.catalog import load_catalog
+from guideopt.errors import GuideoptError, NoFeasiblePlanError
+from guideopt.model.request import DEFAULT_OBJECTIVE
+from guideopt.render import plan_text, prediction_text, table
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=float))
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures become one line on stderr and the contract's exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = kwargs.get("as_json", False)
+        try:
+            return func(*args, **kwargs)
+        except NoFeasiblePlanError as exc:
+            click.echo(f"error: no feasible plan: {exc}", err=True)
+            if as_json:
+                _json({"status": "infeasible", "objective": kwargs.get("objective_terms") or [], "solve_time_s": 0.0,
+                       "plans": [], "explanation": str(exc), "conflicts": exc.conflicts})
+            sys.exit(exc.exit_code)
+        except GuideoptError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="guideopt")
+def main() -> None:
+    """Plan LLM deployments: GPU type and count, DP/TP/PP, batch and split size under budget and SLOs."""
+
+
+def _objective(value: str | None) -> list[str]:
+    if not value:
+        return [t.value for t in DEFAULT_OBJECTIVE]
+    terms = [t.strip() for t in value.split(",") if t.strip()]
+    if len(terms) == 1:  # one leading term; the rest of the default order breaks ties
+        terms += [t.value for t in DEFAULT_OBJECTIVE if t.value != terms[0]]
+    return terms
+
+
+@main.command()
+@click.option("--model", required=True, help="Hugging Face id from the catalog, or a path to a config.json.")
+@click.option("--budget", type=float, required=True, help="Ceiling in USD per hour for the whole deployment.")
+@click.option("--input-len", type=int, required=True, help="Prompt tokens per request.")
+@click.option("--output-len", type=int, required=True, help="Generated tokens per request.")
+@click.option("--batch", type=int, default=None, help="Fixed batch per replica (default: the solver picks).")
+@click.option("--objective", default=None, help="throughput, latency, ttft, tpot or cost; a comma list is lexicographic.")
+@click.option("--top", type=int, default=3, show_default=True, help="How many distinct plans.")
+@click.option("--gpu", "gpus", multiple=True, help="Allowed GPU type (repeatable; default: the whole catalog).")
+@click.option("--max-gpus", type=int, default=None, help="At most this many GPUs in all.")
+@click.option("--framework", "frameworks", multiple=True, help="Allowed engine (repeatable, or 'any'; default vllm).")
+@click.option("--dtype", "dtypes", multiple=True, help="Allowed weight precision (repeatable; default fp16).")
+@click.option("--tp", "tps", multiple=True, type=int, help="Allowed TP sizes (repeatable; default 1,2,4,8).")
+@click.option("--pp", "pps", multiple=True, type=int, help="Allowed PP sizes (repeatable; default 1,2,4).")
+@click.option("--ttft-ms", type=float, default=None, help="SLO: TTFT at most this.")
+@click.option("--tpot-ms", type=float, default=None, help="SLO: TPOT at most this.")
+@click.option("--min-throughput", type=float, default=None, help="SLO: at least this many output tokens/s.")
+@json_option
+@handle_errors
+def plan(model: str, budget: float, input_len: int, output_len: int, batch: int | None, objective: str | None, top: int,
+         gpus: tuple[str, ...], max_gpus: int | None, frameworks: tuple[str, ...], dtypes: tuple[str, ...],
+         tps: tuple[int, ...], pps: tuple[int, ...], ttft_ms: float | None, tpot_ms: float | None,
+         min_throughput: float | None, as_json: bool, objective_terms: list[str] | None = None) -> None:
+    """Find the best deployments under a budget.
+
+    Example: guideopt plan --model meta-llama/Llama-2-7b-hf --budget 12 --input-len 512 --output-len 256
+    """
+    request: dict[str, Any] = {
+        "model": model,
+        "workload": {"input_len": input_len, "output_len": output_len, "batch": batch},
+        "budget": {"usd_per_hour": budget},
+        "objective": _objective(objective),
+        "top": top,
+        "slo": {"ttft_ms": ttft_ms, "tpot_ms": tpot_ms, "min_output_throughput_tok_s": min_throughput},
+        "parallelism": {k: v for k, v in (("tp", list(tps)), ("pp", list(pps)), ("max_gpus", max_gpus)) if v},
+    }
+    if gpus:
+        request["gpus"] = {g: None for g in gpus}
+    if frameworks:
+        request["framework"] = "any" if "any" in frameworks else list(frameworks)
+    if dtypes:
+        request["precision"] = list(dtypes)
+    _emit_plan(api.plan(_clean(request)), as_json)
+
+
+def _clean(request: dict[str, Any]) -> dict[str, Any]:
+    """Drop unset (None) leaves so that the request's defaults apply."""
+    out: dict[str, Any] = {}
+    for key, value in request.items():
+        if isinstance(value, dict) and key != "gpus":
+            value = {k: v for k, v in value.items() if v is not None}
+        if key == "gpus":
+            value = {k: {} for k in value}
+        out[key] = value
+    return out
+
+
+def _emit_plan(result: Any, as_json: bool) -> None:
+    if as_json:
+        _json(result.model_dump())
+    else:
+        click.echo(plan_text(result))
+
+
+@main.command()
+@click.option("--model", help="Hugging Face id from the catalog, or a path to a config.json.")
+@click.option("--gpu", help="GPU id (see `guideopt catalog gpus`).")
+@click.option("--num-gpus", type=int, default=None, help="All GPUs; replicas = num_gpus / (tp·pp).")
+@click.option("--tp", type=int, default=None, help="Tensor-parallel size (default: num_gpus / pp).")
+@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
+@click.option("--framework", default="vllm", show_default=True)
+@click.option("--dtype", default="fp16", show_default=True, help="Weight precision.")
+@click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Requests submitted together.")
+@click.option("--input-len", type=int, help="Prompt tokens per request.")
+@click.option("--output-len", type=int, help="Generated tokens per request.")
+@click.option("--split", type=int, default=None, help="Token budget per forward pass (default: the engine's).")
+@click.option("--concurrency", type=int, default=None, help="Closed-loop clients instead of a static batch.")
+@click.option("--h2o-keep", type=float, default=1.0, show_default=True, help="H2O KV keep ratio.")
+@click.option("--no-flash-attention", is_flag=True, help="Materialise the attention score matrix.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True), help="Predict every row of this CSV.")
+@json_option
+@handle_errors
+def predict(model: str | None, gpu: str | None, num_gpus: int | None, tp: int | None, pp: int, framework: str, dtype: str,
+            kv_dtype: str | None, batch: int, input_len: int | None, output_len: int | None, split: int | None,
+            concurrency: int | None, h2o_keep: float, no_flash_attention: bool, csv_path: str | None, as_json: bool) -> None:
+    """Predict TTFT, TPOT, throughput and memory for one configuration (or a CSV of them).
+
+    Example: guideopt predict --model meta-llama/Llama-2-7b-hf --gpu a100-sxm4-80gb --batch 16 --input-len 512 --output-len 128
+    """
+    if csv_path:
+        text = sys.stdin.read() if csv_path == "-" else _read(csv_path)
+        click.echo(api.predict_csv_text(text), nl=False)
+        return
+    for name, value in (("--model", model), ("--gpu", gpu), ("--input-len", input_len), ("--output-len", output_len)):
+        if value is None:
+            raise click.UsageError(f"{name} is required (or give --csv FILE)")
+    request = {
+        "model": model, "gpu": gpu, "num_gpus": num_gpus, "tp": tp, "pp": pp, "framework": framework, "dtype": dtype,
+        "kv_dtype": kv_dtype, "batch": batch, "input_len": input_len, "output_len": output_len, "split": split,
+        "concurrency": concurrency, "h2o_keep": h2o_keep, "flash_attention": not no_flash_attention,
+    }
+    pred = api.predict({k: v for k, v in request.items() if v is not None}).as_dict()
+    if as_json:
+        _json(pred)
+    else:
+        click.echo(prediction_text(pred))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError as exc:
+        raise GuideoptError(f"csv: cannot read {path} ({exc.strerror})") from None
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["gpus", "models", "frameworks"]))
+@json_option
+@handle_errors
+def catalog(kind: str, as_json: bool) -> None:
+    """List the bundled GPUs, models or frameworks.
+
+    Example: guideopt catalog gpus --json
+    """
+    cat = load_catalog()
+    if kind == "gpus":
+        rows = [{"id": g.id, "name": g.name, "arch": g.arch, "memory_gb": round(g.memory_gb, 2), "memory_gib": g.memory_gib,
+                 "hbm_bw_gb_s": g.hbm_bw_gb_s, "fp16_tflops": g.peak_tflops.fp16, "link": g.link.value,
+                 "usd_per_hour": g.usd_per_hour, "price_source": g.price_source} for g in cat.gpus.values()]
+        cols = ["id", "arch", "memory_gib", "hbm_bw_gb_s", "fp16_tflops", "link", "usd_per_hour"]
+    elif kind == "models":
+        rows = [{"id": m.id, "num_params": m.num_params, "num_active_params": m.num_active_params, "layers": m.num_layers,
+                 "hidden_size": m.hidden_size, "heads": m.num_heads, "kv_heads": m.num_kv_heads,
+                 "kv_bytes_per_token_fp16": int(m.kv_bytes_per_token(2.0)), "experts": m.num_experts} for m in cat.models.values()]
+        cols = ["id", "num_params", "layers", "heads", "kv_heads", "kv_bytes_per_token_fp16", "experts"]
+    else:
+        rows = [{"id": f.id, "name": f.name, "version": f.version, "memory_fraction": f.memory_fraction,
+                 "memory_fraction_of": f.memory_fraction_of.value, "kv_block_tokens": f.kv_block_tokens,
+                 "max_num_batched_tokens": f.max_num_batched_tokens, "chunked_prefill": f.chunked_prefill} for f in cat.frameworks.values()]
+        cols = ["id", "version", "memory_fraction", "memory_fraction_of", "kv_block_tokens", "max_num_batched_tokens"]
+    if as_json:
+        _json(rows)
+    else:
+        click.echo(table(cols, [[r[c] for c in cols] for r in rows]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure, vectorised cost functions: roofline latency, memory and communication."""

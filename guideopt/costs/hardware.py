@@ -1,0 +1,84 @@
+"""Per-option hardware figures as numpy arrays: datasheet peaks × calibrated efficiencies.
+
+``HardwareArrays`` is what the roofline functions consume; ``hardware_arrays`` builds it
+for a vector of (GPU, framework, weight dtype) choices in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from guideopt.model.calibration import Calibration
+from guideopt.model.dtype import ACTIVATION_DTYPE, Dtype
+from guideopt.model.framework import Framework
+from guideopt.model.gpu import Gpu, LinkClass
+from guideopt.units import BYTES_PER_S_PER_GB_S, S_PER_MS, S_PER_US
+
+# A 2-way NVLink bridge joins only pairs of GPUs; larger TP groups fall back to PCIe.
+NVLINK_BRIDGE_GROUP = 2
+
+
+@dataclass(frozen=True)
+class HardwareArrays:
+    """Achieved (not peak) rates per option; every field is an array of the same shape."""
+
+    gemm_flops_per_s: np.ndarray  # linear layers, in the weight dtype's tensor path
+    attn_flops_per_s: np.ndarray  # attention math (16-bit tensor path)
+    mem_bytes_per_s: np.ndarray  # HBM streaming
+    kernel_overhead_s: np.ndarray  # fixed cost per kernel
+    link_bytes_per_s: np.ndarray  # achieved all-reduce bus bandwidth inside a TP group
+    pcie_bytes_per_s: np.ndarray  # achieved bus bandwidth when the group spills onto PCIe
+    link_scales_with_group: np.ndarray  # 1 where bandwidth grows with the group (xGMI mesh)
+    link_group_max: np.ndarray  # largest TP group that stays on the fast link
+    allreduce_latency_s: np.ndarray
+    p2p_latency_s: np.ndarray
+    p2p_bytes_per_s: np.ndarray
+    decode_step_overhead_s: np.ndarray
+    prefill_step_overhead_s: np.ndarray
+    memory_bytes: np.ndarray
+
+
+def hardware_arrays(
+    gpus: Sequence[Gpu],
+    frameworks: Sequence[Framework],
+    dtypes: Sequence[Dtype],
+    calibration: Calibration,
+) -> HardwareArrays:
+    """Arrays for options i = (gpus[i], frameworks[i], dtypes[i])."""
+    rows = [_row(g, f, d, calibration) for g, f, d in zip(gpus, frameworks, dtypes, strict=True)]
+    fields = HardwareArrays.__dataclass_fields__
+    return HardwareArrays(**{name: np.array([r[name] for r in rows], dtype=float) for name in fields})
+
+
+def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, float]:
+    dev, _ = cal.device(gpu.id, gpu.arch)
+    fw_eff = cal.frameworks[fw.id]
+    link_cal = cal.links[gpu.link.value]
+    pcie_cal = cal.links[LinkClass.PCIE.value]
+    speed = fw_eff.kernel_efficiency
+    link_bw = gpu.link_bw_bytes_per_s()
+    if gpu.link is LinkClass.XGMI:
+        # xGMI is a full mesh of point-to-point links: a TP group of t GPUs drives t−1 of
+        # the node's links, so its bandwidth grows with the group (see interconnect.md).
+        link_bw = link_bw / max(gpu.gpus_per_node - 1, 1)
+    pcie_bw = gpu.pcie_bw_unidir_gb_s * BYTES_PER_S_PER_GB_S
+    group = {LinkClass.NVLINK_BRIDGE: NVLINK_BRIDGE_GROUP, LinkClass.PCIE: gpu.gpus_per_node}.get(gpu.link, gpu.gpus_per_node)
+    return {
+        "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.compute_eff * speed,
+        "attn_flops_per_s": gpu.tensor_flops_per_s(ACTIVATION_DTYPE) * dev.attn_compute_eff * speed,
+        "mem_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.mem_eff * speed,
+        "kernel_overhead_s": dev.kernel_overhead_us * S_PER_US,
+        "link_bytes_per_s": link_bw * link_cal.busbw_fraction,
+        "link_scales_with_group": float(gpu.link is LinkClass.XGMI),
+        "pcie_bytes_per_s": pcie_bw * pcie_cal.busbw_fraction,
+        "link_group_max": float(group),
+        "allreduce_latency_s": link_cal.allreduce_latency_us * S_PER_US,
+        "p2p_latency_s": link_cal.p2p_latency_us * S_PER_US,
+        "p2p_bytes_per_s": link_bw * link_cal.busbw_fraction if gpu.link is not LinkClass.PCIE else pcie_bw * pcie_cal.busbw_fraction,
+        "decode_step_overhead_s": fw_eff.decode_step_overhead_ms * S_PER_MS,
+        "prefill_step_overhead_s": fw_eff.prefill_step_overhead_ms * S_PER_MS,
+        "memory_bytes": gpu.memory_bytes,
+    }

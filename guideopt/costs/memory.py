@@ -1,0 +1,123 @@
+"""Memory per GPU: weights, KV cache, activation peak and framework overhead (GUIDE §3.3).
+
+All functions are pure and vectorised; sizes are in bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from guideopt.costs.roofline import ACT_BYTES, kv_heads_per_gpu
+from guideopt.model.dtype import LOGIT_BYTES
+from guideopt.model.framework import Framework, MemoryFractionOf
+from guideopt.model.llm import ModelArch
+from guideopt.units import BYTES_PER_GIB
+
+# Live activations per token at the peak of a forward pass: the residual stream, the
+# normed input and attention output (3 hidden vectors), QKV, and the MLP's gate/up
+# output plus the activation result (3 ffn-wide vectors, per TP shard).
+PEAK_HIDDEN_VECTORS = 3
+PEAK_FFN_VECTORS = 3
+
+
+@dataclass(frozen=True)
+class MemoryArrays:
+    weights_bytes: np.ndarray
+    activation_bytes: np.ndarray
+    overhead_bytes: np.ndarray
+    kv_pool_bytes: np.ndarray  # what the engine sets aside for KV (may be negative: does not fit)
+    kv_bytes_per_token: np.ndarray  # per GPU
+    kv_tokens: np.ndarray  # paged-block-rounded KV capacity per GPU group (tokens)
+    usable_bytes: np.ndarray  # what the framework lets itself use in total
+
+
+def weights_per_gpu_bytes(arch: ModelArch, *, tp, pp, w_bytes) -> np.ndarray:
+    """Largest stage's weights on one GPU; embeddings and LM head stay 16-bit, vocab-parallel."""
+    tp = np.asarray(tp, dtype=float)
+    pp = np.asarray(pp, dtype=float)
+    h, d = arch.hidden_size, arch.head_dim
+    q = arch.q_dim / tp
+    kv = 2 * kv_heads_per_gpu(arch, tp) * d
+    attn = h * (q + kv) + q * h
+    mlp = arch.num_experts * arch.expert_params / tp + arch.router_params
+    layer = attn + mlp + 2 * h
+    head = 0.0 if arch.tie_word_embeddings else arch.lm_head_params
+    emb = arch.embedding_params
+    # PP>1: the first stage holds the embedding, the last the LM head (a tied head is copied).
+    edge_pp1 = emb + head
+    edge_ppn = max(emb, arch.lm_head_params)
+    edge = np.where(pp > 1, edge_ppn, edge_pp1) / tp
+    layers = np.ceil(arch.num_layers / pp)
+    return layers * layer * w_bytes + edge * ACT_BYTES
+
+
+def kv_bytes_per_token_per_gpu(arch: ModelArch, *, tp, pp, kv_bytes, kv_keep=1.0) -> np.ndarray:
+    """KV bytes one token costs on one GPU (largest stage), scaled by an H2O keep ratio."""
+    layers = np.ceil(arch.num_layers / np.asarray(pp, dtype=float))
+    return 2.0 * layers * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_bytes * kv_keep
+
+
+def activation_peak_bytes(arch: ModelArch, *, tp, token_budget, max_seqs) -> np.ndarray:
+    """Peak activation memory of a forward pass of ``token_budget`` tokens, plus fp32 logits."""
+    tp = np.asarray(tp, dtype=float)
+    ffn = arch.intermediate_size * (arch.experts_per_token if arch.is_moe else 1)
+    per_token = PEAK_HIDDEN_VECTORS * arch.hidden_size + (arch.q_dim + 2 * arch.kv_dim) / tp + PEAK_FFN_VECTORS * ffn / tp
+    logits = np.minimum(max_seqs, token_budget) * arch.vocab_size / tp * LOGIT_BYTES
+    return token_budget * per_token * ACT_BYTES + logits
+
+
+def framework_overhead_bytes(fw: Framework, *, tp) -> np.ndarray:
+    tp = np.asarray(tp, dtype=float)
+    gib = fw.non_torch_gib + fw.cuda_graph_gib + np.where(tp > 1, fw.comm_buffer_gib_per_tp, 0.0)
+    return gib * BYTES_PER_GIB
+
+
+def kv_pool_bytes(fw: Framework, *, gpu_memory_bytes, weights, activation, overhead) -> tuple[np.ndarray, np.ndarray]:
+    """KV-cache pool per GPU and the total the engine may use, by the framework's rule."""
+    mem = np.asarray(gpu_memory_bytes, dtype=float)
+    reserve = fw.reserve_gib * BYTES_PER_GIB
+    others = weights + activation + overhead
+    if fw.memory_fraction_of is MemoryFractionOf.TOTAL:
+        usable = mem * fw.memory_fraction
+        pool = usable - others
+    elif fw.memory_fraction_of is MemoryFractionOf.FREE_AFTER_LOAD:
+        pool = fw.memory_fraction * (mem - others - reserve)
+        usable = others + pool
+    else:  # RESERVE
+        usable = mem - reserve
+        pool = usable - others
+    return pool, usable
+
+
+def memory_arrays(
+    arch: ModelArch,
+    fw: Framework,
+    *,
+    gpu_memory_bytes,
+    tp,
+    pp,
+    w_bytes,
+    kv_bytes,
+    token_budget,
+    kv_keep=1.0,
+) -> MemoryArrays:
+    weights = weights_per_gpu_bytes(arch, tp=tp, pp=pp, w_bytes=w_bytes)
+    act = activation_peak_bytes(arch, tp=tp, token_budget=token_budget, max_seqs=fw.max_num_seqs)
+    overhead = framework_overhead_bytes(fw, tp=tp) + np.zeros_like(weights)
+    pool, usable = kv_pool_bytes(fw, gpu_memory_bytes=gpu_memory_bytes, weights=weights, activation=act, overhead=overhead)
+    per_token = kv_bytes_per_token_per_gpu(arch, tp=tp, pp=pp, kv_bytes=kv_bytes, kv_keep=kv_keep)
+    block = fw.kv_block_tokens
+    tokens = np.floor(np.maximum(pool, 0.0) / per_token / block) * block
+    return MemoryArrays(weights, act, overhead, pool, per_token, tokens, usable)
+
+
+def tokens_per_sequence(seq_len, block_tokens) -> np.ndarray:
+    """KV slots one sequence occupies once rounded up to whole pages."""
+    return np.ceil(np.asarray(seq_len, dtype=float) / block_tokens) * block_tokens
+
+
+def max_batch(kv_tokens, seq_len, block_tokens) -> np.ndarray:
+    """Largest number of sequences of ``seq_len`` tokens whose KV fits at once."""
+    return np.floor(kv_tokens / tokens_per_sequence(seq_len, block_tokens))

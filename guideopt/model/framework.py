@@ -1,0 +1,43 @@
+"""Serving-framework profile as stored in ``catalogs/frameworks/*.yaml``.
+
+Only the defaults that decide memory and batching live here (from the engines' source,
+see ``shared/reference/frameworks.md``); fitted speed parameters live in
+``catalogs/calibration.yaml``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field
+
+from guideopt.model.base import StrictModel
+
+
+class MemoryFractionOf(str, Enum):
+    """What the framework's memory fraction is a fraction of."""
+
+    TOTAL = "total"  # vLLM gpu_memory_utilization, SGLang mem_fraction_static: of the whole GPU
+    FREE_AFTER_LOAD = "free_after_load"  # TRT-LLM free_gpu_memory_fraction: of what is left after weights
+    RESERVE = "reserve"  # DeepSpeed-FastGen: everything but a fixed reserve
+
+
+class Framework(StrictModel):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str
+    version: str = Field(description="engine version whose defaults these are")
+    memory_fraction: float = Field(gt=0, le=1)
+    memory_fraction_of: MemoryFractionOf
+    reserve_gib: float = Field(ge=0, description="memory the engine keeps back beyond its fraction (FastGen's RESERVE size)")
+    non_torch_gib: float = Field(ge=0, description="CUDA context, cuBLAS workspace and allocator slack per GPU")
+    comm_buffer_gib_per_tp: float = Field(ge=0, description="NCCL / custom all-reduce buffers per GPU when TP > 1")
+    cuda_graph_gib: float = Field(ge=0, description="CUDA-graph memory per GPU")
+    kv_block_tokens: int = Field(ge=1, description="KV-cache page (block) size in tokens")
+    max_num_batched_tokens: int = Field(gt=0, description="default token budget per forward pass (split size)")
+    max_num_seqs: int = Field(gt=0, description="default max sequences per forward pass")
+    chunked_prefill: bool = Field(description="prefill split into chunks of the token budget (vLLM V1 chunked prefill, FastGen Dynamic SplitFuse)")
+    split_sizes: list[int] = Field(min_length=1, description="token budgets the planner may choose")
+    flash_attention: bool = True
+    launch_template: str = ""
+    sources: list[str] = Field(min_length=1)
+    notes: str = ""

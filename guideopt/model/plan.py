@@ -1,0 +1,64 @@
+"""What the planner returns (JSON shape of ``shared/docs/CONTRACT.md``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Metrics(_Out):
+    ttft_ms: float
+    tpot_ms: float
+    batch_latency_s: float
+    decode_throughput_tok_s: float
+    output_throughput_tok_s: float
+    total_throughput_tok_s: float
+    prefill_throughput_tok_s: float
+
+
+class MemoryBreakdown(_Out):
+    weights_gb: float
+    kv_cache_gb: float  # KV the batch needs
+    activation_gb: float
+    overhead_gb: float
+    total_per_gpu_gb: float
+    gpu_memory_gb: float
+    kv_pool_gb: float  # KV the engine sets aside (extension)
+    usable_gb: float  # what the engine lets itself use (extension)
+
+
+class Group(_Out):
+    gpu: str
+    framework: str
+    dtype: str
+    kv_dtype: str
+    replicas: int
+    tp: int
+    pp: int
+    batch: int
+    split: int
+    metrics: Metrics
+    memory: MemoryBreakdown
+    usd_per_hour: float
+    num_gpus: int
+
+
+class Plan(_Out):
+    rank: int
+    num_gpus: int
+    gpu_counts: dict[str, int]
+    usd_per_hour: float
+    metrics: Metrics
+    groups: list[Group]
+
+
+class PlanResult(_Out):
+    status: str
+    objective: list[str]
+    solve_time_s: float
+    plans: list[Plan] = Field(default_factory=list)
+    explanation: str | None = None
+    objective_values: list[float] = Field(default_factory=list)

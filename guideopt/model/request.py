@@ -1,0 +1,143 @@
+"""The planning request: one pydantic model behind both the CLI flags and constraints files.
+
+Its structure is the constraints-file format of ``shared/docs/CONTRACT.md``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Union
+
+from pydantic import Field, field_validator, model_validator
+
+from guideopt.model.base import StrictModel
+from guideopt.model.dtype import Dtype
+
+
+class ObjectiveTerm(str, Enum):
+    THROUGHPUT = "throughput"  # maximise whole-deployment output tokens/s
+    LATENCY = "latency"  # minimise batch latency (per replica)
+    TTFT = "ttft"
+    TPOT = "tpot"
+    COST = "cost"  # minimise $/hour
+
+
+DEFAULT_OBJECTIVE = (ObjectiveTerm.THROUGHPUT, ObjectiveTerm.LATENCY, ObjectiveTerm.COST)
+DEFAULT_TP = (1, 2, 4, 8)
+DEFAULT_PP = (1, 2, 4)
+DEFAULT_TOP = 3
+# Batch sizes the planner considers per replica when the workload leaves it free.
+DEFAULT_BATCH_CHOICES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+class Workload(StrictModel):
+    input_len: int = Field(gt=0, description="prompt tokens per request")
+    output_len: int = Field(gt=0, description="generated tokens per request")
+    batch: int | None = Field(default=None, gt=0, description="fixed batch per replica; else the solver picks it")
+
+
+class Budget(StrictModel):
+    usd_per_hour: float = Field(gt=0, description="ceiling on the deployment's $/hour")
+
+
+class GpuAllowance(StrictModel):
+    max: int | None = Field(default=None, ge=0, description="GPUs of this type that can be had")
+    usd_per_hour: float | None = Field(default=None, gt=0, description="price override per GPU-hour")
+
+
+class Parallelism(StrictModel):
+    tp: list[int] = Field(default_factory=lambda: list(DEFAULT_TP), min_length=1)
+    pp: list[int] = Field(default_factory=lambda: list(DEFAULT_PP), min_length=1)
+    max_gpus: int | None = Field(default=None, gt=0)
+
+    @field_validator("tp", "pp")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        bad = [v for v in values if v < 1]
+        if bad:
+            raise ValueError(f"values must be >= 1, got {bad}")
+        return sorted(set(values))
+
+
+class Slo(StrictModel):
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+    batch_latency_s: float | None = Field(default=None, gt=0)
+    min_output_throughput_tok_s: float | None = Field(default=None, gt=0)
+
+
+class PlanRequest(StrictModel):
+    model: str = Field(min_length=1, description="catalog id or path to a config.json")
+    workload: Workload
+    budget: Budget
+    gpus: dict[str, Union[int, GpuAllowance]] | None = Field(default=None, description="allowed GPU types and how many of each")
+    parallelism: Parallelism = Field(default_factory=Parallelism)
+    framework: Union[str, list[str]] = Field(default="vllm", description="an id, a list of ids, or 'any'")
+    precision: list[Dtype] = Field(default_factory=lambda: [Dtype.FP16], min_length=1)
+    kv_dtype: Dtype | None = None
+    slo: Slo = Field(default_factory=Slo)
+    objective: list[ObjectiveTerm] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVE), min_length=1)
+    top: int = Field(default=DEFAULT_TOP, ge=1, le=50)
+    heterogeneous: bool = False
+
+    @field_validator("objective")
+    @classmethod
+    def _no_repeats(cls, terms: list[ObjectiveTerm]) -> list[ObjectiveTerm]:
+        if len(set(terms)) != len(terms):
+            raise ValueError("objective terms must not repeat")
+        return terms
+
+    @model_validator(mode="after")
+    def _gpu_counts(self) -> "PlanRequest":
+        for gpu_id, allowance in (self.gpus or {}).items():
+            if isinstance(allowance, int) and allowance < 0:
+                raise ValueError(f"gpus.{gpu_id}: count must be >= 0, got {allowance}")
+        return self
+
+    def allowance(self, gpu_id: str) -> GpuAllowance:
+        value = (self.gpus or {}).get(gpu_id)
+        if value is None:
+            return GpuAllowance()
+        return GpuAllowance(max=value) if isinstance(value, int) else value
+
+    def framework_ids(self, known: list[str]) -> list[str]:
+        if self.framework == "any":
+            return sorted(known)
+        return [self.framework] if isinstance(self.framework, str) else list(self.framework)
+
+
+class PredictRequest(StrictModel):
+    """One configuration to predict (``guideopt predict``)."""
+
+    model: str = Field(min_length=1)
+    gpu: str = Field(min_length=1)
+    num_gpus: int | None = Field(default=None, gt=0, description="all GPUs; replicas = num_gpus / (tp·pp)")
+    tp: int | None = Field(default=None, gt=0)
+    pp: int = Field(default=1, gt=0)
+    framework: str = "vllm"
+    dtype: Dtype = Dtype.FP16
+    kv_dtype: Dtype | None = None
+    batch: int = Field(default=1, gt=0, description="requests submitted together to the whole deployment")
+    input_len: int = Field(gt=0)
+    output_len: int = Field(gt=0)
+    split: int | None = Field(default=None, gt=0, description="token budget per forward pass; default: the framework's")
+    concurrency: int | None = Field(default=None, gt=0, description="closed-loop clients instead of a static batch")
+    h2o_keep: float = Field(default=1.0, gt=0, le=1, description="H2O heavy-hitter KV keep ratio (1 = full cache)")
+    flash_attention: bool = True
+
+    @model_validator(mode="after")
+    def _layout(self) -> "PredictRequest":
+        tp = self.resolved_tp
+        if self.num_gpus is not None and self.num_gpus % (tp * self.pp):
+            raise ValueError(f"num_gpus {self.num_gpus} is not a multiple of tp·pp = {tp * self.pp}")
+        return self
+
+    @property
+    def resolved_tp(self) -> int:
+        if self.tp is not None:
+            return self.tp
+        return max((self.num_gpus or 1) // self.pp, 1)
+
+    @property
+    def replicas(self) -> int:
+        return (self.num_gpus or self.resolved_tp * self.pp) // (self.resolved_tp * self.pp)

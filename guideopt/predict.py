@@ -1,0 +1,135 @@
+"""Predict the metrics of one configuration (``guideopt predict``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from guideopt.catalog import Catalog, load_catalog
+from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
+from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
+from guideopt.model.plan import MemoryBreakdown, Metrics
+from guideopt.model.request import PredictRequest
+from guideopt.units import BYTES_PER_GB
+
+
+@dataclass(frozen=True)
+class Prediction:
+    request: PredictRequest
+    metrics: Metrics
+    memory: MemoryBreakdown
+    replicas: int
+    batch_per_replica: int
+    waves: int
+    kv_cache_tokens: int
+    max_batch: int
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.request.model,
+            "gpu": self.request.gpu,
+            "framework": self.request.framework,
+            "dtype": self.request.dtype.value,
+            "num_gpus": self.replicas * self.request.resolved_tp * self.request.pp,
+            "replicas": self.replicas,
+            "tp": self.request.resolved_tp,
+            "pp": self.request.pp,
+            "batch": self.request.batch,
+            "batch_per_replica": self.batch_per_replica,
+            "input_len": self.request.input_len,
+            "output_len": self.request.output_len,
+            "waves": self.waves,
+            "kv_cache_tokens": self.kv_cache_tokens,
+            "max_batch": self.max_batch,
+            "metrics": self.metrics.model_dump(),
+            "memory": self.memory.model_dump(),
+        }
+
+
+def memory_breakdown(table: OptionTable, i: int) -> MemoryBreakdown:
+    mem = table.memory
+    per_seq = table.space.input_len + table.space.output_len
+    running = min(float(table.batch[i]), max(float(table.running_cap[i]), 1.0))
+    kv_needed = running * per_seq * float(mem.kv_bytes_per_token[i])
+    total = float(mem.weights_bytes[i] + mem.activation_bytes[i] + mem.overhead_bytes[i]) + kv_needed
+    gpu = table.space.gpus[int(table.gpu_idx[i])]
+    return MemoryBreakdown(
+        weights_gb=float(mem.weights_bytes[i]) / BYTES_PER_GB,
+        kv_cache_gb=kv_needed / BYTES_PER_GB,
+        activation_gb=float(mem.activation_bytes[i]) / BYTES_PER_GB,
+        overhead_gb=float(mem.overhead_bytes[i]) / BYTES_PER_GB,
+        total_per_gpu_gb=total / BYTES_PER_GB,
+        gpu_memory_gb=gpu.memory_bytes / BYTES_PER_GB,
+        kv_pool_gb=max(float(mem.kv_pool_bytes[i]), 0.0) / BYTES_PER_GB,
+        usable_gb=float(mem.usable_bytes[i]) / BYTES_PER_GB,
+    )
+
+
+def scaled_metrics(table: OptionTable, i: int, replicas: int) -> Metrics:
+    """Per-replica latencies, whole-deployment throughputs."""
+    m = table.metrics.as_contract_dict(i)
+    for key in ("decode_throughput_tok_s", "output_throughput_tok_s", "total_throughput_tok_s", "prefill_throughput_tok_s"):
+        m[key] *= replicas
+    return Metrics(**m)
+
+
+def _default_split(req: PredictRequest, fw) -> int:
+    if req.split is not None:
+        return req.split
+    if fw.chunked_prefill:
+        return fw.max_num_batched_tokens
+    return max(fw.max_num_batched_tokens, req.input_len)
+
+
+def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Prediction:
+    cat = catalog or load_catalog()
+    arch = cat.model(req.model)
+    gpu = cat.gpu(req.gpu)
+    fw = cat.framework(req.framework)
+    tp = req.resolved_tp
+    if not bool(tp_is_valid(arch, np.array([tp]))[0]):
+        raise InvalidRequestError(f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try a divisor such as {_divisor_hint(arch)})")
+    if tp > gpu.gpus_per_node:
+        raise InvalidRequestError(f"tp: {tp} exceeds the {gpu.gpus_per_node} GPUs of a {gpu.id} node (use tp <= {gpu.gpus_per_node} and pp or replicas for more)")
+    if req.pp > arch.num_layers:
+        raise InvalidRequestError(f"pp: {req.pp} exceeds the model's {arch.num_layers} layers")
+    if req.concurrency is not None:
+        from guideopt.costs.serving import predict_serving  # closed-loop mode
+
+        return predict_serving(req, cat, arch, gpu, fw)
+    replicas = req.replicas
+    per_replica = -(-req.batch // replicas)
+    split = _default_split(req, fw)
+    if not fw.chunked_prefill and split < req.input_len:
+        raise InvalidRequestError(f"split: {split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)")
+    space = OptionSpace(
+        gpus=[gpu], frameworks=[fw], dtypes=[req.dtype], tp=[tp], pp=[req.pp], batch=[per_replica],
+        input_len=req.input_len, output_len=req.output_len, kv_dtype=req.kv_dtype, split=[split],
+        h2o_keep=req.h2o_keep, flash_attention=req.flash_attention, allow_waves=True,
+    )
+    table = build_option_table(arch, space, cat)
+    if not bool(table.fits[0]):
+        raise NoFeasiblePlanError(_does_not_fit(table))
+    return Prediction(
+        request=req, metrics=scaled_metrics(table, 0, replicas), memory=memory_breakdown(table, 0), replicas=replicas,
+        batch_per_replica=per_replica, waves=int(table.metrics.waves[0]), kv_cache_tokens=int(table.memory.kv_tokens[0]),
+        max_batch=int(table.running_cap[0]),
+    )
+
+
+def _divisor_hint(arch) -> str:
+    good = [t for t in (1, 2, 4, 8) if bool(tp_is_valid(arch, np.array([t]))[0])]
+    return ", ".join(str(t) for t in good)
+
+
+def _does_not_fit(table: OptionTable) -> str:
+    mem = table.memory
+    gpu = table.space.gpus[0]
+    need = float(mem.weights_bytes[0] + mem.activation_bytes[0] + mem.overhead_bytes[0])
+    one_seq = (table.space.input_len + table.space.output_len) * float(mem.kv_bytes_per_token[0])
+    return (
+        f"does not fit: {table.arch.id} needs {need / BYTES_PER_GB:.1f} GB per GPU for weights, activations and overhead "
+        f"plus {one_seq / BYTES_PER_GB:.2f} GB of KV per request, but {gpu.id} at tp={int(table.tp[0])}, pp={int(table.pp[0])} "
+        f"lets the engine use {float(mem.usable_bytes[0]) / BYTES_PER_GB:.1f} GB (use more TP/PP, a larger GPU or a lower precision)"
+    )

@@ -1,0 +1,1 @@
+"""CP-SAT planner over the precomputed option tables."""

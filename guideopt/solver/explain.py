@@ -1,0 +1,94 @@
+"""Say why nothing is feasible, and by how much each conflicting constraint must move."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from guideopt.costs.tables import tp_is_valid
+from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.solver import cpsat
+from guideopt.solver.options import PlanOptions
+from guideopt.units import BYTES_PER_GB
+
+
+def explain_no_fitting_option(opts: PlanOptions, req: PlanRequest) -> tuple[str, list[str]]:
+    """Nothing fits in memory (or no TP/PP layout is valid): say what is needed."""
+    table = opts.all_options
+    arch = opts.arch
+    if len(table) == 0:
+        valid = [t for t in (1, 2, 4, 8, 16) if bool(tp_is_valid(arch, np.array([t]))[0])]
+        return (
+            f"parallelism.tp: none of {req.parallelism.tp} divides {arch.id}'s {arch.num_heads} heads "
+            f"({arch.num_kv_heads} KV heads) within one node; valid TP sizes are {valid}",
+            ["parallelism.tp"],
+        )
+    mem = table.memory
+    need = mem.weights_bytes + mem.activation_bytes + mem.overhead_bytes
+    best = int(np.argmin(need - mem.usable_bytes))
+    gpu = table.space.gpus[int(table.gpu_idx[best])]
+    weights_total = arch.num_params * min(d.bytes for d in req.precision) / BYTES_PER_GB
+    largest = max(g.memory_gb for g in table.space.gpus)
+    batch = f"a batch of {req.workload.batch}" if req.workload.batch else "even one request"
+    msg = (
+        f"memory: no configuration fits: the weights alone need {weights_total:.1f} GB; the largest allowed GPU has "
+        f"{largest:.1f} GB, and the closest fit ({gpu.id}, tp={int(table.tp[best])}, pp={int(table.pp[best])}) needs "
+        f"{float(need[best]) / BYTES_PER_GB:.1f} GB per GPU before the KV cache of {batch} "
+        f"(its engine may use {float(mem.usable_bytes[best]) / BYTES_PER_GB:.1f} GB). "
+        f"Allow larger TP/PP (parallelism.tp/pp), bigger GPUs, or a lower precision (int8/int4)"
+    )
+    return msg, ["memory", "parallelism.tp", "parallelism.pp", "precision"]
+
+
+_RELAX_TERM = {
+    "budget.usd_per_hour": ObjectiveTerm.COST,
+    "slo.ttft_ms": ObjectiveTerm.TTFT,
+    "slo.tpot_ms": ObjectiveTerm.TPOT,
+    "slo.batch_latency_s": ObjectiveTerm.LATENCY,
+    "slo.min_output_throughput_tok_s": ObjectiveTerm.THROUGHPUT,
+}
+
+
+def _relaxed_value(opts: PlanOptions, req: PlanRequest, name: str, core: list[str]) -> float | None:
+    """Best value of the quantity behind ``name`` with the rest of the conflict kept."""
+    every = set(cpsat.violations(cpsat.candidates(opts, req), req, opts))
+    skip = frozenset(every - set(core) | {name})
+    c = cpsat.candidates(opts, req, skip=skip)
+    broken = cpsat.violations(c, req, opts, skip=skip)
+    ok = ~np.any(np.stack(list(broken.values())), axis=0) if broken else np.ones(len(c), dtype=bool)
+    if not ok.any():
+        return None
+    if name in _RELAX_TERM:
+        values = c.term_values(_RELAX_TERM[name])[ok]
+        best = float(values.min())
+        return -best if name == "slo.min_output_throughput_tok_s" else best
+    if name == "parallelism.max_gpus":
+        return float(c.gpus[ok].min())
+    gpu_id = name.split(".", 1)[1]
+    idx = next(i for i, g in enumerate(opts.table.space.gpus) if g.id == gpu_id)
+    of_type = ok & (c.gpu_idx == idx)
+    return float(c.gpus[of_type].min()) if of_type.any() else None
+
+
+def _describe(name: str, req: PlanRequest, value: float | None) -> str:
+    if value is None:
+        return f"{name}: relaxing it alone does not help"
+    slo = req.slo
+    if name == "budget.usd_per_hour":
+        return f"budget.usd_per_hour: ${req.budget.usd_per_hour:.2f}/h is too little; a budget of ${value / cpsat.MILLI_USD_PER_USD:.2f}/h or more would allow a plan"
+    if name == "slo.ttft_ms":
+        return f"slo.ttft_ms: TTFT <= {slo.ttft_ms:g} ms is below the fastest possible {value / 1e3:.1f} ms"
+    if name == "slo.tpot_ms":
+        return f"slo.tpot_ms: TPOT <= {slo.tpot_ms:g} ms is below the fastest possible {value / 1e3:.2f} ms"
+    if name == "slo.batch_latency_s":
+        return f"slo.batch_latency_s: batch latency <= {slo.batch_latency_s:g} s is below the fastest possible {value / 1e6:.2f} s"
+    if name == "slo.min_output_throughput_tok_s":
+        return f"slo.min_output_throughput_tok_s: {slo.min_output_throughput_tok_s:g} tok/s is above the most reachable {value / cpsat.DECI_TOK_PER_TOK:.0f} tok/s"
+    if name == "parallelism.max_gpus":
+        return f"parallelism.max_gpus: {req.parallelism.max_gpus} GPUs are too few; {value:.0f} or more would allow a plan"
+    return f"{name}: {req.allowance(name.split('.', 1)[1]).max} GPUs of this type are too few; {value:.0f} would allow a plan"
+
+
+def explain_conflict(opts: PlanOptions, req: PlanRequest, core: list[str]) -> tuple[str, list[str]]:
+    names = core or list(_RELAX_TERM)
+    parts = [_describe(n, req, _relaxed_value(opts, req, n, names)) for n in names]
+    return "no plan satisfies these constraints together: " + "; ".join(parts), names

@@ -1,0 +1,139 @@
+"""Solve a PlanRequest: top-k distinct plans, each optimal under the lexicographic objective."""
+
+from __future__ import annotations
+
+import time
+
+from guideopt.catalog import Catalog, load_catalog
+from guideopt.errors import NoFeasiblePlanError
+from guideopt.model.plan import Group, Metrics, Plan, PlanResult
+from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.predict import memory_breakdown, scaled_metrics
+from guideopt.solver import cpsat
+from guideopt.solver.explain import explain_conflict, explain_no_fitting_option
+import numpy as np
+
+from guideopt.solver.options import PlanOptions, build_plan_options, shape_key
+
+
+def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResult:
+    """Plan a deployment; raises NoFeasiblePlanError (with an explanation) when nothing fits."""
+    cat = catalog or load_catalog()
+    start = time.perf_counter()
+    opts = build_plan_options(req, cat)
+    objective = [t.value for t in req.objective]
+    if len(opts.table) == 0:
+        msg, conflicts = explain_no_fitting_option(opts, req)
+        raise NoFeasiblePlanError(msg, conflicts)
+    cands = cpsat.candidates(opts, req)
+    shapes = shape_key(opts.table)
+    plans: list[Plan] = []
+    excluded: set[int] = set()
+    statuses: list[str] = []
+    first_values: list[float] = []
+    broken = cpsat.violations(cands, req, opts)
+    feasible = ~np.any(np.stack(list(broken.values())), axis=0)
+    if not feasible.any():
+        core = infeasibility_core(cands, req, opts)
+        msg, conflicts = explain_conflict(opts, req, core)
+        raise NoFeasiblePlanError(msg, conflicts)
+    for rank in range(1, req.top + 1):
+        allowed = feasible & ~np.isin(cands.option, list(excluded))
+        if not allowed.any():
+            break
+        # Exact reduction: the lexicographic optimum lies on the Pareto front of the
+        # objective terms among the candidates that satisfy every constraint.
+        pool = np.nonzero(allowed)[0]
+        front = pool[cpsat.pareto_front(np.stack([cands.term_values(t) for t in req.objective], axis=1)[pool])]
+        sub = cands.take(front)
+        handle = cpsat.build_model(sub)
+        cpsat.add_user_constraints(handle, sub, req, opts)
+        result = cpsat.solve_lexicographic(handle, list(req.objective))
+        if result.status == "infeasible":
+            break
+        statuses.append(result.status)
+        if rank == 1:
+            first_values = [_unscale(t, v) for t, v in zip(req.objective, result.values)]
+        picked = int(front[result.picked])
+        option = int(cands.option[picked])
+        excluded.update(np.nonzero(shapes == shapes[option])[0].tolist())
+        replicas = [0] * len(opts.table)
+        replicas[option] = int(cands.replicas[picked])
+        plans.append(extract_plan(opts, replicas, rank))
+    status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
+    return PlanResult(
+        status=status, objective=objective, solve_time_s=time.perf_counter() - start, plans=plans, objective_values=first_values,
+    )
+
+
+def infeasibility_core(cands: cpsat.Candidates, req: PlanRequest, opts: PlanOptions) -> list[str]:
+    """A minimal set of user constraints that no candidate satisfies together.
+
+    Candidates with the same pattern of broken constraints are interchangeable for this
+    question, so CP-SAT sees one per pattern; its sufficient assumptions are then shrunk
+    to a minimal conflict by dropping each constraint that is not needed (deletion filter).
+    """
+    broken = cpsat.violations(cands, req, opts)
+    names = list(broken)
+    matrix = np.stack([broken[n] for n in names], axis=1)
+    _, first = np.unique(matrix, axis=0, return_index=True)
+    sub = cands.take(np.sort(first))
+    handle = cpsat.build_model(sub)
+    cpsat.add_user_constraints(handle, sub, req, opts)
+    core = cpsat.solve_lexicographic(handle, []).core or names
+    for name in list(core):
+        rest = [n for n in core if n != name]
+        if rest and not np.any(~matrix[:, [names.index(n) for n in rest]].any(axis=1)):
+            core = rest  # still infeasible without it: not part of the conflict
+    return core
+
+
+def _unscale(term: ObjectiveTerm, value: int) -> float:
+    if term is ObjectiveTerm.THROUGHPUT:
+        return value / cpsat.DECI_TOK_PER_TOK
+    if term is ObjectiveTerm.COST:
+        return value / cpsat.MILLI_USD_PER_USD
+    return value / cpsat.US_PER_S
+
+
+def extract_plan(opts: PlanOptions, replicas: list[int], rank: int) -> Plan:
+    t = opts.table
+    groups: list[Group] = []
+    for o, n in enumerate(replicas):
+        if n <= 0:
+            continue
+        gpu = t.space.gpus[int(t.gpu_idx[o])]
+        per_replica = int(t.tp[o] * t.pp[o])
+        groups.append(Group(
+            gpu=gpu.id, framework=t.space.frameworks[int(t.fw_idx[o])].id, dtype=t.space.dtypes[int(t.dtype_idx[o])].value,
+            kv_dtype=t.kv_dtype_names[o], replicas=n, tp=int(t.tp[o]), pp=int(t.pp[o]), batch=int(t.batch[o]), split=int(t.split[o]),
+            metrics=scaled_metrics(t, o, n), memory=memory_breakdown(t, o),
+            usd_per_hour=round(n * per_replica * float(t.usd_per_hour_per_gpu[o]), 4), num_gpus=n * per_replica,
+        ))
+    return Plan(
+        rank=rank, num_gpus=sum(g.num_gpus for g in groups), gpu_counts=_gpu_counts(groups),
+        usd_per_hour=round(sum(g.usd_per_hour for g in groups), 4), metrics=plan_metrics(groups), groups=groups,
+    )
+
+
+def _gpu_counts(groups: list[Group]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for g in groups:
+        counts[g.gpu] = counts.get(g.gpu, 0) + g.num_gpus
+    return counts
+
+
+THROUGHPUT_KEYS = ("decode_throughput_tok_s", "output_throughput_tok_s", "total_throughput_tok_s", "prefill_throughput_tok_s")
+
+
+def plan_metrics(groups: list[Group]) -> Metrics:
+    """Throughputs add over groups; latencies are the worst group's."""
+    merged: dict[str, float] = {}
+    for key in Metrics.model_fields:
+        values = [getattr(g.metrics, key) for g in groups]
+        merged[key] = sum(values) if key in THROUGHPUT_KEYS else max(values)
+    return Metrics(**merged)
+
+
+def plan(req: PlanRequest, catalog: Catalog | None = None) -> PlanResult:
+    return solve_request(req, catalog)
