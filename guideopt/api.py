@@ -33,6 +33,11 @@ def validation_message(exc: ValidationError, prefix: str = "") -> str:
     return f"{field}: {first['msg']}{shown}"
 
 
+def validated(model: type[BaseModel], data: Mapping[str, Any] | BaseModel) -> Any:
+    """Validate input into a request model; a bad field becomes an InvalidRequestError."""
+    return _validate(model, data)
+
+
 def _validate(model: type[BaseModel], data: Mapping[str, Any] | BaseModel) -> Any:
     if isinstance(data, model):
         return data
@@ -94,3 +99,11 @@ def predict_csv_text(text: str, catalog: Catalog | None = None) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
+
+
+def capacity(request: Mapping[str, Any] | Any, catalog: Catalog | None = None) -> Any:
+    """Memory capacity, batch/length adjustment and sizing for a load (``guideopt capacity``)."""
+    from guideopt.capacity import CapacityRequest
+    from guideopt.capacity import capacity as run_capacity
+
+    return run_capacity(_validate(CapacityRequest, request), catalog)

@@ -11,7 +11,9 @@ from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, 
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.plan import MemoryBreakdown, Metrics
 from guideopt.model.request import PredictRequest
-from guideopt.units import BYTES_PER_GB
+from guideopt.costs.hardware import hardware_arrays
+from guideopt.costs.serving import ServingInputs, serving_metrics
+from guideopt.units import BYTES_PER_GB, MS_PER_S
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,11 @@ class Prediction:
         }
 
 
-def memory_breakdown(table: OptionTable, i: int) -> MemoryBreakdown:
+def memory_breakdown(table: OptionTable, i: int, running: float | None = None) -> MemoryBreakdown:
     mem = table.memory
     per_seq = table.space.input_len + table.space.output_len
-    running = min(float(table.batch[i]), max(float(table.running_cap[i]), 1.0))
+    if running is None:
+        running = min(float(table.batch[i]), max(float(table.running_cap[i]), 1.0))
     kv_needed = running * per_seq * float(mem.kv_bytes_per_token[i])
     total = float(mem.weights_bytes[i] + mem.activation_bytes[i] + mem.overhead_bytes[i]) + kv_needed
     gpu = table.space.gpus[int(table.gpu_idx[i])]
@@ -94,12 +97,9 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
         raise InvalidRequestError(f"tp: {tp} exceeds the {gpu.gpus_per_node} GPUs of a {gpu.id} node (use tp <= {gpu.gpus_per_node} and pp or replicas for more)")
     if req.pp > arch.num_layers:
         raise InvalidRequestError(f"pp: {req.pp} exceeds the model's {arch.num_layers} layers")
-    if req.concurrency is not None:
-        from guideopt.costs.serving import predict_serving  # closed-loop mode
-
-        return predict_serving(req, cat, arch, gpu, fw)
     replicas = req.replicas
-    per_replica = -(-req.batch // replicas)
+    clients = req.concurrency if req.concurrency is not None else req.batch
+    per_replica = -(-clients // replicas)
     split = _default_split(req, fw)
     if not fw.chunked_prefill and split < req.input_len:
         raise InvalidRequestError(f"split: {split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)")
@@ -111,6 +111,8 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     table = build_option_table(arch, space, cat)
     if not bool(table.fits[0]):
         raise NoFeasiblePlanError(_does_not_fit(table))
+    if req.concurrency is not None:
+        return _serving_prediction(req, table, cat, replicas, per_replica)
     return Prediction(
         request=req, metrics=scaled_metrics(table, 0, replicas), memory=memory_breakdown(table, 0), replicas=replicas,
         batch_per_replica=per_replica, waves=int(table.metrics.waves[0]), kv_cache_tokens=int(table.memory.kv_tokens[0]),
@@ -132,4 +134,33 @@ def _does_not_fit(table: OptionTable) -> str:
         f"does not fit: {table.arch.id} needs {need / BYTES_PER_GB:.1f} GB per GPU for weights, activations and overhead "
         f"plus {one_seq / BYTES_PER_GB:.2f} GB of KV per request, but {gpu.id} at tp={int(table.tp[0])}, pp={int(table.pp[0])} "
         f"lets the engine use {float(mem.usable_bytes[0]) / BYTES_PER_GB:.1f} GB (use more TP/PP, a larger GPU or a lower precision)"
+    )
+
+
+def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, replicas: int, per_replica: int) -> Prediction:
+    """Closed-loop steady state (``concurrency`` clients) instead of a static batch."""
+    fw = table.space.frameworks[0]
+    hw = hardware_arrays(table.space.gpus, [fw], table.space.dtypes, cat.calibration)
+    cap = np.minimum(table.running_cap, fw.max_num_seqs)
+    x = ServingInputs(
+        tp=table.tp.astype(float), pp=table.pp.astype(float), concurrency=np.array([float(per_replica)]),
+        input_len=np.array([float(req.input_len)]), output_len=np.array([float(req.output_len)]),
+        split=table.split.astype(float), chunked=np.array([fw.chunked_prefill]),
+        w_bytes=np.array([req.dtype.bytes]), kv_bytes=table.kv_dtype_bytes, running_cap=cap,
+        kv_keep=np.array([req.h2o_keep]), flash=req.flash_attention,
+    )
+    m = serving_metrics(table.arch, x, hw)
+    rate = float(m.output_throughput_tok_s[0]) / req.output_len * replicas  # requests/s, whole deployment
+    metrics = Metrics(
+        ttft_ms=float(m.ttft_s[0]) * MS_PER_S,
+        tpot_ms=float(m.tpot_s[0]) * MS_PER_S,
+        batch_latency_s=float(m.request_latency_s[0]),
+        decode_throughput_tok_s=rate * max(req.output_len - 1, 0),
+        output_throughput_tok_s=rate * req.output_len,
+        total_throughput_tok_s=rate * (req.input_len + req.output_len),
+        prefill_throughput_tok_s=rate * req.input_len,
+    )
+    return Prediction(
+        request=req, metrics=metrics, memory=memory_breakdown(table, 0, running=float(m.running[0])), replicas=replicas,
+        batch_per_replica=per_replica, waves=1, kv_cache_tokens=int(table.memory.kv_tokens[0]), max_batch=int(table.running_cap[0]),
     )

@@ -1,0 +1,237 @@
+"""Batch capacity planning (GUIDE §3.3): what fits, how long a prompt can be, and how many
+replicas a load needs.
+
+* Memory capacity: KV-cache tokens left after weights, activation peak at the token
+  budget, CUDA-graph/communication buffers and the engine's memory fraction, rounded
+  down to whole KV pages; the largest batch of given lengths; the longest sequence at
+  batch 1.
+* Dynamic batch / sequence-length adjustment (§3.3.1–3.3.2): when a requested batch or
+  length does not fit, the largest that does, and how a batch splits into sub-batches of
+  that size and a prompt into chunks of the split size.
+* Sizing for a load (``rate`` requests/s): the steady-state model of continuous batching
+  in ``costs/serving.py`` gives, for c requests in flight on a replica, the request
+  throughput X(c) = c / cycle(c) (Little's law). A replica sustains a rate λ when some
+  c within its capacity has X(c) ≥ λ; the smallest such c is its operating point, where
+  TTFT/TPOT must meet the SLOs. The smallest replica count n with a valid operating point
+  at λ = rate / n is the answer. Assumes requests of the given fixed lengths, traffic
+  spread evenly over replicas, and arrivals smooth enough that the closed-loop steady
+  state stands for them (no burst queueing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from guideopt.catalog import Catalog, load_catalog
+from guideopt.costs.hardware import hardware_arrays
+from guideopt.costs.memory import tokens_per_sequence
+from guideopt.costs.serving import ServingInputs, serving_metrics
+from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
+from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
+from guideopt.model.base import StrictModel
+from guideopt.model.dtype import Dtype
+from guideopt.model.plan import MemoryBreakdown, Metrics
+from guideopt.predict import memory_breakdown
+from guideopt.units import BYTES_PER_GB, MS_PER_S
+
+# Replica counts tried when sizing for a load before giving up.
+MAX_REPLICAS_FOR_RATE = 1024
+TP_CHOICES_FOR_HINT = (1, 2, 4, 8)
+
+
+class CapacityRequest(StrictModel):
+    model: str
+    gpu: str
+    tp: int | None = None
+    pp: int = 1
+    num_gpus: int | None = None
+    framework: str = "vllm"
+    dtype: Dtype = Dtype.FP16
+    kv_dtype: Dtype | None = None
+    input_len: int
+    output_len: int
+    batch: int | None = None  # a requested batch to check and adjust
+    split: int | None = None
+    rate: float | None = None  # requests/s to size for
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+
+    @property
+    def resolved_tp(self) -> int:
+        return self.tp or max((self.num_gpus or 1) // self.pp, 1)
+
+
+@dataclass
+class Capacity:
+    request: CapacityRequest
+    fits: bool
+    kv_cache_tokens: int
+    max_batch: int
+    max_seq_len: int
+    memory: MemoryBreakdown
+    sub_batches: list[int] = field(default_factory=list)
+    prompt_chunks: int = 1
+    shortfall_gb: float = 0.0
+    fitting_tp: int | None = None
+    replicas: int | None = None
+    num_gpus: int | None = None
+    usd_per_hour: float | None = None
+    metrics: Metrics | None = None
+    concurrency_per_replica: int | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        out = {
+            "model": self.request.model, "gpu": self.request.gpu, "framework": self.request.framework,
+            "tp": self.request.resolved_tp, "pp": self.request.pp, "input_len": self.request.input_len,
+            "output_len": self.request.output_len, "fits": self.fits, "max_batch": self.max_batch,
+            "kv_cache_tokens": self.kv_cache_tokens, "max_seq_len": self.max_seq_len, "memory": self.memory.model_dump(),
+            "prompt_chunks": self.prompt_chunks,
+        }
+        if self.request.batch:
+            out["requested_batch"] = self.request.batch
+            out["sub_batches"] = self.sub_batches
+        if self.reason:
+            out["reason"] = self.reason
+        if not self.fits:
+            out["shortfall_gb"] = self.shortfall_gb
+            out["fitting_tp"] = self.fitting_tp
+        if self.request.rate is not None:
+            out.update({"rate": self.request.rate, "replicas": self.replicas, "num_gpus": self.num_gpus,
+                        "usd_per_hour": self.usd_per_hour, "concurrency_per_replica": self.concurrency_per_replica,
+                        "metrics": self.metrics.model_dump() if self.metrics else None})
+        return out
+
+
+def _table(req: CapacityRequest, cat: Catalog, tp: int, batch: int = 1) -> OptionTable:
+    fw = cat.framework(req.framework)
+    split = req.split or fw.max_num_batched_tokens
+    if not fw.chunked_prefill:
+        split = max(split, req.input_len)
+    space = OptionSpace(
+        gpus=[cat.gpu(req.gpu)], frameworks=[fw], dtypes=[req.dtype], tp=[tp], pp=[req.pp], batch=[batch],
+        input_len=req.input_len, output_len=req.output_len, kv_dtype=req.kv_dtype, split=[split], allow_waves=True,
+    )
+    return build_option_table(cat.model(req.model), space, cat)
+
+
+def split_batch(batch: int, max_batch: int) -> list[int]:
+    """Sub-batches of at most ``max_batch`` requests, as even as possible (GUIDE §3.3.1)."""
+    if max_batch <= 0:
+        return []
+    parts = math.ceil(batch / max_batch)
+    base, extra = divmod(batch, parts)
+    return [base + 1] * extra + [base] * (parts - extra)
+
+
+def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
+    cat = catalog or load_catalog()
+    arch = cat.model(req.model)
+    tp = req.resolved_tp
+    if not bool(tp_is_valid(arch, np.array([tp]))[0]):
+        raise InvalidRequestError(f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads")
+    table = _table(req, cat, tp)
+    mem = table.memory
+    fw = table.space.frameworks[0]
+    kv_tokens = int(mem.kv_tokens[0])
+    seq = req.input_len + req.output_len
+    max_batch = int(kv_tokens // float(tokens_per_sequence(seq, fw.kv_block_tokens)))
+    max_seq = min(kv_tokens, arch.max_position_embeddings)
+    reason = ""
+    if seq > arch.max_position_embeddings:
+        max_batch, reason = 0, f"input+output = {seq} tokens exceeds the model's context of {arch.max_position_embeddings}"
+    fits = max_batch >= 1
+    split = int(table.split[0])
+    out = Capacity(
+        request=req, fits=fits, kv_cache_tokens=kv_tokens, max_batch=max_batch, max_seq_len=max_seq,
+        memory=memory_breakdown(table, 0, running=float(max(max_batch, 0))),
+        prompt_chunks=math.ceil(req.input_len / split) if fw.chunked_prefill else 1, reason=reason,
+    )
+    if req.batch:
+        out.sub_batches = split_batch(req.batch, max_batch)
+    if not fits and not reason:
+        need = float(mem.weights_bytes[0] + mem.activation_bytes[0] + mem.overhead_bytes[0]) + seq * float(mem.kv_bytes_per_token[0])
+        out.shortfall_gb = (need - float(mem.usable_bytes[0])) / BYTES_PER_GB
+        out.fitting_tp = _fitting_tp(req, cat, arch)
+    if not fits:
+        return out
+    if req.rate is not None:
+        _size_for_rate(out, table, cat, min(max_batch, fw.max_num_seqs))
+    return out
+
+
+def _fitting_tp(req: CapacityRequest, cat: Catalog, arch) -> int | None:
+    gpu = cat.gpu(req.gpu)
+    for tp in TP_CHOICES_FOR_HINT:
+        if tp <= gpu.gpus_per_node and bool(tp_is_valid(arch, np.array([tp]))[0]):
+            if int(_table(req, cat, tp).memory.kv_tokens[0]) >= req.input_len + req.output_len:
+                return tp
+    return None
+
+
+def _serving_curve(table: OptionTable, cat: Catalog, cap: int):
+    """Serving metrics for 1..cap requests in flight on one replica (vectorised)."""
+    fw = table.space.frameworks[0]
+    c = np.arange(1, cap + 1, dtype=float)
+    n = c.size
+    hw = hardware_arrays(table.space.gpus * n, [fw] * n, table.space.dtypes * n, cat.calibration)
+    x = ServingInputs(
+        tp=np.full(n, float(table.tp[0])), pp=np.full(n, float(table.pp[0])), concurrency=c,
+        input_len=np.full(n, float(table.space.input_len)), output_len=np.full(n, float(table.space.output_len)),
+        split=np.full(n, float(table.split[0])), chunked=np.full(n, fw.chunked_prefill),
+        w_bytes=np.full(n, table.space.dtypes[0].bytes), kv_bytes=np.full(n, float(table.kv_dtype_bytes[0])),
+        running_cap=np.full(n, float(cap)), kv_keep=np.ones(n),
+    )
+    return serving_metrics(table.arch, x, hw)
+
+
+def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) -> None:
+    req = out.request
+    curve = _serving_curve(table, cat, cap)
+    req_rate = curve.output_throughput_tok_s / req.output_len
+    ok = np.ones(cap, dtype=bool)
+    if req.ttft_ms is not None:
+        ok &= curve.ttft_s * MS_PER_S <= req.ttft_ms
+    if req.tpot_ms is not None:
+        ok &= curve.tpot_s * MS_PER_S <= req.tpot_ms
+    if not ok.any():
+        best_ttft, best_tpot = float(curve.ttft_s.min() * MS_PER_S), float(curve.tpot_s.min() * MS_PER_S)
+        raise NoFeasiblePlanError(
+            f"slo: no load level meets the SLOs on this replica shape (fastest TTFT {best_ttft:.1f} ms, fastest TPOT {best_tpot:.2f} ms)",
+            ["slo.ttft_ms", "slo.tpot_ms"],
+        )
+    best_rate = float(req_rate[ok].max())
+    n = max(1, math.ceil(req.rate / best_rate - 1e-12))
+    if n > MAX_REPLICAS_FOR_RATE:
+        raise NoFeasiblePlanError(f"rate: {req.rate:g} req/s needs more than {MAX_REPLICAS_FOR_RATE} replicas of this shape", ["rate"])
+    per_replica = req.rate / n
+    point = int(np.nonzero(ok & (req_rate >= per_replica - 1e-12))[0][0])  # fewest in flight that keeps up
+    gpus_per_replica = out.request.resolved_tp * out.request.pp
+    price = cat.gpu(req.gpu).usd_per_hour
+    out.replicas, out.num_gpus = n, n * gpus_per_replica
+    out.usd_per_hour = round(n * gpus_per_replica * price, 4)
+    out.concurrency_per_replica = point + 1
+    ttft, tpot = float(curve.ttft_s[point]), float(curve.tpot_s[point])
+    latency = ttft + tpot * max(req.output_len - 1, 0)
+    out.metrics = Metrics(
+        ttft_ms=ttft * MS_PER_S, tpot_ms=tpot * MS_PER_S, batch_latency_s=latency,
+        decode_throughput_tok_s=req.rate * max(req.output_len - 1, 0), output_throughput_tok_s=req.rate * req.output_len,
+        total_throughput_tok_s=req.rate * (req.input_len + req.output_len), prefill_throughput_tok_s=req.rate * req.input_len,
+    )
+
+
+def replica_throughput_req_s(out: Capacity, catalog: Catalog | None = None) -> float:
+    """Most requests/s one replica of this shape sustains within the SLOs (for checks)."""
+    cat = catalog or load_catalog()
+    fw = cat.framework(out.request.framework)
+    table = _table(out.request, cat, out.request.resolved_tp)
+    curve = _serving_curve(table, cat, min(out.max_batch, fw.max_num_seqs))
+    ok = np.ones(curve.ttft_s.size, dtype=bool)
+    if out.request.ttft_ms is not None:
+        ok &= curve.ttft_s * MS_PER_S <= out.request.ttft_ms
+    if out.request.tpot_ms is not None:
+        ok &= curve.tpot_s * MS_PER_S <= out.request.tpot_ms
+    return float((curve.output_throughput_tok_s / out.request.output_len)[ok].max())

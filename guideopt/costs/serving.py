@@ -1,0 +1,104 @@
+"""Closed-loop serving (``concurrency`` clients, each sending its next request when the last
+finishes) in steady state, for engines with continuous batching.
+
+Per replica with c clients, requests cycle through prefill and O−1 decode steps. Each
+engine step runs the d requests in decode plus the prefill tokens of newly arrived
+requests (chunked into the token budget). The steady state is found by a fixed-point
+iteration on three coupled quantities (vectorised, a few tens of iterations):
+
+  cycle  = TTFT + (O−1)·TPOT                 time one request spends in the engine
+  d      = min(c, cap) · (O−1)·TPOT / cycle   requests decoding at any step
+  p      = (min(c, cap) / cycle) · I · step    prefill tokens per step (arrival rate × prompt)
+  step   = forward(d decodes + p prefill tokens) + per-step overhead  = TPOT
+  TTFT   = half a step of waiting + ⌈I / chunk⌉ steps of d decodes + a chunk of the prompt
+
+Beyond what the engine holds at once (``max_num_seqs`` and the KV cache), clients wait
+in a queue: by Little's law each cycle of a client then lasts c / X, X being the engine's
+request throughput, and the wait is added to TTFT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from guideopt.costs.hardware import HardwareArrays
+from guideopt.costs.roofline import PassShape, forward_pass_s
+from guideopt.model.llm import ModelArch
+
+FIXED_POINT_ITERATIONS = 40
+# Damping of the fixed-point update (new = (1−a)·old + a·update) keeps it from oscillating.
+FIXED_POINT_DAMPING = 0.5
+# A request arriving mid-step waits on average half a step before it is scheduled.
+MEAN_WAIT_STEPS = 0.5
+
+
+@dataclass(frozen=True)
+class ServingInputs:
+    tp: np.ndarray
+    pp: np.ndarray
+    concurrency: np.ndarray  # clients per replica
+    input_len: np.ndarray
+    output_len: np.ndarray
+    split: np.ndarray  # token budget per step
+    chunked: np.ndarray
+    w_bytes: np.ndarray
+    kv_bytes: np.ndarray
+    running_cap: np.ndarray  # requests the engine holds at once (max_num_seqs and KV cache)
+    kv_keep: np.ndarray
+    flash: bool = True
+
+
+@dataclass(frozen=True)
+class ServingMetrics:
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    request_latency_s: np.ndarray
+    output_throughput_tok_s: np.ndarray  # per replica
+    running: np.ndarray  # requests in the engine
+
+
+def _step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, prefill_tokens) -> np.ndarray:
+    ctx = (x.input_len + x.output_len / 2.0) * x.kv_keep
+    prefill_seqs = prefill_tokens / x.input_len
+    shape = PassShape(
+        new_tokens=np.maximum(decoding + prefill_tokens, 1.0),
+        seqs=np.maximum(decoding + np.ceil(prefill_seqs), 1.0),
+        attn_pairs=decoding * ctx + prefill_tokens * x.input_len / 2.0,
+        kv_read_tokens=decoding * ctx + prefill_tokens,
+        logit_tokens=np.maximum(decoding + prefill_seqs, 1.0),
+    )
+    kernels = forward_pass_s(arch, shape, tp=x.tp, pp=x.pp, w_bytes=x.w_bytes, kv_bytes=x.kv_bytes, hw=hw, flash=x.flash)
+    return kernels + hw.decode_step_overhead_s
+
+
+def serving_metrics(arch: ModelArch, x: ServingInputs, hw: HardwareArrays) -> ServingMetrics:
+    c = np.asarray(x.concurrency, dtype=float)
+    running = np.minimum(c, np.maximum(x.running_cap, 1.0))
+    steps = np.maximum(x.output_len - 1.0, 0.0)
+    chunk = np.where(x.chunked, x.split, np.maximum(x.split, x.input_len))
+    tpot = _step_s(arch, x, hw, running, np.zeros_like(running))
+    ttft = tpot * (1.0 + MEAN_WAIT_STEPS)
+    for _ in range(FIXED_POINT_ITERATIONS):
+        cycle = ttft + steps * tpot
+        decoding = running * steps * tpot / cycle
+        prefill_per_step = np.minimum(running / cycle * x.input_len * tpot, chunk)
+        step = _step_s(arch, x, hw, decoding, prefill_per_step)
+        room = np.maximum(chunk - decoding, chunk / 2.0)  # prompt tokens a step can take beside the decodes
+        own = np.minimum(x.input_len, room)
+        passes = np.ceil(x.input_len / own)
+        own_step = _step_s(arch, x, hw, decoding, own)
+        new_ttft = MEAN_WAIT_STEPS * step + passes * own_step
+        tpot = (1 - FIXED_POINT_DAMPING) * tpot + FIXED_POINT_DAMPING * step
+        ttft = (1 - FIXED_POINT_DAMPING) * ttft + FIXED_POINT_DAMPING * new_ttft
+    cycle = ttft + steps * tpot
+    request_rate = running / cycle
+    queue_wait = np.maximum(c / request_rate - cycle, 0.0)
+    return ServingMetrics(
+        ttft_s=ttft + queue_wait,
+        tpot_s=tpot,
+        request_latency_s=cycle + queue_wait,
+        output_throughput_tok_s=request_rate * x.output_len,
+        running=running,
+    )

@@ -1,0 +1,94 @@
+"""Shared fixtures and helpers for the guideopt test suite.
+
+Keep instances small: a two/three-GPU restriction of the bundled catalog solves in a few
+tens of milliseconds, so property tests can afford a few dozen examples each.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from guideopt.catalog import Catalog, catalog_dir, load_catalog
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CATALOG_DIR = catalog_dir()
+
+LLAMA2_7B = "meta-llama/Llama-2-7b-hf"
+LLAMA2_13B = "meta-llama/Llama-2-13b-hf"
+LLAMA2_70B = "meta-llama/Llama-2-70b-hf"
+LLAMA3_8B = "meta-llama/Meta-Llama-3-8B"
+QWEN2_7B = "Qwen/Qwen2-7B"
+MIXTRAL_8X7B = "mistralai/Mixtral-8x7B-v0.1"
+LLAMA31_405B = "meta-llama/Llama-3.1-405B"
+
+# A small GPU restriction: one cheap PCIe card, one NVSwitch A100, one NVSwitch H100.
+SMALL_GPUS: dict[str, Any] = {"l4": {}, "a100-sxm4-80gb": {}, "h100-sxm": {}}
+# The two-GPU restriction of EXAMPLES.md practice 13.
+TWO_GPUS: dict[str, Any] = {"l4": {}, "h100-sxm": {}}
+
+# The README's quick-start request.
+README_PLAN_ARGS = ["plan", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "512", "--output-len", "256"]
+
+# Property tests: enough examples to find edge cases, few enough for a ~60 s suite on 2 cores.
+settings.register_profile(
+    "guideopt",
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("guideopt")
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    """The bundled catalog (cached by ``load_catalog``)."""
+    return load_catalog()
+
+
+@pytest.fixture(scope="session")
+def small_gpus() -> dict[str, Any]:
+    """Request-level ``gpus`` restricting a plan to three GPU types."""
+    return copy.deepcopy(SMALL_GPUS)
+
+
+@pytest.fixture(scope="session")
+def two_gpus() -> dict[str, Any]:
+    return copy.deepcopy(TWO_GPUS)
+
+
+def plan_request(
+    model: str = LLAMA2_7B,
+    *,
+    budget: float = 12.0,
+    input_len: int = 512,
+    output_len: int = 128,
+    gpus: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A PlanRequest as a plain dict (the constraints-file structure)."""
+    req: dict[str, Any] = {
+        "model": model,
+        "workload": {"input_len": input_len, "output_len": output_len},
+        "budget": {"usd_per_hour": budget},
+        "gpus": copy.deepcopy(gpus if gpus is not None else SMALL_GPUS),
+    }
+    batch = extra.pop("batch", None)
+    if batch is not None:
+        req["workload"]["batch"] = batch
+    req.update(extra)
+    return req
+
+
+def predict_request(model: str = LLAMA2_7B, gpu: str = "h100-sxm", **extra: Any) -> dict[str, Any]:
+    req: dict[str, Any] = {"model": model, "gpu": gpu, "batch": 1, "input_len": 512, "output_len": 128}
+    req.update(extra)
+    return req
+
+
+def rel_close(a: float, b: float, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+    return abs(a - b) <= atol + rtol * max(abs(a), abs(b))
