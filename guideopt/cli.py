@@ -295,5 +295,17 @@ def catalog(kind: str, as_json: bool) -> None:
         click.echo(table(cols, [[r[c] for c in cols] for r in rows]))
 
 
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules (constraints files)."""
+    try:
+        from guideopt import cli_solve  # noqa: F401  (registers `solve` and `schema` on `main`)
+    except ModuleNotFoundError as exc:
+        if exc.name != "guideopt.cli_solve":
+            raise
+
+
+_register_optional_commands()
+
+
 if __name__ == "__main__":
     main()

@@ -141,7 +141,9 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
     """Closed-loop steady state (``concurrency`` clients) instead of a static batch."""
     fw = table.space.frameworks[0]
     hw = hardware_arrays(table.space.gpus, [fw], table.space.dtypes, cat.calibration)
-    cap = np.minimum(table.running_cap, fw.max_num_seqs)
+    # Engines admit up to max_num_seqs requests and preempt or offload when the KV cache
+    # runs short rather than queueing clients, so only the sequence cap makes clients wait.
+    cap = np.full(1, float(fw.max_num_seqs))
     x = ServingInputs(
         tp=table.tp.astype(float), pp=table.pp.astype(float), concurrency=np.array([float(per_replica)]),
         input_len=np.array([float(req.input_len)]), output_len=np.array([float(req.output_len)]),

@@ -483,6 +483,8 @@ def cases_from_file(path: str | Path, catalog: Catalog | None = None) -> list[Ca
 class Result:
     case: Case
     predicted: float
+    waves: int = 1  # static batches too large for the KV cache run in waves; per-request latency definitions then differ by source
+
 
     @property
     def measured(self) -> float:
@@ -522,17 +524,23 @@ def _error_skip(exc: GuideoptError) -> Skip:
     return Skip(reason, str(exc))
 
 
-def _metrics_of(prediction: Any) -> dict[str, float]:
-    """Metrics of a ``Prediction`` (or of anything with ``.metrics``, or a plain mapping)."""
+@dataclass(frozen=True)
+class _Predicted:
+    metrics: dict[str, float]
+    waves: int
+
+
+def _predicted(prediction: Any) -> _Predicted:
+    """Metrics (and waves) of a ``Prediction``, of anything with ``.metrics``, or of a plain mapping."""
     metrics = getattr(prediction, "metrics", prediction)
     if hasattr(metrics, "model_dump"):
         metrics = metrics.model_dump()
-    return dict(metrics)
+    return _Predicted(dict(metrics), int(getattr(prediction, "waves", 1)))
 
 
-def _predict_config(request: dict[str, Any], predict_fn: Callable[[dict], Any]) -> dict[str, float] | Skip:
+def _predict_config(request: dict[str, Any], predict_fn: Callable[[dict], Any]) -> _Predicted | Skip:
     try:
-        return _metrics_of(predict_fn(request))
+        return _predicted(predict_fn(request))
     except GuideoptError as exc:
         return _error_skip(exc)
     except Exception as exc:  # noqa: BLE001 — only closed-loop requests: that mode may be missing or unfinished
@@ -548,7 +556,7 @@ def validate(cases: Iterable[CaseOrSkip], predict_fn: Callable[[dict], Any] = pr
     """
     start = time.perf_counter()
     report = Report()
-    outcomes: dict[tuple, dict[str, float] | Skip] = {}
+    outcomes: dict[tuple, _Predicted | Skip] = {}
     for item in cases:
         if isinstance(item, Skip):
             report.skipped.append(item)
@@ -560,7 +568,7 @@ def validate(cases: Iterable[CaseOrSkip], predict_fn: Callable[[dict], Any] = pr
         if isinstance(outcome, Skip):
             report.skipped.append(Skip(outcome.reason, outcome.detail, item.line, item.source, item.metric))
         else:
-            report.results.append(Result(item, float(outcome[item.metric])))
+            report.results.append(Result(item, float(outcome.metrics[item.metric]), outcome.waves))
     report.distinct_configs = len(outcomes)
     report.seconds = time.perf_counter() - start
     return report
@@ -597,20 +605,31 @@ GROUP_KEYS: dict[str, Callable[[Case], str]] = {
     "source": lambda c: c.source,
     "metric": lambda c: c.metric,
 }
-BREAKDOWNS = ("gpu", "framework", "batch", "model", "source")
+BREAKDOWNS = ("gpu", "framework", "batch", "model", "source", "waves")
 
 
 def _case_of(item: Case | Result) -> Case:
     return item.case if isinstance(item, Result) else item
 
 
+def _waves_key(item: Case | Result) -> str:
+    if not isinstance(item, Result):
+        return "not predicted"
+    return "1 wave" if item.waves <= 1 else "several waves"
+
+
 def cases_by(items: Report | Iterable[Case | Result], key: str | Callable[[Case], str]) -> dict[str, list]:
-    """Group a report's results (or a list of cases / results) by a ``GROUP_KEYS`` name or a function."""
-    fn = GROUP_KEYS[key] if isinstance(key, str) else key
+    """Group a report's results (or a list of cases / results) by a ``GROUP_KEYS`` name (or
+    ``"waves"``, results only) or by a function of the ``Case``."""
     seq = items.results if isinstance(items, Report) else [i for i in items if not isinstance(i, Skip)]
+    if key == "waves":
+        label: Callable[[Case | Result], str] = _waves_key
+    else:
+        fn = GROUP_KEYS[key] if isinstance(key, str) else key
+        label = lambda item: fn(_case_of(item))  # noqa: E731
     groups: dict[str, list] = defaultdict(list)
     for item in seq:
-        groups[fn(_case_of(item))].append(item)
+        groups[label(item)].append(item)
     return dict(sorted(groups.items()))
 
 

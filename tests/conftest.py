@@ -7,6 +7,7 @@ tens of milliseconds, so property tests can afford a few dozen examples each.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,9 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.load_profile("guideopt")
+# A deeper search for bug hunting: GUIDEOPT_HYPOTHESIS_PROFILE=thorough python -m pytest
+settings.register_profile("thorough", parent=settings.get_profile("guideopt"), max_examples=1000)
+settings.load_profile(os.environ.get("GUIDEOPT_HYPOTHESIS_PROFILE", "guideopt"))
 
 
 @pytest.fixture(scope="session")

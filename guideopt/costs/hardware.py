@@ -28,6 +28,7 @@ class HardwareArrays:
     gemm_flops_per_s: np.ndarray  # linear layers, in the weight dtype's tensor path
     attn_flops_per_s: np.ndarray  # attention math (16-bit tensor path)
     mem_bytes_per_s: np.ndarray  # HBM streaming
+    kv_bytes_per_s: np.ndarray  # KV-cache reads of (paged) attention
     kernel_overhead_s: np.ndarray  # fixed cost per kernel
     link_bytes_per_s: np.ndarray  # achieved all-reduce bus bandwidth inside a TP group
     pcie_bytes_per_s: np.ndarray  # achieved bus bandwidth when the group spills onto PCIe
@@ -70,6 +71,7 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.compute_eff * speed,
         "attn_flops_per_s": gpu.tensor_flops_per_s(ACTIVATION_DTYPE) * dev.attn_compute_eff * speed,
         "mem_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.mem_eff * speed,
+        "kv_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.attn_mem_eff * speed,
         "kernel_overhead_s": dev.kernel_overhead_us * S_PER_US,
         "link_bytes_per_s": link_bw * link_cal.busbw_fraction,
         "link_scales_with_group": float(gpu.link is LinkClass.XGMI),

@@ -89,8 +89,8 @@ def layer_attention_s(arch: ModelArch, shape: PassShape, tp, kv_bytes, hw: Hardw
     kv_stream = shape.kv_read_tokens * 2 * kv_heads * d * kv_bytes
     qo_io = shape.new_tokens * (2 * q_heads + 2 * kv_heads) * d * ACT_BYTES
     scores = 0.0 if flash else UNFUSED_SCORE_PASSES * q_heads * shape.attn_pairs * ACT_BYTES
-    bytes_moved = kv_stream + qo_io + scores
-    return np.maximum(flops / hw.attn_flops_per_s, bytes_moved / hw.mem_bytes_per_s) + hw.kernel_overhead_s
+    memory_s = kv_stream / hw.kv_bytes_per_s + (qo_io + scores) / hw.mem_bytes_per_s
+    return np.maximum(flops / hw.attn_flops_per_s, memory_s) + hw.kernel_overhead_s
 
 
 def layer_elementwise_s(arch: ModelArch, shape: PassShape, tp, hw: HardwareArrays) -> np.ndarray:

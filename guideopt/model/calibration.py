@@ -18,6 +18,7 @@ class DeviceEfficiency(StrictModel):
     compute_eff: float = Field(gt=0, le=1, description="achieved fraction of dense peak FLOP/s for large GEMMs")
     mem_eff: float = Field(gt=0, le=1, description="achieved fraction of peak HBM bandwidth for weight/KV streaming")
     attn_compute_eff: float = Field(gt=0, le=1, description="achieved fraction of peak FLOP/s in (flash) attention")
+    attn_mem_eff: float = Field(gt=0, le=1, description="achieved fraction of HBM bandwidth reading the KV cache in decode attention")
     kernel_overhead_us: float = Field(ge=0, le=100, description="fixed cost per kernel (launch, tail, sync)")
     fitted_from: str = ""
 

@@ -1,0 +1,445 @@
+"""The CP-SAT planner against an independent brute-force checker, plus plan invariants.
+
+The checker builds the same option table the solver sees (``build_plan_options``), takes
+every option that fits in memory and every replica count that the budget allows, applies
+the request's constraints itself and picks the lexicographic optimum with numpy. It shares
+no code with ``guideopt/solver/cpsat.py`` or ``guideopt/solver/plan.py`` (candidate
+reduction, pruning, Pareto front, the CP-SAT stages), so it re-checks all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from conftest import LLAMA2_7B, LLAMA2_13B, LLAMA3_8B, LLAMA31_405B, QWEN2_7B, SMALL_GPUS, plan_request, rel_close
+from guideopt import api
+from guideopt.errors import NoFeasiblePlanError
+from guideopt.model.plan import PlanResult
+from guideopt.model.request import PlanRequest
+from guideopt.solver import cpsat
+from guideopt.solver.options import build_plan_options
+
+# Integer scaling of the objective terms, as documented in guideopt/solver/cpsat.py: ties
+# below these resolutions are ties for the solver too.
+MILLI_USD_PER_USD = 1000
+US_PER_S = 1_000_000
+DECI_TOK_PER_TOK = 10
+TERMS = ("throughput", "latency", "ttft", "tpot", "cost")
+
+SOLVER_MODELS = (LLAMA2_7B, LLAMA3_8B, QWEN2_7B, LLAMA2_13B)
+GPU_POOL = (
+    "l4", "t4", "a10g", "l40s", "rtx-4090", "a100-sxm4-40gb", "a100-sxm4-80gb", "a100-pcie-80gb", "h100-sxm",
+    "h100-pcie", "mi300x",
+)
+GPU_SUBSETS = (
+    ("l4", "h100-sxm"),
+    ("l4", "a100-sxm4-80gb", "h100-sxm"),
+    ("t4", "a10g", "l40s"),
+    ("a100-sxm4-40gb", "h100-pcie"),
+    ("rtx-4090", "mi300x", "l4", "a10g"),
+)
+
+
+def test_scaling_matches_the_solver():
+    assert (cpsat.MILLI_USD_PER_USD, cpsat.US_PER_S, cpsat.DECI_TOK_PER_TOK) == (MILLI_USD_PER_USD, US_PER_S, DECI_TOK_PER_TOK)
+
+
+# ---------------------------------------------------------------- the independent checker
+
+
+def _shape_of_option(table, i: int) -> tuple:
+    space = table.space
+    return (
+        space.gpus[int(table.gpu_idx[i])].id, space.frameworks[int(table.fw_idx[i])].id,
+        space.dtypes[int(table.dtype_idx[i])].value, int(table.tp[i]), int(table.pp[i]),
+    )
+
+
+def _shape_of_group(group) -> tuple:
+    return (group.gpu, group.framework, group.dtype, group.tp, group.pp)
+
+
+def brute_force(req: PlanRequest, catalog, exclude_shapes: set[tuple] = frozenset()) -> tuple[int, ...] | None:
+    """The lexicographic optimum (smaller is better per term) over all (option, replicas), or None."""
+    opts = build_plan_options(req, catalog)
+    table = opts.all_options
+    fit = [i for i in np.nonzero(table.fits)[0] if _shape_of_option(table, int(i)) not in exclude_shapes]
+    if not fit:
+        return None
+    fit = np.array(fit)
+    per_replica = (table.tp * table.pp)[fit].astype(np.int64)
+    price = table.usd_per_hour_per_gpu[fit]
+    n_max = int(math.floor(req.budget.usd_per_hour / float(price.min()))) + 1
+    opt_i, n = (a.ravel() for a in np.meshgrid(np.arange(fit.size), np.arange(1, n_max + 1), indexing="ij"))
+    o = fit[opt_i]
+    gpus = per_replica[opt_i] * n
+    m = table.metrics
+    usd = np.round(price[opt_i] * gpus * MILLI_USD_PER_USD).astype(np.int64)
+    thr = np.round(m.output_throughput_tok_s[o] * n * DECI_TOK_PER_TOK).astype(np.int64)
+    ttft = np.round(m.ttft_s[o] * US_PER_S).astype(np.int64)
+    tpot = np.round(m.tpot_s[o] * US_PER_S).astype(np.int64)
+    lat = np.round(m.batch_latency_s[o] * US_PER_S).astype(np.int64)
+
+    ok = usd <= math.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-6)
+    if req.parallelism.max_gpus:
+        ok &= gpus <= req.parallelism.max_gpus
+    gpu_ids = np.array([table.space.gpus[int(g)].id for g in table.gpu_idx[o]]) if o.size else np.array([])
+    for gpu_id in {g.id for g in table.space.gpus}:
+        limit = req.allowance(gpu_id).max
+        if limit is not None:
+            ok &= ~((gpu_ids == gpu_id) & (gpus > limit))
+    slo = req.slo
+    if slo.ttft_ms is not None:
+        ok &= ttft <= slo.ttft_ms * 1e3
+    if slo.tpot_ms is not None:
+        ok &= tpot <= slo.tpot_ms * 1e3
+    if slo.batch_latency_s is not None:
+        ok &= lat <= slo.batch_latency_s * US_PER_S
+    if slo.min_output_throughput_tok_s is not None:
+        ok &= thr >= slo.min_output_throughput_tok_s * DECI_TOK_PER_TOK
+    if not ok.any():
+        return None
+    columns = {"throughput": -thr, "latency": lat, "ttft": ttft, "tpot": tpot, "cost": usd}
+    keys = [columns[t.value][ok] for t in req.objective]
+    best = np.lexsort(keys[::-1])[0]
+    return tuple(int(k[best]) for k in keys)
+
+
+def solver_values(result: PlanResult, req: PlanRequest) -> tuple[int, ...]:
+    """The solver's own objective values, scaled back to integers, oriented smaller-is-better."""
+    out = []
+    for term, value in zip(req.objective, result.objective_values):
+        if term.value == "throughput":
+            out.append(-round(value * DECI_TOK_PER_TOK))
+        elif term.value == "cost":
+            out.append(round(value * MILLI_USD_PER_USD))
+        else:
+            out.append(round(value * US_PER_S))
+    return tuple(out)
+
+
+def plan_values(plan, req: PlanRequest) -> tuple[int, ...]:
+    """A plan's objective tuple computed from its reported metrics."""
+    m = plan.metrics
+    columns = {
+        "throughput": -round(m.output_throughput_tok_s * DECI_TOK_PER_TOK),
+        "latency": round(m.batch_latency_s * US_PER_S),
+        "ttft": round(m.ttft_ms * 1e3),
+        "tpot": round(m.tpot_ms * 1e3),
+        "cost": round(plan.usd_per_hour * MILLI_USD_PER_USD),
+    }
+    return tuple(columns[t.value] for t in req.objective)
+
+
+def close_tuple(a: tuple[int, ...], b: tuple[int, ...], slack: int = 1) -> bool:
+    """Equal up to one unit of the integer scaling (float re-rounding of reported metrics)."""
+    return len(a) == len(b) and all(abs(x - y) <= slack for x, y in zip(a, b))
+
+
+def lex_not_better(later: tuple[int, ...], earlier: tuple[int, ...], slack: int = 1) -> bool:
+    """``later`` is lexicographically no better than ``earlier`` (ties within ``slack``)."""
+    for x, y in zip(later, earlier):
+        if abs(x - y) <= slack:
+            continue
+        return x > y
+    return True
+
+
+def random_request(seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    gpu_ids = rng.sample(GPU_POOL, rng.randint(2, 4))
+    gpus: dict[str, Any] = {}
+    for g in gpu_ids:
+        roll = rng.random()
+        gpus[g] = rng.randint(1, 8) if roll < 0.25 else ({"max": rng.randint(2, 16)} if roll < 0.35 else {})
+    req: dict[str, Any] = {
+        "model": rng.choice(SOLVER_MODELS),
+        "workload": {"input_len": rng.choice([128, 512, 2048]), "output_len": rng.choice([32, 128, 512])},
+        "budget": {"usd_per_hour": round(rng.uniform(1, 40), 2)},
+        "gpus": gpus,
+        "objective": rng.sample(TERMS, rng.randint(1, 3)),
+        "top": 2,
+    }
+    if rng.random() < 0.3:
+        req["workload"]["batch"] = rng.choice([1, 8, 32, 64])
+    slo: dict[str, Any] = {}
+    for key, choices in (
+        ("ttft_ms", [20, 100, 500, 2000, 10000]), ("tpot_ms", [8, 15, 30, 60]), ("batch_latency_s", [2, 5, 20, 60]),
+        ("min_output_throughput_tok_s", [200, 1000, 4000, 20000]),
+    ):
+        if rng.random() < 0.3:
+            slo[key] = rng.choice(choices)
+    if slo:
+        req["slo"] = slo
+    par: dict[str, Any] = {}
+    if rng.random() < 0.3:
+        par["max_gpus"] = rng.randint(1, 8)
+    if rng.random() < 0.3:
+        par["tp"] = rng.sample([1, 2, 4, 8], rng.randint(1, 3))
+    if rng.random() < 0.3:
+        par["pp"] = [1] if rng.random() < 0.5 else [1, 2]
+    if par:
+        req["parallelism"] = par
+    if rng.random() < 0.25:
+        req["framework"] = rng.choice(["any", ["vllm", "trtllm"], "sglang"])
+    if rng.random() < 0.25:
+        req["precision"] = rng.choice([["fp16", "int8"], ["int4"], ["fp16", "fp8"]])
+    return req
+
+
+# ---------------------------------------------------------------- solver vs brute force
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_solver_matches_brute_force(seed, catalog):
+    req = PlanRequest.model_validate(random_request(seed))
+    expected = brute_force(req, catalog)
+    if expected is None:
+        with pytest.raises(NoFeasiblePlanError):
+            api.plan(req, catalog)
+        return
+    result = api.plan(req, catalog)
+    assert result.status == "optimal"
+    assert solver_values(result, req) == expected
+    assert close_tuple(plan_values(result.plans[0], req), expected)
+    # Each later plan is the optimum over the shapes not already shown.
+    shown: set[tuple] = set()
+    for plan in result.plans:
+        want = brute_force(req, catalog, exclude_shapes=shown)
+        assert want is not None
+        assert close_tuple(plan_values(plan, req), want), (plan.rank, plan_values(plan, req), want)
+        shown.add(_shape_of_group(plan.groups[0]))
+
+
+def test_brute_force_covers_feasible_and_infeasible_instances(catalog):
+    outcomes = {brute_force(PlanRequest.model_validate(random_request(s)), catalog) is None for s in range(30)}
+    assert outcomes == {True, False}, "the seeded instances should exercise both outcomes"
+
+
+def test_hand_checked_cost_first_plan(catalog):
+    """Objective cost first: the cheapest GPU that holds Llama-2-7b at all, one of it."""
+    req = plan_request(LLAMA2_7B, budget=12, gpus={"l4": {}, "h100-sxm": {}}, objective=["cost"], top=1)
+    plan = api.plan(req, catalog).plans[0]
+    assert plan.gpu_counts == {"l4": 1}
+    assert plan.usd_per_hour == pytest.approx(catalog.gpu("l4").usd_per_hour)
+
+
+def test_hand_checked_throughput_first_uses_the_budget(catalog):
+    """Throughput first on L4s only (tp=1, pp=1): as many replicas as $2/h buys at $0.44 each."""
+    req = plan_request(LLAMA2_7B, budget=2, gpus={"l4": {}}, parallelism={"tp": [1], "pp": [1]},
+                       objective=["throughput", "cost"], top=1)
+    plan = api.plan(req, catalog).plans[0]
+    assert plan.num_gpus == math.floor(2 / catalog.gpu("l4").usd_per_hour) == 4
+    assert plan.groups[0].replicas == 4
+
+
+# ---------------------------------------------------------------- invariants (hypothesis)
+
+
+objective_strategy = st.lists(st.sampled_from(TERMS), min_size=1, max_size=3, unique=True)
+
+
+@st.composite
+def plan_requests(draw, top: int = 3) -> dict[str, Any]:
+    gpus = {g: {} for g in draw(st.sampled_from(GPU_SUBSETS))}
+    if draw(st.booleans()):
+        first = next(iter(gpus))
+        gpus[first] = {"usd_per_hour": draw(st.integers(30, 400)) / 100}  # a price override
+    req = plan_request(
+        draw(st.sampled_from(SOLVER_MODELS)), budget=draw(st.integers(100, 4000)) / 100,
+        input_len=draw(st.sampled_from([64, 512, 1500])), output_len=draw(st.sampled_from([16, 128, 300])),
+        gpus=gpus, objective=draw(objective_strategy), top=top,
+    )
+    if draw(st.booleans()):
+        req["workload"]["batch"] = draw(st.sampled_from([1, 4, 16, 64]))
+    if draw(st.booleans()):
+        req["slo"] = {"ttft_ms": draw(st.sampled_from([300, 3000])), "tpot_ms": draw(st.sampled_from([20, 80]))}
+    if draw(st.booleans()):
+        req["parallelism"] = {"max_gpus": draw(st.integers(1, 8))}
+    return req
+
+
+def _plan_or_none(req, catalog) -> PlanResult | None:
+    try:
+        return api.plan(req, catalog)
+    except NoFeasiblePlanError:
+        return None
+
+
+@given(req=plan_requests(top=1), extra_cents=st.integers(1, 2000))
+def test_more_budget_never_lowers_the_throughput_optimum(catalog, req, extra_cents):
+    req["objective"] = ["throughput"] + [t for t in req["objective"] if t != "throughput"]
+    low = _plan_or_none(req, catalog)
+    assume(low is not None)
+    richer = dict(req, budget={"usd_per_hour": req["budget"]["usd_per_hour"] + extra_cents / 100})
+    high = api.plan(richer, catalog)
+    assert high.objective_values[0] >= low.objective_values[0]
+
+
+@pytest.mark.xfail(
+    reason="BUG: cpsat.replica_bounds caps replicas with a float division (n=3 at $0.33351 fits $1.0006) while the "
+    "budget constraint compares round(cost in milli-$) = 1001 with floor(budget in milli-$) = 1000, so the n=3 "
+    "candidate is infeasible and n=2 is never generated: raising the budget from $1.0005 to $1.0006 halves the plan",
+    strict=True,
+)
+def test_more_budget_never_lowers_throughput_sub_cent_prices(catalog):
+    base = plan_request(LLAMA2_7B, gpus={"l4": {"usd_per_hour": 0.33351}}, parallelism={"tp": [1], "pp": [1]},
+                        objective=["throughput", "cost"], top=1)
+    low = api.plan(dict(base, budget={"usd_per_hour": 1.0005}), catalog)
+    high = api.plan(dict(base, budget={"usd_per_hour": 1.0006}), catalog)
+    assert high.objective_values[0] >= low.objective_values[0]
+
+
+@pytest.mark.xfail(
+    reason="BUG: cpsat.candidates rounds each candidate's cost to the nearest milli-dollar (np.round) and the "
+    "budget check accepts it when round(cost) <= floor(budget), so a plan up to $0.0005/h over the budget is "
+    "returned (3 x $0.33347 = $1.00041 under a $1.00 budget)",
+    strict=True,
+)
+def test_plan_never_exceeds_the_budget_with_a_throughput_floor(catalog):
+    base = plan_request(LLAMA2_7B, gpus={"l4": {"usd_per_hour": 0.33347}}, parallelism={"tp": [1], "pp": [1]},
+                        objective=["cost", "throughput"], top=1, budget=1.0)
+    best_per_replica = float(build_plan_options(PlanRequest.model_validate(base), catalog).table.metrics.output_throughput_tok_s.max())
+    base["slo"] = {"min_output_throughput_tok_s": 2.5 * best_per_replica}  # needs 3 replicas
+    plan = api.plan(base, catalog).plans[0]
+    assert plan.usd_per_hour <= 1.0
+
+
+@given(req=plan_requests())
+def test_every_plan_satisfies_the_request(catalog, req):
+    result = _plan_or_none(req, catalog)
+    assume(result is not None)
+    request = PlanRequest.model_validate(req)
+    assert 1 <= len(result.plans) <= request.top
+    assert [p.rank for p in result.plans] == list(range(1, len(result.plans) + 1))
+    for plan in result.plans:
+        assert plan.usd_per_hour <= request.budget.usd_per_hour + 1e-9
+        assert plan.num_gpus == sum(g.replicas * g.tp * g.pp for g in plan.groups)
+        if request.parallelism.max_gpus:
+            assert plan.num_gpus <= request.parallelism.max_gpus
+        price = {g: (request.allowance(g).usd_per_hour or catalog.gpu(g).usd_per_hour) for g in plan.gpu_counts}
+        assert plan.usd_per_hour == pytest.approx(sum(price[g] * n for g, n in plan.gpu_counts.items()), abs=1e-3)
+        assert sum(plan.gpu_counts.values()) == plan.num_gpus
+        for group in plan.groups:
+            mem = group.memory
+            assert mem.total_per_gpu_gb <= mem.usable_gb * (1 + 1e-9)
+            assert mem.usable_gb <= mem.gpu_memory_gb * (1 + 1e-9)
+            assert mem.total_per_gpu_gb == pytest.approx(
+                mem.weights_gb + mem.kv_cache_gb + mem.activation_gb + mem.overhead_gb, rel=1e-9)
+            assert mem.gpu_memory_gb == pytest.approx(catalog.gpu(group.gpu).memory_gb)
+            if request.workload.batch:
+                assert group.batch == request.workload.batch
+            assert group.framework in request.framework_ids(["vllm", "sglang", "trtllm", "fastgen"])
+            assert group.dtype in {d.value for d in request.precision}
+            assert group.tp in request.parallelism.tp and group.pp in request.parallelism.pp
+        slo = request.slo
+        if slo.ttft_ms:
+            assert plan.metrics.ttft_ms <= slo.ttft_ms + 1e-3
+        if slo.tpot_ms:
+            assert plan.metrics.tpot_ms <= slo.tpot_ms + 1e-3
+        # Plan-level metrics: throughputs add over groups, latencies are the worst group's.
+        assert plan.metrics.output_throughput_tok_s == pytest.approx(sum(g.metrics.output_throughput_tok_s for g in plan.groups))
+        assert plan.metrics.batch_latency_s == pytest.approx(max(g.metrics.batch_latency_s for g in plan.groups))
+
+
+@given(req=plan_requests(top=2))
+def test_plan_group_metrics_equal_predict(catalog, req):
+    result = _plan_or_none(req, catalog)
+    assume(result is not None)
+    for plan in result.plans:
+        for g in plan.groups:
+            pred = api.predict({
+                "model": req["model"], "gpu": g.gpu, "num_gpus": g.replicas * g.tp * g.pp, "tp": g.tp, "pp": g.pp,
+                "framework": g.framework, "dtype": g.dtype, "kv_dtype": g.kv_dtype, "batch": g.replicas * g.batch,
+                "input_len": req["workload"]["input_len"], "output_len": req["workload"]["output_len"], "split": g.split,
+            }, catalog)
+            assert pred.replicas == g.replicas and pred.batch_per_replica == g.batch and pred.waves == 1
+            for key, value in g.metrics.model_dump().items():
+                assert rel_close(getattr(pred.metrics, key), value), key
+            for key, value in g.memory.model_dump().items():
+                assert rel_close(getattr(pred.memory, key), value), key
+
+
+@given(req=plan_requests(top=1), shift=st.integers(1, len(TERMS) - 1))
+def test_a_second_objective_term_never_worsens_the_first(catalog, req, shift):
+    first = req["objective"][0]
+    second = TERMS[(TERMS.index(first) + shift) % len(TERMS)]
+    only = _plan_or_none(dict(req, objective=[first]), catalog)
+    assume(only is not None)
+    both = api.plan(dict(req, objective=[first, second]), catalog)
+    assert both.objective_values[0] == only.objective_values[0]
+
+
+@given(req=plan_requests())
+def test_solving_twice_gives_identical_json(catalog, req):
+    a = _plan_or_none(req, catalog)
+    assume(a is not None)
+    b = api.plan(req, catalog)
+    da, db = a.model_dump(), b.model_dump()
+    da.pop("solve_time_s"), db.pop("solve_time_s")
+    assert json.dumps(da, sort_keys=True) == json.dumps(db, sort_keys=True)
+
+
+@given(req=plan_requests(top=4))
+def test_top_k_plans_are_distinct_shapes_in_lexicographic_order(catalog, req):
+    result = _plan_or_none(req, catalog)
+    assume(result is not None)
+    request = PlanRequest.model_validate(req)
+    shapes = [tuple(_shape_of_group(g) for g in p.groups) for p in result.plans]
+    assert len(set(shapes)) == len(shapes)
+    values = [plan_values(p, request) for p in result.plans]
+    for earlier, later in zip(values, values[1:]):
+        assert lex_not_better(later, earlier), (earlier, later)
+    assert close_tuple(values[0], solver_values(result, request))
+
+
+# ---------------------------------------------------------------- infeasibility explanations
+
+
+def test_tiny_budget_names_the_budget_and_a_price(catalog):
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(plan_request(LLAMA2_7B, budget=0.1), catalog)
+    msg = str(info.value)
+    assert "budget" in msg and "$" in msg
+    assert "budget.usd_per_hour" in info.value.conflicts
+    # The figure it names is enough: the cheapest single GPU that holds the model.
+    cheapest = min(catalog.gpu(g).usd_per_hour for g in SMALL_GPUS)
+    assert f"${cheapest:.2f}/h" in msg
+    assert api.plan(plan_request(LLAMA2_7B, budget=cheapest), catalog).plans
+
+
+def test_impossible_ttft_names_ttft(catalog):
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(plan_request(LLAMA2_7B, budget=12, slo={"ttft_ms": 0.001}), catalog)
+    assert "ttft" in str(info.value)
+    assert info.value.conflicts == ["slo.ttft_ms"]
+
+
+def test_405b_on_a10g_names_memory(catalog):
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(plan_request(LLAMA31_405B, budget=100, gpus={"a10g": {}}, parallelism={"max_gpus": 8}), catalog)
+    msg = str(info.value)
+    assert "memory" in msg and "weights" in msg
+    assert "memory" in info.value.conflicts
+
+
+def test_conflicting_budget_and_throughput_floor_names_both(catalog):
+    req = plan_request(LLAMA2_7B, budget=1, gpus={"l4": {}}, slo={"min_output_throughput_tok_s": 100_000})
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(req, catalog)
+    assert set(info.value.conflicts) == {"budget.usd_per_hour", "slo.min_output_throughput_tok_s"}
+
+
+def test_inventory_too_small_names_the_gpu(catalog):
+    req = plan_request(LLAMA2_13B, budget=40, gpus={"l4": 1}, parallelism={"tp": [1]})
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(req, catalog)
+    assert "l4" in str(info.value) or "memory" in str(info.value)
