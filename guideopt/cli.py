@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import importlib
+import importlib.util
 import json
 import sys
 from functools import wraps
@@ -297,11 +299,8 @@ def catalog(kind: str, as_json: bool) -> None:
 
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (constraints files)."""
-    try:
-        from guideopt import cli_solve  # noqa: F401  (registers `solve` and `schema` on `main`)
-    except ModuleNotFoundError as exc:
-        if exc.name != "guideopt.cli_solve":
-            raise
+    if importlib.util.find_spec("guideopt.cli_solve") is not None:
+        importlib.import_module("guideopt.cli_solve")  # registers `solve` and `schema` on `main`
 
 
 _register_optional_commands()
