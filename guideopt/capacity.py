@@ -31,6 +31,8 @@ from guideopt.costs.memory import tokens_per_sequence
 from guideopt.costs.serving import ServingInputs, serving_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
+from pydantic import Field
+
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
 from guideopt.model.plan import MemoryBreakdown, Metrics
@@ -43,21 +45,21 @@ TP_CHOICES_FOR_HINT = (1, 2, 4, 8)
 
 
 class CapacityRequest(StrictModel):
-    model: str
-    gpu: str
-    tp: int | None = None
-    pp: int = 1
-    num_gpus: int | None = None
+    model: str = Field(min_length=1)
+    gpu: str = Field(min_length=1)
+    tp: int | None = Field(default=None, gt=0)
+    pp: int = Field(default=1, gt=0)
+    num_gpus: int | None = Field(default=None, gt=0)
     framework: str = "vllm"
     dtype: Dtype = Dtype.FP16
     kv_dtype: Dtype | None = None
-    input_len: int
-    output_len: int
-    batch: int | None = None  # a requested batch to check and adjust
-    split: int | None = None
-    rate: float | None = None  # requests/s to size for
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
+    input_len: int = Field(gt=0)
+    output_len: int = Field(gt=0)
+    batch: int | None = Field(default=None, gt=0, description="a requested batch to check and adjust")
+    split: int | None = Field(default=None, gt=0)
+    rate: float | None = Field(default=None, gt=0, description="requests/s to size for")
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
 
     @property
     def resolved_tp(self) -> int:
@@ -120,7 +122,7 @@ def _table(req: CapacityRequest, cat: Catalog, tp: int, batch: int = 1) -> Optio
 
 def split_batch(batch: int, max_batch: int) -> list[int]:
     """Sub-batches of at most ``max_batch`` requests, as even as possible (GUIDE §3.3.1)."""
-    if max_batch <= 0:
+    if max_batch <= 0 or batch <= 0:
         return []
     parts = math.ceil(batch / max_batch)
     base, extra = divmod(batch, parts)
@@ -199,9 +201,10 @@ def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) ->
         ok &= curve.tpot_s * MS_PER_S <= req.tpot_ms
     if not ok.any():
         best_ttft, best_tpot = float(curve.ttft_s.min() * MS_PER_S), float(curve.tpot_s.min() * MS_PER_S)
+        named = [n for n, v in (("slo.ttft_ms", req.ttft_ms), ("slo.tpot_ms", req.tpot_ms)) if v is not None]
         raise NoFeasiblePlanError(
             f"slo: no load level meets the SLOs on this replica shape (fastest TTFT {best_ttft:.1f} ms, fastest TPOT {best_tpot:.2f} ms)",
-            ["slo.ttft_ms", "slo.tpot_ms"],
+            named,
         )
     best_rate = float(req_rate[ok].max())
     n = max(1, math.ceil(req.rate / best_rate - 1e-12))

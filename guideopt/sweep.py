@@ -46,10 +46,12 @@ def _range(text: str, field: str) -> list[int]:
         if factor <= 1:
             raise InvalidRequestError(f"{field}: geometric step {step!r} must be x followed by a factor > 1")
         value = float(start)
-        while value <= stop and len(out) < MAX_SWEEP_VALUES:
+        while value <= stop:
             out.append(int(round(value)))
             value *= factor
     else:
         inc = _positive(step, field)
-        out = list(range(start, stop + 1, inc))[:MAX_SWEEP_VALUES]
+        if (stop - start) // inc + 1 > MAX_SWEEP_VALUES:
+            raise InvalidRequestError(f"{field}: range {text!r} has more than {MAX_SWEEP_VALUES} values (use a larger step)")
+        out = list(range(start, stop + 1, inc))
     return out

@@ -42,9 +42,9 @@ from guideopt.validate import Case, cases_from_file  # noqa: E402
 # custom all-reduce, which vLLM and SGLang also use for small messages) and PCIe (L40S).
 NVSWITCH_GPUS = ("a100-sxm4-80gb", "h100-sxm", "h200-sxm", "b200")
 PCIE_GPUS = ("l40s",)
-# Largest number of distinct configurations per engine used in the end-to-end fit (keeps
-# the script to about a minute; rows are taken in file order, every metric of a config kept).
-MAX_CONFIGS_PER_ENGINE = 160
+# Largest number of distinct configurations per engine used in the end-to-end fit (keeps the
+# script to a few minutes); they are taken evenly across the file, every metric of a config kept.
+MAX_CONFIGS_PER_ENGINE = 300
 FRAMEWORK_BOUNDS = ([0.0, 0.0, 0.3], [20.0, 200.0, 1.0])  # step ms, prefill ms, kernel efficiency
 FRAMEWORK_START = [1.0, 2.0, 0.9]
 
@@ -125,17 +125,11 @@ def usable_for_fit(case: Case) -> bool:
 
 
 def engine_cases(cases: list[Case], framework: str) -> list[Case]:
-    picked, configs = [], []
-    for c in cases:
-        if c.request.get("framework") != framework or not usable_for_fit(c):
-            continue
-        key = tuple(sorted(c.request.items()))
-        if key not in configs:
-            if len(configs) >= MAX_CONFIGS_PER_ENGINE:
-                continue
-            configs.append(key)
-        picked.append(c)
-    return picked
+    mine = [c for c in cases if c.request.get("framework") == framework and usable_for_fit(c)]
+    configs = list(dict.fromkeys(tuple(sorted(c.request.items())) for c in mine))
+    stride = max(1, -(-len(configs) // MAX_CONFIGS_PER_ENGINE))
+    chosen = set(configs[::stride])
+    return [c for c in mine if tuple(sorted(c.request.items())) in chosen]
 
 
 def single_wave(catalog, cases: list[Case]) -> list[Case]:
@@ -182,7 +176,7 @@ def fit_framework(catalog, base: Calibration, framework: str, cases: list[Case])
             res.append(0.0 if pred is None else float(np.log(max(pred[c.metric], 1e-12) / c.measured)))
         return np.array(res)
 
-    fit = least_squares(residuals, x0=FRAMEWORK_START, bounds=FRAMEWORK_BOUNDS, loss="soft_l1", diff_step=0.05, max_nfev=60)
+    fit = least_squares(residuals, x0=FRAMEWORK_START, bounds=FRAMEWORK_BOUNDS, loss="soft_l1", diff_step=0.02, max_nfev=120)
     ape = np.abs(np.exp(residuals(fit.x)) - 1)
     step, prefill, eff = (float(v) for v in fit.x)
     return FrameworkEfficiency(

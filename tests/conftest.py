@@ -47,10 +47,18 @@ settings.register_profile("thorough", parent=settings.get_profile("guideopt"), m
 settings.load_profile(os.environ.get("GUIDEOPT_HYPOTHESIS_PROFILE", "guideopt"))
 
 
+class _QuietCatalog(Catalog):
+    """The bundled catalog with a one-line repr, so hypothesis' falsifying examples stay readable."""
+
+    def __repr__(self) -> str:
+        return f"Catalog(<bundled: {len(self.gpus)} GPUs, {len(self.models)} models>)"
+
+
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
     """The bundled catalog (cached by ``load_catalog``)."""
-    return load_catalog()
+    cat = load_catalog()
+    return _QuietCatalog(**{f: getattr(cat, f) for f in Catalog.__dataclass_fields__})
 
 
 @pytest.fixture(scope="session")

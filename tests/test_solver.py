@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from typing import Any
 
 import numpy as np
@@ -91,11 +92,11 @@ def brute_force(req: PlanRequest, catalog, exclude_shapes: set[tuple] = frozense
     ok = usd <= math.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-6)
     if req.parallelism.max_gpus:
         ok &= gpus <= req.parallelism.max_gpus
-    gpu_ids = np.array([table.space.gpus[int(g)].id for g in table.gpu_idx[o]]) if o.size else np.array([])
-    for gpu_id in {g.id for g in table.space.gpus}:
-        limit = req.allowance(gpu_id).max
+    gpu_of = table.gpu_idx[o]
+    for g, gpu in enumerate(table.space.gpus):
+        limit = req.allowance(gpu.id).max
         if limit is not None:
-            ok &= ~((gpu_ids == gpu_id) & (gpus > limit))
+            ok &= ~((gpu_of == g) & (gpus > limit))
     slo = req.slo
     if slo.ttft_ms is not None:
         ok &= ttft <= slo.ttft_ms * 1e3
@@ -145,11 +146,14 @@ def close_tuple(a: tuple[int, ...], b: tuple[int, ...], slack: int = 1) -> bool:
 
 
 def lex_not_better(later: tuple[int, ...], earlier: tuple[int, ...], slack: int = 1) -> bool:
-    """``later`` is lexicographically no better than ``earlier`` (ties within ``slack``)."""
+    """``later`` is lexicographically no better than ``earlier``.
+
+    Decided at the first term that differs; a difference of at most ``slack`` units there
+    may be re-rounding noise of the reported metrics, so it is accepted either way.
+    """
     for x, y in zip(later, earlier):
-        if abs(x - y) <= slack:
-            continue
-        return x > y
+        if x != y:
+            return x > y or abs(x - y) <= slack
     return True
 
 
@@ -264,6 +268,12 @@ def plan_requests(draw, top: int = 3) -> dict[str, Any]:
         req["slo"] = {"ttft_ms": draw(st.sampled_from([300, 3000])), "tpot_ms": draw(st.sampled_from([20, 80]))}
     if draw(st.booleans()):
         req["parallelism"] = {"max_gpus": draw(st.integers(1, 8))}
+    if draw(st.booleans()):
+        req["framework"] = draw(st.sampled_from(["any", "sglang", ["trtllm", "fastgen"]]))
+    if draw(st.booleans()):
+        req["precision"] = draw(st.sampled_from([["fp16", "int4"], ["bf16"], ["fp8", "int8"]]))
+        if draw(st.booleans()):
+            req["kv_dtype"] = "fp8"
     return req
 
 
@@ -309,7 +319,10 @@ def test_plan_never_exceeds_the_budget_with_a_throughput_floor(catalog):
                         objective=["cost", "throughput"], top=1, budget=1.0)
     best_per_replica = float(build_plan_options(PlanRequest.model_validate(base), catalog).table.metrics.output_throughput_tok_s.max())
     base["slo"] = {"min_output_throughput_tok_s": 2.5 * best_per_replica}  # needs 3 replicas
-    plan = api.plan(base, catalog).plans[0]
+    try:
+        plan = api.plan(base, catalog).plans[0]
+    except NoFeasiblePlanError:
+        return  # correct: three replicas cost $1.00041/h
     assert plan.usd_per_hour <= 1.0
 
 
@@ -443,3 +456,41 @@ def test_inventory_too_small_names_the_gpu(catalog):
     with pytest.raises(NoFeasiblePlanError) as info:
         api.plan(req, catalog)
     assert "l4" in str(info.value) or "memory" in str(info.value)
+
+
+@pytest.mark.xfail(
+    reason="BUG: explain._describe prints the smallest sufficient budget with '{:.2f}', which rounds to the nearest "
+    "cent: Llama-2-13b needs 2 x a10g = $2.012/h, the message says 'a budget of $2.01/h or more would allow a plan', "
+    "and $2.01/h is itself infeasible (the message even reads '$2.01/h is too little; ... $2.01/h or more would allow')",
+    strict=True,
+)
+def test_suggested_budget_allows_a_plan(catalog):
+    req = plan_request(LLAMA2_13B, budget=0.1, gpus={"a10g": {}})
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(req, catalog)
+    suggested = float(re.search(r"budget of \$([0-9.]+)/h", str(info.value)).group(1))
+    assert api.plan(dict(req, budget={"usd_per_hour": suggested}), catalog).plans
+
+
+@pytest.mark.xfail(
+    reason="BUG: cpsat.candidates rounds throughput to the nearest 0.1 tok/s before the min_output_throughput check, "
+    "so a plan up to 0.05 tok/s short of the floor is accepted (same nearest-rounding root cause as the budget bug)",
+    strict=True,
+)
+def test_plan_meets_the_throughput_floor_exactly(catalog):
+    # Two L4 replicas at most ($0.88/h); find a batch whose 2-replica throughput rounds *up* at 0.1 tok/s.
+    for batch in (1, 2, 4, 8, 16, 24, 32):
+        base = plan_request(LLAMA2_7B, budget=0.88, gpus={"l4": {}}, parallelism={"tp": [1], "pp": [1]},
+                            objective=["cost"], top=1, batch=batch)
+        table = build_plan_options(PlanRequest.model_validate(base), catalog).all_options
+        deci = 2 * float(table.metrics.output_throughput_tok_s[table.fits].max()) * DECI_TOK_PER_TOK
+        if deci % 1 >= 0.5:
+            break
+    else:
+        pytest.skip("no batch gives a throughput that rounds up")
+    floor = round(deci) / DECI_TOK_PER_TOK  # just above what two replicas deliver
+    try:
+        plan = api.plan(dict(base, slo={"min_output_throughput_tok_s": floor}), catalog).plans[0]
+    except NoFeasiblePlanError:
+        return  # correct: two replicas are not enough and a third is over budget
+    assert plan.metrics.output_throughput_tok_s >= floor

@@ -75,19 +75,30 @@ def framework_overhead_bytes(fw: Framework, *, tp) -> np.ndarray:
 
 
 def kv_pool_bytes(fw: Framework, *, gpu_memory_bytes, weights, activation, overhead) -> tuple[np.ndarray, np.ndarray]:
-    """KV-cache pool per GPU and the total the engine may use, by the framework's rule."""
+    """KV-cache pool per GPU and the total the engine may use, by the framework's rule.
+
+    CUDA-graph memory comes out of the headroom outside the fraction unless the engine
+    counts it inside (``cuda_graph_in_budget``, vLLM >= 0.21).
+    """
     mem = np.asarray(gpu_memory_bytes, dtype=float)
     reserve = fw.reserve_gib * BYTES_PER_GIB
-    others = weights + activation + overhead
+    graphs = 0.0 if fw.cuda_graph_in_budget else fw.cuda_graph_gib * BYTES_PER_GIB
+    in_budget = overhead - graphs
     if fw.memory_fraction_of is MemoryFractionOf.TOTAL:
-        usable = mem * fw.memory_fraction
-        pool = usable - others
+        pool = mem * fw.memory_fraction - weights - activation - in_budget
+        usable = mem * fw.memory_fraction + graphs  # graphs live in the headroom
+    elif fw.memory_fraction_of is MemoryFractionOf.WEIGHTS_AND_KV:
+        pool = mem * fw.memory_fraction - weights
+        # activations, graphs and buffers live in the rest; an engine that needs more fails
+        rest = activation + overhead
+        pool = np.where(mem * fw.memory_fraction + rest <= mem, pool, 0.0)
+        usable = np.minimum(mem, mem * fw.memory_fraction + rest)
     elif fw.memory_fraction_of is MemoryFractionOf.FREE_AFTER_LOAD:
-        pool = fw.memory_fraction * (mem - others - reserve)
-        usable = others + pool
+        pool = fw.memory_fraction * (mem - weights - activation - overhead - reserve)
+        usable = weights + activation + overhead + pool
     else:  # RESERVE
         usable = mem - reserve
-        pool = usable - others
+        pool = usable - weights - activation - overhead
     return pool, usable
 
 

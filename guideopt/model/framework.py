@@ -17,7 +17,8 @@ from guideopt.model.base import StrictModel
 class MemoryFractionOf(str, Enum):
     """What the framework's memory fraction is a fraction of."""
 
-    TOTAL = "total"  # vLLM gpu_memory_utilization, SGLang mem_fraction_static: of the whole GPU
+    TOTAL = "total"  # vLLM gpu_memory_utilization: weights, activations, non-torch and KV within a fraction of the GPU
+    WEIGHTS_AND_KV = "weights_and_kv"  # SGLang mem_fraction_static = (weights + KV pool) / GPU memory
     FREE_AFTER_LOAD = "free_after_load"  # TRT-LLM free_gpu_memory_fraction: of what is left after weights
     RESERVE = "reserve"  # DeepSpeed-FastGen: everything but a fixed reserve
 
@@ -32,6 +33,7 @@ class Framework(StrictModel):
     non_torch_gib: float = Field(ge=0, description="CUDA context, cuBLAS workspace and allocator slack per GPU")
     comm_buffer_gib_per_tp: float = Field(ge=0, description="NCCL / custom all-reduce buffers per GPU when TP > 1")
     cuda_graph_gib: float = Field(ge=0, description="CUDA-graph memory per GPU")
+    cuda_graph_in_budget: bool = Field(default=False, description="graph memory counted inside the memory fraction (vLLM >= 0.21) rather than in the headroom")
     kv_block_tokens: int = Field(ge=1, description="KV-cache page (block) size in tokens")
     max_num_batched_tokens: int = Field(gt=0, description="default token budget per forward pass (split size)")
     max_num_seqs: int = Field(gt=0, description="default max sequences per forward pass")

@@ -1,0 +1,83 @@
+"""``guideopt solve FILE`` and ``guideopt schema``: constraints files on the command line.
+
+Registered on the main group by ``guideopt.cli`` when this module exists. File errors are
+one ``FILE:LINE: key.path: what is wrong (what would be right)`` line on stderr (exit 1);
+a valid file with no feasible plan exits 3 with the explanation on stderr (and in the
+JSON with ``--json``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from guideopt import api
+from guideopt.cli import _emit_plan, handle_errors, json_option, main
+from guideopt.constraints_file import ConstraintsFileError, LoadedFile, json_schema, load, parse_path
+from guideopt.errors import GuideoptError, NoFeasiblePlanError
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _leading_key(message: str) -> str | None:
+    """The key path a library message starts with (``gpus.l4: ...``), if any."""
+    head, sep, _ = message.partition(": ")
+    if sep and head and " " not in head and parse_path(head):
+        return head
+    return None
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=False))
+@json_option
+@handle_errors
+def solve(file: str, as_json: bool) -> None:
+    """Plan from a constraints file (YAML, JSON or TOML; see `guideopt schema`).
+
+    Example: guideopt solve examples/chat-tight-ttft.yaml --json
+    """
+    start = time.perf_counter()
+    try:
+        loaded: LoadedFile = load(file)
+    except ConstraintsFileError as exc:
+        _fail(str(exc), exc.exit_code)
+        return
+    request = loaded.request
+    try:
+        result = api.plan(request)
+    except NoFeasiblePlanError as exc:
+        conflicts = list(exc.conflicts)
+        line = next((loaded.line_of(c) for c in conflicts if loaded.line_of(c) > 1), 1)
+        click.echo(f"{loaded.path}:{line}: no feasible plan: {exc}", err=True)
+        if as_json:
+            click.echo(json.dumps({
+                "status": "infeasible", "objective": [t.value for t in request.objective],
+                "solve_time_s": round(time.perf_counter() - start, 6), "plans": [],
+                "explanation": str(exc), "conflicts": conflicts,
+            }, indent=2))
+        sys.exit(exc.exit_code)
+    except GuideoptError as exc:
+        message = str(exc)
+        key = _leading_key(message)
+        if key is not None:
+            message = f"{loaded.path}:{loaded.line_of(key)}: {message}"
+        else:
+            message = f"{loaded.path}: {message}"
+        _fail(message, exc.exit_code)
+        return
+    _emit_plan(result, as_json)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of constraints files (for editors and validators).
+
+    Example: guideopt schema > guideopt-constraints.schema.json
+    """
+    click.echo(json.dumps(json_schema(), indent=2))
