@@ -34,7 +34,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except NoFeasiblePlanError as exc:
             click.echo(f"error: no feasible plan: {exc}", err=True)
             if as_json:
-                _json({"status": "infeasible", "objective": kwargs.get("objective_terms") or [], "solve_time_s": 0.0,
+                objective = _objective(kwargs["objective"]) if "objective" in kwargs else kwargs.get("objective_terms") or []
+                _json({"status": "infeasible", "objective": objective, "solve_time_s": 0.0,
                        "plans": [], "explanation": str(exc), "conflicts": exc.conflicts})
             sys.exit(exc.exit_code)
         except GuideoptError as exc:
@@ -85,7 +86,7 @@ def _objective(value: str | None) -> list[str]:
 def plan(model: str, budget: float, input_len: int, output_len: int, batch: int | None, objective: str | None, top: int,
          gpus: tuple[str, ...], max_gpus: int | None, frameworks: tuple[str, ...], dtypes: tuple[str, ...],
          tps: tuple[int, ...], pps: tuple[int, ...], ttft_ms: float | None, tpot_ms: float | None,
-         min_throughput: float | None, as_json: bool, objective_terms: list[str] | None = None) -> None:
+         min_throughput: float | None, as_json: bool) -> None:
     """Find the best deployments under a budget.
 
     Example: guideopt plan --model meta-llama/Llama-2-7b-hf --budget 12 --input-len 512 --output-len 256

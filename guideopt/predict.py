@@ -69,8 +69,8 @@ def memory_breakdown(table: OptionTable, i: int, running: float | None = None) -
     )
 
 
-def scaled_metrics(table: OptionTable, i: int, replicas: int) -> Metrics:
-    """Per-replica latencies, whole-deployment throughputs."""
+def scaled_metrics(table: OptionTable, i: int, replicas: float) -> Metrics:
+    """Per-replica latencies, whole-deployment throughputs (``replicas`` full replicas' worth)."""
     m = table.metrics.as_contract_dict(i)
     for key in ("decode_throughput_tok_s", "output_throughput_tok_s", "total_throughput_tok_s", "prefill_throughput_tok_s"):
         m[key] *= replicas
@@ -114,7 +114,8 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     if req.concurrency is not None:
         return _serving_prediction(req, table, cat, replicas, per_replica)
     return Prediction(
-        request=req, metrics=scaled_metrics(table, 0, replicas), memory=memory_breakdown(table, 0), replicas=replicas,
+        # The busiest replica sets the latency; throughputs count only submitted requests.
+        request=req, metrics=scaled_metrics(table, 0, req.batch / per_replica), memory=memory_breakdown(table, 0), replicas=replicas,
         batch_per_replica=per_replica, waves=int(table.metrics.waves[0]), kv_cache_tokens=int(table.memory.kv_tokens[0]),
         max_batch=int(table.running_cap[0]),
     )

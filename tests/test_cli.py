@@ -158,11 +158,6 @@ def test_infeasible_plan_json(runner):
     assert "memory" in data["explanation"] and "weights" in data["explanation"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: cli.handle_errors writes kwargs.get('objective_terms') into the infeasible JSON, but click never "
-    "passes that parameter, so 'objective' is always [] instead of the request's objective order",
-    strict=True,
-)
 def test_infeasible_plan_json_keeps_the_objective(runner):
     args = ["plan", "--model", LLAMA2_7B, "--budget", "0.1", "--input-len", "512", "--output-len", "256", "--json"]
     data = json.loads(invoke(runner, args).stdout)

@@ -554,7 +554,7 @@ def damaged_yaml(draw) -> str:
         elif kind == "junk-key":
             mappings = [p for p in [()] + paths if isinstance(_parent(data, p + ("x",)), dict)]
             where = _parent(data, draw(st.sampled_from(mappings)) + ("x",))
-            where[draw(st.text(min_size=1, max_size=8))] = draw(st.sampled_from(JUNK_VALUES))
+            where[draw(st.text(min_size=1, max_size=8))] = copy.deepcopy(draw(st.sampled_from(JUNK_VALUES)))
     text = yaml.safe_dump(data, sort_keys=False)
     for _ in range(draw(st.integers(0, 2))):
         if draw(st.booleans()):

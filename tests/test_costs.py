@@ -145,12 +145,6 @@ def test_metrics_follow_the_contract_definitions(catalog, model, gpu, batch, inp
     assert m.prefill_throughput_tok_s == pytest.approx(batch * input_len / ttft, rel=1e-9)
 
 
-@pytest.mark.xfail(
-    reason="BUG: predict_one gives every replica ceil(batch/replicas) requests, so with a deployment batch that "
-    "replicas do not divide the throughputs count requests that were never submitted "
-    "(batch 3 on 2 replicas reports output_throughput = 4·O/latency, contract says B·O/latency)",
-    strict=True,
-)
 def test_throughput_counts_only_submitted_requests_when_replicas_do_not_divide_batch(catalog):
     out_len = 128
     pred = api.predict(predict_request(LLAMA2_7B, "h100-sxm", num_gpus=2, tp=1, batch=3, output_len=out_len), catalog)

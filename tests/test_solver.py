@@ -83,13 +83,15 @@ def brute_force(req: PlanRequest, catalog, exclude_shapes: set[tuple] = frozense
     o = fit[opt_i]
     gpus = per_replica[opt_i] * n
     m = table.metrics
-    usd = np.round(price[opt_i] * gpus * MILLI_USD_PER_USD).astype(np.int64)
-    thr = np.round(m.output_throughput_tok_s[o] * n * DECI_TOK_PER_TOK).astype(np.int64)
+    # The model's conservative scaling: a replica's price rounded up to the milli-dollar,
+    # throughput rounded down to 0.1 tok/s (so accepted plans truly meet budget and floors).
+    usd = np.ceil(price[opt_i] * per_replica[opt_i] * MILLI_USD_PER_USD - 1e-9).astype(np.int64) * n
+    thr = np.floor(m.output_throughput_tok_s[o] * n * DECI_TOK_PER_TOK + 1e-9).astype(np.int64)
     ttft = np.round(m.ttft_s[o] * US_PER_S).astype(np.int64)
     tpot = np.round(m.tpot_s[o] * US_PER_S).astype(np.int64)
     lat = np.round(m.batch_latency_s[o] * US_PER_S).astype(np.int64)
 
-    ok = usd <= math.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-6)
+    ok = usd <= math.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-9)
     if req.parallelism.max_gpus:
         ok &= gpus <= req.parallelism.max_gpus
     gpu_of = table.gpu_idx[o]
@@ -294,12 +296,6 @@ def test_more_budget_never_lowers_the_throughput_optimum(catalog, req, extra_cen
     assert high.objective_values[0] >= low.objective_values[0]
 
 
-@pytest.mark.xfail(
-    reason="BUG: cpsat.replica_bounds caps replicas with a float division (n=3 at $0.33351 fits $1.0006) while the "
-    "budget constraint compares round(cost in milli-$) = 1001 with floor(budget in milli-$) = 1000, so the n=3 "
-    "candidate is infeasible and n=2 is never generated: raising the budget from $1.0005 to $1.0006 halves the plan",
-    strict=True,
-)
 def test_more_budget_never_lowers_throughput_sub_cent_prices(catalog):
     base = plan_request(LLAMA2_7B, gpus={"l4": {"usd_per_hour": 0.33351}}, parallelism={"tp": [1], "pp": [1]},
                         objective=["throughput", "cost"], top=1)
@@ -308,12 +304,6 @@ def test_more_budget_never_lowers_throughput_sub_cent_prices(catalog):
     assert high.objective_values[0] >= low.objective_values[0]
 
 
-@pytest.mark.xfail(
-    reason="BUG: cpsat.candidates rounds each candidate's cost to the nearest milli-dollar (np.round) and the "
-    "budget check accepts it when round(cost) <= floor(budget), so a plan up to $0.0005/h over the budget is "
-    "returned (3 x $0.33347 = $1.00041 under a $1.00 budget)",
-    strict=True,
-)
 def test_plan_never_exceeds_the_budget_with_a_throughput_floor(catalog):
     base = plan_request(LLAMA2_7B, gpus={"l4": {"usd_per_hour": 0.33347}}, parallelism={"tp": [1], "pp": [1]},
                         objective=["cost", "throughput"], top=1, budget=1.0)
@@ -458,12 +448,6 @@ def test_inventory_too_small_names_the_gpu(catalog):
     assert "l4" in str(info.value) or "memory" in str(info.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG: explain._describe prints the smallest sufficient budget with '{:.2f}', which rounds to the nearest "
-    "cent: Llama-2-13b needs 2 x a10g = $2.012/h, the message says 'a budget of $2.01/h or more would allow a plan', "
-    "and $2.01/h is itself infeasible (the message even reads '$2.01/h is too little; ... $2.01/h or more would allow')",
-    strict=True,
-)
 def test_suggested_budget_allows_a_plan(catalog):
     req = plan_request(LLAMA2_13B, budget=0.1, gpus={"a10g": {}})
     with pytest.raises(NoFeasiblePlanError) as info:
@@ -472,11 +456,6 @@ def test_suggested_budget_allows_a_plan(catalog):
     assert api.plan(dict(req, budget={"usd_per_hour": suggested}), catalog).plans
 
 
-@pytest.mark.xfail(
-    reason="BUG: cpsat.candidates rounds throughput to the nearest 0.1 tok/s before the min_output_throughput check, "
-    "so a plan up to 0.05 tok/s short of the floor is accepted (same nearest-rounding root cause as the budget bug)",
-    strict=True,
-)
 def test_plan_meets_the_throughput_floor_exactly(catalog):
     # Two L4 replicas at most ($0.88/h); find a batch whose 2-replica throughput rounds *up* at 0.1 tok/s.
     for batch in (1, 2, 4, 8, 16, 24, 32):

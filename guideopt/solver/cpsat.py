@@ -69,7 +69,7 @@ class Candidates:
 
 def violations(c: Candidates, req: PlanRequest, opts: PlanOptions, skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """Per user constraint, the candidates that break it (the same rules the model enforces)."""
-    out: dict[str, np.ndarray] = {"budget.usd_per_hour": c.usd > int(np.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-6))}
+    out: dict[str, np.ndarray] = {"budget.usd_per_hour": c.usd > budget_milli_usd(req)}
     if req.parallelism.max_gpus:
         out["parallelism.max_gpus"] = c.gpus > req.parallelism.max_gpus
     for i, limit in opts.inventory.items():
@@ -107,14 +107,24 @@ def pareto_front(values: np.ndarray) -> np.ndarray:
     return np.array(sorted(front), dtype=int)
 
 
+def replica_milli_usd(usd_per_gpu_hour: np.ndarray, gpus: np.ndarray) -> np.ndarray:
+    """One replica's price in milli-dollars per hour, rounded up so that no plan the model
+    accepts costs more than its budget."""
+    return np.ceil(usd_per_gpu_hour * gpus * MILLI_USD_PER_USD - 1e-9).astype(np.int64)
+
+
+def budget_milli_usd(req: PlanRequest) -> int:
+    return int(np.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-9))
+
+
 def replica_bounds(opts: PlanOptions, req: PlanRequest, skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
     """Fewest replicas meeting the throughput floor, and most the caps allow, per option."""
     t = opts.table
     gpus = t.gpus_per_replica.astype(np.int64)
-    usd = t.usd_per_hour_per_gpu * gpus
+    usd = replica_milli_usd(t.usd_per_hour_per_gpu, gpus)
     hi = np.full(len(t), MAX_REPLICAS_PER_OPTION, dtype=np.int64)
     if "budget.usd_per_hour" not in skip:
-        hi = np.minimum(hi, np.floor(req.budget.usd_per_hour / usd + 1e-9).astype(np.int64))
+        hi = np.minimum(hi, budget_milli_usd(req) // usd)
     if req.parallelism.max_gpus and "parallelism.max_gpus" not in skip:
         hi = np.minimum(hi, req.parallelism.max_gpus // gpus)
     for i, limit in opts.inventory.items():
@@ -137,11 +147,13 @@ def candidates(opts: PlanOptions, req: PlanRequest, skip: frozenset[str] = froze
     t = opts.table
     m = t.metrics
     gpus = t.gpus_per_replica.astype(np.int64)[option] * replicas
+    per_replica_usd = replica_milli_usd(t.usd_per_hour_per_gpu, t.gpus_per_replica.astype(np.int64))
     return Candidates(
         option=option, replicas=replicas,
-        usd=np.round(t.usd_per_hour_per_gpu[option] * gpus * MILLI_USD_PER_USD).astype(np.int64),
+        usd=per_replica_usd[option] * replicas,
         gpus=gpus, gpu_idx=t.gpu_idx[option],
-        throughput=np.round(m.output_throughput_tok_s[option] * replicas * DECI_TOK_PER_TOK).astype(np.int64),
+        # rounded down, so that a plan the model accepts meets a throughput floor for real
+        throughput=np.floor(m.output_throughput_tok_s[option] * replicas * DECI_TOK_PER_TOK + 1e-9).astype(np.int64),
         ttft_us=np.round(m.ttft_s[option] * US_PER_S).astype(np.int64),
         tpot_us=np.round(m.tpot_s[option] * US_PER_S).astype(np.int64),
         latency_us=np.round(m.batch_latency_s[option] * US_PER_S).astype(np.int64),
@@ -200,9 +212,8 @@ def add_user_constraints(
 
     ``skip`` leaves named constraints out (used to find how far each must be relaxed).
     """
-    budget = int(np.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-6))
     if "budget.usd_per_hour" not in skip:
-        _forbid(h, "budget.usd_per_hour", c.usd > budget)
+        _forbid(h, "budget.usd_per_hour", c.usd > budget_milli_usd(req))
     if req.parallelism.max_gpus and "parallelism.max_gpus" not in skip:
         _forbid(h, "parallelism.max_gpus", c.gpus > req.parallelism.max_gpus)
     for i, limit in opts.inventory.items():

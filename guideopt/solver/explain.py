@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from guideopt.costs.tables import tp_is_valid
@@ -39,6 +41,8 @@ def explain_no_fitting_option(opts: PlanOptions, req: PlanRequest) -> tuple[str,
     return msg, ["memory", "parallelism.tp", "parallelism.pp", "precision"]
 
 
+CENTS_PER_USD = 100
+
 _RELAX_TERM = {
     "budget.usd_per_hour": ObjectiveTerm.COST,
     "slo.ttft_ms": ObjectiveTerm.TTFT,
@@ -74,7 +78,8 @@ def _describe(name: str, req: PlanRequest, value: float | None) -> str:
         return f"{name}: relaxing it alone does not help"
     slo = req.slo
     if name == "budget.usd_per_hour":
-        return f"budget.usd_per_hour: ${req.budget.usd_per_hour:.2f}/h is too little; a budget of ${value / cpsat.MILLI_USD_PER_USD:.2f}/h or more would allow a plan"
+        cents = math.ceil(value / (cpsat.MILLI_USD_PER_USD / CENTS_PER_USD) - 1e-9) / CENTS_PER_USD
+        return f"budget.usd_per_hour: ${req.budget.usd_per_hour:g}/h is too little; a budget of ${cents:.2f}/h or more would allow a plan"
     if name == "slo.ttft_ms":
         return f"slo.ttft_ms: TTFT <= {slo.ttft_ms:g} ms is below the fastest possible {value / 1e3:.1f} ms"
     if name == "slo.tpot_ms":
