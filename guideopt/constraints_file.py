@@ -154,7 +154,7 @@ class _TextLocator(Locator):
 
     def __init__(self, text: str, fmt: str) -> None:
         self.fmt = fmt
-        lines = text.splitlines()
+        lines = text.split("\n")  # the parsers count "\n" only
         self.lines = [_strip_toml_comment(s) for s in lines] if fmt == "toml" else lines
 
     def _pattern(self, key: str) -> re.Pattern[str]:
@@ -194,9 +194,6 @@ class LoadedFile:
     def line_of(self, key_path: str | Sequence[Segment]) -> int:
         path = parse_path(key_path) if isinstance(key_path, str) else tuple(key_path)
         return self.locator.line(path)
-
-    def error(self, key_path: str, problem: str) -> ConstraintsFileError:
-        return ConstraintsFileError(self.path, self.line_of(key_path), key_path, problem)
 
 
 class _Bool(str):

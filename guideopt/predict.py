@@ -91,6 +91,8 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     gpu = cat.gpu(req.gpu)
     fw = cat.framework(req.framework)
     tp = req.resolved_tp
+    if gpu.vendor.value not in fw.vendors:
+        raise InvalidRequestError(f"framework: {fw.id} does not run on {gpu.vendor.value} GPUs like {gpu.id} (use one of {_engines_for(cat, gpu)})")
     if not bool(tp_is_valid(arch, np.array([tp]))[0]):
         raise InvalidRequestError(f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try a divisor such as {_divisor_hint(arch)})")
     if tp > gpu.gpus_per_node:
@@ -167,3 +169,7 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
         request=req, metrics=metrics, memory=memory_breakdown(table, 0, running=float(m.running[0])), replicas=replicas,
         batch_per_replica=per_replica, waves=1, kv_cache_tokens=int(table.memory.kv_tokens[0]), max_batch=int(table.running_cap[0]),
     )
+
+
+def _engines_for(cat: Catalog, gpu) -> str:
+    return ", ".join(f.id for f in cat.frameworks.values() if gpu.vendor.value in f.vendors)

@@ -518,7 +518,7 @@ def test_help_has_an_example(command, runner):
 
 # ---------------------------------------------------------------- random damage never crashes
 
-JUNK_VALUES = [None, "junk", 3.5, -1, 0, [], {}, True, [1, "x"], {"a": 1}, 10**6, "1e3", 2**40]
+JUNK_VALUES = [None, "junk", 3.5, -1, 0, 0.001, [], {}, True, [1, "x"], {"a": 1}, 10**6, "1e3", 2**40]
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -541,8 +541,8 @@ def _parent(data: Any, path: tuple) -> Any:
 @st.composite
 def damaged_yaml(draw) -> str:
     data = yaml.safe_load(BASE_YAML)
-    for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["delete", "retype", "junk-key", "junk-chars", "truncate"]))
+    for _ in range(draw(st.integers(0, 3))):  # damage the structure...
+        kind = draw(st.sampled_from(["delete", "retype", "junk-key", "slo"]))
         paths = _paths(data) if isinstance(data, (dict, list)) else []
         if kind in ("delete", "retype") and paths:
             path = draw(st.sampled_from(paths))
@@ -551,12 +551,16 @@ def damaged_yaml(draw) -> str:
                 del parent[path[-1]]
             else:
                 parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(JUNK_VALUES)))
+        elif kind == "slo":  # a valid but possibly unreachable SLO: exercises the infeasible path
+            slo = data.setdefault("slo", {}) if isinstance(data.get("slo"), dict) or "slo" not in data else {}
+            slo[draw(st.sampled_from(["ttft_ms", "tpot_ms", "batch_latency_s", "min_output_throughput_tok_s"]))] = draw(
+                st.floats(1e-3, 1e6, allow_nan=False, allow_infinity=False))
         elif kind == "junk-key":
             mappings = [p for p in [()] + paths if isinstance(_parent(data, p + ("x",)), dict)]
             where = _parent(data, draw(st.sampled_from(mappings)) + ("x",))
             where[draw(st.text(min_size=1, max_size=8))] = copy.deepcopy(draw(st.sampled_from(JUNK_VALUES)))
     text = yaml.safe_dump(data, sort_keys=False)
-    for _ in range(draw(st.integers(0, 2))):
+    for _ in range(draw(st.integers(0, 2))):  # ...then the text: junk characters, or a truncation
         if draw(st.booleans()):
             at = draw(st.integers(0, len(text)))
             text = text[:at] + draw(st.text(min_size=1, max_size=4)) + text[at:]

@@ -106,7 +106,8 @@ def _framework_rows(arch: ModelArch, space: OptionSpace, fw_i: int) -> dict[str,
     splits = list(space.split) if space.split else list(fw.split_sizes)
     g, d, t, p, b, s = _grid(range(len(space.gpus)), range(len(space.dtypes)), space.tp, space.pp, space.batch, splits)
     node = np.array([gpu.gpus_per_node for gpu in space.gpus])[g]
-    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & (t <= node)
+    runs_on = np.array([gpu.vendor.value in fw.vendors for gpu in space.gpus])[g]
+    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & (t <= node) & runs_on
     if not fw.chunked_prefill:
         ok &= s >= space.input_len  # a whole prompt must fit in one pass
     keep = np.nonzero(ok)[0]

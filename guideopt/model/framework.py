@@ -39,6 +39,7 @@ class Framework(StrictModel):
     max_num_seqs: int = Field(gt=0, description="default max sequences per forward pass")
     chunked_prefill: bool = Field(description="prefill split into chunks of the token budget (vLLM V1 chunked prefill, FastGen Dynamic SplitFuse)")
     split_sizes: list[int] = Field(min_length=1, description="token budgets the planner may choose")
+    vendors: list[str] = Field(default_factory=lambda: ["nvidia", "amd"], description="GPU vendors the engine runs on")
     flash_attention: bool = True
     launch_template: str = ""
     sources: list[str] = Field(min_length=1)
