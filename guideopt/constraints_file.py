@@ -209,6 +209,7 @@ def _syntax(path: str, line: int, problem: str, fix: str) -> ConstraintsFileErro
 
 def _parse_yaml(text: str, name: str) -> tuple[Any, Locator]:
     fix = "check the YAML near this line: indentation, ':' after each key, closed brackets and quotes"
+    node: yaml.Node | None = None
     try:
         loader = yaml.SafeLoader(text)
         try:
@@ -227,7 +228,7 @@ def _parse_yaml(text: str, name: str) -> tuple[Any, Locator]:
     except yaml.YAMLError as exc:
         raise _syntax(name, 1, str(exc).splitlines()[0], fix) from None
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. an impossible date such as 2024-13-01
-        line = node.start_mark.line + 1 if "node" in locals() and node is not None else 1
+        line = node.start_mark.line + 1 if node is not None else 1
         raise _syntax(name, line, f"a value cannot be read: {exc}", "quote values that are not meant as dates or numbers") from None
     dup = _yaml_duplicate(node, ())
     if dup is not None:
