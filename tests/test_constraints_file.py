@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import LLAMA2_7B, LLAMA2_13B
+from conftest import LLAMA2_7B
 from guideopt import api
 from guideopt.cli import main
 from guideopt.constraints_file import ConstraintsFileError, json_schema, load, load_request

@@ -129,15 +129,23 @@ def solver_values(result: PlanResult, req: PlanRequest) -> tuple[int, ...]:
     return tuple(out)
 
 
-def plan_values(plan, req: PlanRequest) -> tuple[int, ...]:
-    """A plan's objective tuple computed from its reported metrics."""
+def plan_values(plan, req: PlanRequest, catalog) -> tuple[int, ...]:
+    """A plan's objective tuple from its reported metrics, in the model's conservative scaling.
+
+    Cost: each replica's price rounded up to the milli-dollar, times the replicas;
+    throughput: rounded down to 0.1 tok/s. Latencies: nearest microsecond.
+    """
     m = plan.metrics
+    cost = 0
+    for g in plan.groups:
+        price = req.allowance(g.gpu).usd_per_hour or catalog.gpu(g.gpu).usd_per_hour
+        cost += math.ceil(price * g.tp * g.pp * MILLI_USD_PER_USD - 1e-9) * g.replicas
     columns = {
-        "throughput": -round(m.output_throughput_tok_s * DECI_TOK_PER_TOK),
+        "throughput": -math.floor(m.output_throughput_tok_s * DECI_TOK_PER_TOK + 1e-9),
         "latency": round(m.batch_latency_s * US_PER_S),
         "ttft": round(m.ttft_ms * 1e3),
         "tpot": round(m.tpot_ms * 1e3),
-        "cost": round(plan.usd_per_hour * MILLI_USD_PER_USD),
+        "cost": cost,
     }
     return tuple(columns[t.value] for t in req.objective)
 
@@ -215,13 +223,13 @@ def test_solver_matches_brute_force(seed, catalog):
     result = api.plan(req, catalog)
     assert result.status == "optimal"
     assert solver_values(result, req) == expected
-    assert close_tuple(plan_values(result.plans[0], req), expected)
+    assert close_tuple(plan_values(result.plans[0], req, catalog), expected)
     # Each later plan is the optimum over the shapes not already shown.
     shown: set[tuple] = set()
     for plan in result.plans:
         want = brute_force(req, catalog, exclude_shapes=shown)
         assert want is not None
-        assert close_tuple(plan_values(plan, req), want), (plan.rank, plan_values(plan, req), want)
+        assert close_tuple(plan_values(plan, req, catalog), want), (plan.rank, plan_values(plan, req, catalog), want)
         shown.add(_shape_of_group(plan.groups[0]))
 
 
@@ -398,7 +406,7 @@ def test_top_k_plans_are_distinct_shapes_in_lexicographic_order(catalog, req):
     request = PlanRequest.model_validate(req)
     shapes = [tuple(_shape_of_group(g) for g in p.groups) for p in result.plans]
     assert len(set(shapes)) == len(shapes)
-    values = [plan_values(p, request) for p in result.plans]
+    values = [plan_values(p, request, catalog) for p in result.plans]
     for earlier, later in zip(values, values[1:]):
         assert lex_not_better(later, earlier), (earlier, later)
     assert close_tuple(values[0], solver_values(result, request))
