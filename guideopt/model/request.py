@@ -87,6 +87,21 @@ class PlanRequest(StrictModel):
             raise ValueError("objective terms must not repeat")
         return terms
 
+    @field_validator("gpus")
+    @classmethod
+    def _lower_case_ids(cls, gpus):
+        """GPU ids are lower-case (contract); accept any case and store the canonical id."""
+        if gpus is None:
+            return gpus
+        return {str(k).lower(): v for k, v in gpus.items()}
+
+    @field_validator("framework")
+    @classmethod
+    def _framework_not_empty(cls, value):
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one framework id, or 'any'")
+        return value
+
     @model_validator(mode="after")
     def _gpu_counts(self) -> "PlanRequest":
         for gpu_id, allowance in (self.gpus or {}).items():

@@ -110,11 +110,15 @@ def pareto_front(values: np.ndarray) -> np.ndarray:
 def replica_milli_usd(usd_per_gpu_hour: np.ndarray, gpus: np.ndarray) -> np.ndarray:
     """One replica's price in milli-dollars per hour, rounded up so that no plan the model
     accepts costs more than its budget."""
-    return np.ceil(usd_per_gpu_hour * gpus * MILLI_USD_PER_USD - 1e-9).astype(np.int64)
+    return np.maximum(np.ceil(usd_per_gpu_hour * gpus * MILLI_USD_PER_USD - 1e-9), 1).astype(np.int64)
+
+
+# Budgets beyond this many milli-dollars are treated as unbounded (keeps int64 arithmetic safe).
+MAX_BUDGET_MILLI_USD = np.iinfo(np.int64).max // 1024
 
 
 def budget_milli_usd(req: PlanRequest) -> int:
-    return int(np.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-9))
+    return int(min(np.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-9), MAX_BUDGET_MILLI_USD))
 
 
 def replica_bounds(opts: PlanOptions, req: PlanRequest, skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:

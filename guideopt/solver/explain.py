@@ -17,6 +17,12 @@ def explain_no_fitting_option(opts: PlanOptions, req: PlanRequest) -> tuple[str,
     """Nothing fits in memory (or no TP/PP layout is valid): say what is needed."""
     table = opts.all_options
     arch = opts.arch
+    if len(table) == 0 and min(req.parallelism.pp) > arch.num_layers:
+        return (
+            f"parallelism.pp: every allowed PP size {req.parallelism.pp} exceeds {arch.id}'s {arch.num_layers} layers "
+            f"(use pp <= {arch.num_layers})",
+            ["parallelism.pp"],
+        )
     if len(table) == 0:
         valid = [t for t in (1, 2, 4, 8, 16) if bool(tp_is_valid(arch, np.array([t]))[0])]
         return (

@@ -14,6 +14,7 @@ import numpy as np
 from guideopt.catalog import Catalog
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
 from guideopt.errors import InvalidRequestError
+from guideopt.model.dtype import Dtype
 from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
 from guideopt.model.request import DEFAULT_BATCH_CHOICES, ObjectiveTerm, PlanRequest
@@ -82,7 +83,10 @@ def _objectives(table: OptionTable, terms: set[ObjectiveTerm]) -> np.ndarray:
 def shape_key(table: OptionTable) -> np.ndarray:
     """One integer per deployment shape (GPU type, framework, dtype, TP, PP)."""
     key = table.gpu_idx.astype(np.int64)
-    for col, size in ((table.fw_idx, 64), (table.dtype_idx, 16), (table.tp, 1024), (table.pp, 1024)):
+    # fp16 and bf16 run at the same speed and size: one shape, not two near-identical plans.
+    precision_class = np.array([Dtype.FP16.value if d.is_float16 else d.value for d in table.space.dtypes])
+    _, dtype_class = np.unique(precision_class, return_inverse=True)
+    for col, size in ((table.fw_idx, 64), (dtype_class[table.dtype_idx], 16), (table.tp, 1024), (table.pp, 1024)):
         key = key * size + col.astype(np.int64)
     return key
 
