@@ -320,10 +320,14 @@ def validate(file: str, calibration: str, leave_one_gpu_out: bool, as_json: bool
         click.echo(report_markdown(report))
 
 
+# Commands that live in their own modules; each attaches itself to `main` when imported.
+OPTIONAL_COMMAND_MODULES = ("guideopt.cli_solve", "guideopt.cli_outputs", "guideopt.cli_serve")
+
+
 def _register_optional_commands() -> None:
-    """Commands that live in their own modules (constraints files)."""
-    if importlib.util.find_spec("guideopt.cli_solve") is not None:
-        importlib.import_module("guideopt.cli_solve")  # registers `solve` and `schema` on `main`
+    for name in OPTIONAL_COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
 
 
 _register_optional_commands()
