@@ -81,12 +81,15 @@ def _objective(value: str | None) -> list[str]:
 @click.option("--ttft-ms", type=float, default=None, help="SLO: TTFT at most this.")
 @click.option("--tpot-ms", type=float, default=None, help="SLO: TPOT at most this.")
 @click.option("--min-throughput", type=float, default=None, help="SLO: at least this many output tokens/s.")
+@click.option("--heterogeneous", is_flag=True, help="Allow plans that mix GPU types (one group per type).")
+@click.option("--emit", "emit_dir", type=click.Path(file_okay=False), default=None, help="Also write launch scripts and PLAN.md into this folder.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also draw the Pareto fronts to this .png or .svg.")
 @json_option
 @handle_errors
 def plan(model: str, budget: float, input_len: int, output_len: int, batch: int | None, objective: str | None, top: int,
          gpus: tuple[str, ...], max_gpus: int | None, frameworks: tuple[str, ...], dtypes: tuple[str, ...],
          tps: tuple[int, ...], pps: tuple[int, ...], ttft_ms: float | None, tpot_ms: float | None,
-         min_throughput: float | None, as_json: bool) -> None:
+         min_throughput: float | None, heterogeneous: bool, emit_dir: str | None, plot_path: str | None, as_json: bool) -> None:
     """Find the best deployments under a budget.
 
     Example: guideopt plan --model meta-llama/Llama-2-7b-hf --budget 12 --input-len 512 --output-len 256
@@ -99,6 +102,7 @@ def plan(model: str, budget: float, input_len: int, output_len: int, batch: int 
         "top": top,
         "slo": {"ttft_ms": ttft_ms, "tpot_ms": tpot_ms, "min_output_throughput_tok_s": min_throughput},
         "parallelism": {k: v for k, v in (("tp", list(tps)), ("pp", list(pps)), ("max_gpus", max_gpus)) if v},
+        "heterogeneous": heterogeneous,
     }
     if gpus:
         request["gpus"] = {g: None for g in gpus}
@@ -106,7 +110,12 @@ def plan(model: str, budget: float, input_len: int, output_len: int, batch: int 
         request["framework"] = "any" if "any" in frameworks else list(frameworks)
     if dtypes:
         request["precision"] = list(dtypes)
-    _emit_plan(api.plan(_clean(request)), as_json)
+    result = api.plan(_clean(request))
+    _emit_plan(result, as_json)
+    if emit_dir or plot_path:
+        from guideopt.cli_outputs import write_outputs  # cli_outputs imports this module
+
+        write_outputs(result, _clean(request), emit_dir, plot_path)
 
 
 def _clean(request: dict[str, Any]) -> dict[str, Any]:

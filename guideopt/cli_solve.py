@@ -35,9 +35,11 @@ def _leading_key(message: str) -> str | None:
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=False))
+@click.option("--emit", "emit_dir", type=click.Path(file_okay=False), default=None, help="Also write launch scripts and PLAN.md into this folder.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also draw the Pareto fronts to this .png or .svg.")
 @json_option
 @handle_errors
-def solve(file: str, as_json: bool) -> None:
+def solve(file: str, as_json: bool, emit_dir: str | None = None, plot_path: str | None = None) -> None:
     """Plan from a constraints file (YAML, JSON or TOML; see `guideopt schema`).
 
     Example: guideopt solve examples/chat-tight-ttft.yaml --json
@@ -72,6 +74,10 @@ def solve(file: str, as_json: bool) -> None:
         _fail(message, exc.exit_code)
         return
     _emit_plan(result, as_json)
+    if emit_dir or plot_path:
+        from guideopt.cli_outputs import write_outputs
+
+        write_outputs(result, request, emit_dir, plot_path)
 
 
 @main.command()

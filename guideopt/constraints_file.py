@@ -9,8 +9,7 @@ of the form ``FILE:LINE: key.path: what is wrong (what would be right)``:
 * schema errors (unknown keys with a "did you mean", wrong types, out-of-range values,
   missing keys) carry the line of the offending key, found in the YAML node tree or, for
   JSON and TOML, by scanning the text (best effort: the nearest parent's line, else 1);
-* catalog checks (unknown model, GPU or framework ids) and features the solver does not
-  implement yet (``heterogeneous: true``) are reported the same way.
+* catalog checks (unknown model, GPU or framework ids) are reported the same way.
 
 When several things are wrong, the one nearest the top of the file is reported.
 This module is library code: it never imports click.
@@ -602,8 +601,6 @@ def _catalog_errors(data: dict[str, Any], base: Path, catalog: Catalog) -> tuple
                 errors.append((("framework", i), "any cannot be one item of a list (write framework: any on its own)"))
             elif isinstance(fw, str) and not isinstance(fw, _Bool) and fw not in known:
                 errors.append((("framework", i), _unknown_framework(fw, known)))
-    if data.get("heterogeneous") is True:
-        errors.append((("heterogeneous",), "mixed-GPU plans are not supported yet (set heterogeneous: false)"))
     return errors, resolved
 
 
@@ -706,7 +703,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "objective": "Lexicographic objective: the first term decides, later terms break ties "
                  "(throughput, latency, ttft, tpot, cost)",
     "top": "How many distinct plans (deployment shapes) to return",
-    "heterogeneous": "Allow plans that mix GPU types (not supported yet: must be false)",
+    "heterogeneous": "Allow plans that mix GPU types: one group of replicas per type, traffic split by throughput",
 }
 
 _DEF_FOR = {"workload": "Workload", "budget": "Budget", "parallelism": "Parallelism", "slo": "Slo", "gpus": "GpuAllowance"}

@@ -93,6 +93,10 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     tp = req.resolved_tp
     if gpu.vendor.value not in fw.vendors:
         raise InvalidRequestError(f"framework: {fw.id} does not run on {gpu.vendor.value} GPUs like {gpu.id} (use one of {_engines_for(cat, gpu)})")
+    if req.pp > 1 and not fw.pipeline_parallel:
+        raise InvalidRequestError(f"pp: {fw.id} has no pipeline parallelism (use pp 1, or another framework)")
+    if req.dtype.value not in fw.precisions:
+        raise InvalidRequestError(f"dtype: {fw.id} does not serve {req.dtype.value} weights (use one of {', '.join(fw.precisions)})")
     if not bool(tp_is_valid(arch, np.array([tp]))[0]):
         raise InvalidRequestError(f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try a divisor such as {_divisor_hint(arch)})")
     if tp > gpu.gpus_per_node:

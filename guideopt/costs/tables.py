@@ -107,7 +107,10 @@ def _framework_rows(arch: ModelArch, space: OptionSpace, fw_i: int) -> dict[str,
     g, d, t, p, b, s = _grid(range(len(space.gpus)), range(len(space.dtypes)), space.tp, space.pp, space.batch, splits)
     node = np.array([gpu.gpus_per_node for gpu in space.gpus])[g]
     runs_on = np.array([gpu.vendor.value in fw.vendors for gpu in space.gpus])[g]
-    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & (t <= node) & runs_on
+    serves = np.array([dt.value in fw.precisions for dt in space.dtypes])[d]
+    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & (t <= node) & runs_on & serves
+    if not fw.pipeline_parallel:
+        ok &= p == 1
     if not fw.chunked_prefill:
         ok &= s >= space.input_len  # a whole prompt must fit in one pass
     keep = np.nonzero(ok)[0]

@@ -40,6 +40,8 @@ class Framework(StrictModel):
     chunked_prefill: bool = Field(description="prefill split into chunks of the token budget (vLLM V1 chunked prefill, FastGen Dynamic SplitFuse)")
     split_sizes: list[int] = Field(min_length=1, description="token budgets the planner may choose")
     vendors: list[str] = Field(default_factory=lambda: ["nvidia", "amd"], description="GPU vendors the engine runs on")
+    pipeline_parallel: bool = Field(default=True, description="the engine can split layers into pipeline stages")
+    precisions: list[str] = Field(default_factory=lambda: ["fp16", "bf16", "fp8", "int8", "int4"], description="weight precisions it serves")
     flash_attention: bool = True
     launch_template: str = ""
     sources: list[str] = Field(min_length=1)

@@ -44,6 +44,8 @@ class Group(_Out):
     memory: MemoryBreakdown
     usd_per_hour: float
     num_gpus: int
+    traffic_share: float = 1.0  # fraction of requests to send to this group (∝ its throughput)
+    stages: list[dict] | None = None  # asymmetric pipeline: per stage gpu, tp, layers
 
 
 class Plan(_Out):
@@ -62,3 +64,4 @@ class PlanResult(_Out):
     plans: list[Plan] = Field(default_factory=list)
     explanation: str | None = None
     objective_values: list[float] = Field(default_factory=list)
+    homogeneous_best: dict | None = None  # heterogeneous plans: best single-type plan and the gain

@@ -96,14 +96,20 @@ def pareto_front(values: np.ndarray) -> np.ndarray:
     the columns lies on this front, so the model loses nothing by seeing only it.
     """
     order = np.lexsort(values.T[::-1])
+    if values.shape[1] == 2:  # two columns: one sweep over the sorted rows
+        best = np.minimum.accumulate(values[order, 1])
+        prior = np.concatenate([[np.inf], best[:-1]])
+        return np.sort(order[values[order, 1] < prior])
     front: list[int] = []
-    kept = np.empty((0, values.shape[1]), dtype=values.dtype)
+    kept = np.empty((len(order), values.shape[1]), dtype=values.dtype)
+    size = 0
     for i in order:
         row = values[i]
-        if kept.shape[0] and (kept <= row).all(axis=1).any():
+        if size and (kept[:size] <= row).all(axis=1).any():
             continue
         front.append(int(i))
-        kept = np.vstack([kept, row])
+        kept[size] = row
+        size += 1
     return np.array(sorted(front), dtype=int)
 
 

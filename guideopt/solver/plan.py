@@ -25,6 +25,8 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResul
     if len(opts.table) == 0:
         msg, conflicts = explain_no_fitting_option(opts, req)
         raise NoFeasiblePlanError(msg, conflicts)
+    if req.heterogeneous:
+        return _solve_heterogeneous(req, cat, opts, start)
     cands = cpsat.candidates(opts, req)
     shapes = shape_key(opts.table)
     plans: list[Plan] = []
@@ -64,6 +66,83 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResul
     return PlanResult(
         status=status, objective=objective, solve_time_s=time.perf_counter() - start, plans=plans, objective_values=first_values,
     )
+
+
+def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, start: float) -> PlanResult:
+    """Mixed GPU types; each plan is compared with the best single-type plan."""
+    from guideopt.solver import hetero
+
+    h = hetero.hetero_options(opts, req)
+    c = hetero.hetero_candidates(h, req)
+    plans: list[Plan] = []
+    statuses: list[str] = []
+    first_values: list[float] = []
+    forbidden: list[list[int]] = []
+    cand_shapes = shape_key(opts.table)[h.index[c.row]]
+    sizes: list[int] = []
+    bounds, rank_one = None, None
+    if len(c.row) and ObjectiveTerm.THROUGHPUT in req.objective:
+        bounds = hetero.throughput_upper_bounds(c, cpsat.budget_milli_usd(req))
+        if req.objective[0] is ObjectiveTerm.THROUGHPUT and not req.parallelism.max_gpus:
+            # Exact reduction before the model: no candidate whose best completion falls
+            # short of a plan known to fit can be in the throughput-optimal plan. (Top-k
+            # plans after the first need the rest, so this cut applies to rank 1 only.)
+            floor = hetero.throughput_lower_bound(c, cpsat.budget_milli_usd(req))
+            rank_one = np.nonzero(bounds >= floor)[0]
+    if len(c.row):
+        for rank in range(1, req.top + 1):
+            pool = rank_one if rank == 1 and rank_one is not None else np.arange(len(c.row))
+            sub = hetero.keep_candidates(c, pool)
+            position = {int(k): i for i, k in enumerate(pool)}
+            local = [([position[k] for k in combo if k in position], size) for combo, size in zip(forbidden, sizes)]
+            hm = hetero.build_hetero_model(sub, req, opts, local)
+            status, values, sub_picked = hetero.solve_hetero_model(hm, list(req.objective), sub, None if bounds is None else bounds[pool])
+            picked = [int(pool[k]) for k in sub_picked]
+            if status == "infeasible":
+                break
+            statuses.append(status)
+            if rank == 1:
+                first_values = [_unscale(t, v) for t, v in zip(req.objective, values)]
+            replicas = [0] * len(opts.table)
+            for k in picked:
+                replicas[int(h.index[c.row[k]])] = int(c.replicas[k])
+            # Distinct plans: not the same deployment shapes again (any batch or count).
+            picked_shapes = set(cand_shapes[picked].tolist())
+            forbidden.append(np.nonzero(np.isin(cand_shapes, list(picked_shapes)))[0].tolist())
+            sizes.append(len(picked_shapes))
+            plans.append(extract_plan(opts, replicas, rank))
+    baseline = _homogeneous_baseline(req, cat)
+    if not plans:
+        if baseline is None:
+            solve_request(req.model_copy(update={"heterogeneous": False}), cat)  # raises with the explanation
+        raise NoFeasiblePlanError("no heterogeneous plan satisfies the constraints", [])
+    status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
+    return PlanResult(
+        status=status, objective=[t.value for t in req.objective], solve_time_s=time.perf_counter() - start, plans=plans,
+        objective_values=first_values, homogeneous_best=_comparison(plans[0], baseline),
+    )
+
+
+def _homogeneous_baseline(req: PlanRequest, cat: Catalog) -> Plan | None:
+    try:
+        return solve_request(req.model_copy(update={"heterogeneous": False, "top": 1}), cat).plans[0]
+    except NoFeasiblePlanError:
+        return None
+
+
+def _comparison(best: Plan, baseline: Plan | None) -> dict | None:
+    """The best single-GPU-type plan under the same budget and inventory, and the gain."""
+    if baseline is None:
+        return {"plan": None, "note": "no single-GPU-type plan satisfies the constraints"}
+    def per_usd(p: Plan) -> float:
+        return p.metrics.output_throughput_tok_s / p.usd_per_hour
+
+    return {
+        "plan": baseline.model_dump(),
+        "throughput_gain": best.metrics.output_throughput_tok_s / baseline.metrics.output_throughput_tok_s - 1.0,
+        "throughput_per_usd_gain": per_usd(best) / per_usd(baseline) - 1.0,
+        "batch_latency_ratio": best.metrics.batch_latency_s / baseline.metrics.batch_latency_s,
+    }
 
 
 def infeasibility_core(cands: cpsat.Candidates, req: PlanRequest, opts: PlanOptions) -> list[str]:
@@ -110,6 +189,8 @@ def extract_plan(opts: PlanOptions, replicas: list[int], rank: int) -> Plan:
             metrics=scaled_metrics(t, o, n), memory=memory_breakdown(t, o),
             usd_per_hour=round(n * per_replica * float(t.usd_per_hour_per_gpu[o]), 4), num_gpus=n * per_replica,
         ))
+    total = sum(g.metrics.output_throughput_tok_s for g in groups) or 1.0
+    groups = [g.model_copy(update={"traffic_share": g.metrics.output_throughput_tok_s / total}) for g in groups]
     return Plan(
         rank=rank, num_gpus=sum(g.num_gpus for g in groups), gpu_counts=_gpu_counts(groups),
         usd_per_hour=round(sum(g.usd_per_hour for g in groups), 4), metrics=plan_metrics(groups), groups=groups,

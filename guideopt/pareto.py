@@ -1,0 +1,327 @@
+"""Pareto fronts of the feasible deployments: what more money, or more latency, buys.
+
+``pareto_plans`` enumerates the same candidates the solver chooses from (every fitting
+option of the request deployed as 1 … max replicas, filtered by the same constraint rules,
+``guideopt.solver.cpsat.violations``) and keeps the non-dominated ones over
+
+* (cost ↓, throughput ↑): the cheapest way to each throughput level, and
+* (batch latency ↓, throughput ↑): the throughput each latency allows.
+
+The comparison uses the solver's own integer scaling (milli-dollars, microseconds, tenths
+of a token/s), so the plan ``guideopt.api.plan`` picks compares with the fronts exactly.
+Fronts cover single-GPU-type deployments (one option, n replicas), as the solver does.
+``plot_pareto`` draws both fronts with matplotlib.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from guideopt.api import validated
+from guideopt.catalog import Catalog, load_catalog
+from guideopt.errors import GuideoptError, InvalidRequestError
+from guideopt.model.plan import Group, PlanResult
+from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.solver import cpsat
+from guideopt.solver.options import PlanOptions, build_plan_options, non_dominated, relevant_terms
+from guideopt.solver.plan import solve_request
+
+# Options of one deployment shape (same GPUs, hence the same cost at the same replica
+# count) that are no better in throughput and latency, nor in any metric an SLO bounds,
+# can never be on either front.
+FRONT_TERMS = {ObjectiveTerm.THROUGHPUT, ObjectiveTerm.LATENCY}
+PLOT_SUFFIXES = (".png", ".svg")
+PLOT_DPI = 150  # sharp enough for a slide or a README at 12 x 5 inches
+PLOT_SIZE_IN = (12.0, 5.0)
+MAX_FAINT_POINTS = 20_000  # drawing more background candidates adds time, not information
+LOG_AXIS_RATIO = 20.0  # an axis spanning more than this factor is drawn on a log scale
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    """One deployment: a single option (GPU, engine, dtype, TP, PP, batch, split) × replicas."""
+
+    gpu: str
+    framework: str
+    dtype: str
+    kv_dtype: str
+    tp: int
+    pp: int
+    batch: int
+    split: int
+    replicas: int
+    num_gpus: int
+    usd_per_hour: float
+    output_throughput_tok_s: float
+    batch_latency_s: float  # per replica
+    ttft_ms: float
+    tpot_ms: float
+    chosen: bool = False  # the plan guideopt.api.plan ranks first
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.replicas}x(tp{self.tp}·pp{self.pp}) {self.gpu} {self.framework} {self.dtype}"
+
+
+@dataclass
+class ParetoResult:
+    model: str
+    objective: list[str]
+    plan: PlanResult  # the solver's answer (rank 1 only)
+    cost_front: list[ParetoPoint]  # ascending cost
+    latency_front: list[ParetoPoint]  # ascending batch latency
+    chosen: ParetoPoint | None  # rank 1 as a candidate (None for a multi-group plan)
+    # every feasible candidate, for plots and checks (same units as ParetoPoint)
+    usd_per_hour: np.ndarray = field(repr=False)
+    output_throughput_tok_s: np.ndarray = field(repr=False)
+    batch_latency_s: np.ndarray = field(repr=False)
+
+    @property
+    def num_candidates(self) -> int:
+        return int(self.usd_per_hour.shape[0])
+
+    def chosen_values(self) -> tuple[float, float, float] | None:
+        """(usd/h, output tok/s, batch latency s) of the chosen plan."""
+        if self.chosen is not None:
+            return self.chosen.usd_per_hour, self.chosen.output_throughput_tok_s, self.chosen.batch_latency_s
+        if not self.plan.plans:
+            return None
+        best = self.plan.plans[0]
+        return best.usd_per_hour, best.metrics.output_throughput_tok_s, best.metrics.batch_latency_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "objective": self.objective, "num_candidates": self.num_candidates,
+            "chosen": self.chosen.as_dict() if self.chosen else None,
+            "cost_throughput_front": [p.as_dict() for p in self.cost_front],
+            "latency_throughput_front": [p.as_dict() for p in self.latency_front],
+        }
+
+
+# ----------------------------------------------------------------------------- candidates
+
+
+def _option_index(opts: PlanOptions, group: Group) -> int | None:
+    """The row of ``opts.table`` that is ``group``'s configuration, if any."""
+    t = opts.table
+    space = t.space
+    gpu = np.array([g.id for g in space.gpus])[t.gpu_idx] == group.gpu
+    fw = np.array([f.id for f in space.frameworks])[t.fw_idx] == group.framework
+    dtype = np.array([d.value for d in space.dtypes])[t.dtype_idx] == group.dtype
+    match = gpu & fw & dtype & (t.tp == group.tp) & (t.pp == group.pp) & (t.batch == group.batch) & (t.split == group.split)
+    rows = np.nonzero(match)[0]
+    return int(rows[0]) if rows.size else None
+
+
+def front_options(opts: PlanOptions, req: PlanRequest, chosen: Group | None) -> PlanOptions:
+    """Every fitting option that can reach a front, plus the solver's choice."""
+    table = opts.all_options
+    fitting = table.take(np.nonzero(table.fits)[0])
+    keep = set(non_dominated(fitting, FRONT_TERMS | relevant_terms(req)).tolist())
+    full = dataclasses.replace(opts, table=fitting)
+    if chosen is not None:
+        index = _option_index(full, chosen)
+        if index is not None:
+            keep.add(index)
+    return dataclasses.replace(opts, table=fitting.take(np.array(sorted(keep), dtype=int)))
+
+
+def all_replica_counts(opts: PlanOptions, req: PlanRequest) -> cpsat.Candidates:
+    """Every (option, replica count) the caps allow, scaled like ``cpsat.candidates``.
+
+    The solver needs only the fewest and the most replicas of an option; a cost front
+    needs every count in between, since each is a different price.
+    """
+    lo, hi = cpsat.replica_bounds(opts, req, frozenset())
+    counts = np.maximum(hi - lo + 1, 0)
+    option = np.repeat(np.arange(len(opts.table)), counts)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    replicas = starts + np.arange(option.size)
+    t = opts.table
+    m = t.metrics
+    per_replica_gpus = t.gpus_per_replica.astype(np.int64)
+    per_replica_usd = cpsat.replica_milli_usd(t.usd_per_hour_per_gpu, per_replica_gpus)
+    return cpsat.Candidates(
+        option=option, replicas=replicas, usd=per_replica_usd[option] * replicas,
+        gpus=per_replica_gpus[option] * replicas, gpu_idx=t.gpu_idx[option],
+        throughput=np.floor(m.output_throughput_tok_s[option] * replicas * cpsat.DECI_TOK_PER_TOK + 1e-9).astype(np.int64),
+        ttft_us=np.round(m.ttft_s[option] * cpsat.US_PER_S).astype(np.int64),
+        tpot_us=np.round(m.tpot_s[option] * cpsat.US_PER_S).astype(np.int64),
+        latency_us=np.round(m.batch_latency_s[option] * cpsat.US_PER_S).astype(np.int64),
+    )
+
+
+def feasible_candidates(opts: PlanOptions, req: PlanRequest) -> cpsat.Candidates:
+    cands = all_replica_counts(opts, req)
+    broken = cpsat.violations(cands, req, opts)
+    ok = ~np.any(np.stack(list(broken.values())), axis=0) if broken else np.ones(len(cands), dtype=bool)
+    return cands.take(np.nonzero(ok)[0])
+
+
+# ----------------------------------------------------------------------------- fronts
+
+
+def front_2d(minimise: np.ndarray, maximise: np.ndarray, *tie_breaks: np.ndarray) -> np.ndarray:
+    """Indices of the points not dominated in (``minimise`` ↓, ``maximise`` ↑), by ascending
+    ``minimise``. Of identical points one is kept: the first by ``tie_breaks`` (smaller first)
+    then by index."""
+    if minimise.size == 0:
+        return np.zeros(0, dtype=int)
+    keys = [np.arange(minimise.size)] + [np.asarray(k) for k in reversed(tie_breaks)] + [-maximise, minimise]
+    order = np.lexsort(keys)
+    best_before = np.concatenate([[-np.inf], np.maximum.accumulate(maximise[order].astype(float))[:-1]])
+    return order[maximise[order] > best_before]
+
+
+def _point(opts: PlanOptions, cands: cpsat.Candidates, i: int, chosen: bool) -> ParetoPoint:
+    t = opts.table
+    o = int(cands.option[i])
+    space = t.space
+    return ParetoPoint(
+        gpu=space.gpus[int(t.gpu_idx[o])].id, framework=space.frameworks[int(t.fw_idx[o])].id,
+        dtype=space.dtypes[int(t.dtype_idx[o])].value, kv_dtype=t.kv_dtype_names[o] if t.kv_dtype_names else "",
+        tp=int(t.tp[o]), pp=int(t.pp[o]), batch=int(t.batch[o]), split=int(t.split[o]),
+        replicas=int(cands.replicas[i]), num_gpus=int(cands.gpus[i]),
+        usd_per_hour=float(cands.usd[i]) / cpsat.MILLI_USD_PER_USD,
+        output_throughput_tok_s=float(cands.throughput[i]) / cpsat.DECI_TOK_PER_TOK,
+        batch_latency_s=float(cands.latency_us[i]) / cpsat.US_PER_S,
+        ttft_ms=float(cands.ttft_us[i]) * 1e3 / cpsat.US_PER_S, tpot_ms=float(cands.tpot_us[i]) * 1e3 / cpsat.US_PER_S,
+        chosen=chosen,
+    )
+
+
+def _chosen_index(opts: PlanOptions, cands: cpsat.Candidates, group: Group | None) -> int | None:
+    if group is None:
+        return None
+    option = _option_index(opts, group)
+    hits = np.nonzero((cands.option == option) & (cands.replicas == group.replicas))[0] if option is not None else []
+    return int(hits[0]) if len(hits) else None
+
+
+def _single_group(result: PlanResult) -> Group | None:
+    if result.plans and len(result.plans[0].groups) == 1:
+        return result.plans[0].groups[0]
+    return None
+
+
+def pareto_plans(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = None) -> ParetoResult:
+    """The (cost, throughput) and (latency, throughput) fronts of a request's feasible
+    deployments, with the plan ``guideopt.api.plan`` chooses marked.
+
+    Raises NoFeasiblePlanError (with the solver's explanation) when nothing is feasible.
+    """
+    req: PlanRequest = validated(PlanRequest, request)
+    cat = catalog or load_catalog()
+    result = solve_request(req.model_copy(update={"top": 1}), cat)
+    group = _single_group(result)
+    opts = front_options(build_plan_options(req, cat), req, group)
+    cands = feasible_candidates(opts, req)
+    chosen = _chosen_index(opts, cands, group)
+    is_chosen = np.zeros(len(cands), dtype=np.int8)
+    if chosen is not None:
+        is_chosen[chosen] = -1  # sorts first among identical points
+    cost_idx = front_2d(cands.usd, cands.throughput, cands.latency_us, is_chosen)
+    latency_idx = front_2d(cands.latency_us, cands.throughput, cands.usd, is_chosen)
+    return ParetoResult(
+        model=req.model, objective=[t.value for t in req.objective], plan=result,
+        cost_front=[_point(opts, cands, int(i), int(i) == chosen) for i in cost_idx],
+        latency_front=[_point(opts, cands, int(i), int(i) == chosen) for i in latency_idx],
+        chosen=_point(opts, cands, chosen, True) if chosen is not None else None,
+        usd_per_hour=cands.usd / cpsat.MILLI_USD_PER_USD,
+        output_throughput_tok_s=cands.throughput / cpsat.DECI_TOK_PER_TOK,
+        batch_latency_s=cands.latency_us / cpsat.US_PER_S,
+    )
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> Path:
+    """The chart path, checked (.png or .svg) and with its folder created."""
+    p = Path(path)
+    if p.suffix.lower() not in PLOT_SUFFIXES:
+        raise InvalidRequestError(f"plot: unknown image type {p.suffix or '(none)'!r} for {p} (name it .png or .svg)")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidRequestError(f"plot: cannot create the folder of {p} ({exc.strerror or exc})") from None
+    return p
+
+
+def _faint_sample(n: int) -> np.ndarray:
+    if n <= MAX_FAINT_POINTS:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, MAX_FAINT_POINTS).astype(int))
+
+
+def _scale(ax: Any, axis: str, values: np.ndarray) -> None:
+    positive = values[values > 0]
+    if positive.size and positive.max() / positive.min() > LOG_AXIS_RATIO:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+
+
+def _label(ax: Any, at: tuple[float, float], text: str) -> None:
+    """Label a point, on whichever side of it has more room."""
+    ax.autoscale_view()
+    x_frac = ax.transAxes.inverted().transform(ax.transData.transform(at))[0]
+    right_half = x_frac > 0.5
+    ax.annotate(text, at, xytext=(-12 if right_half else 12, -28), textcoords="offset points", fontsize=8,
+                ha="right" if right_half else "left", arrowprops={"arrowstyle": "-", "color": "0.3"},
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.6"})
+
+
+def _panel(ax: Any, x_all: np.ndarray, y_all: np.ndarray, front: list[ParetoPoint], x_of: str, chosen: tuple[float, float] | None,
+           chosen_label: str, xlabel: str) -> None:
+    sample = _faint_sample(x_all.size)
+    ax.scatter(x_all[sample], y_all[sample], s=6, color="0.75", alpha=0.4, linewidths=0, label="feasible deployments",
+               rasterized=True)
+    fx = [getattr(p, x_of) for p in front]
+    fy = [p.output_throughput_tok_s for p in front]
+    ax.plot(fx, fy, drawstyle="steps-post", color="tab:blue", linewidth=1.5, marker="o", markersize=4, label="Pareto front")
+    _scale(ax, "x", x_all)
+    _scale(ax, "y", y_all)
+    if chosen is not None:
+        ax.scatter([chosen[0]], [chosen[1]], s=160, marker="*", color="tab:red", edgecolors="black", zorder=5,
+                   label="chosen plan (rank 1)")
+        _label(ax, chosen, chosen_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("output throughput (tok/s, whole deployment)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def plot_pareto(result: ParetoResult, path: str | os.PathLike[str]) -> Path:
+    """Draw the two fronts (PNG or SVG by the suffix of ``path``) and return the path."""
+    target = check_plot_path(path)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise GuideoptError("plot: matplotlib is not installed (pip install matplotlib)") from None
+    chosen = result.chosen_values()
+    label = result.chosen.label if result.chosen else "chosen plan"
+    fig, (left, right) = plt.subplots(1, 2, figsize=PLOT_SIZE_IN)
+    try:
+        _panel(left, result.usd_per_hour, result.output_throughput_tok_s, result.cost_front, "usd_per_hour",
+               (chosen[0], chosen[1]) if chosen else None, label, "cost (USD per hour)")
+        _panel(right, result.batch_latency_s, result.output_throughput_tok_s, result.latency_front, "batch_latency_s",
+               (chosen[2], chosen[1]) if chosen else None, label, "batch latency per replica (s)")
+        left.set_title("cost vs throughput")
+        right.set_title("latency vs throughput")
+        fig.suptitle(f"{result.model}: {result.num_candidates:,} feasible deployments (predicted)")
+        fig.tight_layout()
+        fig.savefig(target, dpi=PLOT_DPI)
+    finally:
+        plt.close(fig)
+    return target

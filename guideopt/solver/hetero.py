@@ -1,0 +1,317 @@
+"""Heterogeneous plans: several groups of replicas, each on its own GPU type (Mélange-style
+mixing, with parallelism and batch chosen per group), under one budget and per-type inventory.
+
+One CP-SAT model (a multiple-choice knapsack) over candidate groups:
+  pick[k] = 1 if candidate k — an option deployed as n_k replicas — is a group of the plan
+At most one group per GPU type; throughput adds over groups; each group meets the latency
+SLOs on its own (options that miss them are dropped first); the plan's latency is the worst
+group's (``worst >= Σ latency[k]·pick[k]`` over each type's candidates, exact since a type has at most one pick). Objectives are solved lexicographically
+in stages, as for homogeneous plans. Before the model is built, candidates are pruned:
+among candidates of one GPU type with the same total GPUs (hence the same cost), one no
+better in throughput or any latency term the request uses than another is dropped; likewise
+options within one GPU type and GPUs-per-replica.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.solver import cpsat
+from guideopt.solver.options import PlanOptions, relevant_terms
+
+# Heterogeneous models are multiple-choice knapsacks that one CP-SAT worker proves in tens
+# of milliseconds; one worker keeps the search, and so the plans, deterministic.
+HETERO_WORKERS = 1
+HETERO_TIME_LIMIT_S = 20.0
+
+
+@dataclass
+class HeteroOptions:
+    index: np.ndarray  # rows of opts.table kept
+    usd: np.ndarray  # milli-dollars per replica
+    gpus: np.ndarray
+    gpu_idx: np.ndarray
+    throughput: np.ndarray  # deci-tok/s per replica
+    ttft_us: np.ndarray
+    tpot_us: np.ndarray
+    latency_us: np.ndarray
+    max_replicas: np.ndarray
+
+
+def _latency_columns(opts: PlanOptions, terms: set[ObjectiveTerm]) -> np.ndarray:
+    m = opts.table.metrics
+    cols = [-m.output_throughput_tok_s]
+    for term, values in ((ObjectiveTerm.LATENCY, m.batch_latency_s), (ObjectiveTerm.TTFT, m.ttft_s), (ObjectiveTerm.TPOT, m.tpot_s)):
+        if term in terms:
+            cols.append(values)
+    return np.stack(cols, axis=1)
+
+
+def hetero_options(opts: PlanOptions, req: PlanRequest) -> HeteroOptions:
+    t = opts.table
+    m = t.metrics
+    ok = np.ones(len(t), dtype=bool)
+    slo = req.slo
+    for limit, values in ((slo.ttft_ms and slo.ttft_ms / 1e3, m.ttft_s), (slo.tpot_ms and slo.tpot_ms / 1e3, m.tpot_s),
+                          (slo.batch_latency_s, m.batch_latency_s)):
+        if limit is not None:
+            ok &= values <= limit
+    lo, hi = cpsat.replica_bounds(opts, req, frozenset({"slo.min_output_throughput_tok_s"}))
+    gpus_per_replica = t.gpus_per_replica.astype(np.int64)
+    ok &= cpsat.replica_milli_usd(t.usd_per_hour_per_gpu, gpus_per_replica) <= cpsat.budget_milli_usd(req)
+    if req.parallelism.max_gpus:
+        ok &= gpus_per_replica <= req.parallelism.max_gpus
+    limits = np.array([opts.inventory.get(i) if opts.inventory.get(i) is not None else np.iinfo(np.int64).max
+                       for i in range(len(t.space.gpus))], dtype=np.int64)
+    ok &= gpus_per_replica <= limits[t.gpu_idx]  # one replica must fit in the inventory
+    keep = _prune(np.nonzero(ok)[0], t.gpu_idx.astype(np.int64) * 4096 + t.gpus_per_replica.astype(np.int64),
+                  _latency_columns(opts, relevant_terms(req)))
+    gpus = t.gpus_per_replica.astype(np.int64)[keep]
+    return HeteroOptions(
+        index=keep, usd=cpsat.replica_milli_usd(t.usd_per_hour_per_gpu[keep], gpus), gpus=gpus, gpu_idx=t.gpu_idx[keep],
+        throughput=np.floor(m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK).astype(np.int64),
+        ttft_us=np.round(m.ttft_s[keep] * cpsat.US_PER_S).astype(np.int64),
+        tpot_us=np.round(m.tpot_s[keep] * cpsat.US_PER_S).astype(np.int64),
+        latency_us=np.round(m.batch_latency_s[keep] * cpsat.US_PER_S).astype(np.int64),
+        max_replicas=hi[keep],
+    )
+
+
+def _prune(rows: np.ndarray, group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    keep: list[int] = []
+    for g in np.unique(group[rows]):
+        members = rows[group[rows] == g]
+        keep.extend(members[cpsat.pareto_front(values[members])].tolist())
+    return np.array(sorted(keep), dtype=int)
+
+
+@dataclass
+class HeteroCandidates:
+    """(option, replica count) pairs, one column per quantity, for one model."""
+
+    row: np.ndarray  # index into HeteroOptions
+    replicas: np.ndarray
+    usd: np.ndarray
+    gpus: np.ndarray
+    gpu_idx: np.ndarray
+    throughput: np.ndarray
+    ttft_us: np.ndarray
+    tpot_us: np.ndarray
+    latency_us: np.ndarray
+
+
+def hetero_candidates(h: HeteroOptions, req: PlanRequest) -> HeteroCandidates:
+    """Every (option, n) within its caps, pruned to the Pareto front of cost, throughput and
+    the latency terms the request uses among pairs of the same GPU type."""
+    counts = h.max_replicas.astype(np.int64)
+    row = np.repeat(np.arange(len(h.index)), counts)
+    n = np.concatenate([np.arange(1, c + 1) for c in counts]) if counts.size else np.zeros(0, dtype=np.int64)
+    cols = [h.usd[row] * n, -(h.throughput[row] * n)]
+    terms = relevant_terms(req)
+    for term, values in ((ObjectiveTerm.LATENCY, h.latency_us), (ObjectiveTerm.TTFT, h.ttft_us), (ObjectiveTerm.TPOT, h.tpot_us)):
+        if term in terms:
+            cols.append(values[row])
+    values = np.stack(cols, axis=1)
+    # One group per GPU type: a candidate is replaceable by another of its type that costs
+    # no more (so uses no more GPUs) and is no worse in throughput or latency.
+    keep = _prune(np.arange(row.size), h.gpu_idx[row].astype(np.int64), values)
+    r, k = row[keep], n[keep]
+    return HeteroCandidates(
+        row=r, replicas=k, usd=h.usd[r] * k, gpus=h.gpus[r] * k, gpu_idx=h.gpu_idx[r], throughput=h.throughput[r] * k,
+        ttft_us=h.ttft_us[r], tpot_us=h.tpot_us[r], latency_us=h.latency_us[r],
+    )
+
+
+def keep_candidates(c: HeteroCandidates, idx: np.ndarray) -> HeteroCandidates:
+    return HeteroCandidates(**{f: getattr(c, f)[idx] for f in HeteroCandidates.__dataclass_fields__})
+
+
+@dataclass
+class HeteroModel:
+    model: cp_model.CpModel
+    pick: list[cp_model.IntVar]
+    terms: dict[ObjectiveTerm, cp_model.LinearExprT]
+
+
+def build_hetero_model(c: HeteroCandidates, req: PlanRequest, opts: PlanOptions, forbidden: list[tuple[list[int], int]]) -> HeteroModel:
+    """pick[k] = 1 if candidate k (an option with its replica count) is a group of the plan."""
+    model = cp_model.CpModel()
+    pick = [model.new_bool_var(f"pick_{k}") for k in range(len(c.row))]
+    model.add(sum(pick) >= 1)
+    for i, limit in opts.inventory.items():
+        of_type = np.nonzero(c.gpu_idx == i)[0]
+        if of_type.size == 0:
+            continue
+        model.add_at_most_one(pick[k] for k in of_type)  # one group per GPU type
+        if limit is not None:
+            for k in of_type[c.gpus[of_type] > limit]:
+                model.add(pick[k] == 0)
+    cost = cp_model.LinearExpr.weighted_sum(pick, c.usd.tolist())
+    model.add(cost <= cpsat.budget_milli_usd(req))
+    if req.parallelism.max_gpus:
+        model.add(cp_model.LinearExpr.weighted_sum(pick, c.gpus.tolist()) <= req.parallelism.max_gpus)
+    throughput = cp_model.LinearExpr.weighted_sum(pick, c.throughput.tolist())
+    if req.slo.min_output_throughput_tok_s:
+        model.add(throughput >= int(np.ceil(req.slo.min_output_throughput_tok_s * cpsat.DECI_TOK_PER_TOK)))
+    for combo, size in forbidden:  # plans already returned: not all of their shapes again
+        if combo:
+            model.add(sum(pick[k] for k in combo) <= size - 1)
+    terms = {ObjectiveTerm.THROUGHPUT: throughput, ObjectiveTerm.COST: cost}
+    objective_terms = set(req.objective)
+    types = [np.nonzero(c.gpu_idx == i)[0] for i in np.unique(c.gpu_idx)]
+    for term, values in ((ObjectiveTerm.LATENCY, c.latency_us), (ObjectiveTerm.TTFT, c.ttft_us), (ObjectiveTerm.TPOT, c.tpot_us)):
+        if term not in objective_terms:
+            continue
+        worst = model.new_int_var(0, int(values.max()), f"worst_{term.value}")
+        for members in types:  # at most one pick per type: the sum is that group's latency
+            model.add(worst >= cp_model.LinearExpr.weighted_sum([pick[k] for k in members], values[members].tolist()))
+        terms[term] = worst
+    return HeteroModel(model, pick, terms)
+
+
+# Budget grid of the upper-bound DP: costs are rounded *down* to budget / DP_LEVELS, so the
+# DP over-estimates what fits and its bounds stay valid (only coarser).
+DP_LEVELS = 2048
+
+
+def _best_per_budget(base: np.ndarray, cost: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Max-plus step of the knapsack DP: base[b] best value within budget b without this
+    type; result[b] adds at most one of this type's items (cost in grid units)."""
+    out = base.copy()
+    for c, v in zip(cost, value):
+        if c < base.size:
+            out[c:] = np.maximum(out[c:], base[: base.size - c] + v)
+    return out
+
+
+def throughput_upper_bounds(c: HeteroCandidates, budget_milli: int) -> np.ndarray:
+    """Per candidate k (type t): thr_k + the most throughput the other types can add within
+    the budget left, from a knapsack DP that ignores every other constraint (a relaxation)."""
+    unit = max(budget_milli / DP_LEVELS, 1.0)
+    levels = int(budget_milli // unit) + 1
+    cost = np.floor(c.usd / unit).astype(np.int64)
+    types = list(np.unique(c.gpu_idx))
+    members = [np.nonzero(c.gpu_idx == t)[0] for t in types]
+    prefix = [np.zeros(levels)]
+    for m in members:
+        prefix.append(_best_per_budget(prefix[-1], cost[m], c.throughput[m].astype(float)))
+    suffix = [np.zeros(levels)]
+    for m in reversed(members):
+        suffix.append(_best_per_budget(suffix[-1], cost[m], c.throughput[m].astype(float)))
+    suffix.reverse()
+    bounds = np.zeros(len(c.row))
+    for i, m in enumerate(members):
+        before, after = prefix[i], suffix[i + 1]
+        # best of the other types within budget b: max over splits b1 + b2 = b
+        left = np.clip(levels - 1 - cost[m], 0, levels - 1)
+        bounds[m] = c.throughput[m] + _max_plus_at(before, after, left)
+    return bounds
+
+
+def throughput_lower_bound(c: HeteroCandidates, budget_milli: int) -> float:
+    """Throughput of a plan known to fit the budget: the knapsack DP with costs rounded *up*
+    to the grid (so any DP solution truly fits). Valid as a bound when no constraint other
+    than budget and per-type inventory (already in the candidates) binds."""
+    unit = max(budget_milli / DP_LEVELS, 1.0)
+    levels = int(budget_milli // unit) + 1
+    cost = np.ceil(c.usd / unit).astype(np.int64)
+    best = np.zeros(levels)
+    for t in np.unique(c.gpu_idx):
+        m = np.nonzero(c.gpu_idx == t)[0]
+        best = _best_per_budget(best, cost[m], c.throughput[m].astype(float))
+    return float(best[-1])
+
+
+def _max_plus_at(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """out[p] = max over i + j <= p of a[i] + b[j] for each p in ``points`` (a, b non-decreasing,
+    so i + j = p suffices)."""
+    uniq, inverse = np.unique(points, return_inverse=True)
+    i = np.arange(a.size)
+    j = uniq[:, None] - i[None, :]
+    vals = np.where(j >= 0, a[None, :] + b[np.clip(j, 0, b.size - 1)], -np.inf)
+    return vals.max(axis=1)[inverse]
+
+
+def _stage_solver() -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = HETERO_WORKERS
+    solver.parameters.random_seed = cpsat.SOLVER_SEED
+    solver.parameters.max_time_in_seconds = HETERO_TIME_LIMIT_S
+    return solver
+
+
+def _min_worst(hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver) -> tuple[int, bool] | None:
+    """Smallest L such that a plan exists with every group's value <= L (binary search over
+    the distinct values; each probe is a CP-SAT feasibility solve with the picks above L
+    forbidden). Returns (L, proven)."""
+    levels = np.unique(values)
+    lo, hi, proven = 0, len(levels) - 1, True
+    hm.model.clear_objective()
+    if _feasible_below(hm, values, int(levels[hi]), solver) is None:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        outcome = _feasible_below(hm, values, int(levels[mid]), solver)
+        if outcome is None or outcome is False:
+            proven &= outcome is None  # None: proven infeasible; False: timed out
+            lo = mid + 1
+        else:
+            hi = mid
+    return int(levels[lo]), proven
+
+
+def _feasible_below(hm: HeteroModel, values: np.ndarray, level: int, solver: cp_model.CpSolver):
+    probe = hm.model.clone()
+    for k in np.nonzero(values > level)[0]:
+        probe.add(probe.get_bool_var_from_proto_index(hm.pick[k].index) == 0)
+    status = solver.solve(probe)
+    if status == cp_model.INFEASIBLE:
+        return None
+    return status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+
+
+def solve_hetero_model(
+    hm: HeteroModel, objective: list[ObjectiveTerm], candidates: HeteroCandidates, bounds: np.ndarray | None
+) -> tuple[str, list[int], list[int]]:
+    """Lexicographic stages: sums (throughput, cost) are optimised by CP-SAT directly; worst-
+    group terms (latency, TTFT, TPOT) by a binary search of CP-SAT feasibility probes. Each
+    optimum is kept as a constraint for the next stage. Returns (status, values, picks)."""
+    solver = _stage_solver()
+    worst_values = {ObjectiveTerm.LATENCY: candidates.latency_us, ObjectiveTerm.TTFT: candidates.ttft_us, ObjectiveTerm.TPOT: candidates.tpot_us}
+    values: list[int] = []
+    proven = True
+    for term in objective:
+        if term in worst_values:
+            found = _min_worst(hm, worst_values[term], solver)
+            if found is None:
+                return "infeasible", [], []
+            best, ok = found
+            proven &= ok
+            for k in np.nonzero(worst_values[term] > best)[0]:
+                hm.model.add(hm.pick[k] == 0)
+            values.append(best)
+            continue
+        expr = hm.terms[term]
+        hm.model.clear_objective()
+        (hm.model.maximize if term in cpsat.MAXIMISE else hm.model.minimize)(expr)
+        status = solver.solve(hm.model)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return "infeasible", [], []
+        proven &= status == cp_model.OPTIMAL
+        best = int(round(solver.objective_value))
+        values.append(best)
+        hm.model.add(expr >= best if term in cpsat.MAXIMISE else expr <= best)
+        if term is ObjectiveTerm.THROUGHPUT and bounds is not None:
+            # Exact reduction: a candidate whose best completion cannot reach the optimum
+            # is in no optimal plan (bound from the budget-only knapsack relaxation).
+            for k in np.nonzero(bounds < best)[0]:
+                hm.model.add(hm.pick[k] == 0)
+    hm.model.clear_objective()
+    status = solver.solve(hm.model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return "infeasible", [], []
+    return ("optimal" if proven else "feasible"), values, [k for k, v in enumerate(hm.pick) if solver.value(v)]

@@ -1,0 +1,387 @@
+"""The web page's HTTP layer: a FastAPI app over ``guideopt.api`` (``guideopt serve``).
+
+Endpoints (all JSON unless noted; request bodies are a :class:`PlanRequest`, the same
+structure as a constraints file):
+
+* ``GET /`` — the page (``static/index.html`` + ``static/app.js``).
+* ``GET /api/catalog`` — model, GPU and framework ids with a few fields, the precisions,
+  the objective orders, the presets, and which optional features are installed.
+* ``POST /api/plan`` — the plan, exactly as ``guideopt plan --json`` prints it (200).
+  A request the planner accepts but cannot satisfy is also 200, with ``status:
+  "infeasible"``, ``explanation`` and ``conflicts`` (the key paths in conflict), as in
+  ``guideopt plan --json``: it is an answer, not a failure.
+* ``POST /api/constraints`` — the request as a YAML constraints file (an attachment;
+  ``guideopt solve`` reads it back into the same request).
+* ``POST /api/launch`` — a zip of launch scripts, one per plan group, and a PLAN.md
+  (``guideopt.launch.emit``; 501 when that module is missing).
+* ``POST /api/pareto`` — an SVG chart of the (cost, throughput) and (latency, throughput)
+  Pareto fronts (``guideopt.pareto``; 501 when it or matplotlib is missing).
+
+Errors: a bad request is 422 ``{"field": "workload.input_len", "message": "..."}`` (the
+field is a key path of the request); an unexpected error is 500 ``{"message": ...}``
+with the traceback in the server's log only — never in a response.
+Only catalog model ids are accepted here: the server does not read local config.json paths.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from guideopt import api
+from guideopt.catalog import Catalog, load_catalog
+from guideopt.constraints_file import ConstraintsFileError, loads, parse_path
+from guideopt.errors import GuideoptError, NoFeasiblePlanError
+from guideopt.model.dtype import Dtype
+from guideopt.model.plan import PlanResult
+from guideopt.model.request import DEFAULT_OBJECTIVE, ObjectiveTerm, PlanRequest
+
+# FastAPI is imported inside create_app(): the helpers here (parse_request, solve,
+# constraints_yaml, catalog_json) work, and this module imports, without the web extra.
+
+log = logging.getLogger("guideopt.web")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+INTERNAL_ERROR = "internal error: the planner failed unexpectedly (the server log has the details)"
+LAUNCH_MISSING = "launch commands are not available in this installation (guideopt.launch is missing)"
+PARETO_MISSING = "the Pareto chart is not available in this installation (it needs guideopt.pareto and matplotlib)"
+
+# "Optimise for" choices: the first term leads, the default order breaks ties (as `plan --objective X`).
+OBJECTIVE_ORDERS: dict[str, list[str]] = {
+    t.value: [t.value] + [d.value for d in DEFAULT_OBJECTIVE if d is not t] for t in ObjectiveTerm
+}
+
+# Starting points for newcomers (after examples/): each is a PlanRequest the form can show.
+PRESETS: list[dict[str, Any]] = [
+    {
+        "id": "chat",
+        "label": "Chat service (8B, tight TTFT/TPOT, cheapest)",
+        "request": {
+            "model": "meta-llama/Llama-3.1-8B",
+            "workload": {"input_len": 1024, "output_len": 256},
+            "budget": {"usd_per_hour": 15},
+            "gpus": {"l4": {}, "a10g": {}, "l40s": {}, "a100-sxm4-80gb": {}, "h100-sxm": {}},
+            "parallelism": {"tp": [1, 2, 4], "pp": [1]},
+            "framework": ["vllm", "sglang"],
+            "precision": ["bf16"],
+            "slo": {"ttft_ms": 600, "tpot_ms": 40, "min_output_throughput_tok_s": 3000},
+            "objective": OBJECTIVE_ORDERS["cost"],
+            "top": 3,
+        },
+    },
+    {
+        "id": "offline",
+        "label": "Offline batch (32B, long outputs, max throughput)",
+        "request": {
+            "model": "Qwen/Qwen2.5-32B",
+            "workload": {"input_len": 512, "output_len": 2048},
+            "budget": {"usd_per_hour": 30},
+            "gpus": {"a100-sxm4-80gb": {}, "h100-sxm": {}, "l40s": {}, "mi300x": {}},
+            "parallelism": {"tp": [1, 2, 4, 8], "pp": [1, 2], "max_gpus": 16},
+            "framework": ["vllm", "sglang"],
+            "precision": ["fp16", "bf16", "fp8"],
+            "slo": {"batch_latency_s": 900},
+            "objective": OBJECTIVE_ORDERS["throughput"],
+            "top": 3,
+        },
+    },
+    {
+        "id": "small-70b",
+        "label": "Small budget 70B ($8/h, quantised weights)",
+        "request": {
+            "model": "meta-llama/Llama-3.1-70B",
+            "workload": {"input_len": 1024, "output_len": 256},
+            "budget": {"usd_per_hour": 8},
+            "gpus": {"l40s": {}, "rtx-6000-ada": {}, "a100-sxm4-80gb": {}, "h100-sxm": {}},
+            "parallelism": {"tp": [1, 2, 4, 8], "pp": [1, 2, 4], "max_gpus": 8},
+            "framework": "vllm",
+            "precision": ["int4", "int8", "fp8"],
+            "slo": {"ttft_ms": 8000, "tpot_ms": 100},
+            "objective": OBJECTIVE_ORDERS["throughput"],
+            "top": 3,
+        },
+    },
+]
+
+
+class FieldError(Exception):
+    """A bad request: 422 with the key path of the field and what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+class NotAvailable(Exception):
+    """An optional feature (launch commands, Pareto chart) is not installed: 501."""
+
+
+def _optional_module(name: str) -> Any | None:
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+        return importlib.import_module(name)
+    except Exception:  # a broken optional module must not break the page
+        log.exception("cannot import optional module %s", name)
+        return None
+
+
+# ---------------------------------------------------------------------- request handling
+
+
+def _check_model(payload: dict[str, Any], cat: Catalog) -> None:
+    model = payload.get("model")
+    if isinstance(model, str) and model and model not in cat.models:
+        folded = {k.lower(): k for k in cat.models}
+        guess = folded.get(model.lower()) or next(iter(difflib.get_close_matches(model, list(cat.models), n=1, cutoff=0.6)), None)
+        hint = f"did you mean {guess!r}? " if guess else ""
+        raise FieldError("model", f"unknown model {model!r} ({hint}choose a catalog id: `guideopt catalog models`)")
+
+
+def parse_request(payload: Any, cat: Catalog | None = None) -> PlanRequest:
+    """Validate a request body as a constraints file would be; a problem is a FieldError."""
+    cat = cat or load_catalog()
+    if not isinstance(payload, dict):
+        raise FieldError("request", "the body must be a JSON object with model, workload and budget "
+                                    "(the structure of a constraints file: `guideopt schema`)")
+    _check_model(payload, cat)
+    try:
+        text = json.dumps(payload, allow_nan=True)
+        return loads(text, "json", name="request", catalog=cat).request
+    except ConstraintsFileError as exc:
+        field = exc.key if exc.key and exc.key not in ("(top level)", "syntax error") else "request"
+        raise FieldError(field, exc.problem) from None
+
+
+def _leading_field(message: str) -> tuple[str, str]:
+    head, sep, rest = message.partition(": ")
+    if sep and head and " " not in head and parse_path(head):
+        return head, rest
+    return "request", message
+
+
+def solve(request: PlanRequest) -> dict[str, Any]:
+    """The JSON of ``guideopt plan --json`` for a request (infeasible included)."""
+    start = time.perf_counter()
+    try:
+        result: PlanResult = api.plan(request)
+    except NoFeasiblePlanError as exc:
+        return {
+            "status": "infeasible", "objective": [t.value for t in request.objective],
+            "solve_time_s": round(time.perf_counter() - start, 6), "plans": [],
+            "explanation": str(exc), "conflicts": list(exc.conflicts),
+        }
+    except GuideoptError as exc:
+        raise FieldError(*_leading_field(str(exc))) from None
+    return result.model_dump()
+
+
+def constraints_yaml(request: PlanRequest) -> str:
+    """The request as a YAML constraints file (``guideopt solve`` reads it back unchanged)."""
+    data = request.model_dump(mode="json", exclude_none=True)
+    head = (
+        "# guideopt constraints file, saved from the web page.\n"
+        "# Plan again with:  guideopt solve guideopt-constraints.yaml\n"
+        "# Keys: `guideopt schema`; format: shared/docs/CONTRACT.md (constraints files).\n"
+    )
+    return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)
+
+
+def catalog_json(cat: Catalog | None = None) -> dict[str, Any]:
+    cat = cat or load_catalog()
+    return {
+        "models": [
+            {"id": m.id, "num_params": m.num_params, "num_active_params": m.num_active_params, "num_layers": m.num_layers}
+            for m in sorted(cat.models.values(), key=lambda m: m.id.lower())
+        ],
+        "gpus": [
+            {"id": g.id, "name": g.name, "vendor": g.vendor.value, "memory_gb": round(g.memory_gb, 2),
+             "usd_per_hour": g.usd_per_hour}
+            for g in sorted(cat.gpus.values(), key=lambda g: g.id)
+        ],
+        "frameworks": [
+            {"id": f.id, "name": f.name, "version": f.version, "vendors": list(f.vendors)}
+            for f in sorted(cat.frameworks.values(), key=lambda f: f.id)
+        ],
+        "precisions": [d.value for d in Dtype],
+        "objectives": OBJECTIVE_ORDERS,
+        "presets": PRESETS,
+        "features": {"launch": launch_available(), "pareto": pareto_available()},
+    }
+
+
+# ---------------------------------------------------------------------- optional features
+
+
+def launch_available() -> bool:
+    mod = _optional_module("guideopt.launch")
+    return mod is not None and hasattr(mod, "emit")
+
+
+def launch_zip(request: PlanRequest, result: PlanResult) -> bytes:
+    """A zip of ``guideopt.launch.emit``'s output: one launch script per plan group and a PLAN.md."""
+    mod = _optional_module("guideopt.launch")
+    if mod is None or not launch_available():
+        raise NotAvailable(LAUNCH_MISSING)
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="guideopt-web-") as tmp:
+        paths = mod.emit(result, tmp, request=request)
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in paths:
+                info = zipfile.ZipInfo(f"guideopt-launch/{Path(path).name}", date_time=(2020, 1, 1, 0, 0, 0))
+                info.external_attr = (os.stat(path).st_mode & 0o777) << 16  # keep the scripts executable
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, Path(path).read_bytes())
+    return buffer.getvalue()
+
+
+def pareto_available() -> bool:
+    mod = _optional_module("guideopt.pareto")
+    return (mod is not None and hasattr(mod, "pareto_plans") and hasattr(mod, "plot_pareto")
+            and importlib.util.find_spec("matplotlib") is not None)
+
+
+def pareto_svg(request: PlanRequest) -> bytes:
+    """Both Pareto fronts of a request (``guideopt.pareto``) drawn as SVG."""
+    mod = _optional_module("guideopt.pareto")
+    if mod is None or not pareto_available():
+        raise NotAvailable(PARETO_MISSING)
+    front = mod.pareto_plans(request)
+    with tempfile.TemporaryDirectory(prefix="guideopt-web-") as tmp:
+        path = os.path.join(tmp, "pareto.svg")
+        try:
+            mod.plot_pareto(front, path)
+        except GuideoptError as exc:  # e.g. the plotting library cannot be loaded
+            raise NotAvailable(f"the Pareto chart cannot be drawn here ({exc})") from None
+        return Path(path).read_bytes()
+
+
+# ---------------------------------------------------------------------- the app
+
+
+class _CatchAll:
+    """ASGI middleware: an unexpected exception becomes a generic 500, its traceback goes to the log."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def _send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                from fastapi.responses import JSONResponse
+
+                await JSONResponse({"message": INTERNAL_ERROR}, status_code=500)(scope, receive, send)
+
+
+def create_app() -> Any:
+    """The FastAPI app: the page at ``/``, the JSON API under ``/api``."""
+    from fastapi import Body, FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+
+    app = FastAPI(title="guideopt", description="Plan LLM deployments (GUIDE): the web page's API.",
+                  version=_version(), docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app.add_middleware(_CatchAll)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(FieldError)
+    async def _on_field_error(_, exc: FieldError):
+        return JSONResponse({"field": exc.field, "message": exc.message}, status_code=422)
+
+    @app.exception_handler(NotAvailable)
+    async def _on_not_available(_, exc: NotAvailable):
+        return JSONResponse({"message": str(exc)}, status_code=501)
+
+    @app.exception_handler(RequestValidationError)
+    async def _on_bad_body(_, exc: RequestValidationError):
+        errors = exc.errors()
+        msg = errors[0].get("msg", "not valid") if errors else "not valid"
+        return JSONResponse({"field": "request", "message": f"the body must be JSON ({msg})"}, status_code=422)
+
+    body = Body(None, description="a PlanRequest: the structure of a constraints file (`guideopt schema`)")
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/api/catalog")
+    def get_catalog():
+        """Model, GPU and framework ids (with a few fields), precisions, objective orders and presets."""
+        return JSONResponse(catalog_json())
+
+    @app.post("/api/plan")
+    def post_plan(payload: Any = body):
+        """The JSON of `guideopt plan --json`; infeasible is 200 with status, explanation and conflicts."""
+        return JSONResponse(solve(parse_request(payload)))
+
+    @app.post("/api/constraints")
+    def post_constraints(payload: Any = body):
+        """The request as a YAML constraints file, for `guideopt solve FILE`."""
+        text = constraints_yaml(parse_request(payload))
+        return Response(text, media_type="application/yaml",
+                        headers={"Content-Disposition": 'attachment; filename="guideopt-constraints.yaml"'})
+
+    @app.post("/api/launch")
+    def post_launch(payload: Any = body):
+        """A zip of launch scripts (one per plan group) and a PLAN.md; 501 without guideopt.launch."""
+        request = parse_request(payload)
+        if not launch_available():
+            raise NotAvailable(LAUNCH_MISSING)
+        try:
+            result = api.plan(request)
+        except NoFeasiblePlanError as exc:
+            raise FieldError(exc.conflicts[0] if exc.conflicts else "request", f"no feasible plan: {exc}") from None
+        except GuideoptError as exc:
+            raise FieldError(*_leading_field(str(exc))) from None
+        return Response(launch_zip(request, result), media_type="application/zip",
+                        headers={"Content-Disposition": 'attachment; filename="guideopt-launch.zip"'})
+
+    @app.post("/api/pareto")
+    def post_pareto(payload: Any = body):
+        """An SVG chart of the Pareto front of a request; 501 without guideopt.pareto."""
+        request = parse_request(payload)
+        try:
+            svg = pareto_svg(request)
+        except NoFeasiblePlanError as exc:
+            raise FieldError(exc.conflicts[0] if exc.conflicts else "request", f"no feasible plan: {exc}") from None
+        except GuideoptError as exc:
+            raise FieldError(*_leading_field(str(exc))) from None
+        return Response(svg, media_type="image/svg+xml")
+
+    return app
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("guideopt")
+    except Exception:
+        return "0"
