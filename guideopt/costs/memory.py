@@ -33,16 +33,34 @@ class MemoryArrays:
     usable_bytes: np.ndarray  # what the framework lets itself use in total
 
 
-def weights_per_gpu_bytes(arch: ModelArch, *, tp, pp, w_bytes) -> np.ndarray:
-    """Largest stage's weights on one GPU; embeddings and LM head stay 16-bit, vocab-parallel."""
+def layer_weight_bytes_per_gpu(arch: ModelArch, *, tp, w_bytes) -> np.ndarray:
+    """One transformer layer's weights on one GPU of a TP group (KV projections replicated
+    when TP exceeds the KV heads)."""
     tp = np.asarray(tp, dtype=float)
-    pp = np.asarray(pp, dtype=float)
     h, d = arch.hidden_size, arch.head_dim
     q = arch.q_dim / tp
     kv = 2 * kv_heads_per_gpu(arch, tp) * d
     attn = h * (q + kv) + q * h
     mlp = arch.num_experts * arch.expert_params / tp + arch.router_params
-    layer = attn + mlp + 2 * h
+    return (attn + mlp + 2 * h) * w_bytes
+
+
+def edge_weight_bytes_per_gpu(arch: ModelArch, *, tp, first: bool, last: bool) -> np.ndarray:
+    """Embedding (first stage) and LM head (last stage; a tied head is copied there when the
+    stages differ), vocab-parallel over TP and kept in 16-bit."""
+    tp = np.asarray(tp, dtype=float)
+    params = 0.0
+    if first:
+        params += arch.embedding_params
+    if last and (not first or not arch.tie_word_embeddings):
+        params += arch.lm_head_params
+    return params / tp * ACT_BYTES
+
+
+def weights_per_gpu_bytes(arch: ModelArch, *, tp, pp, w_bytes) -> np.ndarray:
+    """Largest stage's weights on one GPU; embeddings and LM head stay 16-bit, vocab-parallel."""
+    tp = np.asarray(tp, dtype=float)
+    pp = np.asarray(pp, dtype=float)
     head = 0.0 if arch.tie_word_embeddings else arch.lm_head_params
     emb = arch.embedding_params
     # PP>1: the first stage holds the embedding, the last the LM head (a tied head is copied).
@@ -50,7 +68,7 @@ def weights_per_gpu_bytes(arch: ModelArch, *, tp, pp, w_bytes) -> np.ndarray:
     edge_ppn = max(emb, arch.lm_head_params)
     edge = np.where(pp > 1, edge_ppn, edge_pp1) / tp
     layers = np.ceil(arch.num_layers / pp)
-    return layers * layer * w_bytes + edge * ACT_BYTES
+    return layers * layer_weight_bytes_per_gpu(arch, tp=tp, w_bytes=w_bytes) + edge * ACT_BYTES
 
 
 def kv_bytes_per_token_per_gpu(arch: ModelArch, *, tp, pp, kv_bytes, kv_keep=1.0) -> np.ndarray:

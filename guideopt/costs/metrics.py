@@ -10,6 +10,7 @@ the batch in waves of what fits (requests wait: GUIDE's "latency divergence").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -39,6 +40,8 @@ class StaticBatchInputs:
     running_cap: np.ndarray  # sequences that fit in the KV cache at once (>= 1)
     kv_keep: np.ndarray  # H2O keep ratio (1 = full cache)
     flash: bool = True
+    # Kernel time of one pass, when not the uniform TP×PP model (asymmetric pipelines).
+    forward: Callable[[PassShape], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class StaticBatchMetrics:
 
 
 def _forward(arch, x: StaticBatchInputs, hw, shape: PassShape) -> np.ndarray:
+    if x.forward is not None:
+        return x.forward(shape)
     return forward_pass_s(arch, shape, tp=x.tp, pp=x.pp, w_bytes=x.w_bytes, kv_bytes=x.kv_bytes, hw=hw, flash=x.flash)
 
 

@@ -16,6 +16,7 @@ milli-dollars, times in microseconds, throughput in tenths of a token per second
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,17 +101,52 @@ def pareto_front(values: np.ndarray) -> np.ndarray:
         best = np.minimum.accumulate(values[order, 1])
         prior = np.concatenate([[np.inf], best[:-1]])
         return np.sort(order[values[order, 1] < prior])
-    front: list[int] = []
-    kept = np.empty((len(order), values.shape[1]), dtype=values.dtype)
-    size = 0
+    if values.shape[1] == 3 and order.size > PARETO_BLOCK:
+        return _pareto_front_3d(values)
+    if order.size <= PARETO_BLOCK:  # one comparison matrix
+        block = values[order]
+        no_worse = (block[:, None, :] <= block[None, :, :]).all(axis=2)
+        return np.sort(order[~np.triu(no_worse, k=1).any(axis=0)])
+    # Blocks of sorted rows: a row is dropped when an earlier row (kept, or earlier in its
+    # block) is no worse in every column; by transitivity earlier dominated rows may be used.
+    kept_rows: list[np.ndarray] = []
+    kept = np.empty((0, values.shape[1]), dtype=values.dtype)
+    for start in range(0, order.size, PARETO_BLOCK):
+        idx = order[start:start + PARETO_BLOCK]
+        block = values[idx]
+        dominated = (kept[None, :, :] <= block[:, None, :]).all(axis=2).any(axis=1) if kept.size else np.zeros(idx.size, bool)
+        no_worse = (block[:, None, :] <= block[None, :, :]).all(axis=2)
+        dominated |= np.triu(no_worse, k=1).any(axis=0)
+        kept_rows.append(idx[~dominated])
+        kept = np.vstack([kept, block[~dominated]])
+    return np.sort(np.concatenate(kept_rows))
+
+
+def _pareto_front_3d(values: np.ndarray) -> np.ndarray:
+    """Three columns: visit rows by (c, a, b) so every earlier row is no worse in c, and keep
+    the staircase of kept (a, b) points: a row is dominated when some kept point has a <= its
+    a and b <= its b, found by bisection on a (prefix minima of b)."""
+    order = np.lexsort((values[:, 1], values[:, 0], values[:, 2]))
+    stair_a: list[float] = []  # ascending a
+    stair_b: list[float] = []  # strictly decreasing b (prefix minima)
+    keep: list[int] = []
     for i in order:
-        row = values[i]
-        if size and (kept[:size] <= row).all(axis=1).any():
+        a, b = float(values[i, 0]), float(values[i, 1])
+        pos = bisect.bisect_right(stair_a, a)
+        if pos and stair_b[pos - 1] <= b:
             continue
-        front.append(int(i))
-        kept[size] = row
-        size += 1
-    return np.array(sorted(front), dtype=int)
+        keep.append(int(i))
+        # insert (a, b) and drop points it makes redundant (a' >= a with b' >= b)
+        end = pos
+        while end < len(stair_a) and stair_b[end] >= b:
+            end += 1
+        stair_a[pos:end] = [a]
+        stair_b[pos:end] = [b]
+    return np.array(sorted(keep), dtype=int)
+
+
+# Rows compared at once in ``pareto_front`` (memory: block² + block·front comparisons).
+PARETO_BLOCK = 256
 
 
 def replica_milli_usd(usd_per_gpu_hour: np.ndarray, gpus: np.ndarray) -> np.ndarray:

@@ -40,6 +40,72 @@ class HeteroOptions:
     tpot_us: np.ndarray
     latency_us: np.ndarray
     max_replicas: np.ndarray
+    gpu_idx2: np.ndarray | None = None  # second GPU type of a cross-type pipeline (−1: none)
+    gpus2: np.ndarray | None = None  # GPUs of the second type per replica
+    source: np.ndarray | None = None  # 0: uniform option (index into opts.table); 1: pipeline row
+
+    def __post_init__(self) -> None:
+        n = len(self.index)
+        if self.gpu_idx2 is None:
+            self.gpu_idx2 = np.full(n, -1, dtype=np.int64)
+        if self.gpus2 is None:
+            self.gpus2 = np.zeros(n, dtype=np.int64)
+        if self.source is None:
+            self.source = np.zeros(n, dtype=np.int64)
+
+
+def concat_options(a: "HeteroOptions", b: "HeteroOptions") -> "HeteroOptions":
+    return HeteroOptions(**{f: np.concatenate([getattr(a, f), getattr(b, f)]) for f in HeteroOptions.__dataclass_fields__})
+
+
+def _inventory_limits(opts: PlanOptions) -> np.ndarray:
+    big = np.iinfo(np.int64).max
+    return np.array([big if opts.inventory.get(i) is None else opts.inventory[i] for i in range(len(opts.table.space.gpus))], dtype=np.int64)
+
+
+def _slo_ok(req: PlanRequest, m) -> np.ndarray:
+    ok = np.ones(m.ttft_s.shape, dtype=bool)
+    slo = req.slo
+    for limit, values in ((slo.ttft_ms and slo.ttft_ms / 1e3, m.ttft_s), (slo.tpot_ms and slo.tpot_ms / 1e3, m.tpot_s),
+                          (slo.batch_latency_s, m.batch_latency_s)):
+        if limit is not None:
+            ok &= values <= limit
+    return ok
+
+
+def pipeline_options(pt, opts: PlanOptions, req: PlanRequest) -> HeteroOptions | None:
+    """Cross-type pipeline replicas as heterogeneous groups using two GPU types."""
+    if pt is None or len(pt) == 0:
+        return None
+    m = pt.metrics
+    usd = np.maximum(np.ceil(pt.usd_per_replica * cpsat.MILLI_USD_PER_USD - 1e-9), 1).astype(np.int64)
+    limits = _inventory_limits(opts)
+    hi = np.minimum(cpsat.budget_milli_usd(req) // usd, np.minimum(limits[pt.gpu_a] // pt.tp_a, limits[pt.gpu_b] // pt.tp_b))
+    hi = np.minimum(hi, cpsat.MAX_REPLICAS_PER_OPTION)
+    if req.parallelism.max_gpus:
+        hi = np.minimum(hi, req.parallelism.max_gpus // (pt.tp_a + pt.tp_b))
+    ok = _slo_ok(req, m) & (hi >= 1)
+    cols = _metric_columns(m, relevant_terms(req))
+    keep = _prune(np.nonzero(ok)[0], pt.gpu_a.astype(np.int64) * 4096 + pt.gpu_b * 64 + pt.tp_a * 8 + pt.tp_b, cols)
+    if keep.size == 0:
+        return None
+    return HeteroOptions(
+        index=keep, usd=usd[keep], gpus=pt.tp_a[keep].astype(np.int64), gpu_idx=pt.gpu_a[keep],
+        throughput=np.floor(m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK).astype(np.int64),
+        ttft_us=np.round(m.ttft_s[keep] * cpsat.US_PER_S).astype(np.int64),
+        tpot_us=np.round(m.tpot_s[keep] * cpsat.US_PER_S).astype(np.int64),
+        latency_us=np.round(m.batch_latency_s[keep] * cpsat.US_PER_S).astype(np.int64),
+        max_replicas=hi[keep].astype(np.int64), gpu_idx2=pt.gpu_b[keep].astype(np.int64), gpus2=pt.tp_b[keep].astype(np.int64),
+        source=np.ones(keep.size, dtype=np.int64),
+    )
+
+
+def _metric_columns(m, terms: set[ObjectiveTerm]) -> np.ndarray:
+    cols = [-m.output_throughput_tok_s]
+    for term, values in ((ObjectiveTerm.LATENCY, m.batch_latency_s), (ObjectiveTerm.TTFT, m.ttft_s), (ObjectiveTerm.TPOT, m.tpot_s)):
+        if term in terms:
+            cols.append(values)
+    return np.stack(cols, axis=1)
 
 
 def _latency_columns(opts: PlanOptions, terms: set[ObjectiveTerm]) -> np.ndarray:
@@ -54,20 +120,13 @@ def _latency_columns(opts: PlanOptions, terms: set[ObjectiveTerm]) -> np.ndarray
 def hetero_options(opts: PlanOptions, req: PlanRequest) -> HeteroOptions:
     t = opts.table
     m = t.metrics
-    ok = np.ones(len(t), dtype=bool)
-    slo = req.slo
-    for limit, values in ((slo.ttft_ms and slo.ttft_ms / 1e3, m.ttft_s), (slo.tpot_ms and slo.tpot_ms / 1e3, m.tpot_s),
-                          (slo.batch_latency_s, m.batch_latency_s)):
-        if limit is not None:
-            ok &= values <= limit
+    ok = _slo_ok(req, m)
     lo, hi = cpsat.replica_bounds(opts, req, frozenset({"slo.min_output_throughput_tok_s"}))
     gpus_per_replica = t.gpus_per_replica.astype(np.int64)
     ok &= cpsat.replica_milli_usd(t.usd_per_hour_per_gpu, gpus_per_replica) <= cpsat.budget_milli_usd(req)
     if req.parallelism.max_gpus:
         ok &= gpus_per_replica <= req.parallelism.max_gpus
-    limits = np.array([opts.inventory.get(i) if opts.inventory.get(i) is not None else np.iinfo(np.int64).max
-                       for i in range(len(t.space.gpus))], dtype=np.int64)
-    ok &= gpus_per_replica <= limits[t.gpu_idx]  # one replica must fit in the inventory
+    ok &= gpus_per_replica <= _inventory_limits(opts)[t.gpu_idx]  # one replica must fit in the inventory
     keep = _prune(np.nonzero(ok)[0], t.gpu_idx.astype(np.int64) * 4096 + t.gpus_per_replica.astype(np.int64),
                   _latency_columns(opts, relevant_terms(req)))
     gpus = t.gpus_per_replica.astype(np.int64)[keep]
@@ -79,6 +138,27 @@ def hetero_options(opts: PlanOptions, req: PlanRequest) -> HeteroOptions:
         latency_us=np.round(m.batch_latency_s[keep] * cpsat.US_PER_S).astype(np.int64),
         max_replicas=hi[keep],
     )
+
+
+# Comparisons per chunk when testing pipelines against single-type candidates (memory bound).
+DOMINANCE_CHUNK = 4096
+
+
+def _dominated_pipelines(gpu_a: np.ndarray, gpu_b: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Pipeline candidates (two GPU types) that a single-type candidate of one of their types
+    beats or equals in cost, throughput and every latency term: swapping it in frees a type
+    and loses nothing, so such a pipeline is in no optimal plan."""
+    out = np.zeros(gpu_a.size, dtype=bool)
+    single = gpu_b < 0
+    for t in np.unique(gpu_a[single]):
+        mine = values[single & (gpu_a == t)]
+        for idx in _chunks(np.nonzero(~single & ((gpu_a == t) | (gpu_b == t)))[0]):
+            out[idx] |= (mine[None, :, :] <= values[idx][:, None, :]).all(axis=2).any(axis=1)
+    return out
+
+
+def _chunks(idx: np.ndarray) -> list[np.ndarray]:
+    return [idx[i:i + DOMINANCE_CHUNK // 8] for i in range(0, idx.size, DOMINANCE_CHUNK // 8)]
 
 
 def _prune(rows: np.ndarray, group: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -102,6 +182,10 @@ class HeteroCandidates:
     ttft_us: np.ndarray
     tpot_us: np.ndarray
     latency_us: np.ndarray
+    gpu_idx2: np.ndarray  # second type of a pipeline group (−1: none)
+    gpus2: np.ndarray
+    source: np.ndarray  # 0: uniform option, 1: pipeline row
+    ref: np.ndarray  # row in opts.table (source 0) or in the pipeline table (source 1)
 
 
 def hetero_candidates(h: HeteroOptions, req: PlanRequest) -> HeteroCandidates:
@@ -116,13 +200,16 @@ def hetero_candidates(h: HeteroOptions, req: PlanRequest) -> HeteroCandidates:
         if term in terms:
             cols.append(values[row])
     values = np.stack(cols, axis=1)
-    # One group per GPU type: a candidate is replaceable by another of its type that costs
-    # no more (so uses no more GPUs) and is no worse in throughput or latency.
-    keep = _prune(np.arange(row.size), h.gpu_idx[row].astype(np.int64), values)
+    # One group per GPU type: a candidate is replaceable by another using the same GPU
+    # type(s) that costs no more (so uses no more GPUs) and is no worse in throughput or latency.
+    group = h.gpu_idx[row].astype(np.int64) * 4096 + (h.gpu_idx2[row] + 1)
+    keep = _prune(np.arange(row.size), group, values)
+    keep = keep[~_dominated_pipelines(h.gpu_idx[row][keep], h.gpu_idx2[row][keep], values[keep])]
     r, k = row[keep], n[keep]
     return HeteroCandidates(
         row=r, replicas=k, usd=h.usd[r] * k, gpus=h.gpus[r] * k, gpu_idx=h.gpu_idx[r], throughput=h.throughput[r] * k,
-        ttft_us=h.ttft_us[r], tpot_us=h.tpot_us[r], latency_us=h.latency_us[r],
+        ttft_us=h.ttft_us[r], tpot_us=h.tpot_us[r], latency_us=h.latency_us[r], gpu_idx2=h.gpu_idx2[r],
+        gpus2=h.gpus2[r] * k, source=h.source[r], ref=h.index[r],
     )
 
 
@@ -143,17 +230,18 @@ def build_hetero_model(c: HeteroCandidates, req: PlanRequest, opts: PlanOptions,
     pick = [model.new_bool_var(f"pick_{k}") for k in range(len(c.row))]
     model.add(sum(pick) >= 1)
     for i, limit in opts.inventory.items():
-        of_type = np.nonzero(c.gpu_idx == i)[0]
+        of_type = np.nonzero((c.gpu_idx == i) | (c.gpu_idx2 == i))[0]
         if of_type.size == 0:
             continue
         model.add_at_most_one(pick[k] for k in of_type)  # one group per GPU type
-        if limit is not None:
-            for k in of_type[c.gpus[of_type] > limit]:
+        if limit is not None:  # the type's only group must fit in its inventory
+            uses = np.where(c.gpu_idx[of_type] == i, c.gpus[of_type], 0) + np.where(c.gpu_idx2[of_type] == i, c.gpus2[of_type], 0)
+            for k in of_type[uses > limit]:
                 model.add(pick[k] == 0)
     cost = cp_model.LinearExpr.weighted_sum(pick, c.usd.tolist())
     model.add(cost <= cpsat.budget_milli_usd(req))
     if req.parallelism.max_gpus:
-        model.add(cp_model.LinearExpr.weighted_sum(pick, c.gpus.tolist()) <= req.parallelism.max_gpus)
+        model.add(cp_model.LinearExpr.weighted_sum(pick, (c.gpus + c.gpus2).tolist()) <= req.parallelism.max_gpus)
     throughput = cp_model.LinearExpr.weighted_sum(pick, c.throughput.tolist())
     if req.slo.min_output_throughput_tok_s:
         model.add(throughput >= int(np.ceil(req.slo.min_output_throughput_tok_s * cpsat.DECI_TOK_PER_TOK)))
@@ -162,7 +250,7 @@ def build_hetero_model(c: HeteroCandidates, req: PlanRequest, opts: PlanOptions,
             model.add(sum(pick[k] for k in combo) <= size - 1)
     terms = {ObjectiveTerm.THROUGHPUT: throughput, ObjectiveTerm.COST: cost}
     objective_terms = set(req.objective)
-    types = [np.nonzero(c.gpu_idx == i)[0] for i in np.unique(c.gpu_idx)]
+    types = [np.nonzero((c.gpu_idx == i) | (c.gpu_idx2 == i))[0] for i in np.unique(np.concatenate([c.gpu_idx, c.gpu_idx2[c.gpu_idx2 >= 0]]))]
     for term, values in ((ObjectiveTerm.LATENCY, c.latency_us), (ObjectiveTerm.TTFT, c.ttft_us), (ObjectiveTerm.TPOT, c.tpot_us)):
         if term not in objective_terms:
             continue
@@ -220,8 +308,9 @@ def throughput_lower_bound(c: HeteroCandidates, budget_milli: int) -> float:
     levels = int(budget_milli // unit) + 1
     cost = np.ceil(c.usd / unit).astype(np.int64)
     best = np.zeros(levels)
+    single = c.gpu_idx2 < 0  # pipelines span two types: left out, so the DP plan stays valid
     for t in np.unique(c.gpu_idx):
-        m = np.nonzero(c.gpu_idx == t)[0]
+        m = np.nonzero((c.gpu_idx == t) & single)[0]
         best = _best_per_budget(best, cost[m], c.throughput[m].astype(float))
     return float(best[-1])
 

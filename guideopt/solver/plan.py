@@ -73,12 +73,18 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, star
     from guideopt.solver import hetero
 
     h = hetero.hetero_options(opts, req)
+    pt = _pipeline_table(req, cat, opts)
+    extra = hetero.pipeline_options(pt, opts, req)
+    if extra is not None:
+        h = hetero.concat_options(h, extra)
     c = hetero.hetero_candidates(h, req)
     plans: list[Plan] = []
     statuses: list[str] = []
     first_values: list[float] = []
     forbidden: list[list[int]] = []
-    cand_shapes = shape_key(opts.table)[h.index[c.row]]
+    uniform_shapes = shape_key(opts.table)
+    # shapes of pipeline candidates: their row in the pipeline table, kept apart from uniform shapes
+    cand_shapes = np.where(c.source == 0, uniform_shapes[np.where(c.source == 0, c.ref, 0)], -1 - _pipeline_shapes(pt, c.ref))
     sizes: list[int] = []
     bounds, rank_one = None, None
     if len(c.row) and ObjectiveTerm.THROUGHPUT in req.objective:
@@ -104,13 +110,17 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, star
             if rank == 1:
                 first_values = [_unscale(t, v) for t, v in zip(req.objective, values)]
             replicas = [0] * len(opts.table)
+            pipelines = []
             for k in picked:
-                replicas[int(h.index[c.row[k]])] = int(c.replicas[k])
+                if c.source[k] == 1:
+                    pipelines.append(pipeline_group(pt, int(c.ref[k]), int(c.replicas[k])))
+                else:
+                    replicas[int(c.ref[k])] = int(c.replicas[k])
             # Distinct plans: not the same deployment shapes again (any batch or count).
             picked_shapes = set(cand_shapes[picked].tolist())
             forbidden.append(np.nonzero(np.isin(cand_shapes, list(picked_shapes)))[0].tolist())
             sizes.append(len(picked_shapes))
-            plans.append(extract_plan(opts, replicas, rank))
+            plans.append(extract_plan(opts, replicas, rank, extra_groups=pipelines))
     baseline = _homogeneous_baseline(req, cat)
     if not plans:
         if baseline is None:
@@ -175,9 +185,9 @@ def _unscale(term: ObjectiveTerm, value: int) -> float:
     return value / cpsat.US_PER_S
 
 
-def extract_plan(opts: PlanOptions, replicas: list[int], rank: int) -> Plan:
+def extract_plan(opts: PlanOptions, replicas: list[int], rank: int, extra_groups: list[Group] | None = None) -> Plan:
     t = opts.table
-    groups: list[Group] = []
+    groups: list[Group] = list(extra_groups or [])
     for o, n in enumerate(replicas):
         if n <= 0:
             continue
@@ -200,8 +210,54 @@ def extract_plan(opts: PlanOptions, replicas: list[int], rank: int) -> Plan:
 def _gpu_counts(groups: list[Group]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for g in groups:
-        counts[g.gpu] = counts.get(g.gpu, 0) + g.num_gpus
+        parts = [(st["gpu"], st["tp"] * g.replicas) for st in g.stages] if g.stages else [(g.gpu, g.num_gpus)]
+        for gpu, n in parts:
+            counts[gpu] = counts.get(gpu, 0) + n
     return counts
+
+
+def _pipeline_table(req: PlanRequest, cat: Catalog, opts: PlanOptions):
+    """Cross-type two-stage pipelines, when PP 2 is allowed and there are two GPU types."""
+    from guideopt.solver.pipelines import PIPELINE_STAGES, build_pipeline_table
+
+    space = opts.all_options.space
+    if PIPELINE_STAGES not in req.parallelism.pp or len(space.gpus) < 2:
+        return None
+    return build_pipeline_table(opts.arch, space, cat, opts.prices)
+
+
+def _pipeline_shapes(pt, rows: np.ndarray) -> np.ndarray:
+    """One integer per pipeline shape (GPU types, TPs, engine, dtype), whatever the batch."""
+    if pt is None:
+        return np.zeros_like(rows)
+    r = np.clip(rows, 0, len(pt) - 1)
+    key = pt.gpu_a[r].astype(np.int64)
+    for col, size in ((pt.gpu_b, 64), (pt.tp_a, 64), (pt.tp_b, 64), (pt.fw_idx, 16), (pt.dtype_idx, 16)):
+        key = key * size + col[r].astype(np.int64)
+    return key
+
+
+def pipeline_group(pt, row: int, replicas: int) -> Group:
+    """A heterogeneous group whose replicas are pipelines over two GPU types (contract: gpu "mixed")."""
+    from guideopt.model.plan import MemoryBreakdown
+
+    space = pt.space
+    stages = []
+    for i, (g, tp, layers) in enumerate(((pt.gpu_a, pt.tp_a, pt.layers_a), (pt.gpu_b, pt.tp_b, pt.layers_b))):
+        mem = {k: float(v[row]) for k, v in pt.stage_memory[i].items()}
+        stages.append({"gpu": space.gpus[int(g[row])].id, "tp": int(tp[row]), "layers": int(layers[row]), "memory": mem})
+    worst = max(range(2), key=lambda i: stages[i]["memory"]["total_per_gpu_gb"] / stages[i]["memory"]["gpu_memory_gb"])
+    m = pt.metrics.as_contract_dict(row)
+    for key in THROUGHPUT_KEYS:
+        m[key] *= replicas
+    per_replica = int(pt.tp_a[row] + pt.tp_b[row])
+    return Group(
+        gpu="mixed", framework=space.frameworks[int(pt.fw_idx[row])].id, dtype=space.dtypes[int(pt.dtype_idx[row])].value,
+        kv_dtype=(space.kv_dtype.value if space.kv_dtype else ("fp16" if not space.dtypes[int(pt.dtype_idx[row])].is_float16 else space.dtypes[int(pt.dtype_idx[row])].value)),
+        replicas=replicas, tp=max(int(pt.tp_a[row]), int(pt.tp_b[row])), pp=2, batch=int(pt.batch[row]), split=int(pt.split[row]),
+        metrics=Metrics(**m), memory=MemoryBreakdown(**stages[worst]["memory"]),
+        usd_per_hour=round(replicas * float(pt.usd_per_replica[row]), 4), num_gpus=replicas * per_replica, stages=stages,
+    )
 
 
 THROUGHPUT_KEYS = ("decode_throughput_tok_s", "output_throughput_tok_s", "total_throughput_tok_s", "prefill_throughput_tok_s")

@@ -1,0 +1,101 @@
+"""Asymmetric pipelines (HexGen-style): one replica whose two stages sit on different GPU
+types, each stage with its own TP and its own number of layers.
+
+Pure, vectorised functions over rows of (stage A, stage B). Stage A holds the embedding and
+the first layers, stage B the last layers and the LM head. Layers are split so that no stage
+is the bottleneck: in proportion to each stage's per-layer speed, within what each stage can
+hold (weights of its layers plus their KV cache for the batch, under the engine's memory
+rule). Activations cross between the stages over a network link (different GPU types sit in
+different nodes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import yaml
+
+from guideopt.costs.hardware import HardwareArrays
+from guideopt.costs.memory import (
+    activation_peak_bytes,
+    edge_weight_bytes_per_gpu,
+    framework_overhead_bytes,
+    kv_pool_bytes,
+    layer_weight_bytes_per_gpu,
+)
+from guideopt.costs.roofline import ACT_BYTES, PassShape, _scaled, kv_heads_per_gpu, layer_s, lm_head_s
+from guideopt.model.framework import Framework
+from guideopt.model.llm import ModelArch
+from guideopt.units import BYTES_PER_S_PER_GB_S, S_PER_US
+
+STAGES = 2
+
+
+@dataclass(frozen=True)
+class NetworkLink:
+    bytes_per_s: float
+    latency_s: float
+
+
+@lru_cache(maxsize=1)
+def network_link() -> NetworkLink:
+    from guideopt.catalog import catalog_dir
+
+    spec = yaml.safe_load((catalog_dir() / "links.yaml").read_text())["network"]
+    return NetworkLink(spec["bw_gb_s"] * BYTES_PER_S_PER_GB_S, spec["latency_us"] * S_PER_US)
+
+
+@dataclass(frozen=True)
+class Stage:
+    hw: HardwareArrays
+    tp: np.ndarray
+    layers: np.ndarray
+
+
+def kv_layer_bytes_per_token(arch: ModelArch, *, tp, kv_bytes) -> np.ndarray:
+    return 2.0 * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_bytes
+
+
+def max_layers(arch: ModelArch, fw: Framework, *, gpu_memory_bytes, tp, w_bytes, kv_bytes, kv_tokens, token_budget,
+               first: bool, last: bool) -> np.ndarray:
+    """Most layers a stage can hold with the KV cache of ``kv_tokens`` tokens (−1: not even none)."""
+    counts = np.arange(arch.num_layers + 1, dtype=float)[None, :]
+    col = lambda a: np.asarray(a, dtype=float)[:, None]  # noqa: E731
+    weights = counts * col(layer_weight_bytes_per_gpu(arch, tp=tp, w_bytes=w_bytes)) + col(
+        edge_weight_bytes_per_gpu(arch, tp=tp, first=first, last=last))
+    act = col(activation_peak_bytes(arch, tp=tp, token_budget=token_budget, max_seqs=fw.max_num_seqs))
+    overhead = col(framework_overhead_bytes(fw, tp=tp))
+    pool, _ = kv_pool_bytes(fw, gpu_memory_bytes=col(gpu_memory_bytes), weights=weights, activation=act, overhead=overhead)
+    need = counts * col(kv_tokens) * col(kv_layer_bytes_per_token(arch, tp=tp, kv_bytes=kv_bytes))
+    return (pool >= need).sum(axis=1).astype(float) - 1.0
+
+
+def balanced_split(arch: ModelArch, *, per_layer_a, per_layer_b, cap_a, cap_b) -> np.ndarray:
+    """Layers of stage A (the rest go to B) minimising the slower stage; NaN when no split fits."""
+    total = arch.num_layers
+    lo = np.maximum(1.0, total - cap_b)
+    hi = np.minimum(cap_a, total - 1.0)
+    ideal = total * per_layer_b / (per_layer_a + per_layer_b)
+    best = np.full(np.shape(ideal), np.nan)
+    best_time = np.full(np.shape(ideal), np.inf)
+    for guess in (np.floor(ideal), np.ceil(ideal), lo, hi):
+        la = np.clip(guess, lo, hi)
+        t = np.maximum(la * per_layer_a, (total - la) * per_layer_b)
+        better = (t < best_time) & (lo <= hi)
+        best = np.where(better, la, best)
+        best_time = np.where(better, t, best_time)
+    return best
+
+
+def pipeline_forward_s(arch: ModelArch, shape: PassShape, *, a: Stage, b: Stage, w_bytes, kv_bytes, link: NetworkLink,
+                       flash: bool = True) -> np.ndarray:
+    """One forward pass through both stages with up to two micro-batches in flight: the
+    slower stage sets the pace (as for uniform PP), plus the activation send between them."""
+    micro = np.maximum(np.minimum(STAGES, np.maximum(shape.seqs, 1.0)), 1.0)
+    mb = _scaled(shape, 1.0 / micro)
+    time_a = a.layers * layer_s(arch, mb, a.tp, w_bytes, kv_bytes, a.hw, flash=flash)
+    time_b = b.layers * layer_s(arch, mb, b.tp, w_bytes, kv_bytes, b.hw, flash=flash) + lm_head_s(arch, mb, b.tp, b.hw)
+    send = link.latency_s + mb.new_tokens * arch.hidden_size * ACT_BYTES / link.bytes_per_s
+    return np.maximum(micro, STAGES) * np.maximum(time_a, time_b) + (STAGES - 1) * send
