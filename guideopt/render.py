@@ -31,7 +31,7 @@ def plan_text(result: PlanResult) -> str:
     for p in result.plans:
         for g in p.groups:
             rows.append([
-                p.rank, g.gpu, g.num_gpus, f"{g.replicas}x(tp{g.tp}·pp{g.pp})", g.framework, g.dtype, g.batch, g.split,
+                p.rank, g.gpu, g.num_gpus, _layout(g), g.framework, g.dtype, g.batch, g.split,
                 p.usd_per_hour, g.metrics.output_throughput_tok_s, g.metrics.ttft_ms, g.metrics.tpot_ms,
                 g.metrics.batch_latency_s, g.memory.total_per_gpu_gb, g.memory.gpu_memory_gb,
             ])
@@ -41,6 +41,13 @@ def plan_text(result: PlanResult) -> str:
         rows,
     )
     return f"{head}\n{body}"
+
+
+def _layout(g) -> str:
+    if g.stages:  # a pipeline across GPU types: stage by stage
+        stages = " → ".join(f"{st['gpu']} tp{st['tp']} {st['layers']}L" for st in g.stages)
+        return f"{g.replicas}x[{stages}]"
+    return f"{g.replicas}x(tp{g.tp}·pp{g.pp})"
 
 
 def prediction_text(pred: dict[str, Any]) -> str:

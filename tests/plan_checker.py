@@ -71,20 +71,37 @@ def check_plan(plan_json: dict[str, Any], request: PlanRequest, catalog: Catalog
     total_usd = 0.0
     counts: dict[str, int] = {}
     for g in groups:
-        n = int(g["replicas"]) * int(g["tp"]) * int(g["pp"])
+        # A replica whose pipeline spans GPU types ("mixed") lists its stages: GPUs per stage = tp.
+        parts = [(st["gpu"], int(g["replicas"]) * int(st["tp"])) for st in g["stages"]] if g.get("stages") else \
+            [(g["gpu"], int(g["replicas"]) * int(g["tp"]) * int(g["pp"]))]
+        n = sum(k for _, k in parts)
         if g.get("num_gpus") is not None and int(g["num_gpus"]) != n:
-            fail(f"group {g['gpu']}: num_gpus {g['num_gpus']} != replicas·tp·pp = {n}")
+            fail(f"group {g['gpu']}: num_gpus {g['num_gpus']} != replicas·(GPUs per replica) = {n}")
         if int(g["replicas"]) < 1:
             fail(f"group {g['gpu']}: {g['replicas']} replicas")
-        if g["gpu"] not in catalog.gpus:
-            fail(f"unknown GPU {g['gpu']!r}")
-            continue
-        total_gpus += n
-        counts[g["gpu"]] = counts.get(g["gpu"], 0) + n
-        usd = n * gpu_price(request, catalog, g["gpu"])
-        total_usd += usd
-        if g.get("usd_per_hour") is not None and not _close(float(g["usd_per_hour"]), usd, USD_TOL):
-            fail(f"group {g['gpu']}: usd_per_hour {g['usd_per_hour']} != {n} GPUs × price = {usd:.4f}")
+        if g.get("stages"):
+            if g["gpu"] != "mixed":
+                fail(f"group {g['gpu']}: a group with stages must have gpu 'mixed'")
+            layers = sum(int(st["layers"]) for st in g["stages"])
+            arch = catalog.model(request.model)
+            if layers != arch.num_layers:
+                fail(f"mixed group: stages cover {layers} layers, the model has {arch.num_layers}")
+            for st in g["stages"]:
+                if int(st["tp"]) not in request.parallelism.tp:
+                    fail(f"mixed group: stage tp {st['tp']} not in the allowed {request.parallelism.tp}")
+                if float(st["memory"]["total_per_gpu_gb"]) > catalog.gpus[st["gpu"]].memory_gb + MEM_TOL_GB:
+                    fail(f"mixed group: stage on {st['gpu']} needs {st['memory']['total_per_gpu_gb']:.1f} GB per GPU")
+        group_usd = 0.0
+        for gpu_id, k in parts:
+            if gpu_id not in catalog.gpus:
+                fail(f"unknown GPU {gpu_id!r}")
+                continue
+            total_gpus += k
+            counts[gpu_id] = counts.get(gpu_id, 0) + k
+            group_usd += k * gpu_price(request, catalog, gpu_id)
+        total_usd += group_usd
+        if g.get("usd_per_hour") is not None and not _close(float(g["usd_per_hour"]), group_usd, USD_TOL):
+            fail(f"group {g['gpu']}: usd_per_hour {g['usd_per_hour']} != {n} GPUs × price = {group_usd:.4f}")
     if int(plan_json["num_gpus"]) != total_gpus:
         fail(f"num_gpus {plan_json['num_gpus']} != Σ replicas·tp·pp = {total_gpus}")
     if {k: int(v) for k, v in plan_json.get("gpu_counts", {}).items()} != counts:
@@ -110,7 +127,7 @@ def check_plan(plan_json: dict[str, Any], request: PlanRequest, catalog: Catalog
     precisions = {p.value for p in request.precision}
     for g in groups:
         where = f"group {g['gpu']} tp{g['tp']}·pp{g['pp']}"
-        if int(g["tp"]) not in request.parallelism.tp:
+        if not g.get("stages") and int(g["tp"]) not in request.parallelism.tp:
             fail(f"{where}: tp {g['tp']} not in the allowed {request.parallelism.tp}")
         if int(g["pp"]) not in request.parallelism.pp:
             fail(f"{where}: pp {g['pp']} not in the allowed {request.parallelism.pp}")
