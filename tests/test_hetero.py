@@ -580,10 +580,6 @@ def test_cli_plan_heterogeneous_table():
 # ---------------------------------------------------------------- bugs found (strict xfail)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: hetero.py rounds each replica's throughput down to 0.1 tok/s and multiplies by the replica "
-    "count, so a group of n replicas loses up to n·0.1 tok/s: a throughput floor that a single-type plan "
-    "meets exactly (the homogeneous model rounds the group total) makes the heterogeneous request infeasible."))
 def test_hetero_throughput_rounding_matches_homogeneous(catalog):
     base = plan_request(LLAMA2_7B, budget=1.76, gpus={"l4": 4}, parallelism={"tp": [1], "pp": [1]}, objective=["throughput"], top=1)
     best = api.plan(base, catalog).plans[0]
@@ -595,11 +591,6 @@ def test_hetero_throughput_rounding_matches_homogeneous(catalog):
     assert mixed.plans[0].metrics.output_throughput_tok_s >= floor
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: hetero_candidates prunes (option, count) pairs of one GPU type by (cost, throughput, latency) "
-    "only, assuming no more cost means no more GPUs; with sub-milli-dollar prices (ceil rounding per "
-    "replica) 2×pp2 or 1×pp4 (4 GPUs, 6 m$) 'dominates' 3×tp1 (3 GPUs, 6 m$), which max_gpus then "
-    "needs: the plan returned as optimal is not."))
 def test_hetero_pruning_respects_max_gpus(catalog):
     raw = plan_request(LLAMA2_7B, budget=1.0, gpus={"l4": {"usd_per_hour": 0.0015, "max": 8}, "h100-sxm": {"usd_per_hour": 0.0015, "max": 2}},
                        parallelism={"tp": [1], "pp": [1, 4], "max_gpus": 5}, objective=["throughput"], top=1, heterogeneous=True)
@@ -613,11 +604,6 @@ def test_hetero_pruning_respects_max_gpus(catalog):
         solver_values(result, req), [o.values for o in optima], optima[0].groups)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: hetero_candidates prunes (option, count) pairs across deployment shapes of one GPU type "
-    "(e.g. L4 1×tp2 is dropped for L4 2×tp1: same cost, more throughput). Rank 2 and later must avoid "
-    "the shapes of earlier plans, and then the pruned pair is what they need: rank 2 is not the "
-    "optimum over the plans left (options.non_dominated keeps pruning inside a shape for this reason)."))
 def test_hetero_top_k_later_plans_are_optimal(catalog):
     # random_hetero_request(0): Llama-3-8B, t4 4 / l4 2 / l40s 1, $11.68/h, throughput then cost.
     raw = random_hetero_request(0)

@@ -21,7 +21,7 @@ from ortools.sat.python import cp_model
 
 from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.solver import cpsat
-from guideopt.solver.options import PlanOptions, relevant_terms
+from guideopt.solver.options import PlanOptions, relevant_terms, shape_key
 
 # Heterogeneous models are multiple-choice knapsacks that one CP-SAT worker proves in tens
 # of milliseconds; one worker keeps the search, and so the plans, deterministic.
@@ -31,15 +31,16 @@ HETERO_TIME_LIMIT_S = 20.0
 
 @dataclass
 class HeteroOptions:
-    index: np.ndarray  # rows of opts.table kept
+    index: np.ndarray  # rows of opts.table kept (source 0) or of the pipeline table (source 1)
     usd: np.ndarray  # milli-dollars per replica
     gpus: np.ndarray
     gpu_idx: np.ndarray
-    throughput: np.ndarray  # deci-tok/s per replica
+    throughput: np.ndarray  # deci-tok/s per replica (float; a group's total is rounded down once)
     ttft_us: np.ndarray
     tpot_us: np.ndarray
     latency_us: np.ndarray
     max_replicas: np.ndarray
+    shape: np.ndarray | None = None  # deployment shape id (top-k plans differ in shapes)
     gpu_idx2: np.ndarray | None = None  # second GPU type of a cross-type pipeline (−1: none)
     gpus2: np.ndarray | None = None  # GPUs of the second type per replica
     source: np.ndarray | None = None  # 0: uniform option (index into opts.table); 1: pipeline row
@@ -52,6 +53,8 @@ class HeteroOptions:
             self.gpus2 = np.zeros(n, dtype=np.int64)
         if self.source is None:
             self.source = np.zeros(n, dtype=np.int64)
+        if self.shape is None:
+            self.shape = np.zeros(n, dtype=np.int64)
 
 
 def concat_options(a: "HeteroOptions", b: "HeteroOptions") -> "HeteroOptions":
@@ -91,13 +94,21 @@ def pipeline_options(pt, opts: PlanOptions, req: PlanRequest) -> HeteroOptions |
         return None
     return HeteroOptions(
         index=keep, usd=usd[keep], gpus=pt.tp_a[keep].astype(np.int64), gpu_idx=pt.gpu_a[keep],
-        throughput=np.floor(m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK).astype(np.int64),
+        throughput=m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK,  # per replica, unrounded
         ttft_us=np.round(m.ttft_s[keep] * cpsat.US_PER_S).astype(np.int64),
         tpot_us=np.round(m.tpot_s[keep] * cpsat.US_PER_S).astype(np.int64),
         latency_us=np.round(m.batch_latency_s[keep] * cpsat.US_PER_S).astype(np.int64),
         max_replicas=hi[keep].astype(np.int64), gpu_idx2=pt.gpu_b[keep].astype(np.int64), gpus2=pt.tp_b[keep].astype(np.int64),
-        source=np.ones(keep.size, dtype=np.int64),
+        source=np.ones(keep.size, dtype=np.int64), shape=-1 - pipeline_shape_key(pt, keep),
     )
+
+
+def pipeline_shape_key(pt, rows: np.ndarray) -> np.ndarray:
+    """One integer per pipeline shape (GPU types, TPs, engine, dtype), whatever the batch."""
+    key = pt.gpu_a[rows].astype(np.int64)
+    for col, size in ((pt.gpu_b, 64), (pt.tp_a, 64), (pt.tp_b, 64), (pt.fw_idx, 16), (pt.dtype_idx, 16)):
+        key = key * size + col[rows].astype(np.int64)
+    return key
 
 
 def _metric_columns(m, terms: set[ObjectiveTerm]) -> np.ndarray:
@@ -132,11 +143,11 @@ def hetero_options(opts: PlanOptions, req: PlanRequest) -> HeteroOptions:
     gpus = t.gpus_per_replica.astype(np.int64)[keep]
     return HeteroOptions(
         index=keep, usd=cpsat.replica_milli_usd(t.usd_per_hour_per_gpu[keep], gpus), gpus=gpus, gpu_idx=t.gpu_idx[keep],
-        throughput=np.floor(m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK).astype(np.int64),
+        throughput=m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK,  # per replica, unrounded
         ttft_us=np.round(m.ttft_s[keep] * cpsat.US_PER_S).astype(np.int64),
         tpot_us=np.round(m.tpot_s[keep] * cpsat.US_PER_S).astype(np.int64),
         latency_us=np.round(m.batch_latency_s[keep] * cpsat.US_PER_S).astype(np.int64),
-        max_replicas=hi[keep],
+        max_replicas=hi[keep], shape=shape_key(t)[keep],
     )
 
 
@@ -186,30 +197,40 @@ class HeteroCandidates:
     gpus2: np.ndarray
     source: np.ndarray  # 0: uniform option, 1: pipeline row
     ref: np.ndarray  # row in opts.table (source 0) or in the pipeline table (source 1)
+    shape: np.ndarray  # deployment shape id
 
 
-def hetero_candidates(h: HeteroOptions, req: PlanRequest) -> HeteroCandidates:
+def hetero_candidates(h: HeteroOptions, req: PlanRequest, per_shape: bool = False) -> HeteroCandidates:
     """Every (option, n) within its caps, pruned to the Pareto front of cost, throughput and
-    the latency terms the request uses among pairs of the same GPU type."""
+    the latency terms the request uses (and GPU count when ``max_gpus`` binds across types)
+    among pairs of the same GPU type(s) — or of the same deployment shape with ``per_shape``,
+    which later top-k ranks need, since they must avoid the shapes of earlier plans."""
     counts = h.max_replicas.astype(np.int64)
     row = np.repeat(np.arange(len(h.index)), counts)
     n = np.concatenate([np.arange(1, c + 1) for c in counts]) if counts.size else np.zeros(0, dtype=np.int64)
-    cols = [h.usd[row] * n, -(h.throughput[row] * n)]
+    throughput = np.floor(h.throughput[row] * n + 1e-9).astype(np.int64)  # the group total, rounded down once
+    cols = [h.usd[row] * n, -throughput]
+    if req.parallelism.max_gpus:  # cost alone does not order GPU counts (prices are rounded per replica)
+        cols.append((h.gpus[row] + h.gpus2[row]) * n)
     terms = relevant_terms(req)
     for term, values in ((ObjectiveTerm.LATENCY, h.latency_us), (ObjectiveTerm.TTFT, h.ttft_us), (ObjectiveTerm.TPOT, h.tpot_us)):
         if term in terms:
             cols.append(values[row])
     values = np.stack(cols, axis=1)
     # One group per GPU type: a candidate is replaceable by another using the same GPU
-    # type(s) that costs no more (so uses no more GPUs) and is no worse in throughput or latency.
+    # type(s) that costs no more and is no worse in throughput or latency.
     group = h.gpu_idx[row].astype(np.int64) * 4096 + (h.gpu_idx2[row] + 1)
+    if per_shape:
+        _, group = np.unique(np.stack([group, h.shape[row]], axis=1), axis=0, return_inverse=True)
+        group = group.ravel()
     keep = _prune(np.arange(row.size), group, values)
-    keep = keep[~_dominated_pipelines(h.gpu_idx[row][keep], h.gpu_idx2[row][keep], values[keep])]
+    if not per_shape:
+        keep = keep[~_dominated_pipelines(h.gpu_idx[row][keep], h.gpu_idx2[row][keep], values[keep])]
     r, k = row[keep], n[keep]
     return HeteroCandidates(
-        row=r, replicas=k, usd=h.usd[r] * k, gpus=h.gpus[r] * k, gpu_idx=h.gpu_idx[r], throughput=h.throughput[r] * k,
+        row=r, replicas=k, usd=h.usd[r] * k, gpus=h.gpus[r] * k, gpu_idx=h.gpu_idx[r], throughput=throughput[keep],
         ttft_us=h.ttft_us[r], tpot_us=h.tpot_us[r], latency_us=h.latency_us[r], gpu_idx2=h.gpu_idx2[r],
-        gpus2=h.gpus2[r] * k, source=h.source[r], ref=h.index[r],
+        gpus2=h.gpus2[r] * k, source=h.source[r], ref=h.index[r], shape=h.shape[r],
     )
 
 
@@ -270,9 +291,15 @@ def _best_per_budget(base: np.ndarray, cost: np.ndarray, value: np.ndarray) -> n
     """Max-plus step of the knapsack DP: base[b] best value within budget b without this
     type; result[b] adds at most one of this type's items (cost in grid units)."""
     out = base.copy()
-    for c, v in zip(cost, value):
-        if c < base.size:
-            out[c:] = np.maximum(out[c:], base[: base.size - c] + v)
+    fits = cost < base.size
+    if not fits.any():
+        return out
+    # only the best item at each cost matters
+    order = np.lexsort((-value[fits], cost[fits]))
+    c_sorted, v_sorted = cost[fits][order], value[fits][order]
+    first = np.concatenate([[True], c_sorted[1:] != c_sorted[:-1]])
+    for c, v in zip(c_sorted[first], v_sorted[first]):
+        out[c:] = np.maximum(out[c:], base[: base.size - c] + v)
     return out
 
 
@@ -364,12 +391,15 @@ def _feasible_below(hm: HeteroModel, values: np.ndarray, level: int, solver: cp_
 
 
 def solve_hetero_model(
-    hm: HeteroModel, objective: list[ObjectiveTerm], candidates: HeteroCandidates, bounds: np.ndarray | None
+    hm: HeteroModel, objective: list[ObjectiveTerm], candidates: HeteroCandidates, bounds: np.ndarray | None,
+    time_limit_s: float | None = None,
 ) -> tuple[str, list[int], list[int]]:
     """Lexicographic stages: sums (throughput, cost) are optimised by CP-SAT directly; worst-
     group terms (latency, TTFT, TPOT) by a binary search of CP-SAT feasibility probes. Each
     optimum is kept as a constraint for the next stage. Returns (status, values, picks)."""
     solver = _stage_solver()
+    if time_limit_s is not None:
+        solver.parameters.max_time_in_seconds = time_limit_s
     worst_values = {ObjectiveTerm.LATENCY: candidates.latency_us, ObjectiveTerm.TTFT: candidates.ttft_us, ObjectiveTerm.TPOT: candidates.tpot_us}
     values: list[int] = []
     proven = True

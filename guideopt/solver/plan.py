@@ -77,50 +77,39 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, star
     extra = hetero.pipeline_options(pt, opts, req)
     if extra is not None:
         h = hetero.concat_options(h, extra)
-    c = hetero.hetero_candidates(h, req)
+    coarse = hetero.hetero_candidates(h, req)
+    exact_later: hetero.HeteroCandidates | None = None
     plans: list[Plan] = []
     statuses: list[str] = []
     first_values: list[float] = []
-    forbidden: list[list[int]] = []
-    uniform_shapes = shape_key(opts.table)
-    # shapes of pipeline candidates: their row in the pipeline table, kept apart from uniform shapes
-    cand_shapes = np.where(c.source == 0, uniform_shapes[np.where(c.source == 0, c.ref, 0)], -1 - _pipeline_shapes(pt, c.ref))
-    sizes: list[int] = []
-    bounds, rank_one = None, None
-    if len(c.row) and ObjectiveTerm.THROUGHPUT in req.objective:
-        bounds = hetero.throughput_upper_bounds(c, cpsat.budget_milli_usd(req))
-        if req.objective[0] is ObjectiveTerm.THROUGHPUT and not req.parallelism.max_gpus:
-            # Exact reduction before the model: no candidate whose best completion falls
-            # short of a plan known to fit can be in the throughput-optimal plan. (Top-k
-            # plans after the first need the rest, so this cut applies to rank 1 only.)
-            floor = hetero.throughput_lower_bound(c, cpsat.budget_milli_usd(req))
-            rank_one = np.nonzero(bounds >= floor)[0]
-    if len(c.row):
-        for rank in range(1, req.top + 1):
-            pool = rank_one if rank == 1 and rank_one is not None else np.arange(len(c.row))
-            sub = hetero.keep_candidates(c, pool)
-            position = {int(k): i for i, k in enumerate(pool)}
-            local = [([position[k] for k in combo if k in position], size) for combo, size in zip(forbidden, sizes)]
-            hm = hetero.build_hetero_model(sub, req, opts, local)
-            status, values, sub_picked = hetero.solve_hetero_model(hm, list(req.objective), sub, None if bounds is None else bounds[pool])
-            picked = [int(pool[k]) for k in sub_picked]
-            if status == "infeasible":
-                break
-            statuses.append(status)
-            if rank == 1:
-                first_values = [_unscale(t, v) for t, v in zip(req.objective, values)]
-            replicas = [0] * len(opts.table)
-            pipelines = []
-            for k in picked:
-                if c.source[k] == 1:
-                    pipelines.append(pipeline_group(pt, int(c.ref[k]), int(c.replicas[k])))
-                else:
-                    replicas[int(c.ref[k])] = int(c.replicas[k])
-            # Distinct plans: not the same deployment shapes again (any batch or count).
-            picked_shapes = set(cand_shapes[picked].tolist())
-            forbidden.append(np.nonzero(np.isin(cand_shapes, list(picked_shapes)))[0].tolist())
-            sizes.append(len(picked_shapes))
-            plans.append(extract_plan(opts, replicas, rank, extra_groups=pipelines))
+    shown: list[set[int]] = []  # deployment shapes of the plans returned so far
+    for rank in range(1, req.top + 1):
+        if rank == 1:
+            c = coarse
+        else:  # later ranks avoid earlier shapes: they need the candidates pruned only inside each shape
+            exact_later = exact_later or hetero.hetero_candidates(h, req, per_shape=True)
+            c = exact_later
+        if not len(c.row):
+            break
+        floor = None if rank == 1 else _coarse_throughput(coarse, req, opts, shown)
+        pool, bounds = _hetero_pool(c, req, first_rank=rank == 1, known_throughput=floor)
+        sub = hetero.keep_candidates(c, pool)
+        hm = hetero.build_hetero_model(sub, req, opts, _forbidden(sub, shown))
+        status, values, sub_picked = hetero.solve_hetero_model(hm, list(req.objective), sub, bounds)
+        if status == "infeasible":
+            break
+        statuses.append(status)
+        if rank == 1:
+            first_values = [_unscale(t, v) for t, v in zip(req.objective, values)]
+        replicas = [0] * len(opts.table)
+        pipelines = []
+        for k in sub_picked:
+            if sub.source[k] == 1:
+                pipelines.append(pipeline_group(pt, int(sub.ref[k]), int(sub.replicas[k])))
+            else:
+                replicas[int(sub.ref[k])] = int(sub.replicas[k])
+        shown.append({int(sub.shape[k]) for k in sub_picked})  # distinct plans: not these shapes again
+        plans.append(extract_plan(opts, replicas, rank, extra_groups=pipelines))
     baseline = _homogeneous_baseline(req, cat)
     if not plans:
         if baseline is None:
@@ -131,6 +120,48 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, star
         status=status, objective=[t.value for t in req.objective], solve_time_s=time.perf_counter() - start, plans=plans,
         objective_values=first_values, homogeneous_best=_comparison(plans[0], baseline),
     )
+
+
+def _forbidden(c, shown: list[set[int]]) -> list[tuple[list[int], int]]:
+    """For each earlier plan: its shapes may not all be picked again."""
+    return [(np.nonzero(np.isin(c.shape, list(shapes)))[0].tolist(), len(shapes)) for shapes in shown]
+
+
+def _coarse_throughput(coarse, req: PlanRequest, opts: PlanOptions, shown: list[set[int]]) -> float | None:
+    """Throughput of the best plan over the coarse candidates (a subset of the exact ones):
+    a plan that exists, so a lower bound on the exact optimum of this rank."""
+    from guideopt.solver import hetero
+
+    if not req.objective or req.objective[0] is not ObjectiveTerm.THROUGHPUT or not len(coarse.row):
+        return None
+    hm = hetero.build_hetero_model(coarse, req, opts, _forbidden(coarse, shown))
+    # The coarse optimum: a tight bound prunes most exact candidates (a weaker, time-limited
+    # one was measured to make the exact solve slower overall).
+    status, values, _ = hetero.solve_hetero_model(hm, [ObjectiveTerm.THROUGHPUT], coarse, None)
+    return float(values[0]) if status != "infeasible" else None
+
+
+def _hetero_pool(c, req: PlanRequest, *, first_rank: bool, known_throughput: float | None = None):
+    """Candidates the model needs, and their throughput upper bounds (None without a
+    throughput term). With throughput first, a candidate whose best completion (knapsack-DP
+    upper bound) falls short of a plan known to exist is in no optimal plan, so it is left
+    out before the model is built. The known plan is the DP's own (first rank, no cross-type
+    GPU cap) or the coarse model's optimum (``known_throughput``)."""
+    from guideopt.solver import hetero
+
+    everything = np.arange(len(c.row))
+    if ObjectiveTerm.THROUGHPUT not in req.objective:
+        return everything, None
+    bounds = hetero.throughput_upper_bounds(c, cpsat.budget_milli_usd(req))
+    if req.objective[0] is not ObjectiveTerm.THROUGHPUT:
+        return everything, bounds
+    floor = known_throughput
+    if floor is None and first_rank and not req.parallelism.max_gpus:
+        floor = hetero.throughput_lower_bound(c, cpsat.budget_milli_usd(req))
+    if floor is None:
+        return everything, bounds
+    pool = np.nonzero(bounds >= floor)[0]
+    return pool, bounds[pool]
 
 
 def _homogeneous_baseline(req: PlanRequest, cat: Catalog) -> Plan | None:
@@ -224,17 +255,6 @@ def _pipeline_table(req: PlanRequest, cat: Catalog, opts: PlanOptions):
     if PIPELINE_STAGES not in req.parallelism.pp or len(space.gpus) < 2:
         return None
     return build_pipeline_table(opts.arch, space, cat, opts.prices)
-
-
-def _pipeline_shapes(pt, rows: np.ndarray) -> np.ndarray:
-    """One integer per pipeline shape (GPU types, TPs, engine, dtype), whatever the batch."""
-    if pt is None:
-        return np.zeros_like(rows)
-    r = np.clip(rows, 0, len(pt) - 1)
-    key = pt.gpu_a[r].astype(np.int64)
-    for col, size in ((pt.gpu_b, 64), (pt.tp_a, 64), (pt.tp_b, 64), (pt.fw_idx, 16), (pt.dtype_idx, 16)):
-        key = key * size + col[r].astype(np.int64)
-    return key
 
 
 def pipeline_group(pt, row: int, replicas: int) -> Group:
