@@ -233,9 +233,18 @@ def _model_arg(request: PlanRequest | None) -> str | None:
     return request.model
 
 
+# A pipeline across GPU types runs as one vLLM instance over a Ray cluster of the stage
+# nodes; VLLM_PP_LAYER_PARTITION (vLLM >= 0.6) gives each stage its planned layer count.
+RAY_PORT = 6379
+MIXED_PIPELINE_ENGINES = ("vllm",)
+
+
 def _blocker(group: Group, cli: EngineCli | None) -> str | None:
     if group.gpu == MULTI_GPU_MARKER:
-        return "a pipeline spanning GPU types needs a multi-node launch that this engine CLI cannot express"
+        if group.framework not in MIXED_PIPELINE_ENGINES:
+            return f"a pipeline spanning GPU types needs a multi-node launch that {group.framework} cannot express (vLLM can)"
+        if len({st["tp"] for st in group.stages or []}) > 1:
+            return "vLLM needs the same TP on every pipeline stage; re-plan with one TP size (parallelism.tp)"
     if cli is None:
         return f"no launch template for engine {group.framework!r} (known: {', '.join(sorted(ENGINES))})"
     if group.pp > 1 and not cli.supports_pp:
@@ -271,6 +280,9 @@ def group_launch(group: Group, *, rank: int, index: int, first_slot: int, model:
     launch.blocker = _blocker(group, cli)
     if launch.blocker or cli is None:
         return launch
+    if group.gpu == MULTI_GPU_MARKER:  # one Ray cluster per replica; each stage on its own node
+        return _mixed_launch(launch, group, model=model, max_len=max_len, first_slot=first_slot, base_port=base_port,
+                             fraction=catalog.framework(group.framework).memory_fraction)
     launch.gpus_per_node = catalog.gpu(group.gpu).gpus_per_node
     launch.notes = _notes(group, cli)
     fraction = catalog.framework(group.framework).memory_fraction  # what the memory prediction assumed
@@ -285,6 +297,19 @@ def group_launch(group: Group, *, rank: int, index: int, first_slot: int, model:
     if per_replica > launch.gpus_per_node:
         launch.notes.append(f"one replica needs {per_replica} GPUs but a {group.gpu} node has {launch.gpus_per_node}: "
                             f"start a multi-node {cli.name} cluster first and run each line on its head node")
+    return launch
+
+
+def _mixed_launch(launch: GroupLaunch, group: Group, *, model, max_len, first_slot: int, base_port: int, fraction: float) -> GroupLaunch:
+    assert launch.engine is not None
+    launch.notes = _notes(group, launch.engine) + [
+        "each replica is one vLLM instance over a Ray cluster of its two stage nodes; run this script on both "
+        "(node 2r: first stage, Ray head; node 2r+1: second stage) with HEAD_ADDRESS set"]
+    for r in range(group.replicas):
+        port = base_port + first_slot + r
+        command = replica_command(group, port, None, fraction=fraction, max_len=max_len, slot=first_slot + r,
+                                  name=f"guideopt-mixed-r{r}")
+        launch.replicas.append(Replica(index=r, node=2 * r, gpus=None, port=port, command=command))
     return launch
 
 
@@ -359,8 +384,30 @@ def render_script(launch: GroupLaunch, catalog: Catalog | None = None) -> str:
     else:
         lines.append('MODEL="${MODEL:?set MODEL to the model id or path}"')
     lines += ["export MODEL", ""]
-    lines += _body(launch) + ["", "wait", ""]
+    body = _mixed_pipeline_body(launch) if launch.group.gpu == MULTI_GPU_MARKER else _body(launch)
+    lines += body + ["", "wait", ""]
     return "\n".join(lines)
+
+
+def _mixed_pipeline_body(launch: GroupLaunch) -> list[str]:
+    """Replica r runs on two nodes, 2r (first stage's GPU type, Ray head) and 2r+1 (second
+    stage's type), joined in a Ray cluster; the head starts vLLM with the planned layer split."""
+    group = launch.group
+    stages = group.stages or []
+    partition = ",".join(str(st["layers"]) for st in stages)
+    command = launch.replicas[0].command if launch.replicas else ""
+    lines = [
+        f'NODE="${{1:?give the node number 0..{2 * group.replicas - 1}: even = {stages[0]["gpu"]} node (Ray head), odd = {stages[-1]["gpu"]} node}}"',
+        f'HEAD_ADDRESS="${{HEAD_ADDRESS:?set HEAD_ADDRESS to the IP of the {stages[0]["gpu"]} node of this replica}}"',
+        "if [ $((NODE % 2)) -eq 0 ]; then",
+        f"  ray start --head --port {RAY_PORT}",
+        f"  VLLM_PP_LAYER_PARTITION={partition} {command} --distributed-executor-backend ray &",
+        "else",
+        f'  ray start --address="$HEAD_ADDRESS:{RAY_PORT}" --block &',
+        "fi",
+    ]
+    described = ", ".join("{} tp{} {} layers".format(st["gpu"], st["tp"], st["layers"]) for st in stages)
+    return [f"# stages: {described}; vLLM places pipeline ranks on the head node first"] + lines
 
 
 # ----------------------------------------------------------------------------- PLAN.md

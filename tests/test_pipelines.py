@@ -72,3 +72,19 @@ def test_slower_stage_sets_the_pace(catalog):
     used = [st["memory"]["total_per_gpu_gb"] / st["memory"]["gpu_memory_gb"] for st in group.stages]
     assert max(used) <= 1.0
     assert group.metrics.tpot_ms > 0
+
+
+def test_mixed_pipeline_launch_script_uses_ray_and_the_planned_layer_split(catalog, tmp_path):
+    import subprocess
+
+    from guideopt.launch import emit
+
+    result = api.plan(SEVENTY_B_ON_MIXED_48GB, catalog)
+    emit(result, tmp_path, request=SEVENTY_B_ON_MIXED_48GB)
+    (script,) = sorted(tmp_path.glob("launch-rank1-*.sh"))
+    text = script.read_text()
+    stages = result.plans[0].groups[0].stages
+    assert f"VLLM_PP_LAYER_PARTITION={stages[0]['layers']},{stages[1]['layers']}" in text
+    assert "--distributed-executor-backend ray" in text and "ray start --head" in text
+    assert "--pipeline-parallel-size 2" in text
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
