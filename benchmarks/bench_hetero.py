@@ -9,7 +9,8 @@ the status (it must say optimal), the pruned option count, the (option, replica 
 candidates of single-type groups the model chooses from (when the solver's helpers expose
 them), the best plan's GPU mix and throughput, and its gain over the best single-type plan.
 
-Run: python benchmarks/bench_hetero.py [--repeat N] [--limit-s 2.0]
+Run: python benchmarks/bench_hetero.py [--repeat N] [--limit-s 2.0] [--top K ...] [--model NAME ...]
+                                       [--types N ...] [--per-type N ...]
 Exit status 1 if any row is not optimal or over the time limit.
 """
 
@@ -83,7 +84,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="runs per measurement (best is reported)")
     parser.add_argument("--limit-s", type=float, default=TARGET_S, help="time target per solve")
+    parser.add_argument("--top", type=int, action="append", help=f"top-k values to run (default {TOPS})")
+    parser.add_argument("--model", action="append", help=f"model labels to run (default {[m[0] for m in MODELS]})")
+    parser.add_argument("--types", type=int, action="append", help=f"GPU type counts (default {TYPE_COUNTS})")
+    parser.add_argument("--per-type", type=int, action="append", help=f"GPUs per type (default {PER_TYPE})")
     args = parser.parse_args()
+    tops = tuple(args.top or TOPS)
+    models = [m for m in MODELS if not args.model or m[0] in args.model]
+    type_counts = tuple(args.types or TYPE_COUNTS)
+    per_types = tuple(args.per_type or PER_TYPE)
     catalog = load_catalog()
     print(f"python {platform.python_version()} on {platform.machine()}; best of {args.repeat} runs; target {args.limit_s:.1f} s")
     print(f"GPU types, in order of inclusion: {', '.join(GPU_TYPES)}")
@@ -94,10 +103,10 @@ def main() -> int:
     print("-" * len(header))
     failures = 0
     worst = 0.0
-    for label, model, budget, input_len, output_len in MODELS:
-        for top in TOPS:
-            for n_types in TYPE_COUNTS:
-                for per_type in PER_TYPE:
+    for label, model, budget, input_len, output_len in models:
+        for top in tops:
+            for n_types in type_counts:
+                for per_type in per_types:
                     raw = request(model, budget, input_len, output_len, n_types, per_type, top)
                     req = PlanRequest.model_validate(raw)
                     n_options = len(build_plan_options(req, catalog).table)

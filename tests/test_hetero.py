@@ -76,13 +76,10 @@ def _shape(table, i: int) -> tuple:
             int(table.tp[i]), int(table.pp[i]))
 
 
-def _group_throughput(per_replica_tok_s: float, n: int, scaling: str) -> int:
-    """A group's throughput in deci-tok/s, rounded down: of the group's total ("group", the
-    documented scaling of cpsat.py) or of each replica, times the count ("replica", what
-    hetero.py does today; see test_hetero_throughput_rounding_matches_homogeneous)."""
-    if scaling == "group":
-        return math.floor(per_replica_tok_s * n * DECI_TOK_PER_TOK + 1e-9)
-    return math.floor(per_replica_tok_s * DECI_TOK_PER_TOK) * n
+def _group_throughput(per_replica_tok_s: float, n: int) -> int:
+    """A group's throughput in deci-tok/s: its total rounded down once, as the homogeneous
+    model does (test_hetero_throughput_rounding_matches_homogeneous)."""
+    return math.floor(per_replica_tok_s * n * DECI_TOK_PER_TOK + 1e-9)
 
 
 # columns of a candidate row
@@ -90,7 +87,7 @@ SHAPE, USD, GPUS, THR, TTFT, TPOT, LAT, OPTION, REPLICAS = range(9)
 LATENCY_COLUMN = {"ttft": TTFT, "tpot": TPOT, "latency": LAT}
 
 
-def _type_candidates(req: PlanRequest, catalog, scaling: str):
+def _type_candidates(req: PlanRequest, catalog):
     """Per GPU type, every (option, replica count) that fits alone, as integer rows."""
     opts = build_plan_options(req, catalog)
     table = opts.all_options
@@ -119,7 +116,7 @@ def _type_candidates(req: PlanRequest, catalog, scaling: str):
             n = 1
             while (usd * n <= budget and (limit is None or per_replica * n <= limit)
                    and (not max_gpus or per_replica * n <= max_gpus)):
-                thr = _group_throughput(float(m.output_throughput_tok_s[i]), n, scaling)
+                thr = _group_throughput(float(m.output_throughput_tok_s[i]), n)
                 rows.append((sid, usd * n, per_replica * n, thr, ttft, tpot, lat, i, n))
                 n += 1
         out[gpu.id] = np.array(rows, dtype=np.int64).reshape(-1, 9)
@@ -150,11 +147,11 @@ class Optimum:
     groups: list[tuple[tuple, int, int]]  # (shape, option index, replicas) per group
 
 
-def hetero_brute_force(req: PlanRequest, catalog, exclude: list[set[tuple]] = (), scaling: str = "group") -> Optimum | None:
+def hetero_brute_force(req: PlanRequest, catalog, exclude: list[set[tuple]] = ()) -> Optimum | None:
     """The lexicographic optimum over every combination of at most one (option, replicas)
     per GPU type, or None. ``exclude``: shape sets of plans already shown; a plan that uses
     all the shapes of one of them is not allowed (the solver's rule for distinct top-k)."""
-    per_type, shape_of = _type_candidates(req, catalog, scaling)
+    per_type, shape_of = _type_candidates(req, catalog)
     terms = {t.value for t in req.objective}
     budget = math.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-9)
     max_gpus = req.parallelism.max_gpus
@@ -215,13 +212,13 @@ def solver_values(result: PlanResult, req: PlanRequest) -> tuple[int, ...]:
     return tuple(out)
 
 
-def plan_values(plan: Plan, req: PlanRequest, catalog, scaling: str = "group") -> tuple[int, ...]:
+def plan_values(plan: Plan, req: PlanRequest, catalog) -> tuple[int, ...]:
     """A plan's objective tuple recomputed from its groups, in the brute force's scaling."""
     cost = thr = 0
     for g in plan.groups:
         price = req.allowance(g.gpu).usd_per_hour or catalog.gpu(g.gpu).usd_per_hour
         cost += math.ceil(price * g.tp * g.pp * MILLI_USD_PER_USD - 1e-9) * g.replicas
-        thr += _group_throughput(g.metrics.output_throughput_tok_s / g.replicas, g.replicas, scaling)
+        thr += _group_throughput(g.metrics.output_throughput_tok_s / g.replicas, g.replicas)
     columns = {
         "throughput": -thr, "cost": cost,
         "latency": max(round(g.metrics.batch_latency_s * US_PER_S) for g in plan.groups),
@@ -275,31 +272,29 @@ BRUTE_FORCE_SEEDS = range(10)
 def test_hetero_matches_brute_force(seed, catalog):
     raw = random_hetero_request(seed)
     req = PlanRequest.model_validate(raw)
-    # The documented scaling rounds each group's throughput down; hetero.py today rounds each
-    # replica's (xfail test below). Either is accepted here, so this test checks the search.
-    optima = {s: hetero_brute_force(req, catalog, scaling=s) for s in ("group", "replica")}
+    optimum = hetero_brute_force(req, catalog)
     try:
         result = api.plan(req, catalog)
     except NoFeasiblePlanError:
-        assert any(o is None for o in optima.values()), f"the brute force finds {optima}"
+        assert optimum is None, f"the brute force finds {optimum}"
         return
+    assert optimum is not None
     assert result.status == "optimal"
     if any(_has_mixed(p) for p in result.plans):
         pytest.skip("a cross-type pipeline group: outside this brute force (none arise without PP 2)")
     assert not check_result(result.model_dump(), req, catalog)
-    got = solver_values(result, req)
-    matched = [s for s, o in optima.items() if o is not None and close_tuple(got, o.values)]
-    assert matched, (got, {s: o and o.values for s, o in optima.items()})
-    scaling = matched[0]
-    assert close_tuple(plan_values(result.plans[0], req, catalog, scaling), optima[scaling].values, slack=len(result.plans[0].groups))
-    # Later plans: no plan uses all the shapes of an earlier one, and none is better than the
-    # one before. (That each is the optimum over what is left is an xfail test below.)
-    values = [plan_values(p, req, catalog, scaling) for p in result.plans]
+    assert close_tuple(solver_values(result, req), optimum.values), (solver_values(result, req), optimum)
+    # Each plan is the optimum over the plans that do not use all the shapes of an earlier one.
+    shown: list[set[tuple]] = []
+    values = []
+    for plan in result.plans:
+        want = hetero_brute_force(req, catalog, exclude=shown)
+        assert want is not None, plan.rank
+        values.append(plan_values(plan, req, catalog))
+        assert close_tuple(values[-1], want.values, slack=len(plan.groups)), (plan.rank, values[-1], want)
+        shown.append(shape_set(plan))
     for earlier, later in zip(values, values[1:]):
         assert lex_not_better(later, earlier, slack=4), (earlier, later)
-    shapes = [shape_set(p) for p in result.plans]
-    for i, later in enumerate(shapes):
-        assert not any(earlier <= later for earlier in shapes[:i]), shapes
 
 
 def lex_not_better(later: tuple[int, ...], earlier: tuple[int, ...], slack: int = 1) -> bool:
@@ -380,9 +375,8 @@ def test_scenario_against_brute_force(catalog):
                        parallelism={"tp": [1, 2], "pp": [1]}, objective=["throughput", "cost"], heterogeneous=True, top=1)
     req = PlanRequest.model_validate(raw)
     result = api.plan(raw, catalog)
-    want = hetero_brute_force(req, catalog, scaling="replica")
-    want_group = hetero_brute_force(req, catalog, scaling="group")
-    assert any(close_tuple(solver_values(result, req), w.values) for w in (want, want_group))
+    want_group = hetero_brute_force(req, catalog)
+    assert close_tuple(solver_values(result, req), want_group.values)
     assert len(want_group.groups) >= 2  # the optimum mixes types
     best_single = 0
     for gpu in raw["gpus"]:
@@ -496,13 +490,13 @@ def test_hetero_optimum_is_at_least_the_homogeneous_optimum(catalog, req):
     homogeneous = _plan_or_none(dict(req, heterogeneous=False), catalog)
     assume(homogeneous is not None)
     mixed = api.plan(req, catalog)  # a single-type plan is a heterogeneous plan too: never infeasible
+    # Both models round a group's throughput down to 0.1 tok/s once, so the optima compare exactly.
+    assert mixed.objective_values[0] >= homogeneous.objective_values[0]
     h_tput = homogeneous.plans[0].metrics.output_throughput_tok_s
-    # Up to the solver's 0.1 tok/s resolution per replica (see the rounding xfail below).
-    slack = 0.1 * sum(g.replicas for g in homogeneous.plans[0].groups)
-    assert mixed.plans[0].metrics.output_throughput_tok_s >= h_tput - slack
+    assert mixed.plans[0].metrics.output_throughput_tok_s >= h_tput - 0.1
     hb = mixed.homogeneous_best
     assert hb["plan"]["metrics"]["output_throughput_tok_s"] == pytest.approx(h_tput)
-    assert hb["throughput_gain"] >= -slack / h_tput
+    assert hb["throughput_gain"] >= -0.1 / h_tput
 
 
 @settings(max_examples=10, deadline=None)
@@ -523,6 +517,7 @@ def test_one_allowed_type_gives_the_homogeneous_plan(catalog):
     assert [g.model_dump() for g in mixed.plans[0].groups] == [
         g.model_copy(update={"traffic_share": 1.0}).model_dump() for g in single.plans[0].groups]
     assert mixed.homogeneous_best["throughput_gain"] == pytest.approx(0.0, abs=1e-12)
+    assert mixed.objective_values == single.objective_values
 
 
 def test_infeasible_hetero_request_explains(catalog):
@@ -577,21 +572,28 @@ def test_cli_plan_heterogeneous_table():
     assert "l4" in out.stdout or "a10g" in out.stdout
 
 
-# ---------------------------------------------------------------- bugs found (strict xfail)
+# ---------------------------------------------------------------- regressions
+# Bugs this file found (strict xfail at first), fixed in 99c1222 "Heterogeneous: group
+# throughput rounded once, GPU count in pruning under max_gpus, exact later ranks".
 
 
 def test_hetero_throughput_rounding_matches_homogeneous(catalog):
+    """A group's throughput is rounded down once, not per replica: a throughput floor that a
+    single-type plan meets exactly stays feasible in a heterogeneous request."""
     base = plan_request(LLAMA2_7B, budget=1.76, gpus={"l4": 4}, parallelism={"tp": [1], "pp": [1]}, objective=["throughput"], top=1)
     best = api.plan(base, catalog).plans[0]
     assert best.groups[0].replicas == 4
     floor = math.floor(best.metrics.output_throughput_tok_s * DECI_TOK_PER_TOK) / DECI_TOK_PER_TOK
     req = dict(base, objective=["cost", "throughput"], slo={"min_output_throughput_tok_s": floor})
     assert api.plan(req, catalog).plans[0].metrics.output_throughput_tok_s >= floor  # homogeneous: feasible
-    mixed = api.plan(dict(req, heterogeneous=True), catalog)  # raises NoFeasiblePlanError today
+    mixed = api.plan(dict(req, heterogeneous=True), catalog)  # was: NoFeasiblePlanError
     assert mixed.plans[0].metrics.output_throughput_tok_s >= floor
 
 
 def test_hetero_pruning_respects_max_gpus(catalog):
+    """Sub-milli-dollar prices: L4 1×pp4 (4 GPUs, 6 m$) costs no more than 3×tp1 (3 GPUs, 6 m$)
+    and delivers more, but only 3×tp1 fits max_gpus next to two H100s. Pruning by cost alone
+    dropped it and returned a plan marked optimal that was not."""
     raw = plan_request(LLAMA2_7B, budget=1.0, gpus={"l4": {"usd_per_hour": 0.0015, "max": 8}, "h100-sxm": {"usd_per_hour": 0.0015, "max": 2}},
                        parallelism={"tp": [1], "pp": [1, 4], "max_gpus": 5}, objective=["throughput"], top=1, heterogeneous=True)
     req = PlanRequest.model_validate(raw)
@@ -599,12 +601,13 @@ def test_hetero_pruning_respects_max_gpus(catalog):
     assert result.status == "optimal"
     if _has_mixed(result.plans[0]):
         pytest.skip("cross-type pipeline group")
-    optima = [hetero_brute_force(req, catalog, scaling=s) for s in ("group", "replica")]
-    assert any(close_tuple(solver_values(result, req), o.values) for o in optima), (
-        solver_values(result, req), [o.values for o in optima], optima[0].groups)
+    optimum = hetero_brute_force(req, catalog)
+    assert close_tuple(solver_values(result, req), optimum.values), (solver_values(result, req), optimum)
 
 
 def test_hetero_top_k_later_plans_are_optimal(catalog):
+    """Rank 2 must avoid rank 1's shapes; it needs L4 1×tp2, which pruning across the shapes
+    of one GPU type had dropped for L4 2×tp1 (same cost, more throughput)."""
     # random_hetero_request(0): Llama-3-8B, t4 4 / l4 2 / l40s 1, $11.68/h, throughput then cost.
     raw = random_hetero_request(0)
     req = PlanRequest.model_validate(raw)
@@ -612,7 +615,7 @@ def test_hetero_top_k_later_plans_are_optimal(catalog):
     assert len(result.plans) >= 2 and not any(_has_mixed(p) for p in result.plans)
     shown: list[set[tuple]] = []
     for plan in result.plans:
-        optima = [hetero_brute_force(req, catalog, exclude=shown, scaling=s) for s in ("group", "replica")]
-        assert any(close_tuple(plan_values(plan, req, catalog, s), o.values, slack=len(plan.groups))
-                   for s, o in zip(("group", "replica"), optima)), (plan.rank, plan_values(plan, req, catalog), optima[0])
+        want = hetero_brute_force(req, catalog, exclude=shown)
+        assert close_tuple(plan_values(plan, req, catalog), want.values, slack=len(plan.groups)), (
+            plan.rank, plan_values(plan, req, catalog), want)
         shown.append(shape_set(plan))
