@@ -360,34 +360,45 @@ def _stage_solver() -> cp_model.CpSolver:
     return solver
 
 
-def _min_worst(hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver) -> tuple[int, bool] | None:
-    """Smallest L such that a plan exists with every group's value <= L (binary search over
-    the distinct values; each probe is a CP-SAT feasibility solve with the picks above L
-    forbidden). Returns (L, proven)."""
+def _min_worst(hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver, incumbent: int | None) -> tuple[int, bool] | None:
+    """Smallest L such that a plan exists with every group's value <= L: a binary search over
+    the distinct values, each probe a CP-SAT feasibility solve with the picks above L
+    forbidden. ``incumbent`` (the worst value of a plan known to satisfy the model) bounds
+    the search from above, and every feasible probe tightens it to the plan it found.
+    Returns (L, proven)."""
     levels = np.unique(values)
-    lo, hi, proven = 0, len(levels) - 1, True
+    proven = True
     hm.model.clear_objective()
-    if _feasible_below(hm, values, int(levels[hi]), solver) is None:
-        return None
+    if incumbent is None:
+        found = _feasible_below(hm, values, int(levels[-1]), solver)
+        if found is None:
+            return None
+        incumbent = found if found is not False else int(levels[-1])
+    lo, hi = 0, int(np.searchsorted(levels, incumbent))
     while lo < hi:
         mid = (lo + hi) // 2
-        outcome = _feasible_below(hm, values, int(levels[mid]), solver)
-        if outcome is None or outcome is False:
-            proven &= outcome is None  # None: proven infeasible; False: timed out
+        found = _feasible_below(hm, values, int(levels[mid]), solver)
+        if found is None or found is False:
+            proven &= found is None  # None: proven infeasible; False: timed out
             lo = mid + 1
         else:
-            hi = mid
+            hi = int(np.searchsorted(levels, found))  # the plan found may be better than asked
     return int(levels[lo]), proven
 
 
 def _feasible_below(hm: HeteroModel, values: np.ndarray, level: int, solver: cp_model.CpSolver):
+    """None: no plan with every value <= level; False: undecided (time limit); else the worst
+    value of the plan found."""
     probe = hm.model.clone()
     for k in np.nonzero(values > level)[0]:
         probe.add(probe.get_bool_var_from_proto_index(hm.pick[k].index) == 0)
     status = solver.solve(probe)
     if status == cp_model.INFEASIBLE:
         return None
-    return status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return False
+    picked = [k for k, v in enumerate(hm.pick) if solver.value(probe.get_bool_var_from_proto_index(v.index))]
+    return int(values[picked].max()) if picked else int(values.min())
 
 
 def solve_hetero_model(
@@ -403,9 +414,11 @@ def solve_hetero_model(
     worst_values = {ObjectiveTerm.LATENCY: candidates.latency_us, ObjectiveTerm.TTFT: candidates.ttft_us, ObjectiveTerm.TPOT: candidates.tpot_us}
     values: list[int] = []
     proven = True
+    picked: list[int] | None = None  # the last plan found, all earlier stages kept
     for term in objective:
         if term in worst_values:
-            found = _min_worst(hm, worst_values[term], solver)
+            incumbent = int(worst_values[term][picked].max()) if picked else None
+            found = _min_worst(hm, worst_values[term], solver, incumbent)
             if found is None:
                 return "infeasible", [], []
             best, ok = found
@@ -413,6 +426,7 @@ def solve_hetero_model(
             for k in np.nonzero(worst_values[term] > best)[0]:
                 hm.model.add(hm.pick[k] == 0)
             values.append(best)
+            picked = None  # the old plan may break the new limit: no incumbent for the next stage
             continue
         expr = hm.terms[term]
         hm.model.clear_objective()
@@ -423,6 +437,7 @@ def solve_hetero_model(
         proven &= status == cp_model.OPTIMAL
         best = int(round(solver.objective_value))
         values.append(best)
+        picked = [k for k, v in enumerate(hm.pick) if solver.value(v)]
         hm.model.add(expr >= best if term in cpsat.MAXIMISE else expr <= best)
         if term is ObjectiveTerm.THROUGHPUT and bounds is not None:
             # Exact reduction: a candidate whose best completion cannot reach the optimum
