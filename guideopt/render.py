@@ -40,7 +40,21 @@ def plan_text(result: PlanResult) -> str:
          "tpot ms", "batch s", "mem GB/gpu", "of GB"],
         rows,
     )
-    return f"{head}\n{body}"
+    text = f"{head}\n{body}"
+    for p in result.plans:
+        shares = [f"{g.traffic_share:.0%} to {g.gpu}" for g in p.groups if len(p.groups) > 1]
+        if shares:
+            text += f"\nplan {p.rank}: send " + ", ".join(shares) + " of the requests (in proportion to throughput)"
+    best = result.homogeneous_best
+    if best is not None:
+        if best.get("plan") is None:
+            text += "\nno single-GPU-type plan satisfies these constraints: only a mix does"
+        else:
+            single = best["plan"]
+            text += (f"\nbest single-GPU-type plan: {single['metrics']['output_throughput_tok_s']:,.0f} tok/s for "
+                     f"${single['usd_per_hour']:.2f}/h on {', '.join(single['gpu_counts'])}; plan 1 gives "
+                     f"{best['throughput_gain']:+.1%} throughput, {best['throughput_per_usd_gain']:+.1%} per dollar")
+    return text
 
 
 def _layout(g) -> str:
