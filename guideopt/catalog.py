@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -71,7 +72,30 @@ class Catalog:
             return load_model_config(path)
         if path.suffix == ".json":
             raise CatalogError(f"model: file {model_id} does not exist (give a catalog id or a config.json path)")
+        base = base_model_id(model_id, self.models)
+        if base is not None:
+            return self.models[base]
         return _lookup(self.models, model_id, "model", "guideopt catalog models, or a path to a config.json")
+
+
+# Fine-tuned variants keep their base model's architecture (same config.json sizes), so they
+# cost the same: "-chat-hf", "-Instruct", "-Instruct-v0.2", "-it" map to the catalog base.
+_VARIANT_SUFFIX = re.compile(r"[-_](chat|instruct|it)([-_]hf)?([-_]v\d+(\.\d+)*)?$", re.IGNORECASE)
+# Meta renamed "Meta-Llama-3.1-*" to "Llama-3.1-*" on the Hub; both name the same weights.
+_RENAMES = (("meta-llama/meta-llama-3.1-", "meta-llama/llama-3.1-"),)
+
+
+def base_model_id(model_id: str, models: dict[str, Any]) -> str | None:
+    """The catalog id a variant's name points to (None when there is no such base)."""
+    folded = {k.lower(): k for k in models}
+    name = model_id.lower()
+    for old, new in _RENAMES:
+        name = name.replace(old, new)
+    if name in folded:
+        return folded[name]
+    stripped = _VARIANT_SUFFIX.sub("", name)
+    candidates = [stripped, stripped + "-hf", stripped + "-v0.1"]
+    return next((folded[c] for c in candidates if c in folded), None)
 
 
 def _lookup(table: dict[str, Any], key: str, field: str, where: str) -> Any:

@@ -143,3 +143,22 @@ def test_unknown_model_raises_catalog_error(catalog):
 
 def test_gpu_lookup_is_case_insensitive(catalog):
     assert catalog.gpu("H100-SXM").id == "h100-sxm"
+
+
+@pytest.mark.parametrize("variant, base", [
+    ("meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-2-7b-hf"),
+    ("mistralai/Mistral-7B-Instruct-v0.2", "mistralai/Mistral-7B-v0.1"),
+    ("meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B"),
+    ("meta-llama/Meta-Llama-3.1-70B-Instruct", "meta-llama/Llama-3.1-70B"),
+    ("Qwen/Qwen2-7B-Instruct", "Qwen/Qwen2-7B"),
+    ("meta-llama/Llama-2-7b", "meta-llama/Llama-2-7b-hf"),
+])
+def test_fine_tuned_variants_resolve_to_their_base_architecture(catalog, variant, base):
+    assert catalog.model(variant) is catalog.model(base)
+
+
+def test_unknown_model_still_fails_with_a_hint(catalog):
+    from guideopt.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="model: unknown id"):
+        catalog.model("acme/NotAModel-7B-Instruct")
