@@ -91,14 +91,14 @@ def test_gpu_labels(label, gpu):
         ("meta-llama/Llama-3.1-8B-Instruct", ("meta-llama/Llama-3.1-8B", None)),
         ("meta-llama/Llama-2-7b (table: llama2-7b)", ("meta-llama/Llama-2-7b-hf", None)),
         ("meta-llama/Llama-2-70b-chat-hf (MLPerf llama2-70b-99)", ("meta-llama/Llama-2-70b-hf", None)),
-        ("meta-llama/Llama-3.3-70B-Instruct", ("meta-llama/Llama-3.1-70B", None)),
+        ("meta-llama/Llama-3.3-70B-Instruct", ("meta-llama/Llama-3.3-70B-Instruct", None)),  # its own catalog entry (Llama-3.1-70B architecture)
         ("mistralai/Mistral-7B (table: Mistral 7B)", ("mistralai/Mistral-7B-v0.1", None)),
         ("mistralai/Mixtral-8x7B (table: Mixtral 8x7B)", ("mistralai/Mixtral-8x7B-v0.1", None)),
         ('meta-llama/Meta-Llama-3-70B-Instruct (nightly suite: "llama-3 70B")', ("meta-llama/Meta-Llama-3-70B", None)),
         ("nvidia/Llama-3.1-8B-Instruct-FP8", ("meta-llama/Llama-3.1-8B", "fp8")),
         ("meta-llama/Llama-3.1-70B (table: LLaMA 3.1 70B)", ("meta-llama/Llama-3.1-70B", None)),
         ("Qwen/Qwen2-7B", ("Qwen/Qwen2-7B", None)),
-        ("deepseek-ai/DeepSeek-R1", None), ("Qwen/Qwen3-8B", None), ("EleutherAI/gpt-j-6b (table: GPT-J 6B)", None),
+        ("deepseek-ai/DeepSeek-R1", None), ("EleutherAI/gpt-j-6b (table: GPT-J 6B)", None),
     ],
 )
 def test_model_names(name, expected):
