@@ -104,6 +104,9 @@ class ModelArch(StrictModel):
 
 # Activations of non-gated (two-matrix) MLPs; every other activation in a Llama-like config is gated.
 _PLAIN_MLP_ACTIVATIONS = ("relu", "gelu", "gelu_new")
+# Families whose MLP is gated whatever their config's activation name (Gemma v1 declares
+# hidden_act "gelu" but uses GeGLU).
+_ALWAYS_GATED_TYPES = ("gemma",)
 
 
 def _first(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
@@ -153,7 +156,7 @@ def _llama_like(cfg: dict[str, Any], model_id: str, source: str) -> ModelArch:
         vocab_size=int(cfg["vocab_size"]),
         max_position_embeddings=int(_first(cfg, "max_position_embeddings", default=4096)),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        gated_mlp=act not in _PLAIN_MLP_ACTIVATIONS,
+        gated_mlp=act not in _PLAIN_MLP_ACTIVATIONS or str(cfg.get("model_type", "")).startswith(_ALWAYS_GATED_TYPES),
         num_experts=experts,
         experts_per_token=int(_first(cfg, "num_experts_per_tok", default=1)),
         qkv_bias=bool(cfg.get("attention_bias", False) or str(cfg.get("model_type", "")).startswith("qwen2")),
