@@ -99,8 +99,6 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
         raise InvalidRequestError(f"dtype: {fw.id} does not serve {req.dtype.value} weights (use one of {', '.join(fw.precisions)})")
     if not bool(tp_is_valid(arch, np.array([tp]))[0]):
         raise InvalidRequestError(f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try a divisor such as {_divisor_hint(arch)})")
-    if tp > gpu.gpus_per_node:
-        raise InvalidRequestError(f"tp: {tp} exceeds the {gpu.gpus_per_node} GPUs of a {gpu.id} node (use tp <= {gpu.gpus_per_node} and pp or replicas for more)")
     if req.pp > arch.num_layers:
         raise InvalidRequestError(f"pp: {req.pp} exceeds the model's {arch.num_layers} layers")
     replicas = req.replicas
@@ -113,6 +111,7 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
         gpus=[gpu], frameworks=[fw], dtypes=[req.dtype], tp=[tp], pp=[req.pp], batch=[per_replica],
         input_len=req.input_len, output_len=req.output_len, kv_dtype=req.kv_dtype, split=[split],
         h2o_keep=req.h2o_keep, flash_attention=req.flash_attention, allow_waves=True,
+        allow_multi_node_tp=True,  # a measured multi-node TP run is predicted, over the fallback link
     )
     table = build_option_table(arch, space, cat)
     if not bool(table.fits[0]):

@@ -41,6 +41,7 @@ class OptionSpace:
     h2o_keep: float = 1.0
     flash_attention: bool = True
     allow_waves: bool = False  # predict: a batch larger than the KV cache runs in waves
+    allow_multi_node_tp: bool = False  # predict: a TP group wider than a node talks over the slower fallback link
 
 
 @dataclass
@@ -108,7 +109,7 @@ def _framework_rows(arch: ModelArch, space: OptionSpace, fw_i: int) -> dict[str,
     node = np.array([gpu.gpus_per_node for gpu in space.gpus])[g]
     runs_on = np.array([gpu.vendor.value in fw.vendors for gpu in space.gpus])[g]
     serves = np.array([dt.value in fw.precisions for dt in space.dtypes])[d]
-    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & (t <= node) & runs_on & serves
+    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & ((t <= node) | space.allow_multi_node_tp) & runs_on & serves
     if not fw.pipeline_parallel:
         ok &= p == 1
     if not fw.chunked_prefill:
