@@ -103,9 +103,10 @@ def non_dominated(table: OptionTable, terms: set[ObjectiveTerm] | None = None) -
         return np.zeros(0, dtype=int)
     values = _objectives(table, terms if terms is not None else set(ObjectiveTerm))
     group = shape_key(table)
+    order = np.argsort(group, kind="stable")
+    bounds = np.nonzero(np.diff(group[order]))[0] + 1
     keep: list[int] = []
-    for g in np.unique(group):
-        idx = np.nonzero(group == g)[0]
+    for idx in np.split(order, bounds):
         v = values[idx]
         le = (v[:, None, :] <= v[None, :, :]).all(axis=2)  # le[a, b]: a no worse than b everywhere
         lt = (v[:, None, :] < v[None, :, :]).any(axis=2)
