@@ -243,6 +243,7 @@ class HeteroModel:
     model: cp_model.CpModel
     pick: list[cp_model.IntVar]
     terms: dict[ObjectiveTerm, cp_model.LinearExprT]
+    budget_milli: int = 0
 
 
 def build_hetero_model(c: HeteroCandidates, req: PlanRequest, opts: PlanOptions, forbidden: list[tuple[list[int], int]]) -> HeteroModel:
@@ -279,7 +280,7 @@ def build_hetero_model(c: HeteroCandidates, req: PlanRequest, opts: PlanOptions,
         for members in types:  # at most one pick per type: the sum is that group's latency
             model.add(worst >= cp_model.LinearExpr.weighted_sum([pick[k] for k in members], values[members].tolist()))
         terms[term] = worst
-    return HeteroModel(model, pick, terms)
+    return HeteroModel(model, pick, terms, cpsat.budget_milli_usd(req))
 
 
 # Budget grid of the upper-bound DP: costs are rounded *down* to budget / DP_LEVELS, so the
@@ -327,7 +328,21 @@ def throughput_upper_bounds(c: HeteroCandidates, budget_milli: int) -> np.ndarra
     return bounds
 
 
-def throughput_lower_bound(c: HeteroCandidates, budget_milli: int) -> float:
+def throughput_upper_bound(c: HeteroCandidates, mask: np.ndarray, budget_milli: int) -> float:
+    """Most throughput any plan of the ``mask`` candidates can reach within the budget, from
+    the knapsack DP with costs rounded down (a relaxation: ignores every other constraint,
+    and counts a pipeline under its first GPU type only)."""
+    unit = max(budget_milli / DP_LEVELS, 1.0)
+    levels = int(budget_milli // unit) + 1
+    cost = np.floor(c.usd / unit).astype(np.int64)
+    best = np.zeros(levels)
+    for t in np.unique(c.gpu_idx[mask]):
+        m = np.nonzero(mask & (c.gpu_idx == t))[0]
+        best = _best_per_budget(best, cost[m], c.throughput[m].astype(float))
+    return float(best[-1])
+
+
+def throughput_lower_bound(c: HeteroCandidates, budget_milli: int, mask: np.ndarray | None = None) -> float:
     """Throughput of a plan known to fit the budget: the knapsack DP with costs rounded *up*
     to the grid (so any DP solution truly fits). Valid as a bound when no constraint other
     than budget and per-type inventory (already in the candidates) binds."""
@@ -336,6 +351,8 @@ def throughput_lower_bound(c: HeteroCandidates, budget_milli: int) -> float:
     cost = np.ceil(c.usd / unit).astype(np.int64)
     best = np.zeros(levels)
     single = c.gpu_idx2 < 0  # pipelines span two types: left out, so the DP plan stays valid
+    if mask is not None:
+        single = single & mask
     for t in np.unique(c.gpu_idx):
         m = np.nonzero((c.gpu_idx == t) & single)[0]
         best = _best_per_budget(best, cost[m], c.throughput[m].astype(float))
@@ -360,7 +377,20 @@ def _stage_solver() -> cp_model.CpSolver:
     return solver
 
 
-def _min_worst(hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver, incumbent: int | None) -> tuple[int, bool] | None:
+@dataclass
+class ThroughputFloor:
+    """A throughput the plan must reach (an earlier stage's optimum), with what the DP needs."""
+
+    candidates: "HeteroCandidates"
+    value: float
+    budget_milli: int
+
+    def unreachable(self, mask: np.ndarray) -> bool:
+        return throughput_upper_bound(self.candidates, mask, self.budget_milli) < self.value
+
+
+def _min_worst(hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver, incumbent: int | None,
+               floor: ThroughputFloor | None = None) -> tuple[int, bool] | None:
     """Smallest L such that a plan exists with every group's value <= L: a binary search over
     the distinct values, each probe a CP-SAT feasibility solve with the picks above L
     forbidden. ``incumbent`` (the worst value of a plan known to satisfy the model) bounds
@@ -375,8 +405,19 @@ def _min_worst(hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver, i
             return None
         incumbent = found if found is not False else int(levels[-1])
     lo, hi = 0, int(np.searchsorted(levels, incumbent))
+    if hi > 0:  # usually the incumbent is already optimal: one probe just below proves it
+        below = _feasible_below(hm, values, int(levels[hi - 1]), solver) if floor is None or not floor.unreachable(values <= levels[hi - 1]) else None
+        if below is None:
+            return int(levels[hi]), proven
+        if below is not False:
+            hi = int(np.searchsorted(levels, below))
+        else:
+            proven = False
     while lo < hi:
         mid = (lo + hi) // 2
+        if floor is not None and floor.unreachable(values <= levels[mid]):
+            lo = mid + 1  # proven by the DP bound: no plan this fast reaches the throughput
+            continue
         found = _feasible_below(hm, values, int(levels[mid]), solver)
         if found is None or found is False:
             proven &= found is None  # None: proven infeasible; False: timed out
@@ -415,10 +456,11 @@ def solve_hetero_model(
     values: list[int] = []
     proven = True
     picked: list[int] | None = None  # the last plan found, all earlier stages kept
+    floor: ThroughputFloor | None = None  # throughput optimum fixed by an earlier stage
     for term in objective:
         if term in worst_values:
             incumbent = int(worst_values[term][picked].max()) if picked else None
-            found = _min_worst(hm, worst_values[term], solver, incumbent)
+            found = _min_worst(hm, worst_values[term], solver, incumbent, floor)
             if found is None:
                 return "infeasible", [], []
             best, ok = found
@@ -439,6 +481,8 @@ def solve_hetero_model(
         values.append(best)
         picked = [k for k, v in enumerate(hm.pick) if solver.value(v)]
         hm.model.add(expr >= best if term in cpsat.MAXIMISE else expr <= best)
+        if term is ObjectiveTerm.THROUGHPUT:
+            floor = ThroughputFloor(candidates, float(best), hm.budget_milli)
         if term is ObjectiveTerm.THROUGHPUT and bounds is not None:
             # Exact reduction: a candidate whose best completion cannot reach the optimum
             # is in no optimal plan (bound from the budget-only knapsack relaxation).

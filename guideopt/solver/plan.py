@@ -91,7 +91,7 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, star
             c = exact_later
         if not len(c.row):
             break
-        floor = None if rank == 1 else _coarse_throughput(coarse, req, opts, shown)
+        floor = None if rank == 1 else _later_rank_floor(c, coarse, req, opts, shown)
         pool, bounds = _hetero_pool(c, req, first_rank=rank == 1, known_throughput=floor)
         sub = hetero.keep_candidates(c, pool)
         hm = hetero.build_hetero_model(sub, req, opts, _forbidden(sub, shown))
@@ -125,6 +125,24 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, star
 def _forbidden(c, shown: list[set[int]]) -> list[tuple[list[int], int]]:
     """For each earlier plan: its shapes may not all be picked again."""
     return [(np.nonzero(np.isin(c.shape, list(shapes)))[0].tolist(), len(shapes)) for shapes in shown]
+
+
+def _later_rank_floor(c, coarse, req: PlanRequest, opts: PlanOptions, shown: list[set[int]]) -> float | None:
+    """A throughput some plan allowed at this rank reaches. Without a cross-type GPU cap, a
+    knapsack-DP plan (costs rounded up) that leaves out one shape of every earlier plan is
+    such a plan; the best over those choices is used. Otherwise the coarse model's optimum."""
+    from itertools import product
+
+    from guideopt.solver import hetero
+
+    if req.parallelism.max_gpus:
+        return _coarse_throughput(coarse, req, opts, shown)
+    best = None
+    for dropped in product(*[sorted(shapes) for shapes in shown]):
+        mask = ~np.isin(c.shape, list(dropped))
+        value = hetero.throughput_lower_bound(c, cpsat.budget_milli_usd(req), mask)
+        best = value if best is None else max(best, value)
+    return best if best else None
 
 
 def _coarse_throughput(coarse, req: PlanRequest, opts: PlanOptions, shown: list[set[int]]) -> float | None:
