@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
 from guideopt import api
 from guideopt.catalog import load_catalog
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.request import PlanRequest
+
+from bench_plan import best_of  # same folder: the benchmarks share their timing helper
 from guideopt.solver.options import build_plan_options
 
 GPU_TYPES = ("h100-sxm", "a100-sxm4-80gb", "a100-sxm4-40gb", "l40s", "l4", "a10g", "rtx-a6000", "rtx-4090", "h200-sxm",
@@ -50,15 +51,6 @@ def request(model: str, budget: float, input_len: int, output_len: int, n_types:
         "heterogeneous": True,
         "top": top,
     }
-
-
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def candidate_count(req: PlanRequest, catalog) -> str:

@@ -103,3 +103,39 @@ def predict_request(model: str = LLAMA2_7B, gpu: str = "h100-sxm", **extra: Any)
 
 def rel_close(a: float, b: float, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
     return abs(a - b) <= atol + rtol * max(abs(a), abs(b))
+
+
+# ---- shared by the solver tests (homogeneous and heterogeneous)
+# The solver's integer scaling (guideopt/solver/cpsat.py), restated so the tests check it.
+MILLI_USD_PER_USD = 1000
+US_PER_S = 1_000_000
+DECI_TOK_PER_TOK = 10
+
+
+def close_tuple(a: tuple[int, ...], b: tuple[int, ...], slack: int = 1) -> bool:
+    """Equal up to one unit of the integer scaling (float re-rounding of reported metrics)."""
+    return len(a) == len(b) and all(abs(x - y) <= slack for x, y in zip(a, b))
+
+
+def solver_values(result, req) -> tuple[int, ...]:
+    """The solver's own objective values, scaled back to integers, oriented smaller-is-better."""
+    out = []
+    for term, value in zip(req.objective, result.objective_values):
+        if term.value == "throughput":
+            out.append(-round(value * DECI_TOK_PER_TOK))
+        elif term.value == "cost":
+            out.append(round(value * MILLI_USD_PER_USD))
+        else:
+            out.append(round(value * US_PER_S))
+    return tuple(out)
+
+
+def plan_or_none(req, catalog):
+    """``guideopt.api.plan`` or None when nothing is feasible."""
+    from guideopt import api
+    from guideopt.errors import NoFeasiblePlanError
+
+    try:
+        return api.plan(req, catalog)
+    except NoFeasiblePlanError:
+        return None

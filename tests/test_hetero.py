@@ -36,7 +36,7 @@ from click.testing import CliRunner
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import LLAMA2_7B, LLAMA3_8B, plan_request
+from conftest import DECI_TOK_PER_TOK, MILLI_USD_PER_USD, US_PER_S, close_tuple, plan_or_none, solver_values, LLAMA2_7B, LLAMA3_8B, plan_request
 from guideopt import api
 from guideopt.cli import main
 from guideopt.errors import NoFeasiblePlanError
@@ -45,9 +45,6 @@ from guideopt.model.request import PlanRequest
 from guideopt.solver.options import build_plan_options
 from plan_checker import check_result
 
-MILLI_USD_PER_USD = 1000
-US_PER_S = 1_000_000
-DECI_TOK_PER_TOK = 10
 
 HETERO_MODELS = (LLAMA2_7B, LLAMA3_8B)
 HETERO_POOL = ("l4", "a10g", "l40s", "t4", "rtx-4090", "a100-sxm4-40gb")
@@ -204,14 +201,6 @@ def hetero_brute_force(req: PlanRequest, catalog, exclude: list[set[tuple]] = ()
     return Optimum(tuple(int(k[best]) for k in keys), groups)
 
 
-def solver_values(result: PlanResult, req: PlanRequest) -> tuple[int, ...]:
-    out = []
-    for term, value in zip(req.objective, result.objective_values):
-        scale = {"throughput": -DECI_TOK_PER_TOK, "cost": MILLI_USD_PER_USD}.get(term.value, US_PER_S)
-        out.append(round(value * scale))
-    return tuple(out)
-
-
 def plan_values(plan: Plan, req: PlanRequest, catalog) -> tuple[int, ...]:
     """A plan's objective tuple recomputed from its groups, in the brute force's scaling."""
     cost = thr = 0
@@ -226,10 +215,6 @@ def plan_values(plan: Plan, req: PlanRequest, catalog) -> tuple[int, ...]:
         "tpot": max(round(g.metrics.tpot_ms * 1e3) for g in plan.groups),
     }
     return tuple(columns[t.value] for t in req.objective)
-
-
-def close_tuple(a: tuple[int, ...], b: tuple[int, ...], slack: int = 1) -> bool:
-    return len(a) == len(b) and all(abs(x - y) <= slack for x, y in zip(a, b))
 
 
 def shape_set(plan: Plan) -> set[tuple]:
@@ -452,17 +437,10 @@ def hetero_requests(draw, top: int = 3) -> dict[str, Any]:
     return req
 
 
-def _plan_or_none(req, catalog) -> PlanResult | None:
-    try:
-        return api.plan(req, catalog)
-    except NoFeasiblePlanError:
-        return None
-
-
 @settings(max_examples=15, deadline=None)
 @given(req=hetero_requests())
 def test_every_hetero_plan_satisfies_the_request(catalog, req):
-    result = _plan_or_none(req, catalog)
+    result = plan_or_none(req, catalog)
     assume(result is not None)
     request = PlanRequest.model_validate(req)
     assume(not any(_has_mixed(p) for p in result.plans))  # see _check_invariants (none arise without PP 2)
@@ -475,7 +453,7 @@ def test_every_hetero_plan_satisfies_the_request(catalog, req):
 @given(req=hetero_requests(top=1), extra_cents=st.integers(1, 1500))
 def test_more_budget_never_lowers_the_hetero_throughput_optimum(catalog, req, extra_cents):
     req["objective"] = ["throughput"] + [t for t in req["objective"] if t != "throughput"]
-    low = _plan_or_none(req, catalog)
+    low = plan_or_none(req, catalog)
     assume(low is not None)
     richer = dict(req, budget={"usd_per_hour": req["budget"]["usd_per_hour"] + extra_cents / 100})
     high = api.plan(richer, catalog)
@@ -487,7 +465,7 @@ def test_more_budget_never_lowers_the_hetero_throughput_optimum(catalog, req, ex
 @given(req=hetero_requests(top=1))
 def test_hetero_optimum_is_at_least_the_homogeneous_optimum(catalog, req):
     req["objective"] = ["throughput"] + [t for t in req["objective"] if t != "throughput"]
-    homogeneous = _plan_or_none(dict(req, heterogeneous=False), catalog)
+    homogeneous = plan_or_none(dict(req, heterogeneous=False), catalog)
     assume(homogeneous is not None)
     mixed = api.plan(req, catalog)  # a single-type plan is a heterogeneous plan too: never infeasible
     # Both models round a group's throughput down to 0.1 tok/s once, so the optima compare exactly.
@@ -502,7 +480,7 @@ def test_hetero_optimum_is_at_least_the_homogeneous_optimum(catalog, req):
 @settings(max_examples=10, deadline=None)
 @given(req=hetero_requests())
 def test_hetero_solving_twice_gives_identical_json(catalog, req):
-    a = _plan_or_none(req, catalog)
+    a = plan_or_none(req, catalog)
     assume(a is not None)
     b = api.plan(req, catalog)
     da, db = a.model_dump(), b.model_dump()

@@ -20,19 +20,15 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from conftest import LLAMA2_7B, LLAMA2_13B, LLAMA3_8B, LLAMA31_405B, QWEN2_7B, SMALL_GPUS, plan_request, rel_close
+from conftest import DECI_TOK_PER_TOK, MILLI_USD_PER_USD, US_PER_S, close_tuple, plan_or_none, solver_values, LLAMA2_7B, LLAMA2_13B, LLAMA3_8B, LLAMA31_405B, QWEN2_7B, SMALL_GPUS, plan_request, rel_close
 from guideopt import api
 from guideopt.errors import NoFeasiblePlanError
-from guideopt.model.plan import PlanResult
 from guideopt.model.request import PlanRequest
 from guideopt.solver import cpsat
 from guideopt.solver.options import build_plan_options
 
 # Integer scaling of the objective terms, as documented in guideopt/solver/cpsat.py: ties
 # below these resolutions are ties for the solver too.
-MILLI_USD_PER_USD = 1000
-US_PER_S = 1_000_000
-DECI_TOK_PER_TOK = 10
 TERMS = ("throughput", "latency", "ttft", "tpot", "cost")
 
 SOLVER_MODELS = (LLAMA2_7B, LLAMA3_8B, QWEN2_7B, LLAMA2_13B)
@@ -116,19 +112,6 @@ def brute_force(req: PlanRequest, catalog, exclude_shapes: set[tuple] = frozense
     return tuple(int(k[best]) for k in keys)
 
 
-def solver_values(result: PlanResult, req: PlanRequest) -> tuple[int, ...]:
-    """The solver's own objective values, scaled back to integers, oriented smaller-is-better."""
-    out = []
-    for term, value in zip(req.objective, result.objective_values):
-        if term.value == "throughput":
-            out.append(-round(value * DECI_TOK_PER_TOK))
-        elif term.value == "cost":
-            out.append(round(value * MILLI_USD_PER_USD))
-        else:
-            out.append(round(value * US_PER_S))
-    return tuple(out)
-
-
 def plan_values(plan, req: PlanRequest, catalog) -> tuple[int, ...]:
     """A plan's objective tuple from its reported metrics, in the model's conservative scaling.
 
@@ -148,11 +131,6 @@ def plan_values(plan, req: PlanRequest, catalog) -> tuple[int, ...]:
         "cost": cost,
     }
     return tuple(columns[t.value] for t in req.objective)
-
-
-def close_tuple(a: tuple[int, ...], b: tuple[int, ...], slack: int = 1) -> bool:
-    """Equal up to one unit of the integer scaling (float re-rounding of reported metrics)."""
-    return len(a) == len(b) and all(abs(x - y) <= slack for x, y in zip(a, b))
 
 
 def lex_not_better(later: tuple[int, ...], earlier: tuple[int, ...], slack: int = 1) -> bool:
@@ -287,17 +265,10 @@ def plan_requests(draw, top: int = 3) -> dict[str, Any]:
     return req
 
 
-def _plan_or_none(req, catalog) -> PlanResult | None:
-    try:
-        return api.plan(req, catalog)
-    except NoFeasiblePlanError:
-        return None
-
-
 @given(req=plan_requests(top=1), extra_cents=st.integers(1, 2000))
 def test_more_budget_never_lowers_the_throughput_optimum(catalog, req, extra_cents):
     req["objective"] = ["throughput"] + [t for t in req["objective"] if t != "throughput"]
-    low = _plan_or_none(req, catalog)
+    low = plan_or_none(req, catalog)
     assume(low is not None)
     richer = dict(req, budget={"usd_per_hour": req["budget"]["usd_per_hour"] + extra_cents / 100})
     high = api.plan(richer, catalog)
@@ -326,7 +297,7 @@ def test_plan_never_exceeds_the_budget_with_a_throughput_floor(catalog):
 
 @given(req=plan_requests())
 def test_every_plan_satisfies_the_request(catalog, req):
-    result = _plan_or_none(req, catalog)
+    result = plan_or_none(req, catalog)
     assume(result is not None)
     request = PlanRequest.model_validate(req)
     assert 1 <= len(result.plans) <= request.top
@@ -363,7 +334,7 @@ def test_every_plan_satisfies_the_request(catalog, req):
 
 @given(req=plan_requests(top=2))
 def test_plan_group_metrics_equal_predict(catalog, req):
-    result = _plan_or_none(req, catalog)
+    result = plan_or_none(req, catalog)
     assume(result is not None)
     for plan in result.plans:
         for g in plan.groups:
@@ -383,7 +354,7 @@ def test_plan_group_metrics_equal_predict(catalog, req):
 def test_a_second_objective_term_never_worsens_the_first(catalog, req, shift):
     first = req["objective"][0]
     second = TERMS[(TERMS.index(first) + shift) % len(TERMS)]
-    only = _plan_or_none(dict(req, objective=[first]), catalog)
+    only = plan_or_none(dict(req, objective=[first]), catalog)
     assume(only is not None)
     both = api.plan(dict(req, objective=[first, second]), catalog)
     assert both.objective_values[0] == only.objective_values[0]
@@ -391,7 +362,7 @@ def test_a_second_objective_term_never_worsens_the_first(catalog, req, shift):
 
 @given(req=plan_requests())
 def test_solving_twice_gives_identical_json(catalog, req):
-    a = _plan_or_none(req, catalog)
+    a = plan_or_none(req, catalog)
     assume(a is not None)
     b = api.plan(req, catalog)
     da, db = a.model_dump(), b.model_dump()
@@ -401,7 +372,7 @@ def test_solving_twice_gives_identical_json(catalog, req):
 
 @given(req=plan_requests(top=4))
 def test_top_k_plans_are_distinct_shapes_in_lexicographic_order(catalog, req):
-    result = _plan_or_none(req, catalog)
+    result = plan_or_none(req, catalog)
     assume(result is not None)
     request = PlanRequest.model_validate(req)
     shapes = [tuple(_shape_of_group(g) for g in p.groups) for p in result.plans]

@@ -211,8 +211,6 @@ class ModelHandle:
     model: cp_model.CpModel
     pick: list[cp_model.IntVar]
     terms: dict[ObjectiveTerm, cp_model.LinearExprT]
-    gpus_used: cp_model.LinearExprT
-    gpus_by_type: dict[str, cp_model.LinearExprT] = field(default_factory=dict)
     constraint_literals: dict[str, cp_model.IntVar] = field(default_factory=dict)
 
 
@@ -234,7 +232,7 @@ def build_model(c: Candidates, excluded_options: set[int] | frozenset[int] = fro
         ObjectiveTerm.TTFT: _sum(pick, c.ttft_us),
         ObjectiveTerm.TPOT: _sum(pick, c.tpot_us),
     }
-    return ModelHandle(model=model, pick=pick, terms=terms, gpus_used=_sum(pick, c.gpus))
+    return ModelHandle(model=model, pick=pick, terms=terms)
 
 
 def _literal(h: ModelHandle, name: str) -> cp_model.IntVar:
@@ -265,7 +263,6 @@ def add_user_constraints(
     for i, limit in opts.inventory.items():
         name = f"gpus.{opts.table.space.gpus[i].id}"
         of_type = c.gpu_idx == i
-        h.gpus_by_type[name] = _sum(h.pick, np.where(of_type, c.gpus, 0))
         if limit is not None and name not in skip:
             _forbid(h, name, of_type & (c.gpus > limit))
     slo = req.slo

@@ -21,7 +21,7 @@ from ortools.sat.python import cp_model
 
 from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.solver import cpsat
-from guideopt.solver.options import PlanOptions, relevant_terms, shape_key
+from guideopt.solver.options import PlanOptions, metric_columns, relevant_terms, shape_key
 
 # Heterogeneous models are multiple-choice knapsacks that one CP-SAT worker proves in tens
 # of milliseconds; one worker keeps the search, and so the plans, deterministic.
@@ -88,7 +88,7 @@ def pipeline_options(pt, opts: PlanOptions, req: PlanRequest) -> HeteroOptions |
     if req.parallelism.max_gpus:
         hi = np.minimum(hi, req.parallelism.max_gpus // (pt.tp_a + pt.tp_b))
     ok = _slo_ok(req, m) & (hi >= 1)
-    cols = _metric_columns(m, relevant_terms(req))
+    cols = metric_columns(m, relevant_terms(req) | {ObjectiveTerm.THROUGHPUT})
     keep = _prune(np.nonzero(ok)[0], pt.gpu_a.astype(np.int64) * 4096 + pt.gpu_b * 64 + pt.tp_a * 8 + pt.tp_b, cols)
     if keep.size == 0:
         return None
@@ -111,35 +111,18 @@ def pipeline_shape_key(pt, rows: np.ndarray) -> np.ndarray:
     return key
 
 
-def _metric_columns(m, terms: set[ObjectiveTerm]) -> np.ndarray:
-    cols = [-m.output_throughput_tok_s]
-    for term, values in ((ObjectiveTerm.LATENCY, m.batch_latency_s), (ObjectiveTerm.TTFT, m.ttft_s), (ObjectiveTerm.TPOT, m.tpot_s)):
-        if term in terms:
-            cols.append(values)
-    return np.stack(cols, axis=1)
-
-
-def _latency_columns(opts: PlanOptions, terms: set[ObjectiveTerm]) -> np.ndarray:
-    m = opts.table.metrics
-    cols = [-m.output_throughput_tok_s]
-    for term, values in ((ObjectiveTerm.LATENCY, m.batch_latency_s), (ObjectiveTerm.TTFT, m.ttft_s), (ObjectiveTerm.TPOT, m.tpot_s)):
-        if term in terms:
-            cols.append(values)
-    return np.stack(cols, axis=1)
-
-
 def hetero_options(opts: PlanOptions, req: PlanRequest) -> HeteroOptions:
     t = opts.table
     m = t.metrics
     ok = _slo_ok(req, m)
-    lo, hi = cpsat.replica_bounds(opts, req, frozenset({"slo.min_output_throughput_tok_s"}))
+    _, hi = cpsat.replica_bounds(opts, req, frozenset({"slo.min_output_throughput_tok_s"}))
     gpus_per_replica = t.gpus_per_replica.astype(np.int64)
     ok &= cpsat.replica_milli_usd(t.usd_per_hour_per_gpu, gpus_per_replica) <= cpsat.budget_milli_usd(req)
     if req.parallelism.max_gpus:
         ok &= gpus_per_replica <= req.parallelism.max_gpus
     ok &= gpus_per_replica <= _inventory_limits(opts)[t.gpu_idx]  # one replica must fit in the inventory
     keep = _prune(np.nonzero(ok)[0], t.gpu_idx.astype(np.int64) * 4096 + t.gpus_per_replica.astype(np.int64),
-                  _latency_columns(opts, relevant_terms(req)))
+                  metric_columns(m, relevant_terms(req) | {ObjectiveTerm.THROUGHPUT}))
     gpus = t.gpus_per_replica.astype(np.int64)[keep]
     return HeteroOptions(
         index=keep, usd=cpsat.replica_milli_usd(t.usd_per_hour_per_gpu[keep], gpus), gpus=gpus, gpu_idx=t.gpu_idx[keep],
@@ -151,8 +134,8 @@ def hetero_options(opts: PlanOptions, req: PlanRequest) -> HeteroOptions:
     )
 
 
-# Comparisons per chunk when testing pipelines against single-type candidates (memory bound).
-DOMINANCE_CHUNK = 4096
+# Pipelines tested at once against the single-type candidates (bounds the comparison array).
+DOMINANCE_CHUNK = 512
 
 
 def _dominated_pipelines(gpu_a: np.ndarray, gpu_b: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -169,7 +152,7 @@ def _dominated_pipelines(gpu_a: np.ndarray, gpu_b: np.ndarray, values: np.ndarra
 
 
 def _chunks(idx: np.ndarray) -> list[np.ndarray]:
-    return [idx[i:i + DOMINANCE_CHUNK // 8] for i in range(0, idx.size, DOMINANCE_CHUNK // 8)]
+    return [idx[i:i + DOMINANCE_CHUNK] for i in range(0, idx.size, DOMINANCE_CHUNK)]
 
 
 def _prune(rows: np.ndarray, group: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -67,17 +67,16 @@ def relevant_terms(req: PlanRequest) -> set[ObjectiveTerm]:
     return terms
 
 
-def _objectives(table: OptionTable, terms: set[ObjectiveTerm]) -> np.ndarray:
-    """Per-option quantities to minimise (throughput negated), restricted to ``terms``."""
-    m = table.metrics
+def metric_columns(metrics, terms: set[ObjectiveTerm]) -> np.ndarray:
+    """Per-row quantities to minimise (throughput negated) for the metric terms in ``terms``."""
     columns = {
-        ObjectiveTerm.THROUGHPUT: -m.output_throughput_tok_s,
-        ObjectiveTerm.TTFT: m.ttft_s,
-        ObjectiveTerm.TPOT: m.tpot_s,
-        ObjectiveTerm.LATENCY: m.batch_latency_s,
+        ObjectiveTerm.THROUGHPUT: -metrics.output_throughput_tok_s,
+        ObjectiveTerm.LATENCY: metrics.batch_latency_s,
+        ObjectiveTerm.TTFT: metrics.ttft_s,
+        ObjectiveTerm.TPOT: metrics.tpot_s,
     }
     chosen = [columns[t] for t in ObjectiveTerm if t in terms and t in columns]
-    return np.stack(chosen, axis=1) if chosen else np.zeros((len(table), 1))
+    return np.stack(chosen, axis=1) if chosen else np.zeros((metrics.ttft_s.shape[0], 1))
 
 
 def shape_key(table: OptionTable) -> np.ndarray:
@@ -101,7 +100,7 @@ def non_dominated(table: OptionTable, terms: set[ObjectiveTerm] | None = None) -
     """
     if len(table) == 0:
         return np.zeros(0, dtype=int)
-    values = _objectives(table, terms if terms is not None else set(ObjectiveTerm))
+    values = metric_columns(table.metrics, terms if terms is not None else set(ObjectiveTerm))
     group = shape_key(table)
     order = np.argsort(group, kind="stable")
     bounds = np.nonzero(np.diff(group[order]))[0] + 1

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import time
+from itertools import product
 
-from guideopt.catalog import Catalog, load_catalog
-from guideopt.errors import NoFeasiblePlanError
-from guideopt.model.plan import Group, Metrics, Plan, PlanResult
-from guideopt.model.request import ObjectiveTerm, PlanRequest
-from guideopt.predict import memory_breakdown, scaled_metrics
-from guideopt.solver import cpsat
-from guideopt.solver.explain import explain_conflict, explain_no_fitting_option
 import numpy as np
 
+from guideopt.catalog import Catalog, load_catalog
+from guideopt.costs.tables import default_kv_dtype
+from guideopt.errors import NoFeasiblePlanError
+from guideopt.model.plan import Group, MemoryBreakdown, Metrics, Plan, PlanResult
+from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.predict import memory_breakdown, scaled_metrics
+from guideopt.solver import cpsat, hetero
+from guideopt.solver.explain import explain_conflict, explain_no_fitting_option
 from guideopt.solver.options import PlanOptions, build_plan_options, shape_key
+from guideopt.solver.pipelines import PIPELINE_STAGES, build_pipeline_table
 
 
 def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResult:
@@ -70,8 +73,6 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResul
 
 def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, start: float) -> PlanResult:
     """Mixed GPU types; each plan is compared with the best single-type plan."""
-    from guideopt.solver import hetero
-
     h = hetero.hetero_options(opts, req)
     pt = _pipeline_table(req, cat, opts)
     extra = hetero.pipeline_options(pt, opts, req)
@@ -131,10 +132,6 @@ def _later_rank_floor(c, coarse, req: PlanRequest, opts: PlanOptions, shown: lis
     """A throughput some plan allowed at this rank reaches. Without a cross-type GPU cap, a
     knapsack-DP plan (costs rounded up) that leaves out one shape of every earlier plan is
     such a plan; the best over those choices is used. Otherwise the coarse model's optimum."""
-    from itertools import product
-
-    from guideopt.solver import hetero
-
     if req.parallelism.max_gpus:
         return _coarse_throughput(coarse, req, opts, shown)
     best = None
@@ -148,8 +145,6 @@ def _later_rank_floor(c, coarse, req: PlanRequest, opts: PlanOptions, shown: lis
 def _coarse_throughput(coarse, req: PlanRequest, opts: PlanOptions, shown: list[set[int]]) -> float | None:
     """Throughput of the best plan over the coarse candidates (a subset of the exact ones):
     a plan that exists, so a lower bound on the exact optimum of this rank."""
-    from guideopt.solver import hetero
-
     if not req.objective or req.objective[0] is not ObjectiveTerm.THROUGHPUT or not len(coarse.row):
         return None
     hm = hetero.build_hetero_model(coarse, req, opts, _forbidden(coarse, shown))
@@ -165,8 +160,6 @@ def _hetero_pool(c, req: PlanRequest, *, first_rank: bool, known_throughput: flo
     upper bound) falls short of a plan known to exist is in no optimal plan, so it is left
     out before the model is built. The known plan is the DP's own (first rank, no cross-type
     GPU cap) or the coarse model's optimum (``known_throughput``)."""
-    from guideopt.solver import hetero
-
     everything = np.arange(len(c.row))
     if ObjectiveTerm.THROUGHPUT not in req.objective:
         return everything, None
@@ -267,8 +260,6 @@ def _gpu_counts(groups: list[Group]) -> dict[str, int]:
 
 def _pipeline_table(req: PlanRequest, cat: Catalog, opts: PlanOptions):
     """Cross-type two-stage pipelines, when PP 2 is allowed and there are two GPU types."""
-    from guideopt.solver.pipelines import PIPELINE_STAGES, build_pipeline_table
-
     space = opts.all_options.space
     if PIPELINE_STAGES not in req.parallelism.pp or len(space.gpus) < 2:
         return None
@@ -277,8 +268,6 @@ def _pipeline_table(req: PlanRequest, cat: Catalog, opts: PlanOptions):
 
 def pipeline_group(pt, row: int, replicas: int) -> Group:
     """A heterogeneous group whose replicas are pipelines over two GPU types (contract: gpu "mixed")."""
-    from guideopt.model.plan import MemoryBreakdown
-
     space = pt.space
     stages = []
     for i, (g, tp, layers) in enumerate(((pt.gpu_a, pt.tp_a, pt.layers_a), (pt.gpu_b, pt.tp_b, pt.layers_b))):
@@ -291,7 +280,7 @@ def pipeline_group(pt, row: int, replicas: int) -> Group:
     per_replica = int(pt.tp_a[row] + pt.tp_b[row])
     return Group(
         gpu="mixed", framework=space.frameworks[int(pt.fw_idx[row])].id, dtype=space.dtypes[int(pt.dtype_idx[row])].value,
-        kv_dtype=(space.kv_dtype.value if space.kv_dtype else ("fp16" if not space.dtypes[int(pt.dtype_idx[row])].is_float16 else space.dtypes[int(pt.dtype_idx[row])].value)),
+        kv_dtype=(space.kv_dtype or default_kv_dtype(space.dtypes[int(pt.dtype_idx[row])])).value,
         replicas=replicas, tp=max(int(pt.tp_a[row]), int(pt.tp_b[row])), pp=2, batch=int(pt.batch[row]), split=int(pt.split[row]),
         metrics=Metrics(**m), memory=MemoryBreakdown(**stages[worst]["memory"]),
         usd_per_hour=round(replicas * float(pt.usd_per_replica[row]), 4), num_gpus=replicas * per_replica, stages=stages,
