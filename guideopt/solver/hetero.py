@@ -190,7 +190,7 @@ def hetero_candidates(h: HeteroOptions, req: PlanRequest, per_shape: bool = Fals
     which later top-k ranks need, since they must avoid the shapes of earlier plans."""
     counts = h.max_replicas.astype(np.int64)
     row = np.repeat(np.arange(len(h.index)), counts)
-    n = np.concatenate([np.arange(1, c + 1) for c in counts]) if counts.size else np.zeros(0, dtype=np.int64)
+    n = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts) + 1  # 1..count per option
     throughput = np.floor(h.throughput[row] * n + 1e-9).astype(np.int64)  # the group total, rounded down once
     cols = [h.usd[row] * n, -throughput]
     if req.parallelism.max_gpus:  # cost alone does not order GPU counts (prices are rounded per replica)
