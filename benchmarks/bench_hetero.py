@@ -21,16 +21,15 @@ import platform
 import sys
 from typing import Any
 
+from bench_plan import best_of  # same folder: the benchmarks share their timing helper
+
 from guideopt import api
 from guideopt.catalog import load_catalog
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.request import PlanRequest
-
-from bench_plan import best_of  # same folder: the benchmarks share their timing helper
 from guideopt.solver.options import build_plan_options
 
-GPU_TYPES = ("h100-sxm", "a100-sxm4-80gb", "a100-sxm4-40gb", "l40s", "l4", "a10g", "rtx-a6000", "rtx-4090", "h200-sxm",
-             "v100-sxm2-32gb")
+GPU_TYPES = ("h100-sxm", "a100-sxm4-80gb", "a100-sxm4-40gb", "l40s", "l4", "a10g", "rtx-a6000", "rtx-4090", "h200-sxm", "v100-sxm2-32gb")
 TYPE_COUNTS = (2, 4, 6, 8, 10)
 PER_TYPE = (8, 16, 32, 64)
 MODELS = (
@@ -47,7 +46,7 @@ def request(model: str, budget: float, input_len: int, output_len: int, n_types:
         "model": model,
         "workload": {"input_len": input_len, "output_len": output_len},
         "budget": {"usd_per_hour": budget},
-        "gpus": {g: per_type for g in GPU_TYPES[:n_types]},
+        "gpus": dict.fromkeys(GPU_TYPES[:n_types], per_type),
         "heterogeneous": True,
         "top": top,
     }
@@ -89,8 +88,10 @@ def main() -> int:
     print(f"python {platform.python_version()} on {platform.machine()}; best of {args.repeat} runs; target {args.limit_s:.1f} s")
     print(f"GPU types, in order of inclusion: {', '.join(GPU_TYPES)}")
     print()
-    header = (f"{'model':14s} {'top':>3s} {'types':>5s} {'per type':>8s} {'options':>7s} {'cands':>6s} {'time ms':>8s} "
-              f"{'status':8s} {'tok/s':>9s} {'gain':>6s}  best plan")
+    header = (
+        f"{'model':14s} {'top':>3s} {'types':>5s} {'per type':>8s} {'options':>7s} {'cands':>6s} {'time ms':>8s} "
+        f"{'status':8s} {'tok/s':>9s} {'gain':>6s}  best plan"
+    )
     print(header)
     print("-" * len(header))
     failures = 0
@@ -104,10 +105,9 @@ def main() -> int:
                     n_options = len(build_plan_options(req, catalog).table)
                     cands = candidate_count(req, catalog)
                     try:
-                        secs, result = best_of(lambda: api.plan(req, catalog), args.repeat)
+                        secs, result = best_of(lambda req=req: api.plan(req, catalog), args.repeat)
                     except NoFeasiblePlanError as exc:
-                        print(f"{label:14s} {top:3d} {n_types:5d} {per_type:8d} {n_options:7d} {cands:>6s} {'':>8s} "
-                              f"infeasible: {exc}")
+                        print(f"{label:14s} {top:3d} {n_types:5d} {per_type:8d} {n_options:7d} {cands:>6s} {'':>8s} infeasible: {exc}")
                         failures += 1
                         continue
                     worst = max(worst, secs)
@@ -117,9 +117,11 @@ def main() -> int:
                     gain_s = f"{gain * 100:+5.1f}%" if gain is not None else "   n/a"
                     flag = "" if result.status == "optimal" and secs <= args.limit_s else "  <-- FAIL"
                     failures += bool(flag)
-                    print(f"{label:14s} {top:3d} {n_types:5d} {per_type:8d} {n_options:7d} {cands:>6s} {secs * 1e3:8.1f} "
-                          f"{result.status:8s} {best.metrics.output_throughput_tok_s:9,.0f} {gain_s}  "
-                          f"${best.usd_per_hour:.2f}/h {describe(best)}{flag}")
+                    print(
+                        f"{label:14s} {top:3d} {n_types:5d} {per_type:8d} {n_options:7d} {cands:>6s} {secs * 1e3:8.1f} "
+                        f"{result.status:8s} {best.metrics.output_throughput_tok_s:9,.0f} {gain_s}  "
+                        f"${best.usd_per_hour:.2f}/h {describe(best)}{flag}"
+                    )
     print()
     print(f"slowest solve: {worst * 1e3:.1f} ms; rows not optimal or over {args.limit_s:.1f} s: {failures}")
     return 1 if failures else 0

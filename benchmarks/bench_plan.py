@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from guideopt import api
 from guideopt.catalog import load_catalog
@@ -63,24 +64,28 @@ def main() -> None:
 
     load_s, catalog = best_of(load_uncached, args.repeat)
     print(f"python {platform.python_version()} on {platform.machine()}; best of {args.repeat} runs")
-    print(f"catalog load: {load_s * 1e3:8.1f} ms  ({len(catalog.gpus)} GPUs, {len(catalog.models)} models, "
-          f"{len(catalog.frameworks)} frameworks)")
+    print(
+        f"catalog load: {load_s * 1e3:8.1f} ms  ({len(catalog.gpus)} GPUs, {len(catalog.models)} models, "
+        f"{len(catalog.frameworks)} frameworks)"
+    )
     print()
     header = f"{'request':40s} {'options':>8s} {'fit':>7s} {'pruned':>7s} {'table ms':>9s} {'solve ms':>9s}  best plan"
     print(header)
     print("-" * len(header))
     for name, raw in REQUESTS:
         req = PlanRequest.model_validate(raw)
-        table_s, opts = best_of(lambda: build_plan_options(req, catalog), args.repeat)
+        table_s, opts = best_of(lambda req=req: build_plan_options(req, catalog), args.repeat)
         n_all = len(opts.all_options)
         n_fit = int(opts.all_options.fits.sum())
         n_pruned = len(opts.table)
         try:
-            solve_s, result = best_of(lambda: api.plan(req, catalog), args.repeat)
+            solve_s, result = best_of(lambda req=req: api.plan(req, catalog), args.repeat)
             p = result.plans[0]
             g = p.groups[0]
-            best = (f"{p.num_gpus}x {g.gpu} ({g.replicas}x tp{g.tp} pp{g.pp}, {g.framework} {g.dtype}, batch {g.batch}) "
-                    f"${p.usd_per_hour:.2f}/h {p.metrics.output_throughput_tok_s:,.0f} tok/s")
+            best = (
+                f"{p.num_gpus}x {g.gpu} ({g.replicas}x tp{g.tp} pp{g.pp}, {g.framework} {g.dtype}, batch {g.batch}) "
+                f"${p.usd_per_hour:.2f}/h {p.metrics.output_throughput_tok_s:,.0f} tok/s"
+            )
         except NoFeasiblePlanError as exc:
             solve_s, best = float("nan"), f"infeasible: {exc}"
         print(f"{name:40s} {n_all:8d} {n_fit:7d} {n_pruned:7d} {table_s * 1e3:9.1f} {solve_s * 1e3:9.1f}  {best}")

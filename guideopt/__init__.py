@@ -3,4 +3,4 @@
 from guideopt.api import plan, predict, predict_rows
 from guideopt.errors import CatalogError, GuideoptError, InvalidRequestError, NoFeasiblePlanError
 
-__all__ = ["plan", "predict", "predict_rows", "GuideoptError", "CatalogError", "InvalidRequestError", "NoFeasiblePlanError"]
+__all__ = ["CatalogError", "GuideoptError", "InvalidRequestError", "NoFeasiblePlanError", "plan", "predict", "predict_rows"]

@@ -4,56 +4,38 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
+from guideopt.analyses.predict import Prediction, predict_one
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.errors import GuideoptError, InvalidRequestError
 from guideopt.model.plan import PlanResult
 from guideopt.model.request import PlanRequest, PredictRequest
-from guideopt.predict import Prediction, predict_one
+from guideopt.model.validation import validated
 from guideopt.solver.plan import solve_request
 
 PREDICT_CSV_INPUTS = ("model", "gpu", "num_gpus", "tp", "pp", "framework", "dtype", "batch", "input_len", "output_len")
 PREDICT_CSV_OPTIONAL = ("kv_dtype", "concurrency")
 PREDICT_CSV_METRICS = (
-    "ttft_ms", "tpot_ms", "batch_latency_s", "decode_throughput_tok_s", "output_throughput_tok_s",
-    "total_throughput_tok_s", "prefill_throughput_tok_s", "mem_per_gpu_gb",
+    "ttft_ms",
+    "tpot_ms",
+    "batch_latency_s",
+    "decode_throughput_tok_s",
+    "output_throughput_tok_s",
+    "total_throughput_tok_s",
+    "prefill_throughput_tok_s",
+    "mem_per_gpu_gb",
 )
-
-
-def validation_message(exc: ValidationError, prefix: str = "") -> str:
-    """One line naming the first bad field and what it should be."""
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-after"))
-    field = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "input"
-    got = first.get("input")
-    shown = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
-    return f"{field}: {first['msg']}{shown}"
-
-
-def validated(model: type[BaseModel], data: Mapping[str, Any] | BaseModel) -> Any:
-    """Validate input into a request model; a bad field becomes an InvalidRequestError."""
-    return _validate(model, data)
-
-
-def _validate(model: type[BaseModel], data: Mapping[str, Any] | BaseModel) -> Any:
-    if isinstance(data, model):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidRequestError(validation_message(exc)) from None
 
 
 def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = None) -> PlanResult:
     """Best deployments for a request; raises NoFeasiblePlanError with an explanation."""
-    return solve_request(_validate(PlanRequest, request), catalog)
+    return solve_request(validated(PlanRequest, request), catalog)
 
 
 def predict(request: PredictRequest | Mapping[str, Any], catalog: Catalog | None = None) -> Prediction:
-    return predict_one(_validate(PredictRequest, request), catalog)
+    return predict_one(validated(PredictRequest, request), catalog)
 
 
 def _row_request(row: Mapping[str, str]) -> dict[str, Any]:
@@ -103,7 +85,7 @@ def predict_csv_text(text: str, catalog: Catalog | None = None) -> str:
 
 def capacity(request: Mapping[str, Any] | Any, catalog: Catalog | None = None) -> Any:
     """Memory capacity, batch/length adjustment and sizing for a load (``guideopt capacity``)."""
-    from guideopt.capacity import CapacityRequest
-    from guideopt.capacity import capacity as run_capacity
+    from guideopt.analyses.capacity import CapacityRequest
+    from guideopt.analyses.capacity import capacity as run_capacity
 
-    return run_capacity(_validate(CapacityRequest, request), catalog)
+    return run_capacity(validated(CapacityRequest, request), catalog)

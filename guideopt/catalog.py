@@ -21,6 +21,7 @@ from guideopt.errors import CatalogError
 from guideopt.model.calibration import Calibration
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
+from guideopt.model.link import Links, NetworkLink
 from guideopt.model.llm import ModelArch, arch_from_hf_config
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -54,6 +55,11 @@ class Catalog:
     models: dict[str, ModelArch]
     frameworks: dict[str, Framework]
     calibration: Calibration
+    links: Links
+
+    @property
+    def network_link(self) -> NetworkLink:
+        return self.links.network
 
     def gpu(self, gpu_id: str) -> Gpu:
         return _lookup(self.gpus, gpu_id, "gpu", "guideopt catalog gpus")
@@ -165,6 +171,16 @@ def _load_calibration(root: Path) -> Calibration:
         raise CatalogError(f"{path} is missing (run scripts/fit_calibration.py)") from None
 
 
+def _load_links(root: Path) -> Links:
+    path = root / "links.yaml"
+    try:
+        return Links.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise CatalogError(_validation_message(path, exc)) from None
+    except FileNotFoundError:
+        raise CatalogError(f"{path} is missing") from None
+
+
 @lru_cache(maxsize=4)
 def load_catalog(root: str | None = None) -> Catalog:
     base = Path(root) if root else catalog_dir()
@@ -173,4 +189,5 @@ def load_catalog(root: str | None = None) -> Catalog:
         models=_load_models(base),
         frameworks=_load_frameworks(base),
         calibration=_load_calibration(base),
+        links=_load_links(base),
     )

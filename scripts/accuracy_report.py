@@ -17,13 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from guideopt.accuracy import leave_one_gpu_out, validate_with  # noqa: E402
-from guideopt.validate import per_metric, report_markdown  # noqa: E402
+from guideopt.calibration.accuracy import leave_one_gpu_out, validate_with  # noqa: E402
+from guideopt.calibration.validate import per_metric, report_markdown  # noqa: E402
 
 
 def _summary(reports: dict[str, object]) -> str:
-    lines = ["| metric | " + " | ".join(f"{k}: n / median APE / MAPE" for k in reports) + " |",
-             "|---|" + "---|" * len(reports)]
+    lines = ["| metric | " + " | ".join(f"{k}: n / median APE / MAPE" for k in reports) + " |", "|---|" + "---|" * len(reports)]
     metrics = sorted({m for r in reports.values() for m in per_metric(r.results)})
     for metric in metrics:
         cells = []

@@ -32,11 +32,11 @@ from scipy.optimize import least_squares
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from guideopt.calibrate_kernels import fit_allreduce, fit_device, load_kernel_rows  # noqa: E402
+from guideopt.calibration.kernels import fit_allreduce, fit_device, load_kernel_rows  # noqa: E402
+from guideopt.calibration.validate import Case, cases_from_file  # noqa: E402
 from guideopt.catalog import load_catalog  # noqa: E402
 from guideopt.errors import GuideoptError  # noqa: E402
 from guideopt.model.calibration import Calibration, DeviceEfficiency, FrameworkEfficiency, LinkEfficiency  # noqa: E402
-from guideopt.validate import Case, cases_from_file  # noqa: E402
 
 # The link classes measured in kernels.csv: NVSwitch nodes (A100/H100/H200/B200, TRT-LLM's
 # custom all-reduce, which vLLM and SGLang also use for small messages) and PCIe (L40S).
@@ -77,15 +77,20 @@ def fit_devices(catalog, kernels_path: Path) -> tuple[dict, dict, DeviceEfficien
         values = {k: (defaults[k] if k in missing else getattr(f, k)) for k in defaults}
         note = f"; no rows for {', '.join(missing)}: median of measured GPUs" if missing else ""
         out[gpu_id] = DeviceEfficiency(
-            compute_eff=round(f.compute_eff, 4), mem_eff=round(f.mem_eff, 4), attn_compute_eff=round(values["attn_compute_eff"], 4),
-            attn_mem_eff=round(values["attn_mem_eff"], 4), kernel_overhead_us=f.kernel_overhead_us,
+            compute_eff=round(f.compute_eff, 4),
+            mem_eff=round(f.mem_eff, 4),
+            attn_compute_eff=round(values["attn_compute_eff"], 4),
+            attn_mem_eff=round(values["attn_mem_eff"], 4),
+            kernel_overhead_us=f.kernel_overhead_us,
             fitted_from=f"{_rows_text(f.rows, 'kernels.csv')}; median abs error {f.median_ape:.1%}; isolated-launch cost {f.isolated_launch_us:.1f} us (not used in engines){note}",
         )
     by_arch = defaultdict(list)
     for gpu_id, eff in out.items():
         by_arch[catalog.gpus[gpu_id].arch].append((gpu_id, eff))
     arch = {a: _median_device(members, f"median of {', '.join(g for g, _ in members)}") for a, members in sorted(by_arch.items())}
-    default = _median_device(list(out.items()), f"median of all measured GPUs ({', '.join(sorted(out))}); used for families without measurements")
+    default = _median_device(
+        list(out.items()), f"median of all measured GPUs ({', '.join(sorted(out))}); used for families without measurements"
+    )
     return out, arch, default, quality
 
 
@@ -93,8 +98,14 @@ def _median_device(members, text: str) -> DeviceEfficiency:
     def med(field):
         return round(statistics.median(getattr(e, field) for _, e in members), 4)
 
-    return DeviceEfficiency(compute_eff=med("compute_eff"), mem_eff=med("mem_eff"), attn_compute_eff=med("attn_compute_eff"),
-                            attn_mem_eff=med("attn_mem_eff"), kernel_overhead_us=med("kernel_overhead_us"), fitted_from=text)
+    return DeviceEfficiency(
+        compute_eff=med("compute_eff"),
+        mem_eff=med("mem_eff"),
+        attn_compute_eff=med("attn_compute_eff"),
+        attn_mem_eff=med("attn_mem_eff"),
+        kernel_overhead_us=med("kernel_overhead_us"),
+        fitted_from=text,
+    )
 
 
 def fit_links(catalog, kernels_path: Path, prior: dict[str, LinkEfficiency]) -> dict[str, LinkEfficiency]:
@@ -106,7 +117,8 @@ def fit_links(catalog, kernels_path: Path, prior: dict[str, LinkEfficiency]) -> 
         if fit is None:
             continue
         links[name] = LinkEfficiency(
-            allreduce_latency_us=round(fit.allreduce_latency_us, 2), busbw_fraction=round(fit.busbw_fraction, 4),
+            allreduce_latency_us=round(fit.allreduce_latency_us, 2),
+            busbw_fraction=round(fit.busbw_fraction, 4),
             p2p_latency_us=round(fit.allreduce_latency_us, 2),
             fitted_from=f"{_rows_text(fit.rows, 'kernels.csv')} ({', '.join(members)}); median abs error {fit.median_ape:.1%}",
         )
@@ -180,7 +192,9 @@ def fit_framework(catalog, base: Calibration, framework: str, cases: list[Case])
     ape = np.abs(np.exp(residuals(fit.x)) - 1)
     step, prefill, eff = (float(v) for v in fit.x)
     return FrameworkEfficiency(
-        decode_step_overhead_ms=round(step, 3), prefill_step_overhead_ms=round(prefill, 3), kernel_efficiency=round(eff, 4),
+        decode_step_overhead_ms=round(step, 3),
+        prefill_step_overhead_ms=round(prefill, 3),
+        kernel_efficiency=round(eff, 4),
         fitted_from=f"{_rows_text([c.line for c in cases], 'e2e.csv')}; {len(configs)} configurations; median abs error {np.median(ape):.1%}",
     )
 
@@ -195,8 +209,15 @@ def main() -> None:
     prior = catalog.calibration
     gpus, arch, default, quality = fit_devices(catalog, args.data / "kernels.csv")
     links = fit_links(catalog, args.data / "kernels.csv", prior.links)
-    cal = Calibration(version="fitted", generated_by="scripts/fit_calibration.py", default_device=default, arch=arch,
-                      gpus=gpus, links=links, frameworks=dict(prior.frameworks))
+    cal = Calibration(
+        version="fitted",
+        generated_by="scripts/fit_calibration.py",
+        default_device=default,
+        arch=arch,
+        gpus=gpus,
+        links=links,
+        frameworks=dict(prior.frameworks),
+    )
     print("stage 1: devices", {g: round(q, 3) for g, q in quality.items()})
     if not args.skip_e2e:
         cases = [c for c in cases_from_file(args.data / "e2e.csv", catalog) if isinstance(c, Case)]

@@ -72,8 +72,11 @@ def check_plan(plan_json: dict[str, Any], request: PlanRequest, catalog: Catalog
     counts: dict[str, int] = {}
     for g in groups:
         # A replica whose pipeline spans GPU types ("mixed") lists its stages: GPUs per stage = tp.
-        parts = [(st["gpu"], int(g["replicas"]) * int(st["tp"])) for st in g["stages"]] if g.get("stages") else \
-            [(g["gpu"], int(g["replicas"]) * int(g["tp"]) * int(g["pp"]))]
+        parts = (
+            [(st["gpu"], int(g["replicas"]) * int(st["tp"])) for st in g["stages"]]
+            if g.get("stages")
+            else [(g["gpu"], int(g["replicas"]) * int(g["tp"]) * int(g["pp"]))]
+        )
         n = sum(k for _, k in parts)
         if g.get("num_gpus") is not None and int(g["num_gpus"]) != n:
             fail(f"group {g['gpu']}: num_gpus {g['num_gpus']} != replicas·(GPUs per replica) = {n}")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from guideopt.accuracy import validate_with
-from guideopt.validate import per_metric
+from guideopt.calibration.accuracy import validate_with
+from guideopt.calibration.validate import per_metric
 
 E2E = Path(__file__).resolve().parents[2] / "shared" / "data" / "measured" / "e2e.csv"
 # Median APE recorded in docs/accuracy.md (fitted calibration), and the allowed slack.

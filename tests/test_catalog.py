@@ -7,8 +7,8 @@ import re
 
 import pytest
 import yaml
-
 from conftest import CATALOG_DIR, LLAMA2_7B, MIXTRAL_8X7B, REPO_ROOT
+
 from guideopt.catalog import _read_yaml, load_model_config
 from guideopt.errors import CatalogError
 from guideopt.model.framework import Framework
@@ -19,12 +19,34 @@ GPU_FILES = sorted((CATALOG_DIR / "gpus").glob("*.yaml"))
 MODEL_FILES = sorted((CATALOG_DIR / "models").glob("*.yaml"))
 FRAMEWORK_FILES = sorted((CATALOG_DIR / "frameworks").glob("*.yaml"))
 
-CONTRACT = (REPO_ROOT.parent / "shared" / "docs" / "CONTRACT.md")
+CONTRACT = REPO_ROOT.parent / "shared" / "docs" / "CONTRACT.md"
 # The contract's "GPUs: lower-case ids. At least: ..." list, copied so the test runs without shared/.
 CONTRACT_GPU_IDS = (
-    "v100-sxm2-32gb", "v100-pcie-32gb", "t4", "a10g", "a10", "l4", "l40s", "a40", "rtx-a6000", "rtx-6000-ada",
-    "rtx-4090", "rtx-3090", "a100-sxm4-40gb", "a100-sxm4-80gb", "a100-pcie-80gb", "h100-sxm", "h100-pcie",
-    "h100-nvl", "h200-sxm", "gh200", "b200", "mi250", "mi250x", "mi300x", "mi325x",
+    "v100-sxm2-32gb",
+    "v100-pcie-32gb",
+    "t4",
+    "a10g",
+    "a10",
+    "l4",
+    "l40s",
+    "a40",
+    "rtx-a6000",
+    "rtx-6000-ada",
+    "rtx-4090",
+    "rtx-3090",
+    "a100-sxm4-40gb",
+    "a100-sxm4-80gb",
+    "a100-pcie-80gb",
+    "h100-sxm",
+    "h100-pcie",
+    "h100-nvl",
+    "h200-sxm",
+    "gh200",
+    "b200",
+    "mi250",
+    "mi250x",
+    "mi300x",
+    "mi325x",
 )
 CONTRACT_FRAMEWORK_IDS = ("vllm", "fastgen", "trtllm", "sglang")
 NUM_PARAMS_RTOL = 0.01  # the brief: computed parameter count within 1% of the published one
@@ -145,14 +167,17 @@ def test_gpu_lookup_is_case_insensitive(catalog):
     assert catalog.gpu("H100-SXM").id == "h100-sxm"
 
 
-@pytest.mark.parametrize("variant, base", [
-    ("meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-2-7b-hf"),
-    ("mistralai/Mistral-7B-Instruct-v0.2", "mistralai/Mistral-7B-v0.1"),
-    ("meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B"),
-    ("meta-llama/Meta-Llama-3.1-70B-Instruct", "meta-llama/Llama-3.1-70B"),
-    ("Qwen/Qwen2-7B-Instruct", "Qwen/Qwen2-7B"),
-    ("meta-llama/Llama-2-7b", "meta-llama/Llama-2-7b-hf"),
-])
+@pytest.mark.parametrize(
+    "variant, base",
+    [
+        ("meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-2-7b-hf"),
+        ("mistralai/Mistral-7B-Instruct-v0.2", "mistralai/Mistral-7B-v0.1"),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B"),
+        ("meta-llama/Meta-Llama-3.1-70B-Instruct", "meta-llama/Llama-3.1-70B"),
+        ("Qwen/Qwen2-7B-Instruct", "Qwen/Qwen2-7B"),
+        ("meta-llama/Llama-2-7b", "meta-llama/Llama-2-7b-hf"),
+    ],
+)
 def test_fine_tuned_variants_resolve_to_their_base_architecture(catalog, variant, base):
     assert catalog.model(variant) is catalog.model(base)
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import CATALOG_DIR, LLAMA2_7B, LLAMA2_70B, LLAMA31_405B, README_PLAN_ARGS
+
 from guideopt.cli import main
 
 PLAN_KEYS = {"status", "objective", "solve_time_s", "plans"}
@@ -18,8 +18,17 @@ METRIC_KEYS = {"ttft_ms", "tpot_ms", "batch_latency_s", "decode_throughput_tok_s
 GROUP_KEYS = {"gpu", "framework", "dtype", "replicas", "tp", "pp", "batch", "split", "metrics", "memory"}
 MEMORY_KEYS = {"weights_gb", "kv_cache_gb", "activation_gb", "overhead_gb", "total_per_gpu_gb", "gpu_memory_gb"}
 CSV_INPUTS = ["model", "gpu", "num_gpus", "tp", "pp", "framework", "dtype", "batch", "input_len", "output_len"]
-CSV_OUTPUTS = ["ttft_ms", "tpot_ms", "batch_latency_s", "decode_throughput_tok_s", "output_throughput_tok_s",
-               "total_throughput_tok_s", "prefill_throughput_tok_s", "mem_per_gpu_gb", "error"]
+CSV_OUTPUTS = [
+    "ttft_ms",
+    "tpot_ms",
+    "batch_latency_s",
+    "decode_throughput_tok_s",
+    "output_throughput_tok_s",
+    "total_throughput_tok_s",
+    "prefill_throughput_tok_s",
+    "mem_per_gpu_gb",
+    "error",
+]
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INFEASIBLE = 0, 1, 2, 3
 PREDICT_ARGS = ["predict", "--model", LLAMA2_7B, "--gpu", "h100-sxm", "--batch", "4", "--input-len", "512", "--output-len", "128"]
@@ -56,23 +65,23 @@ def readme_plan(runner) -> dict:
 
 def test_plan_json_matches_the_contract(readme_plan):
     data = readme_plan
-    assert PLAN_KEYS <= set(data)
+    assert set(data) >= PLAN_KEYS
     assert data["status"] == "optimal"
     assert data["objective"] == ["throughput", "latency", "cost"]
     assert isinstance(data["solve_time_s"], float) and data["solve_time_s"] >= 0
     assert len(data["plans"]) == 3
     for rank, plan in enumerate(data["plans"], start=1):
-        assert PLAN_ENTRY_KEYS <= set(plan)
+        assert set(plan) >= PLAN_ENTRY_KEYS
         assert plan["rank"] == rank
-        assert METRIC_KEYS <= set(plan["metrics"])
+        assert set(plan["metrics"]) >= METRIC_KEYS
         assert plan["usd_per_hour"] <= 12 + 1e-9
         assert plan["num_gpus"] == sum(g["replicas"] * g["tp"] * g["pp"] for g in plan["groups"])
         assert sum(plan["gpu_counts"].values()) == plan["num_gpus"]
         assert plan["groups"]
         for group in plan["groups"]:
-            assert GROUP_KEYS <= set(group)
-            assert METRIC_KEYS <= set(group["metrics"])
-            assert MEMORY_KEYS <= set(group["memory"])
+            assert set(group) >= GROUP_KEYS
+            assert set(group["metrics"]) >= METRIC_KEYS
+            assert set(group["memory"]) >= MEMORY_KEYS
             assert group["framework"] == "vllm" and group["dtype"] == "fp16"
             assert group["memory"]["total_per_gpu_gb"] <= group["memory"]["gpu_memory_gb"]
 
@@ -90,9 +99,29 @@ def test_plan_text_output(runner):
 
 
 def test_plan_options_reach_the_request(runner):
-    args = README_PLAN_ARGS + ["--gpu", "l4", "--gpu", "a100-sxm4-80gb", "--max-gpus", "2", "--tp", "1", "--pp", "1",
-                               "--dtype", "int8", "--framework", "trtllm", "--batch", "8", "--objective", "cost", "--top", "1",
-                               "--json"]
+    args = README_PLAN_ARGS + [
+        "--gpu",
+        "l4",
+        "--gpu",
+        "a100-sxm4-80gb",
+        "--max-gpus",
+        "2",
+        "--tp",
+        "1",
+        "--pp",
+        "1",
+        "--dtype",
+        "int8",
+        "--framework",
+        "trtllm",
+        "--batch",
+        "8",
+        "--objective",
+        "cost",
+        "--top",
+        "1",
+        "--json",
+    ]
     result = invoke(runner, args)
     assert result.exit_code == EXIT_OK, result.output
     data = json.loads(result.stdout)
@@ -132,8 +161,21 @@ def test_zero_input_len(runner):
 
 
 def test_predict_tp_not_dividing_heads(runner):
-    args = ["predict", "--model", LLAMA2_7B, "--gpu", "h100-sxm", "--num-gpus", "3", "--tp", "3",
-            "--input-len", "512", "--output-len", "128"]
+    args = [
+        "predict",
+        "--model",
+        LLAMA2_7B,
+        "--gpu",
+        "h100-sxm",
+        "--num-gpus",
+        "3",
+        "--tp",
+        "3",
+        "--input-len",
+        "512",
+        "--output-len",
+        "128",
+    ]
     assert_one_line_error(invoke(runner, args), EXIT_USER, "tp", "heads")
 
 
@@ -148,8 +190,22 @@ def test_infeasible_plan_exit_3(runner):
 
 
 def test_infeasible_plan_json(runner):
-    args = ["plan", "--model", LLAMA31_405B, "--budget", "100", "--input-len", "512", "--output-len", "256",
-            "--gpu", "a10g", "--max-gpus", "8", "--json"]
+    args = [
+        "plan",
+        "--model",
+        LLAMA31_405B,
+        "--budget",
+        "100",
+        "--input-len",
+        "512",
+        "--output-len",
+        "256",
+        "--gpu",
+        "a10g",
+        "--max-gpus",
+        "8",
+        "--json",
+    ]
     result = invoke(runner, args)
     assert_one_line_error(result, EXIT_INFEASIBLE, "memory")
     data = json.loads(result.stdout)
@@ -188,8 +244,8 @@ def test_predict_json(runner):
     result = invoke(runner, PREDICT_ARGS + ["--json"])
     assert result.exit_code == EXIT_OK, result.output
     data = json.loads(result.stdout)
-    assert METRIC_KEYS <= set(data["metrics"])
-    assert MEMORY_KEYS <= set(data["memory"])
+    assert set(data["metrics"]) >= METRIC_KEYS
+    assert set(data["memory"]) >= MEMORY_KEYS
     assert (data["gpu"], data["batch"], data["num_gpus"]) == ("h100-sxm", 4, 1)
 
 

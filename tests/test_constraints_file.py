@@ -20,16 +20,16 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import LLAMA2_7B
 from hypothesis import given
 from hypothesis import strategies as st
+from plan_checker import check_result
 
-from conftest import LLAMA2_7B
 from guideopt import api
 from guideopt.cli import main
-from guideopt.constraints_file import ConstraintsFileError, json_schema, load, load_request
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
+from guideopt.io.constraints_file import ConstraintsFileError, json_schema, load, load_request
 from guideopt.model.request import ObjectiveTerm, PlanRequest
-from plan_checker import check_result
 
 EXIT_OK, EXIT_USER, EXIT_INFEASIBLE = 0, 1, 3
 
@@ -149,8 +149,12 @@ def test_base_texts_describe_base():
 
 
 def test_same_structure_in_yaml_json_toml_gives_the_same_request_and_plans(tmp_path, catalog):
-    paths = [write(tmp_path, "p.yaml", BASE_YAML), write(tmp_path, "p.json", BASE_JSON), write(tmp_path, "p.toml", BASE_TOML),
-             write(tmp_path, "p.yml", BASE_YAML)]
+    paths = [
+        write(tmp_path, "p.yaml", BASE_YAML),
+        write(tmp_path, "p.json", BASE_JSON),
+        write(tmp_path, "p.toml", BASE_TOML),
+        write(tmp_path, "p.yml", BASE_YAML),
+    ]
     requests = [load_request(p, catalog) for p in paths]
     assert all(r == requests[0] for r in requests)
     assert requests[0] == request_of(BASE)
@@ -191,8 +195,9 @@ def test_model_as_config_json_path_relative_to_the_file(tmp_path, runner, catalo
 
 
 def test_inventory_caps_each_gpu_type(catalog):
-    only_h100 = variant(gpus={"h100-sxm": 2}, slo={}, objective=["throughput"], budget={"usd_per_hour": 100},
-                        parallelism={"tp": [1, 2, 4, 8], "pp": [1, 2]})
+    only_h100 = variant(
+        gpus={"h100-sxm": 2}, slo={}, objective=["throughput"], budget={"usd_per_hour": 100}, parallelism={"tp": [1, 2, 4, 8], "pp": [1, 2]}
+    )
     capped = solve_dict(only_h100, catalog)
     assert check_result(capped, request_of(only_h100), catalog) == []
     assert all(p["gpu_counts"]["h100-sxm"] <= 2 for p in capped["plans"])
@@ -363,15 +368,45 @@ MALFORMED = [
     ("unknown-key.toml", BASE_TOML.replace("max_gpus = 8", "maxgpus = 8"), 21, "parallelism.maxgpus", ["did you mean 'max_gpus'?"]),
     ("unknown-key.json", BASE_JSON.replace('"output_len"', '"outputlen"'), 5, "workload.outputlen", ["did you mean 'output_len'?"]),
     ("unknown-top-key.yaml", BASE_YAML + "objectives: [cost]\n", 21, "objectives", ["did you mean 'objective'?"]),
-    ("wrong-type.yaml", BASE_YAML.replace("input_len: 512", "input_len: lots"), 3, "workload.input_len", ["expected a whole number", "'lots'"]),
+    (
+        "wrong-type.yaml",
+        BASE_YAML.replace("input_len: 512", "input_len: lots"),
+        3,
+        "workload.input_len",
+        ["expected a whole number", "'lots'"],
+    ),
     ("wrong-type.toml", BASE_TOML.replace("input_len = 512", 'input_len = "lots"'), 8, "workload.input_len", ["expected a whole number"]),
-    ("wrong-type-bool.yaml", BASE_YAML.replace("usd_per_hour: 12", "usd_per_hour: true"), 6, "budget.usd_per_hour", ["expected a number", "true"]),
-    ("wrong-type-section.yaml", BASE_YAML.replace("budget:\n  usd_per_hour: 12", "budget: 12"), 5, "budget", ["expected a mapping", "usd_per_hour"]),
+    (
+        "wrong-type-bool.yaml",
+        BASE_YAML.replace("usd_per_hour: 12", "usd_per_hour: true"),
+        6,
+        "budget.usd_per_hour",
+        ["expected a number", "true"],
+    ),
+    (
+        "wrong-type-section.yaml",
+        BASE_YAML.replace("budget:\n  usd_per_hour: 12", "budget: 12"),
+        5,
+        "budget",
+        ["expected a mapping", "usd_per_hour"],
+    ),
     ("wrong-gpu-value.yaml", BASE_YAML.replace("h100-sxm: 2", "h100-sxm: two"), 9, "gpus.h100-sxm", ["GPU count", "'two'"]),
     ("wrong-gpu-allowance.yaml", BASE_YAML.replace("{max: 8,", "{max: -8,"), 8, "gpus.l4.max", [">= 0", "-8"]),
-    ("unknown-gpu.yaml", BASE_YAML.replace("h100-sxm: 2", "h100-sxm5: 2"), 9, "gpus.h100-sxm5", ["unknown GPU id", "did you mean 'h100-sxm'?"]),
+    (
+        "unknown-gpu.yaml",
+        BASE_YAML.replace("h100-sxm: 2", "h100-sxm5: 2"),
+        9,
+        "gpus.h100-sxm5",
+        ["unknown GPU id", "did you mean 'h100-sxm'?"],
+    ),
     ("unknown-gpu.json", BASE_JSON.replace('"l4"', '"L4"'), 11, "gpus.L4", ["unknown GPU id", "did you mean 'l4'?"]),
-    ("unknown-model.yaml", BASE_YAML.replace("Llama-2-7b-hf", "Llama-2-7b"), 1, "model", ["unknown model", "did you mean 'meta-llama/Llama-2-7b-hf'?"]),
+    (
+        "unknown-model.yaml",
+        BASE_YAML.replace("Llama-2-7b-hf", "Llama-2-7b"),
+        1,
+        "model",
+        ["unknown model", "did you mean 'meta-llama/Llama-2-7b-hf'?"],
+    ),
     ("missing-config.yaml", BASE_YAML.replace("meta-llama/Llama-2-7b-hf", "./nowhere/config.json"), 1, "model", ["does not exist"]),
     ("unknown-framework.toml", BASE_TOML.replace('"sglang"]', '"sglng"]'), 2, "framework[1]", ["did you mean 'sglang'?"]),
     ("unknown-precision.yaml", BASE_YAML.replace("[fp16, bf16]", "[fp16, fp32]"), 15, "precision[1]", ["'fp32' is not a precision"]),
@@ -420,10 +455,13 @@ def test_the_earliest_problem_is_reported(tmp_path):
     assert info.value.key == "gpus.h100" and info.value.line == 9
 
 
-@pytest.mark.parametrize("name,message", [
-    ("missing.yaml", "cannot read the file"),
-    ("plan.txt", "unknown file type '.txt'"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("missing.yaml", "cannot read the file"),
+        ("plan.txt", "unknown file type '.txt'"),
+    ],
+)
 def test_unreadable_or_unknown_file(name, message, tmp_path, runner):
     path = tmp_path / name
     if name.endswith(".txt"):
@@ -499,8 +537,11 @@ def test_examples_and_base_validate_against_the_schema():
 
     schema = json_schema()
     for path in EXAMPLE_FILES:
-        data = json.loads(path.read_text()) if path.suffix == ".json" else (
-            yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else __import__("tomllib").loads(path.read_text()))
+        data = (
+            json.loads(path.read_text())
+            if path.suffix == ".json"
+            else (yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else __import__("tomllib").loads(path.read_text()))
+        )
         jsonschema.validate(data, schema)
     jsonschema.validate(BASE, schema)
     with pytest.raises(jsonschema.ValidationError):
@@ -552,7 +593,8 @@ def damaged_yaml(draw) -> str:
         elif kind == "slo":  # a valid but possibly unreachable SLO: exercises the infeasible path
             slo = data.setdefault("slo", {}) if isinstance(data.get("slo"), dict) or "slo" not in data else {}
             slo[draw(st.sampled_from(["ttft_ms", "tpot_ms", "batch_latency_s", "min_output_throughput_tok_s"]))] = draw(
-                st.floats(1e-3, 1e6, allow_nan=False, allow_infinity=False))
+                st.floats(1e-3, 1e6, allow_nan=False, allow_infinity=False)
+            )
         elif kind == "junk-key":
             mappings = [p for p in [()] + paths if isinstance(_parent(data, p + ("x",)), dict)]
             where = _parent(data, draw(st.sampled_from(mappings)) + ("x",))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import LLAMA2_7B, LLAMA2_13B, LLAMA2_70B, LLAMA3_8B, MIXTRAL_8X7B, QWEN2_7B, predict_request
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from conftest import LLAMA2_7B, LLAMA2_13B, LLAMA2_70B, LLAMA3_8B, MIXTRAL_8X7B, QWEN2_7B, predict_request
 from guideopt import api
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.memory import kv_bytes_per_token_per_gpu, weights_per_gpu_bytes
@@ -126,8 +126,12 @@ def test_tpot_at_batch1_is_near_the_weight_streaming_bound(catalog):
 
 
 @given(
-    model=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS_FOR_PROPS), batch=st.integers(1, 64),
-    input_len=st.integers(1, 2048), output_len=st.integers(2, 512), fw=st.sampled_from(FRAMEWORKS),
+    model=st.sampled_from(MODELS),
+    gpu=st.sampled_from(GPUS_FOR_PROPS),
+    batch=st.integers(1, 64),
+    input_len=st.integers(1, 2048),
+    output_len=st.integers(2, 512),
+    fw=st.sampled_from(FRAMEWORKS),
 )
 def test_metrics_follow_the_contract_definitions(catalog, model, gpu, batch, input_len, output_len, fw):
     assume(catalog.gpu(gpu).vendor.value in catalog.framework(fw).vendors)  # e.g. no TRT-LLM on AMD
@@ -162,16 +166,29 @@ def _decode_inputs(catalog, model, gpu_id, tp, fw_id="vllm", dtype=Dtype.FP16):
     hw = hardware_arrays([gpu], [fw], [dtype], catalog.calibration)
     one = np.ones(1)
     x = StaticBatchInputs(
-        tp=one * tp, pp=one, batch=one, input_len=one * 512, output_len=one * 128, split=one * fw.max_num_batched_tokens,
-        chunked=np.array([fw.chunked_prefill]), w_bytes=one * dtype.bytes, kv_bytes=one * 2.0, running_cap=one * 1e9,
+        tp=one * tp,
+        pp=one,
+        batch=one,
+        input_len=one * 512,
+        output_len=one * 128,
+        split=one * fw.max_num_batched_tokens,
+        chunked=np.array([fw.chunked_prefill]),
+        w_bytes=one * dtype.bytes,
+        kv_bytes=one * 2.0,
+        running_cap=one * 1e9,
         kv_keep=one,
     )
     return arch, x, hw
 
 
 @given(
-    model=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS_FOR_PROPS), tp=st.sampled_from([1, 2, 4, 8]),
-    batch=st.integers(1, 512), extra=st.integers(1, 256), context=st.integers(1, 32768), more_ctx=st.integers(1, 8192),
+    model=st.sampled_from(MODELS),
+    gpu=st.sampled_from(GPUS_FOR_PROPS),
+    tp=st.sampled_from([1, 2, 4, 8]),
+    batch=st.integers(1, 512),
+    extra=st.integers(1, 256),
+    context=st.integers(1, 32768),
+    more_ctx=st.integers(1, 8192),
     fw=st.sampled_from(FRAMEWORKS),
 )
 def test_decode_step_time_non_decreasing_in_batch_and_context(catalog, model, gpu, tp, batch, extra, context, more_ctx, fw):
@@ -186,8 +203,12 @@ def test_decode_step_time_non_decreasing_in_batch_and_context(catalog, model, gp
 
 
 @given(
-    model=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS_FOR_PROPS), batch=st.integers(1, 256),
-    extra=st.integers(1, 128), input_len=st.integers(1, 4096), output_len=st.integers(2, 1024),
+    model=st.sampled_from(MODELS),
+    gpu=st.sampled_from(GPUS_FOR_PROPS),
+    batch=st.integers(1, 256),
+    extra=st.integers(1, 128),
+    input_len=st.integers(1, 4096),
+    output_len=st.integers(2, 1024),
 )
 def test_static_batch_metrics_monotone_in_batch(catalog, model, gpu, batch, extra, input_len, output_len):
     """Direct check of ``static_batch_metrics``: no KV cap, so no waves."""
@@ -208,9 +229,15 @@ def _predict_or_none(catalog, **kw):
 
 
 @given(
-    model=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS_FOR_PROPS), batch=st.integers(1, 256),
-    extra=st.integers(1, 256), input_len=st.integers(1, 4096), output_len=st.integers(2, 1024),
-    fw=st.sampled_from(FRAMEWORKS), tp=st.sampled_from([1, 2, 4]), pp=st.sampled_from([1, 2]),
+    model=st.sampled_from(MODELS),
+    gpu=st.sampled_from(GPUS_FOR_PROPS),
+    batch=st.integers(1, 256),
+    extra=st.integers(1, 256),
+    input_len=st.integers(1, 4096),
+    output_len=st.integers(2, 1024),
+    fw=st.sampled_from(FRAMEWORKS),
+    tp=st.sampled_from([1, 2, 4]),
+    pp=st.sampled_from([1, 2]),
 )
 def test_batch_latency_never_falls_as_batch_grows(catalog, model, gpu, batch, extra, input_len, output_len, fw, tp, pp):
     common = dict(model=model, gpu=gpu, input_len=input_len, output_len=output_len, framework=fw, tp=tp, pp=pp)
@@ -222,8 +249,12 @@ def test_batch_latency_never_falls_as_batch_grows(catalog, model, gpu, batch, ex
 
 
 @given(
-    model=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS_FOR_PROPS), batch=st.integers(1, 64),
-    input_len=st.integers(1, 4096), more=st.integers(1, 4096), output_len=st.integers(2, 512),
+    model=st.sampled_from(MODELS),
+    gpu=st.sampled_from(GPUS_FOR_PROPS),
+    batch=st.integers(1, 64),
+    input_len=st.integers(1, 4096),
+    more=st.integers(1, 4096),
+    output_len=st.integers(2, 512),
 )
 def test_tpot_non_decreasing_in_context(catalog, model, gpu, batch, input_len, more, output_len):
     common = dict(model=model, gpu=gpu, batch=batch, output_len=output_len)
@@ -235,8 +266,12 @@ def test_tpot_non_decreasing_in_context(catalog, model, gpu, batch, input_len, m
 
 
 @given(
-    model=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS_FOR_PROPS), batch=st.integers(1, 256),
-    extra=st.integers(1, 256), input_len=st.integers(1, 4096), output_len=st.integers(1, 1024),
+    model=st.sampled_from(MODELS),
+    gpu=st.sampled_from(GPUS_FOR_PROPS),
+    batch=st.integers(1, 256),
+    extra=st.integers(1, 256),
+    input_len=st.integers(1, 4096),
+    output_len=st.integers(1, 1024),
     fw=st.sampled_from(FRAMEWORKS),
 )
 def test_memory_monotone_in_batch(catalog, model, gpu, batch, extra, input_len, output_len, fw):
@@ -252,8 +287,12 @@ def test_memory_monotone_in_batch(catalog, model, gpu, batch, extra, input_len, 
 
 
 @given(
-    model=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS_FOR_PROPS), batch=st.integers(1, 64),
-    input_len=st.integers(1, 4096), output_len=st.integers(1, 1024), more_in=st.integers(0, 4096),
+    model=st.sampled_from(MODELS),
+    gpu=st.sampled_from(GPUS_FOR_PROPS),
+    batch=st.integers(1, 64),
+    input_len=st.integers(1, 4096),
+    output_len=st.integers(1, 1024),
+    more_in=st.integers(0, 4096),
     more_out=st.integers(0, 1024),
 )
 def test_memory_monotone_in_sequence_length(catalog, model, gpu, batch, input_len, output_len, more_in, more_out):

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import REPO_ROOT
+from plan_checker import check_result, gpu_price
+
 from guideopt import api
 from guideopt.cli import main
-from guideopt.constraints_file import load_request
+from guideopt.io.constraints_file import load_request
 from guideopt.model.request import Dtype, ObjectiveTerm
-from plan_checker import check_result, gpu_price
 
 EXAMPLES_DIR = REPO_ROOT / "examples"
 EXAMPLE_FILES = sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix in (".yaml", ".yml", ".json", ".toml"))
@@ -60,7 +60,9 @@ def test_example_solves_on_the_command_line(path, solved):
     assert data == expected
 
 
-@pytest.mark.parametrize("path", [p for p in EXAMPLE_FILES if p.suffix != ".json"], ids=_ids([p for p in EXAMPLE_FILES if p.suffix != ".json"]))
+@pytest.mark.parametrize(
+    "path", [p for p in EXAMPLE_FILES if p.suffix != ".json"], ids=_ids([p for p in EXAMPLE_FILES if p.suffix != ".json"])
+)
 def test_examples_are_commented(path):
     text = path.read_text()
     comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]

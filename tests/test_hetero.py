@@ -33,18 +33,27 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import (
+    DECI_TOK_PER_TOK,
+    LLAMA2_7B,
+    LLAMA3_8B,
+    MILLI_USD_PER_USD,
+    US_PER_S,
+    close_tuple,
+    plan_or_none,
+    plan_request,
+    solver_values,
+)
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from plan_checker import check_result
 
-from conftest import DECI_TOK_PER_TOK, MILLI_USD_PER_USD, US_PER_S, close_tuple, plan_or_none, solver_values, LLAMA2_7B, LLAMA3_8B, plan_request
 from guideopt import api
 from guideopt.cli import main
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import PlanRequest
 from guideopt.solver.options import build_plan_options
-from plan_checker import check_result
-
 
 HETERO_MODELS = (LLAMA2_7B, LLAMA3_8B)
 HETERO_POOL = ("l4", "a10g", "l40s", "t4", "rtx-4090", "a100-sxm4-40gb")
@@ -69,8 +78,7 @@ def _shape(table, i: int) -> tuple:
     space = table.space
     dtype = space.dtypes[int(table.dtype_idx[i])].value
     dtype = "fp16" if dtype in ("fp16", "bf16") else dtype
-    return (space.gpus[int(table.gpu_idx[i])].id, space.frameworks[int(table.fw_idx[i])].id, dtype,
-            int(table.tp[i]), int(table.pp[i]))
+    return (space.gpus[int(table.gpu_idx[i])].id, space.frameworks[int(table.fw_idx[i])].id, dtype, int(table.tp[i]), int(table.pp[i]))
 
 
 def _group_throughput(per_replica_tok_s: float, n: int) -> int:
@@ -111,8 +119,7 @@ def _type_candidates(req: PlanRequest, catalog):
                 continue
             sid = shapes.setdefault(_shape(table, i), len(shapes))
             n = 1
-            while (usd * n <= budget and (limit is None or per_replica * n <= limit)
-                   and (not max_gpus or per_replica * n <= max_gpus)):
+            while usd * n <= budget and (limit is None or per_replica * n <= limit) and (not max_gpus or per_replica * n <= max_gpus):
                 thr = _group_throughput(float(m.output_throughput_tok_s[i]), n)
                 rows.append((sid, usd * n, per_replica * n, thr, ttft, tpot, lat, i, n))
                 n += 1
@@ -153,9 +160,15 @@ def hetero_brute_force(req: PlanRequest, catalog, exclude: list[set[tuple]] = ()
     budget = math.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-9)
     max_gpus = req.parallelism.max_gpus
     # Partial plans over the types seen so far; each merge adds "no group" or one candidate.
-    state = {"usd": np.zeros(1, np.int64), "gpus": np.zeros(1, np.int64), "thr": np.zeros(1, np.int64),
-             "ttft": np.zeros(1, np.int64), "tpot": np.zeros(1, np.int64), "latency": np.zeros(1, np.int64),
-             "pick": np.zeros((1, 0), np.int64)}
+    state = {
+        "usd": np.zeros(1, np.int64),
+        "gpus": np.zeros(1, np.int64),
+        "thr": np.zeros(1, np.int64),
+        "ttft": np.zeros(1, np.int64),
+        "tpot": np.zeros(1, np.int64),
+        "latency": np.zeros(1, np.int64),
+        "pick": np.zeros((1, 0), np.int64),
+    }
     type_rows: list[np.ndarray] = []
     for rows in per_type.values():
         rows = _undominated_within_shape(rows, terms)
@@ -164,8 +177,7 @@ def hetero_brute_force(req: PlanRequest, catalog, exclude: list[set[tuple]] = ()
         a = np.repeat(np.arange(state["usd"].size), k + 1)
         b = np.tile(np.arange(k + 1), state["usd"].size)  # b == k: no group of this type
         padded = np.vstack([rows, np.zeros((1, 9), np.int64)])
-        new = {"usd": state["usd"][a] + padded[b, USD], "gpus": state["gpus"][a] + padded[b, GPUS],
-               "thr": state["thr"][a] + padded[b, THR]}
+        new = {"usd": state["usd"][a] + padded[b, USD], "gpus": state["gpus"][a] + padded[b, GPUS], "thr": state["thr"][a] + padded[b, THR]}
         for key, col in (("ttft", TTFT), ("tpot", TPOT), ("latency", LAT)):
             new[key] = np.maximum(state[key][a], padded[b, col])
         new["pick"] = np.hstack([state["pick"][a], np.where(b == k, -1, b)[:, None]])
@@ -178,8 +190,10 @@ def hetero_brute_force(req: PlanRequest, catalog, exclude: list[set[tuple]] = ()
     floor = req.slo.min_output_throughput_tok_s
     if floor is not None:
         ok &= state["thr"] >= floor * DECI_TOK_PER_TOK
-    shape_ids = np.stack([np.where(pick[:, t] >= 0, rows[np.maximum(pick[:, t], 0), SHAPE] if len(rows) else -1, -1)
-                          for t, rows in enumerate(type_rows)], axis=1)
+    shape_ids = np.stack(
+        [np.where(pick[:, t] >= 0, rows[np.maximum(pick[:, t], 0), SHAPE] if len(rows) else -1, -1) for t, rows in enumerate(type_rows)],
+        axis=1,
+    )
     for shown in exclude:
         has_all = np.ones(len(ok), dtype=bool)
         for shape in shown:
@@ -209,7 +223,8 @@ def plan_values(plan: Plan, req: PlanRequest, catalog) -> tuple[int, ...]:
         cost += math.ceil(price * g.tp * g.pp * MILLI_USD_PER_USD - 1e-9) * g.replicas
         thr += _group_throughput(g.metrics.output_throughput_tok_s / g.replicas, g.replicas)
     columns = {
-        "throughput": -thr, "cost": cost,
+        "throughput": -thr,
+        "cost": cost,
         "latency": max(round(g.metrics.batch_latency_s * US_PER_S) for g in plan.groups),
         "ttft": max(round(g.metrics.ttft_ms * 1e3) for g in plan.groups),
         "tpot": max(round(g.metrics.tpot_ms * 1e3) for g in plan.groups),
@@ -237,8 +252,12 @@ def random_hetero_request(seed: int) -> dict[str, Any]:
     if rng.random() < 0.3:
         req["objective"].insert(rng.randint(0, len(req["objective"])), rng.choice(["ttft", "tpot"]))
     slo: dict[str, Any] = {}
-    for key, choices in (("ttft_ms", [200, 1000, 5000]), ("tpot_ms", [20, 40, 80]), ("batch_latency_s", [5, 20, 60]),
-                         ("min_output_throughput_tok_s", [300, 1500, 5000])):
+    for key, choices in (
+        ("ttft_ms", [200, 1000, 5000]),
+        ("tpot_ms", [20, 40, 80]),
+        ("batch_latency_s", [5, 20, 60]),
+        ("min_output_throughput_tok_s", [300, 1500, 5000]),
+    ):
         if rng.random() < 0.25:
             slo[key] = rng.choice(choices)
     if slo:
@@ -304,15 +323,25 @@ def test_brute_force_instances_mix_gpu_types(catalog):
 def test_brute_force_agrees_with_hand_enumeration(catalog):
     """The brute force itself, on a two-type instance small enough to enumerate by hand:
     one option each (tp 1, pp 1, batch 16), L4 × 0..2 and A10G × 0..2 under $2/h."""
-    raw = plan_request(LLAMA2_7B, budget=2, gpus={"l4": 2, "a10g": 2}, parallelism={"tp": [1], "pp": [1]},
-                       batch=16, objective=["throughput"], heterogeneous=True)
+    raw = plan_request(
+        LLAMA2_7B,
+        budget=2,
+        gpus={"l4": 2, "a10g": 2},
+        parallelism={"tp": [1], "pp": [1]},
+        batch=16,
+        objective=["throughput"],
+        heterogeneous=True,
+    )
     req = PlanRequest.model_validate(raw)
     table = build_plan_options(req, catalog).all_options
-    thr = {table.space.gpus[int(table.gpu_idx[i])].id: float(table.metrics.output_throughput_tok_s[i])
-           for i in np.nonzero(table.fits)[0]}
+    thr = {table.space.gpus[int(table.gpu_idx[i])].id: float(table.metrics.output_throughput_tok_s[i]) for i in np.nonzero(table.fits)[0]}
     price = {g: catalog.gpu(g).usd_per_hour for g in ("l4", "a10g")}
-    best = max(math.floor(thr["l4"] * a * 10 + 1e-9) + math.floor(thr["a10g"] * b * 10 + 1e-9)
-               for a in range(3) for b in range(3) if (a or b) and a * price["l4"] + b * price["a10g"] <= 2)
+    best = max(
+        math.floor(thr["l4"] * a * 10 + 1e-9) + math.floor(thr["a10g"] * b * 10 + 1e-9)
+        for a in range(3)
+        for b in range(3)
+        if (a or b) and a * price["l4"] + b * price["a10g"] <= 2
+    )
     assert hetero_brute_force(req, catalog).values == (-best,)
     assert api.plan(raw, catalog).objective_values[0] == pytest.approx(best / 10, abs=0.1 * 4)
 
@@ -356,8 +385,17 @@ def test_mix_beats_every_single_gpu_type(catalog, scenario):
 
 def test_scenario_against_brute_force(catalog):
     """The scenario is too big to enumerate; the same question with PP 1 and smaller stocks is not."""
-    raw = plan_request(LLAMA2_7B, budget=12, input_len=512, output_len=256, gpus={"a10g": 4, "l4": 4, "l40s": 2, "a100-sxm4-40gb": 2},
-                       parallelism={"tp": [1, 2], "pp": [1]}, objective=["throughput", "cost"], heterogeneous=True, top=1)
+    raw = plan_request(
+        LLAMA2_7B,
+        budget=12,
+        input_len=512,
+        output_len=256,
+        gpus={"a10g": 4, "l4": 4, "l40s": 2, "a100-sxm4-40gb": 2},
+        parallelism={"tp": [1, 2], "pp": [1]},
+        objective=["throughput", "cost"],
+        heterogeneous=True,
+        top=1,
+    )
     req = PlanRequest.model_validate(raw)
     result = api.plan(raw, catalog)
     want_group = hetero_brute_force(req, catalog)
@@ -425,10 +463,15 @@ def hetero_requests(draw, top: int = 3) -> dict[str, Any]:
     types = draw(st.lists(st.sampled_from(HETERO_POOL), min_size=2, max_size=3, unique=True))
     gpus = {t: draw(st.integers(1, 6)) for t in types}
     req = plan_request(
-        draw(st.sampled_from(HETERO_MODELS)), budget=draw(st.integers(200, 1500)) / 100,
-        input_len=draw(st.sampled_from([128, 512, 2048])), output_len=draw(st.sampled_from([32, 128, 512])),
-        gpus=gpus, objective=draw(st.lists(st.sampled_from(OBJECTIVE_TERMS + ("ttft", "tpot")), min_size=1, max_size=3, unique=True)),
-        top=top, heterogeneous=True, parallelism={"pp": draw(st.sampled_from([[1], [1, 4]]))},
+        draw(st.sampled_from(HETERO_MODELS)),
+        budget=draw(st.integers(200, 1500)) / 100,
+        input_len=draw(st.sampled_from([128, 512, 2048])),
+        output_len=draw(st.sampled_from([32, 128, 512])),
+        gpus=gpus,
+        objective=draw(st.lists(st.sampled_from(OBJECTIVE_TERMS + ("ttft", "tpot")), min_size=1, max_size=3, unique=True)),
+        top=top,
+        heterogeneous=True,
+        parallelism={"pp": draw(st.sampled_from([[1], [1, 4]]))},
     )
     if draw(st.booleans()):
         req["slo"] = {"ttft_ms": draw(st.sampled_from([500, 3000])), "tpot_ms": draw(st.sampled_from([30, 80]))}
@@ -493,7 +536,8 @@ def test_one_allowed_type_gives_the_homogeneous_plan(catalog):
     mixed = api.plan(raw, catalog)
     single = api.plan(dict(raw, heterogeneous=False), catalog)
     assert [g.model_dump() for g in mixed.plans[0].groups] == [
-        g.model_copy(update={"traffic_share": 1.0}).model_dump() for g in single.plans[0].groups]
+        g.model_copy(update={"traffic_share": 1.0}).model_dump() for g in single.plans[0].groups
+    ]
     assert mixed.homogeneous_best["throughput_gain"] == pytest.approx(0.0, abs=1e-12)
     assert mixed.objective_values == single.objective_values
 
@@ -508,8 +552,29 @@ def test_infeasible_hetero_request_explains(catalog):
 
 
 def test_cli_plan_heterogeneous_json():
-    args = ["plan", "--model", LLAMA2_7B, "--budget", "8", "--input-len", "512", "--output-len", "256",
-            "--gpu", "l4", "--gpu", "a10g", "--gpu", "l40s", "--pp", "1", "--heterogeneous", "--top", "2", "--json"]
+    args = [
+        "plan",
+        "--model",
+        LLAMA2_7B,
+        "--budget",
+        "8",
+        "--input-len",
+        "512",
+        "--output-len",
+        "256",
+        "--gpu",
+        "l4",
+        "--gpu",
+        "a10g",
+        "--gpu",
+        "l40s",
+        "--pp",
+        "1",
+        "--heterogeneous",
+        "--top",
+        "2",
+        "--json",
+    ]
     out = CliRunner().invoke(main, args, catch_exceptions=False)
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
@@ -517,16 +582,32 @@ def test_cli_plan_heterogeneous_json():
     assert 1 <= len(data["plans"]) <= 2
     assert {g["gpu"] for p in data["plans"] for g in p["groups"]} <= {"l4", "a10g", "l40s"}
     assert "throughput_gain" in data["homogeneous_best"]
-    request = PlanRequest.model_validate(plan_request(LLAMA2_7B, budget=8, input_len=512, output_len=256,
-                                                      gpus={"l4": {}, "a10g": {}, "l40s": {}}, parallelism={"pp": [1]},
-                                                      heterogeneous=True, top=2))
+    request = PlanRequest.model_validate(
+        plan_request(
+            LLAMA2_7B,
+            budget=8,
+            input_len=512,
+            output_len=256,
+            gpus={"l4": {}, "a10g": {}, "l40s": {}},
+            parallelism={"pp": [1]},
+            heterogeneous=True,
+            top=2,
+        )
+    )
     from guideopt.catalog import load_catalog
+
     assert not check_result(data, request, load_catalog())
 
 
 def test_cli_solve_yaml_heterogeneous(tmp_path):
-    doc = {"model": LLAMA2_7B, "workload": {"input_len": 512, "output_len": 256}, "budget": {"usd_per_hour": 12},
-           "gpus": SCENARIO_GPUS, "heterogeneous": True, "top": 1}
+    doc = {
+        "model": LLAMA2_7B,
+        "workload": {"input_len": 512, "output_len": 256},
+        "budget": {"usd_per_hour": 12},
+        "gpus": SCENARIO_GPUS,
+        "heterogeneous": True,
+        "top": 1,
+    }
     path = tmp_path / "mix.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     out = CliRunner().invoke(main, ["solve", str(path), "--json"], catch_exceptions=False)
@@ -543,8 +624,24 @@ def test_cli_solve_yaml_heterogeneous(tmp_path):
 
 
 def test_cli_plan_heterogeneous_table():
-    args = ["plan", "--model", LLAMA2_7B, "--budget", "8", "--input-len", "512", "--output-len", "256",
-            "--gpu", "l4", "--gpu", "a10g", "--heterogeneous", "--top", "1"]
+    args = [
+        "plan",
+        "--model",
+        LLAMA2_7B,
+        "--budget",
+        "8",
+        "--input-len",
+        "512",
+        "--output-len",
+        "256",
+        "--gpu",
+        "l4",
+        "--gpu",
+        "a10g",
+        "--heterogeneous",
+        "--top",
+        "1",
+    ]
     out = CliRunner().invoke(main, args, catch_exceptions=False)
     assert out.exit_code == 0, out.output
     assert "l4" in out.stdout or "a10g" in out.stdout
@@ -572,8 +669,15 @@ def test_hetero_pruning_respects_max_gpus(catalog):
     """Sub-milli-dollar prices: L4 1×pp4 (4 GPUs, 6 m$) costs no more than 3×tp1 (3 GPUs, 6 m$)
     and delivers more, but only 3×tp1 fits max_gpus next to two H100s. Pruning by cost alone
     dropped it and returned a plan marked optimal that was not."""
-    raw = plan_request(LLAMA2_7B, budget=1.0, gpus={"l4": {"usd_per_hour": 0.0015, "max": 8}, "h100-sxm": {"usd_per_hour": 0.0015, "max": 2}},
-                       parallelism={"tp": [1], "pp": [1, 4], "max_gpus": 5}, objective=["throughput"], top=1, heterogeneous=True)
+    raw = plan_request(
+        LLAMA2_7B,
+        budget=1.0,
+        gpus={"l4": {"usd_per_hour": 0.0015, "max": 8}, "h100-sxm": {"usd_per_hour": 0.0015, "max": 2}},
+        parallelism={"tp": [1], "pp": [1, 4], "max_gpus": 5},
+        objective=["throughput"],
+        top=1,
+        heterogeneous=True,
+    )
     req = PlanRequest.model_validate(raw)
     result = api.plan(raw, catalog)
     assert result.status == "optimal"
@@ -595,5 +699,8 @@ def test_hetero_top_k_later_plans_are_optimal(catalog):
     for plan in result.plans:
         want = hetero_brute_force(req, catalog, exclude=shown)
         assert close_tuple(plan_values(plan, req, catalog), want.values, slack=len(plan.groups)), (
-            plan.rank, plan_values(plan, req, catalog), want)
+            plan.rank,
+            plan_values(plan, req, catalog),
+            want,
+        )
         shown.append(shape_set(plan))

@@ -1,4 +1,4 @@
-"""Launch scripts and PLAN.md (``guideopt.launch``) and the ``launch`` command."""
+"""Launch scripts and PLAN.md (``guideopt.io.launch``) and the ``launch`` command."""
 
 from __future__ import annotations
 
@@ -14,8 +14,16 @@ from click.testing import CliRunner
 from guideopt import api
 from guideopt.catalog import load_catalog
 from guideopt.cli import main
-from guideopt.launch import (
-    BASE_PORT, ENGINES, PLAN_FILE, emit, plan_launches, render_script, replica_command, replica_gpus, traffic_shares,
+from guideopt.io.launch import (
+    BASE_PORT,
+    ENGINES,
+    PLAN_FILE,
+    emit,
+    plan_launches,
+    render_script,
+    replica_command,
+    replica_gpus,
+    traffic_shares,
 )
 from guideopt.model.plan import PlanResult
 from tests.conftest import LLAMA2_7B, plan_request
@@ -215,8 +223,21 @@ def test_render_without_request_asks_for_the_model(tp2_dp2: PlanResult) -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-LAUNCH_ARGS = ["launch", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "512", "--output-len", "256",
-               "--gpu", "l4", "--gpu", "h100-sxm"]
+LAUNCH_ARGS = [
+    "launch",
+    "--model",
+    LLAMA2_7B,
+    "--budget",
+    "12",
+    "--input-len",
+    "512",
+    "--output-len",
+    "256",
+    "--gpu",
+    "l4",
+    "--gpu",
+    "h100-sxm",
+]
 
 
 def test_cli_launch_emits_scripts_and_plan(tmp_path: Path) -> None:
@@ -232,20 +253,21 @@ def test_cli_launch_emits_scripts_and_plan(tmp_path: Path) -> None:
 
 def test_cli_launch_from_a_constraints_file(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parent.parent / "examples" / "chat-tight-ttft.yaml"
-    result = CliRunner().invoke(main, ["launch", "--file", str(example), "--emit", str(tmp_path), "--json"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(main, ["launch", "--file", str(example), "--emit", str(tmp_path), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["plans"] and any(f.endswith(PLAN_FILE) for f in data["files"])
 
 
-@pytest.mark.parametrize(("args", "code"), [
-    (["launch", "--model", "no/such-model", "--budget", "12", "--input-len", "512", "--output-len", "256"], 1),
-    (["launch", "--model", LLAMA2_7B, "--budget", "0.05", "--input-len", "512", "--output-len", "256"], 3),
-    (["launch", "--budget", "12", "--input-len", "512", "--output-len", "256"], 2),
-    (["launch", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "512", "--output-len", "256",
-      "--plot", "chart.gif"], 1),
-])
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["launch", "--model", "no/such-model", "--budget", "12", "--input-len", "512", "--output-len", "256"], 1),
+        (["launch", "--model", LLAMA2_7B, "--budget", "0.05", "--input-len", "512", "--output-len", "256"], 3),
+        (["launch", "--budget", "12", "--input-len", "512", "--output-len", "256"], 2),
+        (["launch", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "512", "--output-len", "256", "--plot", "chart.gif"], 1),
+    ],
+)
 def test_cli_launch_bad_input(args: list[str], code: int, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, args + ["--emit", str(tmp_path / "out")], catch_exceptions=False)
     assert result.exit_code == code, result.output

@@ -1,4 +1,4 @@
-"""Pareto fronts (``guideopt.pareto``), their charts and the ``pareto`` command."""
+"""Pareto fronts (``guideopt.analyses.pareto``), their charts and the ``pareto`` command."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from click.testing import CliRunner
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from guideopt.analyses.pareto import ParetoResult, pareto_plans
 from guideopt.catalog import load_catalog
 from guideopt.cli import main
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
+from guideopt.io.plots import plot_pareto
 from guideopt.model.request import PlanRequest
-from guideopt.pareto import ParetoResult, pareto_plans, plot_pareto
 from guideopt.solver import cpsat
 from guideopt.solver.options import build_plan_options
 from tests.conftest import LLAMA2_7B, plan_request
@@ -50,8 +51,7 @@ def _solver_candidates(request: dict) -> tuple[np.ndarray, np.ndarray, np.ndarra
     cands = cpsat.candidates(opts, req)
     broken = cpsat.violations(cands, req, opts)
     ok = ~np.any(np.stack(list(broken.values())), axis=0)
-    return (cands.usd[ok] / cpsat.MILLI_USD_PER_USD, cands.throughput[ok] / cpsat.DECI_TOK_PER_TOK,
-            cands.latency_us[ok] / cpsat.US_PER_S)
+    return (cands.usd[ok] / cpsat.MILLI_USD_PER_USD, cands.throughput[ok] / cpsat.DECI_TOK_PER_TOK, cands.latency_us[ok] / cpsat.US_PER_S)
 
 
 @settings(max_examples=20, deadline=None)
@@ -63,10 +63,15 @@ def _solver_candidates(request: dict) -> tuple[np.ndarray, np.ndarray, np.ndarra
     objective=st.sampled_from(LATENCY_FRONT_ORDERS + COST_FRONT_ORDERS),
     ttft_ms=st.sampled_from([None, 500.0, 3000.0]),
 )
-def test_fronts_are_exact(gpus: dict, budget: float, input_len: int, output_len: int, objective: list[str],
-                          ttft_ms: float | None) -> None:
-    request = plan_request(budget=budget, input_len=input_len, output_len=output_len, gpus=gpus, objective=objective,
-                           slo={"ttft_ms": ttft_ms} if ttft_ms else {})
+def test_fronts_are_exact(gpus: dict, budget: float, input_len: int, output_len: int, objective: list[str], ttft_ms: float | None) -> None:
+    request = plan_request(
+        budget=budget,
+        input_len=input_len,
+        output_len=output_len,
+        gpus=gpus,
+        objective=objective,
+        slo={"ttft_ms": ttft_ms} if ttft_ms else {},
+    )
     try:
         result = pareto_plans(request)
     except NoFeasiblePlanError:
@@ -82,10 +87,18 @@ def test_fronts_are_exact(gpus: dict, budget: float, input_len: int, output_len:
         assert _covered(fx, fy, x, thr).all()  # every feasible candidate is dominated by or equals a front point
     # The solver's own candidate set is covered too (pruning and replica expansion lose nothing).
     s_cost, s_thr, s_lat = _solver_candidates(request)
-    assert _covered(np.array([p.usd_per_hour for p in result.cost_front]),
-                    np.array([p.output_throughput_tok_s for p in result.cost_front]), s_cost, s_thr).all()
-    assert _covered(np.array([p.batch_latency_s for p in result.latency_front]),
-                    np.array([p.output_throughput_tok_s for p in result.latency_front]), s_lat, s_thr).all()
+    assert _covered(
+        np.array([p.usd_per_hour for p in result.cost_front]),
+        np.array([p.output_throughput_tok_s for p in result.cost_front]),
+        s_cost,
+        s_thr,
+    ).all()
+    assert _covered(
+        np.array([p.batch_latency_s for p in result.latency_front]),
+        np.array([p.output_throughput_tok_s for p in result.latency_front]),
+        s_lat,
+        s_thr,
+    ).all()
     # The solver's choice lies on the front its objective's first two terms span.
     chosen = result.chosen
     assert chosen is not None and chosen.chosen
@@ -106,12 +119,31 @@ def test_chosen_plan_is_the_solvers_rank_one(small_result: ParetoResult) -> None
     chosen = small_result.chosen
     assert chosen is not None
     assert (chosen.gpu, chosen.tp, chosen.pp, chosen.batch, chosen.split, chosen.replicas) == (
-        group.gpu, group.tp, group.pp, group.batch, group.split, group.replicas)
+        group.gpu,
+        group.tp,
+        group.pp,
+        group.batch,
+        group.split,
+        group.replicas,
+    )
     assert chosen.output_throughput_tok_s == pytest.approx(group.metrics.output_throughput_tok_s, abs=0.1)
     data = small_result.as_dict()
     assert data["chosen"]["chosen"] is True and data["num_candidates"] == small_result.num_candidates
-    assert {"gpu", "framework", "dtype", "tp", "pp", "batch", "split", "replicas", "usd_per_hour",
-            "output_throughput_tok_s", "batch_latency_s", "ttft_ms", "tpot_ms"} <= set(data["cost_throughput_front"][0])
+    assert {
+        "gpu",
+        "framework",
+        "dtype",
+        "tp",
+        "pp",
+        "batch",
+        "split",
+        "replicas",
+        "usd_per_hour",
+        "output_throughput_tok_s",
+        "batch_latency_s",
+        "ttft_ms",
+        "tpot_ms",
+    } <= set(data["cost_throughput_front"][0])
 
 
 def test_front_covers_every_replica_count(small_result: ParetoResult) -> None:
@@ -131,7 +163,7 @@ def test_png_chart(small_result: ParetoResult, tmp_path: Path) -> None:
 
 def test_svg_chart(small_result: ParetoResult, tmp_path: Path) -> None:
     text = plot_pareto(small_result, tmp_path / "pareto.svg").read_text()
-    root = text[text.index("<svg"):]
+    root = text[text.index("<svg") :]
     assert root.startswith("<svg") and text.rstrip().endswith("</svg>")
     assert "chosen plan" in text  # the legend
 
@@ -148,8 +180,21 @@ def test_infeasible_request_explains() -> None:
 
 # ----------------------------------------------------------------------------- CLI
 
-PARETO_ARGS = ["pareto", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "512", "--output-len", "256",
-               "--gpu", "l4", "--gpu", "h100-sxm"]
+PARETO_ARGS = [
+    "pareto",
+    "--model",
+    LLAMA2_7B,
+    "--budget",
+    "12",
+    "--input-len",
+    "512",
+    "--output-len",
+    "256",
+    "--gpu",
+    "l4",
+    "--gpu",
+    "h100-sxm",
+]
 
 
 @pytest.fixture(scope="module")
@@ -186,13 +231,15 @@ def test_cli_pareto_from_file(runner: CliRunner) -> None:
     assert json.loads(result.output)["model"]
 
 
-@pytest.mark.parametrize(("args", "code", "word"), [
-    (["pareto", "--model", "no/such-model", "--budget", "12", "--input-len", "512", "--output-len", "256"], 1, "model"),
-    (["pareto", "--model", LLAMA2_7B, "--budget", "0.05", "--input-len", "512", "--output-len", "256"], 3, "budget"),
-    (["pareto", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "512", "--output-len", "256", "--plot", "x.bmp"],
-     1, "plot"),
-    (["pareto", "--file", "no-such-file.yaml"], 1, "no-such-file.yaml"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "word"),
+    [
+        (["pareto", "--model", "no/such-model", "--budget", "12", "--input-len", "512", "--output-len", "256"], 1, "model"),
+        (["pareto", "--model", LLAMA2_7B, "--budget", "0.05", "--input-len", "512", "--output-len", "256"], 3, "budget"),
+        (["pareto", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "512", "--output-len", "256", "--plot", "x.bmp"], 1, "plot"),
+        (["pareto", "--file", "no-such-file.yaml"], 1, "no-such-file.yaml"),
+    ],
+)
 def test_cli_pareto_errors(runner: CliRunner, args: list[str], code: int, word: str) -> None:
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == code, result.output
@@ -201,10 +248,13 @@ def test_cli_pareto_errors(runner: CliRunner, args: list[str], code: int, word: 
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("args", [
-    ["pareto", "--budget", "12", "--input-len", "512", "--output-len", "256"],  # no model
-    ["pareto", "--file", "x.yaml", "--model", LLAMA2_7B],  # both a file and flags
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pareto", "--budget", "12", "--input-len", "512", "--output-len", "256"],  # no model
+        ["pareto", "--file", "x.yaml", "--model", LLAMA2_7B],  # both a file and flags
+    ],
+)
 def test_cli_pareto_usage_errors(runner: CliRunner, args: list[str]) -> None:
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 2, result.output

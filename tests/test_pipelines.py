@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from plan_checker import check_plan
 
 import guideopt.api as api
 from guideopt.costs.pipeline import balanced_split
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.request import PlanRequest
-from plan_checker import check_plan
 
 SEVENTY_B_ON_MIXED_48GB = dict(
     model="meta-llama/Llama-2-70b-hf",
@@ -77,7 +77,7 @@ def test_slower_stage_sets_the_pace(catalog):
 def test_mixed_pipeline_launch_script_uses_ray_and_the_planned_layer_split(catalog, tmp_path):
     import subprocess
 
-    from guideopt.launch import emit
+    from guideopt.io.launch import emit
 
     result = api.plan(SEVENTY_B_ON_MIXED_48GB, catalog)
     emit(result, tmp_path, request=SEVENTY_B_ON_MIXED_48GB)

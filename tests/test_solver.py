@@ -17,10 +17,25 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import (
+    DECI_TOK_PER_TOK,
+    LLAMA2_7B,
+    LLAMA2_13B,
+    LLAMA3_8B,
+    LLAMA31_405B,
+    MILLI_USD_PER_USD,
+    QWEN2_7B,
+    SMALL_GPUS,
+    US_PER_S,
+    close_tuple,
+    plan_or_none,
+    plan_request,
+    rel_close,
+    solver_values,
+)
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from conftest import DECI_TOK_PER_TOK, MILLI_USD_PER_USD, US_PER_S, close_tuple, plan_or_none, solver_values, LLAMA2_7B, LLAMA2_13B, LLAMA3_8B, LLAMA31_405B, QWEN2_7B, SMALL_GPUS, plan_request, rel_close
 from guideopt import api
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.request import PlanRequest
@@ -33,8 +48,17 @@ TERMS = ("throughput", "latency", "ttft", "tpot", "cost")
 
 SOLVER_MODELS = (LLAMA2_7B, LLAMA3_8B, QWEN2_7B, LLAMA2_13B)
 GPU_POOL = (
-    "l4", "t4", "a10g", "l40s", "rtx-4090", "a100-sxm4-40gb", "a100-sxm4-80gb", "a100-pcie-80gb", "h100-sxm",
-    "h100-pcie", "mi300x",
+    "l4",
+    "t4",
+    "a10g",
+    "l40s",
+    "rtx-4090",
+    "a100-sxm4-40gb",
+    "a100-sxm4-80gb",
+    "a100-pcie-80gb",
+    "h100-sxm",
+    "h100-pcie",
+    "mi300x",
 )
 GPU_SUBSETS = (
     ("l4", "h100-sxm"),
@@ -55,8 +79,11 @@ def test_scaling_matches_the_solver():
 def _shape_of_option(table, i: int) -> tuple:
     space = table.space
     return (
-        space.gpus[int(table.gpu_idx[i])].id, space.frameworks[int(table.fw_idx[i])].id,
-        space.dtypes[int(table.dtype_idx[i])].value, int(table.tp[i]), int(table.pp[i]),
+        space.gpus[int(table.gpu_idx[i])].id,
+        space.frameworks[int(table.fw_idx[i])].id,
+        space.dtypes[int(table.dtype_idx[i])].value,
+        int(table.tp[i]),
+        int(table.pp[i]),
     )
 
 
@@ -164,7 +191,9 @@ def random_request(seed: int) -> dict[str, Any]:
         req["workload"]["batch"] = rng.choice([1, 8, 32, 64])
     slo: dict[str, Any] = {}
     for key, choices in (
-        ("ttft_ms", [20, 100, 500, 2000, 10000]), ("tpot_ms", [8, 15, 30, 60]), ("batch_latency_s", [2, 5, 20, 60]),
+        ("ttft_ms", [20, 100, 500, 2000, 10000]),
+        ("tpot_ms", [8, 15, 30, 60]),
+        ("batch_latency_s", [2, 5, 20, 60]),
         ("min_output_throughput_tok_s", [200, 1000, 4000, 20000]),
     ):
         if rng.random() < 0.3:
@@ -226,8 +255,7 @@ def test_hand_checked_cost_first_plan(catalog):
 
 def test_hand_checked_throughput_first_uses_the_budget(catalog):
     """Throughput first on L4s only (tp=1, pp=1): as many replicas as $2/h buys at $0.44 each."""
-    req = plan_request(LLAMA2_7B, budget=2, gpus={"l4": {}}, parallelism={"tp": [1], "pp": [1]},
-                       objective=["throughput", "cost"], top=1)
+    req = plan_request(LLAMA2_7B, budget=2, gpus={"l4": {}}, parallelism={"tp": [1], "pp": [1]}, objective=["throughput", "cost"], top=1)
     plan = api.plan(req, catalog).plans[0]
     assert plan.num_gpus == math.floor(2 / catalog.gpu("l4").usd_per_hour) == 4
     assert plan.groups[0].replicas == 4
@@ -246,9 +274,13 @@ def plan_requests(draw, top: int = 3) -> dict[str, Any]:
         first = next(iter(gpus))
         gpus[first] = {"usd_per_hour": draw(st.integers(30, 400)) / 100}  # a price override
     req = plan_request(
-        draw(st.sampled_from(SOLVER_MODELS)), budget=draw(st.integers(100, 4000)) / 100,
-        input_len=draw(st.sampled_from([64, 512, 1500])), output_len=draw(st.sampled_from([16, 128, 300])),
-        gpus=gpus, objective=draw(objective_strategy), top=top,
+        draw(st.sampled_from(SOLVER_MODELS)),
+        budget=draw(st.integers(100, 4000)) / 100,
+        input_len=draw(st.sampled_from([64, 512, 1500])),
+        output_len=draw(st.sampled_from([16, 128, 300])),
+        gpus=gpus,
+        objective=draw(objective_strategy),
+        top=top,
     )
     if draw(st.booleans()):
         req["workload"]["batch"] = draw(st.sampled_from([1, 4, 16, 64]))
@@ -276,16 +308,23 @@ def test_more_budget_never_lowers_the_throughput_optimum(catalog, req, extra_cen
 
 
 def test_more_budget_never_lowers_throughput_sub_cent_prices(catalog):
-    base = plan_request(LLAMA2_7B, gpus={"l4": {"usd_per_hour": 0.33351}}, parallelism={"tp": [1], "pp": [1]},
-                        objective=["throughput", "cost"], top=1)
+    base = plan_request(
+        LLAMA2_7B, gpus={"l4": {"usd_per_hour": 0.33351}}, parallelism={"tp": [1], "pp": [1]}, objective=["throughput", "cost"], top=1
+    )
     low = api.plan(dict(base, budget={"usd_per_hour": 1.0005}), catalog)
     high = api.plan(dict(base, budget={"usd_per_hour": 1.0006}), catalog)
     assert high.objective_values[0] >= low.objective_values[0]
 
 
 def test_plan_never_exceeds_the_budget_with_a_throughput_floor(catalog):
-    base = plan_request(LLAMA2_7B, gpus={"l4": {"usd_per_hour": 0.33347}}, parallelism={"tp": [1], "pp": [1]},
-                        objective=["cost", "throughput"], top=1, budget=1.0)
+    base = plan_request(
+        LLAMA2_7B,
+        gpus={"l4": {"usd_per_hour": 0.33347}},
+        parallelism={"tp": [1], "pp": [1]},
+        objective=["cost", "throughput"],
+        top=1,
+        budget=1.0,
+    )
     best_per_replica = float(build_plan_options(PlanRequest.model_validate(base), catalog).table.metrics.output_throughput_tok_s.max())
     base["slo"] = {"min_output_throughput_tok_s": 2.5 * best_per_replica}  # needs 3 replicas
     try:
@@ -314,8 +353,7 @@ def test_every_plan_satisfies_the_request(catalog, req):
             mem = group.memory
             assert mem.total_per_gpu_gb <= mem.usable_gb * (1 + 1e-9)
             assert mem.usable_gb <= mem.gpu_memory_gb * (1 + 1e-9)
-            assert mem.total_per_gpu_gb == pytest.approx(
-                mem.weights_gb + mem.kv_cache_gb + mem.activation_gb + mem.overhead_gb, rel=1e-9)
+            assert mem.total_per_gpu_gb == pytest.approx(mem.weights_gb + mem.kv_cache_gb + mem.activation_gb + mem.overhead_gb, rel=1e-9)
             assert mem.gpu_memory_gb == pytest.approx(catalog.gpu(group.gpu).memory_gb)
             if request.workload.batch:
                 assert group.batch == request.workload.batch
@@ -338,11 +376,23 @@ def test_plan_group_metrics_equal_predict(catalog, req):
     assume(result is not None)
     for plan in result.plans:
         for g in plan.groups:
-            pred = api.predict({
-                "model": req["model"], "gpu": g.gpu, "num_gpus": g.replicas * g.tp * g.pp, "tp": g.tp, "pp": g.pp,
-                "framework": g.framework, "dtype": g.dtype, "kv_dtype": g.kv_dtype, "batch": g.replicas * g.batch,
-                "input_len": req["workload"]["input_len"], "output_len": req["workload"]["output_len"], "split": g.split,
-            }, catalog)
+            pred = api.predict(
+                {
+                    "model": req["model"],
+                    "gpu": g.gpu,
+                    "num_gpus": g.replicas * g.tp * g.pp,
+                    "tp": g.tp,
+                    "pp": g.pp,
+                    "framework": g.framework,
+                    "dtype": g.dtype,
+                    "kv_dtype": g.kv_dtype,
+                    "batch": g.replicas * g.batch,
+                    "input_len": req["workload"]["input_len"],
+                    "output_len": req["workload"]["output_len"],
+                    "split": g.split,
+                },
+                catalog,
+            )
             assert pred.replicas == g.replicas and pred.batch_per_replica == g.batch and pred.waves == 1
             for key, value in g.metrics.model_dump().items():
                 assert rel_close(getattr(pred.metrics, key), value), key
@@ -438,8 +488,9 @@ def test_suggested_budget_allows_a_plan(catalog):
 def test_plan_meets_the_throughput_floor_exactly(catalog):
     # Two L4 replicas at most ($0.88/h); find a batch whose 2-replica throughput rounds *up* at 0.1 tok/s.
     for batch in (1, 2, 4, 8, 16, 24, 32):
-        base = plan_request(LLAMA2_7B, budget=0.88, gpus={"l4": {}}, parallelism={"tp": [1], "pp": [1]},
-                            objective=["cost"], top=1, batch=batch)
+        base = plan_request(
+            LLAMA2_7B, budget=0.88, gpus={"l4": {}}, parallelism={"tp": [1], "pp": [1]}, objective=["cost"], top=1, batch=batch
+        )
         table = build_plan_options(PlanRequest.model_validate(base), catalog).all_options
         deci = 2 * float(table.metrics.output_throughput_tok_s[table.fits].max()) * DECI_TOK_PER_TOK
         if deci % 1 >= 0.5:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from guideopt.analyses.sweep import MAX_SWEEP_VALUES, parse_lengths
 from guideopt.errors import InvalidRequestError
-from guideopt.sweep import MAX_SWEEP_VALUES, parse_lengths
 
 
 def test_single_value() -> None:

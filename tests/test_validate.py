@@ -1,4 +1,4 @@
-"""guideopt.validate: mapping measured rows onto predictable cases, errors and aggregation."""
+"""guideopt.calibration.validate: mapping measured rows onto predictable cases, errors and aggregation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from guideopt import validate as v
+from guideopt.calibration import validate as v
 from guideopt.errors import NoFeasiblePlanError
 
 E2E_CSV = Path(__file__).resolve().parents[2] / "shared/data/measured/e2e.csv"
@@ -27,10 +27,24 @@ AIC_NOTES = "aggregated (non-disaggregated) serving; client concurrency=16; moe_
 def row(**kw) -> dict[str, str]:
     """A CSV row: a static TRT-LLM doc row on an H100 by default, overridden by ``kw``."""
     base = {
-        "source": TRT_DOC, "source_locator": "loc", "framework": "TensorRT-LLM (gptSessionBenchmark, static batching)",
-        "framework_version": "0.9.0", "gpu": "H100", "num_gpus": "1.0", "tp": "1.0", "pp": "",
-        "model": "meta-llama/Llama-2-7b (table: LLaMA 7B)", "dtype": "fp16", "quant": "", "batch_or_concurrency": "64.0",
-        "input_len": "128.0", "output_len": "128.0", "metric": "ttft", "value": "10.0", "unit": "ms", "notes": "",
+        "source": TRT_DOC,
+        "source_locator": "loc",
+        "framework": "TensorRT-LLM (gptSessionBenchmark, static batching)",
+        "framework_version": "0.9.0",
+        "gpu": "H100",
+        "num_gpus": "1.0",
+        "tp": "1.0",
+        "pp": "",
+        "model": "meta-llama/Llama-2-7b (table: LLaMA 7B)",
+        "dtype": "fp16",
+        "quant": "",
+        "batch_or_concurrency": "64.0",
+        "input_len": "128.0",
+        "output_len": "128.0",
+        "metric": "ttft",
+        "value": "10.0",
+        "unit": "ms",
+        "notes": "",
     }
     base.update({k: str(x) for k, x in kw.items()})
     return base
@@ -74,11 +88,26 @@ def test_load_rejects_missing_columns(tmp_path):
 @pytest.mark.parametrize(
     "label, gpu",
     [
-        ("H100 80GB HBM3", "h100-sxm"), ("H100-SXM", "h100-sxm"), ("H100-SXM-80GB", "h100-sxm"), ("H100 SXM", "h100-sxm"),
-        ("H100 80G", "h100-sxm"), ("H100", "h100-sxm"), ("H200-SXM", "h200-sxm"), ("H200 131GB HBM3", "h200-sxm"),
-        ("H200-SXM-141GB", "h200-sxm"), ("H200", "h200-sxm"), ("A100-80G", "a100-sxm4-80gb"), ("A100 80G", "a100-sxm4-80gb"),
-        ("A100", "a100-sxm4-80gb"), ("L40S", "l40s"), ("B200-SXM", "b200"), ("B200-SXM-180GB", "b200"),
-        ("h100-sxm", "h100-sxm"), ("a10g", "a10g"), ("B300-SXM", None), ("GB200", None),
+        ("H100 80GB HBM3", "h100-sxm"),
+        ("H100-SXM", "h100-sxm"),
+        ("H100-SXM-80GB", "h100-sxm"),
+        ("H100 SXM", "h100-sxm"),
+        ("H100 80G", "h100-sxm"),
+        ("H100", "h100-sxm"),
+        ("H200-SXM", "h200-sxm"),
+        ("H200 131GB HBM3", "h200-sxm"),
+        ("H200-SXM-141GB", "h200-sxm"),
+        ("H200", "h200-sxm"),
+        ("A100-80G", "a100-sxm4-80gb"),
+        ("A100 80G", "a100-sxm4-80gb"),
+        ("A100", "a100-sxm4-80gb"),
+        ("L40S", "l40s"),
+        ("B200-SXM", "b200"),
+        ("B200-SXM-180GB", "b200"),
+        ("h100-sxm", "h100-sxm"),
+        ("a10g", "a10g"),
+        ("B300-SXM", None),
+        ("GB200", None),
     ],
 )
 def test_gpu_labels(label, gpu):
@@ -91,14 +120,18 @@ def test_gpu_labels(label, gpu):
         ("meta-llama/Llama-3.1-8B-Instruct", ("meta-llama/Llama-3.1-8B", None)),
         ("meta-llama/Llama-2-7b (table: llama2-7b)", ("meta-llama/Llama-2-7b-hf", None)),
         ("meta-llama/Llama-2-70b-chat-hf (MLPerf llama2-70b-99)", ("meta-llama/Llama-2-70b-hf", None)),
-        ("meta-llama/Llama-3.3-70B-Instruct", ("meta-llama/Llama-3.3-70B-Instruct", None)),  # its own catalog entry (Llama-3.1-70B architecture)
+        (
+            "meta-llama/Llama-3.3-70B-Instruct",
+            ("meta-llama/Llama-3.3-70B-Instruct", None),
+        ),  # its own catalog entry (Llama-3.1-70B architecture)
         ("mistralai/Mistral-7B (table: Mistral 7B)", ("mistralai/Mistral-7B-v0.1", None)),
         ("mistralai/Mixtral-8x7B (table: Mixtral 8x7B)", ("mistralai/Mixtral-8x7B-v0.1", None)),
         ('meta-llama/Meta-Llama-3-70B-Instruct (nightly suite: "llama-3 70B")', ("meta-llama/Meta-Llama-3-70B", None)),
         ("nvidia/Llama-3.1-8B-Instruct-FP8", ("meta-llama/Llama-3.1-8B", "fp8")),
         ("meta-llama/Llama-3.1-70B (table: LLaMA 3.1 70B)", ("meta-llama/Llama-3.1-70B", None)),
         ("Qwen/Qwen2-7B", ("Qwen/Qwen2-7B", None)),
-        ("deepseek-ai/DeepSeek-R1", None), ("EleutherAI/gpt-j-6b (table: GPT-J 6B)", None),
+        ("deepseek-ai/DeepSeek-R1", None),
+        ("EleutherAI/gpt-j-6b (table: GPT-J 6B)", None),
     ],
 )
 def test_model_names(name, expected):
@@ -108,9 +141,14 @@ def test_model_names(name, expected):
 @pytest.mark.parametrize(
     "label, fw, proxy",
     [
-        ("vLLM", "vllm", False), ("vLLM (benchmark_latency)", "vllm", False), ("TensorRT-LLM + Triton tensorrtllm_backend", "trtllm", False),
-        ("SGLang", "sglang", False), ("DeepSpeed-MII", "fastgen", False), ("FastGen", "fastgen", False),
-        ("LMDeploy TurboMind (profile_generation)", "trtllm", True), ("NVIDIA NIM (LLM NIM container)", "trtllm", True),
+        ("vLLM", "vllm", False),
+        ("vLLM (benchmark_latency)", "vllm", False),
+        ("TensorRT-LLM + Triton tensorrtllm_backend", "trtllm", False),
+        ("SGLang", "sglang", False),
+        ("DeepSpeed-MII", "fastgen", False),
+        ("FastGen", "fastgen", False),
+        ("LMDeploy TurboMind (profile_generation)", "trtllm", True),
+        ("NVIDIA NIM (LLM NIM container)", "trtllm", True),
     ],
 )
 def test_framework_labels(label, fw, proxy):
@@ -125,8 +163,16 @@ def test_static_doc_row_becomes_batch_case(tmp_path):
     case = one(tmp_path)
     assert isinstance(case, v.Case)
     assert case.request == {
-        "model": "meta-llama/Llama-2-7b-hf", "gpu": "h100-sxm", "num_gpus": 1, "tp": 1, "pp": 1, "framework": "trtllm",
-        "dtype": "fp16", "input_len": 128, "output_len": 128, "batch": 64,
+        "model": "meta-llama/Llama-2-7b-hf",
+        "gpu": "h100-sxm",
+        "num_gpus": 1,
+        "tp": 1,
+        "pp": 1,
+        "framework": "trtllm",
+        "dtype": "fp16",
+        "input_len": 128,
+        "output_len": 128,
+        "batch": 64,
     }
     assert (case.metric, case.measured, case.line, case.source) == ("ttft_ms", 10.0, 2, TRT_DOC)
     assert not case.framework_proxy
@@ -153,8 +199,11 @@ def test_throughput_of_unstated_scope_is_skipped_above_one_gpu(tmp_path):
 @pytest.mark.parametrize(
     "metric, unit, value, target, expected",
     [
-        ("ttft", "s", 1.5, "ttft_ms", 1500.0), ("itl", "s", 0.047, "tpot_ms", 47.0), ("tpot", "ns", 2.0e7, "tpot_ms", 20.0),
-        ("e2e_latency", "ms", 2500.0, "batch_latency_s", 2.5), ("e2e_latency", "ns", 3.0e9, "batch_latency_s", 3.0),
+        ("ttft", "s", 1.5, "ttft_ms", 1500.0),
+        ("itl", "s", 0.047, "tpot_ms", 47.0),
+        ("tpot", "ns", 2.0e7, "tpot_ms", 20.0),
+        ("e2e_latency", "ms", 2500.0, "batch_latency_s", 2.5),
+        ("e2e_latency", "ns", 3.0e9, "batch_latency_s", 3.0),
         ("total_throughput", "tokens/s", 900.0, "total_throughput_tok_s", 900.0),
     ],
 )
@@ -165,8 +214,15 @@ def test_unit_conversion(tmp_path, metric, unit, value, target, expected):
 
 def test_lmdeploy_is_trtllm_proxy_with_seconds(tmp_path):
     case = one(
-        tmp_path, source=LMDEPLOY, framework="LMDeploy TurboMind (profile_generation)", gpu="A100-80G",
-        model="meta-llama/Llama-2-13b (table: llama2-13b)", metric="ttft", unit="s", value="0.252", batch_or_concurrency="16.0",
+        tmp_path,
+        source=LMDEPLOY,
+        framework="LMDeploy TurboMind (profile_generation)",
+        gpu="A100-80G",
+        model="meta-llama/Llama-2-13b (table: llama2-13b)",
+        metric="ttft",
+        unit="s",
+        value="0.252",
+        batch_or_concurrency="16.0",
     )
     assert case.framework_proxy and case.proxy_of == "LMDeploy TurboMind"
     assert case.request["framework"] == "trtllm" and case.request["gpu"] == "a100-sxm4-80gb"
@@ -175,9 +231,22 @@ def test_lmdeploy_is_trtllm_proxy_with_seconds(tmp_path):
 
 def test_closed_loop_row_becomes_concurrency_case(tmp_path):
     case = one(
-        tmp_path, source=AIC, framework="vLLM", gpu="H200-SXM", model="meta-llama/Llama-3.1-70B", dtype="fp8", quant="fp8",
-        tp="4.0", num_gpus="4.0", pp="1.0", batch_or_concurrency="16.0", input_len="1024.0", output_len="1024.0",
-        metric="tpot", value="12.5", notes=AIC_NOTES,
+        tmp_path,
+        source=AIC,
+        framework="vLLM",
+        gpu="H200-SXM",
+        model="meta-llama/Llama-3.1-70B",
+        dtype="fp8",
+        quant="fp8",
+        tp="4.0",
+        num_gpus="4.0",
+        pp="1.0",
+        batch_or_concurrency="16.0",
+        input_len="1024.0",
+        output_len="1024.0",
+        metric="tpot",
+        value="12.5",
+        notes=AIC_NOTES,
     )
     assert case.request["concurrency"] == 16 and "batch" not in case.request
     assert case.request["dtype"] == "fp8" and "kv_dtype" not in case.request
@@ -217,11 +286,16 @@ def test_parallel_defaults(tmp_path):
         (dict(model="internlm/internlm-20b (table: internlm-20b)"), "model not in catalog"),
         (dict(dtype="fp4", quant="nvfp4"), "fp4 not modelled"),
         (dict(metric="requests_per_s", unit="req/s"), "metric not predicted"),
-        (dict(source=ONLINE, batch_or_concurrency="", notes="request rate QPS=2 (open-loop arrival)"), "open-loop / variable lengths not modelled"),
+        (
+            dict(source=ONLINE, batch_or_concurrency="", notes="request rate QPS=2 (open-loop arrival)"),
+            "open-loop / variable lengths not modelled",
+        ),
         (dict(source="MLPerf Inference v4.1 (closed, NVIDIA)", input_len="", output_len=""), "open-loop / variable lengths not modelled"),
         (dict(source=NIM, input_len="", output_len=""), "open-loop / variable lengths not modelled"),
-        (dict(source=AIC, num_gpus="", notes="client concurrency=8; attention_dp_size=4 (num_gpus left empty); moe_ep=1"),
-         "attention-DP / expert-parallel layout not modelled"),
+        (
+            dict(source=AIC, num_gpus="", notes="client concurrency=8; attention_dp_size=4 (num_gpus left empty); moe_ep=1"),
+            "attention-DP / expert-parallel layout not modelled",
+        ),
         (dict(source=AIC, notes="client concurrency=8; moe_tp=1 moe_ep=8"), "attention-DP / expert-parallel layout not modelled"),
         (dict(unit="furlongs"), "unit not convertible"),
         (dict(value="0"), "measured value not positive"),
@@ -284,8 +358,10 @@ def test_closed_loop_failures_are_skipped_but_static_bugs_raise():
 def test_aggregation_by_hand():
     # measured 100 each; predictions give APEs 10 %, 20 %, 60 % for ttft and 50 % for tpot.
     results = [
-        v.Result(case("ttft_ms", 100.0), 110.0), v.Result(case("ttft_ms", 100.0, batch=16), 80.0),
-        v.Result(case("ttft_ms", 100.0, batch=128), 160.0), v.Result(case("tpot_ms", 100.0, gpu="a100-sxm4-80gb"), 150.0),
+        v.Result(case("ttft_ms", 100.0), 110.0),
+        v.Result(case("ttft_ms", 100.0, batch=16), 80.0),
+        v.Result(case("ttft_ms", 100.0, batch=128), 160.0),
+        v.Result(case("tpot_ms", 100.0, gpu="a100-sxm4-80gb"), 150.0),
     ]
     report = v.Report(results=results, skipped=[v.Skip("fp4 not modelled", "nvfp4")] * 3)
     per = v.per_metric(report.results)

@@ -21,16 +21,15 @@ try:
 except (ImportError, RuntimeError) as exc:  # starlette's TestClient needs httpx2 (or, before 1.x, httpx)
     pytest.skip(f"FastAPI's TestClient cannot load: {exc}", allow_module_level=True)
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
+from conftest import LLAMA2_7B, LLAMA2_70B, README_PLAN_ARGS
 
-from guideopt import api  # noqa: E402
-from guideopt.catalog import load_catalog  # noqa: E402
-from guideopt.cli import main  # noqa: E402
-from guideopt.constraints_file import load_request  # noqa: E402
-from guideopt.model.request import PlanRequest  # noqa: E402
-from guideopt.web.app import INTERNAL_ERROR, PRESETS, create_app, parse_request  # noqa: E402
-
-from conftest import LLAMA2_7B, LLAMA2_70B, README_PLAN_ARGS  # noqa: E402
+from guideopt import api
+from guideopt.catalog import load_catalog
+from guideopt.cli import main
+from guideopt.io.constraints_file import load_request
+from guideopt.model.request import PlanRequest
+from guideopt.web.app import INTERNAL_ERROR, PRESETS, create_app, parse_request
 
 README_REQUEST: dict[str, Any] = {
     "model": LLAMA2_7B,
@@ -158,15 +157,13 @@ def test_infeasible_is_200_with_explanation_and_conflicts(client: TestClient) ->
     assert "budget" in body["explanation"]
     assert body["conflicts"] == ["budget.usd_per_hour"]
     assert body["objective"] == ["throughput", "latency", "cost"]
-    cli = CliRunner().invoke(main, ["plan", "--model", LLAMA2_70B, "--budget", "1", "--input-len", "512",
-                                    "--output-len", "256", "--json"])
+    cli = CliRunner().invoke(main, ["plan", "--model", LLAMA2_70B, "--budget", "1", "--input-len", "512", "--output-len", "256", "--json"])
     assert cli.exit_code == 3
     cli_json = json.loads(cli.stdout)
     assert _without_time(body) == _without_time(cli_json)
 
 
-def test_unexpected_errors_are_a_generic_500(client: TestClient, monkeypatch: pytest.MonkeyPatch,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_errors_are_a_generic_500(client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     def boom(*_: Any, **__: Any) -> None:
         raise RuntimeError("secret internal detail")
 
@@ -182,10 +179,8 @@ def test_unexpected_errors_are_a_generic_500(client: TestClient, monkeypatch: py
 # ---------------------------------------------------------------------- /api/constraints
 
 
-@pytest.mark.parametrize("request_data", [README_REQUEST] + [p["request"] for p in PRESETS],
-                         ids=["readme"] + [p["id"] for p in PRESETS])
-def test_constraints_download_reads_back_into_the_same_request(client: TestClient, tmp_path: Path,
-                                                               request_data: dict[str, Any]) -> None:
+@pytest.mark.parametrize("request_data", [README_REQUEST] + [p["request"] for p in PRESETS], ids=["readme"] + [p["id"] for p in PRESETS])
+def test_constraints_download_reads_back_into_the_same_request(client: TestClient, tmp_path: Path, request_data: dict[str, Any]) -> None:
     resp = client.post("/api/constraints", json=request_data)
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("application/yaml")
@@ -260,7 +255,7 @@ def test_serve_binds_localhost_by_default(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_serve_without_the_web_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    import guideopt.cli_serve as cli_serve
+    import guideopt.commands.serve as cli_serve
 
     real = cli_serve.importlib.util.find_spec
     monkeypatch.setattr(cli_serve.importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a))

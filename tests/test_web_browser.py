@@ -13,16 +13,23 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 CHROMIUM = os.environ.get("GUIDEOPT_CHROMIUM", "/usr/bin/chromium")
 # As root on a machine without network: no sandbox, no background connections.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 
@@ -33,13 +40,12 @@ if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set GUIDEOPT_CHROMIUM)", allow_module_level=True)
 
 from click.testing import CliRunner  # noqa: E402
+from conftest import LLAMA2_7B, LLAMA2_70B, README_PLAN_ARGS  # noqa: E402
 
 from guideopt import api  # noqa: E402
 from guideopt.cli import main  # noqa: E402
-from guideopt.constraints_file import load_request  # noqa: E402
+from guideopt.io.constraints_file import load_request  # noqa: E402
 from guideopt.web.app import PRESETS, create_app  # noqa: E402
-
-from conftest import LLAMA2_7B, LLAMA2_70B, README_PLAN_ARGS  # noqa: E402
 
 TIMEOUT_MS = 20_000
 

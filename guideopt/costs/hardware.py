@@ -6,8 +6,8 @@ for a vector of (GPU, framework, weight dtype) choices in one pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

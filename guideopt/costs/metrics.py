@@ -9,8 +9,8 @@ the batch in waves of what fits (requests wait: GUIDE's "latency divergence").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

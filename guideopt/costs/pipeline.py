@@ -12,10 +12,8 @@ different nodes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
-import yaml
 
 from guideopt.costs.hardware import HardwareArrays
 from guideopt.costs.memory import (
@@ -27,24 +25,10 @@ from guideopt.costs.memory import (
 )
 from guideopt.costs.roofline import ACT_BYTES, PassShape, _scaled, kv_heads_per_gpu, layer_s, lm_head_s
 from guideopt.model.framework import Framework
+from guideopt.model.link import NetworkLink
 from guideopt.model.llm import ModelArch
-from guideopt.units import BYTES_PER_S_PER_GB_S, S_PER_US
 
 STAGES = 2
-
-
-@dataclass(frozen=True)
-class NetworkLink:
-    bytes_per_s: float
-    latency_s: float
-
-
-@lru_cache(maxsize=1)
-def network_link() -> NetworkLink:
-    from guideopt.catalog import catalog_dir
-
-    spec = yaml.safe_load((catalog_dir() / "links.yaml").read_text())["network"]
-    return NetworkLink(spec["bw_gb_s"] * BYTES_PER_S_PER_GB_S, spec["latency_us"] * S_PER_US)
 
 
 @dataclass(frozen=True)
@@ -58,13 +42,15 @@ def kv_layer_bytes_per_token(arch: ModelArch, *, tp, kv_bytes) -> np.ndarray:
     return 2.0 * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_bytes
 
 
-def max_layers(arch: ModelArch, fw: Framework, *, gpu_memory_bytes, tp, w_bytes, kv_bytes, kv_tokens, token_budget,
-               first: bool, last: bool) -> np.ndarray:
+def max_layers(
+    arch: ModelArch, fw: Framework, *, gpu_memory_bytes, tp, w_bytes, kv_bytes, kv_tokens, token_budget, first: bool, last: bool
+) -> np.ndarray:
     """Most layers a stage can hold with the KV cache of ``kv_tokens`` tokens (−1: not even none)."""
     counts = np.arange(arch.num_layers + 1, dtype=float)[None, :]
     col = lambda a: np.asarray(a, dtype=float)[:, None]  # noqa: E731
     weights = counts * col(layer_weight_bytes_per_gpu(arch, tp=tp, w_bytes=w_bytes)) + col(
-        edge_weight_bytes_per_gpu(arch, tp=tp, first=first, last=last))
+        edge_weight_bytes_per_gpu(arch, tp=tp, first=first, last=last)
+    )
     act = col(activation_peak_bytes(arch, tp=tp, token_budget=token_budget, max_seqs=fw.max_num_seqs))
     overhead = col(framework_overhead_bytes(fw, tp=tp))
     pool, _ = kv_pool_bytes(fw, gpu_memory_bytes=col(gpu_memory_bytes), weights=weights, activation=act, overhead=overhead)
@@ -89,8 +75,9 @@ def balanced_split(arch: ModelArch, *, per_layer_a, per_layer_b, cap_a, cap_b) -
     return best
 
 
-def pipeline_forward_s(arch: ModelArch, shape: PassShape, *, a: Stage, b: Stage, w_bytes, kv_bytes, link: NetworkLink,
-                       flash: bool = True) -> np.ndarray:
+def pipeline_forward_s(
+    arch: ModelArch, shape: PassShape, *, a: Stage, b: Stage, w_bytes, kv_bytes, link: NetworkLink, flash: bool = True
+) -> np.ndarray:
     """One forward pass through both stages with up to two micro-batches in flight: the
     slower stage sets the pace (as for uniform PP), plus the activation send between them."""
     micro = np.maximum(np.minimum(STAGES, np.maximum(shape.seqs, 1.0)), 1.0)

@@ -125,7 +125,12 @@ def lm_head_s(arch: ModelArch, shape: PassShape, tp, hw: HardwareArrays) -> np.n
 
 
 def _scaled(shape: PassShape, factor) -> PassShape:
-    return PassShape(*(np.asarray(v, dtype=float) * factor for v in (shape.new_tokens, shape.seqs, shape.attn_pairs, shape.kv_read_tokens, shape.logit_tokens)))
+    return PassShape(
+        *(
+            np.asarray(v, dtype=float) * factor
+            for v in (shape.new_tokens, shape.seqs, shape.attn_pairs, shape.kv_read_tokens, shape.logit_tokens)
+        )
+    )
 
 
 def forward_pass_s(

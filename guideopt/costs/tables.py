@@ -9,15 +9,15 @@ read these tables, so a plan's metrics are exactly what ``predict`` says.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-from guideopt.catalog import Catalog
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
 from guideopt.costs.memory import MemoryArrays, max_batch, memory_arrays
 from guideopt.costs.metrics import StaticBatchInputs, StaticBatchMetrics, static_batch_metrics
+from guideopt.model.calibration import Calibration
 from guideopt.model.dtype import Dtype
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
@@ -70,8 +70,9 @@ class OptionTable:
     def gpus_per_replica(self) -> np.ndarray:
         return self.tp * self.pp
 
-    def take(self, mask: np.ndarray) -> "OptionTable":
+    def take(self, mask: np.ndarray) -> OptionTable:
         """A sub-table of the rows where ``mask`` holds (or of the given indices)."""
+
         def sub(a):
             return a[mask]
 
@@ -79,9 +80,22 @@ class OptionTable:
         met = StaticBatchMetrics(*(sub(getattr(self.metrics, f)) for f in StaticBatchMetrics.__dataclass_fields__))
         names = list(np.asarray(self.kv_dtype_names, dtype=object)[mask]) if self.kv_dtype_names else []
         return OptionTable(
-            self.arch, self.space, sub(self.gpu_idx), sub(self.fw_idx), sub(self.dtype_idx), sub(self.kv_dtype_bytes),
-            sub(self.tp), sub(self.pp), sub(self.batch), sub(self.split), mem, met, sub(self.running_cap), sub(self.fits),
-            sub(self.usd_per_hour_per_gpu), names,
+            self.arch,
+            self.space,
+            sub(self.gpu_idx),
+            sub(self.fw_idx),
+            sub(self.dtype_idx),
+            sub(self.kv_dtype_bytes),
+            sub(self.tp),
+            sub(self.pp),
+            sub(self.batch),
+            sub(self.split),
+            mem,
+            met,
+            sub(self.running_cap),
+            sub(self.fits),
+            sub(self.usd_per_hour_per_gpu),
+            names,
         )
 
 
@@ -115,17 +129,25 @@ def _framework_rows(arch: ModelArch, space: OptionSpace, fw_i: int) -> dict[str,
     if not fw.chunked_prefill:
         ok &= s >= space.input_len  # a whole prompt must fit in one pass
     keep = np.nonzero(ok)[0]
-    return {"gpu": g[keep], "dtype": d[keep], "tp": t[keep], "pp": p[keep], "batch": b[keep], "split": s[keep], "fw": np.full(keep.size, fw_i)}
+    return {
+        "gpu": g[keep],
+        "dtype": d[keep],
+        "tp": t[keep],
+        "pp": p[keep],
+        "batch": b[keep],
+        "split": s[keep],
+        "fw": np.full(keep.size, fw_i),
+    }
 
 
-def build_option_table(arch: ModelArch, space: OptionSpace, catalog: Catalog, prices: Sequence[float] | None = None) -> OptionTable:
+def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibration, prices: Sequence[float] | None = None) -> OptionTable:
     parts = [_framework_rows(arch, space, i) for i in range(len(space.frameworks))]
     rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     n = rows["tp"].size
     kv_dtypes = [space.kv_dtype or default_kv_dtype(dt) for dt in space.dtypes]
     w_bytes = np.array([dt.bytes for dt in space.dtypes])[rows["dtype"]]
     kv_bytes = np.array([kd.bytes for kd in kv_dtypes])[rows["dtype"]]
-    hw = _hardware_for_rows(space, catalog, rows)
+    hw = _hardware_for_rows(space, calibration, rows)
     mem = _memory_for_rows(arch, space, rows, w_bytes, kv_bytes)
     seq_len = space.input_len + space.output_len
     blocks = np.array([fw.kv_block_tokens for fw in space.frameworks])[rows["fw"]]
@@ -136,29 +158,49 @@ def build_option_table(arch: ModelArch, space: OptionSpace, catalog: Catalog, pr
         fits &= running_cap >= batch
     chunked = np.array([fw.chunked_prefill for fw in space.frameworks])[rows["fw"]]
     inputs = StaticBatchInputs(
-        tp=rows["tp"].astype(float), pp=rows["pp"].astype(float), batch=batch,
-        input_len=np.full(n, float(space.input_len)), output_len=np.full(n, float(space.output_len)),
-        split=rows["split"].astype(float), chunked=chunked, w_bytes=w_bytes, kv_bytes=kv_bytes,
-        running_cap=np.maximum(running_cap, 1.0), kv_keep=np.full(n, space.h2o_keep), flash=space.flash_attention,
+        tp=rows["tp"].astype(float),
+        pp=rows["pp"].astype(float),
+        batch=batch,
+        input_len=np.full(n, float(space.input_len)),
+        output_len=np.full(n, float(space.output_len)),
+        split=rows["split"].astype(float),
+        chunked=chunked,
+        w_bytes=w_bytes,
+        kv_bytes=kv_bytes,
+        running_cap=np.maximum(running_cap, 1.0),
+        kv_keep=np.full(n, space.h2o_keep),
+        flash=space.flash_attention,
     )
     metrics = static_batch_metrics(arch, inputs, hw)
     price_list = prices if prices is not None else [g.usd_per_hour for g in space.gpus]
     return OptionTable(
-        arch=arch, space=space, gpu_idx=rows["gpu"], fw_idx=rows["fw"], dtype_idx=rows["dtype"], kv_dtype_bytes=kv_bytes,
-        tp=rows["tp"], pp=rows["pp"], batch=rows["batch"], split=rows["split"], memory=mem, metrics=metrics,
-        running_cap=running_cap, fits=fits, usd_per_hour_per_gpu=np.asarray(price_list, dtype=float)[rows["gpu"]],
+        arch=arch,
+        space=space,
+        gpu_idx=rows["gpu"],
+        fw_idx=rows["fw"],
+        dtype_idx=rows["dtype"],
+        kv_dtype_bytes=kv_bytes,
+        tp=rows["tp"],
+        pp=rows["pp"],
+        batch=rows["batch"],
+        split=rows["split"],
+        memory=mem,
+        metrics=metrics,
+        running_cap=running_cap,
+        fits=fits,
+        usd_per_hour_per_gpu=np.asarray(price_list, dtype=float)[rows["gpu"]],
         kv_dtype_names=[kv_dtypes[i].value for i in rows["dtype"]],
     )
 
 
-def _hardware_for_rows(space: OptionSpace, catalog: Catalog, rows: dict[str, np.ndarray]) -> HardwareArrays:
+def _hardware_for_rows(space: OptionSpace, calibration: Calibration, rows: dict[str, np.ndarray]) -> HardwareArrays:
     """Hardware arrays computed once per distinct (GPU, framework, dtype) and gathered per row."""
     keys = rows["gpu"] * (len(space.frameworks) * len(space.dtypes)) + rows["fw"] * len(space.dtypes) + rows["dtype"]
     uniq, inverse = np.unique(keys, return_inverse=True)
     per_fw_dt = len(space.frameworks) * len(space.dtypes)
     gi, rem = np.divmod(uniq, per_fw_dt)
     fi, di = np.divmod(rem, len(space.dtypes))
-    base = hardware_arrays([space.gpus[i] for i in gi], [space.frameworks[i] for i in fi], [space.dtypes[i] for i in di], catalog.calibration)
+    base = hardware_arrays([space.gpus[i] for i in gi], [space.frameworks[i] for i in fi], [space.dtypes[i] for i in di], calibration)
     return HardwareArrays(**{f: getattr(base, f)[inverse] for f in HardwareArrays.__dataclass_fields__})
 
 
@@ -168,12 +210,19 @@ def _memory_for_rows(arch, space: OptionSpace, rows, w_bytes, kv_bytes) -> Memor
     for fw_i, fw in enumerate(space.frameworks):
         sel = rows["fw"] == fw_i
         part = memory_arrays(
-            arch, fw, gpu_memory_bytes=mem_bytes[sel], tp=rows["tp"][sel], pp=rows["pp"][sel],
-            w_bytes=w_bytes[sel], kv_bytes=kv_bytes[sel], token_budget=rows["split"][sel].astype(float), kv_keep=space.h2o_keep,
+            arch,
+            fw,
+            gpu_memory_bytes=mem_bytes[sel],
+            tp=rows["tp"][sel],
+            pp=rows["pp"][sel],
+            w_bytes=w_bytes[sel],
+            kv_bytes=kv_bytes[sel],
+            token_budget=rows["split"][sel].astype(float),
+            kv_keep=space.h2o_keep,
         )
         for f in out:
             out[f][sel] = getattr(part, f)
     return MemoryArrays(**out)
 
 
-__all__ = ["OptionSpace", "OptionTable", "build_option_table", "default_kv_dtype", "tp_is_valid", "max_batch"]
+__all__ = ["OptionSpace", "OptionTable", "build_option_table", "default_kv_dtype", "max_batch", "tp_is_valid"]

@@ -33,15 +33,21 @@ class Framework(StrictModel):
     non_torch_gib: float = Field(ge=0, description="CUDA context, cuBLAS workspace and allocator slack per GPU")
     comm_buffer_gib_per_tp: float = Field(ge=0, description="NCCL / custom all-reduce buffers per GPU when TP > 1")
     cuda_graph_gib: float = Field(ge=0, description="CUDA-graph memory per GPU")
-    cuda_graph_in_budget: bool = Field(default=False, description="graph memory counted inside the memory fraction (vLLM >= 0.21) rather than in the headroom")
+    cuda_graph_in_budget: bool = Field(
+        default=False, description="graph memory counted inside the memory fraction (vLLM >= 0.21) rather than in the headroom"
+    )
     kv_block_tokens: int = Field(ge=1, description="KV-cache page (block) size in tokens")
     max_num_batched_tokens: int = Field(gt=0, description="default token budget per forward pass (split size)")
     max_num_seqs: int = Field(gt=0, description="default max sequences per forward pass")
-    chunked_prefill: bool = Field(description="prefill split into chunks of the token budget (vLLM V1 chunked prefill, FastGen Dynamic SplitFuse)")
+    chunked_prefill: bool = Field(
+        description="prefill split into chunks of the token budget (vLLM V1 chunked prefill, FastGen Dynamic SplitFuse)"
+    )
     split_sizes: list[int] = Field(min_length=1, description="token budgets the planner may choose")
     vendors: list[str] = Field(default_factory=lambda: ["nvidia", "amd"], description="GPU vendors the engine runs on")
     pipeline_parallel: bool = Field(default=True, description="the engine can split layers into pipeline stages")
-    precisions: list[str] = Field(default_factory=lambda: ["fp16", "bf16", "fp8", "int8", "int4"], description="weight precisions it serves")
+    precisions: list[str] = Field(
+        default_factory=lambda: ["fp16", "bf16", "fp8", "int8", "int4"], description="weight precisions it serves"
+    )
     flash_attention: bool = True
     launch_template: str = ""
     sources: list[str] = Field(min_length=1)

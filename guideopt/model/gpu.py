@@ -43,7 +43,9 @@ class Gpu(StrictModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     name: str
     vendor: Vendor
-    arch: str = Field(description="architecture family (volta, turing, ampere, ada, hopper, blackwell, cdna2, cdna3); calibration falls back to it")
+    arch: str = Field(
+        description="architecture family (volta, turing, ampere, ada, hopper, blackwell, cdna2, cdna3); calibration falls back to it"
+    )
     memory_gib: float = Field(gt=0, description="HBM/GDDR capacity in GiB (2^30 bytes)")
     hbm_bw_gb_s: float = Field(gt=0, description="peak memory bandwidth, GB/s (10^9)")
     peak_tflops: PeakTflops
@@ -58,7 +60,7 @@ class Gpu(StrictModel):
     notes: str = ""
 
     @model_validator(mode="after")
-    def _fabric_has_bandwidth(self) -> "Gpu":
+    def _fabric_has_bandwidth(self) -> Gpu:
         if self.link is not LinkClass.PCIE and self.link_bw_unidir_gb_s <= 0:
             raise ValueError(f"link_bw_unidir_gb_s must be > 0 for link {self.link.value}")
         return self
@@ -91,4 +93,4 @@ class Gpu(StrictModel):
         return bw * BYTES_PER_S_PER_GB_S
 
 
-__all__ = ["Gpu", "LinkClass", "PeakTflops", "Vendor", "S_PER_US"]
+__all__ = ["S_PER_US", "Gpu", "LinkClass", "PeakTflops", "Vendor"]

@@ -34,7 +34,7 @@ class ModelArch(StrictModel):
     source: str = ""
 
     @model_validator(mode="after")
-    def _check_heads(self) -> "ModelArch":
+    def _check_heads(self) -> ModelArch:
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_attention_heads {self.num_heads} is not a multiple of num_key_value_heads {self.num_kv_heads}")
         if self.experts_per_token > self.num_experts:
@@ -149,7 +149,9 @@ def _llama_like(cfg: dict[str, Any], model_id: str, source: str) -> ModelArch:
         id=model_id,
         num_layers=int(cfg["num_hidden_layers"]),
         hidden_size=hidden,
-        intermediate_size=int(_first(cfg, "moe_intermediate_size", default=cfg["intermediate_size"]) if experts > 1 else cfg["intermediate_size"]),
+        intermediate_size=int(
+            _first(cfg, "moe_intermediate_size", default=cfg["intermediate_size"]) if experts > 1 else cfg["intermediate_size"]
+        ),
         num_heads=heads,
         num_kv_heads=int(_first(cfg, "num_key_value_heads", default=heads)),
         head_dim=int(_first(cfg, "head_dim", default=hidden // heads)),

@@ -6,7 +6,6 @@ Its structure is the constraints-file format of ``shared/docs/CONTRACT.md``.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -70,9 +69,9 @@ class PlanRequest(StrictModel):
     model: str = Field(min_length=1, description="catalog id or path to a config.json")
     workload: Workload
     budget: Budget
-    gpus: dict[str, Union[int, GpuAllowance]] | None = Field(default=None, description="allowed GPU types and how many of each")
+    gpus: dict[str, int | GpuAllowance] | None = Field(default=None, description="allowed GPU types and how many of each")
     parallelism: Parallelism = Field(default_factory=Parallelism)
-    framework: Union[str, list[str]] = Field(default="vllm", description="an id, a list of ids, or 'any'")
+    framework: str | list[str] = Field(default="vllm", description="an id, a list of ids, or 'any'")
     precision: list[Dtype] = Field(default_factory=lambda: [Dtype.FP16], min_length=1)
     kv_dtype: Dtype | None = None
     slo: Slo = Field(default_factory=Slo)
@@ -103,7 +102,7 @@ class PlanRequest(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _gpu_counts(self) -> "PlanRequest":
+    def _gpu_counts(self) -> PlanRequest:
         for gpu_id, allowance in (self.gpus or {}).items():
             if isinstance(allowance, int) and allowance < 0:
                 raise ValueError(f"gpus.{gpu_id}: count must be >= 0, got {allowance}")
@@ -141,7 +140,7 @@ class PredictRequest(StrictModel):
     flash_attention: bool = True
 
     @model_validator(mode="after")
-    def _layout(self) -> "PredictRequest":
+    def _layout(self) -> PredictRequest:
         tp = self.resolved_tp
         if self.num_gpus is not None and self.num_gpus % (tp * self.pp):
             raise ValueError(f"num_gpus {self.num_gpus} is not a multiple of tp·pp = {tp * self.pp}")

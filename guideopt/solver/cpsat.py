@@ -54,7 +54,7 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.option.shape[0])
 
-    def take(self, idx: np.ndarray) -> "Candidates":
+    def take(self, idx: np.ndarray) -> Candidates:
         return Candidates(**{f: getattr(self, f)[idx] for f in Candidates.__dataclass_fields__})
 
     def term_values(self, term: ObjectiveTerm) -> np.ndarray:
@@ -112,7 +112,7 @@ def pareto_front(values: np.ndarray) -> np.ndarray:
     kept_rows: list[np.ndarray] = []
     kept = np.empty((0, values.shape[1]), dtype=values.dtype)
     for start in range(0, order.size, PARETO_BLOCK):
-        idx = order[start:start + PARETO_BLOCK]
+        idx = order[start : start + PARETO_BLOCK]
         block = values[idx]
         dominated = (kept[None, :, :] <= block[:, None, :]).all(axis=2).any(axis=1) if kept.size else np.zeros(idx.size, bool)
         no_worse = (block[:, None, :] <= block[None, :, :]).all(axis=2)
@@ -195,9 +195,11 @@ def candidates(opts: PlanOptions, req: PlanRequest, skip: frozenset[str] = froze
     gpus = t.gpus_per_replica.astype(np.int64)[option] * replicas
     per_replica_usd = replica_milli_usd(t.usd_per_hour_per_gpu, t.gpus_per_replica.astype(np.int64))
     return Candidates(
-        option=option, replicas=replicas,
+        option=option,
+        replicas=replicas,
         usd=per_replica_usd[option] * replicas,
-        gpus=gpus, gpu_idx=t.gpu_idx[option],
+        gpus=gpus,
+        gpu_idx=t.gpu_idx[option],
         # rounded down, so that a plan the model accepts meets a throughput floor for real
         throughput=np.floor(m.output_throughput_tok_s[option] * replicas * DECI_TOK_PER_TOK + 1e-9).astype(np.int64),
         ttft_us=np.round(m.ttft_s[option] * US_PER_S).astype(np.int64),
@@ -249,9 +251,7 @@ def _forbid(h: ModelHandle, name: str, violating: np.ndarray) -> None:
         h.model.add(sum(picks) == 0).only_enforce_if(lit)
 
 
-def add_user_constraints(
-    h: ModelHandle, c: Candidates, req: PlanRequest, opts: PlanOptions, skip: frozenset[str] = frozenset()
-) -> None:
+def add_user_constraints(h: ModelHandle, c: Candidates, req: PlanRequest, opts: PlanOptions, skip: frozenset[str] = frozenset()) -> None:
     """Budget, GPU count, inventory and SLOs, each behind a named enforcement literal.
 
     ``skip`` leaves named constraints out (used to find how far each must be relaxed).

@@ -57,20 +57,25 @@ class HeteroOptions:
             self.shape = np.zeros(n, dtype=np.int64)
 
 
-def concat_options(a: "HeteroOptions", b: "HeteroOptions") -> "HeteroOptions":
+def concat_options(a: HeteroOptions, b: HeteroOptions) -> HeteroOptions:
     return HeteroOptions(**{f: np.concatenate([getattr(a, f), getattr(b, f)]) for f in HeteroOptions.__dataclass_fields__})
 
 
 def _inventory_limits(opts: PlanOptions) -> np.ndarray:
     big = np.iinfo(np.int64).max
-    return np.array([big if opts.inventory.get(i) is None else opts.inventory[i] for i in range(len(opts.table.space.gpus))], dtype=np.int64)
+    return np.array(
+        [big if opts.inventory.get(i) is None else opts.inventory[i] for i in range(len(opts.table.space.gpus))], dtype=np.int64
+    )
 
 
 def _slo_ok(req: PlanRequest, m) -> np.ndarray:
     ok = np.ones(m.ttft_s.shape, dtype=bool)
     slo = req.slo
-    for limit, values in ((slo.ttft_ms and slo.ttft_ms / 1e3, m.ttft_s), (slo.tpot_ms and slo.tpot_ms / 1e3, m.tpot_s),
-                          (slo.batch_latency_s, m.batch_latency_s)):
+    for limit, values in (
+        (slo.ttft_ms and slo.ttft_ms / 1e3, m.ttft_s),
+        (slo.tpot_ms and slo.tpot_ms / 1e3, m.tpot_s),
+        (slo.batch_latency_s, m.batch_latency_s),
+    ):
         if limit is not None:
             ok &= values <= limit
     return ok
@@ -93,13 +98,19 @@ def pipeline_options(pt, opts: PlanOptions, req: PlanRequest) -> HeteroOptions |
     if keep.size == 0:
         return None
     return HeteroOptions(
-        index=keep, usd=usd[keep], gpus=pt.tp_a[keep].astype(np.int64), gpu_idx=pt.gpu_a[keep],
+        index=keep,
+        usd=usd[keep],
+        gpus=pt.tp_a[keep].astype(np.int64),
+        gpu_idx=pt.gpu_a[keep],
         throughput=m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK,  # per replica, unrounded
         ttft_us=np.round(m.ttft_s[keep] * cpsat.US_PER_S).astype(np.int64),
         tpot_us=np.round(m.tpot_s[keep] * cpsat.US_PER_S).astype(np.int64),
         latency_us=np.round(m.batch_latency_s[keep] * cpsat.US_PER_S).astype(np.int64),
-        max_replicas=hi[keep].astype(np.int64), gpu_idx2=pt.gpu_b[keep].astype(np.int64), gpus2=pt.tp_b[keep].astype(np.int64),
-        source=np.ones(keep.size, dtype=np.int64), shape=-1 - pipeline_shape_key(pt, keep),
+        max_replicas=hi[keep].astype(np.int64),
+        gpu_idx2=pt.gpu_b[keep].astype(np.int64),
+        gpus2=pt.tp_b[keep].astype(np.int64),
+        source=np.ones(keep.size, dtype=np.int64),
+        shape=-1 - pipeline_shape_key(pt, keep),
     )
 
 
@@ -121,16 +132,23 @@ def hetero_options(opts: PlanOptions, req: PlanRequest) -> HeteroOptions:
     if req.parallelism.max_gpus:
         ok &= gpus_per_replica <= req.parallelism.max_gpus
     ok &= gpus_per_replica <= _inventory_limits(opts)[t.gpu_idx]  # one replica must fit in the inventory
-    keep = _prune(np.nonzero(ok)[0], t.gpu_idx.astype(np.int64) * 4096 + t.gpus_per_replica.astype(np.int64),
-                  metric_columns(m, relevant_terms(req) | {ObjectiveTerm.THROUGHPUT}))
+    keep = _prune(
+        np.nonzero(ok)[0],
+        t.gpu_idx.astype(np.int64) * 4096 + t.gpus_per_replica.astype(np.int64),
+        metric_columns(m, relevant_terms(req) | {ObjectiveTerm.THROUGHPUT}),
+    )
     gpus = t.gpus_per_replica.astype(np.int64)[keep]
     return HeteroOptions(
-        index=keep, usd=cpsat.replica_milli_usd(t.usd_per_hour_per_gpu[keep], gpus), gpus=gpus, gpu_idx=t.gpu_idx[keep],
+        index=keep,
+        usd=cpsat.replica_milli_usd(t.usd_per_hour_per_gpu[keep], gpus),
+        gpus=gpus,
+        gpu_idx=t.gpu_idx[keep],
         throughput=m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK,  # per replica, unrounded
         ttft_us=np.round(m.ttft_s[keep] * cpsat.US_PER_S).astype(np.int64),
         tpot_us=np.round(m.tpot_s[keep] * cpsat.US_PER_S).astype(np.int64),
         latency_us=np.round(m.batch_latency_s[keep] * cpsat.US_PER_S).astype(np.int64),
-        max_replicas=hi[keep], shape=shape_key(t)[keep],
+        max_replicas=hi[keep],
+        shape=shape_key(t)[keep],
     )
 
 
@@ -152,7 +170,7 @@ def _dominated_pipelines(gpu_a: np.ndarray, gpu_b: np.ndarray, values: np.ndarra
 
 
 def _chunks(idx: np.ndarray) -> list[np.ndarray]:
-    return [idx[i:i + DOMINANCE_CHUNK] for i in range(0, idx.size, DOMINANCE_CHUNK)]
+    return [idx[i : i + DOMINANCE_CHUNK] for i in range(0, idx.size, DOMINANCE_CHUNK)]
 
 
 def _prune(rows: np.ndarray, group: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -211,9 +229,20 @@ def hetero_candidates(h: HeteroOptions, req: PlanRequest, per_shape: bool = Fals
         keep = keep[~_dominated_pipelines(h.gpu_idx[row][keep], h.gpu_idx2[row][keep], values[keep])]
     r, k = row[keep], n[keep]
     return HeteroCandidates(
-        row=r, replicas=k, usd=h.usd[r] * k, gpus=h.gpus[r] * k, gpu_idx=h.gpu_idx[r], throughput=throughput[keep],
-        ttft_us=h.ttft_us[r], tpot_us=h.tpot_us[r], latency_us=h.latency_us[r], gpu_idx2=h.gpu_idx2[r],
-        gpus2=h.gpus2[r] * k, source=h.source[r], ref=h.index[r], shape=h.shape[r],
+        row=r,
+        replicas=k,
+        usd=h.usd[r] * k,
+        gpus=h.gpus[r] * k,
+        gpu_idx=h.gpu_idx[r],
+        throughput=throughput[keep],
+        ttft_us=h.ttft_us[r],
+        tpot_us=h.tpot_us[r],
+        latency_us=h.latency_us[r],
+        gpu_idx2=h.gpu_idx2[r],
+        gpus2=h.gpus2[r] * k,
+        source=h.source[r],
+        ref=h.index[r],
+        shape=h.shape[r],
     )
 
 
@@ -255,7 +284,9 @@ def build_hetero_model(c: HeteroCandidates, req: PlanRequest, opts: PlanOptions,
             model.add(sum(pick[k] for k in combo) <= size - 1)
     terms = {ObjectiveTerm.THROUGHPUT: throughput, ObjectiveTerm.COST: cost}
     objective_terms = set(req.objective)
-    types = [np.nonzero((c.gpu_idx == i) | (c.gpu_idx2 == i))[0] for i in np.unique(np.concatenate([c.gpu_idx, c.gpu_idx2[c.gpu_idx2 >= 0]]))]
+    types = [
+        np.nonzero((c.gpu_idx == i) | (c.gpu_idx2 == i))[0] for i in np.unique(np.concatenate([c.gpu_idx, c.gpu_idx2[c.gpu_idx2 >= 0]]))
+    ]
     for term, values in ((ObjectiveTerm.LATENCY, c.latency_us), (ObjectiveTerm.TTFT, c.ttft_us), (ObjectiveTerm.TPOT, c.tpot_us)):
         if term not in objective_terms:
             continue
@@ -364,7 +395,7 @@ def _stage_solver() -> cp_model.CpSolver:
 class ThroughputFloor:
     """A throughput the plan must reach (an earlier stage's optimum), with what the DP needs."""
 
-    candidates: "HeteroCandidates"
+    candidates: HeteroCandidates
     value: float
     budget_milli: int
 
@@ -372,8 +403,9 @@ class ThroughputFloor:
         return throughput_upper_bound(self.candidates, mask, self.budget_milli) < self.value
 
 
-def _min_worst(hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver, incumbent: int | None,
-               floor: ThroughputFloor | None = None) -> tuple[int, bool] | None:
+def _min_worst(
+    hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver, incumbent: int | None, floor: ThroughputFloor | None = None
+) -> tuple[int, bool] | None:
     """Smallest L such that a plan exists with every group's value <= L: a binary search over
     the distinct values, each probe a CP-SAT feasibility solve with the picks above L
     forbidden. ``incumbent`` (the worst value of a plan known to satisfy the model) bounds
@@ -389,7 +421,11 @@ def _min_worst(hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver, i
         incumbent = found if found is not False else int(levels[-1])
     lo, hi = 0, int(np.searchsorted(levels, incumbent))
     if hi > 0:  # usually the incumbent is already optimal: one probe just below proves it
-        below = _feasible_below(hm, values, int(levels[hi - 1]), solver) if floor is None or not floor.unreachable(values <= levels[hi - 1]) else None
+        below = (
+            _feasible_below(hm, values, int(levels[hi - 1]), solver)
+            if floor is None or not floor.unreachable(values <= levels[hi - 1])
+            else None
+        )
         if below is None:
             return int(levels[hi]), proven
         if below is not False:
@@ -426,7 +462,10 @@ def _feasible_below(hm: HeteroModel, values: np.ndarray, level: int, solver: cp_
 
 
 def solve_hetero_model(
-    hm: HeteroModel, objective: list[ObjectiveTerm], candidates: HeteroCandidates, bounds: np.ndarray | None,
+    hm: HeteroModel,
+    objective: list[ObjectiveTerm],
+    candidates: HeteroCandidates,
+    bounds: np.ndarray | None,
     time_limit_s: float | None = None,
 ) -> tuple[str, list[int], list[int]]:
     """Lexicographic stages: sums (throughput, cost) are optimised by CP-SAT directly; worst-
@@ -435,7 +474,11 @@ def solve_hetero_model(
     solver = _stage_solver()
     if time_limit_s is not None:
         solver.parameters.max_time_in_seconds = time_limit_s
-    worst_values = {ObjectiveTerm.LATENCY: candidates.latency_us, ObjectiveTerm.TTFT: candidates.ttft_us, ObjectiveTerm.TPOT: candidates.tpot_us}
+    worst_values = {
+        ObjectiveTerm.LATENCY: candidates.latency_us,
+        ObjectiveTerm.TTFT: candidates.ttft_us,
+        ObjectiveTerm.TPOT: candidates.tpot_us,
+    }
     values: list[int] = []
     proven = True
     picked: list[int] | None = None  # the last plan found, all earlier stages kept

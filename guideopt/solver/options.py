@@ -44,10 +44,17 @@ def build_plan_options(req: PlanRequest, catalog: Catalog) -> PlanOptions:
     prices = [req.allowance(g.id).usd_per_hour or g.usd_per_hour for g in gpus]
     batches = [req.workload.batch] if req.workload.batch else list(DEFAULT_BATCH_CHOICES)
     space = OptionSpace(
-        gpus=gpus, frameworks=frameworks, dtypes=list(req.precision), tp=req.parallelism.tp, pp=req.parallelism.pp,
-        batch=batches, input_len=req.workload.input_len, output_len=req.workload.output_len, kv_dtype=req.kv_dtype,
+        gpus=gpus,
+        frameworks=frameworks,
+        dtypes=list(req.precision),
+        tp=req.parallelism.tp,
+        pp=req.parallelism.pp,
+        batch=batches,
+        input_len=req.workload.input_len,
+        output_len=req.workload.output_len,
+        kv_dtype=req.kv_dtype,
     )
-    table = build_option_table(arch, space, catalog, prices=prices)
+    table = build_option_table(arch, space, catalog.calibration, prices=prices)
     fitting = table.take(np.nonzero(table.fits)[0])
     pruned = fitting.take(non_dominated(fitting, relevant_terms(req)))
     inventory = {i: req.allowance(g.id).max for i, g in enumerate(gpus)}
@@ -59,8 +66,10 @@ def relevant_terms(req: PlanRequest) -> set[ObjectiveTerm]:
     terms = set(req.objective)
     slo = req.slo
     for term, limit in (
-        (ObjectiveTerm.TTFT, slo.ttft_ms), (ObjectiveTerm.TPOT, slo.tpot_ms),
-        (ObjectiveTerm.LATENCY, slo.batch_latency_s), (ObjectiveTerm.THROUGHPUT, slo.min_output_throughput_tok_s),
+        (ObjectiveTerm.TTFT, slo.ttft_ms),
+        (ObjectiveTerm.TPOT, slo.tpot_ms),
+        (ObjectiveTerm.LATENCY, slo.batch_latency_s),
+        (ObjectiveTerm.THROUGHPUT, slo.min_output_throughput_tok_s),
     ):
         if limit is not None:
             terms.add(term)

@@ -8,15 +8,15 @@ from itertools import product
 import numpy as np
 
 from guideopt.catalog import Catalog, load_catalog
+from guideopt.costs.pipeline_table import PIPELINE_STAGES, build_pipeline_table
+from guideopt.costs.rows import THROUGHPUT_KEYS, memory_breakdown, scaled_metrics
 from guideopt.costs.tables import default_kv_dtype
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.plan import Group, MemoryBreakdown, Metrics, Plan, PlanResult
 from guideopt.model.request import ObjectiveTerm, PlanRequest
-from guideopt.predict import memory_breakdown, scaled_metrics
 from guideopt.solver import cpsat, hetero
 from guideopt.solver.explain import explain_conflict, explain_no_fitting_option
 from guideopt.solver.options import PlanOptions, build_plan_options, shape_key
-from guideopt.solver.pipelines import PIPELINE_STAGES, build_pipeline_table
 
 
 def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResult:
@@ -67,7 +67,11 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResul
         plans.append(extract_plan(opts, replicas, rank))
     status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
     return PlanResult(
-        status=status, objective=objective, solve_time_s=time.perf_counter() - start, plans=plans, objective_values=first_values,
+        status=status,
+        objective=objective,
+        solve_time_s=time.perf_counter() - start,
+        plans=plans,
+        objective_values=first_values,
     )
 
 
@@ -118,8 +122,12 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, star
         raise NoFeasiblePlanError("no heterogeneous plan satisfies the constraints", [])
     status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
     return PlanResult(
-        status=status, objective=[t.value for t in req.objective], solve_time_s=time.perf_counter() - start, plans=plans,
-        objective_values=first_values, homogeneous_best=_comparison(plans[0], baseline),
+        status=status,
+        objective=[t.value for t in req.objective],
+        solve_time_s=time.perf_counter() - start,
+        plans=plans,
+        objective_values=first_values,
+        homogeneous_best=_comparison(plans[0], baseline),
     )
 
 
@@ -186,6 +194,7 @@ def _comparison(best: Plan, baseline: Plan | None) -> dict | None:
     """The best single-GPU-type plan under the same budget and inventory, and the gain."""
     if baseline is None:
         return {"plan": None, "note": "no single-GPU-type plan satisfies the constraints"}
+
     def per_usd(p: Plan) -> float:
         return p.metrics.output_throughput_tok_s / p.usd_per_hour
 
@@ -235,17 +244,32 @@ def extract_plan(opts: PlanOptions, replicas: list[int], rank: int, extra_groups
             continue
         gpu = t.space.gpus[int(t.gpu_idx[o])]
         per_replica = int(t.tp[o] * t.pp[o])
-        groups.append(Group(
-            gpu=gpu.id, framework=t.space.frameworks[int(t.fw_idx[o])].id, dtype=t.space.dtypes[int(t.dtype_idx[o])].value,
-            kv_dtype=t.kv_dtype_names[o], replicas=n, tp=int(t.tp[o]), pp=int(t.pp[o]), batch=int(t.batch[o]), split=int(t.split[o]),
-            metrics=scaled_metrics(t, o, n), memory=memory_breakdown(t, o),
-            usd_per_hour=round(n * per_replica * float(t.usd_per_hour_per_gpu[o]), 4), num_gpus=n * per_replica,
-        ))
+        groups.append(
+            Group(
+                gpu=gpu.id,
+                framework=t.space.frameworks[int(t.fw_idx[o])].id,
+                dtype=t.space.dtypes[int(t.dtype_idx[o])].value,
+                kv_dtype=t.kv_dtype_names[o],
+                replicas=n,
+                tp=int(t.tp[o]),
+                pp=int(t.pp[o]),
+                batch=int(t.batch[o]),
+                split=int(t.split[o]),
+                metrics=scaled_metrics(t, o, n),
+                memory=memory_breakdown(t, o),
+                usd_per_hour=round(n * per_replica * float(t.usd_per_hour_per_gpu[o]), 4),
+                num_gpus=n * per_replica,
+            )
+        )
     total = sum(g.metrics.output_throughput_tok_s for g in groups) or 1.0
     groups = [g.model_copy(update={"traffic_share": g.metrics.output_throughput_tok_s / total}) for g in groups]
     return Plan(
-        rank=rank, num_gpus=sum(g.num_gpus for g in groups), gpu_counts=_gpu_counts(groups),
-        usd_per_hour=round(sum(g.usd_per_hour for g in groups), 4), metrics=plan_metrics(groups), groups=groups,
+        rank=rank,
+        num_gpus=sum(g.num_gpus for g in groups),
+        gpu_counts=_gpu_counts(groups),
+        usd_per_hour=round(sum(g.usd_per_hour for g in groups), 4),
+        metrics=plan_metrics(groups),
+        groups=groups,
     )
 
 
@@ -263,7 +287,7 @@ def _pipeline_table(req: PlanRequest, cat: Catalog, opts: PlanOptions):
     space = opts.all_options.space
     if PIPELINE_STAGES not in req.parallelism.pp or len(space.gpus) < 2:
         return None
-    return build_pipeline_table(opts.arch, space, cat, opts.prices)
+    return build_pipeline_table(opts.arch, space, cat.calibration, cat.network_link, opts.prices)
 
 
 def pipeline_group(pt, row: int, replicas: int) -> Group:
@@ -279,15 +303,21 @@ def pipeline_group(pt, row: int, replicas: int) -> Group:
         m[key] *= replicas
     per_replica = int(pt.tp_a[row] + pt.tp_b[row])
     return Group(
-        gpu="mixed", framework=space.frameworks[int(pt.fw_idx[row])].id, dtype=space.dtypes[int(pt.dtype_idx[row])].value,
+        gpu="mixed",
+        framework=space.frameworks[int(pt.fw_idx[row])].id,
+        dtype=space.dtypes[int(pt.dtype_idx[row])].value,
         kv_dtype=(space.kv_dtype or default_kv_dtype(space.dtypes[int(pt.dtype_idx[row])])).value,
-        replicas=replicas, tp=max(int(pt.tp_a[row]), int(pt.tp_b[row])), pp=2, batch=int(pt.batch[row]), split=int(pt.split[row]),
-        metrics=Metrics(**m), memory=MemoryBreakdown(**stages[worst]["memory"]),
-        usd_per_hour=round(replicas * float(pt.usd_per_replica[row]), 4), num_gpus=replicas * per_replica, stages=stages,
+        replicas=replicas,
+        tp=max(int(pt.tp_a[row]), int(pt.tp_b[row])),
+        pp=2,
+        batch=int(pt.batch[row]),
+        split=int(pt.split[row]),
+        metrics=Metrics(**m),
+        memory=MemoryBreakdown(**stages[worst]["memory"]),
+        usd_per_hour=round(replicas * float(pt.usd_per_replica[row]), 4),
+        num_gpus=replicas * per_replica,
+        stages=stages,
     )
-
-
-THROUGHPUT_KEYS = ("decode_throughput_tok_s", "output_throughput_tok_s", "total_throughput_tok_s", "prefill_throughput_tok_s")
 
 
 def plan_metrics(groups: list[Group]) -> Metrics:

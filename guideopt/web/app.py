@@ -13,9 +13,9 @@ structure as a constraints file):
 * ``POST /api/constraints`` — the request as a YAML constraints file (an attachment;
   ``guideopt solve`` reads it back into the same request).
 * ``POST /api/launch`` — a zip of launch scripts, one per plan group, and a PLAN.md
-  (``guideopt.launch.emit``; 501 when that module is missing).
+  (``guideopt.io.launch.emit``; 501 when that module is missing).
 * ``POST /api/pareto`` — an SVG chart of the (cost, throughput) and (latency, throughput)
-  Pareto fronts (``guideopt.pareto``; 501 when it or matplotlib is missing).
+  Pareto fronts (``guideopt.analyses.pareto``; 501 when it or matplotlib is missing).
 
 Errors: a bad request is 422 ``{"field": "workload.input_len", "message": "..."}`` (the
 field is a key path of the request); an unexpected error is 500 ``{"message": ...}``
@@ -42,8 +42,8 @@ import yaml
 
 from guideopt import api
 from guideopt.catalog import Catalog, load_catalog
-from guideopt.constraints_file import ConstraintsFileError, loads, parse_path
 from guideopt.errors import GuideoptError, NoFeasiblePlanError
+from guideopt.io.constraints_file import ConstraintsFileError, loads, parse_path
 from guideopt.model.dtype import Dtype
 from guideopt.model.plan import PlanResult
 from guideopt.model.request import DEFAULT_OBJECTIVE, ObjectiveTerm, PlanRequest
@@ -55,13 +55,11 @@ log = logging.getLogger("guideopt.web")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 INTERNAL_ERROR = "internal error: the planner failed unexpectedly (the server log has the details)"
-LAUNCH_MISSING = "launch commands are not available in this installation (guideopt.launch is missing)"
-PARETO_MISSING = "the Pareto chart is not available in this installation (it needs guideopt.pareto and matplotlib)"
+LAUNCH_MISSING = "launch commands are not available in this installation (guideopt.io.launch is missing)"
+PARETO_MISSING = "the Pareto chart is not available in this installation (it needs guideopt.analyses.pareto and matplotlib)"
 
 # "Optimise for" choices: the first term leads, the default order breaks ties (as `plan --objective X`).
-OBJECTIVE_ORDERS: dict[str, list[str]] = {
-    t.value: [t.value] + [d.value for d in DEFAULT_OBJECTIVE if d is not t] for t in ObjectiveTerm
-}
+OBJECTIVE_ORDERS: dict[str, list[str]] = {t.value: [t.value] + [d.value for d in DEFAULT_OBJECTIVE if d is not t] for t in ObjectiveTerm}
 
 # Starting points for newcomers (after examples/): each is a PlanRequest the form can show.
 PRESETS: list[dict[str, Any]] = [
@@ -154,8 +152,10 @@ def parse_request(payload: Any, cat: Catalog | None = None) -> PlanRequest:
     """Validate a request body as a constraints file would be; a problem is a FieldError."""
     cat = cat or load_catalog()
     if not isinstance(payload, dict):
-        raise FieldError("request", "the body must be a JSON object with model, workload and budget "
-                                    "(the structure of a constraints file: `guideopt schema`)")
+        raise FieldError(
+            "request",
+            "the body must be a JSON object with model, workload and budget (the structure of a constraints file: `guideopt schema`)",
+        )
     _check_model(payload, cat)
     try:
         text = json.dumps(payload, allow_nan=True)
@@ -179,9 +179,12 @@ def solve(request: PlanRequest) -> dict[str, Any]:
         result: PlanResult = api.plan(request)
     except NoFeasiblePlanError as exc:
         return {
-            "status": "infeasible", "objective": [t.value for t in request.objective],
-            "solve_time_s": round(time.perf_counter() - start, 6), "plans": [],
-            "explanation": str(exc), "conflicts": list(exc.conflicts),
+            "status": "infeasible",
+            "objective": [t.value for t in request.objective],
+            "solve_time_s": round(time.perf_counter() - start, 6),
+            "plans": [],
+            "explanation": str(exc),
+            "conflicts": list(exc.conflicts),
         }
     except GuideoptError as exc:
         raise FieldError(*_leading_field(str(exc))) from None
@@ -207,8 +210,7 @@ def catalog_json(cat: Catalog | None = None) -> dict[str, Any]:
             for m in sorted(cat.models.values(), key=lambda m: m.id.lower())
         ],
         "gpus": [
-            {"id": g.id, "name": g.name, "vendor": g.vendor.value, "memory_gb": round(g.memory_gb, 2),
-             "usd_per_hour": g.usd_per_hour}
+            {"id": g.id, "name": g.name, "vendor": g.vendor.value, "memory_gb": round(g.memory_gb, 2), "usd_per_hour": g.usd_per_hour}
             for g in sorted(cat.gpus.values(), key=lambda g: g.id)
         ],
         "frameworks": [
@@ -226,13 +228,13 @@ def catalog_json(cat: Catalog | None = None) -> dict[str, Any]:
 
 
 def launch_available() -> bool:
-    mod = _optional_module("guideopt.launch")
+    mod = _optional_module("guideopt.io.launch")
     return mod is not None and hasattr(mod, "emit")
 
 
 def launch_zip(request: PlanRequest, result: PlanResult) -> bytes:
-    """A zip of ``guideopt.launch.emit``'s output: one launch script per plan group and a PLAN.md."""
-    mod = _optional_module("guideopt.launch")
+    """A zip of ``guideopt.io.launch.emit``'s output: one launch script per plan group and a PLAN.md."""
+    mod = _optional_module("guideopt.io.launch")
     if mod is None or not launch_available():
         raise NotAvailable(LAUNCH_MISSING)
     buffer = io.BytesIO()
@@ -248,21 +250,21 @@ def launch_zip(request: PlanRequest, result: PlanResult) -> bytes:
 
 
 def pareto_available() -> bool:
-    mod = _optional_module("guideopt.pareto")
-    return (mod is not None and hasattr(mod, "pareto_plans") and hasattr(mod, "plot_pareto")
-            and importlib.util.find_spec("matplotlib") is not None)
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def pareto_svg(request: PlanRequest) -> bytes:
-    """Both Pareto fronts of a request (``guideopt.pareto``) drawn as SVG."""
-    mod = _optional_module("guideopt.pareto")
-    if mod is None or not pareto_available():
+    """Both Pareto fronts of a request (``guideopt.analyses.pareto``) drawn as SVG."""
+    if not pareto_available():
         raise NotAvailable(PARETO_MISSING)
-    front = mod.pareto_plans(request)
+    from guideopt.analyses.pareto import pareto_plans
+    from guideopt.io.plots import plot_pareto
+
+    front = pareto_plans(request)
     with tempfile.TemporaryDirectory(prefix="guideopt-web-") as tmp:
         path = os.path.join(tmp, "pareto.svg")
         try:
-            mod.plot_pareto(front, path)
+            plot_pareto(front, path)
         except GuideoptError as exc:  # e.g. the plotting library cannot be loaded
             raise NotAvailable(f"the Pareto chart cannot be drawn here ({exc})") from None
         return Path(path).read_bytes()
@@ -306,8 +308,14 @@ def create_app() -> Any:
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
 
-    app = FastAPI(title="guideopt", description="Plan LLM deployments (GUIDE): the web page's API.",
-                  version=_version(), docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="guideopt",
+        description="Plan LLM deployments (GUIDE): the web page's API.",
+        version=_version(),
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     app.add_middleware(_CatchAll)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -345,12 +353,13 @@ def create_app() -> Any:
     def post_constraints(payload: Any = body):
         """The request as a YAML constraints file, for `guideopt solve FILE`."""
         text = constraints_yaml(parse_request(payload))
-        return Response(text, media_type="application/yaml",
-                        headers={"Content-Disposition": 'attachment; filename="guideopt-constraints.yaml"'})
+        return Response(
+            text, media_type="application/yaml", headers={"Content-Disposition": 'attachment; filename="guideopt-constraints.yaml"'}
+        )
 
     @app.post("/api/launch")
     def post_launch(payload: Any = body):
-        """A zip of launch scripts (one per plan group) and a PLAN.md; 501 without guideopt.launch."""
+        """A zip of launch scripts (one per plan group) and a PLAN.md; 501 without guideopt.io.launch."""
         request = parse_request(payload)
         if not launch_available():
             raise NotAvailable(LAUNCH_MISSING)
@@ -360,12 +369,15 @@ def create_app() -> Any:
             raise FieldError(exc.conflicts[0] if exc.conflicts else "request", f"no feasible plan: {exc}") from None
         except GuideoptError as exc:
             raise FieldError(*_leading_field(str(exc))) from None
-        return Response(launch_zip(request, result), media_type="application/zip",
-                        headers={"Content-Disposition": 'attachment; filename="guideopt-launch.zip"'})
+        return Response(
+            launch_zip(request, result),
+            media_type="application/zip",
+            headers={"Content-Disposition": 'attachment; filename="guideopt-launch.zip"'},
+        )
 
     @app.post("/api/pareto")
     def post_pareto(payload: Any = body):
-        """An SVG chart of the Pareto front of a request; 501 without guideopt.pareto."""
+        """An SVG chart of the Pareto front of a request; 501 without guideopt.analyses.pareto."""
         request = parse_request(payload)
         try:
             svg = pareto_svg(request)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from guideopt.calibration.validate import Case, Report, Skip, cases_from_file, validate
 from guideopt.catalog import Catalog, catalog_dir, load_catalog
 from guideopt.errors import CatalogError
 from guideopt.model.calibration import Calibration, DeviceEfficiency
-from guideopt.validate import Case, Report, Skip, cases_from_file, validate
 
 PRIOR_FILE = "calibration-prior.yaml"
 DEVICE_FIELDS = ("compute_eff", "mem_eff", "attn_compute_eff", "attn_mem_eff", "kernel_overhead_us")

@@ -24,19 +24,18 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import Field
 
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.memory import tokens_per_sequence
+from guideopt.costs.rows import memory_breakdown
 from guideopt.costs.serving import ServingInputs, serving_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
-from pydantic import Field
-
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
 from guideopt.model.plan import MemoryBreakdown, Metrics
-from guideopt.predict import memory_breakdown
 from guideopt.units import BYTES_PER_GB, MS_PER_S
 
 # Replica counts tried when sizing for a load before giving up.
@@ -87,10 +86,18 @@ class Capacity:
 
     def as_dict(self) -> dict:
         out = {
-            "model": self.request.model, "gpu": self.request.gpu, "framework": self.request.framework,
-            "tp": self.request.resolved_tp, "pp": self.request.pp, "input_len": self.request.input_len,
-            "output_len": self.request.output_len, "fits": self.fits, "max_batch": self.max_batch,
-            "kv_cache_tokens": self.kv_cache_tokens, "max_seq_len": self.max_seq_len, "memory": self.memory.model_dump(),
+            "model": self.request.model,
+            "gpu": self.request.gpu,
+            "framework": self.request.framework,
+            "tp": self.request.resolved_tp,
+            "pp": self.request.pp,
+            "input_len": self.request.input_len,
+            "output_len": self.request.output_len,
+            "fits": self.fits,
+            "max_batch": self.max_batch,
+            "kv_cache_tokens": self.kv_cache_tokens,
+            "max_seq_len": self.max_seq_len,
+            "memory": self.memory.model_dump(),
             "prompt_chunks": self.prompt_chunks,
         }
         if self.request.batch:
@@ -102,9 +109,16 @@ class Capacity:
             out["shortfall_gb"] = self.shortfall_gb
             out["fitting_tp"] = self.fitting_tp
         if self.request.rate is not None:
-            out.update({"rate": self.request.rate, "replicas": self.replicas, "num_gpus": self.num_gpus,
-                        "usd_per_hour": self.usd_per_hour, "concurrency_per_replica": self.concurrency_per_replica,
-                        "metrics": self.metrics.model_dump() if self.metrics else None})
+            out.update(
+                {
+                    "rate": self.request.rate,
+                    "replicas": self.replicas,
+                    "num_gpus": self.num_gpus,
+                    "usd_per_hour": self.usd_per_hour,
+                    "concurrency_per_replica": self.concurrency_per_replica,
+                    "metrics": self.metrics.model_dump() if self.metrics else None,
+                }
+            )
         return out
 
 
@@ -114,10 +128,19 @@ def _table(req: CapacityRequest, cat: Catalog, tp: int, batch: int = 1) -> Optio
     if not fw.chunked_prefill:
         split = max(split, req.input_len)
     space = OptionSpace(
-        gpus=[cat.gpu(req.gpu)], frameworks=[fw], dtypes=[req.dtype], tp=[tp], pp=[req.pp], batch=[batch],
-        input_len=req.input_len, output_len=req.output_len, kv_dtype=req.kv_dtype, split=[split], allow_waves=True,
+        gpus=[cat.gpu(req.gpu)],
+        frameworks=[fw],
+        dtypes=[req.dtype],
+        tp=[tp],
+        pp=[req.pp],
+        batch=[batch],
+        input_len=req.input_len,
+        output_len=req.output_len,
+        kv_dtype=req.kv_dtype,
+        split=[split],
+        allow_waves=True,
     )
-    return build_option_table(cat.model(req.model), space, cat)
+    return build_option_table(cat.model(req.model), space, cat.calibration)
 
 
 def split_batch(batch: int, max_batch: int) -> list[int]:
@@ -148,9 +171,14 @@ def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
     fits = max_batch >= 1
     split = int(table.split[0])
     out = Capacity(
-        request=req, fits=fits, kv_cache_tokens=kv_tokens, max_batch=max_batch, max_seq_len=max_seq,
+        request=req,
+        fits=fits,
+        kv_cache_tokens=kv_tokens,
+        max_batch=max_batch,
+        max_seq_len=max_seq,
         memory=memory_breakdown(table, 0, running=float(max(max_batch, 0))),
-        prompt_chunks=math.ceil(req.input_len / split) if fw.chunked_prefill else 1, reason=reason,
+        prompt_chunks=math.ceil(req.input_len / split) if fw.chunked_prefill else 1,
+        reason=reason,
     )
     if req.batch:
         out.sub_batches = split_batch(req.batch, max_batch)
@@ -168,9 +196,9 @@ def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
 def _fitting_tp(req: CapacityRequest, cat: Catalog, arch) -> int | None:
     gpu = cat.gpu(req.gpu)
     for tp in TP_CHOICES_FOR_HINT:
-        if tp <= gpu.gpus_per_node and bool(tp_is_valid(arch, np.array([tp]))[0]):
-            if int(_table(req, cat, tp).memory.kv_tokens[0]) >= req.input_len + req.output_len:
-                return tp
+        valid = tp <= gpu.gpus_per_node and bool(tp_is_valid(arch, np.array([tp]))[0])
+        if valid and int(_table(req, cat, tp).memory.kv_tokens[0]) >= req.input_len + req.output_len:
+            return tp
     return None
 
 
@@ -181,11 +209,17 @@ def _serving_curve(table: OptionTable, cat: Catalog, cap: int):
     n = c.size
     hw = hardware_arrays(table.space.gpus * n, [fw] * n, table.space.dtypes * n, cat.calibration)
     x = ServingInputs(
-        tp=np.full(n, float(table.tp[0])), pp=np.full(n, float(table.pp[0])), concurrency=c,
-        input_len=np.full(n, float(table.space.input_len)), output_len=np.full(n, float(table.space.output_len)),
-        split=np.full(n, float(table.split[0])), chunked=np.full(n, fw.chunked_prefill),
-        w_bytes=np.full(n, table.space.dtypes[0].bytes), kv_bytes=np.full(n, float(table.kv_dtype_bytes[0])),
-        running_cap=np.full(n, float(cap)), kv_keep=np.ones(n),
+        tp=np.full(n, float(table.tp[0])),
+        pp=np.full(n, float(table.pp[0])),
+        concurrency=c,
+        input_len=np.full(n, float(table.space.input_len)),
+        output_len=np.full(n, float(table.space.output_len)),
+        split=np.full(n, float(table.split[0])),
+        chunked=np.full(n, fw.chunked_prefill),
+        w_bytes=np.full(n, table.space.dtypes[0].bytes),
+        kv_bytes=np.full(n, float(table.kv_dtype_bytes[0])),
+        running_cap=np.full(n, float(cap)),
+        kv_keep=np.ones(n),
     )
     return serving_metrics(table.arch, x, hw)
 
@@ -220,9 +254,13 @@ def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) ->
     ttft, tpot = float(curve.ttft_s[point]), float(curve.tpot_s[point])
     latency = ttft + tpot * max(req.output_len - 1, 0)
     out.metrics = Metrics(
-        ttft_ms=ttft * MS_PER_S, tpot_ms=tpot * MS_PER_S, batch_latency_s=latency,
-        decode_throughput_tok_s=req.rate * max(req.output_len - 1, 0), output_throughput_tok_s=req.rate * req.output_len,
-        total_throughput_tok_s=req.rate * (req.input_len + req.output_len), prefill_throughput_tok_s=req.rate * req.input_len,
+        ttft_ms=ttft * MS_PER_S,
+        tpot_ms=tpot * MS_PER_S,
+        batch_latency_s=latency,
+        decode_throughput_tok_s=req.rate * max(req.output_len - 1, 0),
+        output_throughput_tok_s=req.rate * req.output_len,
+        total_throughput_tok_s=req.rate * (req.input_len + req.output_len),
+        prefill_throughput_tok_s=req.rate * req.input_len,
     )
 
 

@@ -22,9 +22,10 @@ import json
 import math
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union, get_args, get_origin
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -40,7 +41,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}
 
-Segment = Union[str, int]  # a mapping key (str) or a list index (int)
+Segment = str | int  # a mapping key (str) or a list index (int)
 KeyPath = tuple[Segment, ...]
 
 # What a missing required key could look like (format-neutral).
@@ -222,8 +223,12 @@ def _parse_yaml(text: str, name: str) -> tuple[Any, Locator]:
         raise _syntax(name, mark.line + 1 if mark else 1, problem, fix) from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, max(exc.position, 0)) + 1
-        raise _syntax(name, line, f"unacceptable character #x{exc.character:04x}" if isinstance(exc.character, int)
-                      else "unacceptable character", "remove control characters; the file must be UTF-8 text") from None
+        raise _syntax(
+            name,
+            line,
+            f"unacceptable character #x{exc.character:04x}" if isinstance(exc.character, int) else "unacceptable character",
+            "remove control characters; the file must be UTF-8 text",
+        ) from None
     except yaml.YAMLError as exc:
         raise _syntax(name, 1, str(exc).splitlines()[0], fix) from None
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. an impossible date such as 2024-13-01
@@ -279,7 +284,9 @@ def _parse_json(text: str, name: str) -> tuple[Any, Locator]:
     try:
         data = json.loads(text, object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as exc:
-        raise _syntax(name, exc.lineno, exc.msg, "check the JSON near this line: quotes around keys, commas between items, no trailing comma") from None
+        raise _syntax(
+            name, exc.lineno, exc.msg, "check the JSON near this line: quotes around keys, commas between items, no trailing comma"
+        ) from None
     except _DuplicateKey as exc:
         pattern = re.compile(re.escape(json.dumps(exc.key)) + r"\s*:")
         hits = [i + 1 for i, s in enumerate(locator.lines) if pattern.search(s)]
@@ -450,12 +457,17 @@ def _message(err: dict[str, Any], path: KeyPath) -> str:
         noun = "an objective term" if path and path[0] == "objective" else "a precision"
         return f"{_show(got)} is not {noun} ({hint}one of {', '.join(options)})"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op, key = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
-                   "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}[kind]
+        op, key = {
+            "greater_than": (">", "gt"),
+            "greater_than_equal": (">=", "ge"),
+            "less_than": ("<", "lt"),
+            "less_than_equal": ("<=", "le"),
+        }[kind]
         bound = ctx.get(key)
         bound_s = f"{bound:g}" if isinstance(bound, float) else str(bound)
-        fix = {">": f"a number above {bound_s}", ">=": f"{bound_s} or more", "<": f"a number below {bound_s}",
-               "<=": f"at most {bound_s}"}[op]
+        fix = {">": f"a number above {bound_s}", ">=": f"{bound_s} or more", "<": f"a number below {bound_s}", "<=": f"at most {bound_s}"}[
+            op
+        ]
         if bound_s == "0" and op == ">":
             fix = "a positive number"
         return f"must be {op} {bound_s}, got {_show(got)} (give {fix})"
@@ -465,7 +477,8 @@ def _message(err: dict[str, Any], path: KeyPath) -> str:
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         msg = re.sub(r"^[\w.\-\[\]]+: ", "", msg)
         fix = {"objective": "list each term once", "tp": "use sizes >= 1", "pp": "use sizes >= 1"}.get(
-            str(path[-1]) if path else "", "fix the value")
+            str(path[-1]) if path else "", "fix the value"
+        )
         if msg.startswith("count must be"):
             fix = "give 0 or more GPUs"
         return f"{msg} ({fix})"
@@ -559,8 +572,10 @@ def _resolve_model(model: str, base: Path, catalog: Catalog) -> tuple[str | None
     if looks_like_path:
         config = candidate / "config.json" if candidate.is_dir() else candidate
         if not config.is_file():
-            return None, (f"file {model!r} does not exist (relative paths are read from the constraints file's folder "
-                          f"{base.resolve()}; give a catalog id or a config.json path)")
+            return None, (
+                f"file {model!r} does not exist (relative paths are read from the constraints file's folder "
+                f"{base.resolve()}; give a catalog id or a config.json path)"
+            )
         try:
             catalog.model(str(config))
         except CatalogError as exc:
@@ -650,8 +665,12 @@ def _loads(text: str, fmt: str, name: str, base: Path, catalog: Catalog | None) 
     if data is None or (isinstance(data, dict) and not data and fmt != "json"):
         raise empty
     if not isinstance(data, dict):
-        raise ConstraintsFileError(name, locator.line(()), "(top level)",
-                                   f"expected a mapping of keys, got {_show(data)} (start with model:, workload: and budget:)")
+        raise ConstraintsFileError(
+            name,
+            locator.line(()),
+            "(top level)",
+            f"expected a mapping of keys, got {_show(data)} (start with model:, workload: and budget:)",
+        )
     bad = _non_finite(data, ())
     if bad is not None:
         raise ConstraintsFileError(name, locator.line(bad), render_path(bad), "must be a finite number (give a number such as 20)")
@@ -687,7 +706,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "workload": "The static batch to plan for: B requests of input_len tokens, each generating output_len tokens",
     "budget": "Spending ceiling for the whole deployment",
     "gpus": "Allowed GPU types (ids from `guideopt catalog gpus`), each with how many can be had (a count) or "
-            "{max, usd_per_hour} to also override the price; leave out to allow the whole catalog",
+    "{max, usd_per_hour} to also override the price; leave out to allow the whole catalog",
     "parallelism": "Allowed tensor/pipeline-parallel sizes and a cap on the GPUs in all",
     "parallelism.tp": "Allowed tensor-parallel sizes (default 1, 2, 4, 8)",
     "parallelism.pp": "Allowed pipeline-parallel sizes (default 1, 2, 4)",
@@ -700,8 +719,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "slo.tpot_ms": "Mean time per output token (after the first) at most this many milliseconds",
     "slo.batch_latency_s": "Time until every request of a replica's batch is done, at most this many seconds",
     "slo.min_output_throughput_tok_s": "Whole-deployment output tokens per second, at least this many",
-    "objective": "Lexicographic objective: the first term decides, later terms break ties "
-                 "(throughput, latency, ttft, tpot, cost)",
+    "objective": "Lexicographic objective: the first term decides, later terms break ties (throughput, latency, ttft, tpot, cost)",
     "top": "How many distinct plans (deployment shapes) to return",
     "heterogeneous": "Allow plans that mix GPU types: one group of replicas per type, traffic split by throughput",
 }
@@ -729,14 +747,19 @@ def json_schema(catalog: Catalog | None = None) -> dict[str, Any]:
             sub_props = defs[_DEF_FOR[top]].get("properties", {})
             if sub in sub_props:
                 sub_props[sub]["description"] = text
-    for def_name, text in (("Workload", "The static batch to plan for"), ("Budget", "Spending ceiling"),
-                           ("GpuAllowance", "How many GPUs of one type can be had, and at what price"),
-                           ("Parallelism", "Allowed parallel layouts"), ("Slo", "Service-level objectives")):
+    for def_name, text in (
+        ("Workload", "The static batch to plan for"),
+        ("Budget", "Spending ceiling"),
+        ("GpuAllowance", "How many GPUs of one type can be had, and at what price"),
+        ("Parallelism", "Allowed parallel layouts"),
+        ("Slo", "Service-level objectives"),
+    ):
         if def_name in defs:
             defs[def_name].setdefault("description", text)
     if "ObjectiveTerm" in defs:
         defs["ObjectiveTerm"]["description"] = (
-            "throughput: maximise output tok/s; latency: minimise batch latency; ttft, tpot: minimise them; cost: minimise $/h")
+            "throughput: maximise output tok/s; latency: minimise batch latency; ttft, tpot: minimise them; cost: minimise $/h"
+        )
     cat = catalog
     if cat is None:
         try:

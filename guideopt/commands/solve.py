@@ -1,6 +1,6 @@
 """``guideopt solve FILE`` and ``guideopt schema``: constraints files on the command line.
 
-Registered on the main group by ``guideopt.cli`` when this module exists. File errors are
+File errors are
 one ``FILE:LINE: key.path: what is wrong (what would be right)`` line on stderr (exit 1);
 a valid file with no feasible plan exits 3 with the explanation on stderr (and in the
 JSON with ``--json``).
@@ -15,9 +15,9 @@ import time
 import click
 
 from guideopt import api
-from guideopt.cli import _emit_plan, handle_errors, json_option, main
-from guideopt.constraints_file import ConstraintsFileError, LoadedFile, json_schema, load, parse_path
+from guideopt.commands.common import emit_plan, handle_errors, infeasible_json, json_option
 from guideopt.errors import GuideoptError, NoFeasiblePlanError
+from guideopt.io.constraints_file import ConstraintsFileError, LoadedFile, json_schema, load, parse_path
 
 
 def _fail(message: str, code: int) -> None:
@@ -33,10 +33,14 @@ def _leading_key(message: str) -> str | None:
     return None
 
 
-@main.command()
+@click.command()
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=False))
-@click.option("--emit", "emit_dir", type=click.Path(file_okay=False), default=None, help="Also write launch scripts and PLAN.md into this folder.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also draw the Pareto fronts to this .png or .svg.")
+@click.option(
+    "--emit", "emit_dir", type=click.Path(file_okay=False), default=None, help="Also write launch scripts and PLAN.md into this folder."
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also draw the Pareto fronts to this .png or .svg."
+)
 @json_option
 @handle_errors
 def solve(file: str, as_json: bool, emit_dir: str | None = None, plot_path: str | None = None) -> None:
@@ -58,11 +62,12 @@ def solve(file: str, as_json: bool, emit_dir: str | None = None, plot_path: str 
         line = next((loaded.line_of(c) for c in conflicts if loaded.line_of(c) > 1), 1)
         click.echo(f"{loaded.path}:{line}: no feasible plan: {exc}", err=True)
         if as_json:
-            click.echo(json.dumps({
-                "status": "infeasible", "objective": [t.value for t in request.objective],
-                "solve_time_s": round(time.perf_counter() - start, 6), "plans": [],
-                "explanation": str(exc), "conflicts": conflicts,
-            }, indent=2))
+            click.echo(
+                json.dumps(
+                    infeasible_json([t.value for t in request.objective], str(exc), conflicts, round(time.perf_counter() - start, 6)),
+                    indent=2,
+                )
+            )
         sys.exit(exc.exit_code)
     except GuideoptError as exc:
         message = str(exc)
@@ -73,14 +78,14 @@ def solve(file: str, as_json: bool, emit_dir: str | None = None, plot_path: str 
             message = f"{loaded.path}: {message}"
         _fail(message, exc.exit_code)
         return
-    _emit_plan(result, as_json)
+    emit_plan(result, as_json)
     if emit_dir or plot_path:
-        from guideopt.cli_outputs import write_outputs
+        from guideopt.commands.outputs import write_outputs
 
         write_outputs(result, request, emit_dir, plot_path)
 
 
-@main.command()
+@click.command()
 def schema() -> None:
     """Print the JSON Schema of constraints files (for editors and validators).
 

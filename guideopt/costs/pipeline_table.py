@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guideopt.catalog import Catalog
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
 from guideopt.costs.memory import (
     activation_peak_bytes,
@@ -18,9 +17,11 @@ from guideopt.costs.memory import (
     tokens_per_sequence,
 )
 from guideopt.costs.metrics import SIMPSON_WEIGHTS, StaticBatchInputs, StaticBatchMetrics, static_batch_metrics
-from guideopt.costs.pipeline import Stage, balanced_split, kv_layer_bytes_per_token, max_layers, network_link, pipeline_forward_s
+from guideopt.costs.pipeline import Stage, balanced_split, kv_layer_bytes_per_token, max_layers, pipeline_forward_s
 from guideopt.costs.roofline import PassShape, layer_s
 from guideopt.costs.tables import OptionSpace, default_kv_dtype, tp_is_valid
+from guideopt.model.calibration import Calibration
+from guideopt.model.link import NetworkLink
 from guideopt.model.llm import ModelArch
 from guideopt.units import BYTES_PER_GB
 
@@ -50,8 +51,16 @@ class PipelineTable:
 
 def _rows(arch: ModelArch, space: OptionSpace) -> dict[str, np.ndarray]:
     n_gpu = len(space.gpus)
-    mesh = np.meshgrid(np.arange(n_gpu), np.arange(n_gpu), space.tp, space.tp, np.arange(len(space.frameworks)),
-                       np.arange(len(space.dtypes)), space.batch, indexing="ij")
+    mesh = np.meshgrid(
+        np.arange(n_gpu),
+        np.arange(n_gpu),
+        space.tp,
+        space.tp,
+        np.arange(len(space.frameworks)),
+        np.arange(len(space.dtypes)),
+        space.batch,
+        indexing="ij",
+    )
     ga, gb, ta, tb, f, d, b = (m.ravel() for m in mesh)
     node = np.array([g.gpus_per_node for g in space.gpus])
     vendor_ok = np.array([[g.vendor.value in fw.vendors for fw in space.frameworks] for g in space.gpus])
@@ -63,16 +72,18 @@ def _rows(arch: ModelArch, space: OptionSpace) -> dict[str, np.ndarray]:
     return {"ga": ga[keep], "gb": gb[keep], "ta": ta[keep], "tb": tb[keep], "f": f[keep], "d": d[keep], "b": b[keep]}
 
 
-def _hw(space: OptionSpace, catalog: Catalog, gpu: np.ndarray, fw: np.ndarray, dt: np.ndarray) -> HardwareArrays:
+def _hw(space: OptionSpace, calibration: Calibration, gpu: np.ndarray, fw: np.ndarray, dt: np.ndarray) -> HardwareArrays:
     key = (gpu * len(space.frameworks) + fw) * len(space.dtypes) + dt
     uniq, inverse = np.unique(key, return_inverse=True)
     g, rest = np.divmod(uniq, len(space.frameworks) * len(space.dtypes))
     f, d = np.divmod(rest, len(space.dtypes))
-    base = hardware_arrays([space.gpus[i] for i in g], [space.frameworks[i] for i in f], [space.dtypes[i] for i in d], catalog.calibration)
+    base = hardware_arrays([space.gpus[i] for i in g], [space.frameworks[i] for i in f], [space.dtypes[i] for i in d], calibration)
     return HardwareArrays(**{k: getattr(base, k)[inverse] for k in HardwareArrays.__dataclass_fields__})
 
 
-def build_pipeline_table(arch: ModelArch, space: OptionSpace, catalog: Catalog, prices: list[float]) -> PipelineTable | None:
+def build_pipeline_table(
+    arch: ModelArch, space: OptionSpace, calibration: Calibration, link: NetworkLink, prices: list[float]
+) -> PipelineTable | None:
     """Every two-stage cross-type pipeline replica that fits, with its metrics."""
     if len(space.gpus) < 2 or arch.num_layers < PIPELINE_STAGES:
         return None
@@ -82,8 +93,10 @@ def build_pipeline_table(arch: ModelArch, space: OptionSpace, catalog: Catalog, 
     w_bytes = np.array([dt.bytes for dt in space.dtypes])[r["d"]]
     kv_bytes = np.array([(space.kv_dtype or default_kv_dtype(dt)).bytes for dt in space.dtypes])[r["d"]]
     seq = space.input_len + space.output_len
-    split = np.array([fw.max_num_batched_tokens if fw.chunked_prefill else max(fw.max_num_batched_tokens, space.input_len)
-                      for fw in space.frameworks], dtype=float)[r["f"]]
+    split = np.array(
+        [fw.max_num_batched_tokens if fw.chunked_prefill else max(fw.max_num_batched_tokens, space.input_len) for fw in space.frameworks],
+        dtype=float,
+    )[r["f"]]
     blocks = np.array([fw.kv_block_tokens for fw in space.frameworks])[r["f"]]
     kv_tokens = r["b"] * tokens_per_sequence(seq, blocks)
     mem = np.array([g.memory_bytes for g in space.gpus])
@@ -93,8 +106,8 @@ def build_pipeline_table(arch: ModelArch, space: OptionSpace, catalog: Catalog, 
         common = dict(w_bytes=w_bytes[sel], kv_bytes=kv_bytes[sel], kv_tokens=kv_tokens[sel], token_budget=split[sel])
         cap_a[sel] = max_layers(arch, fw, gpu_memory_bytes=mem[r["ga"][sel]], tp=r["ta"][sel], first=True, last=False, **common)
         cap_b[sel] = max_layers(arch, fw, gpu_memory_bytes=mem[r["gb"][sel]], tp=r["tb"][sel], first=False, last=True, **common)
-    hw_a = _hw(space, catalog, r["ga"], r["f"], r["d"])
-    hw_b = _hw(space, catalog, r["gb"], r["f"], r["d"])
+    hw_a = _hw(space, calibration, r["ga"], r["f"], r["d"])
+    hw_b = _hw(space, calibration, r["gb"], r["f"], r["d"])
     ctx = space.input_len + space.output_len / 2.0
     batch = r["b"].astype(float)
     mb = np.maximum(batch / np.minimum(PIPELINE_STAGES, batch), 1.0)
@@ -112,31 +125,79 @@ def build_pipeline_table(arch: ModelArch, space: OptionSpace, catalog: Catalog, 
     hw_b = HardwareArrays(**{k: getattr(hw_b, k)[keep] for k in HardwareArrays.__dataclass_fields__})
     a = Stage(hw=hw_a, tp=r["ta"].astype(float), layers=la)
     b = Stage(hw=hw_b, tp=r["tb"].astype(float), layers=arch.num_layers - la)
-    link = network_link()
     n = la.size
     chunked = np.array([fw.chunked_prefill for fw in space.frameworks])[r["f"]]
     inputs = StaticBatchInputs(
-        tp=a.tp, pp=np.full(n, float(PIPELINE_STAGES)), batch=r["b"].astype(float), input_len=np.full(n, float(space.input_len)),
-        output_len=np.full(n, float(space.output_len)), split=split, chunked=chunked, w_bytes=w_bytes, kv_bytes=kv_bytes,
-        running_cap=r["b"].astype(float), kv_keep=np.ones(n), flash=space.flash_attention,
+        tp=a.tp,
+        pp=np.full(n, float(PIPELINE_STAGES)),
+        batch=r["b"].astype(float),
+        input_len=np.full(n, float(space.input_len)),
+        output_len=np.full(n, float(space.output_len)),
+        split=split,
+        chunked=chunked,
+        w_bytes=w_bytes,
+        kv_bytes=kv_bytes,
+        running_cap=r["b"].astype(float),
+        kv_keep=np.ones(n),
+        flash=space.flash_attention,
         forward=lambda s: pipeline_forward_s(arch, s, a=a, b=b, w_bytes=w_bytes, kv_bytes=kv_bytes, link=link),
     )
     metrics = static_batch_metrics(arch, inputs, hw_a)
     memory = [
         _stage_memory(arch, space, r, "ga", "ta", la, first=True, w_bytes=w_bytes, kv_bytes=kv_bytes, kv_tokens=kv_tokens, split=split),
-        _stage_memory(arch, space, r, "gb", "tb", arch.num_layers - la, first=False, w_bytes=w_bytes, kv_bytes=kv_bytes, kv_tokens=kv_tokens, split=split),
+        _stage_memory(
+            arch,
+            space,
+            r,
+            "gb",
+            "tb",
+            arch.num_layers - la,
+            first=False,
+            w_bytes=w_bytes,
+            kv_bytes=kv_bytes,
+            kv_tokens=kv_tokens,
+            split=split,
+        ),
     ]
     price = np.asarray(prices, dtype=float)
     usd = r["ta"] * price[r["ga"]] + r["tb"] * price[r["gb"]]
-    return PipelineTable(space, r["ga"], r["gb"], r["ta"], r["tb"], la.astype(int), (arch.num_layers - la).astype(int), r["f"], r["d"],
-                         r["b"], split.astype(int), metrics, memory, usd)
+    return PipelineTable(
+        space,
+        r["ga"],
+        r["gb"],
+        r["ta"],
+        r["tb"],
+        la.astype(int),
+        (arch.num_layers - la).astype(int),
+        r["f"],
+        r["d"],
+        r["b"],
+        split.astype(int),
+        metrics,
+        memory,
+        usd,
+    )
 
 
 def _stage_memory(arch, space, r, gkey, tkey, layers, *, first, w_bytes, kv_bytes, kv_tokens, split) -> dict[str, np.ndarray]:
     tp = r[tkey].astype(float)
-    weights = layers * layer_weight_bytes_per_gpu(arch, tp=tp, w_bytes=w_bytes) + edge_weight_bytes_per_gpu(arch, tp=tp, first=first, last=not first)
+    weights = layers * layer_weight_bytes_per_gpu(arch, tp=tp, w_bytes=w_bytes) + edge_weight_bytes_per_gpu(
+        arch, tp=tp, first=first, last=not first
+    )
     kv = layers * kv_tokens * kv_layer_bytes_per_token(arch, tp=tp, kv_bytes=kv_bytes)
-    out = {k: np.zeros(tp.size) for k in ("weights_gb", "kv_cache_gb", "activation_gb", "overhead_gb", "total_per_gpu_gb", "gpu_memory_gb", "kv_pool_gb", "usable_gb")}
+    out = {
+        k: np.zeros(tp.size)
+        for k in (
+            "weights_gb",
+            "kv_cache_gb",
+            "activation_gb",
+            "overhead_gb",
+            "total_per_gpu_gb",
+            "gpu_memory_gb",
+            "kv_pool_gb",
+            "usable_gb",
+        )
+    }
     mem = np.array([g.memory_bytes for g in space.gpus])[r[gkey]]
     for fi, fw in enumerate(space.frameworks):
         sel = r["f"] == fi
@@ -152,4 +213,4 @@ def _stage_memory(arch, space, r, gkey, tkey, layers, *, first, w_bytes, kv_byte
     return out
 
 
-__all__ = ["PipelineTable", "build_pipeline_table", "SIMPSON_WEIGHTS"]
+__all__ = ["SIMPSON_WEIGHTS", "PipelineTable", "build_pipeline_table"]

@@ -21,10 +21,11 @@ import re
 import statistics
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Union
+from typing import Any
 
 from guideopt.api import predict
 from guideopt.catalog import Catalog, load_catalog
@@ -35,8 +36,24 @@ from guideopt.errors import CatalogError, GuideoptError, InvalidRequestError, No
 # --------------------------------------------------------------------------------------
 
 CSV_COLUMNS = (
-    "source", "source_locator", "framework", "framework_version", "gpu", "num_gpus", "tp", "pp", "model",
-    "dtype", "quant", "batch_or_concurrency", "input_len", "output_len", "metric", "value", "unit", "notes",
+    "source",
+    "source_locator",
+    "framework",
+    "framework_version",
+    "gpu",
+    "num_gpus",
+    "tp",
+    "pp",
+    "model",
+    "dtype",
+    "quant",
+    "batch_or_concurrency",
+    "input_len",
+    "output_len",
+    "metric",
+    "value",
+    "unit",
+    "notes",
 )
 _NUMERIC_COLUMNS = ("num_gpus", "tp", "pp", "batch_or_concurrency", "input_len", "output_len")
 
@@ -143,7 +160,7 @@ class Skip:
         return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
-CaseOrSkip = Union[Case, Skip]
+CaseOrSkip = Case | Skip
 
 
 def _annotation_free(text: str) -> str:
@@ -302,18 +319,30 @@ class SourceRule:
 
 
 SOURCE_RULES: tuple[SourceRule, ...] = (
-    SourceRule("NVIDIA aiconfigurator silicon_sample", Workload.CLOSED_LOOP,
-               "aggregated serving; notes give 'client concurrency=N' = batch_or_concurrency (a few rows: "
-               "'concurrency not recorded', the aic batch size stands in)"),
+    SourceRule(
+        "NVIDIA aiconfigurator silicon_sample",
+        Workload.CLOSED_LOOP,
+        "aggregated serving; notes give 'client concurrency=N' = batch_or_concurrency (a few rows: "
+        "'concurrency not recorded', the aic batch size stands in)",
+    ),
     SourceRule("NVIDIA NIM", Workload.CLOSED_LOOP, "'closed-loop concurrency sweep (AIPerf/genai-perf)'"),
-    SourceRule("GPUStack", Workload.CLOSED_LOOP,
-               "'vllm bench serve --max-concurrency 4' on ShareGPT: closed loop but variable lengths (no ISL/OSL)"),
+    SourceRule(
+        "GPUStack",
+        Workload.CLOSED_LOOP,
+        "'vllm bench serve --max-concurrency 4' on ShareGPT: closed loop but variable lengths (no ISL/OSL)",
+    ),
     SourceRule("LMDeploy", Workload.STATIC, "'static inference benchmark, fixed batch' (profile_generation)"),
-    SourceRule("TensorRT-LLM performance doc", Workload.STATIC,
-               "gptSessionBenchmark 'static batch of fixed size'; first-token latency at batch 1, output length 1"),
+    SourceRule(
+        "TensorRT-LLM performance doc",
+        Workload.STATIC,
+        "gptSessionBenchmark 'static batch of fixed size'; first-token latency at batch 1, output length 1",
+    ),
     SourceRule("vLLM performance benchmark", Workload.STATIC, "benchmark_latency 'fixed batch 8, input 32, output 128'"),
-    SourceRule("TensorRT-LLM perf overview online serving", Workload.OPEN_LOOP,
-               "'request rate QPS=…, concurrency not fixed (open-loop arrival)'; QPS=INF sends 500 at once"),
+    SourceRule(
+        "TensorRT-LLM perf overview online serving",
+        Workload.OPEN_LOOP,
+        "'request rate QPS=…, concurrency not fixed (open-loop arrival)'; QPS=INF sends 500 at once",
+    ),
     SourceRule("SGLang v0.3.0 vs vLLM", Workload.OPEN_LOOP, "ShareGPT variable lengths at 4 / 8 req/s or offline"),
     SourceRule("MLPerf", Workload.OPEN_LOOP, "Server (scheduled load) / Offline on OpenOrca, variable lengths"),
 )
@@ -458,14 +487,27 @@ def _to_case(m: Measurement, cat: Catalog) -> CaseOrSkip:
         return value
     dtype, kv_dtype, assumed = prec
     request: dict[str, Any] = {
-        "model": model[0], "gpu": gpu, "num_gpus": num_gpus, "tp": tp, "pp": pp,
-        "framework": rule.framework, "dtype": dtype, **shape,
+        "model": model[0],
+        "gpu": gpu,
+        "num_gpus": num_gpus,
+        "tp": tp,
+        "pp": pp,
+        "framework": rule.framework,
+        "dtype": dtype,
+        **shape,
     }
     if kv_dtype:
         request["kv_dtype"] = kv_dtype
     return Case(
-        request=request, metric=metric, measured=value, source=m.source, source_locator=m.source_locator,
-        line=m.line, framework_label=m.framework, proxy_of=rule.proxy_of, assumptions=assumed,
+        request=request,
+        metric=metric,
+        measured=value,
+        source=m.source,
+        source_locator=m.source_locator,
+        line=m.line,
+        framework_label=m.framework,
+        proxy_of=rule.proxy_of,
+        assumptions=assumed,
     )
 
 
@@ -484,7 +526,6 @@ class Result:
     case: Case
     predicted: float
     waves: int = 1  # static batches too large for the KV cache run in waves; per-request latency definitions then differ by source
-
 
     @property
     def measured(self) -> float:
@@ -543,7 +584,7 @@ def _predict_config(request: dict[str, Any], predict_fn: Callable[[dict], Any]) 
         return _predicted(predict_fn(request))
     except GuideoptError as exc:
         return _error_skip(exc)
-    except Exception as exc:  # noqa: BLE001 — only closed-loop requests: that mode may be missing or unfinished
+    except Exception as exc:
         if request.get("concurrency") is None:
             raise
         return Skip(CLOSED_LOOP_UNAVAILABLE, f"{type(exc).__name__}: {exc}")
@@ -678,7 +719,9 @@ def report_dict(report: Report) -> dict[str, Any]:
         "seconds": report.seconds,
         "metrics": {m: s.as_dict() for m, s in per_metric(report.results).items()},
         "by": {k: {g: {m: s.as_dict() for m, s in ms.items()} for g, ms in breakdown(report, k).items()} for k in BREAKDOWNS},
-        "skip_reasons": {r: {"count": sum(d.values()), "details": dict(d.most_common())} for r, d in skipped_by_reason(report.skipped).items()},
+        "skip_reasons": {
+            r: {"count": sum(d.values()), "details": dict(d.most_common())} for r, d in skipped_by_reason(report.skipped).items()
+        },
     }
 
 
@@ -730,8 +773,35 @@ def report_markdown(report: Report) -> str:
 
 
 __all__ = [
-    "BATCH_BUCKETS", "Case", "FRAMEWORK_RULES", "GPU_LABELS", "MODEL_NAMES", "METRICS", "Measurement", "Report",
-    "Result", "SOURCE_RULES", "Skip", "Stats", "Workload", "batch_bucket", "breakdown", "cases_by", "cases_from_file",
-    "gpu_id", "layout", "load_measurements", "measured_value", "model_id", "per_metric", "precision", "report_dict",
-    "report_markdown", "skipped_by_reason", "stats", "to_case", "validate", "validate_file",
+    "BATCH_BUCKETS",
+    "FRAMEWORK_RULES",
+    "GPU_LABELS",
+    "METRICS",
+    "MODEL_NAMES",
+    "SOURCE_RULES",
+    "Case",
+    "Measurement",
+    "Report",
+    "Result",
+    "Skip",
+    "Stats",
+    "Workload",
+    "batch_bucket",
+    "breakdown",
+    "cases_by",
+    "cases_from_file",
+    "gpu_id",
+    "layout",
+    "load_measurements",
+    "measured_value",
+    "model_id",
+    "per_metric",
+    "precision",
+    "report_dict",
+    "report_markdown",
+    "skipped_by_reason",
+    "stats",
+    "to_case",
+    "validate",
+    "validate_file",
 ]

@@ -10,24 +10,22 @@ option of the request deployed as 1 … max replicas, filtered by the same const
 The comparison uses the solver's own integer scaling (milli-dollars, microseconds, tenths
 of a token/s), so the plan ``guideopt.api.plan`` picks compares with the fronts exactly.
 Fronts cover single-GPU-type deployments (one option, n replicas), as the solver does.
-``plot_pareto`` draws both fronts with matplotlib.
+``guideopt.io.plots.plot_pareto`` draws both fronts with matplotlib.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from guideopt.api import validated
 from guideopt.catalog import Catalog, load_catalog
-from guideopt.errors import GuideoptError, InvalidRequestError
 from guideopt.model.plan import Group, PlanResult
 from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.model.validation import validated
 from guideopt.solver import cpsat
 from guideopt.solver.options import PlanOptions, build_plan_options, non_dominated, relevant_terms
 from guideopt.solver.plan import solve_request
@@ -36,11 +34,6 @@ from guideopt.solver.plan import solve_request
 # count) that are no better in throughput and latency, nor in any metric an SLO bounds,
 # can never be on either front.
 FRONT_TERMS = {ObjectiveTerm.THROUGHPUT, ObjectiveTerm.LATENCY}
-PLOT_SUFFIXES = (".png", ".svg")
-PLOT_DPI = 150  # sharp enough for a slide or a README at 12 x 5 inches
-PLOT_SIZE_IN = (12.0, 5.0)
-MAX_FAINT_POINTS = 20_000  # drawing more background candidates adds time, not information
-LOG_AXIS_RATIO = 20.0  # an axis spanning more than this factor is drawn on a log scale
 
 
 @dataclass(frozen=True)
@@ -100,7 +93,9 @@ class ParetoResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "objective": self.objective, "num_candidates": self.num_candidates,
+            "model": self.model,
+            "objective": self.objective,
+            "num_candidates": self.num_candidates,
             "chosen": self.chosen.as_dict() if self.chosen else None,
             "cost_throughput_front": [p.as_dict() for p in self.cost_front],
             "latency_throughput_front": [p.as_dict() for p in self.latency_front],
@@ -151,8 +146,11 @@ def all_replica_counts(opts: PlanOptions, req: PlanRequest) -> cpsat.Candidates:
     per_replica_gpus = t.gpus_per_replica.astype(np.int64)
     per_replica_usd = cpsat.replica_milli_usd(t.usd_per_hour_per_gpu, per_replica_gpus)
     return cpsat.Candidates(
-        option=option, replicas=replicas, usd=per_replica_usd[option] * replicas,
-        gpus=per_replica_gpus[option] * replicas, gpu_idx=t.gpu_idx[option],
+        option=option,
+        replicas=replicas,
+        usd=per_replica_usd[option] * replicas,
+        gpus=per_replica_gpus[option] * replicas,
+        gpu_idx=t.gpu_idx[option],
         throughput=np.floor(m.output_throughput_tok_s[option] * replicas * cpsat.DECI_TOK_PER_TOK + 1e-9).astype(np.int64),
         ttft_us=np.round(m.ttft_s[option] * cpsat.US_PER_S).astype(np.int64),
         tpot_us=np.round(m.tpot_s[option] * cpsat.US_PER_S).astype(np.int64),
@@ -187,14 +185,21 @@ def _point(opts: PlanOptions, cands: cpsat.Candidates, i: int, chosen: bool) -> 
     o = int(cands.option[i])
     space = t.space
     return ParetoPoint(
-        gpu=space.gpus[int(t.gpu_idx[o])].id, framework=space.frameworks[int(t.fw_idx[o])].id,
-        dtype=space.dtypes[int(t.dtype_idx[o])].value, kv_dtype=t.kv_dtype_names[o] if t.kv_dtype_names else "",
-        tp=int(t.tp[o]), pp=int(t.pp[o]), batch=int(t.batch[o]), split=int(t.split[o]),
-        replicas=int(cands.replicas[i]), num_gpus=int(cands.gpus[i]),
+        gpu=space.gpus[int(t.gpu_idx[o])].id,
+        framework=space.frameworks[int(t.fw_idx[o])].id,
+        dtype=space.dtypes[int(t.dtype_idx[o])].value,
+        kv_dtype=t.kv_dtype_names[o] if t.kv_dtype_names else "",
+        tp=int(t.tp[o]),
+        pp=int(t.pp[o]),
+        batch=int(t.batch[o]),
+        split=int(t.split[o]),
+        replicas=int(cands.replicas[i]),
+        num_gpus=int(cands.gpus[i]),
         usd_per_hour=float(cands.usd[i]) / cpsat.MILLI_USD_PER_USD,
         output_throughput_tok_s=float(cands.throughput[i]) / cpsat.DECI_TOK_PER_TOK,
         batch_latency_s=float(cands.latency_us[i]) / cpsat.US_PER_S,
-        ttft_ms=float(cands.ttft_us[i]) * 1e3 / cpsat.US_PER_S, tpot_ms=float(cands.tpot_us[i]) * 1e3 / cpsat.US_PER_S,
+        ttft_ms=float(cands.ttft_us[i]) * 1e3 / cpsat.US_PER_S,
+        tpot_ms=float(cands.tpot_us[i]) * 1e3 / cpsat.US_PER_S,
         chosen=chosen,
     )
 
@@ -232,7 +237,9 @@ def pareto_plans(request: PlanRequest | Mapping[str, Any], catalog: Catalog | No
     cost_idx = front_2d(cands.usd, cands.throughput, cands.latency_us, is_chosen)
     latency_idx = front_2d(cands.latency_us, cands.throughput, cands.usd, is_chosen)
     return ParetoResult(
-        model=req.model, objective=[t.value for t in req.objective], plan=result,
+        model=req.model,
+        objective=[t.value for t in req.objective],
+        plan=result,
         cost_front=[_point(opts, cands, int(i), int(i) == chosen) for i in cost_idx],
         latency_front=[_point(opts, cands, int(i), int(i) == chosen) for i in latency_idx],
         chosen=_point(opts, cands, chosen, True) if chosen is not None else None,
@@ -240,88 +247,3 @@ def pareto_plans(request: PlanRequest | Mapping[str, Any], catalog: Catalog | No
         output_throughput_tok_s=cands.throughput / cpsat.DECI_TOK_PER_TOK,
         batch_latency_s=cands.latency_us / cpsat.US_PER_S,
     )
-
-
-# ----------------------------------------------------------------------------- plot
-
-
-def check_plot_path(path: str | os.PathLike[str]) -> Path:
-    """The chart path, checked (.png or .svg) and with its folder created."""
-    p = Path(path)
-    if p.suffix.lower() not in PLOT_SUFFIXES:
-        raise InvalidRequestError(f"plot: unknown image type {p.suffix or '(none)'!r} for {p} (name it .png or .svg)")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidRequestError(f"plot: cannot create the folder of {p} ({exc.strerror or exc})") from None
-    return p
-
-
-def _faint_sample(n: int) -> np.ndarray:
-    if n <= MAX_FAINT_POINTS:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, MAX_FAINT_POINTS).astype(int))
-
-
-def _scale(ax: Any, axis: str, values: np.ndarray) -> None:
-    positive = values[values > 0]
-    if positive.size and positive.max() / positive.min() > LOG_AXIS_RATIO:
-        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-
-
-def _label(ax: Any, at: tuple[float, float], text: str) -> None:
-    """Label a point, on whichever side of it has more room."""
-    ax.autoscale_view()
-    x_frac = ax.transAxes.inverted().transform(ax.transData.transform(at))[0]
-    right_half = x_frac > 0.5
-    ax.annotate(text, at, xytext=(-12 if right_half else 12, -28), textcoords="offset points", fontsize=8,
-                ha="right" if right_half else "left", arrowprops={"arrowstyle": "-", "color": "0.3"},
-                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.6"})
-
-
-def _panel(ax: Any, x_all: np.ndarray, y_all: np.ndarray, front: list[ParetoPoint], x_of: str, chosen: tuple[float, float] | None,
-           chosen_label: str, xlabel: str) -> None:
-    sample = _faint_sample(x_all.size)
-    ax.scatter(x_all[sample], y_all[sample], s=6, color="0.75", alpha=0.4, linewidths=0, label="feasible deployments",
-               rasterized=True)
-    fx = [getattr(p, x_of) for p in front]
-    fy = [p.output_throughput_tok_s for p in front]
-    ax.plot(fx, fy, drawstyle="steps-post", color="tab:blue", linewidth=1.5, marker="o", markersize=4, label="Pareto front")
-    _scale(ax, "x", x_all)
-    _scale(ax, "y", y_all)
-    if chosen is not None:
-        ax.scatter([chosen[0]], [chosen[1]], s=160, marker="*", color="tab:red", edgecolors="black", zorder=5,
-                   label="chosen plan (rank 1)")
-        _label(ax, chosen, chosen_label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("output throughput (tok/s, whole deployment)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-
-
-def plot_pareto(result: ParetoResult, path: str | os.PathLike[str]) -> Path:
-    """Draw the two fronts (PNG or SVG by the suffix of ``path``) and return the path."""
-    target = check_plot_path(path)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise GuideoptError("plot: matplotlib is not installed (pip install matplotlib)") from None
-    chosen = result.chosen_values()
-    label = result.chosen.label if result.chosen else "chosen plan"
-    fig, (left, right) = plt.subplots(1, 2, figsize=PLOT_SIZE_IN)
-    try:
-        _panel(left, result.usd_per_hour, result.output_throughput_tok_s, result.cost_front, "usd_per_hour",
-               (chosen[0], chosen[1]) if chosen else None, label, "cost (USD per hour)")
-        _panel(right, result.batch_latency_s, result.output_throughput_tok_s, result.latency_front, "batch_latency_s",
-               (chosen[2], chosen[1]) if chosen else None, label, "batch latency per replica (s)")
-        left.set_title("cost vs throughput")
-        right.set_title("latency vs throughput")
-        fig.suptitle(f"{result.model}: {result.num_candidates:,} feasible deployments (predicted)")
-        fig.tight_layout()
-        fig.savefig(target, dpi=PLOT_DPI)
-    finally:
-        plt.close(fig)
-    return target

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from guideopt.api import validated
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.errors import CatalogError, InvalidRequestError
 from guideopt.model.plan import Group, Plan, PlanResult
 from guideopt.model.request import PlanRequest
+from guideopt.model.validation import validated
 
 # First HTTP port of a plan; every replica of the plan gets the next one, so that groups
 # sharing a host never collide. 8000 is vLLM's and trtllm-serve's default port.
@@ -67,9 +68,13 @@ _INT8 = _PRE_QUANTIZED.format(what="8-bit (W8A8 / SmoothQuant)")
 # auto|half|float16|bfloat16|float|float32; --quantization fp8 quantizes a 16-bit checkpoint
 # online; --kv-cache-dtype takes auto|fp8|fp8_e4m3|fp8_e5m2.
 VLLM = EngineCli(
-    engine="vllm", name="vLLM", version="0.11",
-    template=("vllm serve \"$MODEL\" --tensor-parallel-size {tp} --pipeline-parallel-size {pp} --max-num-seqs {seqs}"
-              " --max-num-batched-tokens {split} --gpu-memory-utilization {fraction} --host {host} --port {port}"),
+    engine="vllm",
+    name="vLLM",
+    version="0.11",
+    template=(
+        'vllm serve "$MODEL" --tensor-parallel-size {tp} --pipeline-parallel-size {pp} --max-num-seqs {seqs}'
+        " --max-num-batched-tokens {split} --gpu-memory-utilization {fraction} --host {host} --port {port}"
+    ),
     max_len_arg="--max-model-len {max_len}",
     dtype_args={"fp16": "--dtype float16", "bf16": "--dtype bfloat16", "fp8": "--quantization fp8"},
     kv_dtype_args={"fp8": "--kv-cache-dtype fp8"},
@@ -80,10 +85,14 @@ VLLM = EngineCli(
 # SGLang 0.5 `python -m sglang.launch_server` (server_args.py). --pp-size exists from about
 # 0.4.8; --kv-cache-dtype takes auto|fp8_e5m2|fp8_e4m3 (no plain "fp8").
 SGLANG = EngineCli(
-    engine="sglang", name="SGLang", version="0.5",
-    template=("python -m sglang.launch_server --model-path \"$MODEL\" --tp-size {tp} --pp-size {pp}"
-              " --max-running-requests {batch} --chunked-prefill-size {split} --mem-fraction-static {fraction}"
-              " --host {host} --port {port}"),
+    engine="sglang",
+    name="SGLang",
+    version="0.5",
+    template=(
+        'python -m sglang.launch_server --model-path "$MODEL" --tp-size {tp} --pp-size {pp}'
+        " --max-running-requests {batch} --chunked-prefill-size {split} --mem-fraction-static {fraction}"
+        " --host {host} --port {port}"
+    ),
     max_len_arg="--context-length {max_len}",
     dtype_args={"fp16": "--dtype float16", "bf16": "--dtype bfloat16", "fp8": "--quantization fp8"},
     kv_dtype_args={"fp8": "--kv-cache-dtype fp8_e4m3"},
@@ -95,16 +104,22 @@ SGLANG = EngineCli(
 # --extra_llm_api_options (kv_cache_config.dtype: fp8).
 _TRT_QUANT = "MODEL must be a checkpoint quantized to {what} with TensorRT Model Optimizer (trtllm-serve has no precision flag)"
 TRTLLM = EngineCli(
-    engine="trtllm", name="TensorRT-LLM", version="1.0",
-    template=("trtllm-serve \"$MODEL\" --tp_size {tp} --pp_size {pp} --max_batch_size {batch} --max_num_tokens {split}"
-              " --kv_cache_free_gpu_memory_fraction {fraction} --host {host} --port {port}"),
+    engine="trtllm",
+    name="TensorRT-LLM",
+    version="1.0",
+    template=(
+        'trtllm-serve "$MODEL" --tp_size {tp} --pp_size {pp} --max_batch_size {batch} --max_num_tokens {split}'
+        " --kv_cache_free_gpu_memory_fraction {fraction} --host {host} --port {port}"
+    ),
     max_len_arg="--max_seq_len {max_len}",
     dtype_args={},
     kv_dtype_args={},
     dtype_notes={
         "fp16": "weights load in the checkpoint's 16-bit dtype (set dtype: float16 in --extra_llm_api_options to force fp16)",
         "bf16": "weights load in the checkpoint's 16-bit dtype (set dtype: bfloat16 in --extra_llm_api_options to force bf16)",
-        "fp8": _TRT_QUANT.format(what="FP8"), "int8": _TRT_QUANT.format(what="INT8"), "int4": _TRT_QUANT.format(what="INT4 AWQ"),
+        "fp8": _TRT_QUANT.format(what="FP8"),
+        "int8": _TRT_QUANT.format(what="INT8"),
+        "int4": _TRT_QUANT.format(what="INT4 AWQ"),
     },
 )
 
@@ -113,12 +128,16 @@ TRTLLM = EngineCli(
 # state_manager.max_ragged_batch_size and its sequence cap max_ragged_sequence_count
 # (which must not exceed the token budget). No pipeline parallelism, 16-bit weights only.
 FASTGEN = EngineCli(
-    engine="fastgen", name="DeepSpeed-MII (FastGen)", version="0.3",
-    template=("python -c 'import os, mii; mii.serve(os.environ[\"MODEL\"], deployment_name=\"{name}\", tensor_parallel={tp},"
-              " replica_num=1, device_map={device_map}, {max_len}enable_restful_api=True, restful_api_port={port},"
-              " port_number={grpc_port}, torch_dist_port={dist_port}, zmq_port_number={zmq_port},"
-              " inference_engine_config={{\"state_manager\": {{\"max_ragged_batch_size\": {split},"
-              " \"max_ragged_sequence_count\": {seqs}}}}})'"),
+    engine="fastgen",
+    name="DeepSpeed-MII (FastGen)",
+    version="0.3",
+    template=(
+        'python -c \'import os, mii; mii.serve(os.environ["MODEL"], deployment_name="{name}", tensor_parallel={tp},'
+        " replica_num=1, device_map={device_map}, {max_len}enable_restful_api=True, restful_api_port={port},"
+        " port_number={grpc_port}, torch_dist_port={dist_port}, zmq_port_number={zmq_port},"
+        ' inference_engine_config={{"state_manager": {{"max_ragged_batch_size": {split},'
+        ' "max_ragged_sequence_count": {seqs}}}}})\''
+    ),
     max_len_arg="max_length={max_len}, ",
     dtype_args={"fp16": "", "bf16": ""},
     kv_dtype_args={},
@@ -175,8 +194,16 @@ class GroupLaunch:
 # ----------------------------------------------------------------------------- commands
 
 
-def replica_command(group: Group, port: int, gpus: tuple[int, ...] | None, *, fraction: float,
-                    max_len: int | None = None, slot: int = 0, name: str = "replica") -> str:
+def replica_command(
+    group: Group,
+    port: int,
+    gpus: tuple[int, ...] | None,
+    *,
+    fraction: float,
+    max_len: int | None = None,
+    slot: int = 0,
+    name: str = "replica",
+) -> str:
     """The shell line that starts ONE replica of ``group`` (its model is ``$MODEL``).
 
     ``slot`` numbers the replica within its plan; engines that open side ports (MII)
@@ -190,10 +217,20 @@ def replica_command(group: Group, port: int, gpus: tuple[int, ...] | None, *, fr
         extra.append(max_len_text)
     device_map = {"localhost": [list(gpus)]} if gpus is not None else "auto"
     command = cli.template.format(
-        tp=group.tp, pp=group.pp, batch=group.batch, split=group.split, fraction=f"{fraction:g}", host=HOST, port=port,
-        max_len=max_len_text, seqs=sequences_per_pass(group, cli), name=name, device_map=_py_literal(device_map),
+        tp=group.tp,
+        pp=group.pp,
+        batch=group.batch,
+        split=group.split,
+        fraction=f"{fraction:g}",
+        host=HOST,
+        port=port,
+        max_len=max_len_text,
+        seqs=sequences_per_pass(group, cli),
+        name=name,
+        device_map=_py_literal(device_map),
         grpc_port=MII_GRPC_BASE_PORT + slot * MII_GRPC_PORTS_PER_REPLICA,
-        dist_port=MII_TORCH_DIST_BASE_PORT + slot, zmq_port=MII_ZMQ_BASE_PORT + slot,
+        dist_port=MII_TORCH_DIST_BASE_PORT + slot,
+        zmq_port=MII_ZMQ_BASE_PORT + slot,
     )
     return " ".join([command] + [e for e in extra if e])
 
@@ -260,16 +297,29 @@ def _notes(group: Group, cli: EngineCli) -> list[str]:
     if group.dtype in cli.dtype_notes:
         notes.append(cli.dtype_notes[group.dtype])
     if group.kv_dtype not in _16_BIT and group.kv_dtype not in cli.kv_dtype_args:
-        notes.append(f"the plan assumes a {group.kv_dtype} KV cache, which {cli.name} {cli.version} cannot be told from "
-                     "this command line: set it in the engine's config, or expect less KV room than planned")
+        notes.append(
+            f"the plan assumes a {group.kv_dtype} KV cache, which {cli.name} {cli.version} cannot be told from "
+            "this command line: set it in the engine's config, or expect less KV room than planned"
+        )
     if sequences_per_pass(group, cli) < group.batch:
-        notes.append(f"{cli.name} allows at most {group.split} sequences per pass (its token budget), so the batch of "
-                     f"{group.batch} runs {group.split} at a time")
+        notes.append(
+            f"{cli.name} allows at most {group.split} sequences per pass (its token budget), so the batch of "
+            f"{group.batch} runs {group.split} at a time"
+        )
     return notes
 
 
-def group_launch(group: Group, *, rank: int, index: int, first_slot: int, model: str | None,
-                 max_len: int | None, catalog: Catalog, base_port: int = BASE_PORT) -> GroupLaunch:
+def group_launch(
+    group: Group,
+    *,
+    rank: int,
+    index: int,
+    first_slot: int,
+    model: str | None,
+    max_len: int | None,
+    catalog: Catalog,
+    base_port: int = BASE_PORT,
+) -> GroupLaunch:
     """The replicas of one plan group: nodes, GPU ranges, ports and commands.
 
     ``first_slot`` is the number of replicas of earlier groups in the plan: replica r of
@@ -281,8 +331,15 @@ def group_launch(group: Group, *, rank: int, index: int, first_slot: int, model:
     if launch.blocker or cli is None:
         return launch
     if group.gpu == MULTI_GPU_MARKER:  # one Ray cluster per replica; each stage on its own node
-        return _mixed_launch(launch, group, model=model, max_len=max_len, first_slot=first_slot, base_port=base_port,
-                             fraction=catalog.framework(group.framework).memory_fraction)
+        return _mixed_launch(
+            launch,
+            group,
+            model=model,
+            max_len=max_len,
+            first_slot=first_slot,
+            base_port=base_port,
+            fraction=catalog.framework(group.framework).memory_fraction,
+        )
     launch.gpus_per_node = catalog.gpu(group.gpu).gpus_per_node
     launch.notes = _notes(group, cli)
     fraction = catalog.framework(group.framework).memory_fraction  # what the memory prediction assumed
@@ -295,8 +352,10 @@ def group_launch(group: Group, *, rank: int, index: int, first_slot: int, model:
         command = replica_command(group, port, gpus, fraction=fraction, max_len=max_len, slot=slot, name=name)
         launch.replicas.append(Replica(index=r, node=node, gpus=gpus, port=port, command=command))
     if per_replica > launch.gpus_per_node:
-        launch.notes.append(f"one replica needs {per_replica} GPUs but a {group.gpu} node has {launch.gpus_per_node}: "
-                            f"start a multi-node {cli.name} cluster first and run each line on its head node")
+        launch.notes.append(
+            f"one replica needs {per_replica} GPUs but a {group.gpu} node has {launch.gpus_per_node}: "
+            f"start a multi-node {cli.name} cluster first and run each line on its head node"
+        )
     return launch
 
 
@@ -304,11 +363,11 @@ def _mixed_launch(launch: GroupLaunch, group: Group, *, model, max_len, first_sl
     assert launch.engine is not None
     launch.notes = _notes(group, launch.engine) + [
         "each replica is one vLLM instance over a Ray cluster of its two stage nodes; run this script on both "
-        "(node 2r: first stage, Ray head; node 2r+1: second stage) with HEAD_ADDRESS set"]
+        "(node 2r: first stage, Ray head; node 2r+1: second stage) with HEAD_ADDRESS set"
+    ]
     for r in range(group.replicas):
         port = base_port + first_slot + r
-        command = replica_command(group, port, None, fraction=fraction, max_len=max_len, slot=first_slot + r,
-                                  name=f"guideopt-mixed-r{r}")
+        command = replica_command(group, port, None, fraction=fraction, max_len=max_len, slot=first_slot + r, name=f"guideopt-mixed-r{r}")
         launch.replicas.append(Replica(index=r, node=2 * r, gpus=None, port=port, command=command))
     return launch
 
@@ -320,8 +379,11 @@ def plan_launches(plan: Plan, *, request: PlanRequest | None, catalog: Catalog, 
     launches = []
     slot = 0
     for index, group in enumerate(plan.groups, start=1):
-        launches.append(group_launch(group, rank=plan.rank, index=index, first_slot=slot, model=model,
-                                     max_len=max_len, catalog=catalog, base_port=base_port))
+        launches.append(
+            group_launch(
+                group, rank=plan.rank, index=index, first_slot=slot, model=model, max_len=max_len, catalog=catalog, base_port=base_port
+            )
+        )
         slot += group.replicas
     return launches
 
@@ -360,8 +422,10 @@ def _body(launch: GroupLaunch) -> list[str]:
     assert launch.engine is not None
     if launch.nodes == 1:
         return [_replica_line(r, launch.engine) for r in launch.replicas]
-    lines = [f'NODE="${{1:-0}}"  # which of the {launch.nodes} launch hosts of this group this is (0..{launch.nodes - 1})',
-             'case "$NODE" in']
+    lines = [
+        f'NODE="${{1:-0}}"  # which of the {launch.nodes} launch hosts of this group this is (0..{launch.nodes - 1})',
+        'case "$NODE" in',
+    ]
     for node in range(launch.nodes):
         mine = [r for r in launch.replicas if r.node == node]
         lines.append(f"  {node})")
@@ -379,8 +443,10 @@ def render_script(launch: GroupLaunch, catalog: Catalog | None = None) -> str:
         lines += [f"echo {shlex.quote('cannot launch this group as planned: ' + launch.blocker)} >&2", "exit 1"]
         return "\n".join(lines) + "\n"
     if launch.model:
-        lines += [f"DEFAULT_MODEL={shlex.quote(launch.model)}",
-                  'MODEL="${MODEL:-$DEFAULT_MODEL}"  # set MODEL=/path/to/weights to load a local copy']
+        lines += [
+            f"DEFAULT_MODEL={shlex.quote(launch.model)}",
+            'MODEL="${MODEL:-$DEFAULT_MODEL}"  # set MODEL=/path/to/weights to load a local copy',
+        ]
     else:
         lines.append('MODEL="${MODEL:?set MODEL to the model id or path}"')
     lines += ["export MODEL", ""]
@@ -431,23 +497,40 @@ def request_in_words(request: PlanRequest | None) -> str:
     slo = {k: v for k, v in request.slo.model_dump().items() if v is not None}
     slo_text = ", ".join(f"{k} {v:g}" for k, v in slo.items()) or "none"
     limits = f"; at most {request.parallelism.max_gpus} GPUs" if request.parallelism.max_gpus else ""
-    return (f"Serve `{request.model}` with {w.input_len} input and {w.output_len} output tokens per request, {batch}, "
-            f"for at most ${request.budget.usd_per_hour:g}/h{limits}. GPUs: {gpus}. Engines: {frameworks}. "
-            f"Weights: {', '.join(d.value for d in request.precision)}. SLOs: {slo_text}. "
-            f"Objective: {' > '.join(t.value for t in request.objective)}.")
+    return (
+        f"Serve `{request.model}` with {w.input_len} input and {w.output_len} output tokens per request, {batch}, "
+        f"for at most ${request.budget.usd_per_hour:g}/h{limits}. GPUs: {gpus}. Engines: {frameworks}. "
+        f"Weights: {', '.join(d.value for d in request.precision)}. SLOs: {slo_text}. "
+        f"Objective: {' > '.join(t.value for t in request.objective)}."
+    )
 
 
-_TABLE_HEAD = ("| group | GPUs | layout | engine | dtype | batch | split | $/h | TTFT ms | TPOT ms | batch s "
-               "| out tok/s | mem GB/GPU | traffic | script |")
+_TABLE_HEAD = (
+    "| group | GPUs | layout | engine | dtype | batch | split | $/h | TTFT ms | TPOT ms | batch s "
+    "| out tok/s | mem GB/GPU | traffic | script |"
+)
 
 
 def _group_row(launch: GroupLaunch, share: float) -> str:
     g = launch.group
     m = g.metrics
-    cells = [launch.index, f"{g.num_gpus} x {g.gpu}", f"{g.replicas} x (tp{g.tp} pp{g.pp})", g.framework, g.dtype,
-             g.batch, g.split, f"{g.usd_per_hour:.2f}", f"{m.ttft_ms:.0f}", f"{m.tpot_ms:.1f}", f"{m.batch_latency_s:.2f}",
-             f"{m.output_throughput_tok_s:,.0f}", f"{g.memory.total_per_gpu_gb:.1f} of {g.memory.gpu_memory_gb:.0f}",
-             f"{share:.0%}", f"`{launch.script_name}`"]
+    cells = [
+        launch.index,
+        f"{g.num_gpus} x {g.gpu}",
+        f"{g.replicas} x (tp{g.tp} pp{g.pp})",
+        g.framework,
+        g.dtype,
+        g.batch,
+        g.split,
+        f"{g.usd_per_hour:.2f}",
+        f"{m.ttft_ms:.0f}",
+        f"{m.tpot_ms:.1f}",
+        f"{m.batch_latency_s:.2f}",
+        f"{m.output_throughput_tok_s:,.0f}",
+        f"{g.memory.total_per_gpu_gb:.1f} of {g.memory.gpu_memory_gb:.0f}",
+        f"{share:.0%}",
+        f"`{launch.script_name}`",
+    ]
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -464,8 +547,9 @@ def _traffic_text(launches: list[GroupLaunch], shares: list[float]) -> str:
     for launch, share in zip(launches, shares):
         ports = [r.port for r in launch.replicas]
         where = f"ports {ports[0]}-{ports[-1]}" if len(ports) > 1 else f"port {ports[0]}" if ports else "no launchable replica"
-        parts.append(f"{share:.0%} to group {launch.index} ({launch.group.replicas} replica(s), "
-                     f"{share / launch.group.replicas:.1%} each, {where})")
+        parts.append(
+            f"{share:.0%} to group {launch.index} ({launch.group.replicas} replica(s), {share / launch.group.replicas:.1%} each, {where})"
+        )
     return "Traffic: send " + "; ".join(parts) + "."
 
 
@@ -473,10 +557,15 @@ def plan_section(plan: Plan, launches: list[GroupLaunch]) -> str:
     """The Markdown section of one ranked plan."""
     m = plan.metrics
     shares = traffic_shares(plan)
-    lines = [f"## Rank {plan.rank}: {plan.num_gpus} GPUs, ${plan.usd_per_hour:.2f}/h", "",
-             f"Predicted: {m.output_throughput_tok_s:,.0f} output tok/s in all; TTFT {m.ttft_ms:.0f} ms, "
-             f"TPOT {m.tpot_ms:.1f} ms, batch latency {m.batch_latency_s:.2f} s (worst group, per replica).", "",
-             _TABLE_HEAD, "|" + "---|" * _TABLE_HEAD.count(" | ") + "---|"]
+    lines = [
+        f"## Rank {plan.rank}: {plan.num_gpus} GPUs, ${plan.usd_per_hour:.2f}/h",
+        "",
+        f"Predicted: {m.output_throughput_tok_s:,.0f} output tok/s in all; TTFT {m.ttft_ms:.0f} ms, "
+        f"TPOT {m.tpot_ms:.1f} ms, batch latency {m.batch_latency_s:.2f} s (worst group, per replica).",
+        "",
+        _TABLE_HEAD,
+        "|" + "---|" * _TABLE_HEAD.count(" | ") + "---|",
+    ]
     lines += [_group_row(launch, share) for launch, share in zip(launches, shares)]
     lines += ["", _traffic_text(launches, shares)]
     for launch in launches:
@@ -486,18 +575,26 @@ def plan_section(plan: Plan, launches: list[GroupLaunch]) -> str:
     return "\n".join(lines)
 
 
-CAVEAT = ("All figures are predictions of guideopt's calibrated roofline model for a static batch "
-          "(B requests of the given lengths submitted together), not measurements; expect errors of tens of percent "
-          "(see docs/accuracy.md) and check with a benchmark on the real engine before committing. "
-          "Each script names the engine version its command line was written for; flags may differ in other versions.")
+CAVEAT = (
+    "All figures are predictions of guideopt's calibrated roofline model for a static batch "
+    "(B requests of the given lengths submitted together), not measurements; expect errors of tens of percent "
+    "(see docs/accuracy.md) and check with a benchmark on the real engine before committing. "
+    "Each script names the engine version its command line was written for; flags may differ in other versions."
+)
 
 
 def plan_markdown(result: PlanResult, launches: list[list[GroupLaunch]], request: PlanRequest | None = None) -> str:
     title = f"# Deployment plan for `{request.model}`" if request else "# Deployment plan"
-    lines = [title, "", request_in_words(request), "",
-             f"Solver status: {result.status}; objective {' > '.join(result.objective)}; "
-             f"{len(result.plans)} ranked plan(s), rank 1 is the best. Start a plan's groups with their scripts "
-             "(`MODEL=/path/to/weights ./launch-….sh` to load local weights; multi-node groups take the node number as $1).", ""]
+    lines = [
+        title,
+        "",
+        request_in_words(request),
+        "",
+        f"Solver status: {result.status}; objective {' > '.join(result.objective)}; "
+        f"{len(result.plans)} ranked plan(s), rank 1 is the best. Start a plan's groups with their scripts "
+        "(`MODEL=/path/to/weights ./launch-….sh` to load local weights; multi-node groups take the node number as $1).",
+        "",
+    ]
     for plan, plan_launches_ in zip(result.plans, launches):
         lines += [plan_section(plan, plan_launches_), ""]
     lines += ["## Caveats", "", CAVEAT, ""]
@@ -520,8 +617,13 @@ def _write(path: Path, text: str, executable: bool = False) -> Path:
     return path
 
 
-def emit(result: PlanResult, directory: str | os.PathLike[str], *, request: PlanRequest | Mapping[str, Any] | None = None,
-         catalog: Catalog | None = None) -> list[Path]:
+def emit(
+    result: PlanResult,
+    directory: str | os.PathLike[str],
+    *,
+    request: PlanRequest | Mapping[str, Any] | None = None,
+    catalog: Catalog | None = None,
+) -> list[Path]:
     """Write one executable launch script per plan group and a PLAN.md into ``directory``.
 
     Returns the written paths (scripts first, PLAN.md last).
@@ -536,7 +638,10 @@ def emit(result: PlanResult, directory: str | os.PathLike[str], *, request: Plan
     except OSError as exc:
         raise InvalidRequestError(f"emit: cannot create directory {out} ({exc.strerror or exc})") from None
     launches = [plan_launches(plan, request=req, catalog=cat) for plan in result.plans]
-    paths = [_write(out / launch.script_name, render_script(launch, cat), executable=True)
-             for plan_launches_ in launches for launch in plan_launches_]
+    paths = [
+        _write(out / launch.script_name, render_script(launch, cat), executable=True)
+        for plan_launches_ in launches
+        for launch in plan_launches_
+    ]
     paths.append(_write(out / PLAN_FILE, plan_markdown(result, launches, req)))
     return paths

@@ -1,6 +1,6 @@
 """``guideopt serve``: the planner's web page and JSON API (``guideopt.web``) under uvicorn.
 
-Registered on the main group by ``guideopt.cli`` when this module exists. The web stack
+The web stack
 (fastapi, uvicorn) is imported only when the command runs, so the rest of the CLI works
 without it; a missing package is one line on stderr, exit 1.
 """
@@ -11,16 +11,20 @@ import importlib.util
 
 import click
 
-from guideopt.cli import handle_errors, main
+from guideopt.commands.common import handle_errors
 from guideopt.errors import GuideoptError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-@main.command()
-@click.option("--host", default=DEFAULT_HOST, show_default=True,
-              help="Address to bind. The default serves this machine only; 0.0.0.0 exposes the page to the network.")
+@click.command()
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    help="Address to bind. The default serves this machine only; 0.0.0.0 exposes the page to the network.",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="TCP port.")
 @handle_errors
 def serve(host: str, port: int) -> None:

@@ -21,9 +21,16 @@ from guideopt.units import FLOPS_PER_MAC, S_PER_MS
 
 # Kernel-table GPU labels → catalog ids. Vidur's "A100"/"H100" are the 80 GB SXM parts of DGX nodes.
 KERNEL_GPU_LABELS = {
-    "A100-SXM4-80GB": "a100-sxm4-80gb", "A100": "a100-sxm4-80gb", "A100 (DGX)": "a100-sxm4-80gb",
-    "H100-SXM-80GB": "h100-sxm", "H100": "h100-sxm", "H100 (DGX)": "h100-sxm",
-    "H200-SXM-141GB": "h200-sxm", "L40S": "l40s", "B200": "b200", "A40": "a40",
+    "A100-SXM4-80GB": "a100-sxm4-80gb",
+    "A100": "a100-sxm4-80gb",
+    "A100 (DGX)": "a100-sxm4-80gb",
+    "H100-SXM-80GB": "h100-sxm",
+    "H100": "h100-sxm",
+    "H100 (DGX)": "h100-sxm",
+    "H200-SXM-141GB": "h200-sxm",
+    "L40S": "l40s",
+    "B200": "b200",
+    "A40": "a40",
 }
 BF16_BYTES = 2.0
 FP8_BYTES = 1.0
@@ -95,8 +102,9 @@ def parse_kernel_row(line: int, row: dict[str, str]) -> KernelRow | None:
     if metric == "allreduce_time":
         elements = _num(r"(?:message_size|size)=(\d+)", notes)
         algo = "custom" if "custom" in row["source"] else "nccl"
-        return KernelRow(line, gpu, "allreduce", 0.0, 0.0, seconds, ranks=int(float(row["num_gpus"])),
-                         message_bytes=elements * BF16_BYTES, algo=algo)
+        return KernelRow(
+            line, gpu, "allreduce", 0.0, 0.0, seconds, ranks=int(float(row["num_gpus"])), message_bytes=elements * BF16_BYTES, algo=algo
+        )
     return None
 
 
@@ -150,8 +158,16 @@ def fit_device(gpu: Gpu, rows: list[KernelRow]) -> DeviceFit | None:
     ape = np.abs(predict(fit.x) / measured - 1)
     ce, me, ae, kve, launch = (float(v) for v in fit.x)
     has_ctx, has_gen = any(r.kind == "ctx_attn" for r in use), bool(is_kv.any())
-    return DeviceFit(ce, me, ae if has_ctx else float("nan"), KERNEL_OVERHEAD_US, [r.line for r in use], float(np.median(ape)), launch,
-                     kve if has_gen else float("nan"))
+    return DeviceFit(
+        ce,
+        me,
+        ae if has_ctx else float("nan"),
+        KERNEL_OVERHEAD_US,
+        [r.line for r in use],
+        float(np.median(ape)),
+        launch,
+        kve if has_gen else float("nan"),
+    )
 
 
 @dataclass(frozen=True)

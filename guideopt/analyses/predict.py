@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.catalog import Catalog, load_catalog
+from guideopt.costs.hardware import hardware_arrays
+from guideopt.costs.rows import memory_breakdown, scaled_metrics
+from guideopt.costs.serving import ServingInputs, serving_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.plan import MemoryBreakdown, Metrics
 from guideopt.model.request import PredictRequest
-from guideopt.costs.hardware import hardware_arrays
-from guideopt.costs.serving import ServingInputs, serving_metrics
 from guideopt.units import BYTES_PER_GB, MS_PER_S
 
 
@@ -49,34 +50,6 @@ class Prediction:
         }
 
 
-def memory_breakdown(table: OptionTable, i: int, running: float | None = None) -> MemoryBreakdown:
-    mem = table.memory
-    per_seq = table.space.input_len + table.space.output_len
-    if running is None:
-        running = min(float(table.batch[i]), max(float(table.running_cap[i]), 1.0))
-    kv_needed = running * per_seq * float(mem.kv_bytes_per_token[i])
-    total = float(mem.weights_bytes[i] + mem.activation_bytes[i] + mem.overhead_bytes[i]) + kv_needed
-    gpu = table.space.gpus[int(table.gpu_idx[i])]
-    return MemoryBreakdown(
-        weights_gb=float(mem.weights_bytes[i]) / BYTES_PER_GB,
-        kv_cache_gb=kv_needed / BYTES_PER_GB,
-        activation_gb=float(mem.activation_bytes[i]) / BYTES_PER_GB,
-        overhead_gb=float(mem.overhead_bytes[i]) / BYTES_PER_GB,
-        total_per_gpu_gb=total / BYTES_PER_GB,
-        gpu_memory_gb=gpu.memory_bytes / BYTES_PER_GB,
-        kv_pool_gb=max(float(mem.kv_pool_bytes[i]), 0.0) / BYTES_PER_GB,
-        usable_gb=float(mem.usable_bytes[i]) / BYTES_PER_GB,
-    )
-
-
-def scaled_metrics(table: OptionTable, i: int, replicas: float) -> Metrics:
-    """Per-replica latencies, whole-deployment throughputs (``replicas`` full replicas' worth)."""
-    m = table.metrics.as_contract_dict(i)
-    for key in ("decode_throughput_tok_s", "output_throughput_tok_s", "total_throughput_tok_s", "prefill_throughput_tok_s"):
-        m[key] *= replicas
-    return Metrics(**m)
-
-
 def _default_split(req: PredictRequest, fw) -> int:
     if req.split is not None:
         return req.split
@@ -92,13 +65,17 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     fw = cat.framework(req.framework)
     tp = req.resolved_tp
     if gpu.vendor.value not in fw.vendors:
-        raise InvalidRequestError(f"framework: {fw.id} does not run on {gpu.vendor.value} GPUs like {gpu.id} (use one of {_engines_for(cat, gpu)})")
+        raise InvalidRequestError(
+            f"framework: {fw.id} does not run on {gpu.vendor.value} GPUs like {gpu.id} (use one of {_engines_for(cat, gpu)})"
+        )
     if req.pp > 1 and not fw.pipeline_parallel:
         raise InvalidRequestError(f"pp: {fw.id} has no pipeline parallelism (use pp 1, or another framework)")
     if req.dtype.value not in fw.precisions:
         raise InvalidRequestError(f"dtype: {fw.id} does not serve {req.dtype.value} weights (use one of {', '.join(fw.precisions)})")
     if not bool(tp_is_valid(arch, np.array([tp]))[0]):
-        raise InvalidRequestError(f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try a divisor such as {_divisor_hint(arch)})")
+        raise InvalidRequestError(
+            f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try a divisor such as {_divisor_hint(arch)})"
+        )
     if req.pp > arch.num_layers:
         raise InvalidRequestError(f"pp: {req.pp} exceeds the model's {arch.num_layers} layers")
     replicas = req.replicas
@@ -106,22 +83,39 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     per_replica = -(-clients // replicas)
     split = _default_split(req, fw)
     if not fw.chunked_prefill and split < req.input_len:
-        raise InvalidRequestError(f"split: {split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)")
+        raise InvalidRequestError(
+            f"split: {split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)"
+        )
     space = OptionSpace(
-        gpus=[gpu], frameworks=[fw], dtypes=[req.dtype], tp=[tp], pp=[req.pp], batch=[per_replica],
-        input_len=req.input_len, output_len=req.output_len, kv_dtype=req.kv_dtype, split=[split],
-        h2o_keep=req.h2o_keep, flash_attention=req.flash_attention, allow_waves=True,
+        gpus=[gpu],
+        frameworks=[fw],
+        dtypes=[req.dtype],
+        tp=[tp],
+        pp=[req.pp],
+        batch=[per_replica],
+        input_len=req.input_len,
+        output_len=req.output_len,
+        kv_dtype=req.kv_dtype,
+        split=[split],
+        h2o_keep=req.h2o_keep,
+        flash_attention=req.flash_attention,
+        allow_waves=True,
         allow_multi_node_tp=True,  # a measured multi-node TP run is predicted, over the fallback link
     )
-    table = build_option_table(arch, space, cat)
+    table = build_option_table(arch, space, cat.calibration)
     if not bool(table.fits[0]):
         raise NoFeasiblePlanError(_does_not_fit(table))
     if req.concurrency is not None:
         return _serving_prediction(req, table, cat, replicas, per_replica)
     return Prediction(
         # The busiest replica sets the latency; throughputs count only submitted requests.
-        request=req, metrics=scaled_metrics(table, 0, req.batch / per_replica), memory=memory_breakdown(table, 0), replicas=replicas,
-        batch_per_replica=per_replica, waves=int(table.metrics.waves[0]), kv_cache_tokens=int(table.memory.kv_tokens[0]),
+        request=req,
+        metrics=scaled_metrics(table, 0, req.batch / per_replica),
+        memory=memory_breakdown(table, 0),
+        replicas=replicas,
+        batch_per_replica=per_replica,
+        waves=int(table.metrics.waves[0]),
+        kv_cache_tokens=int(table.memory.kv_tokens[0]),
         max_batch=int(table.running_cap[0]),
     )
 
@@ -151,11 +145,18 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
     # runs short rather than queueing clients, so only the sequence cap makes clients wait.
     cap = np.full(1, float(fw.max_num_seqs))
     x = ServingInputs(
-        tp=table.tp.astype(float), pp=table.pp.astype(float), concurrency=np.array([float(per_replica)]),
-        input_len=np.array([float(req.input_len)]), output_len=np.array([float(req.output_len)]),
-        split=table.split.astype(float), chunked=np.array([fw.chunked_prefill]),
-        w_bytes=np.array([req.dtype.bytes]), kv_bytes=table.kv_dtype_bytes, running_cap=cap,
-        kv_keep=np.array([req.h2o_keep]), flash=req.flash_attention,
+        tp=table.tp.astype(float),
+        pp=table.pp.astype(float),
+        concurrency=np.array([float(per_replica)]),
+        input_len=np.array([float(req.input_len)]),
+        output_len=np.array([float(req.output_len)]),
+        split=table.split.astype(float),
+        chunked=np.array([fw.chunked_prefill]),
+        w_bytes=np.array([req.dtype.bytes]),
+        kv_bytes=table.kv_dtype_bytes,
+        running_cap=cap,
+        kv_keep=np.array([req.h2o_keep]),
+        flash=req.flash_attention,
     )
     m = serving_metrics(table.arch, x, hw)
     rate = float(m.output_throughput_tok_s[0]) / req.output_len * replicas  # requests/s, whole deployment
@@ -169,8 +170,14 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
         prefill_throughput_tok_s=rate * req.input_len,
     )
     return Prediction(
-        request=req, metrics=metrics, memory=memory_breakdown(table, 0, running=float(m.running[0])), replicas=replicas,
-        batch_per_replica=per_replica, waves=1, kv_cache_tokens=int(table.memory.kv_tokens[0]), max_batch=int(table.running_cap[0]),
+        request=req,
+        metrics=metrics,
+        memory=memory_breakdown(table, 0, running=float(m.running[0])),
+        replicas=replicas,
+        batch_per_replica=per_replica,
+        waves=1,
+        kv_cache_tokens=int(table.memory.kv_tokens[0]),
+        max_batch=int(table.running_cap[0]),
     )
 
 

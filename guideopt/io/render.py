@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from guideopt.model.plan import PlanResult
 
@@ -30,14 +31,43 @@ def plan_text(result: PlanResult) -> str:
     rows = []
     for p in result.plans:
         for g in p.groups:
-            rows.append([
-                p.rank, g.gpu, g.num_gpus, _layout(g), g.framework, g.dtype, g.batch, g.split,
-                p.usd_per_hour, g.metrics.output_throughput_tok_s, g.metrics.ttft_ms, g.metrics.tpot_ms,
-                g.metrics.batch_latency_s, g.memory.total_per_gpu_gb, g.memory.gpu_memory_gb,
-            ])
+            rows.append(
+                [
+                    p.rank,
+                    g.gpu,
+                    g.num_gpus,
+                    _layout(g),
+                    g.framework,
+                    g.dtype,
+                    g.batch,
+                    g.split,
+                    p.usd_per_hour,
+                    g.metrics.output_throughput_tok_s,
+                    g.metrics.ttft_ms,
+                    g.metrics.tpot_ms,
+                    g.metrics.batch_latency_s,
+                    g.memory.total_per_gpu_gb,
+                    g.memory.gpu_memory_gb,
+                ]
+            )
     body = table(
-        ["rank", "gpu", "gpus", "layout", "engine", "dtype", "batch", "split", "$/h", "out tok/s", "ttft ms",
-         "tpot ms", "batch s", "mem GB/gpu", "of GB"],
+        [
+            "rank",
+            "gpu",
+            "gpus",
+            "layout",
+            "engine",
+            "dtype",
+            "batch",
+            "split",
+            "$/h",
+            "out tok/s",
+            "ttft ms",
+            "tpot ms",
+            "batch s",
+            "mem GB/gpu",
+            "of GB",
+        ],
         rows,
     )
     text = f"{head}\n{body}"
@@ -51,9 +81,11 @@ def plan_text(result: PlanResult) -> str:
             text += "\nno single-GPU-type plan satisfies these constraints: only a mix does"
         else:
             single = best["plan"]
-            text += (f"\nbest single-GPU-type plan: {single['metrics']['output_throughput_tok_s']:,.0f} tok/s for "
-                     f"${single['usd_per_hour']:.2f}/h on {', '.join(single['gpu_counts'])}; plan 1 gives "
-                     f"{best['throughput_gain']:+.1%} throughput, {best['throughput_per_usd_gain']:+.1%} per dollar")
+            text += (
+                f"\nbest single-GPU-type plan: {single['metrics']['output_throughput_tok_s']:,.0f} tok/s for "
+                f"${single['usd_per_hour']:.2f}/h on {', '.join(single['gpu_counts'])}; plan 1 gives "
+                f"{best['throughput_gain']:+.1%} throughput, {best['throughput_per_usd_gain']:+.1%} per dollar"
+            )
     return text
 
 

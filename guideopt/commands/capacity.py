@@ -1,0 +1,140 @@
+"""``guideopt capacity``: how many requests fit, how long a sequence can be, and how many replicas a load needs."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from typing import Any
+
+import click
+
+from guideopt import api
+from guideopt.catalog import load_catalog
+from guideopt.commands.common import echo_json, handle_errors, json_option
+from guideopt.io.render import table
+
+CAPACITY_COLUMNS = (
+    "input_len",
+    "output_len",
+    "fits",
+    "max_batch",
+    "kv_cache_tokens",
+    "max_seq_len",
+    "replicas",
+    "num_gpus",
+    "usd_per_hour",
+)
+PROGRESS_MIN_ROWS = 20
+
+
+@click.command()
+@click.option("--model", required=True, help="Hugging Face id from the catalog, or a path to a config.json.")
+@click.option("--gpu", required=True, help="GPU id (see `guideopt catalog gpus`).")
+@click.option("--tp", type=int, default=None, help="Tensor-parallel size (default: num_gpus / pp, or 1).")
+@click.option("--pp", type=int, default=1, show_default=True)
+@click.option("--num-gpus", type=int, default=None, help="GPUs per replica when --tp is not given.")
+@click.option("--framework", default="vllm", show_default=True)
+@click.option("--dtype", default="fp16", show_default=True)
+@click.option("--kv-dtype", default=None)
+@click.option("--input-len", required=True, help="Prompt length: 512, a list 512,1024 or a range 128:8192:x2.")
+@click.option("--output-len", required=True, help="Output length: same forms as --input-len.")
+@click.option("--batch", type=int, default=None, help="A batch to check; too large a batch is split into sub-batches.")
+@click.option("--split", type=int, default=None, help="Token budget per pass (default: the engine's).")
+@click.option("--rate", type=float, default=None, help="Requests/s to size the deployment for.")
+@click.option("--ttft-ms", type=float, default=None, help="SLO for --rate sizing.")
+@click.option("--tpot-ms", type=float, default=None, help="SLO for --rate sizing.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows instead of a table.")
+@json_option
+@handle_errors
+def capacity(
+    model: str,
+    gpu: str,
+    tp: int | None,
+    pp: int,
+    num_gpus: int | None,
+    framework: str,
+    dtype: str,
+    kv_dtype: str | None,
+    input_len: str,
+    output_len: str,
+    batch: int | None,
+    split: int | None,
+    rate: float | None,
+    ttft_ms: float | None,
+    tpot_ms: float | None,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """How many requests fit, how long a sequence can be, and how many replicas a load needs.
+
+    Example: guideopt capacity --model meta-llama/Llama-2-7b-hf --gpu a100-sxm4-80gb --input-len 512,1024,2048 --output-len 256 --rate 4
+    """
+    from guideopt.analyses.capacity import CapacityRequest
+    from guideopt.analyses.capacity import capacity as run_capacity
+    from guideopt.analyses.sweep import parse_lengths
+
+    combos = [(i, o) for i in parse_lengths(input_len, "input_len") for o in parse_lengths(output_len, "output_len")]
+    base = {
+        "model": model,
+        "gpu": gpu,
+        "tp": tp,
+        "pp": pp,
+        "num_gpus": num_gpus,
+        "framework": framework,
+        "dtype": dtype,
+        "kv_dtype": kv_dtype,
+        "batch": batch,
+        "split": split,
+        "rate": rate,
+        "ttft_ms": ttft_ms,
+        "tpot_ms": tpot_ms,
+    }
+    base = {k: v for k, v in base.items() if v is not None}
+    cat = load_catalog()
+    results: list[dict[str, Any]] = []
+    show_bar = len(combos) >= PROGRESS_MIN_ROWS and not as_json and not as_csv
+    with click.progressbar(combos, label="sweep", file=sys.stderr) if show_bar else _plain(combos) as items:
+        for i, o in items:
+            req = api.validated(CapacityRequest, {**base, "input_len": i, "output_len": o})
+            results.append(run_capacity(req, cat).as_dict())
+    if as_json:
+        echo_json(results[0] if len(results) == 1 else results)
+    elif as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(CAPACITY_COLUMNS)
+        for r in results:
+            writer.writerow([r.get(c, "") for c in CAPACITY_COLUMNS])
+    else:
+        click.echo(table(CAPACITY_COLUMNS, [[r.get(c, "") for c in CAPACITY_COLUMNS] for r in results]))
+        if len(results) == 1:
+            click.echo(table(["memory per GPU", "GB"], [[k, v] for k, v in results[0]["memory"].items()]))
+            _capacity_notes(results[0])
+
+
+class _plain:
+    """A context manager yielding the items, standing in for a progress bar."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def __enter__(self) -> list[Any]:
+        return self.items
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _capacity_notes(r: dict[str, Any]) -> None:
+    if r.get("reason"):
+        click.echo(f"does not fit: {r['reason']}")
+    elif not r["fits"]:
+        hint = f"; tp={r['fitting_tp']} would fit" if r.get("fitting_tp") else "; no TP up to 8 fits on this GPU"
+        click.echo(f"does not fit: short by {r['shortfall_gb']:.1f} GB per GPU{hint}")
+    if r.get("sub_batches") and len(r["sub_batches"]) > 1:
+        click.echo(f"batch {r['requested_batch']} does not fit at once: run as sub-batches {r['sub_batches']}")
+    if r.get("metrics"):
+        m = r["metrics"]
+        click.echo(
+            f"at {r['rate']:g} req/s: {r['replicas']} replica(s), {r['concurrency_per_replica']} in flight each, "
+            f"TTFT {m['ttft_ms']:.0f} ms, TPOT {m['tpot_ms']:.1f} ms, ${r['usd_per_hour']:.2f}/h"
+        )

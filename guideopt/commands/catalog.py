@@ -1,0 +1,73 @@
+"""``guideopt catalog``: what is bundled."""
+
+from __future__ import annotations
+
+import click
+
+from guideopt.catalog import load_catalog
+from guideopt.commands.common import echo_json, handle_errors, json_option
+from guideopt.io.render import table
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(["gpus", "models", "frameworks"]))
+@json_option
+@handle_errors
+def catalog(kind: str, as_json: bool) -> None:
+    """List the bundled GPUs, models or frameworks.
+
+    Example: guideopt catalog gpus --json
+    """
+    cat = load_catalog()
+    if kind == "gpus":
+        rows = [
+            {
+                "id": g.id,
+                "name": g.name,
+                "arch": g.arch,
+                "memory_gb": round(g.memory_gb, 2),
+                "memory_gib": g.memory_gib,
+                "hbm_bw_gb_s": g.hbm_bw_gb_s,
+                "fp16_tflops": g.peak_tflops.fp16,
+                "link": g.link.value,
+                "usd_per_hour": g.usd_per_hour,
+                "price_source": g.price_source,
+            }
+            for g in cat.gpus.values()
+        ]
+        cols = ["id", "arch", "memory_gib", "hbm_bw_gb_s", "fp16_tflops", "link", "usd_per_hour"]
+    elif kind == "models":
+        rows = [
+            {
+                "id": m.id,
+                "num_params": m.num_params,
+                "num_active_params": m.num_active_params,
+                "layers": m.num_layers,
+                "hidden_size": m.hidden_size,
+                "heads": m.num_heads,
+                "kv_heads": m.num_kv_heads,
+                "kv_bytes_per_token_fp16": int(m.kv_bytes_per_token(2.0)),
+                "experts": m.num_experts,
+            }
+            for m in cat.models.values()
+        ]
+        cols = ["id", "num_params", "layers", "heads", "kv_heads", "kv_bytes_per_token_fp16", "experts"]
+    else:
+        rows = [
+            {
+                "id": f.id,
+                "name": f.name,
+                "version": f.version,
+                "memory_fraction": f.memory_fraction,
+                "memory_fraction_of": f.memory_fraction_of.value,
+                "kv_block_tokens": f.kv_block_tokens,
+                "max_num_batched_tokens": f.max_num_batched_tokens,
+                "chunked_prefill": f.chunked_prefill,
+            }
+            for f in cat.frameworks.values()
+        ]
+        cols = ["id", "version", "memory_fraction", "memory_fraction_of", "kv_block_tokens", "max_num_batched_tokens"]
+    if as_json:
+        echo_json(rows)
+    else:
+        click.echo(table(cols, [[r[c] for c in cols] for r in rows]))

@@ -1,0 +1,159 @@
+"""What every command shares: error handling and exit codes, JSON output, and the request flags of `plan`.
+
+The `plan`, `pareto` and `launch` commands take the same request flags; they are declared
+once here (``PLAN_REQUEST_FLAGS``) and turned into a request by ``flags_request``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from functools import wraps
+from typing import Any
+
+import click
+
+from guideopt.errors import GuideoptError, NoFeasiblePlanError
+from guideopt.io.render import plan_text
+from guideopt.model.request import DEFAULT_OBJECTIVE, DEFAULT_TOP
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=float))
+
+
+def infeasible_json(objective: list[str], explanation: str, conflicts: list[str], solve_time_s: float = 0.0) -> dict[str, Any]:
+    """The contract's JSON for a request with no feasible plan (one builder for every command)."""
+    return {
+        "status": "infeasible",
+        "objective": objective,
+        "solve_time_s": solve_time_s,
+        "plans": [],
+        "explanation": explanation,
+        "conflicts": conflicts,
+    }
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures become one line on stderr and the contract's exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = kwargs.get("as_json", False)
+        try:
+            return func(*args, **kwargs)
+        except NoFeasiblePlanError as exc:
+            click.echo(f"error: no feasible plan: {exc}", err=True)
+            if as_json:
+                objective = objective_terms(kwargs["objective"]) if "objective" in kwargs else kwargs.get("objective_terms") or []
+                echo_json(infeasible_json(objective, str(exc), list(exc.conflicts)))
+            sys.exit(exc.exit_code)
+        except GuideoptError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def objective_terms(value: str | None) -> list[str]:
+    if not value:
+        return [t.value for t in DEFAULT_OBJECTIVE]
+    terms = [t.strip() for t in value.split(",") if t.strip()]
+    if len(terms) == 1:  # one leading term; the rest of the default order breaks ties
+        terms += [t.value for t in DEFAULT_OBJECTIVE if t.value != terms[0]]
+    return terms
+
+
+def clean_request(request: dict[str, Any]) -> dict[str, Any]:
+    """Drop unset (None) leaves so that the request's defaults apply."""
+    out: dict[str, Any] = {}
+    for key, value in request.items():
+        if isinstance(value, dict) and key != "gpus":
+            value = {k: v for k, v in value.items() if v is not None}
+        if key == "gpus":
+            value = {k: {} for k in value}
+        out[key] = value
+    return out
+
+
+def emit_plan(result: Any, as_json: bool) -> None:
+    if as_json:
+        echo_json(result.model_dump())
+    else:
+        click.echo(plan_text(result))
+
+
+MODEL_HELP = "Hugging Face id from the catalog, or a path to a config.json."
+EMIT_HELP = "Also write launch scripts and PLAN.md into this folder."
+PLOT_HELP = "Also draw the Pareto fronts to this .png or .svg."
+
+# (flag, destination, click keyword arguments, required by `plan`): the request flags of
+# `plan`, `pareto` and `launch`.
+PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
+    ("--model", "model", {"help": MODEL_HELP}, True),
+    ("--budget", "budget", {"type": float, "help": "Ceiling in USD per hour for the whole deployment."}, True),
+    ("--input-len", "input_len", {"type": int, "help": "Prompt tokens per request."}, True),
+    ("--output-len", "output_len", {"type": int, "help": "Generated tokens per request."}, True),
+    ("--batch", "batch", {"type": int, "help": "Fixed batch per replica (default: the solver picks)."}, False),
+    ("--objective", "objective", {"help": "throughput, latency, ttft, tpot or cost; a comma list is lexicographic."}, False),
+    ("--gpu", "gpus", {"multiple": True, "help": "Allowed GPU type (repeatable; default: the whole catalog)."}, False),
+    ("--max-gpus", "max_gpus", {"type": int, "help": "At most this many GPUs in all."}, False),
+    ("--framework", "frameworks", {"multiple": True, "help": "Allowed engine (repeatable, or 'any'; default vllm)."}, False),
+    ("--dtype", "dtypes", {"multiple": True, "help": "Allowed weight precision (repeatable; default fp16)."}, False),
+    ("--tp", "tps", {"multiple": True, "type": int, "help": "Allowed TP sizes (repeatable; default 1,2,4,8)."}, False),
+    ("--pp", "pps", {"multiple": True, "type": int, "help": "Allowed PP sizes (repeatable; default 1,2,4)."}, False),
+    ("--ttft-ms", "ttft_ms", {"type": float, "help": "SLO: TTFT at most this."}, False),
+    ("--tpot-ms", "tpot_ms", {"type": float, "help": "SLO: TPOT at most this."}, False),
+    ("--min-throughput", "min_throughput", {"type": float, "help": "SLO: at least this many output tokens/s."}, False),
+)
+REQUIRED_FLAGS = tuple((dest, flag) for flag, dest, _, required in PLAN_REQUEST_FLAGS if required)
+
+
+def plan_request_options(*, required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Attach the request flags; ``required`` makes the four essential ones mandatory (`plan`)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for flag, dest, kwargs, needed in reversed(PLAN_REQUEST_FLAGS):
+            func = click.option(flag, dest, required=required and needed, **kwargs)(func)
+        return func
+
+    return decorate
+
+
+def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The request the plan flags describe (unset flags leave the request's defaults)."""
+    for key, name in REQUIRED_FLAGS:
+        if flags.get(key) is None:
+            raise click.UsageError(f"{name} is required (or give --file FILE)")
+    request: dict[str, Any] = {
+        "model": flags["model"],
+        "workload": {"input_len": flags["input_len"], "output_len": flags["output_len"], "batch": flags.get("batch")},
+        "budget": {"usd_per_hour": flags["budget"]},
+        "objective": objective_terms(flags.get("objective")),
+        "top": flags.get("top") or DEFAULT_TOP,
+        "slo": {
+            "ttft_ms": flags.get("ttft_ms"),
+            "tpot_ms": flags.get("tpot_ms"),
+            "min_output_throughput_tok_s": flags.get("min_throughput"),
+        },
+        "parallelism": {
+            k: v
+            for k, v in (("tp", list(flags.get("tps") or ())), ("pp", list(flags.get("pps") or ())), ("max_gpus", flags.get("max_gpus")))
+            if v
+        },
+    }
+    if "heterogeneous" in flags:  # only `plan` has the flag
+        request["heterogeneous"] = bool(flags["heterogeneous"])
+    if flags.get("gpus"):
+        request["gpus"] = dict.fromkeys(flags["gpus"])
+    frameworks = flags.get("frameworks")
+    if frameworks:
+        request["framework"] = "any" if "any" in frameworks else list(frameworks)
+    if flags.get("dtypes"):
+        request["precision"] = list(flags["dtypes"])
+    return clean_request(request)

@@ -1,0 +1,33 @@
+"""``guideopt plan``: the best deployments under a budget, from flags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from guideopt import api
+from guideopt.commands.common import EMIT_HELP, PLOT_HELP, emit_plan, flags_request, handle_errors, json_option, plan_request_options
+from guideopt.model.request import DEFAULT_TOP
+
+
+@click.command()
+@plan_request_options(required=True)
+@click.option("--top", type=int, default=DEFAULT_TOP, show_default=True, help="How many distinct plans.")
+@click.option("--heterogeneous", is_flag=True, help="Allow plans that mix GPU types (one group per type).")
+@click.option("--emit", "emit_dir", type=click.Path(file_okay=False), default=None, help=EMIT_HELP)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help=PLOT_HELP)
+@json_option
+@handle_errors
+def plan(emit_dir: str | None, plot_path: str | None, as_json: bool, **flags: Any) -> None:
+    """Find the best deployments under a budget.
+
+    Example: guideopt plan --model meta-llama/Llama-2-7b-hf --budget 12 --input-len 512 --output-len 256
+    """
+    request = flags_request(flags)
+    result = api.plan(request)
+    emit_plan(result, as_json)
+    if emit_dir or plot_path:
+        from guideopt.commands.outputs import write_outputs
+
+        write_outputs(result, request, emit_dir, plot_path)

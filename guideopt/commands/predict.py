@@ -1,0 +1,93 @@
+"""``guideopt predict``: metrics and memory of one configuration, or of every row of a CSV."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from guideopt import api
+from guideopt.commands.common import echo_json, handle_errors, json_option
+from guideopt.errors import GuideoptError
+from guideopt.io.render import prediction_text
+
+
+@click.command()
+@click.option("--model", help="Hugging Face id from the catalog, or a path to a config.json.")
+@click.option("--gpu", help="GPU id (see `guideopt catalog gpus`).")
+@click.option("--num-gpus", type=int, default=None, help="All GPUs; replicas = num_gpus / (tp·pp).")
+@click.option("--tp", type=int, default=None, help="Tensor-parallel size (default: num_gpus / pp).")
+@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
+@click.option("--framework", default="vllm", show_default=True)
+@click.option("--dtype", default="fp16", show_default=True, help="Weight precision.")
+@click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Requests submitted together.")
+@click.option("--input-len", type=int, help="Prompt tokens per request.")
+@click.option("--output-len", type=int, help="Generated tokens per request.")
+@click.option("--split", type=int, default=None, help="Token budget per forward pass (default: the engine's).")
+@click.option("--concurrency", type=int, default=None, help="Closed-loop clients instead of a static batch.")
+@click.option("--h2o-keep", type=float, default=1.0, show_default=True, help="H2O KV keep ratio.")
+@click.option("--no-flash-attention", is_flag=True, help="Materialise the attention score matrix.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True), help="Predict every row of this CSV.")
+@json_option
+@handle_errors
+def predict(
+    model: str | None,
+    gpu: str | None,
+    num_gpus: int | None,
+    tp: int | None,
+    pp: int,
+    framework: str,
+    dtype: str,
+    kv_dtype: str | None,
+    batch: int,
+    input_len: int | None,
+    output_len: int | None,
+    split: int | None,
+    concurrency: int | None,
+    h2o_keep: float,
+    no_flash_attention: bool,
+    csv_path: str | None,
+    as_json: bool,
+) -> None:
+    """Predict TTFT, TPOT, throughput and memory for one configuration (or a CSV of them).
+
+    Example: guideopt predict --model meta-llama/Llama-2-7b-hf --gpu a100-sxm4-80gb --batch 16 --input-len 512 --output-len 128
+    """
+    if csv_path:
+        text = sys.stdin.read() if csv_path == "-" else _read(csv_path)
+        click.echo(api.predict_csv_text(text), nl=False)
+        return
+    for name, value in (("--model", model), ("--gpu", gpu), ("--input-len", input_len), ("--output-len", output_len)):
+        if value is None:
+            raise click.UsageError(f"{name} is required (or give --csv FILE)")
+    request = {
+        "model": model,
+        "gpu": gpu,
+        "num_gpus": num_gpus,
+        "tp": tp,
+        "pp": pp,
+        "framework": framework,
+        "dtype": dtype,
+        "kv_dtype": kv_dtype,
+        "batch": batch,
+        "input_len": input_len,
+        "output_len": output_len,
+        "split": split,
+        "concurrency": concurrency,
+        "h2o_keep": h2o_keep,
+        "flash_attention": not no_flash_attention,
+    }
+    pred = api.predict({k: v for k, v in request.items() if v is not None}).as_dict()
+    if as_json:
+        echo_json(pred)
+    else:
+        click.echo(prediction_text(pred))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError as exc:
+        raise GuideoptError(f"csv: cannot read {path} ({exc.strerror})") from None
