@@ -207,7 +207,7 @@ def _serving_curve(table: OptionTable, cat: Catalog, cap: int):
     fw = table.space.frameworks[0]
     c = np.arange(1, cap + 1, dtype=float)
     n = c.size
-    hw = hardware_arrays(table.space.gpus * n, [fw] * n, table.space.dtypes * n, cat.calibration)
+    hw = hardware_arrays(list(table.space.gpus) * n, [fw] * n, list(table.space.dtypes) * n, cat.calibration)
     x = ServingInputs(
         tp=np.full(n, float(table.tp[0])),
         pp=np.full(n, float(table.pp[0])),
@@ -226,6 +226,8 @@ def _serving_curve(table: OptionTable, cat: Catalog, cap: int):
 
 def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) -> None:
     req = out.request
+    rate = req.rate
+    assert rate is not None, "sizing needs a rate"
     curve = _serving_curve(table, cat, cap)
     req_rate = curve.output_throughput_tok_s / req.output_len
     ok = np.ones(cap, dtype=bool)
@@ -241,10 +243,10 @@ def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) ->
             named,
         )
     best_rate = float(req_rate[ok].max())
-    n = max(1, math.ceil(req.rate / best_rate - 1e-12))
+    n = max(1, math.ceil(rate / best_rate - 1e-12))
     if n > MAX_REPLICAS_FOR_RATE:
-        raise NoFeasiblePlanError(f"rate: {req.rate:g} req/s needs more than {MAX_REPLICAS_FOR_RATE} replicas of this shape", ["rate"])
-    per_replica = req.rate / n
+        raise NoFeasiblePlanError(f"rate: {rate:g} req/s needs more than {MAX_REPLICAS_FOR_RATE} replicas of this shape", ["rate"])
+    per_replica = rate / n
     point = int(np.nonzero(ok & (req_rate >= per_replica - 1e-12))[0][0])  # fewest in flight that keeps up
     gpus_per_replica = out.request.resolved_tp * out.request.pp
     price = cat.gpu(req.gpu).usd_per_hour
@@ -257,10 +259,10 @@ def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) ->
         ttft_ms=ttft * MS_PER_S,
         tpot_ms=tpot * MS_PER_S,
         batch_latency_s=latency,
-        decode_throughput_tok_s=req.rate * max(req.output_len - 1, 0),
-        output_throughput_tok_s=req.rate * req.output_len,
-        total_throughput_tok_s=req.rate * (req.input_len + req.output_len),
-        prefill_throughput_tok_s=req.rate * req.input_len,
+        decode_throughput_tok_s=rate * max(req.output_len - 1, 0),
+        output_throughput_tok_s=rate * req.output_len,
+        total_throughput_tok_s=rate * (req.input_len + req.output_len),
+        prefill_throughput_tok_s=rate * req.input_len,
     )
 
 

@@ -208,7 +208,9 @@ def _chosen_index(opts: PlanOptions, cands: cpsat.Candidates, group: Group | Non
     if group is None:
         return None
     option = _option_index(opts, group)
-    hits = np.nonzero((cands.option == option) & (cands.replicas == group.replicas))[0] if option is not None else []
+    if option is None:
+        return None
+    hits = np.nonzero((cands.option == option) & (cands.replicas == group.replicas))[0]
     return int(hits[0]) if len(hits) else None
 
 

@@ -100,7 +100,7 @@ def _measurement(raw: Mapping[str, str], line: int) -> Measurement:
     if value is None:
         raise InvalidRequestError(f"line {line}: value: empty (every row carries one measured number)")
     rest = {c: text[c] for c in CSV_COLUMNS if c not in _NUMERIC_COLUMNS and c != "value"}
-    return Measurement(line=line, value=value, **numbers, **rest)
+    return Measurement(line=line, value=value, **numbers, **rest)  # type: ignore[arg-type]  # columns typed by name
 
 
 def load_measurements(path: str | Path) -> list[Measurement]:
@@ -378,7 +378,8 @@ def layout(m: Measurement) -> tuple[int, int, int] | Skip:
     dp = _ATTENTION_DP.search(m.notes)
     ep = _MOE_EP.search(m.notes)
     if (dp and int(dp.group(1)) > 1) or (ep and int(ep.group(1)) > 1):
-        return Skip("attention-DP / expert-parallel layout not modelled", dp.group(0) if dp else ep.group(0))
+        found = dp or ep
+        return Skip("attention-DP / expert-parallel layout not modelled", found.group(0) if found else "")
     if m.num_gpus is None and _DP_OR_EP_WORDS.search(m.notes):
         return Skip("attention-DP / expert-parallel layout not modelled", "num_gpus empty")
     pp = _integer(m.pp) or 1
@@ -440,7 +441,7 @@ def _lengths_and_load(m: Measurement, kind: Workload) -> dict[str, int] | Skip:
     if load is None or load < 1:
         return Skip("open-loop / variable lengths not modelled", "no batch or concurrency")
     key = "batch" if kind is Workload.STATIC else "concurrency"
-    return {"input_len": _integer(m.input_len), "output_len": _integer(m.output_len), key: load}
+    return {"input_len": round(m.input_len), "output_len": round(m.output_len), key: load}
 
 
 def to_case(m: Measurement, catalog: Catalog | None = None) -> CaseOrSkip:

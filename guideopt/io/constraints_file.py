@@ -448,7 +448,8 @@ def _message(err: dict[str, Any], path: KeyPath) -> str:
         example = {"objective": "[throughput, cost]", "precision": "[fp16, bf16]"}.get(str(path[-1]) if path else "", "[1, 2, 4]")
         return f"expected a non-empty list, got {shown} (e.g. {example})"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
-        keys = ", ".join(_model_at(path).model_fields) if _model_at(path) is not None else "GPU ids"
+        model = _model_at(path)
+        keys = ", ".join(model.model_fields) if model is not None else "GPU ids"
         return f"expected a mapping, got {_show(got)} (give keys: {keys})"
     if kind == "enum":
         options = [o.strip(" '") for o in re.split(r",| or ", str(ctx.get("expected", ""))) if o.strip(" '")]
@@ -551,7 +552,7 @@ def _schema_errors(exc: ValidationError, data: Any) -> list[tuple[KeyPath, str]]
                 continue
             path, message = union_path, _union_message(union_path, union_value)
         else:
-            message = _message(err, path)
+            message = _message(dict(err), path)
         if path not in seen:
             seen.add(path)
             out.append((path, message))

@@ -77,13 +77,13 @@ def violations(c: Candidates, req: PlanRequest, opts: PlanOptions, skip: frozens
         if limit is not None:
             out[f"gpus.{opts.table.space.gpus[i].id}"] = (c.gpu_idx == i) & (c.gpus > limit)
     slo = req.slo
-    for name, limit, values in (
-        ("slo.ttft_ms", slo.ttft_ms and slo.ttft_ms * 1e3, c.ttft_us),
-        ("slo.tpot_ms", slo.tpot_ms and slo.tpot_ms * 1e3, c.tpot_us),
-        ("slo.batch_latency_s", slo.batch_latency_s and slo.batch_latency_s * US_PER_S, c.latency_us),
+    for name, bound, values in (
+        ("slo.ttft_ms", None if slo.ttft_ms is None else slo.ttft_ms * 1e3, c.ttft_us),
+        ("slo.tpot_ms", None if slo.tpot_ms is None else slo.tpot_ms * 1e3, c.tpot_us),
+        ("slo.batch_latency_s", None if slo.batch_latency_s is None else slo.batch_latency_s * US_PER_S, c.latency_us),
     ):
-        if limit is not None:
-            out[name] = values > limit
+        if bound is not None:
+            out[name] = values > bound
     if slo.min_output_throughput_tok_s:
         out["slo.min_output_throughput_tok_s"] = c.throughput < slo.min_output_throughput_tok_s * DECI_TOK_PER_TOK
     return {k: v for k, v in out.items() if k not in skip}
@@ -114,7 +114,10 @@ def pareto_front(values: np.ndarray) -> np.ndarray:
     for start in range(0, order.size, PARETO_BLOCK):
         idx = order[start : start + PARETO_BLOCK]
         block = values[idx]
-        dominated = (kept[None, :, :] <= block[:, None, :]).all(axis=2).any(axis=1) if kept.size else np.zeros(idx.size, bool)
+        if kept.size:
+            dominated = np.any(np.all(kept[None, :, :] <= block[:, None, :], axis=2), axis=1)
+        else:
+            dominated = np.zeros(idx.size, dtype=bool)
         no_worse = (block[:, None, :] <= block[None, :, :]).all(axis=2)
         dominated |= np.triu(no_worse, k=1).any(axis=0)
         kept_rows.append(idx[~dominated])
@@ -266,13 +269,13 @@ def add_user_constraints(h: ModelHandle, c: Candidates, req: PlanRequest, opts: 
         if limit is not None and name not in skip:
             _forbid(h, name, of_type & (c.gpus > limit))
     slo = req.slo
-    for name, limit, values in (
-        ("slo.ttft_ms", slo.ttft_ms and slo.ttft_ms * 1e3, c.ttft_us),
-        ("slo.tpot_ms", slo.tpot_ms and slo.tpot_ms * 1e3, c.tpot_us),
-        ("slo.batch_latency_s", slo.batch_latency_s and slo.batch_latency_s * US_PER_S, c.latency_us),
+    for name, bound, values in (
+        ("slo.ttft_ms", None if slo.ttft_ms is None else slo.ttft_ms * 1e3, c.ttft_us),
+        ("slo.tpot_ms", None if slo.tpot_ms is None else slo.tpot_ms * 1e3, c.tpot_us),
+        ("slo.batch_latency_s", None if slo.batch_latency_s is None else slo.batch_latency_s * US_PER_S, c.latency_us),
     ):
-        if limit is not None and name not in skip:
-            _forbid(h, name, values > limit)
+        if bound is not None and name not in skip:
+            _forbid(h, name, values > bound)
     if slo.min_output_throughput_tok_s and "slo.min_output_throughput_tok_s" not in skip:
         _forbid(h, "slo.min_output_throughput_tok_s", c.throughput < slo.min_output_throughput_tok_s * DECI_TOK_PER_TOK)
     h.model.add_assumptions(list(h.constraint_literals.values()))
@@ -301,7 +304,8 @@ def solve_lexicographic(h: ModelHandle, objective: list[ObjectiveTerm]) -> Stage
     solver = new_solver()
     values: list[int] = []
     proven = True
-    for term in objective or [None]:
+    stages: list[ObjectiveTerm | None] = list(objective) or [None]
+    for term in stages:
         h.model.clear_objective()
         if term is not None:
             expr = h.terms[term]
