@@ -1,19 +1,25 @@
-"""The library API (what the CLI and notebooks call). Never imports the CLI."""
+"""The library API (what the CLI and notebooks call). Never imports the CLI.
+
+The cost model (numpy) and the solver (OR-Tools, which loads pandas) are imported inside
+the functions that use them, so that a command which needs neither (``--help``,
+``catalog``) starts without them.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from guideopt.analyses.predict import Prediction, predict_one
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.errors import GuideoptError, InvalidRequestError
-from guideopt.model.plan import PlanResult
 from guideopt.model.request import PlanRequest, PredictRequest
 from guideopt.model.validation import validated
-from guideopt.solver.plan import solve_request
+
+if TYPE_CHECKING:
+    from guideopt.analyses.predict import Prediction
+    from guideopt.model.plan import PlanResult
 
 PREDICT_CSV_INPUTS = ("model", "gpu", "num_gpus", "tp", "pp", "framework", "dtype", "batch", "input_len", "output_len")
 PREDICT_CSV_OPTIONAL = ("kv_dtype", "concurrency")
@@ -31,10 +37,14 @@ PREDICT_CSV_METRICS = (
 
 def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = None) -> PlanResult:
     """Best deployments for a request; raises NoFeasiblePlanError with an explanation."""
+    from guideopt.solver.plan import solve_request
+
     return solve_request(validated(PlanRequest, request), catalog)
 
 
 def predict(request: PredictRequest | Mapping[str, Any], catalog: Catalog | None = None) -> Prediction:
+    from guideopt.analyses.predict import predict_one
+
     return predict_one(validated(PredictRequest, request), catalog)
 
 

@@ -1,0 +1,73 @@
+"""Fast start (issue 15): the CLI imports only what a command needs, when it needs it.
+
+Each check runs in a fresh interpreter (as a user's command does), so that modules other
+tests have imported cannot hide a heavy import. Wall times are measured by
+``benchmarks/bench_startup.py``; these tests pin the cause, which does not vary with load.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# Heavy packages and what pulls them in: OR-Tools (and pandas, which OR-Tools imports) for
+# the solver, numpy for the cost model, scipy for kernel fits, matplotlib for plots,
+# FastAPI/uvicorn for `serve`.
+HEAVY = ("ortools", "pandas", "numpy", "scipy", "matplotlib", "fastapi", "uvicorn", "starlette")
+
+# Runs `guideopt ARGS...` in-process (click's standalone mode off) and prints the
+# top-level packages loaded afterwards, as JSON.
+PROBE = """
+import json, sys
+from guideopt.cli import main
+args = sys.argv[1:]
+if args:
+    try:
+        main(args, standalone_mode=False)
+    except SystemExit:
+        pass
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def loaded_after(*args: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_cli_loads_no_heavy_package():
+    assert loaded_after() & set(HEAVY) == set()
+
+
+@pytest.mark.parametrize("args", [("--help",), ("catalog", "gpus"), ("plan", "--help"), ("schema",)])
+def test_light_commands_load_no_heavy_package(args):
+    assert loaded_after(*args) & set(HEAVY) == set()
+
+
+def test_importing_guideopt_loads_no_heavy_package():
+    out = subprocess.run(
+        [sys.executable, "-c", "import json, sys, guideopt; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert set(json.loads(out.stdout)) & set(HEAVY) == set()
+
+
+def test_the_library_api_is_still_reachable_from_the_package():
+    """``guideopt.plan`` and friends load on first use (PEP 562)."""
+    import guideopt
+    from guideopt import api
+
+    assert guideopt.plan is api.plan and guideopt.predict is api.predict and guideopt.predict_rows is api.predict_rows
+    with pytest.raises(AttributeError):
+        _ = guideopt.no_such_name
+
+
+def test_the_probe_sees_a_heavy_import():
+    """The probe is not vacuous: predicting loads numpy."""
+    args = ("predict", "--model", "meta-llama/Llama-2-7b-hf", "--gpu", "l4", "--input-len", "64", "--output-len", "8")
+    assert "numpy" in loaded_after(*args)
