@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from guideopt.costs.rows import memory_breakdown, scaled_metrics
 from guideopt.costs.serving import ServingInputs, serving_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
+from guideopt.model.framework import Framework
+from guideopt.model.gpu import Gpu
+from guideopt.model.llm import ModelArch
 from guideopt.model.plan import MemoryBreakdown, Metrics
 from guideopt.model.request import PredictRequest
 from guideopt.units import BYTES_PER_GB, MS_PER_S
@@ -50,7 +54,8 @@ class Prediction:
         }
 
 
-def _default_split(req: PredictRequest, fw) -> int:
+def default_split(req: PredictRequest, fw: Framework) -> int:
+    """The token budget per pass: the request's, else the engine's (whole prompts unchunked)."""
     if req.split is not None:
         return req.split
     if fw.chunked_prefill:
@@ -58,11 +63,13 @@ def _default_split(req: PredictRequest, fw) -> int:
     return max(fw.max_num_batched_tokens, req.input_len)
 
 
-def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Prediction:
-    cat = catalog or load_catalog()
-    arch = cat.model(req.model)
-    gpu = cat.gpu(req.gpu)
-    fw = cat.framework(req.framework)
+def resolve(req: PredictRequest, cat: Catalog) -> tuple[ModelArch, Gpu, Framework]:
+    """The request's catalog entries (an unknown id raises CatalogError naming the field)."""
+    return cat.model(req.model), cat.gpu(req.gpu), cat.framework(req.framework)
+
+
+def check_request(req: PredictRequest, cat: Catalog, arch: ModelArch, gpu: Gpu, fw: Framework) -> None:
+    """Every refusal that needs no cost model (``predict`` and ``predict --csv`` share it)."""
     tp = req.resolved_tp
     if gpu.vendor.value not in fw.vendors:
         raise InvalidRequestError(
@@ -72,20 +79,39 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
         raise InvalidRequestError(f"pp: {fw.id} has no pipeline parallelism (use pp 1, or another framework)")
     if req.dtype.value not in fw.precisions:
         raise InvalidRequestError(f"dtype: {fw.id} does not serve {req.dtype.value} weights (use one of {', '.join(fw.precisions)})")
-    if not bool(tp_is_valid(arch, np.array([tp]))[0]):
+    if not _tp_divides(arch, tp):
         raise InvalidRequestError(
             f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try a divisor such as {_divisor_hint(arch)})"
         )
     if req.pp > arch.num_layers:
         raise InvalidRequestError(f"pp: {req.pp} exceeds the model's {arch.num_layers} layers")
-    replicas = req.replicas
-    clients = req.concurrency if req.concurrency is not None else req.batch
-    per_replica = -(-clients // replicas)
-    split = _default_split(req, fw)
+    split = default_split(req, fw)
     if not fw.chunked_prefill and split < req.input_len:
         raise InvalidRequestError(
             f"split: {split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)"
         )
+
+
+@lru_cache(maxsize=1024)
+def _tp_divides(arch: ModelArch, tp: int) -> bool:
+    """``tp_is_valid`` for one TP size, remembered (``predict --csv`` asks it for every row)."""
+    return bool(tp_is_valid(arch, np.array([tp]))[0])
+
+
+def per_replica_clients(req: PredictRequest) -> int:
+    """Requests (or closed-loop clients) on the busiest replica."""
+    clients = req.concurrency if req.concurrency is not None else req.batch
+    return -(-clients // req.replicas)
+
+
+def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Prediction:
+    cat = catalog or load_catalog()
+    arch, gpu, fw = resolve(req, cat)
+    check_request(req, cat, arch, gpu, fw)
+    tp = req.resolved_tp
+    replicas = req.replicas
+    per_replica = per_replica_clients(req)
+    split = default_split(req, fw)
     space = OptionSpace(
         gpus=[gpu],
         frameworks=[fw],
@@ -120,20 +146,28 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     )
 
 
-def _divisor_hint(arch) -> str:
+@lru_cache(maxsize=256)
+def _divisor_hint(arch: ModelArch) -> str:
     good = [t for t in (1, 2, 4, 8) if bool(tp_is_valid(arch, np.array([t]))[0])]
     return ", ".join(str(t) for t in good)
 
 
 def _does_not_fit(table: OptionTable) -> str:
     mem = table.memory
-    gpu = table.space.gpus[0]
     need = float(mem.weights_bytes[0] + mem.activation_bytes[0] + mem.overhead_bytes[0])
     one_seq = (table.space.input_len + table.space.output_len) * float(mem.kv_bytes_per_token[0])
+    return does_not_fit_reason(
+        table.arch.id, table.space.gpus[0].id, int(table.tp[0]), int(table.pp[0]), need, one_seq, float(mem.usable_bytes[0])
+    )
+
+
+def does_not_fit_reason(
+    model_id: str, gpu_id: str, tp: int, pp: int, need_bytes: float, kv_per_request_bytes: float, usable_bytes: float
+) -> str:
     return (
-        f"does not fit: {table.arch.id} needs {need / BYTES_PER_GB:.1f} GB per GPU for weights, activations and overhead "
-        f"plus {one_seq / BYTES_PER_GB:.2f} GB of KV per request, but {gpu.id} at tp={int(table.tp[0])}, pp={int(table.pp[0])} "
-        f"lets the engine use {float(mem.usable_bytes[0]) / BYTES_PER_GB:.1f} GB (use more TP/PP, a larger GPU or a lower precision)"
+        f"does not fit: {model_id} needs {need_bytes / BYTES_PER_GB:.1f} GB per GPU for weights, activations and overhead "
+        f"plus {kv_per_request_bytes / BYTES_PER_GB:.2f} GB of KV per request, but {gpu_id} at tp={tp}, pp={pp} "
+        f"lets the engine use {usable_bytes / BYTES_PER_GB:.1f} GB (use more TP/PP, a larger GPU or a lower precision)"
     )
 
 

@@ -55,8 +55,7 @@ def predict(
     Example: guideopt predict --model meta-llama/Llama-2-7b-hf --gpu a100-sxm4-80gb --batch 16 --input-len 512 --output-len 128
     """
     if csv_path:
-        text = sys.stdin.read() if csv_path == "-" else _read(csv_path)
-        click.echo(api.predict_csv_text(text), nl=False)
+        _predict_csv(csv_path)
         return
     for name, value in (("--model", model), ("--gpu", gpu), ("--input-len", input_len), ("--output-len", output_len)):
         if value is None:
@@ -85,9 +84,22 @@ def predict(
         click.echo(prediction_text(pred))
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as fh:
-            return fh.read()
-    except OSError as exc:
-        raise GuideoptError(f"csv: cannot read {path} ({exc.strerror})") from None
+def _predict_csv(csv_path: str) -> None:
+    """Stream the predictions of every row to stdout; name the first bad rows on stderr."""
+    source = "<stdin>" if csv_path == "-" else csv_path
+    if csv_path == "-":
+        stdin = getattr(sys.stdin, "buffer", None)  # a test runner's stdin may be text only
+        lines = stdin if stdin is not None else (line.encode("utf-8") for line in sys.stdin)
+        report = api.predict_csv_stream(lines, sys.stdout, source=source)
+    else:
+        try:
+            fh = open(csv_path, "rb")  # noqa: SIM115 (closed below; a read error names the file)
+        except OSError as exc:
+            raise GuideoptError(f"csv: cannot read {csv_path} ({exc.strerror})") from None
+        with fh:
+            report = api.predict_csv_stream(fh, sys.stdout, source=source)
+    for line, error in report.first_bad:
+        click.echo(f"{source}:{line}: {error}", err=True)
+    more = report.bad_rows - len(report.first_bad)
+    if more > 0:
+        click.echo(f"{source}: {more} more row(s) could not be predicted (see the error column)", err=True)
