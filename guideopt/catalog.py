@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from guideopt.errors import CatalogError
 from guideopt.model.calibration import Calibration
 from guideopt.model.framework import Framework
-from guideopt.model.gpu import Gpu
+from guideopt.model.gpu import Gpu, LinkClass
 from guideopt.model.link import Links, NetworkLink
 from guideopt.model.llm import ModelArch, arch_from_hf_config
 
@@ -181,13 +181,32 @@ def _load_links(root: Path) -> Links:
         raise CatalogError(f"{path} is missing") from None
 
 
+def _check_calibration_ids(root: Path, gpus: dict[str, Gpu], frameworks: dict[str, Framework], calibration: Calibration) -> None:
+    """Every engine and every link class a GPU uses has its calibration entry (the cost model
+    looks them up by id), so a gap is one catalog error at load, not a KeyError at predict time."""
+    where = root / "calibration.yaml"
+    refit = "add one, or refit with scripts/fit_calibration.py"
+    for fw_id in sorted(frameworks):
+        if fw_id not in calibration.frameworks:
+            raise CatalogError(f"{where}: frameworks: no entry for engine {fw_id!r} of frameworks/ ({refit})")
+    # Every GPU can spill onto PCIe (a TP group wider than its fast link), so PCIe is always needed.
+    needed = {LinkClass.PCIE.value: "every GPU's fallback link"}
+    for gpu in sorted(gpus.values(), key=lambda g: g.id):
+        needed.setdefault(gpu.link.value, f"gpus/{gpu.id}.yaml")
+    for link, user in needed.items():
+        if link not in calibration.links:
+            raise CatalogError(f"{where}: links: no entry for link class {link!r}, used by {user} ({refit})")
+
+
 @lru_cache(maxsize=4)
 def load_catalog(root: str | None = None) -> Catalog:
     base = Path(root) if root else catalog_dir()
+    gpus, frameworks, calibration = _load_gpus(base), _load_frameworks(base), _load_calibration(base)
+    _check_calibration_ids(base, gpus, frameworks, calibration)
     return Catalog(
-        gpus=_load_gpus(base),
+        gpus=gpus,
         models=_load_models(base),
-        frameworks=_load_frameworks(base),
-        calibration=_load_calibration(base),
+        frameworks=frameworks,
+        calibration=calibration,
         links=_load_links(base),
     )
