@@ -51,10 +51,10 @@ def predict(request: PredictRequest | Mapping[str, Any], catalog: Catalog | None
 
 
 # Rows read, predicted and written at a time by ``predict --csv``: the first chunk is small
-# so that the first rows appear within a fraction of a second; chunks then double up to a
-# size at which each group's vectorised call amortises its fixed cost (the closed-loop
-# fixed point costs ~80 forward passes per call whatever the rows), and memory stays
-# bounded (a few tens of MB) whatever the file's length.
+# so that the first rows appear within a fraction of a second; the next ones are large
+# enough that each group's vectorised call amortises its fixed cost (the closed-loop fixed
+# point costs ~80 forward passes per call whatever the rows), and memory stays bounded (a
+# few tens of MB) whatever the file's length.
 PREDICT_CSV_FIRST_CHUNK_ROWS = 1024
 PREDICT_CSV_CHUNK_ROWS = 16384
 # Bad rows ``predict_csv_stream`` reports by line (the rest are counted).
@@ -71,13 +71,12 @@ class CsvReport:
     first_bad: list[tuple[int, str]] = field(default_factory=list)
 
 
+_ROW_KEYS = PREDICT_CSV_INPUTS + PREDICT_CSV_OPTIONAL + ("split",)
+
+
 def _row_request(row: Mapping[str, str | None]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for key in PREDICT_CSV_INPUTS + PREDICT_CSV_OPTIONAL + ("split",):
-        value = (row.get(key) or "").strip()
-        if value:
-            data[key] = value
-    return data
+    """The request a CSV row describes (empty cells leave the defaults)."""
+    return {key: value for key in _ROW_KEYS if (value := (row.get(key) or "").strip())}
 
 
 def _request_or_error(row: Mapping[str, str | None], problem: str | None) -> PredictRequest | GuideoptError:
@@ -110,14 +109,14 @@ def _predict_chunk(rows: Sequence[Mapping[str, Any]], cat: Catalog, problems: li
 
 
 def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
-    """Consecutive lists of ``items``, growing from the first chunk size to the largest."""
+    """Consecutive lists of ``items``: a small first chunk, then large ones."""
     size = PREDICT_CSV_FIRST_CHUNK_ROWS
     chunk: list[Any] = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:
             yield chunk
-            chunk, size = [], min(2 * size, PREDICT_CSV_CHUNK_ROWS)
+            chunk, size = [], PREDICT_CSV_CHUNK_ROWS
     if chunk:
         yield chunk
 
