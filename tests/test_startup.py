@@ -47,6 +47,16 @@ def test_light_commands_load_no_heavy_package(args):
     assert loaded_after(*args) & set(HEAVY) == set()
 
 
+def test_predict_loads_the_cost_model_but_not_the_solver():
+    args = ("predict", "--model", "meta-llama/Llama-2-7b-hf", "--gpu", "l4", "--input-len", "64", "--output-len", "8")
+    assert loaded_after(*args) & set(HEAVY) == {"numpy"}
+
+
+def test_plan_loads_the_solver_but_not_plots_fits_or_the_web_stack():
+    args = ("plan", "--model", "meta-llama/Llama-2-7b-hf", "--budget", "12", "--input-len", "512", "--output-len", "256")
+    assert loaded_after(*args) & set(HEAVY) == {"numpy", "ortools", "pandas"}
+
+
 def test_importing_guideopt_loads_no_heavy_package():
     out = subprocess.run(
         [sys.executable, "-c", "import json, sys, guideopt; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"],
@@ -65,9 +75,3 @@ def test_the_library_api_is_still_reachable_from_the_package():
     assert guideopt.plan is api.plan and guideopt.predict is api.predict and guideopt.predict_rows is api.predict_rows
     with pytest.raises(AttributeError):
         _ = guideopt.no_such_name
-
-
-def test_the_probe_sees_a_heavy_import():
-    """The probe is not vacuous: predicting loads numpy."""
-    args = ("predict", "--model", "meta-llama/Llama-2-7b-hf", "--gpu", "l4", "--input-len", "64", "--output-len", "8")
-    assert "numpy" in loaded_after(*args)
