@@ -1,8 +1,8 @@
 """The library API (what the CLI and notebooks call). Never imports the CLI.
 
 The cost model (numpy) and the solver (OR-Tools, which loads pandas) are imported inside
-the functions that use them, so that a command which needs neither (``--help``,
-``catalog``) starts without them.
+the functions that use them, and the catalog's schemas on first use, so that a command
+which needs none of them (``--help``) starts without them.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from guideopt.catalog import Catalog, load_catalog
 from guideopt.errors import GuideoptError, InvalidRequestError
 from guideopt.model.request import PlanRequest, PredictRequest
 from guideopt.model.validation import validated
 
 if TYPE_CHECKING:
     from guideopt.analyses.predict import Prediction
+    from guideopt.catalog import Catalog
     from guideopt.model.plan import PlanResult
 
 PREDICT_CSV_INPUTS = ("model", "gpu", "num_gpus", "tp", "pp", "framework", "dtype", "batch", "input_len", "output_len")
@@ -123,6 +123,8 @@ def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
 
 def iter_predict_rows(rows: Iterable[Mapping[str, Any]], catalog: Catalog | None = None) -> Iterator[dict[str, Any]]:
     """Predict every row, yielding results in order as each chunk is done."""
+    from guideopt.catalog import load_catalog
+
     cat = catalog or load_catalog()
     for chunk in _chunks(rows):
         yield from _predict_chunk(chunk, cat)
@@ -171,6 +173,8 @@ def predict_csv_stream(lines: Iterable[bytes], out: TextIO, catalog: Catalog | N
     CSV) raise InvalidRequestError naming ``source`` and the line; a row that cannot be
     predicted keeps its place with the reason in its ``error`` cell.
     """
+    from guideopt.catalog import load_catalog
+
     cat = catalog or load_catalog()
     reader = csv.reader(_decoded(lines, source))
     report = CsvReport()

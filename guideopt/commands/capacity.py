@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from guideopt import api
-from guideopt.catalog import load_catalog
 from guideopt.commands.common import echo_json, handle_errors, json_option
 from guideopt.io.render import table
 
@@ -72,6 +71,7 @@ def capacity(
     from guideopt.analyses.capacity import CapacityRequest
     from guideopt.analyses.capacity import capacity as run_capacity
     from guideopt.analyses.sweep import parse_lengths
+    from guideopt.catalog import load_catalog
 
     combos = [(i, o) for i in parse_lengths(input_len, "input_len") for o in parse_lengths(output_len, "output_len")]
     base = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from guideopt.catalog import load_catalog
 from guideopt.commands.common import echo_json, handle_errors, json_option
 from guideopt.io.render import table
 
@@ -18,6 +17,8 @@ def catalog(kind: str, as_json: bool) -> None:
 
     Example: guideopt catalog gpus --json
     """
+    from guideopt.catalog import load_catalog
+
     cat = load_catalog()
     if kind == "gpus":
         rows = [

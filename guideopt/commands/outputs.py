@@ -18,7 +18,6 @@ import click
 
 from guideopt import api
 from guideopt.commands.common import flags_request, handle_errors, json_option, plan_request_options
-from guideopt.io.constraints_file import load_request
 from guideopt.io.render import plan_text, table
 from guideopt.model.plan import PlanResult
 from guideopt.model.request import DEFAULT_TOP, PlanRequest
@@ -51,6 +50,8 @@ def request_from_inputs(file: str | None, **flags: Any) -> PlanRequest:
     if file is not None:
         if given:
             raise click.UsageError(f"give either --file or plan options, not both (got --file and --{given[0].replace('_', '-')})")
+        from guideopt.io.constraints_file import load_request
+
         return load_request(file)
     return api.validated(PlanRequest, flags_request(flags))
 

@@ -17,7 +17,6 @@ import click
 from guideopt import api
 from guideopt.commands.common import emit_plan, handle_errors, infeasible_json, json_option
 from guideopt.errors import GuideoptError, NoFeasiblePlanError
-from guideopt.io.constraints_file import ConstraintsFileError, LoadedFile, json_schema, load, parse_path
 
 
 def _fail(message: str, code: int) -> None:
@@ -27,6 +26,8 @@ def _fail(message: str, code: int) -> None:
 
 def _leading_key(message: str) -> str | None:
     """The key path a library message starts with (``gpus.l4: ...``), if any."""
+    from guideopt.io.constraints_file import parse_path
+
     head, sep, _ = message.partition(": ")
     if sep and head and " " not in head and parse_path(head):
         return head
@@ -48,9 +49,11 @@ def solve(file: str, as_json: bool, emit_dir: str | None = None, plot_path: str 
 
     Example: guideopt solve examples/chat-tight-ttft.yaml --json
     """
+    from guideopt.io.constraints_file import ConstraintsFileError, load
+
     start = time.perf_counter()
     try:
-        loaded: LoadedFile = load(file)
+        loaded = load(file)
     except ConstraintsFileError as exc:
         _fail(str(exc), exc.exit_code)
         return
@@ -91,4 +94,6 @@ def schema() -> None:
 
     Example: guideopt schema > guideopt-constraints.schema.json
     """
+    from guideopt.io.constraints_file import json_schema
+
     click.echo(json.dumps(json_schema(), indent=2))
