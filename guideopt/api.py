@@ -135,9 +135,15 @@ def predict_rows(rows: Iterable[Mapping[str, Any]], catalog: Catalog | None = No
     return list(iter_predict_rows(rows, catalog))
 
 
+def _physical_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """Lines ending in \n, \r\n or a lone \r (old Mac files), endings kept for the csv module."""
+    for chunk in lines:
+        yield from chunk.splitlines(keepends=True)
+
+
 def _decoded(lines: Iterable[bytes], source: str) -> Iterator[str]:
     """UTF-8 lines (a leading byte-order mark, as Excel's "CSV UTF-8" writes, is dropped)."""
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in enumerate(_physical_lines(lines), start=1):
         if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
         try:

@@ -313,3 +313,20 @@ def test_cli_single_predict_json_matches_the_csv_row(runner, catalog):
     (batch_row,) = api.predict_rows([row], catalog)
     for key in METRICS[:-1]:
         assert batch_row[key] == f"{single['metrics'][key]:.6g}"
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"\r"])
+def test_windows_and_old_mac_line_endings_read_as_unix(catalog, ending):
+    unix = csv_bytes(VARIED_ROWS[:4])
+    expected, got = io.StringIO(), io.StringIO()
+    api.predict_csv_stream(io.BytesIO(unix), expected, catalog)
+    api.predict_csv_stream(io.BytesIO(unix.replace(b"\n", ending)), got, catalog)
+    assert got.getvalue() == expected.getvalue()
+
+
+def test_a_quoted_cell_may_span_lines(catalog):
+    rows = [VARIED_ROWS[0] + ["a note\nover two lines"], VARIED_ROWS[1] + ["x"]]
+    out = io.StringIO()
+    api.predict_csv_stream(io.BytesIO(csv_bytes(rows, [*HEADER, "note"])), out, catalog)
+    got = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["note"] for r in got] == ["a note\nover two lines", "x"] and [r["error"] for r in got] == ["", ""]
