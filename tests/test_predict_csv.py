@@ -284,17 +284,24 @@ def test_cli_repeated_column_is_exit_1_naming_it(runner, tmp_path):
     assert "column 'batch' appears more than once" in one_line_error(run(runner, ["predict", "--csv", str(path)]), 1)
 
 
-def test_cli_names_bad_rows_by_line_on_stderr_and_exits_0(runner, tmp_path):
+def test_cli_counts_bad_rows_in_one_stderr_line_naming_the_first(runner, tmp_path):
     path = tmp_path / "mixed.csv"
     path.write_bytes(csv_bytes(VARIED_ROWS))
     result = run(runner, ["predict", "--csv", str(path)])
     assert result.exit_code == 0
     got = list(csv.DictReader(io.StringIO(result.stdout)))
     bad = [(i + 2, r["error"]) for i, r in enumerate(got) if r["error"]]
-    notes = result.stderr.strip().splitlines()
-    shown = api.PREDICT_CSV_REPORTED_BAD_ROWS
-    assert notes[:shown] == [f"{path}:{line}: {error}" for line, error in bad[:shown]]
-    assert notes[shown] == f"{path}: {len(bad) - shown} more row(s) could not be predicted (see the error column)"
+    line, error = bad[0]
+    assert result.stderr.splitlines() == [
+        f"{path}: {len(bad)} of {len(got)} row(s) could not be predicted (see the error column); first, line {line}: {error}"
+    ]
+
+
+def test_cli_is_silent_on_stderr_when_every_row_is_predicted(runner, tmp_path):
+    path = tmp_path / "good.csv"
+    path.write_bytes(csv_bytes(VARIED_ROWS[:3]))
+    result = run(runner, ["predict", "--csv", str(path)])
+    assert result.exit_code == 0 and result.stderr == ""
 
 
 def test_cli_stdin_with_bom(runner):

@@ -85,7 +85,7 @@ def predict(
 
 
 def _predict_csv(csv_path: str) -> None:
-    """Stream the predictions of every row to stdout; name the first bad rows on stderr."""
+    """Stream the predictions of every row to stdout; one line on stderr counts the bad rows and names the first."""
     source = "<stdin>" if csv_path == "-" else csv_path
     if csv_path == "-":
         stdin = getattr(sys.stdin, "buffer", None)  # a test runner's stdin may be text only
@@ -98,8 +98,9 @@ def _predict_csv(csv_path: str) -> None:
             raise GuideoptError(f"csv: cannot read {csv_path} ({exc.strerror})") from None
         with fh:
             report = api.predict_csv_stream(fh, sys.stdout, source=source)
-    for line, error in report.first_bad:
-        click.echo(f"{source}:{line}: {error}", err=True)
-    more = report.bad_rows - len(report.first_bad)
-    if more > 0:
-        click.echo(f"{source}: {more} more row(s) could not be predicted (see the error column)", err=True)
+    if report.first_bad:
+        line, error = report.first_bad[0]
+        click.echo(
+            f"{source}: {report.bad_rows} of {report.rows} row(s) could not be predicted (see the error column); first, line {line}: {error}",
+            err=True,
+        )
