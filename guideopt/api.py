@@ -66,6 +66,7 @@ PREDICT_CSV_DEFAULTED = ("num_gpus", "tp", "pp", "framework", "dtype")  # column
 class CsvReport:
     """What ``predict_csv_stream`` saw: rows out, and the first bad rows as (line, error)."""
 
+    source: str
     rows: int = 0
     bad_rows: int = 0
     first_bad: list[tuple[int, str]] = field(default_factory=list)
@@ -183,7 +184,7 @@ def predict_csv_stream(lines: Iterable[bytes], out: TextIO, catalog: Catalog | N
 
     cat = catalog or load_catalog()
     reader = csv.reader(_decoded(lines, source))
-    report = CsvReport()
+    report = CsvReport(source)
     try:
         fields = _header(reader, source)
         columns = fields + [c for c in PREDICT_CSV_METRICS + ("error",) if c not in fields]

@@ -337,3 +337,19 @@ def test_a_quoted_cell_may_span_lines(catalog):
     api.predict_csv_stream(io.BytesIO(csv_bytes(rows, [*HEADER, "note"])), out, catalog)
     got = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [r["note"] for r in got] == ["a note\nover two lines", "x"] and [r["error"] for r in got] == ["", ""]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """``guideopt predict --csv big.csv | head``: the closed pipe ends the command quietly."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.csv"
+    path.write_bytes(csv_bytes([VARIED_ROWS[0][:7] + [str(b), "512", "128", "", "", ""] for b in range(1, 20001)]))
+    entry = "import sys; from guideopt.cli import main; sys.argv[0] = 'guideopt'; main()"
+    proc = subprocess.Popen([sys.executable, "-c", entry, "predict", "--csv", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"model,")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "Error" not in err

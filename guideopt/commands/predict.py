@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -86,6 +87,22 @@ def predict(
 
 def _predict_csv(csv_path: str) -> None:
     """Stream the predictions of every row to stdout; one line on stderr counts the bad rows and names the first."""
+    try:
+        report = _stream_csv(csv_path)
+    except BrokenPipeError:
+        # The reader stopped early (`... | head`): not an error; silence the final flush too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    if report.first_bad:
+        line, error = report.first_bad[0]
+        click.echo(
+            f"{report.source}: {report.bad_rows} of {report.rows} row(s) could not be predicted (see the error column); "
+            f"first, line {line}: {error}",
+            err=True,
+        )
+
+
+def _stream_csv(csv_path: str) -> api.CsvReport:
     source = "<stdin>" if csv_path == "-" else csv_path
     if csv_path == "-":
         stdin = getattr(sys.stdin, "buffer", None)  # a test runner's stdin may be text only
@@ -98,9 +115,4 @@ def _predict_csv(csv_path: str) -> None:
             raise GuideoptError(f"csv: cannot read {csv_path} ({exc.strerror})") from None
         with fh:
             report = api.predict_csv_stream(fh, sys.stdout, source=source)
-    if report.first_bad:
-        line, error = report.first_bad[0]
-        click.echo(
-            f"{source}: {report.bad_rows} of {report.rows} row(s) could not be predicted (see the error column); first, line {line}: {error}",
-            err=True,
-        )
+    return report
