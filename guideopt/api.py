@@ -72,12 +72,12 @@ class CsvReport:
     first_bad: list[tuple[int, str]] = field(default_factory=list)
 
 
-_ROW_KEYS = PREDICT_CSV_INPUTS + PREDICT_CSV_OPTIONAL + ("split",)
+_ROW_KEYS = frozenset(PREDICT_CSV_INPUTS + PREDICT_CSV_OPTIONAL + ("split",))
 
 
 def _row_request(row: Mapping[str, str | None]) -> dict[str, Any]:
-    """The request a CSV row describes (empty cells leave the defaults)."""
-    return {key: value for key in _ROW_KEYS if (value := (row.get(key) or "").strip())}
+    """The request a CSV row describes (empty cells leave the defaults; other columns are ignored)."""
+    return {key: text for key, value in row.items() if key in _ROW_KEYS and value and (text := value.strip())}
 
 
 def _request_or_error(row: Mapping[str, str | None], problem: str | None) -> PredictRequest | GuideoptError:

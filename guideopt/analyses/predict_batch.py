@@ -25,6 +25,7 @@ from guideopt.costs.metrics import StaticBatchInputs, static_batch_metrics
 from guideopt.costs.serving import ServingInputs, serving_metrics
 from guideopt.costs.tables import default_kv_dtype
 from guideopt.errors import GuideoptError, NoFeasiblePlanError
+from guideopt.model.dtype import Dtype
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
@@ -130,11 +131,11 @@ def _rows(reqs: list[PredictRequest], gpus: list[Gpu], fws: list[Framework], arc
 
 def _hardware(rows: _Rows, cat: Catalog) -> HardwareArrays:
     """Hardware arrays computed once per distinct (GPU, engine, weight dtype) and gathered per row."""
-    index: dict[tuple[str, str, str], int] = {}
+    index: dict[tuple[str, str, Dtype], int] = {}
     firsts: list[int] = []
     at = np.empty(len(rows.reqs), dtype=int)
     for i, (gpu, fw, req) in enumerate(zip(rows.gpus, rows.fws, rows.reqs)):
-        at[i] = index.setdefault((gpu.id, fw.id, req.dtype.value), len(index))
+        at[i] = index.setdefault((gpu.id, fw.id, req.dtype), len(index))
         if at[i] == len(firsts):
             firsts.append(i)
     base = hardware_arrays(
