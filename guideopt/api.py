@@ -80,33 +80,35 @@ def _row_request(row: Mapping[str, str | None]) -> dict[str, Any]:
     return {key: text for key, value in row.items() if key in _ROW_KEYS and value and (text := value.strip())}
 
 
-def _request_or_error(row: Mapping[str, str | None], problem: str | None) -> PredictRequest | GuideoptError:
-    if problem:
-        return InvalidRequestError(problem)
+def _request_or_error(data: dict[str, Any] | GuideoptError) -> PredictRequest | GuideoptError:
+    if isinstance(data, GuideoptError):
+        return data
     try:
-        return validated(PredictRequest, _row_request(row))
+        return validated(PredictRequest, data)
     except GuideoptError as exc:
         return exc
 
 
-def _result_row(row: Mapping[str, Any], outcome: Any) -> dict[str, Any]:
-    result: dict[str, Any] = dict(row)
+_OUTPUT_KEYS = (*PREDICT_CSV_METRICS, "error")
+
+
+def _output_cells(outcome: Any) -> list[str]:
+    """The metric cells and the error cell of one row's outcome, in ``_OUTPUT_KEYS`` order."""
     if isinstance(outcome, GuideoptError):
-        result.update(dict.fromkeys(PREDICT_CSV_METRICS, ""), error=str(outcome))
-        return result
-    for key in PREDICT_CSV_METRICS[:-1]:
-        result[key] = f"{outcome[key]:.6g}"
-    result["mem_per_gpu_gb"] = f"{outcome['mem_per_gpu_gb']:.4g}"
-    result["error"] = ""
-    return result
+        return [""] * len(PREDICT_CSV_METRICS) + [str(outcome)]
+    return [f"{outcome[key]:.6g}" for key in PREDICT_CSV_METRICS[:-1]] + [f"{outcome['mem_per_gpu_gb']:.4g}", ""]
 
 
-def _predict_chunk(rows: Sequence[Mapping[str, Any]], cat: Catalog, problems: list[str | None] | None = None) -> list[dict[str, Any]]:
-    """Predict a chunk of rows, one vectorised call per group (``analyses.predict_batch``)."""
+def _predict_requests(data: Sequence[dict[str, Any] | GuideoptError], cat: Catalog) -> list[list[str]]:
+    """Output cells per row, one vectorised call per group (``analyses.predict_batch``)."""
     from guideopt.analyses.predict_batch import predict_many
 
-    requests = [_request_or_error(row, problems[i] if problems else None) for i, row in enumerate(rows)]
-    return [_result_row(row, outcome) for row, outcome in zip(rows, predict_many(requests, cat))]
+    return [_output_cells(outcome) for outcome in predict_many([_request_or_error(d) for d in data], cat)]
+
+
+def _predict_chunk(rows: Sequence[Mapping[str, Any]], cat: Catalog) -> list[dict[str, Any]]:
+    cells = _predict_requests([_row_request(row) for row in rows], cat)
+    return [{**row, **dict(zip(_OUTPUT_KEYS, out))} for row, out in zip(rows, cells)]
 
 
 def _chunks(items: Iterable[Any]) -> Iterator[list[Any]]:
@@ -167,12 +169,6 @@ def _header(reader: Any, source: str) -> list[str]:
     return fields
 
 
-def _cells_problem(cells: list[str], fields: list[str], line: int) -> str | None:
-    if len(cells) > len(fields):
-        return f"line {line}: {len(cells)} cells but the header has {len(fields)} columns (quote a cell that holds a comma)"
-    return None
-
-
 def predict_csv_stream(lines: Iterable[bytes], out: TextIO, catalog: Catalog | None = None, source: str = "csv") -> CsvReport:
     """Predict a CSV given as byte lines, writing the contract's CSV to ``out`` chunk by chunk.
 
@@ -187,39 +183,60 @@ def predict_csv_stream(lines: Iterable[bytes], out: TextIO, catalog: Catalog | N
     report = CsvReport(source)
     try:
         fields = _header(reader, source)
-        columns = fields + [c for c in PREDICT_CSV_METRICS + ("error",) if c not in fields]
+        columns = fields + [c for c in _OUTPUT_KEYS if c not in fields]
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
-        for rows, problems, numbers in _chunked_rows(reader, fields):
-            results = _predict_chunk(rows, cat, problems)
-            writer.writerows([[r.get(c, "") for c in columns] for r in results])
-            _note_bad(report, results, numbers)
+        layout = _RowLayout(fields, columns)
+        for chunk in _chunks(_numbered(reader)):
+            data = [layout.request(cells, line) for cells, line in chunk]
+            results = _predict_requests(data, cat)
+            writer.writerows([layout.output(cells, result) for (cells, _), result in zip(chunk, results)])
+            _note_bad(report, results, [line for _, line in chunk])
     except csv.Error as exc:
         raise InvalidRequestError(f"{source}:{reader.line_num}: not valid CSV ({exc})") from None
     return report
 
 
-def _chunked_rows(reader: Any, fields: list[str]) -> Iterator[tuple[list[dict[str, str]], list[str | None], list[int]]]:
-    """Chunks of (rows as dicts, a structural problem per row or None, line numbers)."""
-
-    def numbered() -> Iterator[tuple[list[str], int]]:
-        for cells in reader:
-            if cells:  # a blank line is skipped (as csv.DictReader does)
-                yield cells, reader.line_num
-
-    for chunk in _chunks(numbered()):
-        rows = [dict(zip(fields, cells)) for cells, _ in chunk]
-        problems = [_cells_problem(cells, fields, line) for cells, line in chunk]
-        yield rows, problems, [line for _, line in chunk]
+def _numbered(reader: Any) -> Iterator[tuple[list[str], int]]:
+    """(cells, line number) of each row; a blank line is skipped (as csv.DictReader does)."""
+    for cells in reader:
+        if cells:
+            yield cells, reader.line_num
 
 
-def _note_bad(report: CsvReport, results: list[dict[str, Any]], numbers: list[int]) -> None:
+class _RowLayout:
+    """Where a CSV's request columns are read and its output cells written."""
+
+    def __init__(self, fields: list[str], columns: list[str]) -> None:
+        self.width = len(fields)
+        self.inputs = [(name, i) for i, name in enumerate(fields) if name in _ROW_KEYS]
+        self.outputs = [columns.index(key) for key in _OUTPUT_KEYS]
+        self.extra = len(columns) - len(fields)
+
+    def request(self, cells: list[str], line: int) -> dict[str, Any] | GuideoptError:
+        """The request a row describes (as ``_row_request`` reads a dict), or why it has none."""
+        if len(cells) > self.width:
+            return InvalidRequestError(
+                f"line {line}: {len(cells)} cells but the header has {self.width} columns (quote a cell that holds a comma)"
+            )
+        n = len(cells)
+        return {name: text for name, i in self.inputs if i < n and (text := cells[i].strip())}
+
+    def output(self, cells: list[str], result: list[str]) -> list[str]:
+        """The input cells (padded, surplus dropped) with the outcome's cells in their columns."""
+        row = cells[: self.width] + [""] * (self.width - min(len(cells), self.width) + self.extra)
+        for position, value in zip(self.outputs, result):
+            row[position] = value
+        return row
+
+
+def _note_bad(report: CsvReport, results: list[list[str]], numbers: list[int]) -> None:
     report.rows += len(results)
     for result, number in zip(results, numbers):
-        if result["error"]:
+        if result[-1]:
             report.bad_rows += 1
             if len(report.first_bad) < PREDICT_CSV_REPORTED_BAD_ROWS:
-                report.first_bad.append((number, result["error"]))
+                report.first_bad.append((number, result[-1]))
 
 
 def predict_csv_text(text: str, catalog: Catalog | None = None) -> str:
