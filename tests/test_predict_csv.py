@@ -140,6 +140,16 @@ ROW = st.fixed_dictionaries(
 )
 
 
+def streamed(data: bytes, catalog) -> list[dict[str, str]]:
+    out = io.StringIO()
+    api.predict_csv_stream(io.BytesIO(data), out, catalog)
+    return list(csv.DictReader(io.StringIO(out.getvalue())))
+
+
+def test_the_csv_stream_equals_single_row_predictions(catalog):
+    assert streamed(csv_bytes(VARIED_ROWS), catalog) == [single_row_reference(r, catalog) for r in as_dicts(VARIED_ROWS)]
+
+
 @given(st.lists(ROW, min_size=1, max_size=12))
 def test_batch_equals_single_rows_on_random_rows(catalog, drawn):
     rows = []
@@ -148,7 +158,9 @@ def test_batch_equals_single_rows_on_random_rows(catalog, drawn):
         tp, pp = int(row["tp"] or 1), int(row["pp"] or 1)
         row["num_gpus"] = str(tp * pp * d["replicas"]) if row["tp"] else ""
         rows.append(row)
-    assert api.predict_rows(rows, catalog) == [single_row_reference(r, catalog) for r in rows]
+    expected = [single_row_reference(r, catalog) for r in rows]
+    assert api.predict_rows(rows, catalog) == expected
+    assert streamed(csv_bytes([[r[c] for c in HEADER] for r in rows]), catalog) == expected
 
 
 def test_csv_text_output_keeps_the_contract_shape(catalog):
