@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from guideopt.errors import CatalogError
 from guideopt.model.calibration import Calibration
+from guideopt.model.capability import Architecture
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu, LinkClass
 from guideopt.model.link import Links, NetworkLink
@@ -56,6 +57,7 @@ class Catalog:
     frameworks: dict[str, Framework]
     calibration: Calibration
     links: Links
+    architectures: dict[str, Architecture]
 
     @property
     def network_link(self) -> NetworkLink:
@@ -198,15 +200,50 @@ def _check_calibration_ids(root: Path, gpus: dict[str, Gpu], frameworks: dict[st
             raise CatalogError(f"{where}: links: no entry for link class {link!r}, used by {user} ({refit})")
 
 
+def _load_architectures(root: Path) -> dict[str, Architecture]:
+    path = root / "architectures.yaml"
+    data = _read_yaml(path) if path.is_file() else None
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: needs a mapping of architecture name -> {{vendor, target, source}}")
+    try:
+        return {str(k): Architecture.model_validate(v) for k, v in data.items()}
+    except ValidationError as exc:
+        raise CatalogError(_validation_message(path, exc)) from None
+
+
+def _check_capabilities(root: Path, gpus: dict[str, Gpu], frameworks: dict[str, Framework], archs: dict[str, Architecture]) -> None:
+    """Every GPU's and engine's architecture is known, with the vendor it claims."""
+    for gpu in gpus.values():
+        known = archs.get(gpu.arch)
+        if known is None or known.vendor is not gpu.vendor:
+            raise CatalogError(f"{root / 'gpus' / gpu.id}.yaml: arch {gpu.arch!r} is not a {gpu.vendor.value} entry of architectures.yaml")
+    for fw in frameworks.values():
+        cap = fw.capabilities
+        where = f"{root / 'frameworks' / fw.id}.yaml: capabilities"
+        named = set(cap.architectures).union(*cap.weight_dtypes.values(), *cap.kv_dtypes.values())
+        unknown = sorted(named - set(archs))
+        if unknown:
+            raise CatalogError(f"{where}: unknown architecture(s) {unknown} (see architectures.yaml)")
+        beyond = sorted(set().union(*cap.weight_dtypes.values(), *cap.kv_dtypes.values()) - set(cap.architectures))
+        if beyond:
+            raise CatalogError(f"{where}: precisions listed on {beyond}, which are not in its architectures")
+        vendors = {archs[a].vendor for a in cap.architectures}
+        if vendors != set(cap.vendors):
+            raise CatalogError(f"{where}.vendors: must be {sorted(v.value for v in vendors)} (the vendors of its architectures)")
+
+
 @lru_cache(maxsize=4)
 def load_catalog(root: str | None = None) -> Catalog:
     base = Path(root) if root else catalog_dir()
     gpus, frameworks, calibration = _load_gpus(base), _load_frameworks(base), _load_calibration(base)
     _check_calibration_ids(base, gpus, frameworks, calibration)
+    archs = _load_architectures(base)
+    _check_capabilities(base, gpus, frameworks, archs)
     return Catalog(
         gpus=gpus,
         models=_load_models(base),
         frameworks=frameworks,
         calibration=calibration,
         links=_load_links(base),
+        architectures=archs,
     )

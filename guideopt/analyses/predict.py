@@ -8,10 +8,11 @@ from functools import lru_cache
 import numpy as np
 
 from guideopt.catalog import Catalog, load_catalog
+from guideopt.costs.capability import kv_reason, layout_reason, runs_on_reason, weights_reason
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.rows import memory_breakdown, scaled_metrics
 from guideopt.costs.serving import ServingInputs, serving_metrics
-from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
+from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
@@ -71,14 +72,7 @@ def resolve(req: PredictRequest, cat: Catalog) -> tuple[ModelArch, Gpu, Framewor
 def check_request(req: PredictRequest, cat: Catalog, arch: ModelArch, gpu: Gpu, fw: Framework) -> None:
     """Every refusal that needs no cost model (``predict`` and ``predict --csv`` share it)."""
     tp = req.resolved_tp
-    if gpu.vendor.value not in fw.vendors:
-        raise InvalidRequestError(
-            f"framework: {fw.id} does not run on {gpu.vendor.value} GPUs like {gpu.id} (use one of {_engines_for(cat, gpu)})"
-        )
-    if req.pp > 1 and not fw.pipeline_parallel:
-        raise InvalidRequestError(f"pp: {fw.id} has no pipeline parallelism (use pp 1, or another framework)")
-    if req.dtype.value not in fw.precisions:
-        raise InvalidRequestError(f"dtype: {fw.id} does not serve {req.dtype.value} weights (use one of {', '.join(fw.precisions)})")
+    _refuse_unsupported(req, cat, fw, gpu)
     if not _tp_divides(arch, tp):
         raise InvalidRequestError(
             f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try a divisor such as {_divisor_hint(arch)})"
@@ -215,5 +209,19 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
     )
 
 
-def _engines_for(cat: Catalog, gpu) -> str:
-    return ", ".join(f.id for f in cat.frameworks.values() if gpu.vendor.value in f.vendors)
+def _refuse_unsupported(req: PredictRequest, cat: Catalog, fw: Framework, gpu: Gpu) -> None:
+    """What the engine cannot run on this GPU is refused with the engine's own reason."""
+    if reason := runs_on_reason(fw, gpu):
+        raise InvalidRequestError(f"framework: {reason} (use one of {_engines_for(cat, gpu)})")
+    layout = layout_reason(fw, pp=req.pp, gpus_per_replica=req.resolved_tp * req.pp, gpus_per_node=gpu.gpus_per_node)
+    if layout:
+        raise InvalidRequestError(f"{'pp' if req.pp > 1 and not fw.pipeline_parallel else 'tp'}: {layout}")
+    if reason := weights_reason(fw, gpu, req.dtype):
+        raise InvalidRequestError(f"dtype: {reason}")
+    kv = req.kv_dtype or default_kv_dtype(req.dtype)
+    if reason := kv_reason(fw, gpu, req.dtype, kv):
+        raise InvalidRequestError(f"kv_dtype: {reason}")
+
+
+def _engines_for(cat: Catalog, gpu: Gpu) -> str:
+    return ", ".join(f.id for f in cat.frameworks.values() if runs_on_reason(f, gpu) is None) or "none in the catalog"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from guideopt.costs.capability import mixed_pipeline_reason
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
 from guideopt.costs.memory import (
     activation_peak_bytes,
@@ -19,7 +20,7 @@ from guideopt.costs.memory import (
 from guideopt.costs.metrics import SIMPSON_WEIGHTS, StaticBatchInputs, StaticBatchMetrics, static_batch_metrics
 from guideopt.costs.pipeline import Stage, balanced_split, kv_layer_bytes_per_token, max_layers, pipeline_forward_s
 from guideopt.costs.roofline import PassShape, layer_s
-from guideopt.costs.tables import OptionSpace, default_kv_dtype, tp_is_valid
+from guideopt.costs.tables import OptionSpace, capability_mask, default_kv_dtype, tp_is_valid
 from guideopt.model.calibration import Calibration
 from guideopt.model.link import NetworkLink
 from guideopt.model.llm import ModelArch
@@ -63,13 +64,23 @@ def _rows(arch: ModelArch, space: OptionSpace) -> dict[str, np.ndarray]:
     )
     ga, gb, ta, tb, f, d, b = (m.ravel() for m in mesh)
     node = np.array([g.gpus_per_node for g in space.gpus])
-    vendor_ok = np.array([[g.vendor.value in fw.vendors for fw in space.frameworks] for g in space.gpus])
-    pipe_ok = np.array([fw.pipeline_parallel for fw in space.frameworks])
-    serves = np.array([[dt.value in fw.precisions for dt in space.dtypes] for fw in space.frameworks])
+    serves = np.stack([capability_mask(space, fw) for fw in space.frameworks])  # [fw, gpu, dtype]
     ok = (ga < gb) & tp_is_valid(arch, ta) & tp_is_valid(arch, tb) & (ta <= node[ga]) & (tb <= node[gb])
-    ok &= vendor_ok[ga, f] & vendor_ok[gb, f] & pipe_ok[f] & serves[f, d]
+    ok &= serves[f, ga, d] & serves[f, gb, d] & _mixed_ok(space)[f, ga, gb, (ta == tb).astype(int)]
     keep = np.nonzero(ok)[0]
     return {"ga": ga[keep], "gb": gb[keep], "ta": ta[keep], "tb": tb[keep], "f": f[keep], "d": d[keep], "b": b[keep]}
+
+
+def _mixed_ok(space: OptionSpace) -> np.ndarray:
+    """[fw, gpu a, gpu b, same tp] -> one instance of the engine may pipeline a into b."""
+    n = len(space.gpus)
+    out = np.zeros((len(space.frameworks), n, n, 2), dtype=bool)
+    for fi, fw in enumerate(space.frameworks):
+        for i, a in enumerate(space.gpus):
+            for j, b in enumerate(space.gpus):
+                for same in (0, 1):
+                    out[fi, i, j, same] = mixed_pipeline_reason(fw, a, b, 1, 1 if same else 2) is None
+    return out
 
 
 def _hw(space: OptionSpace, calibration: Calibration, gpu: np.ndarray, fw: np.ndarray, dt: np.ndarray) -> HardwareArrays:

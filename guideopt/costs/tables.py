@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from guideopt.costs.capability import option_reason
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
 from guideopt.costs.memory import MemoryArrays, max_batch, memory_arrays
 from guideopt.costs.metrics import StaticBatchInputs, StaticBatchMetrics, static_batch_metrics
@@ -116,16 +117,28 @@ def _grid(*axes: Sequence[int]) -> list[np.ndarray]:
     return [m.ravel() for m in mesh]
 
 
+def kv_dtype_for(space: OptionSpace, weights: Dtype) -> Dtype:
+    """The KV-cache precision of rows with ``weights`` weights."""
+    return space.kv_dtype or default_kv_dtype(weights)
+
+
+def capability_mask(space: OptionSpace, fw: Framework) -> np.ndarray:
+    """[gpu, dtype] -> True where ``fw`` serves those weights (and their KV cache) on that GPU."""
+    return np.array(
+        [[option_reason(fw, gpu, dt, kv_dtype_for(space, dt)) is None for dt in space.dtypes] for gpu in space.gpus], dtype=bool
+    ).reshape(len(space.gpus), len(space.dtypes))
+
+
 def _framework_rows(arch: ModelArch, space: OptionSpace, fw_i: int) -> dict[str, np.ndarray]:
     fw = space.frameworks[fw_i]
     splits = list(space.split) if space.split else list(fw.split_sizes)
     g, d, t, p, b, s = _grid(range(len(space.gpus)), range(len(space.dtypes)), space.tp, space.pp, space.batch, splits)
     node = np.array([gpu.gpus_per_node for gpu in space.gpus])[g]
-    runs_on = np.array([gpu.vendor.value in fw.vendors for gpu in space.gpus])[g]
-    serves = np.array([dt.value in fw.precisions for dt in space.dtypes])[d]
-    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & ((t <= node) | space.allow_multi_node_tp) & runs_on & serves
-    if not fw.pipeline_parallel:
+    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & ((t <= node) | space.allow_multi_node_tp) & capability_mask(space, fw)[g, d]
+    if not fw.capabilities.pipeline_parallel:
         ok &= p == 1
+    if not fw.capabilities.multi_node:
+        ok &= t * p <= node
     if not fw.chunked_prefill:
         ok &= s >= space.input_len  # a whole prompt must fit in one pass
     keep = np.nonzero(ok)[0]
@@ -144,7 +157,7 @@ def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibra
     parts = [_framework_rows(arch, space, i) for i in range(len(space.frameworks))]
     rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     n = rows["tp"].size
-    kv_dtypes = [space.kv_dtype or default_kv_dtype(dt) for dt in space.dtypes]
+    kv_dtypes = [kv_dtype_for(space, dt) for dt in space.dtypes]
     w_bytes = np.array([dt.bytes for dt in space.dtypes])[rows["dtype"]]
     kv_bytes = np.array([kd.bytes for kd in kv_dtypes])[rows["dtype"]]
     hw = _hardware_for_rows(space, calibration, rows)
@@ -225,4 +238,13 @@ def _memory_for_rows(arch, space: OptionSpace, rows, w_bytes, kv_bytes) -> Memor
     return MemoryArrays(**out)
 
 
-__all__ = ["OptionSpace", "OptionTable", "build_option_table", "default_kv_dtype", "max_batch", "tp_is_valid"]
+__all__ = [
+    "OptionSpace",
+    "OptionTable",
+    "build_option_table",
+    "capability_mask",
+    "default_kv_dtype",
+    "kv_dtype_for",
+    "max_batch",
+    "tp_is_valid",
+]

@@ -12,6 +12,7 @@ from enum import Enum
 from pydantic import Field
 
 from guideopt.model.base import StrictModel
+from guideopt.model.capability import Capabilities
 
 
 class MemoryFractionOf(str, Enum):
@@ -43,12 +44,21 @@ class Framework(StrictModel):
         description="prefill split into chunks of the token budget (vLLM V1 chunked prefill, FastGen Dynamic SplitFuse)"
     )
     split_sizes: list[int] = Field(min_length=1, description="token budgets the planner may choose")
-    vendors: list[str] = Field(default_factory=lambda: ["nvidia", "amd"], description="GPU vendors the engine runs on")
-    pipeline_parallel: bool = Field(default=True, description="the engine can split layers into pipeline stages")
-    precisions: list[str] = Field(
-        default_factory=lambda: ["fp16", "bf16", "fp8", "int8", "int4"], description="weight precisions it serves"
-    )
+    capabilities: Capabilities
     flash_attention: bool = True
     launch_template: str = ""
     sources: list[str] = Field(min_length=1)
     notes: str = ""
+
+    @property
+    def pipeline_parallel(self) -> bool:
+        return self.capabilities.pipeline_parallel
+
+    @property
+    def precisions(self) -> list[str]:
+        """Weight precisions it serves on some architecture."""
+        return list(self.capabilities.weight_dtypes)
+
+    @property
+    def vendors(self) -> list[str]:
+        return [v.value for v in self.capabilities.vendors]

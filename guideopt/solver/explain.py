@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from guideopt.costs.tables import tp_is_valid
+from guideopt.costs.capability import kv_reason, layout_reason, runs_on_reason, weights_reason
+from guideopt.costs.tables import kv_dtype_for, tp_is_valid
 from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.solver import cpsat
 from guideopt.solver.options import PlanOptions
@@ -23,6 +24,8 @@ def explain_no_fitting_option(opts: PlanOptions, req: PlanRequest) -> tuple[str,
             f"(use pp <= {arch.num_layers})",
             ["parallelism.pp"],
         )
+    if len(table) == 0 and (refusal := _capability_refusal(opts, req)):
+        return refusal
     if len(table) == 0:
         valid = [t for t in (1, 2, 4, 8, 16) if bool(tp_is_valid(arch, np.array([t]))[0])]
         return (
@@ -45,6 +48,38 @@ def explain_no_fitting_option(opts: PlanOptions, req: PlanRequest) -> tuple[str,
         f"Allow larger TP/PP (parallelism.tp/pp), bigger GPUs, or a lower precision (int8/int4)"
     )
     return msg, ["memory", "parallelism.tp", "parallelism.pp", "precision"]
+
+
+def _capability_refusal(opts: PlanOptions, req: PlanRequest) -> tuple[str, list[str]] | None:
+    """When no allowed engine can run any allowed GPU / precision / layout: the engines' reasons."""
+    space = opts.all_options.space
+    reasons: dict[str, str] = {}  # reason -> the request field it concerns
+    for fw in space.frameworks:
+        for gpu in space.gpus:
+            for dt in space.dtypes:
+                kv = kv_dtype_for(space, dt)
+                field, reason = next(
+                    (
+                        (f, r)
+                        for f, r in (
+                            ("framework", runs_on_reason(fw, gpu)),
+                            ("precision", weights_reason(fw, gpu, dt)),
+                            ("kv_dtype", kv_reason(fw, gpu, dt, kv)),
+                        )
+                        if r
+                    ),
+                    ("", None),
+                )
+                if reason is None:
+                    layouts = [
+                        layout_reason(fw, pp=p, gpus_per_replica=t * p, gpus_per_node=gpu.gpus_per_node) for t in space.tp for p in space.pp
+                    ]
+                    if any(r is None for r in layouts):
+                        return None
+                    field, reason = "parallelism.pp", next(r for r in layouts if r)
+                reasons.setdefault(reason, field)
+    fields = list(dict.fromkeys(reasons.values()))
+    return "no allowed engine can run this request: " + "; ".join(f"{f}: {r}" for r, f in reasons.items()), fields
 
 
 CENTS_PER_USD = 100

@@ -1,0 +1,89 @@
+"""What an engine version can run on a GPU, from its catalog capabilities.
+
+Each check returns ``None`` when the combination runs, else the reason in words (naming the
+engine, GPU and what is allowed instead). The option tables mask rows with these checks, so
+the solver, ``predict`` and the infeasibility explanation all refuse the same things.
+"""
+
+from __future__ import annotations
+
+from guideopt.model.dtype import Dtype
+from guideopt.model.framework import Framework
+from guideopt.model.gpu import Gpu
+
+
+def _archs(archs: list[str]) -> str:
+    return ", ".join(archs) if archs else "none"
+
+
+def gpu_precision_reason(gpu: Gpu, dtype: Dtype) -> str | None:
+    """A 16-bit precision the GPU's hardware lacks (catalog ``peak_tflops`` null): bf16 on
+    Volta/Turing. fp8/int8/int4 weights may still run weight-only; the engines decide."""
+    if dtype is Dtype.BF16 and gpu.peak_tflops.bf16 is None:
+        return f"{gpu.id} ({gpu.arch}) has no bf16 support (use fp16)"
+    return None
+
+
+def runs_on_reason(fw: Framework, gpu: Gpu) -> str | None:
+    cap = fw.capabilities
+    if gpu.vendor.value not in fw.vendors:
+        return f"{fw.id} does not run on {gpu.vendor.value.upper()} GPUs ({gpu.id})"
+    if gpu.arch not in cap.architectures:
+        return f"{fw.id} does not run on {gpu.arch} GPUs ({gpu.id}); it runs on {_archs(cap.architectures)}"
+    return None
+
+
+def weights_reason(fw: Framework, gpu: Gpu, dtype: Dtype) -> str | None:
+    """Why ``fw`` cannot serve ``dtype`` weights on ``gpu`` (None: it can)."""
+    reason = runs_on_reason(fw, gpu) or gpu_precision_reason(gpu, dtype)
+    if reason:
+        return reason
+    archs = fw.capabilities.weight_dtypes.get(dtype.value)
+    if archs is None:
+        return f"{fw.id}: {dtype.value} weights not supported; allowed: {', '.join(fw.capabilities.weight_dtypes)}"
+    if gpu.arch not in archs:
+        return f"{fw.id}: {dtype.value} weights not supported on {gpu.arch} GPUs ({gpu.id}); allowed on {_archs(archs)}"
+    return None
+
+
+def kv_reason(fw: Framework, gpu: Gpu, weights: Dtype, kv: Dtype) -> str | None:
+    """Why ``fw`` cannot keep a ``kv`` KV cache beside ``weights`` on ``gpu`` (None: it can)."""
+    cap = fw.capabilities
+    if kv is weights and kv.is_float16:
+        return None
+    if cap.kv_follows_weights:
+        return f"{fw.id}: {kv.value} KV cache not supported; allowed: the weights' dtype ({weights.value})"
+    if kv.is_float16:
+        return gpu_precision_reason(gpu, kv)  # the engine's 16-bit "auto" KV beside quantized weights
+    archs = cap.kv_dtypes.get(kv.value)
+    if archs is None:
+        return f"{fw.id}: {kv.value} KV cache not supported; allowed: 16-bit"
+    if gpu.arch not in archs:
+        return f"{fw.id}: {kv.value} KV cache not supported on {gpu.arch} GPUs ({gpu.id}); allowed on {_archs(archs)}"
+    return None
+
+
+def option_reason(fw: Framework, gpu: Gpu, weights: Dtype, kv: Dtype) -> str | None:
+    """The first reason ``fw`` cannot run ``weights`` weights with a ``kv`` KV cache on ``gpu``."""
+    return weights_reason(fw, gpu, weights) or kv_reason(fw, gpu, weights, kv)
+
+
+def layout_reason(fw: Framework, *, pp: int, gpus_per_replica: int, gpus_per_node: int) -> str | None:
+    cap = fw.capabilities
+    if pp > 1 and not cap.pipeline_parallel:
+        return f"{fw.id} has no pipeline parallelism (use pp 1)"
+    if gpus_per_replica > gpus_per_node and not cap.multi_node:
+        return f"{fw.id} does not run one replica across nodes ({gpus_per_replica} GPUs > {gpus_per_node} per node)"
+    return None
+
+
+def mixed_pipeline_reason(fw: Framework, a: Gpu, b: Gpu, tp_a: int, tp_b: int) -> str | None:
+    """Why one ``fw`` instance cannot pipeline stage A on ``a`` into stage B on ``b``."""
+    cap = fw.capabilities
+    if not cap.mixed_type_pipeline:
+        return f"{fw.id} cannot run one pipeline over two GPU types"
+    if a.vendor is not b.vendor:
+        return f"one {fw.id} instance cannot span {a.vendor.value.upper()} ({a.id}) and {b.vendor.value.upper()} ({b.id}) GPUs"
+    if cap.uniform_stage_tp and tp_a != tp_b:
+        return f"{fw.id} uses one TP size for every pipeline stage"
+    return None

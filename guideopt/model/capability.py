@@ -1,0 +1,39 @@
+"""What an engine version can run, as stored under ``capabilities:`` in
+``catalogs/frameworks/*.yaml``, and the GPU architectures of ``catalogs/architectures.yaml``.
+
+Every list names GPU architecture families (the ``arch`` of ``catalogs/gpus/*.yaml``); each
+fact carries its source (file and line in the engine's code or docs) in the catalog.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from guideopt.model.base import StrictModel
+from guideopt.model.gpu import Vendor
+
+
+class Architecture(StrictModel):
+    """A GPU architecture family: its vendor and compiler target (compute capability or gfx)."""
+
+    vendor: Vendor
+    target: str = Field(description="CUDA compute capability (sm_80) or ROCm gfx target (gfx942)")
+    source: str
+
+
+class Capabilities(StrictModel):
+    """Where and how an engine version runs; anything not listed is refused."""
+
+    vendors: list[Vendor] = Field(min_length=1, description="GPU vendors of its architectures (checked against them)")
+    architectures: list[str] = Field(min_length=1, description="architecture families the engine runs on")
+    weight_dtypes: dict[str, list[str]] = Field(min_length=1, description="weight precision -> architectures where the engine serves it")
+    kv_dtypes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="KV-cache precision other than the weights' own 16-bit one -> architectures where it is allowed",
+    )
+    kv_follows_weights: bool = Field(default=False, description="the KV cache always has the weights' dtype (FastGen)")
+    pipeline_parallel: bool = True
+    multi_node: bool = Field(default=True, description="one replica may span nodes")
+    mixed_type_pipeline: bool = Field(default=False, description="one instance may run its pipeline stages on different GPU types")
+    uniform_stage_tp: bool = Field(default=True, description="every pipeline stage has the same TP size (one --tp flag)")
+    sources: list[str] = Field(min_length=1)
