@@ -22,6 +22,7 @@ from guideopt.model.calibration import Calibration
 from guideopt.model.capability import Architecture
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu, LinkClass
+from guideopt.model.launch import KubernetesCatalog
 from guideopt.model.link import Links, NetworkLink
 from guideopt.model.llm import ModelArch, arch_from_hf_config
 
@@ -58,6 +59,7 @@ class Catalog:
     calibration: Calibration
     links: Links
     architectures: dict[str, Architecture]
+    kubernetes: KubernetesCatalog
 
     @property
     def network_link(self) -> NetworkLink:
@@ -232,6 +234,18 @@ def _check_capabilities(root: Path, gpus: dict[str, Gpu], frameworks: dict[str, 
             raise CatalogError(f"{where}.vendors: must be {sorted(v.value for v in vendors)} (the vendors of its architectures)")
 
 
+def _load_kubernetes(root: Path, gpus: dict[str, Gpu]) -> KubernetesCatalog:
+    path = root / "kubernetes.yaml"
+    try:
+        kube = KubernetesCatalog.model_validate(_read_yaml(path) if path.is_file() else None)
+    except ValidationError as exc:
+        raise CatalogError(_validation_message(path, exc)) from None
+    missing = sorted(set(gpus) - set(kube.products))
+    if missing:
+        raise CatalogError(f"{path}: products: no node label value for {missing} (add one per catalog GPU)")
+    return kube
+
+
 @lru_cache(maxsize=4)
 def load_catalog(root: str | None = None) -> Catalog:
     base = Path(root) if root else catalog_dir()
@@ -246,4 +260,5 @@ def load_catalog(root: str | None = None) -> Catalog:
         calibration=calibration,
         links=_load_links(base),
         architectures=archs,
+        kubernetes=_load_kubernetes(base, gpus),
     )

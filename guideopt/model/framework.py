@@ -13,6 +13,7 @@ from pydantic import Field
 
 from guideopt.model.base import StrictModel
 from guideopt.model.capability import Capabilities
+from guideopt.model.launch import EngineLaunch
 
 
 class MemoryFractionOf(str, Enum):
@@ -46,7 +47,7 @@ class Framework(StrictModel):
     split_sizes: list[int] = Field(min_length=1, description="token budgets the planner may choose")
     capabilities: Capabilities
     flash_attention: bool = True
-    launch_template: str = ""
+    launch: EngineLaunch
     sources: list[str] = Field(min_length=1)
     notes: str = ""
 

@@ -1,0 +1,119 @@
+"""The command that starts ONE replica of a plan group, from the engine's catalog entry.
+
+Each engine's ``launch`` block (catalogs/frameworks/*.yaml) holds its command template, its
+precision arguments and the version they were written for; nothing engine-specific lives
+here but the names of the template fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guideopt.costs.capability import kv_reason, layout_reason, mixed_pipeline_reason, weights_reason
+from guideopt.model.dtype import Dtype
+from guideopt.model.framework import Framework
+from guideopt.model.gpu import Gpu
+from guideopt.model.launch import EngineLaunch
+from guideopt.model.plan import Group
+
+HOST = "0.0.0.0"  # listen on every interface: a router or load balancer sits in front
+MULTI_GPU_MARKER = "mixed"  # Group.gpu of a replica whose pipeline spans GPU types (contract)
+
+# DeepSpeed-MII side ports (its defaults, mii/config.py), moved per replica so that
+# co-located replicas do not collide: gRPC port_number 50050, torch_dist_port 29500,
+# zmq_port_number 25555. MII also opens one port per TP worker after port_number, so each
+# replica gets a block of 16 (its load-balancer port plus up to 15 workers; TP <= 8 here).
+MII_GRPC_BASE_PORT = 50050
+MII_GRPC_PORTS_PER_REPLICA = 16
+MII_TORCH_DIST_BASE_PORT = 29500
+MII_ZMQ_BASE_PORT = 25555
+
+
+def sequences_per_pass(group: Group, launch: EngineLaunch) -> int:
+    """The engine's cap on sequences in flight: the planned batch, unless the engine
+    refuses more sequences than its token budget per pass."""
+    return min(group.batch, group.split) if launch.seqs_capped_by_split else group.batch
+
+
+def _py_literal(value: Any) -> str:
+    """A Python literal that survives inside the single-quoted ``python -c`` program."""
+    return repr(value).replace("'", '"')
+
+
+def replica_command(
+    group: Group,
+    fw: Framework,
+    port: int,
+    gpus: tuple[int, ...] | None,
+    *,
+    fraction: float,
+    max_len: int | None = None,
+    slot: int = 0,
+    name: str = "replica",
+) -> str:
+    """The shell line that starts ONE replica of ``group`` on ``fw`` (its model is ``$MODEL``).
+
+    ``slot`` numbers the replica within its plan; engines that open side ports (MII)
+    offset them by it. ``max_len`` (input + output tokens) caps the context so that the
+    engine sizes its KV cache for the planned sequences.
+    """
+    launch = fw.launch
+    extra = [launch.dtype_args.get(group.dtype, ""), launch.kv_dtype_args.get(group.kv_dtype, "")]
+    max_len_text = launch.max_len_arg.format(max_len=max_len) if max_len and launch.max_len_arg else ""
+    if max_len_text and "{max_len}" not in launch.command:
+        extra.append(max_len_text)
+    if group.kv_dtype in launch.kv_dtype_options:
+        extra.append(launch.extra_options_arg.format(path='"$EXTRA_OPTIONS"'))
+    device_map = {"localhost": [list(gpus)]} if gpus is not None else "auto"
+    command = launch.command.format(
+        tp=group.tp,
+        pp=group.pp,
+        batch=group.batch,
+        split=group.split,
+        fraction=f"{fraction:g}",
+        host=HOST,
+        port=port,
+        max_len=max_len_text,
+        seqs=sequences_per_pass(group, launch),
+        name=name,
+        device_map=_py_literal(device_map),
+        grpc_port=MII_GRPC_BASE_PORT + slot * MII_GRPC_PORTS_PER_REPLICA,
+        dist_port=MII_TORCH_DIST_BASE_PORT + slot,
+        zmq_port=MII_ZMQ_BASE_PORT + slot,
+        max_context=max(launch.max_context_default or 0, max_len or 0),
+    )
+    return " ".join([command] + [e for e in extra if e])
+
+
+def blocker(group: Group, fw: Framework, gpus: list[Gpu]) -> str | None:
+    """Why ``fw`` cannot run ``group`` as planned (None: it can). The planner never returns
+    such a group; a hand-edited plan can."""
+    weights, kv = Dtype(group.dtype), Dtype(group.kv_dtype)
+    for gpu in gpus:
+        reason = weights_reason(fw, gpu, weights) or kv_reason(fw, gpu, weights, kv)
+        if reason:
+            return reason
+    node = min(g.gpus_per_node for g in gpus)
+    per_replica = group.tp * group.pp if len(gpus) == 1 else group.tp
+    reason = layout_reason(fw, pp=group.pp, gpus_per_replica=per_replica, gpus_per_node=node)
+    if reason is None and len(gpus) > 1:
+        stages = group.stages or []
+        reason = mixed_pipeline_reason(fw, gpus[0], gpus[-1], stages[0]["tp"], stages[-1]["tp"])
+    return reason
+
+
+def notes(group: Group, fw: Framework) -> list[str]:
+    """Caveats written into the script and PLAN.md."""
+    launch = fw.launch
+    out = []
+    if group.dtype in launch.pre_quantized:
+        out.append(f"MODEL must name {launch.pre_quantized[group.dtype]}; the 16-bit checkpoint will not do")
+    handled = set(launch.kv_dtype_args) | set(launch.kv_dtype_options)
+    if not Dtype(group.kv_dtype).is_float16 and group.kv_dtype not in handled and not fw.capabilities.kv_follows_weights:
+        out.append(f"the plan assumes a {group.kv_dtype} KV cache, which {fw.name} {launch.version} cannot be told from this command line")
+    if sequences_per_pass(group, launch) < group.batch:
+        out.append(
+            f"{fw.name} allows at most {group.split} sequences per pass (its token budget), so the batch of "
+            f"{group.batch} runs {group.split} at a time"
+        )
+    return out

@@ -1,0 +1,149 @@
+"""PLAN.md: the request in words, each ranked plan's groups, traffic shares and the
+endpoints a router or load balancer should send requests to."""
+
+from __future__ import annotations
+
+from guideopt.io.launch.layout import GroupLaunch
+from guideopt.model.plan import Plan, PlanResult
+from guideopt.model.request import PlanRequest
+
+PLAN_FILE = "PLAN.md"
+
+
+def _gpu_in_words(request: PlanRequest, gpu_id: str) -> str:
+    allowance = request.allowance(gpu_id)
+    limit = f" (up to {allowance.max})" if allowance.max is not None else ""
+    price = f" at ${allowance.usd_per_hour:g}/h each" if allowance.usd_per_hour is not None else ""
+    return f"{gpu_id}{limit}{price}"
+
+
+def request_in_words(request: PlanRequest | None) -> str:
+    """One paragraph restating the request."""
+    if request is None:
+        return "The request was not recorded with this plan."
+    w = request.workload
+    batch = f"a fixed batch of {w.batch} per replica" if w.batch else "the batch chosen by the planner"
+    gpus = ", ".join(_gpu_in_words(request, g) for g in request.gpus) if request.gpus else "any GPU in the catalog"
+    frameworks = request.framework if isinstance(request.framework, str) else ", ".join(request.framework)
+    slo = {k: v for k, v in request.slo.model_dump().items() if v is not None}
+    slo_text = ", ".join(f"{k} {v:g}" for k, v in slo.items()) or "none"
+    limits = f"; at most {request.parallelism.max_gpus} GPUs" if request.parallelism.max_gpus else ""
+    return (
+        f"Serve `{request.model}` with {w.input_len} input and {w.output_len} output tokens per request, {batch}, "
+        f"for at most ${request.budget.usd_per_hour:g}/h{limits}. GPUs: {gpus}. Engines: {frameworks}. "
+        f"Weights: {', '.join(d.value for d in request.precision)}. SLOs: {slo_text}. "
+        f"Objective: {' > '.join(t.value for t in request.objective)}."
+    )
+
+
+_TABLE_HEAD = (
+    "| group | GPUs | layout | engine | dtype | batch | split | $/h | TTFT ms | TPOT ms | batch s "
+    "| out tok/s | mem GB/GPU | traffic | script |"
+)
+
+
+def _group_row(launch: GroupLaunch, share: float) -> str:
+    g = launch.group
+    m = g.metrics
+    cells = [
+        launch.index,
+        f"{g.num_gpus} x {g.gpu}",
+        f"{g.replicas} x (tp{g.tp} pp{g.pp})",
+        g.framework,
+        g.dtype,
+        g.batch,
+        g.split,
+        f"{g.usd_per_hour:.2f}",
+        f"{m.ttft_ms:.0f}",
+        f"{m.tpot_ms:.1f}",
+        f"{m.batch_latency_s:.2f}",
+        f"{m.output_throughput_tok_s:,.0f}",
+        f"{g.memory.total_per_gpu_gb:.1f} of {g.memory.gpu_memory_gb:.0f}",
+        f"{share:.0%}",
+        f"`{launch.script_name}`",
+    ]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def traffic_shares(plan: Plan) -> list[float]:
+    """Each group's share of requests, in proportion to its predicted output throughput."""
+    total = sum(g.metrics.output_throughput_tok_s for g in plan.groups)
+    if total <= 0:
+        return [1.0 / len(plan.groups)] * len(plan.groups)
+    return [g.metrics.output_throughput_tok_s / total for g in plan.groups]
+
+
+def _traffic_text(launches: list[GroupLaunch], shares: list[float]) -> str:
+    parts = []
+    for launch, share in zip(launches, shares):
+        ports = [r.port for r in launch.replicas]
+        where = f"ports {ports[0]}-{ports[-1]}" if len(ports) > 1 else f"port {ports[0]}" if ports else "no launchable replica"
+        parts.append(
+            f"{share:.0%} to group {launch.index} ({launch.group.replicas} replica(s), {share / launch.group.replicas:.1%} each, {where})"
+        )
+    return "Traffic: send " + "; ".join(parts) + "."
+
+
+def endpoint_lines(launches: list[GroupLaunch], shares: list[float]) -> list[str]:
+    """One line per replica: the node that serves it, its port, health path and weight."""
+    lines = []
+    for launch, share in zip(launches, shares):
+        health = launch.framework.launch.health_path or "(TCP port check)"
+        for r in launch.replicas:
+            weight = share / launch.group.replicas
+            lines.append(
+                f"- group {launch.index} replica {r.index}: `http://<group{launch.index}-node{r.nodes[0]}>:{r.port}` "
+                f"(health `{health}`, weight {weight:.1%})"
+            )
+    return lines
+
+
+def plan_section(plan: Plan, launches: list[GroupLaunch]) -> str:
+    """The Markdown section of one ranked plan."""
+    m = plan.metrics
+    shares = traffic_shares(plan)
+    lines = [
+        f"## Rank {plan.rank}: {plan.num_gpus} GPUs, ${plan.usd_per_hour:.2f}/h",
+        "",
+        f"Predicted: {m.output_throughput_tok_s:,.0f} output tok/s in all; TTFT {m.ttft_ms:.0f} ms, "
+        f"TPOT {m.tpot_ms:.1f} ms, batch latency {m.batch_latency_s:.2f} s (worst group, per replica).",
+        "",
+        _TABLE_HEAD,
+        "|" + "---|" * _TABLE_HEAD.count(" | ") + "---|",
+    ]
+    lines += [_group_row(launch, share) for launch, share in zip(launches, shares)]
+    lines += ["", _traffic_text(launches, shares), "", "Endpoints for a router or load balancer (node N = the host started with `NODE=N`):"]
+    lines += endpoint_lines(launches, shares)
+    for launch in launches:
+        if launch.blocker:
+            lines.append(f"\n**Group {launch.index} cannot be launched as planned:** {launch.blocker}.")
+        lines += [f"\nGroup {launch.index} note: {note}." for note in launch.notes]
+        lines.append(f"\nGroup {launch.index} on Kubernetes: `kubectl apply -f {launch.manifest_name}`.")
+    return "\n".join(lines)
+
+
+CAVEAT = (
+    "All figures are predictions of guideopt's calibrated roofline model for a static batch "
+    "(B requests of the given lengths submitted together), not measurements; expect errors of tens of percent "
+    "(see docs/accuracy.md) and check with a benchmark on the real engine before committing. "
+    "Each script names the engine version its command line was written for; flags may differ in other versions."
+)
+
+
+def plan_markdown(result: PlanResult, launches: list[list[GroupLaunch]], request: PlanRequest | None = None) -> str:
+    title = f"# Deployment plan for `{request.model}`" if request else "# Deployment plan"
+    lines = [
+        title,
+        "",
+        request_in_words(request),
+        "",
+        f"Solver status: {result.status}; objective {' > '.join(result.objective)}; "
+        f"{len(result.plans)} ranked plan(s), rank 1 is the best. Start a plan's groups with their scripts "
+        "(`MODEL=/path/to/weights ./launch-….sh` to load local weights; multi-node groups take the node number as $1), "
+        "or apply their Kubernetes manifests.",
+        "",
+    ]
+    for plan, plan_launches_ in zip(result.plans, launches):
+        lines += [plan_section(plan, plan_launches_), ""]
+    lines += ["## Caveats", "", CAVEAT, ""]
+    return "\n".join(lines)

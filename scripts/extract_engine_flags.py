@@ -1,0 +1,136 @@
+"""Extract the command-line flags (or config keys) of a published engine package into
+``tests/data/engine_flags/<engine>-<version>.json``, which ``tests/test_engine_flags.py``
+checks every emitted launch command against.
+
+Nothing is imported or installed: the package archive is read and its sources parsed
+with ``ast``, so this runs without a GPU stack. Get the archives with
+``pip download --no-deps vllm==0.11.0 sglang==0.5.3 deepspeed-mii==0.3.3 deepspeed==0.17.6``
+(TensorRT-LLM: ``pip download --no-deps tensorrt-llm==1.0.0 --extra-index-url https://pypi.nvidia.com``), then e.g.
+
+    python scripts/extract_engine_flags.py vllm /tmp/vllm-0.11.0-cp38-abi3-manylinux1_x86_64.whl
+    python scripts/extract_engine_flags.py sglang /tmp/sglang-0.5.3-py3-none-any.whl
+    python scripts/extract_engine_flags.py trtllm /tmp/tensorrt_llm-1.0.0-...whl
+    python scripts/extract_engine_flags.py fastgen /tmp/deepspeed_mii-0.3.3-py3-none-any.whl /tmp/deepspeed-0.17.6.tar.gz
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+OUT_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "engine_flags"
+
+
+def read_member(archive: Path, suffix: str) -> tuple[str, str]:
+    """(member name, text) of the file in a wheel (zip) or sdist (tar.gz) ending in ``suffix``."""
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as zf:
+            name = next(n for n in zf.namelist() if n.endswith(suffix))
+            return name, zf.read(name).decode()
+    with tarfile.open(archive) as tf:
+        member = next(m for m in tf.getmembers() if m.name.endswith(suffix))
+        handle = tf.extractfile(member)
+        assert handle is not None
+        return member.name, handle.read().decode()
+
+
+def call_flags(source: str, method: str) -> set[str]:
+    """Every "--flag" string passed to a call of ``method`` (add_argument, option)."""
+    flags = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method:
+            flags |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith("--")}
+    return flags
+
+
+def class_fields(source: str, name: str) -> set[str]:
+    """Annotated attributes of class ``name`` (dataclass / pydantic fields)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return {s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+    raise SystemExit(f"class {name} not found")
+
+
+def dict_keys(source: str, name: str) -> set[str]:
+    """String keys of the dict literal assigned to ``name``."""
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets) and isinstance(node.value, ast.Dict):
+            return {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+    raise SystemExit(f"dict {name} not found")
+
+
+def version_of(archive: Path) -> str:
+    match = re.search(r"-(\d+(?:\.\d+)+)", archive.name)
+    if not match:
+        raise SystemExit(f"no version in {archive.name}")
+    return match.group(1)
+
+
+def vllm(archive: Path) -> dict:
+    args_file, args = read_member(archive, "vllm/engine/arg_utils.py")
+    cli_file, cli = read_member(archive, "vllm/entrypoints/openai/cli_args.py")
+    envs_file, envs = read_member(archive, "vllm/envs.py")
+    flags = call_flags(args, "add_argument") | call_flags(cli, "add_argument")
+    flags |= {"--" + f.replace("_", "-") for f in class_fields(cli, "FrontendArgs")}
+    return {"files": [args_file, cli_file, envs_file], "flags": sorted(flags), "env": sorted(dict_keys(envs, "environment_variables"))}
+
+
+def sglang(archive: Path) -> dict:
+    name, text = read_member(archive, "sglang/srt/server_args.py")
+    return {"files": [name], "flags": sorted(call_flags(text, "add_argument"))}
+
+
+def trtllm(archive: Path) -> dict:
+    name, text = read_member(archive, "tensorrt_llm/commands/serve.py")
+    return {"files": [name], "flags": sorted(call_flags(text, "option"))}
+
+
+def fastgen(archive: Path, deepspeed: Path) -> dict:
+    cfg_file, cfg = read_member(archive, "mii/config.py")
+    mgr_file, mgr = read_member(deepspeed, "deepspeed/inference/v2/ragged/manager_configs.py")
+    eng_file, eng = read_member(deepspeed, "deepspeed/inference/v2/config_v2.py")
+    return {
+        "files": [
+            cfg_file,
+            f"deepspeed-{version_of(deepspeed)}/{mgr_file.split('/', 1)[1]}",
+            f"deepspeed-{version_of(deepspeed)}/{eng_file.split('/', 1)[1]}",
+        ],
+        "serve_kwargs": sorted(class_fields(cfg, "ModelConfig") | class_fields(cfg, "MIIConfig")),
+        "inference_engine_config": sorted(class_fields(eng, "RaggedInferenceEngineConfig")),
+        "state_manager": sorted(class_fields(mgr, "DSStateManagerConfig")),
+    }
+
+
+EXTRACTORS = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm, "fastgen": fastgen}
+PACKAGES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "tensorrt-llm", "fastgen": "deepspeed-mii"}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] not in EXTRACTORS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    engine, archives = argv[0], [Path(a) for a in argv[1:]]
+    data = EXTRACTORS[engine](*archives)
+    version = version_of(archives[0])
+    record = {
+        "engine": engine,
+        "package": f"{PACKAGES[engine]}=={version}",
+        "version": version,
+        "extracted_by": "scripts/extract_engine_flags.py",
+        **data,
+    }
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    out = OUT_DIR / f"{engine}-{version}.json"
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
