@@ -150,3 +150,21 @@ def test_catalog_checks_engine_vendors_against_architectures(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(CatalogError, match=r"capabilities.vendors: must be \['nvidia'\]"):
         load_catalog(str(root))
+
+
+def test_sglang_memory_rule_reproduces_its_server_args() -> None:
+    """sglang 0.5.3 server_args.py:637-676: an 80 GiB card with 16,384-token chunks keeps
+    about 25 GiB outside the static pool (0.88 kept 9.6 GiB)."""
+    from guideopt.costs.engine_defaults import default_split, memory_fraction
+    from guideopt.units import BYTES_PER_GIB
+
+    fw = CAT.framework("sglang")
+    gib80 = 80 * BYTES_PER_GIB
+    frac = float(memory_fraction(fw, gpu_memory_bytes=gib80, tp=1, pp=1, split=16384))
+    assert frac == round((81920 - (512 + 16384 * 1.5 + 256 * 2 + 128)) / 81920, 3) == 0.686
+    assert 25 < (1 - frac) * 80 < 25.5
+    assert [default_split(fw, g * BYTES_PER_GIB) for g in (16, 24, 40, 80, 141, 192)] == [2048, 2048, 4096, 8192, 8192, 16384]
+    # 8 GPUs of 192 GiB: the reserve grows with the parallel size (tp x pp / 8 x 1 GiB)
+    assert float(memory_fraction(fw, gpu_memory_bytes=192 * BYTES_PER_GIB, tp=8, pp=1, split=16384)) == 0.862
+    vllm = CAT.framework("vllm")
+    assert float(memory_fraction(vllm, gpu_memory_bytes=gib80, tp=1, pp=1, split=16384)) == vllm.memory_fraction

@@ -123,7 +123,12 @@ def test_vllm_kv_pool_excludes_cuda_graph_memory(catalog: Catalog) -> None:
 def test_sglang_kv_pool_is_static_fraction_minus_weights(catalog: Catalog) -> None:
     fw = catalog.framework("sglang")
     res = cap(catalog, framework="sglang", input_len=1024, output_len=1024)
-    pool = A100_80GB_BYTES * fw.memory_fraction - res.memory.weights_gb * BYTES_PER_GB
+    # SGLang 0.5.3's own rule (server_args.py:637-676) on an 80 GiB GPU at TP 1 with 8192-token
+    # chunks and cuda_graph_max_bs 256: reserved = 512 + 8192 x 1.5 + 256 x 2 + 1/8 x 1024 MiB.
+    reserved_mib = 512 + 8192 * 1.5 + 256 * 2 + 1024 / 8
+    assert fw.max_num_batched_tokens == 8192
+    fraction = round((80 * 1024 - reserved_mib) / (80 * 1024), 3)
+    pool = A100_80GB_BYTES * fraction - res.memory.weights_gb * BYTES_PER_GB
     expected = math.floor(pool / 524_288 / fw.kv_block_tokens) * fw.kv_block_tokens
     assert abs(res.kv_cache_tokens - expected) <= fw.kv_block_tokens
 

@@ -279,3 +279,63 @@ def test_cli_launch_bad_input(args: list[str], code: int, tmp_path: Path) -> Non
     assert "Traceback" not in result.output
     if code != 2:
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# ----------------------------------------------------------------------------- engine specifics
+
+
+def _emit_one(tmp_path: Path, budget: float = 40, **extra) -> tuple[PlanResult, str]:
+    request = plan_request(budget=budget, top=1, **extra)
+    result = api.plan(request)
+    return result, emit(result, tmp_path, request=request)[0].read_text()
+
+
+def test_amd_replicas_set_hip_and_cuda_devices_alike(tmp_path: Path) -> None:
+    _, script = _emit_one(tmp_path, gpus={"mi300x": 2}, framework="vllm", parallelism={"tp": [1], "pp": [1]})
+    lines = _commands(script, "vllm serve")
+    assert lines
+    for line in lines:
+        cuda = re.search(r"CUDA_VISIBLE_DEVICES=(\S+)", line).group(1)
+        assert f"HIP_VISIBLE_DEVICES={cuda} " in line
+
+
+def test_sglang_launch_uses_its_own_memory_rule(tmp_path: Path) -> None:
+    from guideopt.costs.engine_defaults import memory_fraction
+
+    result, script = _emit_one(tmp_path, gpus={"h100-sxm": 1}, framework="sglang", parallelism={"tp": [1], "pp": [1]})
+    group = result.plans[0].groups[0]
+    gpu = CAT.gpu("h100-sxm")
+    expected = float(memory_fraction(CAT.framework("sglang"), gpu_memory_bytes=gpu.memory_bytes, tp=1, pp=1, split=group.split))
+    assert _flag(_commands(script, "sglang.launch_server")[0], "--mem-fraction-static") == f"{expected:g}"
+    assert expected < 0.88
+
+
+def test_mii_binds_every_interface_and_raises_max_context(tmp_path: Path) -> None:
+    request = plan_request(budget=40, top=1, input_len=9000, output_len=1000, gpus={"h100-sxm": 1}, framework="fastgen")
+    script = emit(api.plan(request), tmp_path, request=request)[0].read_text()
+    line = _commands(script, "mii.serve(")[0]
+    assert 'restful_api_host="0.0.0.0"' in line and '"max_context": 10000' in line
+    assert "c.terminate_server()" in line and "signal.pause()" in line  # the server stays supervised
+
+
+def test_trtllm_fp8_kv_cache_goes_through_an_options_file(tmp_path: Path) -> None:
+    _, script = _emit_one(tmp_path, gpus={"h100-sxm": 1}, framework="trtllm", kv_dtype="fp8", parallelism={"tp": [1], "pp": [1]})
+    assert "kv_cache_config:\n  dtype: fp8\nYAML" in script
+    assert '--extra_llm_api_options "$EXTRA_OPTIONS"' in _commands(script, "trtllm-serve")[0]
+
+
+@pytest.mark.parametrize(("engine", "per_node"), [("sglang", "--node-rank"), ("trtllm", "mpirun"), ("vllm", "ray start")])
+def test_multi_node_replicas_start_on_every_node(engine: str, per_node: str, tmp_path: Path) -> None:
+    _, script = _emit_one(
+        tmp_path, model=LLAMA2_7B, budget=100, gpus={"h100-sxm": 16}, framework=engine, parallelism={"tp": [8], "pp": [2]}
+    )
+    assert "  0)" in script and "  1)" in script and "HEAD_ADDRESS" in script
+    branches = script.split("  1)")
+    assert per_node in branches[0]
+    if engine == "sglang":
+        assert "--nnodes 2 --node-rank 0" in branches[0] and "--nnodes 2 --node-rank 1" in branches[1]
+    if engine == "trtllm":
+        assert "mpirun --allow-run-as-root -np 16" in branches[0] and "trtllm-llmapi-launch trtllm-serve" in branches[0]
+    if engine == "vllm":
+        assert "ray start --head" in branches[0] and "--distributed-executor-backend ray" in branches[0]
+        assert 'ray start --address="$HEAD_ADDRESS:6379"' in branches[1]

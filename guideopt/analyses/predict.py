@@ -9,6 +9,7 @@ import numpy as np
 
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.costs.capability import kv_reason, layout_reason, runs_on_reason, weights_reason
+from guideopt.costs.engine_defaults import default_split as engine_default_split
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.rows import memory_breakdown, scaled_metrics
 from guideopt.costs.serving import ServingInputs, serving_metrics
@@ -55,13 +56,12 @@ class Prediction:
         }
 
 
-def default_split(req: PredictRequest, fw: Framework) -> int:
-    """The token budget per pass: the request's, else the engine's (whole prompts unchunked)."""
+def default_split(req: PredictRequest, fw: Framework, gpu: Gpu) -> int:
+    """The token budget per pass: the request's, else the engine's own default on this GPU (whole prompts unchunked)."""
     if req.split is not None:
         return req.split
-    if fw.chunked_prefill:
-        return fw.max_num_batched_tokens
-    return max(fw.max_num_batched_tokens, req.input_len)
+    split = engine_default_split(fw, gpu.memory_bytes)
+    return split if fw.chunked_prefill else max(split, req.input_len)
 
 
 def resolve(req: PredictRequest, cat: Catalog) -> tuple[ModelArch, Gpu, Framework]:
@@ -79,7 +79,7 @@ def check_request(req: PredictRequest, cat: Catalog, arch: ModelArch, gpu: Gpu, 
         )
     if req.pp > arch.num_layers:
         raise InvalidRequestError(f"pp: {req.pp} exceeds the model's {arch.num_layers} layers")
-    split = default_split(req, fw)
+    split = default_split(req, fw, gpu)
     if not fw.chunked_prefill and split < req.input_len:
         raise InvalidRequestError(
             f"split: {split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)"
@@ -105,7 +105,7 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     tp = req.resolved_tp
     replicas = req.replicas
     per_replica = per_replica_clients(req)
-    split = default_split(req, fw)
+    split = default_split(req, fw, gpu)
     space = OptionSpace(
         gpus=[gpu],
         frameworks=[fw],

@@ -125,7 +125,7 @@ def _rows(reqs: list[PredictRequest], gpus: list[Gpu], fws: list[Framework], arc
         replicas=arr([r.replicas for r in reqs]),
         input_len=arr([r.input_len for r in reqs]),
         output_len=arr([r.output_len for r in reqs]),
-        split=arr([default_split(r, fw) for r, fw in zip(reqs, fws)]),
+        split=arr([default_split(r, fw, g) for r, fw, g in zip(reqs, fws, gpus)]),
     )
 
 

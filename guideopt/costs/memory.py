@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from guideopt.costs.engine_defaults import memory_fraction
 from guideopt.costs.roofline import ACT_BYTES, kv_heads_per_gpu
 from guideopt.model.dtype import LOGIT_BYTES
 from guideopt.model.framework import Framework, MemoryFractionOf
@@ -92,27 +93,31 @@ def framework_overhead_bytes(fw: Framework, *, tp) -> np.ndarray:
     return gib * BYTES_PER_GIB
 
 
-def kv_pool_bytes(fw: Framework, *, gpu_memory_bytes, weights, activation, overhead) -> tuple[np.ndarray, np.ndarray]:
+def kv_pool_bytes(fw: Framework, *, gpu_memory_bytes, weights, activation, overhead, fraction=None) -> tuple[np.ndarray, np.ndarray]:
     """KV-cache pool per GPU and the total the engine may use, by the framework's rule.
+
+    ``fraction`` (per row) replaces the catalog's memory fraction where the engine derives
+    it from the GPU and layout (``costs.engine_defaults.memory_fraction``).
 
     CUDA-graph memory comes out of the headroom outside the fraction unless the engine
     counts it inside (``cuda_graph_in_budget``, vLLM >= 0.21).
     """
     mem = np.asarray(gpu_memory_bytes, dtype=float)
+    frac = fw.memory_fraction if fraction is None else np.asarray(fraction, dtype=float)
     reserve = fw.reserve_gib * BYTES_PER_GIB
     graphs = 0.0 if fw.cuda_graph_in_budget else fw.cuda_graph_gib * BYTES_PER_GIB
     in_budget = overhead - graphs
     if fw.memory_fraction_of is MemoryFractionOf.TOTAL:
-        pool = mem * fw.memory_fraction - weights - activation - in_budget
-        usable = mem * fw.memory_fraction + graphs  # graphs live in the headroom
+        pool = mem * frac - weights - activation - in_budget
+        usable = mem * frac + graphs  # graphs live in the headroom
     elif fw.memory_fraction_of is MemoryFractionOf.WEIGHTS_AND_KV:
-        pool = mem * fw.memory_fraction - weights
+        pool = mem * frac - weights
         # activations, graphs and buffers live in the rest; an engine that needs more fails
         rest = activation + overhead
-        pool = np.where(mem * fw.memory_fraction + rest <= mem, pool, 0.0)
-        usable = np.minimum(mem, mem * fw.memory_fraction + rest)
+        pool = np.where(mem * frac + rest <= mem, pool, 0.0)
+        usable = np.minimum(mem, mem * frac + rest)
     elif fw.memory_fraction_of is MemoryFractionOf.FREE_AFTER_LOAD:
-        pool = fw.memory_fraction * (mem - weights - activation - overhead - reserve)
+        pool = frac * (mem - weights - activation - overhead - reserve)
         usable = weights + activation + overhead + pool
     else:  # RESERVE
         usable = mem - reserve
@@ -135,7 +140,10 @@ def memory_arrays(
     weights = weights_per_gpu_bytes(arch, tp=tp, pp=pp, w_bytes=w_bytes)
     act = activation_peak_bytes(arch, tp=tp, token_budget=token_budget, max_seqs=fw.max_num_seqs)
     overhead = framework_overhead_bytes(fw, tp=tp) + np.zeros_like(weights)
-    pool, usable = kv_pool_bytes(fw, gpu_memory_bytes=gpu_memory_bytes, weights=weights, activation=act, overhead=overhead)
+    fraction = memory_fraction(fw, gpu_memory_bytes=gpu_memory_bytes, tp=tp, pp=pp, split=token_budget)
+    pool, usable = kv_pool_bytes(
+        fw, gpu_memory_bytes=gpu_memory_bytes, weights=weights, activation=act, overhead=overhead, fraction=fraction
+    )
     per_token = kv_bytes_per_token_per_gpu(arch, tp=tp, pp=pp, kv_bytes=kv_bytes, kv_keep=kv_keep)
     block = fw.kv_block_tokens
     tokens = np.floor(np.maximum(pool, 0.0) / per_token / block) * block

@@ -46,6 +46,9 @@ class Framework(StrictModel):
     )
     split_sizes: list[int] = Field(min_length=1, description="token budgets the planner may choose")
     capabilities: Capabilities
+    memory_rule: ReservedMemoryRule | None = Field(
+        default=None, description="the engine derives its memory fraction and chunk size from the GPU (SGLang >= 0.5)"
+    )
     flash_attention: bool = True
     launch: EngineLaunch
     sources: list[str] = Field(min_length=1)
@@ -63,3 +66,29 @@ class Framework(StrictModel):
     @property
     def vendors(self) -> list[str]:
         return [v.value for v in self.capabilities.vendors]
+
+
+class GpuMemoryBand(StrictModel):
+    """Defaults for GPUs with less than ``below_gib`` of memory (SGLang's bands)."""
+
+    below_gib: float = Field(gt=0)
+    chunk_tokens: int = Field(gt=0, description="chunked_prefill_size default")
+    graph_max_batch: tuple[int, int] = Field(description="cuda_graph_max_bs at TP below / at or above the TP threshold")
+
+
+class ReservedMemoryRule(StrictModel):
+    """SGLang >= 0.5: mem_fraction_static = round((gpu_mem - reserved) / gpu_mem, 3), MiB, where
+    reserved = base + per_chunk_token x max(chunk, min_chunk) + per_graph_batch x graph_max_bs
+    + per_parallel_rank x tp x pp, at least large_gpu_min_reserved on GPUs over large_gpu_gib."""
+
+    base_mib: float = Field(ge=0)
+    per_chunk_token_mib: float = Field(ge=0)
+    min_chunk_tokens: int = Field(ge=0)
+    per_graph_batch_mib: float = Field(ge=0)
+    per_parallel_rank_mib: float = Field(ge=0)
+    large_gpu_gib: float = Field(gt=0)
+    large_gpu_min_reserved_mib: float = Field(ge=0)
+    graph_tp_threshold: int = Field(ge=1)
+    fraction_digits: int = Field(ge=0)
+    bands: list[GpuMemoryBand] = Field(min_length=1)
+    sources: list[str] = Field(min_length=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from guideopt.costs.capability import kv_reason, layout_reason, mixed_pipeline_reason, weights_reason
+from guideopt.costs.engine_defaults import memory_fraction
 from guideopt.model.dtype import Dtype
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
@@ -83,6 +84,11 @@ def replica_command(
         max_context=max(launch.max_context_default or 0, max_len or 0),
     )
     return " ".join([command] + [e for e in extra if e])
+
+
+def planned_fraction(fw: Framework, gpu: Gpu, group: Group) -> float:
+    """The memory fraction the plan's memory prediction assumed for this group."""
+    return float(memory_fraction(fw, gpu_memory_bytes=gpu.memory_bytes, tp=group.tp, pp=group.pp, split=group.split))
 
 
 def blocker(group: Group, fw: Framework, gpus: list[Gpu]) -> str | None:

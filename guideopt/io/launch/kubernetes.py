@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from guideopt.catalog import Catalog
-from guideopt.io.launch.engines import replica_command
+from guideopt.io.launch.engines import planned_fraction, replica_command
 from guideopt.io.launch.layout import BASE_PORT, GroupLaunch
 from guideopt.io.launch.script import _WAIT_FOR_RAY, DIST_INIT_BASE_PORT, RAY_PORT
 from guideopt.model.gpu import Gpu
@@ -52,7 +52,8 @@ def _script(launch: GroupLaunch, *lines: str) -> list[str]:
 def _command(launch: GroupLaunch) -> str:
     """One replica's server command; every pod has its own address, so all use BASE_PORT."""
     fw = launch.framework
-    return replica_command(launch.group, fw, BASE_PORT, None, fraction=fw.memory_fraction, max_len=launch.max_len, name=_name(launch))
+    fraction = planned_fraction(fw, launch.gpus[0], launch.group)
+    return replica_command(launch.group, fw, BASE_PORT, None, fraction=fraction, max_len=launch.max_len, name=_name(launch))
 
 
 def _container(launch: GroupLaunch, gpu: Gpu, gpus: int, command: list[str], catalog: Catalog, serving: bool) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guideopt.catalog import Catalog
-from guideopt.io.launch.engines import MULTI_GPU_MARKER, blocker, notes, replica_command
+from guideopt.io.launch.engines import MULTI_GPU_MARKER, blocker, notes, planned_fraction, replica_command
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu, Vendor
 from guideopt.model.plan import Group, Plan
@@ -129,7 +129,7 @@ def group_launch(
     if launch.blocker:
         return launch
     launch.notes = notes(group, fw)
-    fraction = fw.memory_fraction  # what the memory prediction assumed
+    fraction = planned_fraction(fw, launch.gpus[0], group)  # what the memory prediction assumed
     per_replica = group.tp * group.pp
     node_size = launch.gpus[0].gpus_per_node
     for r in range(group.replicas):
