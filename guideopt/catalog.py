@@ -1,4 +1,5 @@
-"""Load and look up the bundled catalogs (GPUs, models, frameworks, calibration).
+"""Load and look up the bundled catalogs (GPUs, models, frameworks, calibration, GPU
+architectures, Kubernetes labels), cross-checking the ids between them.
 
 Catalog files are found in the installed package (``guideopt/catalogs``, put there by the
 wheel build) or, in a source checkout, in the repository's ``catalogs/`` folder.
@@ -213,6 +214,21 @@ def _load_architectures(root: Path) -> dict[str, Architecture]:
         raise CatalogError(_validation_message(path, exc)) from None
 
 
+def _check_engine_versions(root: Path, frameworks: dict[str, Framework], calibration: Calibration) -> None:
+    """Each entry is one engine version: its launch template names the same version, and its
+    engine family has fitted speed parameters."""
+    for fw in frameworks.values():
+        where = f"{root / 'frameworks' / fw.id}.yaml"
+        if fw.launch.version != fw.version:
+            raise CatalogError(
+                f"{where}: launch.version {fw.launch.version!r} must equal version {fw.version!r} (one entry per engine version)"
+            )
+        if fw.calibration_id not in calibration.frameworks:
+            raise CatalogError(
+                f"{where}: no calibration for engine {fw.calibration_id!r} in calibration.yaml (set `engine:` to a calibrated family)"
+            )
+
+
 def _check_capabilities(root: Path, gpus: dict[str, Gpu], frameworks: dict[str, Framework], archs: dict[str, Architecture]) -> None:
     """Every GPU's and engine's architecture is known, with the vendor it claims."""
     for gpu in gpus.values():
@@ -253,6 +269,8 @@ def load_catalog(root: str | None = None) -> Catalog:
     _check_calibration_ids(base, gpus, frameworks, calibration)
     archs = _load_architectures(base)
     _check_capabilities(base, gpus, frameworks, archs)
+    calibration = _load_calibration(base)
+    _check_engine_versions(base, frameworks, calibration)
     return Catalog(
         gpus=gpus,
         models=_load_models(base),

@@ -168,3 +168,33 @@ def test_sglang_memory_rule_reproduces_its_server_args() -> None:
     assert float(memory_fraction(fw, gpu_memory_bytes=192 * BYTES_PER_GIB, tp=8, pp=1, split=16384)) == 0.862
     vllm = CAT.framework("vllm")
     assert float(memory_fraction(vllm, gpu_memory_bytes=gib80, tp=1, pp=1, split=16384)) == vllm.memory_fraction
+
+
+def test_a_newer_engine_version_is_a_catalog_entry(tmp_path):
+    """A new version (its own defaults, capabilities and launch template) needs no code change."""
+    from guideopt.io.launch import emit
+
+    root = _catalog_copy(tmp_path)
+    data = yaml.safe_load((root / "frameworks" / "vllm.yaml").read_text())
+    data.update(id="vllm-0-12", engine="vllm", version="0.12.0")
+    data["launch"].update(version="0.12.0", command=data["launch"]["command"] + " --async-scheduling")
+    (root / "frameworks" / "vllm-0-12.yaml").write_text(yaml.safe_dump(data))
+    cat = load_catalog(str(root))
+    req = plan_request(gpus={"h100-sxm": 2}, framework="vllm-0-12", top=1)
+    result = api.plan(req, cat)
+    script = emit(result, tmp_path / "out", request=req, catalog=cat)[0].read_text()
+    assert "vLLM 0.12.0" in script and "--async-scheduling" in script
+
+
+def test_catalog_requires_one_version_per_entry_and_a_calibrated_engine(tmp_path):
+    root = _catalog_copy(tmp_path)
+    path = root / "frameworks" / "sglang.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["launch"]["version"] = "0.5.4"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CatalogError, match=r"launch.version '0.5.4' must equal version '0.5.3'"):
+        load_catalog(str(root))
+    data["launch"]["version"], data["id"], data["engine"] = "0.5.3", "sglang-x", "nosuch"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CatalogError, match=r"no calibration for engine 'nosuch'"):
+        load_catalog(str(root))

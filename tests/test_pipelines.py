@@ -88,3 +88,20 @@ def test_mixed_pipeline_launch_script_uses_ray_and_the_planned_layer_split(catal
     assert "--distributed-executor-backend ray" in text and "ray start --head" in text
     assert "--pipeline-parallel-size 2" in text
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+
+def test_mixed_pipeline_replicas_listen_on_distinct_ports(catalog, tmp_path):
+    """Issue 12: every replica of a cross-type group used to start on port 8000."""
+    import re
+
+    from guideopt.io.launch import emit
+
+    result = api.plan(SEVENTY_B_ON_MIXED_48GB, catalog)
+    plan = result.plans[0]
+    group = plan.groups[0].model_copy(update={"replicas": 3})
+    two = result.model_copy(update={"plans": [plan.model_copy(update={"groups": [group]})]})
+    (script,) = [p for p in emit(two, tmp_path, request=SEVENTY_B_ON_MIXED_48GB) if p.suffix == ".sh"]
+    text = script.read_text()
+    ports = re.findall(r"vllm serve .*--port (\d+)", text)
+    assert ports == ["8000", "8001", "8002"]
+    assert "node must be 0..5" in text and text.count('ray start --address="$HEAD_ADDRESS:6379"') == 3

@@ -56,7 +56,7 @@ def hardware_arrays(
 
 def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, float]:
     dev, _ = cal.device(gpu.id, gpu.arch)
-    fw_eff = cal.frameworks[fw.id]
+    fw_eff = cal.frameworks[fw.calibration_id]
     link_cal = cal.links[gpu.link.value]
     pcie_cal = cal.links[LinkClass.PCIE.value]
     speed = fw_eff.kernel_efficiency

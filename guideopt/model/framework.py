@@ -28,7 +28,10 @@ class MemoryFractionOf(str, Enum):
 class Framework(StrictModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     name: str
-    version: str = Field(description="engine version whose defaults these are")
+    engine: str | None = Field(
+        default=None, description="engine family whose calibration this version shares (default: the id); a newer version is a new entry"
+    )
+    version: str = Field(description="engine version whose defaults, capabilities and launch template these are")
     memory_fraction: float = Field(gt=0, le=1)
     memory_fraction_of: MemoryFractionOf
     reserve_gib: float = Field(ge=0, description="memory the engine keeps back beyond its fraction (FastGen's RESERVE size)")
@@ -53,6 +56,11 @@ class Framework(StrictModel):
     launch: EngineLaunch
     sources: list[str] = Field(min_length=1)
     notes: str = ""
+
+    @property
+    def calibration_id(self) -> str:
+        """Key of this engine's fitted speed parameters in catalogs/calibration.yaml."""
+        return self.engine or self.id
 
     @property
     def pipeline_parallel(self) -> bool:
