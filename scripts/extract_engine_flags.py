@@ -48,6 +48,58 @@ def call_flags(source: str, method: str) -> set[str]:
     return flags
 
 
+def _constant_lists(tree: ast.AST) -> dict[str, list[str]]:
+    """Module-level NAME = [constants] assignments (choice lists referenced by name)."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, (ast.List, ast.Tuple)):
+            values = [e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            if values and len(values) == len(node.value.elts):
+                out.update({t.id: values for t in node.targets if isinstance(t, ast.Name)})
+    return out
+
+
+def call_choices(source: str, method: str) -> dict[str, list[str]]:
+    """flag -> its literal ``choices`` (a list of strings, inline or a module-level name)."""
+    tree = ast.parse(source)
+    named = _constant_lists(tree)
+    out: dict[str, list[str]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method):
+            continue
+        flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith("--")]
+        for kw in node.keywords:
+            if kw.arg != "choices":
+                continue
+            if isinstance(kw.value, (ast.List, ast.Tuple)):
+                values = [e.value for e in kw.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+                values = values if len(values) == len(kw.value.elts) else []
+            else:
+                values = named.get(kw.value.id, []) if isinstance(kw.value, ast.Name) else []
+            out.update({f: values for f in flags if values})
+    return out
+
+
+def literal_values(source: str, name: str) -> list[str]:
+    """The strings of ``NAME = Literal[...]`` (vLLM types its choices this way)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            sub = node.value
+            if isinstance(sub, ast.Subscript) and isinstance(sub.slice, ast.Tuple):
+                return [e.value for e in sub.slice.elts if isinstance(e, ast.Constant)]
+    raise SystemExit(f"Literal {name} not found")
+
+
+# vLLM builds these flags' choices from Literal types of its config classes
+# (engine/arg_utils.py get_kwargs): flag -> (file, Literal name).
+VLLM_LITERAL_CHOICES = {
+    "--dtype": ("vllm/config/model.py", "ModelDType"),
+    "--kv-cache-dtype": ("vllm/config/cache.py", "CacheDType"),
+    "--distributed-executor-backend": ("vllm/config/parallel.py", "DistributedExecutorBackend"),
+    "--quantization": ("vllm/model_executor/layers/quantization/__init__.py", "QuantizationMethods"),
+}
+
+
 def class_fields(source: str, name: str) -> set[str]:
     """Annotated attributes of class ``name`` (dataclass / pydantic fields)."""
     for node in ast.walk(ast.parse(source)):
@@ -78,17 +130,29 @@ def vllm(archive: Path) -> dict:
     envs_file, envs = read_member(archive, "vllm/envs.py")
     flags = call_flags(args, "add_argument") | call_flags(cli, "add_argument")
     flags |= {"--" + f.replace("_", "-") for f in class_fields(cli, "FrontendArgs")}
-    return {"files": [args_file, cli_file, envs_file], "flags": sorted(flags), "env": sorted(dict_keys(envs, "environment_variables"))}
+    choices = {**call_choices(args, "add_argument"), **call_choices(cli, "add_argument")}
+    typed = {flag: (read_member(archive, path), name) for flag, (path, name) in VLLM_LITERAL_CHOICES.items()}
+    choices.update({flag: literal_values(text, name) for flag, ((_, text), name) in typed.items()})
+    return {
+        "files": [args_file, cli_file, envs_file, *sorted({f for (f, _), _ in typed.values()})],
+        "flags": sorted(flags),
+        "choices": dict(sorted(choices.items())),
+        "env": sorted(dict_keys(envs, "environment_variables")),
+    }
 
 
 def sglang(archive: Path) -> dict:
     name, text = read_member(archive, "sglang/srt/server_args.py")
-    return {"files": [name], "flags": sorted(call_flags(text, "add_argument"))}
+    return {
+        "files": [name],
+        "flags": sorted(call_flags(text, "add_argument")),
+        "choices": dict(sorted(call_choices(text, "add_argument").items())),
+    }
 
 
 def trtllm(archive: Path) -> dict:
     name, text = read_member(archive, "tensorrt_llm/commands/serve.py")
-    return {"files": [name], "flags": sorted(call_flags(text, "option"))}
+    return {"files": [name], "flags": sorted(call_flags(text, "option")), "choices": dict(sorted(call_choices(text, "option").items()))}
 
 
 def fastgen(archive: Path, deepspeed: Path) -> dict:

@@ -114,6 +114,10 @@ def _check_flags(line: str, fw_id: str, flags: dict) -> None:
         return
     emitted = set(re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", line[line.index(ENTRY[fw_id]) :]))
     assert emitted and emitted <= set(flags["flags"]), sorted(emitted - set(flags["flags"]))
+    tokens = shlex.split(line[line.index(ENTRY[fw_id]) :])
+    for flag, value in zip(tokens, tokens[1:]):
+        if flag in flags.get("choices", {}):
+            assert value in flags["choices"][flag], (flag, value)
     for var in re.findall(r"\b(VLLM_[A-Z_]+)=", line):
         assert var in flags["env"], var
 
@@ -186,3 +190,30 @@ def test_supervisor_stops_every_server_when_one_exits(tmp_path: Path) -> None:
     )
     run = _run_node(script, 0, stubs, tmp_path / "log", STOP_GRACE_S="2")
     assert run.returncode == 7 and "stopping the others" in run.stderr
+
+
+@pytest.mark.parametrize("fw_id", sorted(CAT.frameworks))
+def test_every_precision_an_engine_serves_maps_to_its_flags(fw_id: str) -> None:
+    """Weight and KV precisions (with their flag values) exist in the engine version named."""
+    from guideopt.io.launch import replica_command
+
+    fw, flags = CAT.framework(fw_id), engine_flags(fw_id)
+    req = {"model": LLAMA2_7B, "workload": {"input_len": 512, "output_len": 256}, "budget": {"usd_per_hour": 20}, "gpus": {"h100-sxm": 2}}
+    base = api.plan({**req, "framework": fw_id}).plans[0].groups[0]
+    checked = 0
+    for dtype in fw.capabilities.weight_dtypes:
+        for kv in {Dtype(dtype) if Dtype(dtype).is_float16 else Dtype.FP16, *map(Dtype, fw.capabilities.kv_dtypes)}:
+            group = base.model_copy(update={"dtype": dtype, "kv_dtype": kv.value})
+            line = "start env " + replica_command(group, fw, 8000, (0,), fraction=0.9, max_len=768)
+            _check_flags(line, fw_id, flags)
+            checked += 1
+    assert checked >= len(fw.capabilities.weight_dtypes)
+
+
+def test_the_flag_check_catches_unknown_flags_and_values() -> None:
+    vllm, sglang = engine_flags("vllm"), engine_flags("sglang")
+    with pytest.raises(AssertionError):
+        _check_flags('vllm serve "$MODEL" --tensor-parallel 2', "vllm", vllm)
+    with pytest.raises(AssertionError):
+        _check_flags("python -m sglang.launch_server --model-path m --kv-cache-dtype fp8", "sglang", sglang)  # 0.5.3: fp8_e4m3/fp8_e5m2
+    _check_flags("python -m sglang.launch_server --model-path m --kv-cache-dtype fp8_e4m3", "sglang", sglang)
