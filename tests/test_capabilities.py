@@ -3,6 +3,7 @@ solver, ``predict`` and the infeasibility explanation refuse what an engine cann
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -198,3 +199,20 @@ def test_catalog_requires_one_version_per_entry_and_a_calibrated_engine(tmp_path
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(CatalogError, match=r"no calibration for engine 'nosuch'"):
         load_catalog(str(root))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"gpu": "mi300x", "framework": "trtllm"}, "framework: trtllm does not run on AMD GPUs (mi300x)"),
+        ({"gpu": "t4", "dtype": "bf16"}, "dtype: t4 (turing) has no bf16 support"),
+        ({"gpu": "h100-sxm", "framework": "fastgen", "kv_dtype": "fp8"}, "kv_dtype: fastgen: fp8 KV cache not supported"),
+    ],
+)
+def test_capacity_refuses_what_the_engine_cannot_run(extra, message):
+    """One verdict for predict, capacity and plan (no IndexError on an empty option table)."""
+    req = {"model": LLAMA2_7B, "input_len": 512, "output_len": 128, **extra}
+    with pytest.raises(InvalidRequestError, match=re.escape(message)):
+        api.capacity(req)
+    with pytest.raises(InvalidRequestError, match=re.escape(message)):
+        api.predict({**req, "batch": 1})

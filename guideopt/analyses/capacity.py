@@ -27,11 +27,12 @@ import numpy as np
 from pydantic import Field
 
 from guideopt.catalog import Catalog, load_catalog
+from guideopt.costs.capability import request_refusal
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.memory import tokens_per_sequence
 from guideopt.costs.rows import memory_breakdown
 from guideopt.costs.serving import ServingInputs, serving_metrics
-from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
+from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
@@ -123,12 +124,16 @@ class Capacity:
 
 
 def _table(req: CapacityRequest, cat: Catalog, tp: int, batch: int = 1) -> OptionTable:
-    fw = cat.framework(req.framework)
+    fw, gpu = cat.framework(req.framework), cat.gpu(req.gpu)
+    kv = req.kv_dtype or default_kv_dtype(req.dtype)
+    refusal = request_refusal(fw, gpu, weights=req.dtype, kv=kv, pp=req.pp, gpus_per_replica=tp * req.pp)
+    if refusal:  # what the engine cannot run (catalog capabilities) is refused, not sized
+        raise InvalidRequestError(f"{refusal[0]}: {refusal[1]}")
     split = req.split or fw.max_num_batched_tokens
     if not fw.chunked_prefill:
         split = max(split, req.input_len)
     space = OptionSpace(
-        gpus=[cat.gpu(req.gpu)],
+        gpus=[gpu],
         frameworks=[fw],
         dtypes=[req.dtype],
         tp=[tp],

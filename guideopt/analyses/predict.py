@@ -8,7 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from guideopt.catalog import Catalog, load_catalog
-from guideopt.costs.capability import kv_reason, layout_reason, runs_on_reason, weights_reason
+from guideopt.costs.capability import request_refusal, runs_on_reason
 from guideopt.costs.engine_defaults import default_split as engine_default_split
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.rows import memory_breakdown, scaled_metrics
@@ -211,16 +211,13 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
 
 def _refuse_unsupported(req: PredictRequest, cat: Catalog, fw: Framework, gpu: Gpu) -> None:
     """What the engine cannot run on this GPU is refused with the engine's own reason."""
-    if reason := runs_on_reason(fw, gpu):
-        raise InvalidRequestError(f"framework: {reason} (use one of {_engines_for(cat, gpu)})")
-    layout = layout_reason(fw, pp=req.pp, gpus_per_replica=req.resolved_tp * req.pp, gpus_per_node=gpu.gpus_per_node)
-    if layout:
-        raise InvalidRequestError(f"{'pp' if req.pp > 1 and not fw.pipeline_parallel else 'tp'}: {layout}")
-    if reason := weights_reason(fw, gpu, req.dtype):
-        raise InvalidRequestError(f"dtype: {reason}")
     kv = req.kv_dtype or default_kv_dtype(req.dtype)
-    if reason := kv_reason(fw, gpu, req.dtype, kv):
-        raise InvalidRequestError(f"kv_dtype: {reason}")
+    refusal = request_refusal(fw, gpu, weights=req.dtype, kv=kv, pp=req.pp, gpus_per_replica=req.resolved_tp * req.pp)
+    if refusal is None:
+        return
+    field, reason = refusal
+    hint = f" (use one of {_engines_for(cat, gpu)})" if field == "framework" else ""
+    raise InvalidRequestError(f"{field}: {reason}{hint}")
 
 
 def _engines_for(cat: Catalog, gpu: Gpu) -> str:

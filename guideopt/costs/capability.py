@@ -87,3 +87,16 @@ def mixed_pipeline_reason(fw: Framework, a: Gpu, b: Gpu, tp_a: int, tp_b: int) -
     if cap.uniform_stage_tp and tp_a != tp_b:
         return f"{fw.id} uses one TP size for every pipeline stage"
     return None
+
+
+def request_refusal(fw: Framework, gpu: Gpu, *, weights: Dtype, kv: Dtype, pp: int, gpus_per_replica: int) -> tuple[str, str] | None:
+    """(request field, reason) when ``fw`` cannot run this one configuration (predict, capacity)."""
+    if reason := runs_on_reason(fw, gpu):
+        return "framework", reason
+    if reason := layout_reason(fw, pp=pp, gpus_per_replica=gpus_per_replica, gpus_per_node=gpu.gpus_per_node):
+        return ("pp" if pp > 1 and not fw.pipeline_parallel else "tp"), reason
+    if reason := weights_reason(fw, gpu, weights):
+        return "dtype", reason
+    if reason := kv_reason(fw, gpu, weights, kv):
+        return "kv_dtype", reason
+    return None
