@@ -197,5 +197,7 @@ def render_manifests(launch: GroupLaunch, catalog: Catalog) -> str:
     docs = group_manifests(launch, catalog)
     if docs and docs[0]["kind"] == "LeaderWorkerSet":
         head.append("# needs the LeaderWorkerSet controller (https://github.com/kubernetes-sigs/lws) installed in the cluster")
+        if fw.launch.multi_node is MultiNode.MPI:
+            head.append("# MPI: the leader's mpirun reaches the workers over SSH (the image needs sshd and a shared key)")
     body = "---\n".join(yaml.dump(d, Dumper=_PlainDumper, sort_keys=False, width=1000) for d in docs)
     return "\n".join(head) + "\n" + body

@@ -161,7 +161,9 @@ def _body(launch: GroupLaunch) -> list[str]:
     lines.append('case "$NODE" in')
     for node in range(launch.nodes):
         mine = _node_lines(launch, node)
-        needs_head = any(node in r.nodes and r.spans_nodes for r in launch.replicas)
+        mode = launch.framework.launch.multi_node  # who dials the head: every SGLang rank, the Ray workers, no MPI host
+        first = {MultiNode.NODE_RANK: 0, MultiNode.RAY: 1}.get(mode, len(launch.replicas[0].nodes))
+        needs_head = any(node in r.nodes[first:] and r.spans_nodes for r in launch.replicas)
         check = ['    : "${HEAD_ADDRESS:?set HEAD_ADDRESS to the address of the first node of this replica}"'] if needs_head else []
         lines += [f"  {node})", *check, *("    " + line for line in mine), "    ;;"]
     lines += [f'  *) echo "node must be 0..{launch.nodes - 1}, got $NODE" >&2; exit 2 ;;', "esac"]
