@@ -191,9 +191,9 @@ def _check_calibration_ids(root: Path, gpus: dict[str, Gpu], frameworks: dict[st
     looks them up by id), so a gap is one catalog error at load, not a KeyError at predict time."""
     where = root / "calibration.yaml"
     refit = "add one, or refit with scripts/fit_calibration.py"
-    for fw_id in sorted(frameworks):
-        if fw_id not in calibration.frameworks:
-            raise CatalogError(f"{where}: frameworks: no entry for engine {fw_id!r} of frameworks/ ({refit})")
+    for fw_id, fw in sorted(frameworks.items()):  # a version entry shares its engine family's fit (`engine:`)
+        if fw.calibration_id not in calibration.frameworks:
+            raise CatalogError(f"{where}: frameworks: no entry for engine {fw.calibration_id!r} of frameworks/{fw_id}.yaml ({refit})")
     # Every GPU can spill onto PCIe (a TP group wider than its fast link), so PCIe is always needed.
     needed = {LinkClass.PCIE.value: "every GPU's fallback link"}
     for gpu in sorted(gpus.values(), key=lambda g: g.id):
@@ -214,18 +214,13 @@ def _load_architectures(root: Path) -> dict[str, Architecture]:
         raise CatalogError(_validation_message(path, exc)) from None
 
 
-def _check_engine_versions(root: Path, frameworks: dict[str, Framework], calibration: Calibration) -> None:
-    """Each entry is one engine version: its launch template names the same version, and its
-    engine family has fitted speed parameters."""
+def _check_engine_versions(root: Path, frameworks: dict[str, Framework]) -> None:
+    """Each entry is one engine version: its launch template names the same version."""
     for fw in frameworks.values():
         where = f"{root / 'frameworks' / fw.id}.yaml"
         if fw.launch.version != fw.version:
             raise CatalogError(
                 f"{where}: launch.version {fw.launch.version!r} must equal version {fw.version!r} (one entry per engine version)"
-            )
-        if fw.calibration_id not in calibration.frameworks:
-            raise CatalogError(
-                f"{where}: no calibration for engine {fw.calibration_id!r} in calibration.yaml (set `engine:` to a calibrated family)"
             )
 
 
@@ -270,7 +265,7 @@ def load_catalog(root: str | None = None) -> Catalog:
     archs = _load_architectures(base)
     _check_capabilities(base, gpus, frameworks, archs)
     calibration = _load_calibration(base)
-    _check_engine_versions(base, frameworks, calibration)
+    _check_engine_versions(base, frameworks)
     return Catalog(
         gpus=gpus,
         models=_load_models(base),

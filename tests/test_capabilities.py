@@ -197,7 +197,7 @@ def test_catalog_requires_one_version_per_entry_and_a_calibrated_engine(tmp_path
         load_catalog(str(root))
     data["launch"]["version"], data["id"], data["engine"] = "0.5.3", "sglang-x", "nosuch"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(CatalogError, match=r"no calibration for engine 'nosuch'"):
+    with pytest.raises(CatalogError, match=r"no entry for engine 'nosuch' of frameworks/sglang-x.yaml"):
         load_catalog(str(root))
 
 
