@@ -15,6 +15,7 @@ from guideopt.costs.rows import memory_breakdown, scaled_metrics
 from guideopt.costs.serving import ServingInputs, serving_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
+from guideopt.model.dtype import Dtype
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
@@ -212,12 +213,28 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
 def _refuse_unsupported(req: PredictRequest, cat: Catalog, fw: Framework, gpu: Gpu) -> None:
     """What the engine cannot run on this GPU is refused with the engine's own reason."""
     kv = req.kv_dtype or default_kv_dtype(req.dtype)
-    refusal = request_refusal(fw, gpu, weights=req.dtype, kv=kv, pp=req.pp, gpus_per_replica=req.resolved_tp * req.pp)
+    refusal = _refusal(fw, gpu, req.dtype, kv, req.pp, req.resolved_tp * req.pp)
     if refusal is None:
         return
     field, reason = refusal
     hint = f" (use one of {_engines_for(cat, gpu)})" if field == "framework" else ""
     raise InvalidRequestError(f"{field}: {reason}{hint}")
+
+
+_REFUSALS: dict[tuple, tuple[Framework, Gpu, tuple[str, str] | None]] = {}
+_REFUSALS_MAX = 4096  # distinct (engine, GPU, precisions, layout) verdicts kept for predict --csv
+
+
+def _refusal(fw: Framework, gpu: Gpu, weights: Dtype, kv: Dtype, pp: int, per_replica: int) -> tuple[str, str] | None:
+    """``request_refusal``, remembered per configuration (``predict --csv`` asks it for every row).
+    The entry holds the objects its key names by ``id``, so an id is never reused while cached."""
+    key = (id(fw), id(gpu), weights, kv, pp, per_replica)
+    hit = _REFUSALS.get(key)
+    if hit is None:
+        if len(_REFUSALS) >= _REFUSALS_MAX:
+            _REFUSALS.clear()
+        hit = _REFUSALS[key] = (fw, gpu, request_refusal(fw, gpu, weights=weights, kv=kv, pp=pp, gpus_per_replica=per_replica))
+    return hit[2]
 
 
 def _engines_for(cat: Catalog, gpu: Gpu) -> str:
