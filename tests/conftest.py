@@ -106,7 +106,7 @@ def rel_close(a: float, b: float, rtol: float = 1e-6, atol: float = 1e-9) -> boo
 
 
 # ---- shared by the solver tests (homogeneous and heterogeneous)
-# The solver's integer scaling (guideopt/solver/cpsat.py), restated so the tests check it.
+# The solver's integer scaling (guideopt/units.py), restated so the tests check it.
 MILLI_USD_PER_USD = 1000
 US_PER_S = 1_000_000
 DECI_TOK_PER_TOK = 10

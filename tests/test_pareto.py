@@ -19,7 +19,7 @@ from guideopt.io.plots import plot_pareto
 from guideopt.model.request import PlanRequest
 from guideopt.solver import cpsat
 from guideopt.solver.options import build_plan_options
-from tests.conftest import LLAMA2_7B, plan_request
+from tests.conftest import DECI_TOK_PER_TOK, LLAMA2_7B, MILLI_USD_PER_USD, US_PER_S, plan_request
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_CHART_BYTES = 10_000
@@ -51,7 +51,7 @@ def _solver_candidates(request: dict) -> tuple[np.ndarray, np.ndarray, np.ndarra
     cands = cpsat.candidates(opts, req)
     broken = cpsat.violations(cands, req, opts)
     ok = ~np.any(np.stack(list(broken.values())), axis=0)
-    return (cands.usd[ok] / cpsat.MILLI_USD_PER_USD, cands.throughput[ok] / cpsat.DECI_TOK_PER_TOK, cands.latency_us[ok] / cpsat.US_PER_S)
+    return (cands.milli_usd_per_hour[ok] / MILLI_USD_PER_USD, cands.deci_tok_s[ok] / DECI_TOK_PER_TOK, cands.latency_us[ok] / US_PER_S)
 
 
 @settings(max_examples=20, deadline=None)

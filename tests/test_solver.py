@@ -36,13 +36,12 @@ from conftest import (
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from guideopt import api
+from guideopt import api, units
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.request import PlanRequest
-from guideopt.solver import cpsat
 from guideopt.solver.options import build_plan_options
 
-# Integer scaling of the objective terms, as documented in guideopt/solver/cpsat.py: ties
+# Integer scaling of the objective terms, as documented in guideopt/units.py: ties
 # below these resolutions are ties for the solver too.
 TERMS = ("throughput", "latency", "ttft", "tpot", "cost")
 
@@ -70,7 +69,7 @@ GPU_SUBSETS = (
 
 
 def test_scaling_matches_the_solver():
-    assert (cpsat.MILLI_USD_PER_USD, cpsat.US_PER_S, cpsat.DECI_TOK_PER_TOK) == (MILLI_USD_PER_USD, US_PER_S, DECI_TOK_PER_TOK)
+    assert (units.MILLI_USD_PER_USD, units.US_PER_S, units.DECI_TOK_S_PER_TOK_S) == (MILLI_USD_PER_USD, US_PER_S, DECI_TOK_PER_TOK)
 
 
 # ---------------------------------------------------------------- the independent checker

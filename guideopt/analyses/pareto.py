@@ -29,6 +29,7 @@ from guideopt.model.validation import validated
 from guideopt.solver import cpsat
 from guideopt.solver.options import PlanOptions, build_plan_options, non_dominated, relevant_terms
 from guideopt.solver.plan import solve_request
+from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, MS_PER_S, ROUNDING_EPS, US_PER_S
 
 # Options of one deployment shape (same GPUs, hence the same cost at the same replica
 # count) that are no better in throughput and latency, nor in any metric an SLO bounds,
@@ -148,13 +149,13 @@ def all_replica_counts(opts: PlanOptions, req: PlanRequest) -> cpsat.Candidates:
     return cpsat.Candidates(
         option=option,
         replicas=replicas,
-        usd=per_replica_usd[option] * replicas,
+        milli_usd_per_hour=per_replica_usd[option] * replicas,
         gpus=per_replica_gpus[option] * replicas,
         gpu_idx=t.gpu_idx[option],
-        throughput=np.floor(m.output_throughput_tok_s[option] * replicas * cpsat.DECI_TOK_PER_TOK + 1e-9).astype(np.int64),
-        ttft_us=np.round(m.ttft_s[option] * cpsat.US_PER_S).astype(np.int64),
-        tpot_us=np.round(m.tpot_s[option] * cpsat.US_PER_S).astype(np.int64),
-        latency_us=np.round(m.batch_latency_s[option] * cpsat.US_PER_S).astype(np.int64),
+        deci_tok_s=np.floor(m.output_throughput_tok_s[option] * replicas * DECI_TOK_S_PER_TOK_S + ROUNDING_EPS).astype(np.int64),
+        ttft_us=np.round(m.ttft_s[option] * US_PER_S).astype(np.int64),
+        tpot_us=np.round(m.tpot_s[option] * US_PER_S).astype(np.int64),
+        latency_us=np.round(m.batch_latency_s[option] * US_PER_S).astype(np.int64),
     )
 
 
@@ -195,11 +196,11 @@ def _point(opts: PlanOptions, cands: cpsat.Candidates, i: int, chosen: bool) -> 
         split=int(t.split[o]),
         replicas=int(cands.replicas[i]),
         num_gpus=int(cands.gpus[i]),
-        usd_per_hour=float(cands.usd[i]) / cpsat.MILLI_USD_PER_USD,
-        output_throughput_tok_s=float(cands.throughput[i]) / cpsat.DECI_TOK_PER_TOK,
-        batch_latency_s=float(cands.latency_us[i]) / cpsat.US_PER_S,
-        ttft_ms=float(cands.ttft_us[i]) * 1e3 / cpsat.US_PER_S,
-        tpot_ms=float(cands.tpot_us[i]) * 1e3 / cpsat.US_PER_S,
+        usd_per_hour=float(cands.milli_usd_per_hour[i]) / MILLI_USD_PER_USD,
+        output_throughput_tok_s=float(cands.deci_tok_s[i]) / DECI_TOK_S_PER_TOK_S,
+        batch_latency_s=float(cands.latency_us[i]) / US_PER_S,
+        ttft_ms=float(cands.ttft_us[i]) * MS_PER_S / US_PER_S,
+        tpot_ms=float(cands.tpot_us[i]) * MS_PER_S / US_PER_S,
         chosen=chosen,
     )
 
@@ -236,8 +237,8 @@ def pareto_plans(request: PlanRequest | Mapping[str, Any], catalog: Catalog | No
     is_chosen = np.zeros(len(cands), dtype=np.int8)
     if chosen is not None:
         is_chosen[chosen] = -1  # sorts first among identical points
-    cost_idx = front_2d(cands.usd, cands.throughput, cands.latency_us, is_chosen)
-    latency_idx = front_2d(cands.latency_us, cands.throughput, cands.usd, is_chosen)
+    cost_idx = front_2d(cands.milli_usd_per_hour, cands.deci_tok_s, cands.latency_us, is_chosen)
+    latency_idx = front_2d(cands.latency_us, cands.deci_tok_s, cands.milli_usd_per_hour, is_chosen)
     return ParetoResult(
         model=req.model,
         objective=[t.value for t in req.objective],
@@ -245,7 +246,7 @@ def pareto_plans(request: PlanRequest | Mapping[str, Any], catalog: Catalog | No
         cost_front=[_point(opts, cands, int(i), int(i) == chosen) for i in cost_idx],
         latency_front=[_point(opts, cands, int(i), int(i) == chosen) for i in latency_idx],
         chosen=_point(opts, cands, chosen, True) if chosen is not None else None,
-        usd_per_hour=cands.usd / cpsat.MILLI_USD_PER_USD,
-        output_throughput_tok_s=cands.throughput / cpsat.DECI_TOK_PER_TOK,
-        batch_latency_s=cands.latency_us / cpsat.US_PER_S,
+        usd_per_hour=cands.milli_usd_per_hour / MILLI_USD_PER_USD,
+        output_throughput_tok_s=cands.deci_tok_s / DECI_TOK_S_PER_TOK_S,
+        batch_latency_s=cands.latency_us / US_PER_S,
     )

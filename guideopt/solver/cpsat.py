@@ -24,10 +24,8 @@ from ortools.sat.python import cp_model
 
 from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.solver.options import PlanOptions
+from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, ROUNDING_EPS, US_PER_MS, US_PER_S
 
-MILLI_USD_PER_USD = 1000
-US_PER_S = 1_000_000
-DECI_TOK_PER_TOK = 10
 # Safety cap on replicas of one option when neither budget nor inventory bounds it.
 MAX_REPLICAS_PER_OPTION = 4096
 SOLVER_SEED = 0
@@ -43,10 +41,10 @@ class Candidates:
 
     option: np.ndarray
     replicas: np.ndarray
-    usd: np.ndarray  # milli-dollars per hour for all replicas
+    milli_usd_per_hour: np.ndarray  # all replicas
     gpus: np.ndarray  # GPUs for all replicas
     gpu_idx: np.ndarray
-    throughput: np.ndarray  # deci-tokens/s for all replicas
+    deci_tok_s: np.ndarray  # output tokens/s of all replicas, in tenths
     ttft_us: np.ndarray
     tpot_us: np.ndarray
     latency_us: np.ndarray
@@ -60,8 +58,8 @@ class Candidates:
     def term_values(self, term: ObjectiveTerm) -> np.ndarray:
         """The objective term per candidate, oriented so that smaller is better."""
         return {
-            ObjectiveTerm.THROUGHPUT: -self.throughput,
-            ObjectiveTerm.COST: self.usd,
+            ObjectiveTerm.THROUGHPUT: -self.deci_tok_s,
+            ObjectiveTerm.COST: self.milli_usd_per_hour,
             ObjectiveTerm.LATENCY: self.latency_us,
             ObjectiveTerm.TTFT: self.ttft_us,
             ObjectiveTerm.TPOT: self.tpot_us,
@@ -70,7 +68,7 @@ class Candidates:
 
 def violations(c: Candidates, req: PlanRequest, opts: PlanOptions, skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """Per user constraint, the candidates that break it (the same rules the model enforces)."""
-    out: dict[str, np.ndarray] = {"budget.usd_per_hour": c.usd > budget_milli_usd(req)}
+    out: dict[str, np.ndarray] = {"budget.usd_per_hour": c.milli_usd_per_hour > budget_milli_usd(req)}
     if req.parallelism.max_gpus:
         out["parallelism.max_gpus"] = c.gpus > req.parallelism.max_gpus
     for i, limit in opts.inventory.items():
@@ -78,14 +76,14 @@ def violations(c: Candidates, req: PlanRequest, opts: PlanOptions, skip: frozens
             out[f"gpus.{opts.table.space.gpus[i].id}"] = (c.gpu_idx == i) & (c.gpus > limit)
     slo = req.slo
     for name, bound, values in (
-        ("slo.ttft_ms", None if slo.ttft_ms is None else slo.ttft_ms * 1e3, c.ttft_us),
-        ("slo.tpot_ms", None if slo.tpot_ms is None else slo.tpot_ms * 1e3, c.tpot_us),
+        ("slo.ttft_ms", None if slo.ttft_ms is None else slo.ttft_ms * US_PER_MS, c.ttft_us),
+        ("slo.tpot_ms", None if slo.tpot_ms is None else slo.tpot_ms * US_PER_MS, c.tpot_us),
         ("slo.batch_latency_s", None if slo.batch_latency_s is None else slo.batch_latency_s * US_PER_S, c.latency_us),
     ):
         if bound is not None:
             out[name] = values > bound
     if slo.min_output_throughput_tok_s:
-        out["slo.min_output_throughput_tok_s"] = c.throughput < slo.min_output_throughput_tok_s * DECI_TOK_PER_TOK
+        out["slo.min_output_throughput_tok_s"] = c.deci_tok_s < slo.min_output_throughput_tok_s * DECI_TOK_S_PER_TOK_S
     return {k: v for k, v in out.items() if k not in skip}
 
 
@@ -155,15 +153,15 @@ PARETO_BLOCK = 256
 def replica_milli_usd(usd_per_gpu_hour: np.ndarray, gpus: np.ndarray) -> np.ndarray:
     """One replica's price in milli-dollars per hour, rounded up so that no plan the model
     accepts costs more than its budget."""
-    return np.maximum(np.ceil(usd_per_gpu_hour * gpus * MILLI_USD_PER_USD - 1e-9), 1).astype(np.int64)
+    return np.maximum(np.ceil(usd_per_gpu_hour * gpus * MILLI_USD_PER_USD - ROUNDING_EPS), 1).astype(np.int64)
 
 
 # Budgets beyond this many milli-dollars are treated as unbounded (keeps int64 arithmetic safe).
-MAX_BUDGET_MILLI_USD = np.iinfo(np.int64).max // 1024
+MAX_BUDGET_MILLI_USD = np.iinfo(np.int64).max // MAX_REPLICAS_PER_OPTION // 4  # headroom for sums of a few groups
 
 
 def budget_milli_usd(req: PlanRequest) -> int:
-    return int(min(np.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + 1e-9), MAX_BUDGET_MILLI_USD))
+    return int(min(np.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + ROUNDING_EPS), MAX_BUDGET_MILLI_USD))
 
 
 def replica_bounds(opts: PlanOptions, req: PlanRequest, skip: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +181,7 @@ def replica_bounds(opts: PlanOptions, req: PlanRequest, skip: frozenset[str]) ->
     floor_tok_s = req.slo.min_output_throughput_tok_s
     lo = np.ones(len(t), dtype=np.int64)
     if floor_tok_s and "slo.min_output_throughput_tok_s" not in skip:
-        lo = np.maximum(lo, np.ceil(floor_tok_s / t.metrics.output_throughput_tok_s - 1e-9).astype(np.int64))
+        lo = np.maximum(lo, np.ceil(floor_tok_s / t.metrics.output_throughput_tok_s - ROUNDING_EPS).astype(np.int64))
     lo = np.minimum(lo, MAX_REPLICAS_PER_OPTION)
     return lo, np.maximum(hi, 1)
 
@@ -200,11 +198,11 @@ def candidates(opts: PlanOptions, req: PlanRequest, skip: frozenset[str] = froze
     return Candidates(
         option=option,
         replicas=replicas,
-        usd=per_replica_usd[option] * replicas,
+        milli_usd_per_hour=per_replica_usd[option] * replicas,
         gpus=gpus,
         gpu_idx=t.gpu_idx[option],
         # rounded down, so that a plan the model accepts meets a throughput floor for real
-        throughput=np.floor(m.output_throughput_tok_s[option] * replicas * DECI_TOK_PER_TOK + 1e-9).astype(np.int64),
+        deci_tok_s=np.floor(m.output_throughput_tok_s[option] * replicas * DECI_TOK_S_PER_TOK_S + ROUNDING_EPS).astype(np.int64),
         ttft_us=np.round(m.ttft_s[option] * US_PER_S).astype(np.int64),
         tpot_us=np.round(m.tpot_s[option] * US_PER_S).astype(np.int64),
         latency_us=np.round(m.batch_latency_s[option] * US_PER_S).astype(np.int64),
@@ -231,8 +229,8 @@ def build_model(c: Candidates, excluded_options: set[int] | frozenset[int] = fro
             model.add(pick[i] == 0)
     model.add_exactly_one(pick)  # homogeneous: one replica shape, one replica count
     terms = {
-        ObjectiveTerm.THROUGHPUT: _sum(pick, c.throughput),
-        ObjectiveTerm.COST: _sum(pick, c.usd),
+        ObjectiveTerm.THROUGHPUT: _sum(pick, c.deci_tok_s),
+        ObjectiveTerm.COST: _sum(pick, c.milli_usd_per_hour),
         ObjectiveTerm.LATENCY: _sum(pick, c.latency_us),
         ObjectiveTerm.TTFT: _sum(pick, c.ttft_us),
         ObjectiveTerm.TPOT: _sum(pick, c.tpot_us),
@@ -260,7 +258,7 @@ def add_user_constraints(h: ModelHandle, c: Candidates, req: PlanRequest, opts: 
     ``skip`` leaves named constraints out (used to find how far each must be relaxed).
     """
     if "budget.usd_per_hour" not in skip:
-        _forbid(h, "budget.usd_per_hour", c.usd > budget_milli_usd(req))
+        _forbid(h, "budget.usd_per_hour", c.milli_usd_per_hour > budget_milli_usd(req))
     if req.parallelism.max_gpus and "parallelism.max_gpus" not in skip:
         _forbid(h, "parallelism.max_gpus", c.gpus > req.parallelism.max_gpus)
     for i, limit in opts.inventory.items():
@@ -270,14 +268,14 @@ def add_user_constraints(h: ModelHandle, c: Candidates, req: PlanRequest, opts: 
             _forbid(h, name, of_type & (c.gpus > limit))
     slo = req.slo
     for name, bound, values in (
-        ("slo.ttft_ms", None if slo.ttft_ms is None else slo.ttft_ms * 1e3, c.ttft_us),
-        ("slo.tpot_ms", None if slo.tpot_ms is None else slo.tpot_ms * 1e3, c.tpot_us),
+        ("slo.ttft_ms", None if slo.ttft_ms is None else slo.ttft_ms * US_PER_MS, c.ttft_us),
+        ("slo.tpot_ms", None if slo.tpot_ms is None else slo.tpot_ms * US_PER_MS, c.tpot_us),
         ("slo.batch_latency_s", None if slo.batch_latency_s is None else slo.batch_latency_s * US_PER_S, c.latency_us),
     ):
         if bound is not None and name not in skip:
             _forbid(h, name, values > bound)
     if slo.min_output_throughput_tok_s and "slo.min_output_throughput_tok_s" not in skip:
-        _forbid(h, "slo.min_output_throughput_tok_s", c.throughput < slo.min_output_throughput_tok_s * DECI_TOK_PER_TOK)
+        _forbid(h, "slo.min_output_throughput_tok_s", c.deci_tok_s < slo.min_output_throughput_tok_s * DECI_TOK_S_PER_TOK_S)
     h.model.add_assumptions(list(h.constraint_literals.values()))
 
 

@@ -11,7 +11,7 @@ from guideopt.costs.tables import kv_dtype_for, tp_is_valid
 from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.solver import cpsat
 from guideopt.solver.options import PlanOptions
-from guideopt.units import BYTES_PER_GB
+from guideopt.units import BYTES_PER_GB, CENTS_PER_USD, DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, ROUNDING_EPS, US_PER_MS, US_PER_S
 
 
 def explain_no_fitting_option(opts: PlanOptions, req: PlanRequest) -> tuple[str, list[str]]:
@@ -82,8 +82,6 @@ def _capability_refusal(opts: PlanOptions, req: PlanRequest) -> tuple[str, list[
     return "no allowed engine can run this request: " + "; ".join(f"{f}: {r}" for r, f in reasons.items()), fields
 
 
-CENTS_PER_USD = 100
-
 _RELAX_TERM = {
     "budget.usd_per_hour": ObjectiveTerm.COST,
     "slo.ttft_ms": ObjectiveTerm.TTFT,
@@ -119,16 +117,16 @@ def _describe(name: str, req: PlanRequest, value: float | None) -> str:
         return f"{name}: relaxing it alone does not help"
     slo = req.slo
     if name == "budget.usd_per_hour":
-        cents = math.ceil(value / (cpsat.MILLI_USD_PER_USD / CENTS_PER_USD) - 1e-9) / CENTS_PER_USD
+        cents = math.ceil(value / (MILLI_USD_PER_USD / CENTS_PER_USD) - ROUNDING_EPS) / CENTS_PER_USD
         return f"budget.usd_per_hour: ${req.budget.usd_per_hour:g}/h is too little; a budget of ${cents:.2f}/h or more would allow a plan"
     if name == "slo.ttft_ms":
-        return f"slo.ttft_ms: TTFT <= {slo.ttft_ms:g} ms is below the fastest possible {value / 1e3:.1f} ms"
+        return f"slo.ttft_ms: TTFT <= {slo.ttft_ms:g} ms is below the fastest possible {value / US_PER_MS:.1f} ms"
     if name == "slo.tpot_ms":
-        return f"slo.tpot_ms: TPOT <= {slo.tpot_ms:g} ms is below the fastest possible {value / 1e3:.2f} ms"
+        return f"slo.tpot_ms: TPOT <= {slo.tpot_ms:g} ms is below the fastest possible {value / US_PER_MS:.2f} ms"
     if name == "slo.batch_latency_s":
-        return f"slo.batch_latency_s: batch latency <= {slo.batch_latency_s:g} s is below the fastest possible {value / 1e6:.2f} s"
+        return f"slo.batch_latency_s: batch latency <= {slo.batch_latency_s:g} s is below the fastest possible {value / US_PER_S:.2f} s"
     if name == "slo.min_output_throughput_tok_s":
-        return f"slo.min_output_throughput_tok_s: {slo.min_output_throughput_tok_s:g} tok/s is above the most reachable {value / cpsat.DECI_TOK_PER_TOK:.0f} tok/s"
+        return f"slo.min_output_throughput_tok_s: {slo.min_output_throughput_tok_s:g} tok/s is above the most reachable {value / DECI_TOK_S_PER_TOK_S:.0f} tok/s"
     if name == "parallelism.max_gpus":
         return f"parallelism.max_gpus: {req.parallelism.max_gpus} GPUs are too few; {value:.0f} or more would allow a plan"
     return f"{name}: {req.allowance(name.split('.', 1)[1]).max} GPUs of this type are too few; {value:.0f} would allow a plan"

@@ -21,7 +21,16 @@ from ortools.sat.python import cp_model
 
 from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.solver import cpsat
-from guideopt.solver.options import PlanOptions, metric_columns, relevant_terms, shape_key
+from guideopt.solver.options import (
+    DTYPE_SLOTS,
+    FRAMEWORK_SLOTS,
+    PARALLEL_SIZE_SLOTS,
+    PlanOptions,
+    metric_columns,
+    relevant_terms,
+    shape_key,
+)
+from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, ROUNDING_EPS, S_PER_MS, US_PER_S
 
 # Heterogeneous models are multiple-choice knapsacks that one CP-SAT worker proves in tens
 # of milliseconds; one worker keeps the search, and so the plans, deterministic.
@@ -29,13 +38,26 @@ HETERO_WORKERS = 1
 HETERO_TIME_LIMIT_S = 20.0
 
 
+# Mixed-radix slots of the integer group keys (as in ``options.shape_key``).
+GPU_TYPE_SLOTS = 4096  # GPU type index (+1 for "none")
+GPUS_PER_REPLICA_SLOTS = 1 << 20  # GPUs of one replica (TP·PP)
+
+
+def pair_key(gpu_a: np.ndarray, gpu_b: np.ndarray, tp_a: np.ndarray, tp_b: np.ndarray) -> np.ndarray:
+    """One integer per (first type, second type, TP of each) of a cross-type pipeline."""
+    key = gpu_a.astype(np.int64)
+    for col, size in ((gpu_b, GPU_TYPE_SLOTS), (tp_a, PARALLEL_SIZE_SLOTS), (tp_b, PARALLEL_SIZE_SLOTS)):
+        key = key * size + col.astype(np.int64)
+    return key
+
+
 @dataclass
 class HeteroOptions:
     index: np.ndarray  # rows of opts.table kept (source 0) or of the pipeline table (source 1)
-    usd: np.ndarray  # milli-dollars per replica
+    milli_usd_per_hour: np.ndarray  # one replica
     gpus: np.ndarray
     gpu_idx: np.ndarray
-    throughput: np.ndarray  # deci-tok/s per replica (float; a group's total is rounded down once)
+    deci_tok_s: np.ndarray  # one replica, in tenths of a token/s (float; a group's total is rounded down once)
     ttft_us: np.ndarray
     tpot_us: np.ndarray
     latency_us: np.ndarray
@@ -72,8 +94,8 @@ def _slo_ok(req: PlanRequest, m) -> np.ndarray:
     ok = np.ones(m.ttft_s.shape, dtype=bool)
     slo = req.slo
     for limit, values in (
-        (slo.ttft_ms and slo.ttft_ms / 1e3, m.ttft_s),
-        (slo.tpot_ms and slo.tpot_ms / 1e3, m.tpot_s),
+        (slo.ttft_ms and slo.ttft_ms * S_PER_MS, m.ttft_s),
+        (slo.tpot_ms and slo.tpot_ms * S_PER_MS, m.tpot_s),
         (slo.batch_latency_s, m.batch_latency_s),
     ):
         if limit is not None:
@@ -86,7 +108,7 @@ def pipeline_options(pt, opts: PlanOptions, req: PlanRequest) -> HeteroOptions |
     if pt is None or len(pt) == 0:
         return None
     m = pt.metrics
-    usd = np.maximum(np.ceil(pt.usd_per_replica * cpsat.MILLI_USD_PER_USD - 1e-9), 1).astype(np.int64)
+    usd = np.maximum(np.ceil(pt.usd_per_replica * MILLI_USD_PER_USD - ROUNDING_EPS), 1).astype(np.int64)
     limits = _inventory_limits(opts)
     hi = np.minimum(cpsat.budget_milli_usd(req) // usd, np.minimum(limits[pt.gpu_a] // pt.tp_a, limits[pt.gpu_b] // pt.tp_b))
     hi = np.minimum(hi, cpsat.MAX_REPLICAS_PER_OPTION)
@@ -94,18 +116,18 @@ def pipeline_options(pt, opts: PlanOptions, req: PlanRequest) -> HeteroOptions |
         hi = np.minimum(hi, req.parallelism.max_gpus // (pt.tp_a + pt.tp_b))
     ok = _slo_ok(req, m) & (hi >= 1)
     cols = metric_columns(m, relevant_terms(req) | {ObjectiveTerm.THROUGHPUT})
-    keep = _prune(np.nonzero(ok)[0], pt.gpu_a.astype(np.int64) * 4096 + pt.gpu_b * 64 + pt.tp_a * 8 + pt.tp_b, cols)
+    keep = _prune(np.nonzero(ok)[0], pair_key(pt.gpu_a, pt.gpu_b, pt.tp_a, pt.tp_b), cols)
     if keep.size == 0:
         return None
     return HeteroOptions(
         index=keep,
-        usd=usd[keep],
+        milli_usd_per_hour=usd[keep],
         gpus=pt.tp_a[keep].astype(np.int64),
         gpu_idx=pt.gpu_a[keep],
-        throughput=m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK,  # per replica, unrounded
-        ttft_us=np.round(m.ttft_s[keep] * cpsat.US_PER_S).astype(np.int64),
-        tpot_us=np.round(m.tpot_s[keep] * cpsat.US_PER_S).astype(np.int64),
-        latency_us=np.round(m.batch_latency_s[keep] * cpsat.US_PER_S).astype(np.int64),
+        deci_tok_s=m.output_throughput_tok_s[keep] * DECI_TOK_S_PER_TOK_S,  # per replica, unrounded
+        ttft_us=np.round(m.ttft_s[keep] * US_PER_S).astype(np.int64),
+        tpot_us=np.round(m.tpot_s[keep] * US_PER_S).astype(np.int64),
+        latency_us=np.round(m.batch_latency_s[keep] * US_PER_S).astype(np.int64),
         max_replicas=hi[keep].astype(np.int64),
         gpu_idx2=pt.gpu_b[keep].astype(np.int64),
         gpus2=pt.tp_b[keep].astype(np.int64),
@@ -117,7 +139,13 @@ def pipeline_options(pt, opts: PlanOptions, req: PlanRequest) -> HeteroOptions |
 def pipeline_shape_key(pt, rows: np.ndarray) -> np.ndarray:
     """One integer per pipeline shape (GPU types, TPs, engine, dtype), whatever the batch."""
     key = pt.gpu_a[rows].astype(np.int64)
-    for col, size in ((pt.gpu_b, 64), (pt.tp_a, 64), (pt.tp_b, 64), (pt.fw_idx, 16), (pt.dtype_idx, 16)):
+    for col, size in (
+        (pt.gpu_b, GPU_TYPE_SLOTS),
+        (pt.tp_a, PARALLEL_SIZE_SLOTS),
+        (pt.tp_b, PARALLEL_SIZE_SLOTS),
+        (pt.fw_idx, FRAMEWORK_SLOTS),
+        (pt.dtype_idx, DTYPE_SLOTS),
+    ):
         key = key * size + col[rows].astype(np.int64)
     return key
 
@@ -134,19 +162,19 @@ def hetero_options(opts: PlanOptions, req: PlanRequest) -> HeteroOptions:
     ok &= gpus_per_replica <= _inventory_limits(opts)[t.gpu_idx]  # one replica must fit in the inventory
     keep = _prune(
         np.nonzero(ok)[0],
-        t.gpu_idx.astype(np.int64) * 4096 + t.gpus_per_replica.astype(np.int64),
+        t.gpu_idx.astype(np.int64) * GPUS_PER_REPLICA_SLOTS + t.gpus_per_replica.astype(np.int64),
         metric_columns(m, relevant_terms(req) | {ObjectiveTerm.THROUGHPUT}),
     )
     gpus = t.gpus_per_replica.astype(np.int64)[keep]
     return HeteroOptions(
         index=keep,
-        usd=cpsat.replica_milli_usd(t.usd_per_hour_per_gpu[keep], gpus),
+        milli_usd_per_hour=cpsat.replica_milli_usd(t.usd_per_hour_per_gpu[keep], gpus),
         gpus=gpus,
         gpu_idx=t.gpu_idx[keep],
-        throughput=m.output_throughput_tok_s[keep] * cpsat.DECI_TOK_PER_TOK,  # per replica, unrounded
-        ttft_us=np.round(m.ttft_s[keep] * cpsat.US_PER_S).astype(np.int64),
-        tpot_us=np.round(m.tpot_s[keep] * cpsat.US_PER_S).astype(np.int64),
-        latency_us=np.round(m.batch_latency_s[keep] * cpsat.US_PER_S).astype(np.int64),
+        deci_tok_s=m.output_throughput_tok_s[keep] * DECI_TOK_S_PER_TOK_S,  # per replica, unrounded
+        ttft_us=np.round(m.ttft_s[keep] * US_PER_S).astype(np.int64),
+        tpot_us=np.round(m.tpot_s[keep] * US_PER_S).astype(np.int64),
+        latency_us=np.round(m.batch_latency_s[keep] * US_PER_S).astype(np.int64),
         max_replicas=hi[keep],
         shape=shape_key(t)[keep],
     )
@@ -187,10 +215,10 @@ class HeteroCandidates:
 
     row: np.ndarray  # index into HeteroOptions
     replicas: np.ndarray
-    usd: np.ndarray
+    milli_usd_per_hour: np.ndarray
     gpus: np.ndarray
     gpu_idx: np.ndarray
-    throughput: np.ndarray
+    deci_tok_s: np.ndarray
     ttft_us: np.ndarray
     tpot_us: np.ndarray
     latency_us: np.ndarray
@@ -209,8 +237,8 @@ def hetero_candidates(h: HeteroOptions, req: PlanRequest, per_shape: bool = Fals
     counts = h.max_replicas.astype(np.int64)
     row = np.repeat(np.arange(len(h.index)), counts)
     n = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts) + 1  # 1..count per option
-    throughput = np.floor(h.throughput[row] * n + 1e-9).astype(np.int64)  # the group total, rounded down once
-    cols = [h.usd[row] * n, -throughput]
+    throughput = np.floor(h.deci_tok_s[row] * n + ROUNDING_EPS).astype(np.int64)  # the group total, rounded down once
+    cols = [h.milli_usd_per_hour[row] * n, -throughput]
     if req.parallelism.max_gpus:  # cost alone does not order GPU counts (prices are rounded per replica)
         cols.append((h.gpus[row] + h.gpus2[row]) * n)
     terms = relevant_terms(req)
@@ -220,7 +248,7 @@ def hetero_candidates(h: HeteroOptions, req: PlanRequest, per_shape: bool = Fals
     values = np.stack(cols, axis=1)
     # One group per GPU type: a candidate is replaceable by another using the same GPU
     # type(s) that costs no more and is no worse in throughput or latency.
-    group = h.gpu_idx[row].astype(np.int64) * 4096 + (h.gpu_idx2[row] + 1)
+    group = h.gpu_idx[row].astype(np.int64) * GPU_TYPE_SLOTS + (h.gpu_idx2[row] + 1)
     if per_shape:
         _, group = np.unique(np.stack([group, h.shape[row]], axis=1), axis=0, return_inverse=True)
         group = group.ravel()
@@ -231,10 +259,10 @@ def hetero_candidates(h: HeteroOptions, req: PlanRequest, per_shape: bool = Fals
     return HeteroCandidates(
         row=r,
         replicas=k,
-        usd=h.usd[r] * k,
+        milli_usd_per_hour=h.milli_usd_per_hour[r] * k,
         gpus=h.gpus[r] * k,
         gpu_idx=h.gpu_idx[r],
-        throughput=throughput[keep],
+        deci_tok_s=throughput[keep],
         ttft_us=h.ttft_us[r],
         tpot_us=h.tpot_us[r],
         latency_us=h.latency_us[r],
@@ -272,13 +300,13 @@ def build_hetero_model(c: HeteroCandidates, req: PlanRequest, opts: PlanOptions,
             uses = np.where(c.gpu_idx[of_type] == i, c.gpus[of_type], 0) + np.where(c.gpu_idx2[of_type] == i, c.gpus2[of_type], 0)
             for k in of_type[uses > limit]:
                 model.add(pick[k] == 0)
-    cost = cp_model.LinearExpr.weighted_sum(pick, c.usd.tolist())
+    cost = cp_model.LinearExpr.weighted_sum(pick, c.milli_usd_per_hour.tolist())
     model.add(cost <= cpsat.budget_milli_usd(req))
     if req.parallelism.max_gpus:
         model.add(cp_model.LinearExpr.weighted_sum(pick, (c.gpus + c.gpus2).tolist()) <= req.parallelism.max_gpus)
-    throughput = cp_model.LinearExpr.weighted_sum(pick, c.throughput.tolist())
+    throughput = cp_model.LinearExpr.weighted_sum(pick, c.deci_tok_s.tolist())
     if req.slo.min_output_throughput_tok_s:
-        model.add(throughput >= int(np.ceil(req.slo.min_output_throughput_tok_s * cpsat.DECI_TOK_PER_TOK)))
+        model.add(throughput >= int(np.ceil(req.slo.min_output_throughput_tok_s * DECI_TOK_S_PER_TOK_S)))
     for combo, size in forbidden:  # plans already returned: not all of their shapes again
         if combo:
             model.add(sum(pick[k] for k in combo) <= size - 1)
@@ -323,22 +351,22 @@ def throughput_upper_bounds(c: HeteroCandidates, budget_milli: int) -> np.ndarra
     the budget left, from a knapsack DP that ignores every other constraint (a relaxation)."""
     unit = max(budget_milli / DP_LEVELS, 1.0)
     levels = int(budget_milli // unit) + 1
-    cost = np.floor(c.usd / unit).astype(np.int64)
+    cost = np.floor(c.milli_usd_per_hour / unit).astype(np.int64)
     types = list(np.unique(c.gpu_idx))
     members = [np.nonzero(c.gpu_idx == t)[0] for t in types]
     prefix = [np.zeros(levels)]
     for m in members:
-        prefix.append(_best_per_budget(prefix[-1], cost[m], c.throughput[m].astype(float)))
+        prefix.append(_best_per_budget(prefix[-1], cost[m], c.deci_tok_s[m].astype(float)))
     suffix = [np.zeros(levels)]
     for m in reversed(members):
-        suffix.append(_best_per_budget(suffix[-1], cost[m], c.throughput[m].astype(float)))
+        suffix.append(_best_per_budget(suffix[-1], cost[m], c.deci_tok_s[m].astype(float)))
     suffix.reverse()
     bounds = np.zeros(len(c.row))
     for i, m in enumerate(members):
         before, after = prefix[i], suffix[i + 1]
         # best of the other types within budget b: max over splits b1 + b2 = b
         left = np.clip(levels - 1 - cost[m], 0, levels - 1)
-        bounds[m] = c.throughput[m] + _max_plus_at(before, after, left)
+        bounds[m] = c.deci_tok_s[m] + _max_plus_at(before, after, left)
     return bounds
 
 
@@ -348,11 +376,11 @@ def throughput_upper_bound(c: HeteroCandidates, mask: np.ndarray, budget_milli: 
     and counts a pipeline under its first GPU type only)."""
     unit = max(budget_milli / DP_LEVELS, 1.0)
     levels = int(budget_milli // unit) + 1
-    cost = np.floor(c.usd / unit).astype(np.int64)
+    cost = np.floor(c.milli_usd_per_hour / unit).astype(np.int64)
     best = np.zeros(levels)
     for t in np.unique(c.gpu_idx[mask]):
         m = np.nonzero(mask & (c.gpu_idx == t))[0]
-        best = _best_per_budget(best, cost[m], c.throughput[m].astype(float))
+        best = _best_per_budget(best, cost[m], c.deci_tok_s[m].astype(float))
     return float(best[-1])
 
 
@@ -362,14 +390,14 @@ def throughput_lower_bound(c: HeteroCandidates, budget_milli: int, mask: np.ndar
     than budget and per-type inventory (already in the candidates) binds."""
     unit = max(budget_milli / DP_LEVELS, 1.0)
     levels = int(budget_milli // unit) + 1
-    cost = np.ceil(c.usd / unit).astype(np.int64)
+    cost = np.ceil(c.milli_usd_per_hour / unit).astype(np.int64)
     best = np.zeros(levels)
     single = c.gpu_idx2 < 0  # pipelines span two types: left out, so the DP plan stays valid
     if mask is not None:
         single = single & mask
     for t in np.unique(c.gpu_idx):
         m = np.nonzero((c.gpu_idx == t) & single)[0]
-        best = _best_per_budget(best, cost[m], c.throughput[m].astype(float))
+        best = _best_per_budget(best, cost[m], c.deci_tok_s[m].astype(float))
     return float(best[-1])
 
 

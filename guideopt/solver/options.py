@@ -88,13 +88,26 @@ def metric_columns(metrics, terms: set[ObjectiveTerm]) -> np.ndarray:
     return np.stack(chosen, axis=1) if chosen else np.zeros((metrics.ttft_s.shape[0], 1))
 
 
+# Mixed-radix slots of the integer shape keys: each field's index must stay below its slot
+# size, so the key is unique. Catalog sizes are far below them (a few engines, a handful of
+# precisions, TP/PP sizes up to a few hundred); GPU types need no slot (leading digit).
+FRAMEWORK_SLOTS = 64
+DTYPE_SLOTS = 16
+PARALLEL_SIZE_SLOTS = 1024  # TP or PP size (a value, not an index)
+
+
 def shape_key(table: OptionTable) -> np.ndarray:
     """One integer per deployment shape (GPU type, framework, dtype, TP, PP)."""
     key = table.gpu_idx.astype(np.int64)
     # fp16 and bf16 run at the same speed and size: one shape, not two near-identical plans.
     precision_class = np.array([Dtype.FP16.value if d.is_float16 else d.value for d in table.space.dtypes])
     _, dtype_class = np.unique(precision_class, return_inverse=True)
-    for col, size in ((table.fw_idx, 64), (dtype_class[table.dtype_idx], 16), (table.tp, 1024), (table.pp, 1024)):
+    for col, size in (
+        (table.fw_idx, FRAMEWORK_SLOTS),
+        (dtype_class[table.dtype_idx], DTYPE_SLOTS),
+        (table.tp, PARALLEL_SIZE_SLOTS),
+        (table.pp, PARALLEL_SIZE_SLOTS),
+    ):
         key = key * size + col.astype(np.int64)
     return key
 

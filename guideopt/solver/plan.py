@@ -17,6 +17,7 @@ from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.solver import cpsat, hetero
 from guideopt.solver.explain import explain_conflict, explain_no_fitting_option
 from guideopt.solver.options import PlanOptions, build_plan_options, shape_key
+from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, US_PER_S
 
 
 def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResult:
@@ -230,10 +231,10 @@ def infeasibility_core(cands: cpsat.Candidates, req: PlanRequest, opts: PlanOpti
 
 def _unscale(term: ObjectiveTerm, value: int) -> float:
     if term is ObjectiveTerm.THROUGHPUT:
-        return value / cpsat.DECI_TOK_PER_TOK
+        return value / DECI_TOK_S_PER_TOK_S
     if term is ObjectiveTerm.COST:
-        return value / cpsat.MILLI_USD_PER_USD
-    return value / cpsat.US_PER_S
+        return value / MILLI_USD_PER_USD
+    return value / US_PER_S
 
 
 def extract_plan(opts: PlanOptions, replicas: list[int], rank: int, extra_groups: list[Group] | None = None) -> Plan:
