@@ -58,7 +58,7 @@ def candidate_count(req: PlanRequest, catalog) -> str:
         from guideopt.solver import hetero
 
         opts = build_plan_options(req, catalog)
-        return str(len(hetero.hetero_candidates(hetero.hetero_options(opts, req), req).row))
+        return str(len(hetero.hetero_candidates(hetero.hetero_kinds(opts, req, None), req, opts.bounds)))
     except Exception:  # helpers renamed or reshaped: the count is informative only
         return "n/a"
 

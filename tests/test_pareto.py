@@ -18,6 +18,7 @@ from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.io.plots import plot_pareto
 from guideopt.model.request import PlanRequest
 from guideopt.solver import cpsat
+from guideopt.solver.constraints import satisfied
 from guideopt.solver.options import build_plan_options
 from tests.conftest import DECI_TOK_PER_TOK, LLAMA2_7B, MILLI_USD_PER_USD, US_PER_S, plan_request
 
@@ -49,8 +50,7 @@ def _solver_candidates(request: dict) -> tuple[np.ndarray, np.ndarray, np.ndarra
     req = PlanRequest.model_validate(request)
     opts = build_plan_options(req, load_catalog())
     cands = cpsat.candidates(opts, req)
-    broken = cpsat.violations(cands, req, opts)
-    ok = ~np.any(np.stack(list(broken.values())), axis=0)
+    ok = satisfied(cands, opts.bounds)
     return (cands.milli_usd_per_hour[ok] / MILLI_USD_PER_USD, cands.deci_tok_s[ok] / DECI_TOK_PER_TOK, cands.latency_us[ok] / US_PER_S)
 
 

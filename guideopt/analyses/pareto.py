@@ -2,7 +2,7 @@
 
 ``pareto_plans`` enumerates the same candidates the solver chooses from (every fitting
 option of the request deployed as 1 … max replicas, filtered by the same constraint rules,
-``guideopt.solver.cpsat.violations``) and keeps the non-dominated ones over
+``guideopt.solver.constraints``) and keeps the non-dominated ones over
 
 * (cost ↓, throughput ↑): the cheapest way to each throughput level, and
 * (batch latency ↓, throughput ↑): the throughput each latency allows.
@@ -26,10 +26,12 @@ from guideopt.catalog import Catalog, load_catalog
 from guideopt.model.plan import Group, PlanResult
 from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.model.validation import validated
-from guideopt.solver import cpsat
-from guideopt.solver.options import PlanOptions, build_plan_options, non_dominated, relevant_terms
+from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, every_count, kinds_from_options
+from guideopt.solver.constraints import replica_range, satisfied
+from guideopt.solver.dominance import non_dominated, shape_key
+from guideopt.solver.options import PlanOptions, build_plan_options, relevant_terms
 from guideopt.solver.plan import solve_request
-from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, MS_PER_S, ROUNDING_EPS, US_PER_S
+from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, MS_PER_S, US_PER_S
 
 # Options of one deployment shape (same GPUs, hence the same cost at the same replica
 # count) that are no better in throughput and latency, nor in any metric an SLO bounds,
@@ -131,39 +133,20 @@ def front_options(opts: PlanOptions, req: PlanRequest, chosen: Group | None) -> 
     return dataclasses.replace(opts, table=fitting.take(np.array(sorted(keep), dtype=int)))
 
 
-def all_replica_counts(opts: PlanOptions, req: PlanRequest) -> cpsat.Candidates:
-    """Every (option, replica count) the caps allow, scaled like ``cpsat.candidates``.
+def all_replica_counts(opts: PlanOptions, req: PlanRequest) -> Candidates:
+    """Every (option, replica count) the caps allow, built as the solver builds its candidates.
 
     The solver needs only the fewest and the most replicas of an option; a cost front
     needs every count in between, since each is a different price.
     """
-    lo, hi = cpsat.replica_bounds(opts, req, frozenset())
-    counts = np.maximum(hi - lo + 1, 0)
-    option = np.repeat(np.arange(len(opts.table)), counts)
-    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    replicas = starts + np.arange(option.size)
-    t = opts.table
-    m = t.metrics
-    per_replica_gpus = t.gpus_per_replica.astype(np.int64)
-    per_replica_usd = cpsat.replica_milli_usd(t.usd_per_hour_per_gpu, per_replica_gpus)
-    return cpsat.Candidates(
-        option=option,
-        replicas=replicas,
-        milli_usd_per_hour=per_replica_usd[option] * replicas,
-        gpus=per_replica_gpus[option] * replicas,
-        gpu_idx=t.gpu_idx[option],
-        deci_tok_s=np.floor(m.output_throughput_tok_s[option] * replicas * DECI_TOK_S_PER_TOK_S + ROUNDING_EPS).astype(np.int64),
-        ttft_us=np.round(m.ttft_s[option] * US_PER_S).astype(np.int64),
-        tpot_us=np.round(m.tpot_s[option] * US_PER_S).astype(np.int64),
-        latency_us=np.round(m.batch_latency_s[option] * US_PER_S).astype(np.int64),
-    )
+    kinds = kinds_from_options(opts.table, shape_key(opts.table))
+    lo, hi = replica_range(kinds, opts.bounds, frozenset(), MAX_REPLICAS_PER_OPTION)
+    return every_count(kinds, lo, np.maximum(hi, 1))
 
 
-def feasible_candidates(opts: PlanOptions, req: PlanRequest) -> cpsat.Candidates:
+def feasible_candidates(opts: PlanOptions, req: PlanRequest) -> Candidates:
     cands = all_replica_counts(opts, req)
-    broken = cpsat.violations(cands, req, opts)
-    ok = ~np.any(np.stack(list(broken.values())), axis=0) if broken else np.ones(len(cands), dtype=bool)
-    return cands.take(np.nonzero(ok)[0])
+    return cands.take(np.nonzero(satisfied(cands, opts.bounds))[0])
 
 
 # ----------------------------------------------------------------------------- fronts
@@ -181,7 +164,7 @@ def front_2d(minimise: np.ndarray, maximise: np.ndarray, *tie_breaks: np.ndarray
     return order[maximise[order] > best_before]
 
 
-def _point(opts: PlanOptions, cands: cpsat.Candidates, i: int, chosen: bool) -> ParetoPoint:
+def _point(opts: PlanOptions, cands: Candidates, i: int, chosen: bool) -> ParetoPoint:
     t = opts.table
     o = int(cands.option[i])
     space = t.space
@@ -205,7 +188,7 @@ def _point(opts: PlanOptions, cands: cpsat.Candidates, i: int, chosen: bool) -> 
     )
 
 
-def _chosen_index(opts: PlanOptions, cands: cpsat.Candidates, group: Group | None) -> int | None:
+def _chosen_index(opts: PlanOptions, cands: Candidates, group: Group | None) -> int | None:
     if group is None:
         return None
     option = _option_index(opts, group)

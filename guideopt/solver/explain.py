@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from guideopt.costs.capability import kv_reason, layout_reason, runs_on_reason, weights_reason
 from guideopt.costs.tables import kv_dtype_for, tp_is_valid
-from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.model.request import PlanRequest
 from guideopt.solver import cpsat
+from guideopt.solver.constraints import Scope, satisfied
 from guideopt.solver.options import PlanOptions
-from guideopt.units import BYTES_PER_GB, CENTS_PER_USD, DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, ROUNDING_EPS, US_PER_MS, US_PER_S
+from guideopt.units import BYTES_PER_GB
 
 
 def explain_no_fitting_option(opts: PlanOptions, req: PlanRequest) -> tuple[str, list[str]]:
@@ -82,57 +81,27 @@ def _capability_refusal(opts: PlanOptions, req: PlanRequest) -> tuple[str, list[
     return "no allowed engine can run this request: " + "; ".join(f"{f}: {r}" for r, f in reasons.items()), fields
 
 
-_RELAX_TERM = {
-    "budget.usd_per_hour": ObjectiveTerm.COST,
-    "slo.ttft_ms": ObjectiveTerm.TTFT,
-    "slo.tpot_ms": ObjectiveTerm.TPOT,
-    "slo.batch_latency_s": ObjectiveTerm.LATENCY,
-    "slo.min_output_throughput_tok_s": ObjectiveTerm.THROUGHPUT,
-}
-
-
 def _relaxed_value(opts: PlanOptions, req: PlanRequest, name: str, core: list[str]) -> float | None:
-    """Best value of the quantity behind ``name`` with the rest of the conflict kept."""
-    every = set(cpsat.violations(cpsat.candidates(opts, req), req, opts))
+    """Best value of the quantity ``name`` bounds with the rest of the conflict kept."""
+    every = {b.name for b in opts.bounds}
     skip = frozenset(every - set(core) | {name})
     c = cpsat.candidates(opts, req, skip=skip)
-    broken = cpsat.violations(c, req, opts, skip=skip)
-    ok = ~np.any(np.stack(list(broken.values())), axis=0) if broken else np.ones(len(c), dtype=bool)
-    if not ok.any():
+    ok = satisfied(c, opts.bounds, skip)
+    bound = next(b for b in opts.bounds if b.name == name)
+    values = bound.values(c)[ok & (bound.values(c) > 0 if bound.kind.scope is Scope.TYPE else True)]
+    if values.size == 0:
         return None
-    if name in _RELAX_TERM:
-        values = c.term_values(_RELAX_TERM[name])[ok]
-        best = float(values.min())
-        return -best if name == "slo.min_output_throughput_tok_s" else best
-    if name == "parallelism.max_gpus":
-        return float(c.gpus[ok].min())
-    gpu_id = name.split(".", 1)[1]
-    idx = next(i for i, g in enumerate(opts.table.space.gpus) if g.id == gpu_id)
-    of_type = ok & (c.gpu_idx == idx)
-    return float(c.gpus[of_type].min()) if of_type.any() else None
+    return float(values.max() if bound.kind.at_least else values.min())
 
 
-def _describe(name: str, req: PlanRequest, value: float | None) -> str:
+def _describe(name: str, req: PlanRequest, opts: PlanOptions, value: float | None) -> str:
     if value is None:
         return f"{name}: relaxing it alone does not help"
-    slo = req.slo
-    if name == "budget.usd_per_hour":
-        cents = math.ceil(value / (MILLI_USD_PER_USD / CENTS_PER_USD) - ROUNDING_EPS) / CENTS_PER_USD
-        return f"budget.usd_per_hour: ${req.budget.usd_per_hour:g}/h is too little; a budget of ${cents:.2f}/h or more would allow a plan"
-    if name == "slo.ttft_ms":
-        return f"slo.ttft_ms: TTFT <= {slo.ttft_ms:g} ms is below the fastest possible {value / US_PER_MS:.1f} ms"
-    if name == "slo.tpot_ms":
-        return f"slo.tpot_ms: TPOT <= {slo.tpot_ms:g} ms is below the fastest possible {value / US_PER_MS:.2f} ms"
-    if name == "slo.batch_latency_s":
-        return f"slo.batch_latency_s: batch latency <= {slo.batch_latency_s:g} s is below the fastest possible {value / US_PER_S:.2f} s"
-    if name == "slo.min_output_throughput_tok_s":
-        return f"slo.min_output_throughput_tok_s: {slo.min_output_throughput_tok_s:g} tok/s is above the most reachable {value / DECI_TOK_S_PER_TOK_S:.0f} tok/s"
-    if name == "parallelism.max_gpus":
-        return f"parallelism.max_gpus: {req.parallelism.max_gpus} GPUs are too few; {value:.0f} or more would allow a plan"
-    return f"{name}: {req.allowance(name.split('.', 1)[1]).max} GPUs of this type are too few; {value:.0f} would allow a plan"
+    bound = next(b for b in opts.bounds if b.name == name)
+    return bound.kind.describe(req, bound, value)
 
 
 def explain_conflict(opts: PlanOptions, req: PlanRequest, core: list[str]) -> tuple[str, list[str]]:
-    names = core or list(_RELAX_TERM)
-    parts = [_describe(n, req, _relaxed_value(opts, req, n, names)) for n in names]
+    names = core or [b.name for b in opts.bounds]
+    parts = [_describe(n, req, opts, _relaxed_value(opts, req, n, names)) for n in names]
     return "no plan satisfies these constraints together: " + "; ".join(parts), names

@@ -14,10 +14,13 @@ from guideopt.costs.tables import default_kv_dtype
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.plan import Group, MemoryBreakdown, Metrics, Plan, PlanResult
 from guideopt.model.request import ObjectiveTerm, PlanRequest
-from guideopt.solver import cpsat, hetero
+from guideopt.solver import cpsat, hetero, hetero_search
+from guideopt.solver.candidates import Candidates
+from guideopt.solver.constraints import BUDGET, satisfied, violations
+from guideopt.solver.dominance import pareto_front, shape_key
 from guideopt.solver.explain import explain_conflict, explain_no_fitting_option
-from guideopt.solver.options import PlanOptions, build_plan_options, shape_key
-from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, US_PER_S
+from guideopt.solver.options import PlanOptions, build_plan_options
+from guideopt.solver.terms import TERMS, unscale
 
 
 def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResult:
@@ -37,8 +40,7 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResul
     excluded: set[int] = set()
     statuses: list[str] = []
     first_values: list[float] = []
-    broken = cpsat.violations(cands, req, opts)
-    feasible = ~np.any(np.stack(list(broken.values())), axis=0)
+    feasible = satisfied(cands, opts.bounds)
     if not feasible.any():
         core = infeasibility_core(cands, req, opts)
         msg, conflicts = explain_conflict(opts, req, core)
@@ -50,16 +52,16 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResul
         # Exact reduction: the lexicographic optimum lies on the Pareto front of the
         # objective terms among the candidates that satisfy every constraint.
         pool = np.nonzero(allowed)[0]
-        front = pool[cpsat.pareto_front(np.stack([cands.term_values(t) for t in req.objective], axis=1)[pool])]
+        front = pool[pareto_front(np.stack([TERMS[t].oriented(cands) for t in req.objective], axis=1)[pool])]
         sub = cands.take(front)
         handle = cpsat.build_model(sub)
-        cpsat.add_user_constraints(handle, sub, req, opts)
+        cpsat.add_user_constraints(handle, sub, opts.bounds)
         result = cpsat.solve_lexicographic(handle, list(req.objective))
         if result.status == "infeasible":
             break
         statuses.append(result.status)
         if rank == 1:
-            first_values = [_unscale(t, v) for t, v in zip(req.objective, result.values)]
+            first_values = [unscale(t, v) for t, v in zip(req.objective, result.values)]
         picked = int(front[result.picked])
         option = int(cands.option[picked])
         excluded.update(np.nonzero(shapes == shapes[option])[0].tolist())
@@ -78,13 +80,10 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None) -> PlanResul
 
 def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, start: float) -> PlanResult:
     """Mixed GPU types; each plan is compared with the best single-type plan."""
-    h = hetero.hetero_options(opts, req)
     pt = _pipeline_table(req, cat, opts)
-    extra = hetero.pipeline_options(pt, opts, req)
-    if extra is not None:
-        h = hetero.concat_options(h, extra)
-    coarse = hetero.hetero_candidates(h, req)
-    exact_later: hetero.HeteroCandidates | None = None
+    h = hetero.hetero_kinds(opts, req, pt)
+    coarse = hetero.hetero_candidates(h, req, opts.bounds)
+    exact_later: Candidates | None = None
     plans: list[Plan] = []
     statuses: list[str] = []
     first_values: list[float] = []
@@ -93,20 +92,20 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, star
         if rank == 1:
             c = coarse
         else:  # later ranks avoid earlier shapes: they need the candidates pruned only inside each shape
-            exact_later = exact_later or hetero.hetero_candidates(h, req, per_shape=True)
+            exact_later = exact_later or hetero.hetero_candidates(h, req, opts.bounds, per_shape=True)
             c = exact_later
-        if not len(c.row):
+        if not len(c):
             break
         floor = None if rank == 1 else _later_rank_floor(c, coarse, req, opts, shown)
-        pool, bounds = _hetero_pool(c, req, first_rank=rank == 1, known_throughput=floor)
+        pool, bounds = _hetero_pool(c, req, opts, first_rank=rank == 1, known_throughput=floor)
         sub = hetero.keep_candidates(c, pool)
-        hm = hetero.build_hetero_model(sub, req, opts, _forbidden(sub, shown))
-        status, values, sub_picked = hetero.solve_hetero_model(hm, list(req.objective), sub, bounds)
+        hm = hetero.build_hetero_model(sub, req, opts.bounds, _forbidden(sub, shown))
+        status, values, sub_picked = hetero_search.solve_hetero_model(hm, list(req.objective), sub, bounds)
         if status == "infeasible":
             break
         statuses.append(status)
         if rank == 1:
-            first_values = [_unscale(t, v) for t, v in zip(req.objective, values)]
+            first_values = [unscale(t, v) for t, v in zip(req.objective, values)]
         replicas = [0] * len(opts.table)
         pipelines = []
         for k in sub_picked:
@@ -146,7 +145,7 @@ def _later_rank_floor(c, coarse, req: PlanRequest, opts: PlanOptions, shown: lis
     best = None
     for dropped in product(*[sorted(shapes) for shapes in shown]):
         mask = ~np.isin(c.shape, list(dropped))
-        value = hetero.throughput_lower_bound(c, cpsat.budget_milli_usd(req), mask)
+        value = hetero_search.throughput_lower_bound(c, _budget(opts), mask)
         best = value if best is None else max(best, value)
     return best if best else None
 
@@ -154,30 +153,30 @@ def _later_rank_floor(c, coarse, req: PlanRequest, opts: PlanOptions, shown: lis
 def _coarse_throughput(coarse, req: PlanRequest, opts: PlanOptions, shown: list[set[int]]) -> float | None:
     """Throughput of the best plan over the coarse candidates (a subset of the exact ones):
     a plan that exists, so a lower bound on the exact optimum of this rank."""
-    if not req.objective or req.objective[0] is not ObjectiveTerm.THROUGHPUT or not len(coarse.row):
+    if not req.objective or req.objective[0] is not ObjectiveTerm.THROUGHPUT or not len(coarse):
         return None
-    hm = hetero.build_hetero_model(coarse, req, opts, _forbidden(coarse, shown))
+    hm = hetero.build_hetero_model(coarse, req, opts.bounds, _forbidden(coarse, shown))
     # The coarse optimum: a tight bound prunes most exact candidates (a weaker, time-limited
     # one was measured to make the exact solve slower overall).
-    status, values, _ = hetero.solve_hetero_model(hm, [ObjectiveTerm.THROUGHPUT], coarse, None)
+    status, values, _ = hetero_search.solve_hetero_model(hm, [ObjectiveTerm.THROUGHPUT], coarse, None)
     return float(values[0]) if status != "infeasible" else None
 
 
-def _hetero_pool(c, req: PlanRequest, *, first_rank: bool, known_throughput: float | None = None):
+def _hetero_pool(c, req: PlanRequest, opts: PlanOptions, *, first_rank: bool, known_throughput: float | None = None):
     """Candidates the model needs, and their throughput upper bounds (None without a
     throughput term). With throughput first, a candidate whose best completion (knapsack-DP
     upper bound) falls short of a plan known to exist is in no optimal plan, so it is left
     out before the model is built. The known plan is the DP's own (first rank, no cross-type
     GPU cap) or the coarse model's optimum (``known_throughput``)."""
-    everything = np.arange(len(c.row))
+    everything = np.arange(len(c))
     if ObjectiveTerm.THROUGHPUT not in req.objective:
         return everything, None
-    bounds = hetero.throughput_upper_bounds(c, cpsat.budget_milli_usd(req))
+    bounds = hetero_search.throughput_upper_bounds(c, _budget(opts))
     if req.objective[0] is not ObjectiveTerm.THROUGHPUT:
         return everything, bounds
     floor = known_throughput
     if floor is None and first_rank and not req.parallelism.max_gpus:
-        floor = hetero.throughput_lower_bound(c, cpsat.budget_milli_usd(req))
+        floor = hetero_search.throughput_lower_bound(c, _budget(opts))
     if floor is None:
         return everything, bounds
     pool = np.nonzero(bounds >= floor)[0]
@@ -207,20 +206,20 @@ def _comparison(best: Plan, baseline: Plan | None) -> dict | None:
     }
 
 
-def infeasibility_core(cands: cpsat.Candidates, req: PlanRequest, opts: PlanOptions) -> list[str]:
+def infeasibility_core(cands: Candidates, req: PlanRequest, opts: PlanOptions) -> list[str]:
     """A minimal set of user constraints that no candidate satisfies together.
 
     Candidates with the same pattern of broken constraints are interchangeable for this
     question, so CP-SAT sees one per pattern; its sufficient assumptions are then shrunk
     to a minimal conflict by dropping each constraint that is not needed (deletion filter).
     """
-    broken = cpsat.violations(cands, req, opts)
+    broken = violations(cands, opts.bounds)
     names = list(broken)
     matrix = np.stack([broken[n] for n in names], axis=1)
     _, first = np.unique(matrix, axis=0, return_index=True)
     sub = cands.take(np.sort(first))
     handle = cpsat.build_model(sub)
-    cpsat.add_user_constraints(handle, sub, req, opts)
+    cpsat.add_user_constraints(handle, sub, opts.bounds)
     core = cpsat.solve_lexicographic(handle, []).core or names
     for name in list(core):
         rest = [n for n in core if n != name]
@@ -229,12 +228,8 @@ def infeasibility_core(cands: cpsat.Candidates, req: PlanRequest, opts: PlanOpti
     return core
 
 
-def _unscale(term: ObjectiveTerm, value: int) -> float:
-    if term is ObjectiveTerm.THROUGHPUT:
-        return value / DECI_TOK_S_PER_TOK_S
-    if term is ObjectiveTerm.COST:
-        return value / MILLI_USD_PER_USD
-    return value / US_PER_S
+def _budget(opts: PlanOptions) -> int:
+    return next(b for b in opts.bounds if b.kind is BUDGET).int_limit()
 
 
 def extract_plan(opts: PlanOptions, replicas: list[int], rank: int, extra_groups: list[Group] | None = None) -> Plan:

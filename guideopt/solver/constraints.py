@@ -1,0 +1,227 @@
+"""The user-constraint kinds: one row each, read by every model, front and explanation.
+
+A row says where its limits come from in the request (one ``Bound`` per limit, named as the
+constraints file names it), the integer quantity it bounds per candidate (and per replica,
+when it caps the replica count), its scope, and how to say by how much it must move:
+
+* ``PLAN``: the plan's sum over its groups is bounded (budget, GPU count, throughput floor);
+* ``TYPE``: the sum over the groups using one GPU type (inventory);
+* ``GROUP``: every group on its own (latency SLOs: a plan's latency is its worst group's).
+
+For a single-group plan every scope is a mask over candidates; the mixed-type model turns
+PLAN rows into linear constraints over its picks, TYPE rows into per-type limits and GROUP
+rows into dropped candidates. Adding a constraint kind: one row here, plus its tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from guideopt.model.gpu import Gpu
+from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.units import CENTS_PER_USD, DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, ROUNDING_EPS, US_PER_MS, US_PER_S
+
+# Budgets beyond this many milli-dollars are treated as unbounded (keeps int64 sums safe).
+MAX_BUDGET_MILLI_USD = np.iinfo(np.int64).max // 4096 // 4
+
+
+class Scope(str, Enum):
+    PLAN = "plan"
+    TYPE = "type"
+    GROUP = "group"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One limit of the request: ``values(c) <= limit`` (or ``>=`` for an ``at_least`` row)."""
+
+    name: str  # as the constraints file names it: "budget.usd_per_hour", "gpus.l4", ...
+    kind: ConstraintKind
+    limit: float  # in the integer scale of the column
+    user_limit: float  # as the user wrote it
+    gpu: int = -1  # the GPU type of a TYPE row
+    context: Any = None  # what a row needs besides the candidates (e.g. node sizes per type)
+
+    def values(self, c: Any) -> np.ndarray:
+        return self.kind.value(c, self)
+
+    def violated(self, c: Any) -> np.ndarray:
+        v = self.values(c)
+        return v < self.limit if self.kind.at_least else v > self.limit
+
+    def int_limit(self) -> int:
+        return math.ceil(self.limit - ROUNDING_EPS) if self.kind.at_least else math.floor(self.limit + ROUNDING_EPS)
+
+
+@dataclass(frozen=True)
+class ConstraintKind:
+    key: str
+    scope: Scope
+    at_least: bool
+    limits: Callable[[PlanRequest, list[Gpu]], list[tuple[str, float, float, int, Any]]]  # name, limit, user limit, gpu, context
+    value: Callable[[Any, Bound], np.ndarray]  # per candidate (also per replica kind for caps)
+    describe: Callable[[PlanRequest, Bound, float], str]  # why, given the best value the rest allows
+    max_replicas: Callable[[Any, Bound], np.ndarray] | None = None  # most replicas per kind it allows
+    min_replicas: Callable[[Any, Bound], np.ndarray] | None = None  # fewest replicas per kind it needs
+    term: ObjectiveTerm | None = None  # the objective term measuring the same quantity
+
+
+def _budget_milli_usd(req: PlanRequest) -> int:
+    return int(min(np.floor(req.budget.usd_per_hour * MILLI_USD_PER_USD + ROUNDING_EPS), MAX_BUDGET_MILLI_USD))
+
+
+def _per_replica_cap(per_replica: Callable[[Any, Bound], np.ndarray]) -> Callable[[Any, Bound], np.ndarray]:
+    def cap(k: Any, b: Bound) -> np.ndarray:
+        used = per_replica(k, b)
+        big = np.iinfo(np.int64).max
+        return np.where(used > 0, b.int_limit() // np.maximum(used, 1), big)
+
+    return cap
+
+
+def _cents(value_milli: float) -> float:
+    return math.ceil(value_milli / (MILLI_USD_PER_USD / CENTS_PER_USD) - ROUNDING_EPS) / CENTS_PER_USD
+
+
+def _slo_row(key: str, field: str, column: str, scale: float, unit: str, label: str, digits: int) -> ConstraintKind:
+    def limits(req: PlanRequest, gpus: list[Gpu]) -> list[tuple[str, float, float, int, Any]]:
+        value = getattr(req.slo, field)
+        return [] if value is None else [(key, value * scale, value, -1, None)]
+
+    def describe(req: PlanRequest, b: Bound, best: float) -> str:
+        return f"{key}: {label} <= {b.user_limit:g} {unit} is below the fastest possible {best / scale:.{digits}f} {unit}"
+
+    term = {"ttft_us": ObjectiveTerm.TTFT, "tpot_us": ObjectiveTerm.TPOT, "latency_us": ObjectiveTerm.LATENCY}[column]
+    return ConstraintKind(key, Scope.GROUP, False, limits, lambda c, b: getattr(c, column), describe, term=term)
+
+
+def _inventory_limits(req: PlanRequest, gpus: list[Gpu]) -> list[tuple[str, float, float, int, Any]]:
+    out = []
+    for i, g in enumerate(gpus):
+        limit = req.allowance(g.id).max
+        if limit is not None:
+            out.append((f"gpus.{g.id}", float(limit), float(limit), i, None))
+    return out
+
+
+BUDGET = ConstraintKind(
+    "budget.usd_per_hour",
+    Scope.PLAN,
+    False,
+    lambda req, gpus: [("budget.usd_per_hour", float(_budget_milli_usd(req)), req.budget.usd_per_hour, -1, None)],
+    lambda c, b: c.milli_usd_per_hour,
+    lambda req, b, best: (
+        f"budget.usd_per_hour: ${b.user_limit:g}/h is too little; a budget of ${_cents(best):.2f}/h or more would allow a plan"
+    ),
+    max_replicas=_per_replica_cap(lambda k, b: k.milli_usd_per_hour),
+    term=ObjectiveTerm.COST,
+)
+MAX_GPUS = ConstraintKind(
+    "parallelism.max_gpus",
+    Scope.PLAN,
+    False,
+    lambda req, gpus: (
+        []
+        if not req.parallelism.max_gpus
+        else [("parallelism.max_gpus", float(req.parallelism.max_gpus), float(req.parallelism.max_gpus), -1, None)]
+    ),
+    lambda c, b: c.gpus + c.gpus2,
+    lambda req, b, best: f"parallelism.max_gpus: {b.user_limit:g} GPUs are too few; {best:.0f} or more would allow a plan",
+    max_replicas=_per_replica_cap(lambda k, b: k.gpus + k.gpus2),
+)
+INVENTORY = ConstraintKind(
+    "gpus",
+    Scope.TYPE,
+    False,
+    _inventory_limits,
+    lambda c, b: c.gpus_on(b.gpu),
+    lambda req, b, best: f"{b.name}: {b.user_limit:g} GPUs of this type are too few; {best:.0f} would allow a plan",
+    max_replicas=_per_replica_cap(lambda k, b: k.gpus_on(b.gpu)),
+)
+THROUGHPUT_FLOOR = ConstraintKind(
+    "slo.min_output_throughput_tok_s",
+    Scope.PLAN,
+    True,
+    lambda req, gpus: (
+        []
+        if not req.slo.min_output_throughput_tok_s
+        else [
+            (
+                "slo.min_output_throughput_tok_s",
+                req.slo.min_output_throughput_tok_s * DECI_TOK_S_PER_TOK_S,
+                req.slo.min_output_throughput_tok_s,
+                -1,
+                None,
+            )
+        ]
+    ),
+    lambda c, b: c.deci_tok_s,
+    lambda req, b, best: (
+        f"slo.min_output_throughput_tok_s: {b.user_limit:g} tok/s is above the most reachable {best / DECI_TOK_S_PER_TOK_S:.0f} tok/s"
+    ),
+    min_replicas=lambda k, b: np.ceil(b.user_limit / k.tok_s - ROUNDING_EPS).astype(np.int64),
+    term=ObjectiveTerm.THROUGHPUT,
+)
+
+# The order of the rows is the order constraints are reported in.
+CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = (
+    BUDGET,
+    MAX_GPUS,
+    INVENTORY,
+    _slo_row("slo.ttft_ms", "ttft_ms", "ttft_us", US_PER_MS, "ms", "TTFT", 1),
+    _slo_row("slo.tpot_ms", "tpot_ms", "tpot_us", US_PER_MS, "ms", "TPOT", 2),
+    _slo_row("slo.batch_latency_s", "batch_latency_s", "latency_us", US_PER_S, "s", "batch latency", 2),
+    THROUGHPUT_FLOOR,
+)
+
+
+def user_bounds(req: PlanRequest, gpus: list[Gpu]) -> list[Bound]:
+    """Every limit the request sets, in report order."""
+    out: list[Bound] = []
+    for kind in CONSTRAINT_KINDS:
+        for name, limit, user_limit, gpu, context in kind.limits(req, gpus):
+            out.append(Bound(name, kind, limit, user_limit, gpu, context))
+    return out
+
+
+def violations(c: Any, bounds: list[Bound], skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Per limit, the candidates (single-group plans) that break it."""
+    return {b.name: b.violated(c) for b in bounds if b.name not in skip}
+
+
+def satisfied(c: Any, bounds: list[Bound], skip: frozenset[str] = frozenset()) -> np.ndarray:
+    ok = np.ones(len(c), dtype=bool)
+    for mask in violations(c, bounds, skip).values():
+        ok &= ~mask
+    return ok
+
+
+def replica_range(k: Any, bounds: list[Bound], skip: frozenset[str] = frozenset(), cap: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per replica kind: the fewest replicas the limits need and the most they allow (the
+    latter may be 0: not even one replica fits)."""
+    n = len(k)
+    hi = np.full(n, cap, dtype=np.int64)
+    lo = np.ones(n, dtype=np.int64)
+    for b in bounds:
+        if b.name in skip:
+            continue
+        if b.kind.max_replicas is not None:
+            hi = np.minimum(hi, b.kind.max_replicas(k, b))
+        if b.kind.min_replicas is not None:
+            lo = np.maximum(lo, b.kind.min_replicas(k, b))
+    return np.minimum(lo, cap), hi
+
+
+def group_ok(k: Any, bounds: list[Bound]) -> np.ndarray:
+    """Replica kinds that meet every GROUP limit (each group on its own)."""
+    ok = np.ones(len(k), dtype=bool)
+    for b in bounds:
+        if b.kind.scope is Scope.GROUP:
+            ok &= ~b.violated(k)
+    return ok

@@ -1,0 +1,140 @@
+"""Dominance in plain numpy: Pareto fronts and per-shape pruning of the option table.
+
+Options of one deployment shape (GPU type, engine, precision class, TP, PP) cost the same
+and use the same GPUs, so one that is no better in any metric the request uses than
+another of its shape can never be chosen; the lexicographic optimum of any order of the
+objective terms lies on the Pareto front of the candidates that meet every limit.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from guideopt.costs.tables import OptionTable
+from guideopt.model.dtype import Dtype
+from guideopt.model.request import ObjectiveTerm
+from guideopt.solver.terms import metric_columns
+
+
+def pareto_front(values: np.ndarray) -> np.ndarray:
+    """Indices of rows of ``values`` (smaller is better in every column) not dominated by another.
+
+    Rows are visited in lexicographic order, so a row can only be dominated by one seen
+    before it; identical rows keep the first. The lexicographic optimum of any order of
+    the columns lies on this front, so the model loses nothing by seeing only it.
+    """
+    order = np.lexsort(values.T[::-1])
+    if values.shape[1] == 2:  # two columns: one sweep over the sorted rows
+        best = np.minimum.accumulate(values[order, 1])
+        prior = np.concatenate([[np.inf], best[:-1]])
+        return np.sort(order[values[order, 1] < prior])
+    if values.shape[1] == 3 and order.size > PARETO_BLOCK:
+        return _pareto_front_3d(values)
+    if order.size <= PARETO_BLOCK:  # one comparison matrix
+        block = values[order]
+        no_worse = (block[:, None, :] <= block[None, :, :]).all(axis=2)
+        return np.sort(order[~np.triu(no_worse, k=1).any(axis=0)])
+    # Blocks of sorted rows: a row is dropped when an earlier row (kept, or earlier in its
+    # block) is no worse in every column; by transitivity earlier dominated rows may be used.
+    kept_rows: list[np.ndarray] = []
+    kept = np.empty((0, values.shape[1]), dtype=values.dtype)
+    for start in range(0, order.size, PARETO_BLOCK):
+        idx = order[start : start + PARETO_BLOCK]
+        block = values[idx]
+        if kept.size:
+            dominated = np.any(np.all(kept[None, :, :] <= block[:, None, :], axis=2), axis=1)
+        else:
+            dominated = np.zeros(idx.size, dtype=bool)
+        no_worse = (block[:, None, :] <= block[None, :, :]).all(axis=2)
+        dominated |= np.triu(no_worse, k=1).any(axis=0)
+        kept_rows.append(idx[~dominated])
+        kept = np.vstack([kept, block[~dominated]])
+    return np.sort(np.concatenate(kept_rows))
+
+
+def _pareto_front_3d(values: np.ndarray) -> np.ndarray:
+    """Three columns: visit rows by (c, a, b) so every earlier row is no worse in c, and keep
+    the staircase of kept (a, b) points: a row is dominated when some kept point has a <= its
+    a and b <= its b, found by bisection on a (prefix minima of b)."""
+    order = np.lexsort((values[:, 1], values[:, 0], values[:, 2]))
+    stair_a: list[float] = []  # ascending a
+    stair_b: list[float] = []  # strictly decreasing b (prefix minima)
+    keep: list[int] = []
+    for i in order:
+        a, b = float(values[i, 0]), float(values[i, 1])
+        pos = bisect.bisect_right(stair_a, a)
+        if pos and stair_b[pos - 1] <= b:
+            continue
+        keep.append(int(i))
+        # insert (a, b) and drop points it makes redundant (a' >= a with b' >= b)
+        end = pos
+        while end < len(stair_a) and stair_b[end] >= b:
+            end += 1
+        stair_a[pos:end] = [a]
+        stair_b[pos:end] = [b]
+    return np.array(sorted(keep), dtype=int)
+
+
+# Rows compared at once in ``pareto_front`` (memory: block² + block·front comparisons).
+PARETO_BLOCK = 256
+
+
+# Mixed-radix slots of the integer shape keys: each field's index must stay below its slot
+# size, so the key is unique. Catalog sizes are far below them (a few engines, a handful of
+# precisions, TP/PP sizes up to a few hundred); GPU types need no slot (leading digit).
+FRAMEWORK_SLOTS = 64
+DTYPE_SLOTS = 16
+PARALLEL_SIZE_SLOTS = 1024  # TP or PP size (a value, not an index)
+
+
+def shape_key(table: OptionTable) -> np.ndarray:
+    """One integer per deployment shape (GPU type, framework, dtype, TP, PP)."""
+    key = table.gpu_idx.astype(np.int64)
+    # fp16 and bf16 run at the same speed and size: one shape, not two near-identical plans.
+    precision_class = np.array([Dtype.FP16.value if d.is_float16 else d.value for d in table.space.dtypes])
+    _, dtype_class = np.unique(precision_class, return_inverse=True)
+    for col, size in (
+        (table.fw_idx, FRAMEWORK_SLOTS),
+        (dtype_class[table.dtype_idx], DTYPE_SLOTS),
+        (table.tp, PARALLEL_SIZE_SLOTS),
+        (table.pp, PARALLEL_SIZE_SLOTS),
+    ):
+        key = key * size + col.astype(np.int64)
+    return key
+
+
+def non_dominated(table: OptionTable, terms: set[ObjectiveTerm] | None = None) -> np.ndarray:
+    """Indices of options not dominated by another option of the same deployment shape.
+
+    Options of one shape cost the same and use the same GPUs, so one that is no better in
+    any metric the request uses (``terms``) can never be chosen. Pruning stays inside a
+    shape so that top-k plans, which exclude whole shapes, lose nothing. Ties keep the
+    first option in table order, so the result is deterministic.
+    """
+    if len(table) == 0:
+        return np.zeros(0, dtype=int)
+    values = metric_columns(table.metrics, terms if terms is not None else set(ObjectiveTerm))
+    group = shape_key(table)
+    order = np.argsort(group, kind="stable")
+    bounds = np.nonzero(np.diff(group[order]))[0] + 1
+    keep: list[int] = []
+    for idx in np.split(order, bounds):
+        v = values[idx]
+        le = (v[:, None, :] <= v[None, :, :]).all(axis=2)  # le[a, b]: a no worse than b everywhere
+        lt = (v[:, None, :] < v[None, :, :]).any(axis=2)
+        dominated = (le & lt).any(axis=0)
+        equal = le & le.T
+        earlier_equal = np.triu(equal, k=1).any(axis=0)  # an identical option comes earlier
+        keep.extend(idx[~dominated & ~earlier_equal].tolist())
+    return np.array(sorted(keep), dtype=int)
+
+
+def prune_groups(rows: np.ndarray, group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Rows (of ``rows``) on the Pareto front of ``values`` within their ``group``."""
+    keep: list[int] = []
+    for g in np.unique(group[rows]):
+        members = rows[group[rows] == g]
+        keep.extend(members[pareto_front(values[members])].tolist())
+    return np.array(sorted(keep), dtype=int)
