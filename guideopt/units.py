@@ -15,6 +15,7 @@ S_PER_MS = 1e-3
 S_PER_US = 1e-6
 MS_PER_S = 1e3
 SECONDS_PER_HOUR = 3600.0
+TOKENS_PER_MILLION = 1_000_000
 
 # A multiply-accumulate is two floating-point operations (the convention of every
 # datasheet TFLOPS figure and of GUIDE's roofline analyser).

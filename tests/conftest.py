@@ -110,6 +110,15 @@ def rel_close(a: float, b: float, rtol: float = 1e-6, atol: float = 1e-9) -> boo
 MILLI_USD_PER_USD = 1000
 US_PER_S = 1_000_000
 DECI_TOK_PER_TOK = 10
+PER_MTOK = "usd_per_million_output_tokens"
+
+
+def milli_usd_per_million_tok(milli_usd_per_hour, deci_tok_s):
+    """Milli-dollars per million output tokens, rounded up, from the integer cost (m$/h) and
+    throughput (0.1 tok/s): m$/h ÷ (tok/s · 3600 s/h) · 10^6. Works on ints and int arrays."""
+    num = milli_usd_per_hour * DECI_TOK_PER_TOK * 1_000_000
+    den = deci_tok_s * 3600
+    return -(-num // den)
 
 
 def close_tuple(a: tuple[int, ...], b: tuple[int, ...], slack: int = 1) -> bool:
@@ -123,7 +132,7 @@ def solver_values(result, req) -> tuple[int, ...]:
     for term, value in zip(req.objective, result.objective_values):
         if term.value == "throughput":
             out.append(-round(value * DECI_TOK_PER_TOK))
-        elif term.value == "cost":
+        elif term.value in ("cost", PER_MTOK):
             out.append(round(value * MILLI_USD_PER_USD))
         else:
             out.append(round(value * US_PER_S))

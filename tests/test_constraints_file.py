@@ -321,9 +321,10 @@ TERM_VALUE = {
     "ttft": lambda p: p["metrics"]["ttft_ms"],
     "tpot": lambda p: p["metrics"]["tpot_ms"],
     "cost": lambda p: p["usd_per_hour"],
+    "usd_per_million_output_tokens": lambda p: p["usd_per_hour"] / (p["metrics"]["output_throughput_tok_s"] * 3600) * 1e6,
 }
 # One unit of the solver's integer resolution per term (0.1 tok/s, 1 µs, 1 milli-dollar).
-TERM_TOL = {"throughput": 0.1, "latency": 1e-6, "ttft": 1e-3, "tpot": 1e-3, "cost": 1e-3}
+TERM_TOL = {"throughput": 0.1, "latency": 1e-6, "ttft": 1e-3, "tpot": 1e-3, "cost": 1e-3, "usd_per_million_output_tokens": 2e-3}
 TERMS = [t.value for t in ObjectiveTerm]
 LEX = variant(gpus={"l4": {"max": 8}, "h100-sxm": {"max": 4}}, slo={}, top=1)
 

@@ -38,8 +38,10 @@ from conftest import (
     LLAMA2_7B,
     LLAMA3_8B,
     MILLI_USD_PER_USD,
+    PER_MTOK,
     US_PER_S,
     close_tuple,
+    milli_usd_per_million_tok,
     plan_or_none,
     plan_request,
     solver_values,
@@ -205,6 +207,7 @@ def hetero_brute_force(req: PlanRequest, catalog, exclude: list[set[tuple]] = ()
         return None
     state = {key: v[ok] for key, v in state.items()}
     columns = {"throughput": -state["thr"], "latency": state["latency"], "ttft": state["ttft"], "tpot": state["tpot"], "cost": state["usd"]}
+    columns[PER_MTOK] = milli_usd_per_million_tok(state["usd"], np.maximum(state["thr"], 1))
     keys = [columns[t.value] for t in req.objective]
     best = int(np.lexsort(keys[::-1])[0])
     groups = []
@@ -229,6 +232,7 @@ def plan_values(plan: Plan, req: PlanRequest, catalog) -> tuple[int, ...]:
         "ttft": max(round(g.metrics.ttft_ms * 1e3) for g in plan.groups),
         "tpot": max(round(g.metrics.tpot_ms * 1e3) for g in plan.groups),
     }
+    columns[PER_MTOK] = milli_usd_per_million_tok(cost, thr)
     return tuple(columns[t.value] for t in req.objective)
 
 
@@ -299,6 +303,31 @@ def test_hetero_matches_brute_force(seed, catalog):
         shown.append(shape_set(plan))
     for earlier, later in zip(values, values[1:]):
         assert lex_not_better(later, earlier, slack=4), (earlier, later)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hetero_usd_per_million_output_tokens_matches_brute_force(seed, catalog):
+    """The ratio term over mixed plans: Σ cost / Σ throughput of the groups, at every rank."""
+    raw = random_hetero_request(50 + seed)
+    raw["objective"] = [PER_MTOK, "throughput"] if seed % 2 == 0 else ["throughput", PER_MTOK]
+    raw["slo"] = {"min_output_throughput_tok_s": 1500} if seed % 2 == 0 else {}
+    req = PlanRequest.model_validate(raw)
+    optimum = hetero_brute_force(req, catalog)
+    result = plan_or_none(raw, catalog)
+    assert (result is None) == (optimum is None)
+    if result is None:
+        return
+    assert result.status == "optimal"
+    shown: list[set[tuple]] = []
+    for plan in result.plans:
+        want = hetero_brute_force(req, catalog, exclude=shown)
+        assert want is not None
+        assert close_tuple(plan_values(plan, req, catalog), want.values, slack=len(plan.groups)), (
+            plan.rank,
+            plan_values(plan, req, catalog),
+            want,
+        )
+        shown.append(shape_set(plan))
 
 
 def lex_not_better(later: tuple[int, ...], earlier: tuple[int, ...], slack: int = 1) -> bool:

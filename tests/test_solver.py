@@ -24,10 +24,12 @@ from conftest import (
     LLAMA3_8B,
     LLAMA31_405B,
     MILLI_USD_PER_USD,
+    PER_MTOK,
     QWEN2_7B,
     SMALL_GPUS,
     US_PER_S,
     close_tuple,
+    milli_usd_per_million_tok,
     plan_or_none,
     plan_request,
     rel_close,
@@ -132,7 +134,8 @@ def brute_force(req: PlanRequest, catalog, exclude_shapes: set[tuple] = frozense
         ok &= thr >= slo.min_output_throughput_tok_s * DECI_TOK_PER_TOK
     if not ok.any():
         return None
-    columns = {"throughput": -thr, "latency": lat, "ttft": ttft, "tpot": tpot, "cost": usd}
+    per_mtok = milli_usd_per_million_tok(usd, np.maximum(thr, 1))
+    columns = {"throughput": -thr, "latency": lat, "ttft": ttft, "tpot": tpot, "cost": usd, PER_MTOK: per_mtok}
     keys = [columns[t.value][ok] for t in req.objective]
     best = np.lexsort(keys[::-1])[0]
     return tuple(int(k[best]) for k in keys)
@@ -156,6 +159,7 @@ def plan_values(plan, req: PlanRequest, catalog) -> tuple[int, ...]:
         "tpot": round(m.tpot_ms * 1e3),
         "cost": cost,
     }
+    columns[PER_MTOK] = milli_usd_per_million_tok(cost, -columns["throughput"])
     return tuple(columns[t.value] for t in req.objective)
 
 
@@ -237,6 +241,38 @@ def test_solver_matches_brute_force(seed, catalog):
         assert want is not None
         assert close_tuple(plan_values(plan, req, catalog), want), (plan.rank, plan_values(plan, req, catalog), want)
         shown.add(_shape_of_group(plan.groups[0]))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_usd_per_million_output_tokens_matches_brute_force(seed, catalog):
+    """The $/million-output-token term, leading or breaking ties, at every rank."""
+    raw = random_request(100 + seed)
+    raw["objective"] = [PER_MTOK] + raw["objective"] if seed % 2 == 0 else raw["objective"][:1] + [PER_MTOK]
+    raw["top"] = 3
+    req = PlanRequest.model_validate(raw)
+    expected = brute_force(req, catalog)
+    if expected is None:
+        with pytest.raises(NoFeasiblePlanError):
+            api.plan(req, catalog)
+        return
+    result = api.plan(req, catalog)
+    assert result.status == "optimal"
+    assert solver_values(result, req) == expected
+    shown: set[tuple] = set()
+    for plan in result.plans:
+        want = brute_force(req, catalog, exclude_shapes=shown)
+        assert close_tuple(plan_values(plan, req, catalog), want), (plan.rank, plan_values(plan, req, catalog), want)
+        shown.add(_shape_of_group(plan.groups[0]))
+
+
+def test_usd_per_million_output_tokens_by_hand(catalog):
+    """One L4 (tp 1, pp 1, batch fixed): the term is its $/h over its output tokens per hour."""
+    req = plan_request(LLAMA2_7B, budget=0.44, gpus={"l4": {}}, parallelism={"tp": [1], "pp": [1]}, batch=16, objective=[PER_MTOK], top=1)
+    result = api.plan(req, catalog)
+    plan = result.plans[0]
+    by_hand = plan.usd_per_hour / (plan.metrics.output_throughput_tok_s * 3600) * 1e6
+    # rounded up at a milli-dollar (price rounded up, throughput down): never understated
+    assert by_hand <= result.objective_values[0] <= by_hand + 2e-3
 
 
 def test_brute_force_covers_feasible_and_infeasible_instances(catalog):

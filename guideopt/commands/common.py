@@ -100,7 +100,12 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("--input-len", "input_len", {"type": int, "help": "Prompt tokens per request."}, True),
     ("--output-len", "output_len", {"type": int, "help": "Generated tokens per request."}, True),
     ("--batch", "batch", {"type": int, "help": "Fixed batch per replica (default: the solver picks)."}, False),
-    ("--objective", "objective", {"help": "throughput, latency, ttft, tpot or cost; a comma list is lexicographic."}, False),
+    (
+        "--objective",
+        "objective",
+        {"help": "throughput, latency, ttft, tpot, cost or usd_per_million_output_tokens; a comma list is lexicographic."},
+        False,
+    ),
     ("--gpu", "gpus", {"multiple": True, "help": "Allowed GPU type (repeatable; default: the whole catalog)."}, False),
     ("--max-gpus", "max_gpus", {"type": int, "help": "At most this many GPUs in all."}, False),
     ("--framework", "frameworks", {"multiple": True, "help": "Allowed engine (repeatable, or 'any'; default vllm)."}, False),

@@ -720,7 +720,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "slo.tpot_ms": "Mean time per output token (after the first) at most this many milliseconds",
     "slo.batch_latency_s": "Time until every request of a replica's batch is done, at most this many seconds",
     "slo.min_output_throughput_tok_s": "Whole-deployment output tokens per second, at least this many",
-    "objective": "Lexicographic objective: the first term decides, later terms break ties (throughput, latency, ttft, tpot, cost)",
+    "objective": "Lexicographic objective: the first term decides, later terms break ties "
+    "(throughput, latency, ttft, tpot, cost, usd_per_million_output_tokens)",
     "top": "How many distinct plans (deployment shapes) to return",
     "heterogeneous": "Allow plans that mix GPU types: one group of replicas per type, traffic split by throughput",
 }
@@ -759,7 +760,8 @@ def json_schema(catalog: Catalog | None = None) -> dict[str, Any]:
             defs[def_name].setdefault("description", text)
     if "ObjectiveTerm" in defs:
         defs["ObjectiveTerm"]["description"] = (
-            "throughput: maximise output tok/s; latency: minimise batch latency; ttft, tpot: minimise them; cost: minimise $/h"
+            "throughput: maximise output tok/s; latency: minimise batch latency; ttft, tpot: minimise them; cost: minimise $/h; "
+            "usd_per_million_output_tokens: minimise $/h per million output tokens an hour"
         )
     cat = catalog
     if cat is None:

@@ -19,6 +19,7 @@ class ObjectiveTerm(str, Enum):
     TTFT = "ttft"
     TPOT = "tpot"
     COST = "cost"  # minimise $/hour
+    USD_PER_MILLION_OUTPUT_TOKENS = "usd_per_million_output_tokens"  # minimise $/hour ÷ output tokens/hour × 10^6
 
 
 DEFAULT_OBJECTIVE = (ObjectiveTerm.THROUGHPUT, ObjectiveTerm.LATENCY, ObjectiveTerm.COST)

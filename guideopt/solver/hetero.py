@@ -180,8 +180,25 @@ def build_hetero_model(c: Candidates, req: PlanRequest, bounds: list[Bound], for
             for members in _types(c):  # at most one pick per type: the sum is that group's value
                 model.add(worst >= cp_model.LinearExpr.weighted_sum([pick[k] for k in members], values[members].tolist()))
             terms[term] = worst
+        elif row.aggregate is Aggregate.RATIO and term in objective_terms and row.ratio is not None:
+            terms[term] = _ratio_term(model, c, pick, row.ratio, int(values.max(initial=0)), term.value)
     budget = next(b for b in bounds if b.kind is BUDGET)
     return HeteroModel(model, pick, terms, budget.int_limit())
+
+
+def _ratio_term(model: cp_model.CpModel, c: Candidates, pick, ratio, most: int, name: str) -> cp_model.IntVar:
+    """r = ceil(scale · Σnum / Σden) over the picked groups, as r·den·q >= num·p (r minimised).
+    The ratio of two sums lies between the groups' own ratios, so ``most`` bounds it."""
+    num_term, den_term, scale = ratio
+    num = cp_model.LinearExpr.weighted_sum(pick, TERMS[num_term].values(c).tolist())
+    den_values = TERMS[den_term].values(c)
+    den = model.new_int_var(0, int(den_values.sum()), f"den_{name}")
+    model.add(den == cp_model.LinearExpr.weighted_sum(pick, den_values.tolist()))
+    r = model.new_int_var(0, most, name)
+    product = model.new_int_var(0, most * int(den_values.sum()), f"prod_{name}")
+    model.add_multiplication_equality(product, [r, den])
+    model.add(product * scale.denominator >= num * scale.numerator)
+    return r
 
 
 def keep_candidates(c: Candidates, idx: np.ndarray) -> Candidates:

@@ -3,7 +3,8 @@
 A row says which integer column of the candidates holds the term (``guideopt.units``
 scales), how many of those integers make one reported unit (``objective_values`` are
 reported in seconds, tok/s or $/h), whether it is maximised, how a plan's groups combine
-it (``SUM`` for throughput and cost, ``WORST`` group for latencies, ``RATIO`` of two sums),
+it (``SUM`` for throughput and cost, ``WORST`` group for latencies, ``RATIO`` of two sums for
+$ per million output tokens),
 and which per-option metric tells options of one deployment shape apart (dominance pruning;
 ``None`` when every option of a shape has the same value, as the price).
 
@@ -15,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from guideopt.model.request import ObjectiveTerm
-from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, US_PER_S
+from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, SECONDS_PER_HOUR, TOKENS_PER_MILLION, US_PER_S
 
 
 class Aggregate(str, Enum):
@@ -37,7 +39,7 @@ class TermRow:
     aggregate: Aggregate
     column: str | None = None  # Candidates column (SUM, WORST)
     option_metric: Callable[[Any], np.ndarray] | None = None  # per option, smaller is better
-    ratio: tuple[ObjectiveTerm, ObjectiveTerm, float] | None = None  # (numerator, denominator, scale)
+    ratio: tuple[ObjectiveTerm, ObjectiveTerm, Fraction] | None = None  # (numerator, denominator, scale)
     depends_on: tuple[ObjectiveTerm, ...] = ()  # metrics that order options of one shape for it
 
     def values(self, c: Any) -> np.ndarray:
@@ -53,12 +55,16 @@ class TermRow:
         return -v if self.maximise else v
 
 
-def ratio_values(num: np.ndarray, den: np.ndarray, scale: float) -> np.ndarray:
-    """round(scale · num / den) per candidate; a candidate with no denominator gets the
-    largest int64 (never preferred)."""
-    out = np.full(num.shape, np.iinfo(np.int64).max // 4, dtype=np.int64)
+# A ratio with a zero denominator (no throughput): never preferred.
+RATIO_UNDEFINED = np.iinfo(np.int64).max // 4
+
+
+def ratio_values(num: np.ndarray, den: np.ndarray, scale: Fraction) -> np.ndarray:
+    """ceil(scale · num / den) per candidate, in exact integer arithmetic (rounded up, so a
+    reported cost per token is never understated)."""
+    out = np.full(num.shape, RATIO_UNDEFINED, dtype=np.int64)
     ok = den > 0
-    out[ok] = np.round(scale * num[ok].astype(float) / den[ok]).astype(np.int64)
+    out[ok] = -(-(num[ok] * scale.numerator) // (den[ok] * scale.denominator))
     return out
 
 
@@ -77,6 +83,19 @@ TERMS: dict[ObjectiveTerm, TermRow] = {
         TermRow(ObjectiveTerm.TTFT, US_PER_S, False, Aggregate.WORST, column="ttft_us", option_metric=lambda m: m.ttft_s),
         TermRow(ObjectiveTerm.TPOT, US_PER_S, False, Aggregate.WORST, column="tpot_us", option_metric=lambda m: m.tpot_s),
         TermRow(ObjectiveTerm.COST, MILLI_USD_PER_USD, False, Aggregate.SUM, column="milli_usd_per_hour"),
+        # milli-dollars per million output tokens = milli-$/h ÷ (deci-tok/s ÷ 10 · 3600 s/h) · 10^6
+        TermRow(
+            ObjectiveTerm.USD_PER_MILLION_OUTPUT_TOKENS,
+            MILLI_USD_PER_USD,
+            False,
+            Aggregate.RATIO,
+            ratio=(
+                ObjectiveTerm.COST,
+                ObjectiveTerm.THROUGHPUT,
+                Fraction(DECI_TOK_S_PER_TOK_S * TOKENS_PER_MILLION, int(SECONDS_PER_HOUR)),
+            ),
+            depends_on=(ObjectiveTerm.THROUGHPUT,),
+        ),
     )
 }
 
