@@ -90,7 +90,7 @@ def _group_throughput(per_replica_tok_s: float, n: int) -> int:
 
 
 # columns of a candidate row
-SHAPE, USD, GPUS, THR, TTFT, TPOT, LAT, OPTION, REPLICAS = range(9)
+SHAPE, USD, GPUS, THR, TTFT, TPOT, LAT, OPTION, REPLICAS, NODES = range(10)
 LATENCY_COLUMN = {"ttft": TTFT, "tpot": TPOT, "latency": LAT}
 
 
@@ -105,6 +105,7 @@ def _type_candidates(req: PlanRequest, catalog):
     out: dict[str, np.ndarray] = {}
     for g, gpu in enumerate(table.space.gpus):
         limit = req.allowance(gpu.id).max
+        node = catalog.gpu(gpu.id).gpus_per_node
         rows = []
         for i in np.nonzero(table.fits & (table.gpu_idx == g))[0]:
             i = int(i)
@@ -123,9 +124,11 @@ def _type_candidates(req: PlanRequest, catalog):
             n = 1
             while usd * n <= budget and (limit is None or per_replica * n <= limit) and (not max_gpus or per_replica * n <= max_gpus):
                 thr = _group_throughput(float(m.output_throughput_tok_s[i]), n)
-                rows.append((sid, usd * n, per_replica * n, thr, ttft, tpot, lat, i, n))
+                # nodes: replicas no wider than a node share nodes; wider ones take whole nodes
+                nodes = math.ceil(n / (node // per_replica)) if per_replica <= node else n * math.ceil(per_replica / node)
+                rows.append((sid, usd * n, per_replica * n, thr, ttft, tpot, lat, i, n, nodes))
                 n += 1
-        out[gpu.id] = np.array(rows, dtype=np.int64).reshape(-1, 9)
+        out[gpu.id] = np.array(rows, dtype=np.int64).reshape(-1, 10)
     return out, {v: k for k, v in shapes.items()}
 
 
@@ -165,6 +168,7 @@ def hetero_brute_force(req: PlanRequest, catalog, exclude: list[set[tuple]] = ()
     state = {
         "usd": np.zeros(1, np.int64),
         "gpus": np.zeros(1, np.int64),
+        "nodes": np.zeros(1, np.int64),
         "thr": np.zeros(1, np.int64),
         "ttft": np.zeros(1, np.int64),
         "tpot": np.zeros(1, np.int64),
@@ -178,14 +182,21 @@ def hetero_brute_force(req: PlanRequest, catalog, exclude: list[set[tuple]] = ()
         k = len(rows)
         a = np.repeat(np.arange(state["usd"].size), k + 1)
         b = np.tile(np.arange(k + 1), state["usd"].size)  # b == k: no group of this type
-        padded = np.vstack([rows, np.zeros((1, 9), np.int64)])
-        new = {"usd": state["usd"][a] + padded[b, USD], "gpus": state["gpus"][a] + padded[b, GPUS], "thr": state["thr"][a] + padded[b, THR]}
+        padded = np.vstack([rows, np.zeros((1, 10), np.int64)])
+        new = {
+            "usd": state["usd"][a] + padded[b, USD],
+            "gpus": state["gpus"][a] + padded[b, GPUS],
+            "nodes": state["nodes"][a] + padded[b, NODES],
+            "thr": state["thr"][a] + padded[b, THR],
+        }
         for key, col in (("ttft", TTFT), ("tpot", TPOT), ("latency", LAT)):
             new[key] = np.maximum(state[key][a], padded[b, col])
         new["pick"] = np.hstack([state["pick"][a], np.where(b == k, -1, b)[:, None]])
         ok = new["usd"] <= budget  # costs and GPUs only grow: cutting partial plans is exact
         if max_gpus:
             ok &= new["gpus"] <= max_gpus
+        if req.parallelism.max_nodes:
+            ok &= new["nodes"] <= req.parallelism.max_nodes
         state = {key: v[ok] for key, v in new.items()}
     pick = state["pick"]
     ok = (pick >= 0).any(axis=1)  # at least one group
@@ -303,6 +314,31 @@ def test_hetero_matches_brute_force(seed, catalog):
         shown.append(shape_set(plan))
     for earlier, later in zip(values, values[1:]):
         assert lex_not_better(later, earlier, slack=4), (earlier, later)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hetero_max_nodes_matches_brute_force(seed, catalog):
+    """A node limit summed over the groups (each type on its own nodes), at every rank."""
+    raw = random_hetero_request(70 + seed)
+    raw["parallelism"]["max_nodes"] = 1 + seed % 2
+    raw["objective"] = ["throughput", "cost"]
+    raw.pop("slo", None)
+    req = PlanRequest.model_validate(raw)
+    result = plan_or_none(raw, catalog)
+    assert (result is None) == (hetero_brute_force(req, catalog) is None)
+    if result is None:
+        return
+    assert result.status == "optimal"
+    shown: list[set[tuple]] = []
+    for plan in result.plans:
+        want = hetero_brute_force(req, catalog, exclude=shown)
+        assert want is not None
+        assert close_tuple(plan_values(plan, req, catalog), want.values, slack=len(plan.groups)), (
+            plan.rank,
+            plan_values(plan, req, catalog),
+            want,
+        )
+        shown.append(shape_set(plan))
 
 
 @pytest.mark.parametrize("seed", range(6))

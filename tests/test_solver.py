@@ -119,6 +119,11 @@ def brute_force(req: PlanRequest, catalog, exclude_shapes: set[tuple] = frozense
     if req.parallelism.max_gpus:
         ok &= gpus <= req.parallelism.max_gpus
     gpu_of = table.gpu_idx[o]
+    if req.parallelism.max_nodes:
+        node = np.array([catalog.gpu(g.id).gpus_per_node for g in table.space.gpus])[gpu_of]
+        g = per_replica[opt_i]
+        nodes = np.where(g <= node, -(-n // np.maximum(node // g, 1)), n * -(-g // node))
+        ok &= nodes <= req.parallelism.max_nodes
     for g, gpu in enumerate(table.space.gpus):
         limit = req.allowance(gpu.id).max
         if limit is not None:
@@ -273,6 +278,48 @@ def test_usd_per_million_output_tokens_by_hand(catalog):
     by_hand = plan.usd_per_hour / (plan.metrics.output_throughput_tok_s * 3600) * 1e6
     # rounded up at a milli-dollar (price rounded up, throughput down): never understated
     assert by_hand <= result.objective_values[0] <= by_hand + 2e-3
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_max_nodes_matches_brute_force(seed, catalog):
+    """A node limit (nodes of gpus_per_node GPUs of one type), against the brute force."""
+    raw = random_request(300 + seed)
+    raw.setdefault("parallelism", {})["max_nodes"] = 1 + seed % 3
+    raw["budget"] = {"usd_per_hour": raw["budget"]["usd_per_hour"] * 4}  # so that the node limit binds
+    raw["objective"] = ["throughput"] + [t for t in raw["objective"] if t != "throughput"]
+    req = PlanRequest.model_validate(raw)
+    expected = brute_force(req, catalog)
+    if expected is None:
+        with pytest.raises(NoFeasiblePlanError):
+            api.plan(req, catalog)
+        return
+    result = api.plan(req, catalog)
+    assert result.status == "optimal"
+    assert solver_values(result, req) == expected
+    shown: set[tuple] = set()
+    for plan in result.plans:
+        assert close_tuple(plan_values(plan, req, catalog), brute_force(req, catalog, exclude_shapes=shown))
+        shown.add(_shape_of_group(plan.groups[0]))
+
+
+def test_max_nodes_by_hand(catalog):
+    """L4 nodes hold 8 GPUs: TP-2 replicas pack four to a node, so two nodes hold eight
+    replicas; one node caps any layout at 8 GPUs; a TP-4 × PP-2 replica on T4s (4 per node) spans two."""
+    base = plan_request(
+        LLAMA2_7B, budget=100, gpus={"l4": {}}, parallelism={"tp": [2], "pp": [1], "max_nodes": 2}, objective=["throughput"], top=1
+    )
+    plan = api.plan(base, catalog).plans[0]
+    assert (plan.groups[0].replicas, plan.num_gpus) == (8, 16)
+    one_node = dict(base, parallelism={"max_nodes": 1})
+    assert api.plan(one_node, catalog).plans[0].num_gpus == 8
+    t4 = plan_request(
+        LLAMA2_13B, budget=100, gpus={"t4": {}}, parallelism={"tp": [4], "pp": [2], "max_nodes": 3}, objective=["throughput"], top=1
+    )
+    assert api.plan(t4, catalog).plans[0].groups[0].replicas == 1  # 2 nodes each: a second needs 4
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(dict(t4, parallelism={"tp": [4], "pp": [2], "max_nodes": 1}), catalog)
+    assert "parallelism.max_nodes" in info.value.conflicts
+    assert "2 or more would allow a plan" in str(info.value)
 
 
 def test_brute_force_covers_feasible_and_infeasible_instances(catalog):
@@ -538,3 +585,31 @@ def test_plan_meets_the_throughput_floor_exactly(catalog):
     except NoFeasiblePlanError:
         return  # correct: two replicas are not enough and a third is over budget
     assert plan.metrics.output_throughput_tok_s >= floor
+
+
+def test_max_nodes_and_per_token_cost_from_flags_and_files(tmp_path):
+    """`--max-nodes` and `--objective usd_per_million_output_tokens` on the command line,
+    the same keys in a constraints file, and both in the JSON Schema."""
+    from click.testing import CliRunner
+
+    from guideopt.cli import main
+    from guideopt.io.constraints_file import json_schema
+
+    args = ["plan", "--model", LLAMA2_7B, "--budget", "100", "--input-len", "512", "--output-len", "128", "--gpu", "l4"]
+    args += ["--max-nodes", "1", "--objective", "throughput,usd_per_million_output_tokens", "--top", "1", "--json"]
+    out = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    flags = json.loads(out.output)
+    assert flags["objective"] == ["throughput", "usd_per_million_output_tokens"]
+    assert flags["plans"][0]["num_gpus"] <= 8
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"model: {LLAMA2_7B}\nworkload: {{input_len: 512, output_len: 128}}\nbudget: {{usd_per_hour: 100}}\n"
+        "gpus: {l4: {}}\nparallelism: {max_nodes: 1}\nobjective: [throughput, usd_per_million_output_tokens]\ntop: 1\n"
+    )
+    out = CliRunner().invoke(main, ["solve", str(path), "--json"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["plans"][0]["num_gpus"] == flags["plans"][0]["num_gpus"]
+    schema = json_schema()
+    assert "max_nodes" in schema["$defs"]["Parallelism"]["properties"]
+    assert "usd_per_million_output_tokens" in schema["$defs"]["ObjectiveTerm"]["enum"]

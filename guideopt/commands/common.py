@@ -108,6 +108,7 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ),
     ("--gpu", "gpus", {"multiple": True, "help": "Allowed GPU type (repeatable; default: the whole catalog)."}, False),
     ("--max-gpus", "max_gpus", {"type": int, "help": "At most this many GPUs in all."}, False),
+    ("--max-nodes", "max_nodes", {"type": int, "help": "At most this many nodes in all (gpus_per_node GPUs of one type each)."}, False),
     ("--framework", "frameworks", {"multiple": True, "help": "Allowed engine (repeatable, or 'any'; default vllm)."}, False),
     ("--dtype", "dtypes", {"multiple": True, "help": "Allowed weight precision (repeatable; default fp16)."}, False),
     ("--tp", "tps", {"multiple": True, "type": int, "help": "Allowed TP sizes (repeatable; default 1,2,4,8)."}, False),
@@ -148,7 +149,12 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
         },
         "parallelism": {
             k: v
-            for k, v in (("tp", list(flags.get("tps") or ())), ("pp", list(flags.get("pps") or ())), ("max_gpus", flags.get("max_gpus")))
+            for k, v in (
+                ("tp", list(flags.get("tps") or ())),
+                ("pp", list(flags.get("pps") or ())),
+                ("max_gpus", flags.get("max_gpus")),
+                ("max_nodes", flags.get("max_nodes")),
+            )
             if v
         },
     }

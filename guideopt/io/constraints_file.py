@@ -712,6 +712,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "parallelism.tp": "Allowed tensor-parallel sizes (default 1, 2, 4, 8)",
     "parallelism.pp": "Allowed pipeline-parallel sizes (default 1, 2, 4)",
     "parallelism.max_gpus": "At most this many GPUs in the whole deployment",
+    "parallelism.max_nodes": "At most this many nodes in the whole deployment; a node holds gpus_per_node GPUs of one type "
+    "(catalog); replicas no wider than a node share nodes, wider ones take whole nodes each",
     "framework": "Serving engine: an id (vllm, fastgen, trtllm, sglang), a list of ids, or any",
     "precision": "Allowed weight precisions; the solver picks among them (default [fp16])",
     "kv_dtype": "KV-cache precision (default: 16-bit)",

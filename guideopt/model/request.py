@@ -49,6 +49,9 @@ class Parallelism(StrictModel):
     tp: list[int] = Field(default_factory=lambda: list(DEFAULT_TP), min_length=1)
     pp: list[int] = Field(default_factory=lambda: list(DEFAULT_PP), min_length=1)
     max_gpus: int | None = Field(default=None, gt=0)
+    max_nodes: int | None = Field(
+        default=None, gt=0, description="at most this many nodes (of gpus_per_node GPUs of one type, from the GPU catalog)"
+    )
 
     @field_validator("tp", "pp")
     @classmethod

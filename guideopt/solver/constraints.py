@@ -135,6 +135,65 @@ MAX_GPUS = ConstraintKind(
     lambda req, b, best: f"parallelism.max_gpus: {b.user_limit:g} GPUs are too few; {best:.0f} or more would allow a plan",
     max_replicas=_per_replica_cap(lambda k, b: k.gpus + k.gpus2),
 )
+
+
+def nodes_used(gpus_per_replica: np.ndarray, replicas: np.ndarray, gpus_per_node: np.ndarray) -> np.ndarray:
+    """Nodes that ``replicas`` replicas of ``gpus_per_replica`` GPUs (of one type, whose
+    nodes hold ``gpus_per_node``) occupy. A replica no wider than a node shares nodes with
+    others of its group: floor(node / replica) replicas per node. A wider replica takes
+    ceil(replica / node) whole nodes of its own. Groups, and GPU types, never share a node;
+    a cross-type pipeline counts each stage on its own type's nodes."""
+    g = np.maximum(gpus_per_replica, 1)
+    per_node = np.maximum(gpus_per_node // g, 1)
+    shared = -(-replicas // per_node)
+    whole = replicas * -(-g // gpus_per_node)
+    return np.where(gpus_per_replica == 0, 0, np.where(g <= gpus_per_node, shared, whole))
+
+
+def _group_nodes(c: Any, b: Bound) -> np.ndarray:
+    """Nodes of each candidate group (both stages of a pipeline)."""
+    node = b.context
+    n = np.maximum(c.replicas, 1)
+    first = nodes_used(c.gpus // n, n, node[c.gpu_idx])
+    second = np.where(c.gpu_idx2 >= 0, nodes_used(c.gpus2 // n, n, node[np.maximum(c.gpu_idx2, 0)]), 0)
+    return first + second
+
+
+def _node_cap(k: Any, b: Bound) -> np.ndarray:
+    """Most replicas within the node limit (exact for one GPU type; for a pipeline, the
+    tighter of its two stages' caps, an upper bound the plan-sum constraint then enforces)."""
+    limit = b.int_limit()
+
+    def cap(gpus: np.ndarray, gpu_idx: np.ndarray) -> np.ndarray:
+        node = b.context[np.maximum(gpu_idx, 0)]
+        g = np.maximum(gpus, 1)
+        most = np.where(g <= node, limit * (node // g), limit // -(-g // node))
+        return np.where((gpus == 0) | (gpu_idx < 0), np.iinfo(np.int64).max, most)
+
+    return np.minimum(cap(k.gpus, k.gpu_idx), cap(k.gpus2, k.gpu_idx2))
+
+
+MAX_NODES = ConstraintKind(
+    "parallelism.max_nodes",
+    Scope.PLAN,
+    False,
+    lambda req, gpus: (
+        []
+        if not req.parallelism.max_nodes
+        else [
+            (
+                "parallelism.max_nodes",
+                float(req.parallelism.max_nodes),
+                float(req.parallelism.max_nodes),
+                -1,
+                np.array([g.gpus_per_node for g in gpus], dtype=np.int64),
+            )
+        ]
+    ),
+    _group_nodes,
+    lambda req, b, best: f"parallelism.max_nodes: {b.user_limit:g} nodes are too few; {best:.0f} or more would allow a plan",
+    max_replicas=_node_cap,
+)
 INVENTORY = ConstraintKind(
     "gpus",
     Scope.TYPE,
@@ -173,6 +232,7 @@ THROUGHPUT_FLOOR = ConstraintKind(
 CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = (
     BUDGET,
     MAX_GPUS,
+    MAX_NODES,
     INVENTORY,
     _slo_row("slo.ttft_ms", "ttft_ms", "ttft_us", US_PER_MS, "ms", "TTFT", 1),
     _slo_row("slo.tpot_ms", "tpot_ms", "tpot_us", US_PER_MS, "ms", "TPOT", 2),
