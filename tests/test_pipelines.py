@@ -65,13 +65,35 @@ def test_layers_follow_speed_when_memory_allows():
 
 
 def test_slower_stage_sets_the_pace(catalog):
-    """A pipeline's TPOT is no better than what its slowest stage alone would allow."""
+    """A two-stage pipeline over a faster and a slower GPU type is paced by its slower stage:
+    its TPOT is no better than a uniform pipeline of the *faster* type with the same TP,
+    batch and split (whose stages are both fast), and the layer split gives the faster stage
+    at least as many layers as the slower one."""
     plan = api.plan(SEVENTY_B_ON_MIXED_48GB, catalog).plans[0]
-    group = plan.groups[0]
-    # More layers on the stage with more memory headroom never exceed its GPU memory.
+    (group,) = plan.groups
+    uniform = {}
+    for st in group.stages:
+        pred = api.predict(
+            {
+                "model": SEVENTY_B_ON_MIXED_48GB["model"],
+                "gpu": st["gpu"],
+                "num_gpus": 2 * st["tp"],
+                "tp": st["tp"],
+                "pp": 2,
+                "batch": group.batch,
+                "split": group.split,
+                **SEVENTY_B_ON_MIXED_48GB["workload"],
+            },
+            catalog,
+        )
+        uniform[st["gpu"]] = pred.metrics.tpot_ms
+    fast, slow = sorted(uniform, key=uniform.get)
+    assert uniform[fast] < uniform[slow]  # the two types really differ in speed
+    assert group.metrics.tpot_ms >= uniform[fast]
+    layers = {st["gpu"]: st["layers"] for st in group.stages}
+    assert layers[fast] >= layers[slow]
     used = [st["memory"]["total_per_gpu_gb"] / st["memory"]["gpu_memory_gb"] for st in group.stages]
     assert max(used) <= 1.0
-    assert group.metrics.tpot_ms > 0
 
 
 def test_mixed_pipeline_launch_script_uses_ray_and_the_planned_layer_split(catalog, tmp_path):

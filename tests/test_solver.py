@@ -409,11 +409,12 @@ def test_plan_never_exceeds_the_budget_with_a_throughput_floor(catalog):
     )
     best_per_replica = float(build_plan_options(PlanRequest.model_validate(base), catalog).table.metrics.output_throughput_tok_s.max())
     base["slo"] = {"min_output_throughput_tok_s": 2.5 * best_per_replica}  # needs 3 replicas
-    try:
-        plan = api.plan(base, catalog).plans[0]
-    except NoFeasiblePlanError:
-        return  # correct: three replicas cost $1.00041/h
-    assert plan.usd_per_hour <= 1.0
+    # The only right answer: three replicas cost 3 x $0.33347 = $1.00041/h, over the budget
+    # (a solver that rounded the price down to the milli-dollar would accept them).
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(base, catalog)
+    assert set(info.value.conflicts) == {"budget.usd_per_hour", "slo.min_output_throughput_tok_s"}
+    assert api.plan(dict(base, budget={"usd_per_hour": 1.002}), catalog).plans[0].groups[0].replicas == 3  # 3 x 334 m$/h
 
 
 @given(req=plan_requests())
@@ -578,13 +579,15 @@ def test_plan_meets_the_throughput_floor_exactly(catalog):
         if deci % 1 >= 0.5:
             break
     else:
-        pytest.skip("no batch gives a throughput that rounds up")
+        raise AssertionError("no batch gives a throughput that rounds up: the test needs another instance")
     floor = round(deci) / DECI_TOK_PER_TOK  # just above what two replicas deliver
-    try:
-        plan = api.plan(dict(base, slo={"min_output_throughput_tok_s": floor}), catalog).plans[0]
-    except NoFeasiblePlanError:
-        return  # correct: two replicas are not enough and a third is over budget
-    assert plan.metrics.output_throughput_tok_s >= floor
+    # The only right answer: two replicas fall short (by less than 0.1 tok/s) and a third is
+    # over budget (a solver that rounded the throughput to nearest would accept two).
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(dict(base, slo={"min_output_throughput_tok_s": floor}), catalog)
+    assert "slo.min_output_throughput_tok_s" in info.value.conflicts
+    below = api.plan(dict(base, slo={"min_output_throughput_tok_s": floor - 1 / DECI_TOK_PER_TOK}), catalog).plans[0]
+    assert below.groups[0].replicas == 2 and below.metrics.output_throughput_tok_s >= floor - 1 / DECI_TOK_PER_TOK
 
 
 def test_max_nodes_and_per_token_cost_from_flags_and_files(tmp_path):
