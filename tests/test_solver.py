@@ -616,3 +616,33 @@ def test_max_nodes_and_per_token_cost_from_flags_and_files(tmp_path):
     schema = json_schema()
     assert "max_nodes" in schema["$defs"]["Parallelism"]["properties"]
     assert "usd_per_million_output_tokens" in schema["$defs"]["ObjectiveTerm"]["enum"]
+
+
+# ---------------------------------------------------------------- dominance (plain numpy)
+
+
+def _skyline_by_definition(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Row j is kept unless another row of its group is no worse everywhere and either
+    better somewhere or identical and earlier."""
+    n = len(group)
+    keep = np.ones(n, dtype=bool)
+    for j in range(n):
+        for i in range(n):
+            if i == j or group[i] != group[j] or not (values[i] <= values[j]).all():
+                continue
+            if (values[i] < values[j]).any() or i < j:
+                keep[j] = False
+                break
+    return keep
+
+
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 2), st.lists(st.integers(0, 9), min_size=4, max_size=4)), min_size=0, max_size=200),
+    columns=st.integers(1, 4),
+)
+def test_skyline_equals_the_definition(rows, columns):
+    from guideopt.solver.dominance import skyline
+
+    group = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([r[1][:columns] for r in rows], dtype=float).reshape(len(rows), columns)
+    assert (skyline(group, values) == _skyline_by_definition(group, values)).all()

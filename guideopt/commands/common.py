@@ -116,6 +116,7 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("--ttft-ms", "ttft_ms", {"type": float, "help": "SLO: TTFT at most this."}, False),
     ("--tpot-ms", "tpot_ms", {"type": float, "help": "SLO: TPOT at most this."}, False),
     ("--min-throughput", "min_throughput", {"type": float, "help": "SLO: at least this many output tokens/s."}, False),
+    ("--time-limit-s", "time_limit_s", {"type": float, "help": "Wall-clock limit of the search (default 5 s)."}, False),
 )
 REQUIRED_FLAGS = tuple((dest, flag) for flag, dest, _, required in PLAN_REQUEST_FLAGS if required)
 
@@ -158,6 +159,8 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
             if v
         },
     }
+    if flags.get("time_limit_s") is not None:
+        request["time_limit_s"] = flags["time_limit_s"]
     if "heterogeneous" in flags:  # only `plan` has the flag
         request["heterogeneous"] = bool(flags["heterogeneous"])
     if flags.get("gpus"):

@@ -65,3 +65,7 @@ class PlanResult(_Out):
     explanation: str | None = None
     objective_values: list[float] = Field(default_factory=list)
     homogeneous_best: dict | None = None  # heterogeneous plans: best single-type plan and the gain
+    # Relative gap between the first plan's leading objective value and the best bound the
+    # search proved (0: proven optimal; None: unknown, the search was cut before a bound).
+    optimality_gap: float | None = 0.0
+    time_limit_reached: bool = False  # the request's time_limit_s cut the search

@@ -26,6 +26,11 @@ DEFAULT_OBJECTIVE = (ObjectiveTerm.THROUGHPUT, ObjectiveTerm.LATENCY, ObjectiveT
 DEFAULT_TP = (1, 2, 4, 8)
 DEFAULT_PP = (1, 2, 4)
 DEFAULT_TOP = 3
+# Wall-clock limit of one plan request (issue 14: no plan command past 10 s whatever `top`
+# is). 5 s leaves room for the option tables, the best single-type plan a mixed plan is
+# compared with, and output; measured mixed-type top 50 needs well under 1 s of it.
+DEFAULT_TIME_LIMIT_S = 5.0
+MAX_TIME_LIMIT_S = 3600.0
 # Batch sizes the planner considers per replica when the workload leaves it free.
 DEFAULT_BATCH_CHOICES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
@@ -82,6 +87,12 @@ class PlanRequest(StrictModel):
     objective: list[ObjectiveTerm] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVE), min_length=1)
     top: int = Field(default=DEFAULT_TOP, ge=1, le=50)
     heterogeneous: bool = False
+    time_limit_s: float = Field(
+        default=DEFAULT_TIME_LIMIT_S,
+        gt=0,
+        le=MAX_TIME_LIMIT_S,
+        description="wall-clock limit of the search; when it hits, the plans found so far come back with status feasible",
+    )
 
     @field_validator("objective")
     @classmethod

@@ -17,8 +17,78 @@ from guideopt.model.dtype import Dtype
 from guideopt.model.request import ObjectiveTerm
 from guideopt.solver.terms import metric_columns
 
+# Comparisons held at once by the many-column skyline (booleans; bounds its memory).
+SKYLINE_BLOCK_CELLS = 1 << 22
+# Groups up to this many rows are compared all pairs at once (padded into one array);
+# larger ones are swept one by one against their growing front.
+SMALL_GROUP = 64
 
-def pareto_front(values: np.ndarray) -> np.ndarray:
+
+def skyline(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Mask of the rows not dominated within their ``group`` (smaller is better in every
+    column of ``values``); of identical rows the first (lowest index) is kept.
+
+    One sort by (group, columns…, index) puts every row after all rows that could dominate
+    it. Two columns: a row is dominated when the running minimum of column 2 over the
+    earlier rows of its group is no larger — one vectorised sweep, O(n log n) in all. More
+    columns: each row is compared with the earlier rows of its group only (groups padded
+    to one array, in blocks), O(n·m) for groups of at most m rows.
+    """
+    n = values.shape[0]
+    keep = np.zeros(n, dtype=bool)
+    if n == 0:
+        return keep
+    if values.shape[1] == 1:
+        values = np.concatenate([values, np.zeros((n, 1))], axis=1)
+    _, g = np.unique(group, return_inverse=True)
+    g = g.ravel().astype(np.int64)
+    order = np.lexsort((np.arange(n), *values.T[::-1], g))
+    if values.shape[1] == 2:
+        keep[order] = _sweep_2d(g[order], values[order, 1])
+        return keep
+    sizes = np.bincount(g)
+    small = sizes[g[order]] <= SMALL_GROUP
+    keep[order[small]] = _blocks(g[order][small], values[order][small]) if small.any() else keep[order[small]]
+    for big in np.nonzero(sizes > SMALL_GROUP)[0]:  # few, large groups: one sweep each
+        rows = np.nonzero(g == big)[0]
+        keep[rows[_large_front(values[rows])]] = True
+    return keep
+
+
+def _sweep_2d(g: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Rows sorted by (group, first column): kept when strictly below every earlier row of
+    the group in the second column. Ranks stacked so that each group's are below all
+    earlier groups' make one running minimum restart at every group."""
+    _, rank = np.unique(second, return_inverse=True)
+    rank = rank.ravel().astype(np.int64)
+    span = int(rank.max()) + 1
+    stacked = rank + (int(g.max()) - g) * span
+    prior = np.concatenate([[np.iinfo(np.int64).max], np.minimum.accumulate(stacked)[:-1]])
+    first = np.concatenate([[True], g[1:] != g[:-1]])
+    return first | (stacked < prior)
+
+
+def _blocks(g: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rows sorted by (group, columns): kept when no earlier row of the group is no worse in
+    every column."""
+    n, d = v.shape
+    starts = np.concatenate([[0], np.nonzero(g[1:] != g[:-1])[0] + 1])
+    sizes = np.diff(np.concatenate([starts, [n]]))
+    width = int(sizes.max())
+    pos = np.arange(n) - np.repeat(starts, sizes)
+    padded = np.full((starts.size, width, d), np.inf)
+    padded[np.repeat(np.arange(starts.size), sizes), pos] = v
+    earlier = np.tri(width, k=-1, dtype=bool).T  # earlier[i, j]: row i before row j
+    dominated = np.zeros((starts.size, width), dtype=bool)
+    step = max(1, SKYLINE_BLOCK_CELLS // (width * width * d))
+    for lo in range(0, starts.size, step):
+        block = padded[lo : lo + step]
+        no_worse = (block[:, :, None, :] <= block[:, None, :, :]).all(axis=3)  # [b, i, j]
+        dominated[lo : lo + step] = (no_worse & earlier).any(axis=1)
+    return ~dominated[np.repeat(np.arange(starts.size), sizes), pos]
+
+
+def _large_front(values: np.ndarray) -> np.ndarray:
     """Indices of rows of ``values`` (smaller is better in every column) not dominated by another.
 
     Rows are visited in lexicographic order, so a row can only be dominated by one seen
@@ -81,6 +151,13 @@ def _pareto_front_3d(values: np.ndarray) -> np.ndarray:
 PARETO_BLOCK = 256
 
 
+def pareto_front(values: np.ndarray) -> np.ndarray:
+    """Indices (ascending) of rows of ``values`` (smaller is better in every column) not
+    dominated by another; identical rows keep the first. The lexicographic optimum of any
+    order of the columns lies on this front."""
+    return np.nonzero(skyline(np.zeros(values.shape[0], dtype=np.int64), values))[0]
+
+
 # Mixed-radix slots of the integer shape keys: each field's index must stay below its slot
 # size, so the key is unique. Catalog sizes are far below them (a few engines, a handful of
 # precisions, TP/PP sizes up to a few hundred); GPU types need no slot (leading digit).
@@ -116,25 +193,10 @@ def non_dominated(table: OptionTable, terms: set[ObjectiveTerm] | None = None) -
     if len(table) == 0:
         return np.zeros(0, dtype=int)
     values = metric_columns(table.metrics, terms if terms is not None else set(ObjectiveTerm))
-    group = shape_key(table)
-    order = np.argsort(group, kind="stable")
-    bounds = np.nonzero(np.diff(group[order]))[0] + 1
-    keep: list[int] = []
-    for idx in np.split(order, bounds):
-        v = values[idx]
-        le = (v[:, None, :] <= v[None, :, :]).all(axis=2)  # le[a, b]: a no worse than b everywhere
-        lt = (v[:, None, :] < v[None, :, :]).any(axis=2)
-        dominated = (le & lt).any(axis=0)
-        equal = le & le.T
-        earlier_equal = np.triu(equal, k=1).any(axis=0)  # an identical option comes earlier
-        keep.extend(idx[~dominated & ~earlier_equal].tolist())
-    return np.array(sorted(keep), dtype=int)
+    return np.nonzero(skyline(shape_key(table), values))[0]
 
 
 def prune_groups(rows: np.ndarray, group: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Rows (of ``rows``) on the Pareto front of ``values`` within their ``group``."""
-    keep: list[int] = []
-    for g in np.unique(group[rows]):
-        members = rows[group[rows] == g]
-        keep.extend(members[pareto_front(values[members])].tolist())
-    return np.array(sorted(keep), dtype=int)
+    """Rows (of ``rows``, ascending) on the Pareto front of ``values`` within their ``group``."""
+    rows = np.sort(rows)
+    return rows[skyline(group[rows], values[rows])]

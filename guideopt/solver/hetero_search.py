@@ -8,7 +8,7 @@ budget gives each candidate an upper bound on the throughput of any plan contain
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -18,6 +18,7 @@ from guideopt.solver.candidates import Candidates
 from guideopt.solver.cpsat import SOLVER_SEED
 from guideopt.solver.hetero import HeteroModel
 from guideopt.solver.terms import TERMS, Aggregate
+from guideopt.solver.timing import Deadline
 
 # Heterogeneous models are multiple-choice knapsacks that one CP-SAT worker proves in tens
 # of milliseconds; one worker keeps the search, and so the plans, deterministic.
@@ -119,6 +120,18 @@ def _stage_solver() -> cp_model.CpSolver:
     return solver
 
 
+def _run(solver: cp_model.CpSolver, model: cp_model.CpModel, deadline: Deadline) -> cp_model.CpSolverStatus:
+    """One CP-SAT call within what is left of the deadline (UNKNOWN when nothing is left)."""
+    if deadline.expired():
+        deadline.hit = True
+        return cp_model.UNKNOWN
+    solver.parameters.max_time_in_seconds = deadline.budget_s(HETERO_TIME_LIMIT_S)
+    status = solver.solve(model)
+    if status in (cp_model.UNKNOWN, cp_model.FEASIBLE) and deadline.expired():
+        deadline.hit = True
+    return status
+
+
 @dataclass
 class ThroughputFloor:
     """A throughput the plan must reach (an earlier stage's optimum), with what the DP needs."""
@@ -131,33 +144,48 @@ class ThroughputFloor:
         return throughput_upper_bound(self.candidates, mask, self.budget_milli) < self.value
 
 
+@dataclass
+class Probe:
+    """A plan found by a feasibility probe."""
+
+    worst: int
+    picks: list[int]
+
+
 def _min_worst(
-    hm: HeteroModel, values: np.ndarray, solver: cp_model.CpSolver, incumbent: int | None, floor: ThroughputFloor | None = None
-) -> tuple[int, bool] | None:
+    hm: HeteroModel,
+    values: np.ndarray,
+    solver: cp_model.CpSolver,
+    deadline: Deadline,
+    incumbent: list[int] | None,
+    floor: ThroughputFloor | None = None,
+) -> tuple[int, bool, list[int] | None] | None:
     """Smallest L such that a plan exists with every group's value <= L: a binary search over
     the distinct values, each probe a CP-SAT feasibility solve with the picks above L
-    forbidden. ``incumbent`` (the worst value of a plan known to satisfy the model) bounds
-    the search from above, and every feasible probe tightens it to the plan it found.
-    Returns (L, proven)."""
+    forbidden. ``incumbent`` (a plan known to satisfy the model) bounds the search from
+    above, and every feasible probe tightens it to the plan it found.
+    Returns (L, proven, a plan whose worst value is L or None when the search was cut)."""
     levels = np.unique(values)
     proven = True
     hm.model.clear_objective()
+    best: list[int] | None = incumbent
     if incumbent is None:
-        found = _feasible_below(hm, values, int(levels[-1]), solver)
+        found = _feasible_below(hm, values, int(levels[-1]), solver, deadline)
         if found is None:
             return None
-        incumbent = found if found is not False else int(levels[-1])
-    lo, hi = 0, int(np.searchsorted(levels, incumbent))
+        best = found.picks if found is not False else None
+    top = int(values[best].max()) if best else int(levels[-1])
+    lo, hi = 0, int(np.searchsorted(levels, top))
     if hi > 0:  # usually the incumbent is already optimal: one probe just below proves it
         below = (
-            _feasible_below(hm, values, int(levels[hi - 1]), solver)
+            _feasible_below(hm, values, int(levels[hi - 1]), solver, deadline)
             if floor is None or not floor.unreachable(values <= levels[hi - 1])
             else None
         )
         if below is None:
-            return int(levels[hi]), proven
+            return int(levels[hi]), proven, best
         if below is not False:
-            hi = int(np.searchsorted(levels, below))
+            hi, best = int(np.searchsorted(levels, below.worst)), below.picks
         else:
             proven = False
     while lo < hi:
@@ -165,28 +193,36 @@ def _min_worst(
         if floor is not None and floor.unreachable(values <= levels[mid]):
             lo = mid + 1  # proven by the DP bound: no plan this fast reaches the throughput
             continue
-        found = _feasible_below(hm, values, int(levels[mid]), solver)
+        found = _feasible_below(hm, values, int(levels[mid]), solver, deadline)
         if found is None or found is False:
             proven &= found is None  # None: proven infeasible; False: timed out
             lo = mid + 1
         else:
-            hi = int(np.searchsorted(levels, found))  # the plan found may be better than asked
-    return int(levels[lo]), proven
+            hi, best = int(np.searchsorted(levels, found.worst)), found.picks  # may be better than asked
+    return int(levels[lo]), proven, best if best and int(values[best].max()) <= levels[lo] else None
 
 
-def _feasible_below(hm: HeteroModel, values: np.ndarray, level: int, solver: cp_model.CpSolver):
-    """None: no plan with every value <= level; False: undecided (time limit); else the worst
-    value of the plan found."""
+def _feasible_below(hm: HeteroModel, values: np.ndarray, level: int, solver: cp_model.CpSolver, deadline: Deadline):
+    """None: no plan with every value <= level; False: undecided (time limit); else the
+    plan found."""
     probe = hm.model.clone()
     for k in np.nonzero(values > level)[0]:
         probe.add(probe.get_bool_var_from_proto_index(hm.pick[k].index) == 0)
-    status = solver.solve(probe)
+    status = _run(solver, probe, deadline)
     if status == cp_model.INFEASIBLE:
         return None
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return False
     picked = [k for k, v in enumerate(hm.pick) if solver.value(probe.get_bool_var_from_proto_index(v.index))]
-    return int(values[picked].max()) if picked else int(values.min())
+    return Probe(int(values[picked].max()) if picked else int(values.min()), picked)
+
+
+@dataclass
+class Outcome:
+    status: str  # "optimal" | "feasible" (cut by the deadline) | "infeasible" | "unknown" (cut, no plan)
+    values: list[int] = field(default_factory=list)
+    picks: list[int] = field(default_factory=list)
+    gap: float | None = 0.0  # relative gap of the first stage (None: unknown)
 
 
 def solve_hetero_model(
@@ -194,41 +230,44 @@ def solve_hetero_model(
     objective: list[ObjectiveTerm],
     candidates: Candidates,
     bounds: np.ndarray | None,
-    time_limit_s: float | None = None,
-) -> tuple[str, list[int], list[int]]:
-    """Lexicographic stages: sums (throughput, cost) are optimised by CP-SAT directly; worst-
-    group terms (latency, TTFT, TPOT) by a binary search of CP-SAT feasibility probes. Each
-    optimum is kept as a constraint for the next stage. Returns (status, values, picks)."""
+    deadline: Deadline,
+) -> Outcome:
+    """Lexicographic stages: sums (throughput, cost) and ratios are optimised by CP-SAT
+    directly; worst-group terms (latency, TTFT, TPOT) by a binary search of CP-SAT
+    feasibility probes. Each optimum is kept as a constraint for the next stage. When the
+    deadline cuts a stage, the last plan that meets every earlier stage is returned."""
     solver = _stage_solver()
-    if time_limit_s is not None:
-        solver.parameters.max_time_in_seconds = time_limit_s
     worst_values = {t: row.values(candidates) for t, row in TERMS.items() if row.aggregate is Aggregate.WORST}
-    values: list[int] = []
-    proven = True
-    picked: list[int] | None = None  # the last plan found, all earlier stages kept
+    out = Outcome("optimal")
+    picked: list[int] | None = None  # the last plan found, every constraint so far kept
     floor: ThroughputFloor | None = None  # throughput optimum fixed by an earlier stage
-    for term in objective:
+    for stage, term in enumerate(objective):
         if term in worst_values:
-            incumbent = int(worst_values[term][picked].max()) if picked else None
-            found = _min_worst(hm, worst_values[term], solver, incumbent, floor)
+            found = _min_worst(hm, worst_values[term], solver, deadline, picked, floor)
             if found is None:
-                return "infeasible", [], []
-            best, ok = found
-            proven &= ok
+                return Outcome("infeasible")
+            best, ok, picked = found
+            if not ok:
+                out.status = "feasible"
+                out.gap = None if stage == 0 else out.gap
             for k in np.nonzero(worst_values[term] > best)[0]:
                 hm.model.add(hm.pick[k] == 0)
-            values.append(best)
-            picked = None  # the old plan may break the new limit: no incumbent for the next stage
+            out.values.append(best)
             continue
         expr = hm.terms[term]
         hm.model.clear_objective()
         (hm.model.maximize if TERMS[term].maximise else hm.model.minimize)(expr)
-        status = solver.solve(hm.model)
+        status = _run(solver, hm.model, deadline)
+        if status == cp_model.INFEASIBLE:
+            return Outcome("infeasible")
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return "infeasible", [], []
-        proven &= status == cp_model.OPTIMAL
+            return _cut(out, picked)
         best = int(round(solver.objective_value))
-        values.append(best)
+        if status != cp_model.OPTIMAL:
+            out.status = "feasible"
+            if stage == 0:
+                out.gap = abs(solver.best_objective_bound - best) / max(abs(best), 1)
+        out.values.append(best)
         picked = [k for k, v in enumerate(hm.pick) if solver.value(v)]
         hm.model.add(expr >= best if TERMS[term].maximise else expr <= best)
         if term is ObjectiveTerm.THROUGHPUT:
@@ -239,7 +278,16 @@ def solve_hetero_model(
             for k in np.nonzero(bounds < best)[0]:
                 hm.model.add(hm.pick[k] == 0)
     hm.model.clear_objective()
-    status = solver.solve(hm.model)
+    status = _run(solver, hm.model, deadline)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return "infeasible", [], []
-    return ("optimal" if proven else "feasible"), values, [k for k, v in enumerate(hm.pick) if solver.value(v)]
+        return _cut(out, picked) if status != cp_model.INFEASIBLE else Outcome("infeasible")
+    out.picks = [k for k, v in enumerate(hm.pick) if solver.value(v)]
+    return out
+
+
+def _cut(out: Outcome, picked: list[int] | None) -> Outcome:
+    """The deadline stopped a stage: the last plan that meets every earlier stage, if any."""
+    if not picked:
+        return Outcome("unknown", gap=None)
+    out.status, out.picks = "feasible", picked
+    return out

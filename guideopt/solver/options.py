@@ -19,6 +19,7 @@ from guideopt.model.llm import ModelArch
 from guideopt.model.request import DEFAULT_BATCH_CHOICES, ObjectiveTerm, PlanRequest
 from guideopt.solver.constraints import Bound, user_bounds
 from guideopt.solver.dominance import non_dominated
+from guideopt.solver.timing import Phases
 
 
 @dataclass
@@ -39,7 +40,7 @@ def resolve_gpus(req: PlanRequest, catalog: Catalog) -> list[Gpu]:
     return [catalog.gpu(gpu_id) for gpu_id in req.gpus]
 
 
-def build_plan_options(req: PlanRequest, catalog: Catalog) -> PlanOptions:
+def build_plan_options(req: PlanRequest, catalog: Catalog, phases: Phases | None = None) -> PlanOptions:
     arch = catalog.model(req.model)
     gpus = resolve_gpus(req, catalog)
     frameworks = [catalog.framework(f) for f in req.framework_ids(list(catalog.frameworks))]
@@ -57,8 +58,12 @@ def build_plan_options(req: PlanRequest, catalog: Catalog) -> PlanOptions:
         kv_dtype=req.kv_dtype,
     )
     table = build_option_table(arch, space, catalog.calibration, prices=prices)
+    if phases is not None:
+        phases.lap("table")
     fitting = table.take(np.nonzero(table.fits)[0])
     pruned = fitting.take(non_dominated(fitting, relevant_terms(req)))
+    if phases is not None:
+        phases.lap("prune")
     inventory = {i: req.allowance(g.id).max for i, g in enumerate(gpus)}
     return PlanOptions(arch=arch, all_options=table, table=pruned, inventory=inventory, prices=prices, bounds=user_bounds(req, gpus))
 

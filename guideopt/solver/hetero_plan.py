@@ -1,0 +1,147 @@
+"""Mixed GPU types: top-k plans, each the exact next-best one, under one deadline.
+
+Rank 1 solves the model over candidates pruned per GPU type. Later ranks must avoid the
+shapes of earlier plans, so they use candidates pruned only inside each shape, and every
+earlier plan becomes one no-good cut ("not all of its shapes again"). With throughput
+first, a rank's model holds only candidates whose best completion (knapsack-DP upper
+bound) reaches a plan known to exist at that rank: one DP plan that leaves out one shape of
+every earlier plan (one DP per rank, so the work per extra plan stays about constant).
+When the deadline hits, the plans found so far are returned with status ``feasible``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from guideopt.catalog import Catalog
+from guideopt.costs.pipeline_table import PIPELINE_STAGES, build_pipeline_table
+from guideopt.model.plan import Plan
+from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.solver import hetero, hetero_search
+from guideopt.solver.candidates import Candidates
+from guideopt.solver.constraints import BUDGET, Scope
+from guideopt.solver.extract import extract_plan, pipeline_group
+from guideopt.solver.options import PlanOptions
+from guideopt.solver.timing import Deadline, Phases
+
+
+def pipeline_table(req: PlanRequest, cat: Catalog, opts: PlanOptions):
+    """Cross-type two-stage pipelines, when PP 2 is allowed and there are two GPU types."""
+    space = opts.all_options.space
+    if PIPELINE_STAGES not in req.parallelism.pp or len(space.gpus) < 2:
+        return None
+    return build_pipeline_table(opts.arch, space, cat.calibration, cat.network_link, opts.prices)
+
+
+class MixedRanks:
+    """The plans found so far, and what later ranks need to avoid them."""
+
+    def __init__(self) -> None:
+        self.plans: list[Plan] = []
+        self.statuses: list[str] = []
+        self.first_values: list[int] = []
+        self.gap: float | None = 0.0
+        self.shown: list[dict[int, int]] = []  # per earlier plan: shape -> its group's throughput
+
+
+def solve_mixed(req: PlanRequest, cat: Catalog, opts: PlanOptions, deadline: Deadline, phases: Phases) -> MixedRanks:
+    pt = pipeline_table(req, cat, opts)
+    kinds = hetero.hetero_kinds(opts, req, pt)
+    coarse = hetero.hetero_candidates(kinds, req, opts.bounds)
+    exact: Candidates | None = None
+    phases.lap("candidates")
+    out = MixedRanks()
+    for rank in range(1, req.top + 1):
+        if rank > 1 and deadline.expired():
+            deadline.hit = True
+            break
+        if rank > 1 and exact is None:
+            exact = hetero.hetero_candidates(kinds, req, opts.bounds, per_shape=True)
+            phases.lap("candidates")
+        c = coarse if rank == 1 else exact
+        if c is None or not len(c):
+            break
+        floor = None if rank == 1 else _later_rank_floor(c, coarse, req, opts, out.shown, deadline)
+        pool, bounds = _pool(c, req, opts, first_rank=rank == 1, known_throughput=floor)
+        sub = c.take(pool)
+        hm = hetero.build_hetero_model(sub, req, opts.bounds, _forbidden(sub, out.shown))
+        phases.lap("model")
+        result = hetero_search.solve_hetero_model(hm, list(req.objective), sub, bounds, deadline)
+        phases.lap("solve")
+        if result.status in ("infeasible", "unknown"):
+            break
+        _record(out, result, sub, opts, pt, rank)
+        phases.lap("extract")
+    return out
+
+
+def _record(out: MixedRanks, result, sub: Candidates, opts: PlanOptions, pt, rank: int) -> None:
+    out.statuses.append(result.status)
+    if rank == 1:
+        out.first_values = result.values
+        out.gap = result.gap
+    replicas = [0] * len(opts.table)
+    pipelines = []
+    for k in result.picks:
+        if sub.source[k] == 1:
+            pipelines.append(pipeline_group(pt, int(sub.ref[k]), int(sub.replicas[k])))
+        else:
+            replicas[int(sub.ref[k])] = int(sub.replicas[k])
+    out.shown.append({int(sub.shape[k]): int(sub.deci_tok_s[k]) for k in result.picks})
+    out.plans.append(extract_plan(opts, replicas, rank, extra_groups=pipelines))
+
+
+def _forbidden(c: Candidates, shown: list[dict[int, int]]) -> list[tuple[list[int], int]]:
+    """For each earlier plan: its shapes may not all be picked again."""
+    return [(np.nonzero(np.isin(c.shape, list(shapes)))[0].tolist(), len(shapes)) for shapes in shown]
+
+
+def _budget(opts: PlanOptions) -> int:
+    return next(b for b in opts.bounds if b.kind is BUDGET).int_limit()
+
+
+def _only_budget_sums(opts: PlanOptions) -> bool:
+    """No summed cap but the budget (and no throughput floor): the knapsack DP's plans obey them all."""
+    return all(b.kind is BUDGET for b in opts.bounds if b.kind.scope is Scope.PLAN and not b.kind.at_least)
+
+
+def _later_rank_floor(c: Candidates, coarse: Candidates, req: PlanRequest, opts: PlanOptions, shown, deadline: Deadline) -> float | None:
+    """A throughput some plan allowed at this rank reaches. With the budget the only summed
+    cap: the knapsack-DP plan (costs rounded up, single-type groups) that leaves out, of
+    every earlier plan, the shape of its smallest group; it differs from each earlier plan,
+    so it is allowed. Otherwise the coarse model's optimum at this rank."""
+    if not _only_budget_sums(opts):
+        return _coarse_throughput(coarse, req, opts, shown, deadline)
+    dropped = [min(groups, key=lambda s: (groups[s], s)) for groups in shown]
+    value = hetero_search.throughput_lower_bound(c, _budget(opts), ~np.isin(c.shape, dropped))
+    return value or None
+
+
+def _coarse_throughput(coarse: Candidates, req: PlanRequest, opts: PlanOptions, shown, deadline: Deadline) -> float | None:
+    """Throughput of the best plan over the coarse candidates (a subset of the exact ones):
+    a plan that exists, so a lower bound on the exact optimum of this rank."""
+    if not req.objective or req.objective[0] is not ObjectiveTerm.THROUGHPUT or not len(coarse):
+        return None
+    hm = hetero.build_hetero_model(coarse, req, opts.bounds, _forbidden(coarse, shown))
+    result = hetero_search.solve_hetero_model(hm, [ObjectiveTerm.THROUGHPUT], coarse, None, deadline)
+    return float(result.values[0]) if result.status in ("optimal", "feasible") else None
+
+
+def _pool(c: Candidates, req: PlanRequest, opts: PlanOptions, *, first_rank: bool, known_throughput: float | None = None):
+    """Candidates the model needs, and their throughput upper bounds (None without a
+    throughput term). With throughput first, a candidate whose best completion (knapsack-DP
+    upper bound) falls short of a plan known to exist is in no optimal plan, so it is left
+    out before the model is built."""
+    everything = np.arange(len(c))
+    if ObjectiveTerm.THROUGHPUT not in req.objective:
+        return everything, None
+    bounds = hetero_search.throughput_upper_bounds(c, _budget(opts))
+    if req.objective[0] is not ObjectiveTerm.THROUGHPUT:
+        return everything, bounds
+    floor = known_throughput
+    if floor is None and first_rank and _only_budget_sums(opts):
+        floor = hetero_search.throughput_lower_bound(c, _budget(opts))
+    if floor is None:
+        return everything, bounds
+    pool = np.nonzero(bounds >= floor)[0]
+    return pool, bounds[pool]
