@@ -47,15 +47,17 @@ def _req(**extra: Any) -> dict[str, Any]:
     return base
 
 
-ALL_DTYPES = ["fp16", "fp8", "int8"]
+DTYPES_3 = ["fp16", "fp8", "int8"]
+DTYPES_4 = ["fp16", "fp8", "int8", "int4"]
 SINGLE: list[tuple[str, dict[str, Any]]] = [
     ("README 7B, vllm fp16", _req()),
     ("7B, 4 engines fp16", _req(framework="any")),
-    ("7B, 4 engines x 3 dtypes", _req(framework="any", precision=ALL_DTYPES)),
-    ("7B, 4 engines x 3 dtypes, pp 1..8", _req(framework="any", precision=ALL_DTYPES, parallelism={"pp": [1, 2, 3, 4, 8]})),
+    ("7B, 4 engines x 3 dtypes", _req(framework="any", precision=DTYPES_3)),
+    ("7B, 4 engines x 4 dtypes", _req(framework="any", precision=DTYPES_4)),
+    ("7B, 4 engines x 4 dtypes, pp 1,2,3,4,8", _req(framework="any", precision=DTYPES_4, parallelism={"pp": [1, 2, 3, 4, 8]})),
     (
-        "7B, 4 engines x 3 dtypes, tp 1..16, pp 1..8",
-        _req(framework="any", precision=ALL_DTYPES, parallelism={"tp": [1, 2, 4, 8, 16], "pp": [1, 2, 3, 4, 8]}),
+        "7B, 4 engines x 4 dtypes, pp 1..8, ttft+tpot SLOs",
+        _req(framework="any", precision=DTYPES_4, parallelism={"pp": [1, 2, 3, 4, 8]}, slo={"ttft_ms": 5000, "tpot_ms": 100}),
     ),
 ]
 

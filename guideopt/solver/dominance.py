@@ -21,7 +21,7 @@ from guideopt.solver.terms import metric_columns
 SKYLINE_BLOCK_CELLS = 1 << 22
 # Groups up to this many rows are compared all pairs at once (padded into one array);
 # larger ones are swept one by one against their growing front.
-SMALL_GROUP = 64
+SMALL_GROUP = 128
 
 
 def skyline(group: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -80,11 +80,15 @@ def _blocks(g: np.ndarray, v: np.ndarray) -> np.ndarray:
     padded[np.repeat(np.arange(starts.size), sizes), pos] = v
     earlier = np.tri(width, k=-1, dtype=bool).T  # earlier[i, j]: row i before row j
     dominated = np.zeros((starts.size, width), dtype=bool)
-    step = max(1, SKYLINE_BLOCK_CELLS // (width * width * d))
+    step = max(1, SKYLINE_BLOCK_CELLS // (width * width))
     for lo in range(0, starts.size, step):
         block = padded[lo : lo + step]
-        no_worse = (block[:, :, None, :] <= block[:, None, :, :]).all(axis=3)  # [b, i, j]
-        dominated[lo : lo + step] = (no_worse & earlier).any(axis=1)
+        # rows are sorted by the first column, so an earlier row is never worse in it
+        no_worse = np.broadcast_to(earlier, (block.shape[0], width, width)).copy()  # [b, i, j]
+        for col in range(1, d):
+            values = block[:, :, col]
+            no_worse &= values[:, :, None] <= values[:, None, :]
+        dominated[lo : lo + step] = no_worse.any(axis=1)
     return ~dominated[np.repeat(np.arange(starts.size), sizes), pos]
 
 

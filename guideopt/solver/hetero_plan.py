@@ -49,6 +49,7 @@ def solve_mixed(req: PlanRequest, cat: Catalog, opts: PlanOptions, deadline: Dea
     kinds = hetero.hetero_kinds(opts, req, pt)
     coarse = hetero.hetero_candidates(kinds, req, opts.bounds)
     exact: Candidates | None = None
+    upper: dict[int, np.ndarray | None] = {}  # per candidate set (rank 1, later ranks): DP upper bounds
     phases.lap("candidates")
     out = MixedRanks()
     for rank in range(1, req.top + 1):
@@ -61,14 +62,19 @@ def solve_mixed(req: PlanRequest, cat: Catalog, opts: PlanOptions, deadline: Dea
         c = coarse if rank == 1 else exact
         if c is None or not len(c):
             break
+        if min(rank, 2) not in upper:  # the same for every later rank: computed once
+            upper[min(rank, 2)] = _upper_bounds(c, req, opts)
         floor = None if rank == 1 else _later_rank_floor(c, coarse, req, opts, out.shown, deadline)
-        pool, bounds = _pool(c, req, opts, first_rank=rank == 1, known_throughput=floor)
+        pool, bounds = _pool(c, req, opts, upper[min(rank, 2)], first_rank=rank == 1, known_throughput=floor)
         sub = c.take(pool)
         hm = hetero.build_hetero_model(sub, req, opts.bounds, _forbidden(sub, out.shown))
         phases.lap("model")
         result = hetero_search.solve_hetero_model(hm, list(req.objective), sub, bounds, deadline)
         phases.lap("solve")
-        if result.status in ("infeasible", "unknown"):
+        if result.status == "unknown":  # the deadline cut this rank before any plan
+            deadline.hit = True
+            break
+        if result.status == "infeasible":
             break
         _record(out, result, sub, opts, pt, rank)
         phases.lap("extract")
@@ -127,15 +133,29 @@ def _coarse_throughput(coarse: Candidates, req: PlanRequest, opts: PlanOptions, 
     return float(result.values[0]) if result.status in ("optimal", "feasible") else None
 
 
-def _pool(c: Candidates, req: PlanRequest, opts: PlanOptions, *, first_rank: bool, known_throughput: float | None = None):
+def _upper_bounds(c: Candidates, req: PlanRequest, opts: PlanOptions) -> np.ndarray | None:
+    """Per candidate, the most throughput a plan containing it can reach (knapsack DP)."""
+    if ObjectiveTerm.THROUGHPUT not in req.objective:
+        return None
+    return hetero_search.throughput_upper_bounds(c, _budget(opts))
+
+
+def _pool(
+    c: Candidates,
+    req: PlanRequest,
+    opts: PlanOptions,
+    bounds: np.ndarray | None,
+    *,
+    first_rank: bool,
+    known_throughput: float | None = None,
+):
     """Candidates the model needs, and their throughput upper bounds (None without a
     throughput term). With throughput first, a candidate whose best completion (knapsack-DP
     upper bound) falls short of a plan known to exist is in no optimal plan, so it is left
     out before the model is built."""
     everything = np.arange(len(c))
-    if ObjectiveTerm.THROUGHPUT not in req.objective:
+    if bounds is None:
         return everything, None
-    bounds = hetero_search.throughput_upper_bounds(c, _budget(opts))
     if req.objective[0] is not ObjectiveTerm.THROUGHPUT:
         return everything, bounds
     floor = known_throughput
