@@ -646,3 +646,67 @@ def test_skyline_equals_the_definition(rows, columns):
     group = np.array([r[0] for r in rows], dtype=np.int64)
     values = np.array([r[1][:columns] for r in rows], dtype=float).reshape(len(rows), columns)
     assert (skyline(group, values) == _skyline_by_definition(group, values)).all()
+
+
+# ---------------------------------------------------------------- relaxations that suffice
+
+
+def _relaxed_request(raw: dict[str, Any], name: str, value: float) -> dict[str, Any]:
+    out = json.loads(json.dumps(raw))
+    section, key = name.split(".", 1)
+    if section == "gpus":
+        out["gpus"][key] = {"max": int(value)}
+    else:
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+RELAXATION_CASES = [
+    plan_request(LLAMA31_405B, budget=5, slo={"ttft_ms": 200}),
+    plan_request(LLAMA2_7B, budget=0.2, slo={"ttft_ms": 0.5}),  # neither alone helps
+    plan_request(LLAMA2_7B, budget=1, gpus={"l4": {}}, slo={"min_output_throughput_tok_s": 100_000}),
+    plan_request(LLAMA2_13B, budget=40, gpus={"l4": 1, "a10g": 1}, parallelism={"tp": [1, 2]}),
+    plan_request(LLAMA2_7B, budget=30, gpus={"l4": {}}, parallelism={"max_nodes": 1}, slo={"min_output_throughput_tok_s": 20_000}),
+] + [random_request(s) for s in range(30)]
+
+
+@pytest.mark.parametrize("raw", RELAXATION_CASES)
+def test_each_suggested_relaxation_allows_a_plan(raw, catalog):
+    """Every conflicting limit is named; each relaxation the explanation promises, applied
+    alone (every other limit kept), gives a plan; so do the joint values."""
+    from guideopt.solver.explain import relaxations
+
+    req = PlanRequest.model_validate(raw)
+    try:
+        api.plan(req, catalog)
+        return
+    except NoFeasiblePlanError as exc:
+        conflicts, msg = list(exc.conflicts), str(exc)
+    opts = build_plan_options(req, catalog)
+    if len(opts.table) == 0 or "memory" in conflicts:
+        return  # nothing fits in memory: a different explanation
+    alone, together = relaxations(opts, req, conflicts)
+    assert set(alone) == set(conflicts)
+    for name, value in alone.items():
+        assert name in msg
+        if value is None:
+            assert f"{name}: relaxing it alone does not help" in msg
+            continue
+        assert api.plan(_relaxed_request(raw, name, value), catalog).plans, (name, value)
+    if together is not None:
+        relaxed = raw
+        for name, value in together.items():
+            relaxed = _relaxed_request(relaxed, name, value)
+        assert api.plan(relaxed, catalog).plans
+    else:
+        assert all(v is not None for v in alone.values()) or len(conflicts) == 1
+
+
+def test_when_no_single_relaxation_helps_the_joint_one_is_given(catalog):
+    with pytest.raises(NoFeasiblePlanError) as info:
+        api.plan(plan_request(LLAMA2_7B, budget=0.2, slo={"ttft_ms": 0.5}), catalog)
+    msg = str(info.value)
+    assert set(info.value.conflicts) == {"budget.usd_per_hour", "slo.ttft_ms"}
+    assert "budget.usd_per_hour: relaxing it alone does not help" in msg
+    assert "slo.ttft_ms: relaxing it alone does not help" in msg
+    assert "relaxing them together would allow a plan" in msg

@@ -67,6 +67,7 @@ class ConstraintKind:
     limits: Callable[[PlanRequest, list[Gpu]], list[tuple[str, float, float, int, Any]]]  # name, limit, user limit, gpu, context
     value: Callable[[Any, Bound], np.ndarray]  # per candidate (also per replica kind for caps)
     describe: Callable[[PlanRequest, Bound, float], str]  # why, given the best value the rest allows
+    relaxed: Callable[[float], float]  # the limit (as the user writes it) the best value needs, rounded to the safe side
     max_replicas: Callable[[Any, Bound], np.ndarray] | None = None  # most replicas per kind it allows
     min_replicas: Callable[[Any, Bound], np.ndarray] | None = None  # fewest replicas per kind it needs
     term: ObjectiveTerm | None = None  # the objective term measuring the same quantity
@@ -94,11 +95,14 @@ def _slo_row(key: str, field: str, column: str, scale: float, unit: str, label: 
         value = getattr(req.slo, field)
         return [] if value is None else [(key, value * scale, value, -1, None)]
 
+    def relaxed(best: float) -> float:  # rounded up at the shown precision, so that it suffices
+        return math.ceil(best / scale * 10**digits - ROUNDING_EPS) / 10**digits
+
     def describe(req: PlanRequest, b: Bound, best: float) -> str:
-        return f"{key}: {label} <= {b.user_limit:g} {unit} is below the fastest possible {best / scale:.{digits}f} {unit}"
+        return f"{key}: {label} <= {b.user_limit:g} {unit} is below the fastest possible {relaxed(best):.{digits}f} {unit}"
 
     term = {"ttft_us": ObjectiveTerm.TTFT, "tpot_us": ObjectiveTerm.TPOT, "latency_us": ObjectiveTerm.LATENCY}[column]
-    return ConstraintKind(key, Scope.GROUP, False, limits, lambda c, b: getattr(c, column), describe, term=term)
+    return ConstraintKind(key, Scope.GROUP, False, limits, lambda c, b: getattr(c, column), describe, relaxed, term=term)
 
 
 def _inventory_limits(req: PlanRequest, gpus: list[Gpu]) -> list[tuple[str, float, float, int, Any]]:
@@ -119,6 +123,7 @@ BUDGET = ConstraintKind(
     lambda req, b, best: (
         f"budget.usd_per_hour: ${b.user_limit:g}/h is too little; a budget of ${_cents(best):.2f}/h or more would allow a plan"
     ),
+    _cents,
     max_replicas=_per_replica_cap(lambda k, b: k.milli_usd_per_hour),
     term=ObjectiveTerm.COST,
 )
@@ -133,6 +138,7 @@ MAX_GPUS = ConstraintKind(
     ),
     lambda c, b: c.gpus + c.gpus2,
     lambda req, b, best: f"parallelism.max_gpus: {b.user_limit:g} GPUs are too few; {best:.0f} or more would allow a plan",
+    float,
     max_replicas=_per_replica_cap(lambda k, b: k.gpus + k.gpus2),
 )
 
@@ -192,6 +198,7 @@ MAX_NODES = ConstraintKind(
     ),
     _group_nodes,
     lambda req, b, best: f"parallelism.max_nodes: {b.user_limit:g} nodes are too few; {best:.0f} or more would allow a plan",
+    float,
     max_replicas=_node_cap,
 )
 INVENTORY = ConstraintKind(
@@ -201,6 +208,7 @@ INVENTORY = ConstraintKind(
     _inventory_limits,
     lambda c, b: c.gpus_on(b.gpu),
     lambda req, b, best: f"{b.name}: {b.user_limit:g} GPUs of this type are too few; {best:.0f} would allow a plan",
+    float,
     max_replicas=_per_replica_cap(lambda k, b: k.gpus_on(b.gpu)),
 )
 THROUGHPUT_FLOOR = ConstraintKind(
@@ -222,8 +230,10 @@ THROUGHPUT_FLOOR = ConstraintKind(
     ),
     lambda c, b: c.deci_tok_s,
     lambda req, b, best: (
-        f"slo.min_output_throughput_tok_s: {b.user_limit:g} tok/s is above the most reachable {best / DECI_TOK_S_PER_TOK_S:.0f} tok/s"
+        f"slo.min_output_throughput_tok_s: {b.user_limit:g} tok/s is above the most reachable "
+        f"{math.floor(best / DECI_TOK_S_PER_TOK_S):.0f} tok/s"
     ),
+    lambda best: float(math.floor(best / DECI_TOK_S_PER_TOK_S)),
     min_replicas=lambda k, b: np.ceil(b.user_limit / k.tok_s - ROUNDING_EPS).astype(np.int64),
     term=ObjectiveTerm.THROUGHPUT,
 )

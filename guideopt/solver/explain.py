@@ -8,7 +8,8 @@ from guideopt.costs.capability import kv_reason, layout_reason, runs_on_reason, 
 from guideopt.costs.tables import kv_dtype_for, tp_is_valid
 from guideopt.model.request import PlanRequest
 from guideopt.solver import cpsat
-from guideopt.solver.constraints import Scope, satisfied
+from guideopt.solver.candidates import Candidates
+from guideopt.solver.constraints import Bound, satisfied, violations
 from guideopt.solver.options import PlanOptions
 from guideopt.units import BYTES_PER_GB
 
@@ -81,27 +82,99 @@ def _capability_refusal(opts: PlanOptions, req: PlanRequest) -> tuple[str, list[
     return "no allowed engine can run this request: " + "; ".join(f"{f}: {r}" for r, f in reasons.items()), fields
 
 
-def _relaxed_value(opts: PlanOptions, req: PlanRequest, name: str, core: list[str]) -> float | None:
-    """Best value of the quantity ``name`` bounds with the rest of the conflict kept."""
-    every = {b.name for b in opts.bounds}
-    skip = frozenset(every - set(core) | {name})
+def conflict_sets(cands: Candidates, bounds: list[Bound]) -> list[list[str]]:
+    """Disjoint minimal conflicts that together explain the infeasibility: a minimal set of
+    limits no candidate meets together; then, with those left out, the next one; until the
+    rest can be met. Every constraint that must move is in one of them.
+
+    Candidates with the same pattern of broken limits are interchangeable for this question,
+    so CP-SAT sees one per pattern; its sufficient assumptions are shrunk to a minimal
+    conflict by dropping each limit that is not needed (deletion filter).
+    """
+    broken = violations(cands, bounds)
+    names = list(broken)
+    matrix = np.stack([broken[n] for n in names], axis=1)
+    out: list[list[str]] = []
+    skipped: set[str] = set()
+    while True:
+        active = [n for n in names if n not in skipped]
+        cols = [names.index(n) for n in active]
+        if not active or (~matrix[:, cols].any(axis=1)).any():
+            return out
+        core = _minimal_core(cands, bounds, matrix, names, frozenset(skipped))
+        out.append(core)
+        skipped.update(core)
+
+
+def _minimal_core(cands: Candidates, bounds: list[Bound], matrix: np.ndarray, names: list[str], skip: frozenset[str]) -> list[str]:
+    _, first = np.unique(matrix, axis=0, return_index=True)
+    sub = cands.take(np.sort(first))
+    handle = cpsat.build_model(sub)
+    cpsat.add_user_constraints(handle, sub, bounds, skip)
+    active = [n for n in names if n not in skip]
+    core = cpsat.solve_lexicographic(handle, []).core or active
+    for name in list(core):
+        rest = [n for n in core if n != name]
+        if rest and not np.any(~matrix[:, [names.index(n) for n in rest]].any(axis=1)):
+            core = rest  # still infeasible without it: not part of the conflict
+    return [n for n in names if n in core]
+
+
+def _relaxed_values(opts: PlanOptions, req: PlanRequest, relax: list[str]) -> dict[str, float] | None:
+    """With the limits in ``relax`` left out and every other limit kept: the least each of
+    them must move (lexicographically, in report order) for some plan to exist; None when
+    no plan exists even then."""
+    skip = frozenset(relax)
     c = cpsat.candidates(opts, req, skip=skip)
-    ok = satisfied(c, opts.bounds, skip)
-    bound = next(b for b in opts.bounds if b.name == name)
-    values = bound.values(c)[ok & (bound.values(c) > 0 if bound.kind.scope is Scope.TYPE else True)]
-    if values.size == 0:
+    ok = np.nonzero(satisfied(c, opts.bounds, skip))[0]
+    chosen = [b for b in opts.bounds if b.name in skip]
+    if ok.size == 0:
         return None
-    return float(values.max() if bound.kind.at_least else values.min())
+    keys = []
+    for b in chosen:
+        v = b.values(c)[ok]
+        keys.append(-v if b.kind.at_least else v)
+    best = int(ok[np.lexsort(keys[::-1])[0]])
+    return {b.name: float(b.values(c)[best]) for b in chosen}
 
 
-def _describe(name: str, req: PlanRequest, opts: PlanOptions, value: float | None) -> str:
-    if value is None:
-        return f"{name}: relaxing it alone does not help"
-    bound = next(b for b in opts.bounds if b.name == name)
-    return bound.kind.describe(req, bound, value)
+def relaxations(opts: PlanOptions, req: PlanRequest, conflicts: list[str]) -> tuple[dict[str, float | None], dict[str, float] | None]:
+    """Per conflicting limit, the value (as the user writes it) that alone would allow a plan
+    with every other limit kept (None: relaxing it alone does not help); and, for several,
+    values that together would."""
+    alone: dict[str, float | None] = {}
+    for name in conflicts:
+        found = _relaxed_values(opts, req, [name])
+        alone[name] = None if found is None else _bound(opts, name).kind.relaxed(found[name])
+    together = None
+    if len(conflicts) > 1:
+        found = _relaxed_values(opts, req, conflicts)
+        together = None if found is None else {n: _bound(opts, n).kind.relaxed(v) for n, v in found.items()}
+    return alone, together
 
 
-def explain_conflict(opts: PlanOptions, req: PlanRequest, core: list[str]) -> tuple[str, list[str]]:
-    names = core or [b.name for b in opts.bounds]
-    parts = [_describe(n, req, opts, _relaxed_value(opts, req, n, names)) for n in names]
-    return "no plan satisfies these constraints together: " + "; ".join(parts), names
+def _bound(opts: PlanOptions, name: str) -> Bound:
+    return next(b for b in opts.bounds if b.name == name)
+
+
+def explain_conflict(opts: PlanOptions, req: PlanRequest, cands: Candidates) -> tuple[str, list[str]]:
+    """Every conflicting limit, and a relaxation only where it is sufficient."""
+    sets = conflict_sets(cands, opts.bounds)
+    names = [n for group in sets for n in group] or [b.name for b in opts.bounds]
+    alone, together = relaxations(opts, req, names)
+    parts = []
+    for name in names:
+        best = _relaxed_values(opts, req, [name]) if alone[name] is not None else None
+        if best is None:
+            parts.append(f"{name}: relaxing it alone does not help")
+        else:
+            parts.append(_bound(opts, name).kind.describe(req, _bound(opts, name), best[name]))
+    msg = "no plan satisfies these constraints together: " + "; ".join(parts)
+    if together is not None and any(v is None for v in alone.values()):
+        joint = ", ".join(f"{n} {_shown(v)}" for n, v in together.items())
+        msg += f"; relaxing them together would allow a plan: {joint}"
+    return msg, names
+
+
+def _shown(value: float) -> str:
+    return f"{value:g}"

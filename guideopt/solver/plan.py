@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import PlanRequest
 from guideopt.solver import cpsat
-from guideopt.solver.candidates import Candidates
-from guideopt.solver.constraints import satisfied, violations
+from guideopt.solver.constraints import satisfied
 from guideopt.solver.explain import explain_conflict, explain_no_fitting_option
 from guideopt.solver.extract import extract_plan
 from guideopt.solver.hetero_plan import solve_mixed
@@ -48,8 +45,7 @@ def _solve_single(req: PlanRequest, opts: PlanOptions, deadline: Deadline, clock
     feasible = satisfied(cands, opts.bounds)
     clock.lap("candidates")
     if not feasible.any():
-        core = infeasibility_core(cands, req, opts)
-        msg, conflicts = explain_conflict(opts, req, core)
+        msg, conflicts = explain_conflict(opts, req, cands)
         raise NoFeasiblePlanError(msg, conflicts)
     ranked = ranked_plans(cands, feasible, list(req.objective), cands.shape, req.top)
     clock.lap("solve")
@@ -120,28 +116,6 @@ def _comparison(best: Plan, baseline: Plan | None) -> dict | None:
         "throughput_per_usd_gain": per_usd(best) / per_usd(baseline) - 1.0,
         "batch_latency_ratio": best.metrics.batch_latency_s / baseline.metrics.batch_latency_s,
     }
-
-
-def infeasibility_core(cands: Candidates, req: PlanRequest, opts: PlanOptions) -> list[str]:
-    """A minimal set of user constraints that no candidate satisfies together.
-
-    Candidates with the same pattern of broken constraints are interchangeable for this
-    question, so CP-SAT sees one per pattern; its sufficient assumptions are then shrunk
-    to a minimal conflict by dropping each constraint that is not needed (deletion filter).
-    """
-    broken = violations(cands, opts.bounds)
-    names = list(broken)
-    matrix = np.stack([broken[n] for n in names], axis=1)
-    _, first = np.unique(matrix, axis=0, return_index=True)
-    sub = cands.take(np.sort(first))
-    handle = cpsat.build_model(sub)
-    cpsat.add_user_constraints(handle, sub, opts.bounds)
-    core = cpsat.solve_lexicographic(handle, []).core or names
-    for name in list(core):
-        rest = [n for n in core if n != name]
-        if rest and not np.any(~matrix[:, [names.index(n) for n in rest]].any(axis=1)):
-            core = rest  # still infeasible without it: not part of the conflict
-    return core
 
 
 def plan(req: PlanRequest, catalog: Catalog | None = None) -> PlanResult:
