@@ -769,3 +769,77 @@ def test_hetero_top_k_later_plans_are_optimal(catalog):
             want,
         )
         shown.append(shape_set(plan))
+
+
+# ---------------------------------------------------------------- top-k growth and deadlines
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5])
+def test_hetero_top_10_each_rank_is_exactly_the_next_best(seed, catalog):
+    raw = dict(random_hetero_request(seed), top=10)
+    req = PlanRequest.model_validate(raw)
+    result = plan_or_none(raw, catalog)
+    if result is None:
+        assert hetero_brute_force(req, catalog) is None
+        return
+    assert result.status == "optimal" and not result.time_limit_reached
+    shown: list[set[tuple]] = []
+    for plan in result.plans:
+        want = hetero_brute_force(req, catalog, exclude=shown)
+        assert want is not None, plan.rank
+        assert close_tuple(plan_values(plan, req, catalog), want.values, slack=len(plan.groups)), (
+            plan.rank,
+            plan_values(plan, req, catalog),
+            want,
+        )
+        shown.append(shape_set(plan))
+    if len(result.plans) < 10:
+        assert hetero_brute_force(req, catalog, exclude=shown) is None
+
+
+DEADLINE_CASES = [
+    plan_request(LLAMA2_7B, budget=12, gpus=SCENARIO_GPUS, heterogeneous=True, top=10),
+    plan_request(LLAMA2_7B, budget=12, heterogeneous=True, top=10),
+    plan_request(
+        LLAMA2_7B, budget=50, gpus=dict.fromkeys(("h100-sxm", "a100-sxm4-80gb", "l40s", "l4", "a10g"), 16), heterogeneous=True, top=8
+    ),
+    plan_request(
+        LLAMA2_7B,
+        budget=50,
+        gpus=dict.fromkeys(("h100-sxm", "l40s", "l4"), 8),
+        heterogeneous=True,
+        top=5,
+        objective=["latency", "throughput"],
+    ),
+]
+
+
+@pytest.mark.parametrize("raw", DEADLINE_CASES)
+@pytest.mark.parametrize("limit_s", [1e-4, 0.05, 0.3])
+def test_forced_time_limits_tell_the_truth(raw, limit_s, catalog):
+    """A cut search never says optimal, never says infeasible for a problem that has plans,
+    never crashes; every plan it returns is valid; an uncut one equals the unlimited answer."""
+    req = PlanRequest.model_validate(dict(raw, time_limit_s=limit_s))
+    result = api.plan(req, catalog)
+    assert result.plans
+    assert not check_result(result.model_dump(), req, catalog)
+    if result.time_limit_reached:
+        assert result.status == "feasible"
+    else:
+        full = api.plan(raw, catalog)
+        assert result.status == full.status == "optimal"
+        assert [p.model_dump() for p in result.plans] == [p.model_dump() for p in full.plans]
+
+
+def test_top_50_finishes_inside_the_default_deadline(catalog):
+    """Issue 14 item 7: `plan --heterogeneous --top 50` ran past 590 s."""
+    import time
+
+    from guideopt.model.request import DEFAULT_TIME_LIMIT_S
+
+    start = time.perf_counter()
+    result = api.plan(plan_request(LLAMA2_7B, budget=12, heterogeneous=True, top=50), catalog)
+    wall_s = time.perf_counter() - start
+    # the deadline covers the search; the option tables and the single-type baseline come on top
+    assert wall_s < DEFAULT_TIME_LIMIT_S + 3.0, wall_s
+    assert result.plans and (result.status == "optimal") != result.time_limit_reached

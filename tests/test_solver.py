@@ -710,3 +710,51 @@ def test_when_no_single_relaxation_helps_the_joint_one_is_given(catalog):
     assert "budget.usd_per_hour: relaxing it alone does not help" in msg
     assert "slo.ttft_ms: relaxing it alone does not help" in msg
     assert "relaxing them together would allow a plan" in msg
+
+
+# ---------------------------------------------------------------- top-k and deadlines
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_top_10_each_rank_is_exactly_the_next_best(seed, catalog):
+    """Ranks 1..10 against the brute force over the shapes not shown yet."""
+    raw = dict(random_request(400 + seed), top=10)
+    req = PlanRequest.model_validate(raw)
+    result = plan_or_none(raw, catalog)
+    if result is None:
+        assert brute_force(req, catalog) is None
+        return
+    assert result.status == "optimal" and not result.time_limit_reached
+    shown: set[tuple] = set()
+    for plan in result.plans:
+        want = brute_force(req, catalog, exclude_shapes=shown)
+        assert close_tuple(plan_values(plan, req, catalog), want), (plan.rank, plan_values(plan, req, catalog), want)
+        shown.add(_shape_of_group(plan.groups[0]))
+    if len(result.plans) < 10:
+        assert brute_force(req, catalog, exclude_shapes=shown) is None  # no shape left
+
+
+def test_a_tiny_time_limit_still_returns_the_best_plan_marked_feasible(catalog):
+    raw = plan_request(LLAMA2_7B, budget=12, top=10)
+    full = api.plan(raw, catalog)
+    cut = api.plan(dict(raw, time_limit_s=1e-4), catalog)
+    assert full.status == "optimal" and len(full.plans) == 10 and not full.time_limit_reached
+    assert cut.status == "feasible" and cut.time_limit_reached
+    assert 1 <= len(cut.plans) < 10
+    assert cut.plans[0].model_dump() == full.plans[0].model_dump()  # rank 1 is exact before any cut
+
+
+def test_time_limit_from_flags_and_files(tmp_path):
+    from click.testing import CliRunner
+
+    from guideopt.cli import main
+
+    args = ["plan", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "512", "--output-len", "128", "--top", "5"]
+    out = CliRunner().invoke(main, [*args, "--time-limit-s", "0.0001", "--json"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["status"] == "feasible" and data["time_limit_reached"] is True
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model: {LLAMA2_7B}\nworkload: {{input_len: 512, output_len: 128}}\nbudget: {{usd_per_hour: 12}}\ntime_limit_s: 0\n")
+    out = CliRunner().invoke(main, ["solve", str(path)], catch_exceptions=False)
+    assert out.exit_code == 1 and "time_limit_s" in out.output

@@ -81,18 +81,23 @@ def _usable(kinds: ReplicaKinds, opts: PlanOptions, group: np.ndarray, metrics, 
     return HeteroKinds(kinds.take(keep), hi[keep])
 
 
-def hetero_kinds(opts: PlanOptions, req: PlanRequest, pt) -> HeteroKinds:
-    """Uniform replica kinds (one GPU type) and, with a pipeline table, cross-type pipelines."""
+def hetero_kinds(opts: PlanOptions, req: PlanRequest, pt, per_shape: bool = False) -> HeteroKinds:
+    """Uniform replica kinds (one GPU type) and, with a pipeline table, cross-type pipelines,
+    pruned within (GPU type, GPUs per replica) — or within each deployment shape with
+    ``per_shape``, which later top-k ranks need: a kind beaten by one of another shape is
+    still needed once a plan with that other shape has been shown."""
     t = opts.table
-    kinds = kinds_from_options(t, shape_key(t))
+    shapes = shape_key(t)
+    kinds = kinds_from_options(t, shapes)
     gpus = t.gpus_per_replica.astype(np.int64)
-    out = _usable(kinds, opts, t.gpu_idx.astype(np.int64) * GPUS_PER_REPLICA_SLOTS + gpus, t.metrics, req)
+    group = shapes if per_shape else t.gpu_idx.astype(np.int64) * GPUS_PER_REPLICA_SLOTS + gpus
+    out = _usable(kinds, opts, group, t.metrics, req)
     if pt is None or len(pt) == 0:
         return out
     rows = np.arange(len(pt))
-    pipes = _usable(
-        kinds_from_pipelines(pt, -1 - pipeline_shape_key(pt, rows)), opts, pair_key(pt.gpu_a, pt.gpu_b, pt.tp_a, pt.tp_b), pt.metrics, req
-    )
+    pipe_shapes = pipeline_shape_key(pt, rows)
+    pipe_group = pipe_shapes if per_shape else pair_key(pt.gpu_a, pt.gpu_b, pt.tp_a, pt.tp_b)
+    pipes = _usable(kinds_from_pipelines(pt, -1 - pipe_shapes), opts, pipe_group, pt.metrics, req)
     return HeteroKinds(concat_kinds(out.kinds, pipes.kinds), np.concatenate([out.max_replicas, pipes.max_replicas]))
 
 

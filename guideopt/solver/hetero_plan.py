@@ -57,7 +57,8 @@ def solve_mixed(req: PlanRequest, cat: Catalog, opts: PlanOptions, deadline: Dea
             deadline.hit = True
             break
         if rank > 1 and exact is None:
-            exact = hetero.hetero_candidates(kinds, req, opts.bounds, per_shape=True)
+            exact_kinds = hetero.hetero_kinds(opts, req, pt, per_shape=True)
+            exact = hetero.hetero_candidates(exact_kinds, req, opts.bounds, per_shape=True)
             phases.lap("candidates")
         c = coarse if rank == 1 else exact
         if c is None or not len(c):
