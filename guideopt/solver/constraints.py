@@ -27,8 +27,10 @@ from guideopt.model.gpu import Gpu
 from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.units import CENTS_PER_USD, DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, ROUNDING_EPS, US_PER_MS, US_PER_S
 
-# Budgets beyond this many milli-dollars are treated as unbounded (keeps int64 sums safe).
-MAX_BUDGET_MILLI_USD = np.iinfo(np.int64).max // 4096 // 4
+# Budgets beyond this many milli-dollars are treated as unbounded: CP-SAT sums costs of
+# many candidates in int64, so the budget keeps this factor of headroom below its limit.
+INT64_SUM_HEADROOM = 1 << 14
+MAX_BUDGET_MILLI_USD = np.iinfo(np.int64).max // INT64_SUM_HEADROOM
 
 
 class Scope(str, Enum):
@@ -272,7 +274,7 @@ def satisfied(c: Any, bounds: list[Bound], skip: frozenset[str] = frozenset()) -
     return ok
 
 
-def replica_range(k: Any, bounds: list[Bound], skip: frozenset[str] = frozenset(), cap: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def replica_range(k: Any, bounds: list[Bound], skip: frozenset[str], cap: int) -> tuple[np.ndarray, np.ndarray]:
     """Per replica kind: the fewest replicas the limits need and the most they allow (the
     latter may be 0: not even one replica fits)."""
     n = len(k)

@@ -1,17 +1,19 @@
-"""Single-type plans: one CP-SAT model over the candidates, solved lexicographically in stages.
+"""Single-type candidates, and the CP-SAT model that traces an infeasible request back to
+its conflicting limits.
 
 A candidate is an (option, replica count) pair. Throughput and cost are the only terms
 that depend on the replica count, and both grow with it, so for any objective order the
-best count of an option is the most its caps allow (budget, GPU count, inventory) or the
-fewest that meets the throughput floor. Each option therefore brings two candidates:
+best count of an option is the most its caps allow (budget, GPU count, nodes, inventory) or
+the fewest that meets the throughput floor. Each option therefore brings two candidates
+(ranked in numpy by ``single``). The model picks exactly one candidate:
 
   pick[c] = 1 if candidate c (option o_c deployed as n_c replicas) is the plan
 
-Homogeneous plans pick exactly one candidate. Every user constraint (a row of
-``constraints.CONSTRAINT_KINDS``) is a constraint over ``pick`` enforced by a named
-literal, so an infeasible problem is traced back to the constraints that conflict
-(``sufficient_assumptions_for_infeasibility``). Objective terms are the rows of
-``terms.TERMS``; coefficients are integers in the scales of ``guideopt.units``.
+Every user constraint (a row of ``constraints.CONSTRAINT_KINDS``) is a constraint over
+``pick`` enforced by a named literal, so an infeasible problem is traced back to the
+constraints that conflict (``sufficient_assumptions_for_infeasibility``). Objective terms
+are the rows of ``terms.TERMS``; coefficients are integers in the scales of
+``guideopt.units``.
 """
 
 from __future__ import annotations

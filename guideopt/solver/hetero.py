@@ -204,7 +204,3 @@ def _ratio_term(model: cp_model.CpModel, c: Candidates, pick, ratio, most: int, 
     model.add_multiplication_equality(product, [r, den])
     model.add(product * scale.denominator >= num * scale.numerator)
     return r
-
-
-def keep_candidates(c: Candidates, idx: np.ndarray) -> Candidates:
-    return c.take(idx)
