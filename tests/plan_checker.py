@@ -194,9 +194,17 @@ def check_result(result_json: dict[str, Any], request: PlanRequest, catalog: Cat
         bad.append(f"ranks {[p.get('rank') for p in plans]} are not 1..{len(plans)}")
     if list(result_json.get("objective", [])) != [t.value for t in request.objective]:
         bad.append(f"objective {result_json.get('objective')} != the request's {[t.value for t in request.objective]}")
-    shapes = [tuple((g["gpu"], g["framework"], g["dtype"], g["tp"], g["pp"]) for g in p["groups"]) for p in plans]
+    shapes = [tuple(sorted(_group_shape(g) for g in p["groups"])) for p in plans]
     if len(set(shapes)) != len(shapes):
         bad.append(f"plans repeat a deployment shape: {shapes}")
     for p in plans:
         bad.extend(check_plan(p, request, catalog))
     return bad
+
+
+def _group_shape(g: dict) -> tuple:
+    """A group's deployment shape: fp16 and bf16 are one precision class; a cross-type
+    pipeline is identified by its stages (GPU type and TP of each)."""
+    dtype = "fp16" if g["dtype"] in ("fp16", "bf16") else g["dtype"]
+    stages = tuple((st["gpu"], st["tp"]) for st in g["stages"]) if g.get("stages") else ()
+    return (g["gpu"], g["framework"], dtype, g["tp"], g["pp"], stages)
