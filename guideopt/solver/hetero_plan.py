@@ -114,14 +114,37 @@ def _only_budget_sums(opts: PlanOptions) -> bool:
 
 def _later_rank_floor(c: Candidates, coarse: Candidates, req: PlanRequest, opts: PlanOptions, shown, deadline: Deadline) -> float | None:
     """A throughput some plan allowed at this rank reaches. With the budget the only summed
-    cap: the knapsack-DP plan (costs rounded up, single-type groups) that leaves out, of
-    every earlier plan, the shape of its smallest group; it differs from each earlier plan,
-    so it is allowed. Otherwise the coarse model's optimum at this rank."""
+    cap: the knapsack-DP plan (costs rounded up, single-type groups) that leaves out at least
+    one shape of every earlier plan, so it differs from each of them and is allowed; two
+    such choices are tried (two DP runs per rank, whatever the rank). Otherwise the coarse
+    model's optimum at this rank."""
     if not _only_budget_sums(opts):
         return _coarse_throughput(coarse, req, opts, shown, deadline)
-    dropped = [min(groups, key=lambda s: (groups[s], s)) for groups in shown]
-    value = hetero_search.throughput_lower_bound(c, _budget(opts), ~np.isin(c.shape, dropped))
-    return value or None
+    best = 0.0
+    for dropped in (_smallest_groups(shown), _hitting_set(shown)):
+        best = max(best, hetero_search.throughput_lower_bound(c, _budget(opts), ~np.isin(c.shape, dropped)))
+    return best or None
+
+
+def _smallest_groups(shown: list[dict[int, int]]) -> list[int]:
+    """Of every earlier plan, the shape of its smallest group (the least throughput lost)."""
+    return [min(groups, key=lambda s: (groups[s], s)) for groups in shown]
+
+
+def _hitting_set(shown: list[dict[int, int]]) -> list[int]:
+    """Few shapes that together touch every earlier plan (greedy: the shape in the most
+    plans not yet touched first), so that few are left out when earlier plans share them."""
+    left = list(range(len(shown)))
+    dropped: list[int] = []
+    while left:
+        counts: dict[int, int] = {}
+        for i in left:
+            for shape in shown[i]:
+                counts[shape] = counts.get(shape, 0) + 1
+        shape = max(counts, key=lambda s: (counts[s], -s))
+        dropped.append(shape)
+        left = [i for i in left if shape not in shown[i]]
+    return dropped
 
 
 def _coarse_throughput(coarse: Candidates, req: PlanRequest, opts: PlanOptions, shown, deadline: Deadline) -> float | None:
