@@ -241,7 +241,9 @@ def solve_hetero_model(
     out = Outcome("optimal")
     picked: list[int] | None = None  # the last plan found, every constraint so far kept
     floor: ThroughputFloor | None = None  # throughput optimum fixed by an earlier stage
+    last_was_sum = False
     for stage, term in enumerate(objective):
+        last_was_sum = term not in worst_values
         if term in worst_values:
             found = _min_worst(hm, worst_values[term], solver, deadline, picked, floor)
             if found is None:
@@ -277,6 +279,9 @@ def solve_hetero_model(
             # is in no optimal plan (bound from the budget-only knapsack relaxation).
             for k in np.nonzero(bounds < best)[0]:
                 hm.model.add(hm.pick[k] == 0)
+    if picked and last_was_sum:  # the last stage's plan already meets every stage
+        out.picks = picked
+        return out
     hm.model.clear_objective()
     status = _run(solver, hm.model, deadline)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
