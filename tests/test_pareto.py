@@ -17,9 +17,8 @@ from guideopt.cli import main
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.io.plots import plot_pareto
 from guideopt.model.request import PlanRequest
-from guideopt.solver import cpsat
 from guideopt.solver.constraints import satisfied
-from guideopt.solver.options import build_plan_options
+from guideopt.solver.options import build_plan_options, candidates
 from tests.conftest import DECI_TOK_PER_TOK, LLAMA2_7B, MILLI_USD_PER_USD, US_PER_S, plan_request
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -49,7 +48,7 @@ def _solver_candidates(request: dict) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """The solver's own feasible candidates (option × fewest/most replicas), in front units."""
     req = PlanRequest.model_validate(request)
     opts = build_plan_options(req, load_catalog())
-    cands = cpsat.candidates(opts, req)
+    cands = candidates(opts)
     ok = satisfied(cands, opts.bounds)
     return (cands.milli_usd_per_hour[ok] / MILLI_USD_PER_USD, cands.deci_tok_s[ok] / DECI_TOK_PER_TOK, cands.latency_us[ok] / US_PER_S)
 

@@ -23,23 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.sat.python import cp_model
 
-from guideopt.model.request import ObjectiveTerm, PlanRequest
-from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, fewest_and_most, kinds_from_options
-from guideopt.solver.constraints import Bound, replica_range, violations
-from guideopt.solver.dominance import shape_key
-from guideopt.solver.options import PlanOptions
+from guideopt.model.request import ObjectiveTerm
+from guideopt.solver.candidates import Candidates
+from guideopt.solver.constraints import Bound, violations
 from guideopt.solver.terms import TERMS
 
 SOLVER_SEED = 0
 SOLVER_WORKERS = 1  # one worker: the search, and so the plans, are deterministic
 STAGE_TIME_LIMIT_S = 10.0
-
-
-def candidates(opts: PlanOptions, req: PlanRequest, skip: frozenset[str] = frozenset()) -> Candidates:
-    """Every option at its most and fewest replicas under the limits not in ``skip``."""
-    kinds = kinds_from_options(opts.table, shape_key(opts.table))
-    lo, hi = replica_range(kinds, opts.bounds, skip, MAX_REPLICAS_PER_OPTION)
-    return fewest_and_most(kinds, lo, np.maximum(hi, 1))
 
 
 @dataclass

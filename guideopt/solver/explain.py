@@ -7,10 +7,9 @@ import numpy as np
 from guideopt.costs.capability import kv_reason, layout_reason, runs_on_reason, weights_reason
 from guideopt.costs.tables import kv_dtype_for, tp_is_valid
 from guideopt.model.request import PlanRequest
-from guideopt.solver import cpsat
 from guideopt.solver.candidates import Candidates
 from guideopt.solver.constraints import Bound, satisfied, violations
-from guideopt.solver.options import PlanOptions
+from guideopt.solver.options import PlanOptions, candidates
 from guideopt.units import BYTES_PER_GB
 
 
@@ -107,6 +106,8 @@ def conflict_sets(cands: Candidates, bounds: list[Bound]) -> list[list[str]]:
 
 
 def _minimal_core(cands: Candidates, bounds: list[Bound], matrix: np.ndarray, names: list[str], skip: frozenset[str]) -> list[str]:
+    from guideopt.solver import cpsat  # OR-Tools is loaded only when a conflict needs explaining
+
     _, first = np.unique(matrix, axis=0, return_index=True)
     sub = cands.take(np.sort(first))
     handle = cpsat.build_model(sub)
@@ -125,7 +126,7 @@ def _relaxed_values(opts: PlanOptions, req: PlanRequest, relax: list[str]) -> di
     them must move (lexicographically, in report order) for some plan to exist; None when
     no plan exists even then."""
     skip = frozenset(relax)
-    c = cpsat.candidates(opts, req, skip=skip)
+    c = candidates(opts, skip=skip)
     ok = np.nonzero(satisfied(c, opts.bounds, skip))[0]
     chosen = [b for b in opts.bounds if b.name in skip]
     if ok.size == 0:

@@ -17,8 +17,9 @@ from guideopt.errors import InvalidRequestError
 from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
 from guideopt.model.request import DEFAULT_BATCH_CHOICES, ObjectiveTerm, PlanRequest
-from guideopt.solver.constraints import Bound, user_bounds
-from guideopt.solver.dominance import non_dominated
+from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, fewest_and_most, kinds_from_options
+from guideopt.solver.constraints import Bound, replica_range, user_bounds
+from guideopt.solver.dominance import non_dominated, shape_key
 from guideopt.solver.timing import Phases
 
 
@@ -76,3 +77,10 @@ def relevant_terms(req: PlanRequest) -> set[ObjectiveTerm]:
         if b.kind.term is not None and b.kind.term is not ObjectiveTerm.COST:
             terms.add(b.kind.term)
     return terms
+
+
+def candidates(opts: PlanOptions, skip: frozenset[str] = frozenset()) -> Candidates:
+    """Every option at its most and fewest replicas under the limits not in ``skip``."""
+    kinds = kinds_from_options(opts.table, shape_key(opts.table))
+    lo, hi = replica_range(kinds, opts.bounds, skip, MAX_REPLICAS_PER_OPTION)
+    return fewest_and_most(kinds, lo, np.maximum(hi, 1))

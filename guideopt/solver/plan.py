@@ -13,12 +13,10 @@ from guideopt.catalog import Catalog, load_catalog
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import PlanRequest
-from guideopt.solver import cpsat
 from guideopt.solver.constraints import satisfied
 from guideopt.solver.explain import explain_conflict, explain_no_fitting_option
 from guideopt.solver.extract import extract_plan
-from guideopt.solver.hetero_plan import solve_mixed
-from guideopt.solver.options import PlanOptions, build_plan_options
+from guideopt.solver.options import PlanOptions, build_plan_options, candidates
 from guideopt.solver.single import ranked_plans
 from guideopt.solver.terms import TERMS, unscale
 from guideopt.solver.timing import Deadline, Phases
@@ -41,7 +39,7 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None, phases: dict
 
 
 def _solve_single(req: PlanRequest, opts: PlanOptions, deadline: Deadline, clock: Phases) -> PlanResult:
-    cands = cpsat.candidates(opts, req)
+    cands = candidates(opts)
     feasible = satisfied(cands, opts.bounds)
     clock.lap("candidates")
     if not feasible.any():
@@ -71,6 +69,8 @@ def _solve_single(req: PlanRequest, opts: PlanOptions, deadline: Deadline, clock
 
 def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, deadline: Deadline, clock: Phases) -> PlanResult:
     """Mixed GPU types; each plan is compared with the best single-type plan."""
+    from guideopt.solver.hetero_plan import solve_mixed  # CP-SAT (and OR-Tools) only for mixed types
+
     found = solve_mixed(req, cat, opts, deadline, clock)
     baseline = _homogeneous_baseline(req, cat)
     clock.lap("baseline")
