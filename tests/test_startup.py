@@ -52,10 +52,33 @@ def test_predict_loads_the_cost_model_but_not_the_solver():
     assert loaded_after(*args) & set(HEAVY) == {"numpy"}
 
 
-def test_plan_loads_the_solver_but_not_plots_fits_or_the_web_stack():
+def test_a_single_type_plan_loads_numpy_only():
+    """A single-type plan is a sort over the Pareto set: no CP-SAT, so no OR-Tools (nor the pandas it imports)."""
     args = ("plan", "--model", "meta-llama/Llama-2-7b-hf", "--budget", "12", "--input-len", "512", "--output-len", "256")
+    assert loaded_after(*args) & set(HEAVY) == {"numpy"}
+
+
+def test_a_mixed_type_plan_loads_the_cp_sat_solver_but_not_plots_fits_or_the_web_stack():
+    args = (
+        "plan",
+        "--model",
+        "meta-llama/Llama-2-7b-hf",
+        "--budget",
+        "12",
+        "--input-len",
+        "512",
+        "--output-len",
+        "256",
+        "--heterogeneous",
+        "--top",
+        "1",
+        "--gpu",
+        "l4",
+        "--gpu",
+        "a10g",
+    )
     loaded = loaded_after(*args)
-    assert "numpy" in loaded
+    assert "ortools" in loaded
     assert loaded & {"scipy", "matplotlib", "fastapi", "uvicorn", "starlette"} == set()
 
 
