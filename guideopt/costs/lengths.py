@@ -1,0 +1,84 @@
+"""Request-length distributions as weighted (input, output) buckets, for the analytic model.
+
+A named mix stores, per side, a log-normal given by its median m and mean μ:
+σ² = 2·ln(μ/m), ln-median = ln m. The analytic evaluator needs a handful of buckets: each
+side is cut at the probabilities ``MIX_EDGES`` (eight even bins, then finer ones in the
+upper tail so that P90 and P99 of lengths are represented) and each bin is represented by
+its mid quantile; the two sides are crossed (independent, as the sources give no joint
+statistics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import lognorm
+
+from guideopt.model.workload import LengthBucket, LengthMix, LengthMoments
+
+MIX_EDGES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 0.95, 0.99, 0.998, 1.0)
+
+
+@dataclass(frozen=True)
+class LengthTable:
+    """Weighted request lengths; weights sum to 1."""
+
+    input_len: np.ndarray
+    output_len: np.ndarray
+    weight: np.ndarray
+
+    @property
+    def mean_input(self) -> float:
+        return float(self.weight @ self.input_len)
+
+    @property
+    def mean_output(self) -> float:
+        return float(self.weight @ self.output_len)
+
+    @property
+    def max_total(self) -> int:
+        return int((self.input_len + self.output_len).max())
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.input_len.size == 1
+
+
+def fixed_lengths(input_len: int, output_len: int) -> LengthTable:
+    return LengthTable(np.array([float(input_len)]), np.array([float(output_len)]), np.ones(1))
+
+
+def bucket_lengths(buckets: list[LengthBucket]) -> LengthTable:
+    w = np.array([b.weight for b in buckets], dtype=float)
+    return LengthTable(
+        np.array([b.input_len for b in buckets], dtype=float),
+        np.array([b.output_len for b in buckets], dtype=float),
+        w / w.sum(),
+    )
+
+
+def sample_lengths(inputs: np.ndarray, outputs: np.ndarray) -> LengthTable:
+    """Empirical distribution of a trace: one equally weighted bucket per distinct pair."""
+    pairs, counts = np.unique(np.stack([inputs, outputs], axis=1), axis=0, return_counts=True)
+    return LengthTable(pairs[:, 0].astype(float), pairs[:, 1].astype(float), counts / counts.sum())
+
+
+def lognormal_sigma(side: LengthMoments) -> float:
+    return float(np.sqrt(2.0 * np.log(side.mean / side.median)))
+
+
+def side_quantiles(side: LengthMoments, probs: np.ndarray) -> np.ndarray:
+    """Token counts at the given probabilities, rounded and clipped to [1, max]."""
+    values = lognorm.ppf(probs, s=max(lognormal_sigma(side), 1e-9), scale=side.median)
+    return np.clip(np.round(values), 1, side.max)
+
+
+def mix_lengths(mix: LengthMix, edges: tuple[float, ...] = MIX_EDGES) -> LengthTable:
+    e = np.asarray(edges)
+    mids, widths = (e[:-1] + e[1:]) / 2.0, np.diff(e)
+    i = side_quantiles(mix.input, mids)
+    o = side_quantiles(mix.output, mids)
+    ii, oo = np.meshgrid(i, o, indexing="ij")
+    ww = np.outer(widths, widths)
+    return LengthTable(ii.ravel(), oo.ravel(), ww.ravel() / ww.sum())
