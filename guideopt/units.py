@@ -25,6 +25,7 @@ FLOPS_PER_MAC = 2
 # quantity a model sees is an integer count of these units (resolutions below which two
 # plans tie for the solver).
 MILLI_USD_PER_USD = 1000  # prices in milli-dollars per hour
+MILLI_LOAD_PER_LOAD = 1000  # stream load (requests/s or clients) in thousandths
 US_PER_S = 1_000_000  # times in microseconds
 US_PER_MS = 1000
 DECI_TOK_S_PER_TOK_S = 10  # throughput in tenths of a token per second

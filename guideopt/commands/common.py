@@ -97,8 +97,8 @@ PLOT_HELP = "Also draw the Pareto fronts to this .png or .svg."
 PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("--model", "model", {"help": MODEL_HELP}, True),
     ("--budget", "budget", {"type": float, "help": "Ceiling in USD per hour for the whole deployment."}, True),
-    ("--input-len", "input_len", {"type": int, "help": "Prompt tokens per request."}, True),
-    ("--output-len", "output_len", {"type": int, "help": "Generated tokens per request."}, True),
+    ("--input-len", "input_len", {"type": int, "help": "Prompt tokens per request (required unless --lengths)."}, False),
+    ("--output-len", "output_len", {"type": int, "help": "Generated tokens per request (required unless --lengths)."}, False),
     ("--batch", "batch", {"type": int, "help": "Fixed batch per replica (default: the solver picks)."}, False),
     (
         "--objective",
@@ -116,9 +116,39 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("--ttft-ms", "ttft_ms", {"type": float, "help": "SLO: TTFT at most this."}, False),
     ("--tpot-ms", "tpot_ms", {"type": float, "help": "SLO: TPOT at most this."}, False),
     ("--min-throughput", "min_throughput", {"type": float, "help": "SLO: at least this many output tokens/s."}, False),
+    (
+        "--rate",
+        "rate_rps",
+        {"type": float, "help": "Plan for a stream of this many requests/s (Poisson) instead of a static batch."},
+        False,
+    ),
+    ("--concurrency", "concurrency", {"type": int, "help": "Plan for this many closed-loop clients instead of a static batch."}, False),
+    ("--lengths", "lengths", {"help": "Stream lengths: a length-mix id or a CSV/JSONL trace (input_len,output_len)."}, False),
+    (
+        "--burstiness",
+        "burstiness",
+        {"type": float, "help": "Stream: coefficient of variation of inter-arrival times (1 = Poisson)."},
+        False,
+    ),
+    ("--percentile", "percentile", {"type": float, "help": "Stream: the percentile --ttft-ms/--tpot-ms bound (default 90)."}, False),
     ("--time-limit-s", "time_limit_s", {"type": float, "help": "Wall-clock limit of the search (default 5 s)."}, False),
 )
 REQUIRED_FLAGS = tuple((dest, flag) for flag, dest, _, required in PLAN_REQUEST_FLAGS if required)
+
+
+def stream_lengths_value(text: str) -> dict[str, Any]:
+    """``--lengths``: a trace file (read here into weighted buckets) or a length-mix id."""
+    from guideopt.model.request import TRACE_SUFFIXES
+
+    if not text.lower().endswith(TRACE_SUFFIXES):
+        return {"mix": text}
+    import numpy as np
+
+    from guideopt.io.traces import read_trace
+
+    trace = read_trace(text)
+    pairs, counts = np.unique(np.stack([trace.input_len, trace.output_len], axis=1), axis=0, return_counts=True)
+    return {"buckets": [{"input_len": int(i), "output_len": int(o), "weight": int(c)} for (i, o), c in zip(pairs, counts)]}
 
 
 def plan_request_options(*, required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -137,16 +167,24 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
     for key, name in REQUIRED_FLAGS:
         if flags.get(key) is None:
             raise click.UsageError(f"{name} is required (or give --file FILE)")
+    if not flags.get("lengths"):
+        for key, name in (("input_len", "--input-len"), ("output_len", "--output-len")):
+            if flags.get(key) is None:
+                raise click.UsageError(f"{name} is required (or give --lengths MIX|FILE with --rate, or --file FILE)")
+    stream = flags.get("rate_rps") is not None or flags.get("concurrency") is not None
+    workload = {k: flags.get(k) for k in ("input_len", "output_len", "batch", "rate_rps", "concurrency", "burstiness")}
+    if flags.get("lengths"):
+        workload["lengths"] = stream_lengths_value(flags["lengths"])
     request: dict[str, Any] = {
         "model": flags["model"],
-        "workload": {"input_len": flags["input_len"], "output_len": flags["output_len"], "batch": flags.get("batch")},
+        "workload": workload,
         "budget": {"usd_per_hour": flags["budget"]},
-        "objective": objective_terms(flags.get("objective")),
         "top": flags.get("top") or DEFAULT_TOP,
         "slo": {
             "ttft_ms": flags.get("ttft_ms"),
             "tpot_ms": flags.get("tpot_ms"),
             "min_output_throughput_tok_s": flags.get("min_throughput"),
+            "percentile": flags.get("percentile"),
         },
         "parallelism": {
             k: v
@@ -159,6 +197,8 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
             if v
         },
     }
+    if flags.get("objective") or not stream:  # a stream with no --objective: the request's stream default
+        request["objective"] = objective_terms(flags.get("objective"))
     if flags.get("time_limit_s") is not None:
         request["time_limit_s"] = flags["time_limit_s"]
     if "heterogeneous" in flags:  # only `plan` has the flag

@@ -46,6 +46,9 @@ class Group(_Out):
     num_gpus: int
     traffic_share: float = 1.0  # fraction of requests to send to this group (∝ its throughput)
     stages: list[dict] | None = None  # asymmetric pipeline: per stage gpu, tp, layers
+    # stream workloads: running_cap, token_budget, rate_rps per replica, and the per-request
+    # percentiles of one replica: "analytic" (the solver's model) and "simulated" (the check)
+    stream: dict | None = None
 
 
 class Plan(_Out):
@@ -55,6 +58,7 @@ class Plan(_Out):
     usd_per_hour: float
     metrics: Metrics
     groups: list[Group]
+    stream: dict | None = None  # stream workloads: load, sustainable load, percentile, simulated_meets_slo
 
 
 class PlanResult(_Out):
@@ -69,3 +73,4 @@ class PlanResult(_Out):
     # search proved (0: proven optimal; None: unknown, the search was cut before a bound).
     optimality_gap: float | None = 0.0
     time_limit_reached: bool = False  # the request's time_limit_s cut the search
+    verification_rounds: int | None = None  # streams: rank → simulate → cut rounds until the shown plans passed

@@ -7,10 +7,19 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
+from guideopt.model.workload import (
+    DEFAULT_NUM_REQUESTS,
+    DEFAULT_PERCENTILE,
+    POISSON_CV,
+    Lengths,
+    PercentileTargets,
+    StreamWorkload,
+    parse_percentile,
+)
 
 
 class ObjectiveTerm(str, Enum):
@@ -20,9 +29,13 @@ class ObjectiveTerm(str, Enum):
     TPOT = "tpot"
     COST = "cost"  # minimise $/hour
     USD_PER_MILLION_OUTPUT_TOKENS = "usd_per_million_output_tokens"  # minimise $/hour ÷ output tokens/hour × 10^6
+    RATE = "rate"  # stream workloads: maximise the requests/s the plan sustains within the SLOs
 
 
 DEFAULT_OBJECTIVE = (ObjectiveTerm.THROUGHPUT, ObjectiveTerm.LATENCY, ObjectiveTerm.COST)
+# A stream at a given rate: the cheapest plan that serves it, then the lowest TTFT
+# percentile, then the most headroom (requests/s it could sustain within the SLOs).
+DEFAULT_STREAM_OBJECTIVE = (ObjectiveTerm.COST, ObjectiveTerm.TTFT, ObjectiveTerm.RATE)
 DEFAULT_TP = (1, 2, 4, 8)
 DEFAULT_PP = (1, 2, 4)
 DEFAULT_TOP = 3
@@ -32,13 +45,65 @@ DEFAULT_TOP = 3
 DEFAULT_TIME_LIMIT_S = 5.0
 MAX_TIME_LIMIT_S = 3600.0
 # Batch sizes the planner considers per replica when the workload leaves it free.
+TRACE_SUFFIXES = (".csv", ".jsonl")  # a ``lengths`` string ending so is a trace file, else a mix id
 DEFAULT_BATCH_CHOICES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
 class Workload(StrictModel):
-    input_len: int = Field(gt=0, description="prompt tokens per request")
-    output_len: int = Field(gt=0, description="generated tokens per request")
-    batch: int | None = Field(default=None, gt=0, description="fixed batch per replica; else the solver picks it")
+    """Offline (a static batch of fixed lengths; the default) or a request stream (``rate_rps``
+    or ``concurrency`` given; lengths fixed by ``input_len``/``output_len`` or ``lengths``)."""
+
+    input_len: int | None = Field(default=None, gt=0, description="prompt tokens per request")
+    output_len: int | None = Field(default=None, gt=0, description="generated tokens per request")
+    batch: int | None = Field(default=None, gt=0, description="fixed batch per replica; else the solver picks it (offline only)")
+    rate_rps: float | None = Field(default=None, gt=0, description="stream: mean arrival rate of the whole deployment, requests/s")
+    concurrency: int | None = Field(default=None, gt=0, description="stream: closed-loop clients of the whole deployment")
+    burstiness: float = Field(default=POISSON_CV, gt=0, description="stream: coefficient of variation of inter-arrival times (1 = Poisson)")
+    lengths: Lengths | None = Field(
+        default=None, description="stream: buckets, a length mix id or a trace file instead of input_len/output_len"
+    )
+    num_requests: int = Field(default=DEFAULT_NUM_REQUESTS, gt=0, description="stream: requests each verifying simulation samples")
+    seed: int = Field(default=0, ge=0, description="stream: seed of the verifying simulations")
+
+    @field_validator("lengths", mode="before")
+    @classmethod
+    def _lengths_shorthand(cls, value):
+        """``lengths: sharegpt`` names a mix; ``lengths: trace.csv`` (or .jsonl) a trace file."""
+        if isinstance(value, str):
+            return {"file": value} if value.lower().endswith(TRACE_SUFFIXES) else {"mix": value}
+        return value
+
+    @model_validator(mode="after")
+    def _lengths_given_once(self) -> Workload:
+        fixed = self.input_len is not None or self.output_len is not None
+        if self.lengths is None and (self.input_len is None or self.output_len is None):
+            missing = "input_len" if self.input_len is None else "output_len"
+            raise ValueError(f"{missing} is required (or, for a stream, give lengths)")
+        if self.lengths is not None and fixed:
+            raise ValueError("give input_len/output_len or lengths, not both")
+        if self.rate_rps is not None and self.concurrency is not None:
+            raise ValueError("give rate_rps or concurrency, not both")
+        if not self.is_stream and self.lengths is not None:
+            raise ValueError("lengths describe a stream: give rate_rps or concurrency too")
+        if self.is_stream and self.batch is not None:
+            raise ValueError("batch is for offline workloads; a stream's running-request cap is chosen by the solver")
+        return self
+
+    @property
+    def is_stream(self) -> bool:
+        return self.rate_rps is not None or self.concurrency is not None
+
+    def stream(self) -> StreamWorkload:
+        """The phase-1 stream schema of this workload (a stream only)."""
+        lengths = self.lengths or Lengths(input_len=self.input_len, output_len=self.output_len)
+        return StreamWorkload(
+            rate_rps=self.rate_rps,
+            concurrency=self.concurrency,
+            burstiness=self.burstiness,
+            lengths=lengths,
+            num_requests=self.num_requests,
+            seed=self.seed,
+        )
 
 
 class Budget(StrictModel):
@@ -67,11 +132,47 @@ class Parallelism(StrictModel):
         return sorted(set(values))
 
 
+SloValue = float | dict[str, float]
+
+
 class Slo(StrictModel):
-    ttft_ms: float | None = Field(default=None, gt=0)
-    tpot_ms: float | None = Field(default=None, gt=0)
+    """Latency bounds. Offline: plain numbers bound the static batch's TTFT/TPOT. Stream: a
+    plain number bounds the ``percentile``-th percentile; ``{p90: 800, p99: 1500}`` bounds
+    each percentile named."""
+
+    ttft_ms: SloValue | None = Field(default=None, description="ms; or per percentile, e.g. {p90: 800}")
+    tpot_ms: SloValue | None = Field(default=None, description="ms; or per percentile, e.g. {p99: 60}")
     batch_latency_s: float | None = Field(default=None, gt=0)
     min_output_throughput_tok_s: float | None = Field(default=None, gt=0)
+    percentile: float = Field(default=DEFAULT_PERCENTILE, gt=0, lt=100, description="stream: the percentile a plain SLO number bounds")
+
+    @field_validator("ttft_ms", "tpot_ms")
+    @classmethod
+    def _positive_bounds(cls, value: SloValue | None) -> SloValue | None:
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError("give at least one percentile, e.g. {p90: 800}")
+            out = {}
+            for key, bound in value.items():
+                parse_percentile(key, str(key))
+                if bound <= 0:
+                    raise ValueError(f"{key}: {bound} must be > 0 ms")
+                out[str(key)] = float(bound)
+            return out
+        if value is not None and value <= 0:
+            raise ValueError("must be > 0 ms")
+        return value
+
+    def stream_targets(self) -> dict[str, PercentileTargets]:
+        """Per metric, the bounds per percentile a stream must meet."""
+        out: dict[str, PercentileTargets] = {}
+        for metric in ("ttft_ms", "tpot_ms"):
+            value = getattr(self, metric)
+            if isinstance(value, dict):
+                out[metric] = PercentileTargets(targets={parse_percentile(k, f"slo.{metric}.{k}"): v for k, v in value.items()})
+            elif value is not None:
+                out[metric] = PercentileTargets(targets={self.percentile: float(value)})
+        return out
 
 
 class PlanRequest(StrictModel):
@@ -115,6 +216,28 @@ class PlanRequest(StrictModel):
         if isinstance(value, list) and not value:
             raise ValueError("give at least one framework id, or 'any'")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stream_objective(cls, data):
+        """A stream with no objective given: the cheapest plan for its rate first."""
+        if isinstance(data, dict) and "objective" not in data:
+            wl = data.get("workload")
+            wl = wl.model_dump() if isinstance(wl, BaseModel) else wl
+            if isinstance(wl, dict) and (wl.get("rate_rps") is not None or wl.get("concurrency") is not None):
+                data = {**data, "objective": list(DEFAULT_STREAM_OBJECTIVE)}
+        return data
+
+    @model_validator(mode="after")
+    def _slo_forms(self) -> PlanRequest:
+        if self.workload.is_stream:
+            return self
+        for metric in ("ttft_ms", "tpot_ms"):
+            if isinstance(getattr(self.slo, metric), dict):
+                raise ValueError(f"slo.{metric}: per-percentile bounds need a stream (give workload.rate_rps), or give one number")
+        if ObjectiveTerm.RATE in self.objective:
+            raise ValueError("objective: rate needs a stream (give workload.rate_rps or workload.concurrency)")
+        return self
 
     @model_validator(mode="after")
     def _gpu_counts(self) -> PlanRequest:

@@ -45,6 +45,8 @@ class ReplicaKinds:
     ttft_us: np.ndarray
     tpot_us: np.ndarray
     latency_us: np.ndarray
+    milli_load: np.ndarray  # streams: thousandths of the load (req/s or clients) one replica serves within the SLOs
+    slo_us: np.ndarray  # streams: (kinds, stream SLO bounds) percentile values, µs; (n, 0) offline
 
     def __len__(self) -> int:
         return int(self.ref.shape[0])
@@ -74,6 +76,8 @@ def kinds_from_options(table: OptionTable, shape: np.ndarray) -> ReplicaKinds:
         ttft_us=micro_seconds(m.ttft_s),
         tpot_us=micro_seconds(m.tpot_s),
         latency_us=micro_seconds(m.batch_latency_s),
+        milli_load=np.zeros(n, dtype=np.int64),
+        slo_us=np.zeros((n, 0), dtype=np.int64),
     )
 
 
@@ -93,6 +97,8 @@ def kinds_from_pipelines(pt, shape: np.ndarray) -> ReplicaKinds:
         ttft_us=micro_seconds(m.ttft_s),
         tpot_us=micro_seconds(m.tpot_s),
         latency_us=micro_seconds(m.batch_latency_s),
+        milli_load=np.zeros(n, dtype=np.int64),
+        slo_us=np.zeros((n, 0), dtype=np.int64),
     )
 
 
@@ -118,6 +124,8 @@ class Candidates:
     shape: np.ndarray
     source: np.ndarray
     ref: np.ndarray
+    milli_load: np.ndarray  # streams: thousandths of the load all replicas serve within the SLOs
+    slo_us: np.ndarray  # streams: per stream SLO bound, the group's percentile at its operating point
 
     def __len__(self) -> int:
         return int(self.option.shape[0])
@@ -150,6 +158,8 @@ def expand(k: ReplicaKinds, option: np.ndarray, replicas: np.ndarray) -> Candida
         shape=k.shape[option],
         source=k.source[option],
         ref=k.ref[option],
+        milli_load=k.milli_load[option] * replicas,
+        slo_us=k.slo_us[option],
     )
 
 

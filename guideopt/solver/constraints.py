@@ -25,7 +25,7 @@ import numpy as np
 
 from guideopt.model.gpu import Gpu
 from guideopt.model.request import ObjectiveTerm, PlanRequest
-from guideopt.units import CENTS_PER_USD, DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, ROUNDING_EPS, US_PER_MS, US_PER_S
+from guideopt.units import CENTS_PER_USD, DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MILLI_USD_PER_USD, ROUNDING_EPS, US_PER_MS, US_PER_S
 
 # Budgets beyond this many milli-dollars are treated as unbounded: CP-SAT sums costs of
 # many candidates in int64, so the budget keeps this factor of headroom below its limit.
@@ -95,7 +95,9 @@ def _cents(value_milli: float) -> float:
 def _slo_row(key: str, field: str, column: str, scale: float, unit: str, label: str, digits: int) -> ConstraintKind:
     def limits(req: PlanRequest, gpus: list[Gpu]) -> list[tuple[str, float, float, int, Any]]:
         value = getattr(req.slo, field)
-        return [] if value is None else [(key, value * scale, value, -1, None)]
+        if value is None or req.workload.is_stream:  # a stream's latency bounds are STREAM_SLO rows
+            return []
+        return [(key, value * scale, value, -1, None)]
 
     def relaxed(best: float) -> float:  # rounded up at the shown precision, so that it suffices
         return math.ceil(best / scale * 10**digits - ROUNDING_EPS) / 10**digits
@@ -240,6 +242,68 @@ THROUGHPUT_FLOOR = ConstraintKind(
     term=ObjectiveTerm.THROUGHPUT,
 )
 
+
+def _stream_slo_limits(req: PlanRequest, gpus: list[Gpu]) -> list[tuple[str, float, float, int, Any]]:
+    """One bound per (metric, percentile) of a stream; the context is its ``slo_us`` column."""
+    if not req.workload.is_stream:
+        return []
+    out = []
+    for j, (metric, pct, bound) in enumerate(stream_slo_bounds(req)):
+        out.append((f"slo.{metric}.p{pct:g}", bound * US_PER_MS, bound, -1, j))
+    return out
+
+
+def stream_slo_bounds(req: PlanRequest) -> list[tuple[str, float, float]]:
+    """(metric, percentile, bound in ms) of a stream's SLOs, in a fixed order (``slo_us`` columns)."""
+    return [(m, p, b) for m, t in sorted(req.slo.stream_targets().items()) for p, b in sorted(t.targets.items())]
+
+
+STREAM_SLO = ConstraintKind(
+    "slo.stream",
+    Scope.GROUP,
+    False,
+    _stream_slo_limits,
+    lambda c, b: c.slo_us[:, b.context],
+    lambda req, b, best: (
+        f"{b.name}: {b.user_limit:g} ms is below the fastest possible {math.ceil(best / US_PER_MS * 10) / 10:.1f} ms at this rate"
+    ),
+    lambda best: math.ceil(best / US_PER_MS * 10 - ROUNDING_EPS) / 10,
+)
+
+
+def _load_limits(req: PlanRequest, gpus: list[Gpu]) -> list[tuple[str, float, float, int, Any]]:
+    wl = req.workload
+    if wl.rate_rps is not None:
+        return [("workload.rate_rps", wl.rate_rps * MILLI_LOAD_PER_LOAD, wl.rate_rps, -1, "req/s")]
+    if wl.concurrency is not None:
+        return [("workload.concurrency", wl.concurrency * MILLI_LOAD_PER_LOAD, float(wl.concurrency), -1, "clients")]
+    return []
+
+
+def _fewest_for_load(k: Any, b: Bound) -> np.ndarray:
+    """Replicas that share the load so that each gets no more than it serves within the SLOs."""
+    per = np.maximum(k.milli_load, 0)
+    need = np.ceil(b.limit / np.maximum(per, 1) - ROUNDING_EPS)
+    return np.where(per > 0, np.minimum(need, UNSERVABLE_REPLICAS), UNSERVABLE_REPLICAS).astype(np.int64)
+
+
+# A replica kind that serves no load within the SLOs needs more replicas than any cap allows.
+UNSERVABLE_REPLICAS = np.iinfo(np.int32).max
+STREAM_LOAD = ConstraintKind(
+    "workload.load",
+    Scope.PLAN,
+    True,
+    _load_limits,
+    lambda c, b: c.milli_load,
+    lambda req, b, best: (
+        f"{b.name}: {b.user_limit:g} {b.context} is more than any plan within the other limits serves; "
+        f"the most is {math.floor(best) / MILLI_LOAD_PER_LOAD:g} {b.context} (lower it, or raise budget.usd_per_hour)"
+    ),
+    lambda best: math.floor(best) / MILLI_LOAD_PER_LOAD,
+    min_replicas=_fewest_for_load,
+    term=ObjectiveTerm.RATE,
+)
+
 # The order of the rows is the order constraints are reported in.
 CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = (
     BUDGET,
@@ -250,6 +314,8 @@ CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = (
     _slo_row("slo.tpot_ms", "tpot_ms", "tpot_us", US_PER_MS, "ms", "TPOT", 2),
     _slo_row("slo.batch_latency_s", "batch_latency_s", "latency_us", US_PER_S, "s", "batch latency", 2),
     THROUGHPUT_FLOOR,
+    STREAM_SLO,
+    STREAM_LOAD,
 )
 
 

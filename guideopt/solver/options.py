@@ -54,8 +54,8 @@ def build_plan_options(req: PlanRequest, catalog: Catalog, phases: Phases | None
         tp=req.parallelism.tp,
         pp=req.parallelism.pp,
         batch=batches,
-        input_len=req.workload.input_len,
-        output_len=req.workload.output_len,
+        input_len=int(req.workload.input_len or 0),
+        output_len=int(req.workload.output_len or 0),
         kv_dtype=req.kv_dtype,
     )
     table = build_option_table(arch, space, catalog.calibration, prices=prices)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from guideopt.catalog import Catalog, load_catalog
-from guideopt.errors import NoFeasiblePlanError
+from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import PlanRequest
 from guideopt.solver.constraints import satisfied
@@ -29,6 +29,14 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None, phases: dict
     cat = catalog or load_catalog()
     clock.lap("catalog")
     deadline = Deadline(req.time_limit_s)
+    if req.workload.is_stream:
+        if req.heterogeneous:
+            raise InvalidRequestError(
+                "heterogeneous: mixed GPU types are not planned for stream workloads yet (drop --heterogeneous; each type is still tried)"
+            )
+        from guideopt.solver.stream_plan import solve_stream
+
+        return solve_stream(req, cat, deadline, clock)
     opts = build_plan_options(req, cat, clock)
     if len(opts.table) == 0:
         msg, conflicts = explain_no_fitting_option(opts, req)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from guideopt.model.request import ObjectiveTerm
-from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_USD_PER_USD, SECONDS_PER_HOUR, TOKENS_PER_MILLION, US_PER_S
+from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MILLI_USD_PER_USD, SECONDS_PER_HOUR, TOKENS_PER_MILLION, US_PER_S
 
 
 class Aggregate(str, Enum):
@@ -83,6 +83,8 @@ TERMS: dict[ObjectiveTerm, TermRow] = {
         TermRow(ObjectiveTerm.TTFT, US_PER_S, False, Aggregate.WORST, column="ttft_us", option_metric=lambda m: m.ttft_s),
         TermRow(ObjectiveTerm.TPOT, US_PER_S, False, Aggregate.WORST, column="tpot_us", option_metric=lambda m: m.tpot_s),
         TermRow(ObjectiveTerm.COST, MILLI_USD_PER_USD, False, Aggregate.SUM, column="milli_usd_per_hour"),
+        # streams: requests/s (or clients) the plan serves within the SLOs; replicas share the load
+        TermRow(ObjectiveTerm.RATE, MILLI_LOAD_PER_LOAD, True, Aggregate.SUM, column="milli_load"),
         # milli-dollars per million output tokens = milli-$/h ÷ (deci-tok/s ÷ 10 · 3600 s/h) · 10^6
         TermRow(
             ObjectiveTerm.USD_PER_MILLION_OUTPUT_TOKENS,

@@ -154,7 +154,8 @@ def group_launch(
 def plan_launches(plan: Plan, *, request: PlanRequest | None, catalog: Catalog, base_port: int = BASE_PORT) -> list[GroupLaunch]:
     """One GroupLaunch per group of ``plan``; ports run on across groups."""
     model = _model_arg(request)
-    max_len = request.workload.input_len + request.workload.output_len if request else None
+    wl = request.workload if request else None
+    max_len = wl.input_len + wl.output_len if wl and wl.input_len and wl.output_len else None  # a stream of mixed lengths: the engine's own
     launches = []
     slot = 0
     for index, group in enumerate(plan.groups, start=1):

@@ -1,0 +1,103 @@
+"""A stream plan from one (option, replica count) group: its metrics at its share of the load.
+
+``metrics`` keeps the contract's names: for a stream, ttft_ms / tpot_ms are the analytic
+``slo.percentile``-th percentiles, batch_latency_s the end-to-end one, and throughputs the
+offered load's tokens/s. ``group.stream`` carries every analytic percentile (and, after the
+check, the simulated ones).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from guideopt.costs.rows import memory_breakdown
+from guideopt.costs.stream import StreamMetrics, stream_metrics
+from guideopt.model.plan import Group, Metrics, Plan
+from guideopt.model.request import PlanRequest
+from guideopt.model.workload import REPORTED_PERCENTILES, STREAM_SLO_METRICS
+from guideopt.solver.stream_options import StreamSpace, per_replica_rate
+from guideopt.units import MS_PER_S
+
+
+def percentiles_wanted(req: PlanRequest) -> tuple[float, ...]:
+    extra = {p for t in req.slo.stream_targets().values() for p in t.targets}
+    return tuple(sorted(set(REPORTED_PERCENTILES) | {req.slo.percentile} | extra))
+
+
+def analytic_block(m: StreamMetrics, i: int = 0) -> dict:
+    return {
+        metric: {"mean": float(m.dist(metric).mean[i]), **{f"p{p:g}": float(v[i]) for p, v in m.dist(metric).percentiles.items()}}
+        for metric in STREAM_SLO_METRICS
+    }
+
+
+def total_load(req: PlanRequest) -> float:
+    wl = req.workload
+    return float(wl.rate_rps if wl.rate_rps is not None else wl.concurrency or 0)
+
+
+def stream_plan_of(req: PlanRequest, space: StreamSpace, row: int, replicas: int, rank: int) -> Plan:
+    t = space.table
+    wl = req.workload
+    rate = float(per_replica_rate(space, np.array([row]), total_load(req), np.array([replicas]), wl.burstiness)[0])
+    m = stream_metrics(
+        space.arch,
+        space.options.take(np.array([row])),
+        space.lengths,
+        np.array([max(rate, 1e-12)]),
+        burstiness=wl.burstiness,
+        percentiles=percentiles_wanted(req),
+    )
+    pct = req.slo.percentile
+    lengths = space.lengths
+    total_rate = rate * replicas
+    metrics = Metrics(
+        ttft_ms=float(m.ttft_ms.percentiles[pct][0]),
+        tpot_ms=float(m.tpot_ms.percentiles[pct][0]),
+        batch_latency_s=float(m.e2e_ms.percentiles[pct][0]) / MS_PER_S,
+        decode_throughput_tok_s=total_rate * float(lengths.weight @ np.maximum(lengths.output_len - 1.0, 0.0)),
+        output_throughput_tok_s=total_rate * lengths.mean_output,
+        total_throughput_tok_s=total_rate * (lengths.mean_input + lengths.mean_output),
+        prefill_throughput_tok_s=total_rate * lengths.mean_input,
+    )
+    per_replica_gpus = int(t.tp[row] * t.pp[row])
+    cap = int(space.options.running_cap[row])
+    group = Group(
+        gpu=t.space.gpus[int(t.gpu_idx[row])].id,
+        framework=t.space.frameworks[int(t.fw_idx[row])].id,
+        dtype=t.space.dtypes[int(t.dtype_idx[row])].value,
+        kv_dtype=t.kv_dtype_names[row],
+        replicas=replicas,
+        tp=int(t.tp[row]),
+        pp=int(t.pp[row]),
+        batch=cap,
+        split=int(t.split[row]),
+        metrics=metrics,
+        memory=memory_breakdown(t, row, running=float(min(cap, max(float(m.running[0]), 1.0)))),
+        usd_per_hour=round(replicas * per_replica_gpus * float(t.usd_per_hour_per_gpu[row]), 4),
+        num_gpus=replicas * per_replica_gpus,
+        stream={
+            "running_cap": cap,
+            "token_budget": int(t.split[row]),
+            "rate_rps_per_replica": rate,
+            "sustainable_rate_rps_per_replica": float(space.slo_rate_rps[row]),
+            "running_mean": float(m.running[0]),
+            "kv_use": float(m.kv_use[0]),
+            "analytic": analytic_block(m),
+        },
+    )
+    return Plan(
+        rank=rank,
+        num_gpus=group.num_gpus,
+        gpu_counts={group.gpu: group.num_gpus},
+        usd_per_hour=group.usd_per_hour,
+        metrics=metrics,
+        groups=[group],
+        stream={
+            "rate_rps": wl.rate_rps,
+            "concurrency": wl.concurrency,
+            "percentile": pct,
+            "sustainable_load": float(space.slo_load[row]) * replicas,
+            "sustainable_unit": "clients" if space.closed_loop else "req/s",
+        },
+    )

@@ -1,0 +1,188 @@
+"""The option table of a stream workload: replicas × engine knobs, each priced by the analytic model.
+
+An option is a row of the static option table (GPU type, TP×PP, engine, precision, token
+budget = the engine's chunk choices) at one running-request cap from
+``STREAM_RUNNING_CAPS``. Per option, ``costs.stream`` gives the largest per-replica load
+that keeps every percentile SLO (``slo_load``): requests/s for an open-loop stream,
+clients for a closed loop (Little: clients = rate × mean end-to-end time at that rate).
+Replicas of one option share the load evenly, so n replicas serve n × slo_load, and a
+group's percentiles are those of one replica at load / n.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from guideopt.catalog import Catalog, load_length_mix
+from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths
+from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_table, steady_state, stream_metrics
+from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
+from guideopt.errors import InvalidRequestError
+from guideopt.model.llm import ModelArch
+from guideopt.model.request import PlanRequest
+from guideopt.model.workload import PercentileTargets
+from guideopt.simulator.policy import KvPolicy, kv_policy
+from guideopt.units import MS_PER_S
+
+# Running-request caps the solver tries per engine: powers of two spanning the engines'
+# defaults (vLLM max_num_seqs 256 (V1: 1024 on H100-class), SGLang derives it from memory,
+# TRT-LLM max_batch_size 2048 by default but 8-512 in its tuning guides).
+STREAM_RUNNING_CAPS = (8, 16, 32, 64, 128, 256, 512)
+# Bisection steps for the stable rate (steady state only, cheap) and for the largest rate
+# within the SLOs (percentiles, ~7x dearer): 2^-12 and 2^-7 of the bracket, rounded down.
+STABLE_RATE_BISECTIONS = 12
+SLO_LOAD_BISECTIONS = 7
+IDLE_SHARE = 1.0 / 128  # an option that misses the SLOs at this share of its stable rate never meets them
+TINY_RATE_RPS = 1e-6  # "no load": the steady state of an empty replica
+
+
+@dataclass
+class StreamSpace:
+    arch: ModelArch
+    table: OptionTable  # one row per option (static rows repeated per running cap)
+    options: StreamOptions
+    lengths: LengthTable
+    targets: dict[str, PercentileTargets]
+    slo_rate_rps: np.ndarray  # per replica: largest rate within every SLO (0: none)
+    slo_load: np.ndarray  # per replica: the same in the workload's unit (req/s or clients)
+    closed_loop: bool
+
+
+def stream_lengths(req: PlanRequest, arch: ModelArch) -> LengthTable:
+    """The request's length table (a trace file must have been read into buckets by the caller)."""
+    wl = req.workload
+    spec = wl.lengths
+    if spec is None:
+        table = fixed_lengths(int(wl.input_len or 1), int(wl.output_len or 1))
+    elif spec.file is not None:
+        raise InvalidRequestError(f"workload.lengths.file: {spec.file} is read by the CLI; from the API pass its buckets instead")
+    elif spec.mix is not None:
+        table = mix_lengths(load_length_mix(spec.mix))
+    elif spec.buckets is not None:
+        table = bucket_lengths(spec.buckets)
+    else:
+        table = fixed_lengths(int(spec.input_len or 1), int(spec.output_len or 1))
+    context = arch.max_position_embeddings
+    if table.max_total > context:
+        raise InvalidRequestError(
+            f"workload.lengths: requests of up to {table.max_total} tokens exceed {arch.id}'s context of {context} (shorten them)"
+        )
+    return table
+
+
+def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float]) -> StreamSpace:
+    arch = cat.model(req.model)
+    lengths = stream_lengths(req, arch)
+    frameworks = [cat.framework(f) for f in req.framework_ids(list(cat.frameworks))]
+    space = OptionSpace(
+        gpus=gpus,
+        frameworks=frameworks,
+        dtypes=list(req.precision),
+        tp=req.parallelism.tp,
+        pp=req.parallelism.pp,
+        batch=[1],
+        input_len=max(int(round(lengths.mean_input)), 1),
+        output_len=max(int(round(lengths.mean_output)), 1),
+        kv_dtype=req.kv_dtype,
+    )
+    base = build_option_table(arch, space, cat.calibration, prices=prices)
+    chunked = np.array([space.frameworks[i].chunked_prefill for i in base.fw_idx], dtype=bool)
+    longest = float(lengths.input_len.max())
+    ok = base.fits & (base.memory.kv_tokens >= lengths.max_total) & (chunked | (base.split >= longest))
+    rows = np.nonzero(ok)[0]
+    caps = np.array(STREAM_RUNNING_CAPS, dtype=float)
+    rep = np.repeat(rows, caps.size)
+    cap = np.tile(caps, rows.size)
+    table = base.take(rep)
+    fw_chunked = chunked[rep]
+    cap = np.where(fw_chunked, np.minimum(cap, table.split), cap)  # vLLM caps max_num_seqs at the token budget
+    slots = np.maximum(np.floor(table.memory.kv_tokens / (lengths.mean_input + lengths.mean_output)), 1.0)
+    cap = np.minimum(cap, np.maximum(slots, STREAM_RUNNING_CAPS[0]))  # caps beyond the KV cache's requests act alike
+    keep = _distinct(table, cap)
+    table, cap = table.take(keep), cap[keep]
+    reserve = np.array([kv_policy(space.frameworks[i].id) is KvPolicy.RESERVE for i in table.fw_idx], dtype=bool)
+    opts = options_from_table(table, cat.calibration, running_cap=cap, reserve_kv=reserve)
+    targets = req.slo.stream_targets()
+    rate = slo_rates(arch, opts, lengths, targets, req.workload.burstiness)
+    closed = req.workload.concurrency is not None
+    load = rate
+    if closed and len(opts):  # clients one replica holds at that rate (Little's law)
+        at = stream_metrics(arch, opts, lengths, np.maximum(rate, 1e-9), burstiness=req.workload.burstiness)
+        load = np.where(rate > 0, rate * at.e2e_ms.mean / MS_PER_S, 0.0)
+    return StreamSpace(arch, table, opts, lengths, targets, rate, load, closed)
+
+
+def _distinct(table: OptionTable, cap: np.ndarray) -> np.ndarray:
+    """Rows of distinct (static row, cap): clipping caps at the budget repeats some."""
+    key = np.stack([table.gpu_idx, table.fw_idx, table.dtype_idx, table.tp, table.pp, table.split, cap], axis=1)
+    _, first = np.unique(key, axis=0, return_index=True)
+    return np.sort(first)
+
+
+def meets_targets(m: StreamMetrics, targets: dict[str, PercentileTargets]) -> np.ndarray:
+    ok = np.asarray(m.stable, dtype=bool).copy()
+    for metric, t in targets.items():
+        dist = m.dist(metric)
+        for pct, bound in t.targets.items():
+            ok &= dist.percentiles[pct] <= bound
+    return ok
+
+
+def stable_rates(arch: ModelArch, opts: StreamOptions, lengths: LengthTable) -> np.ndarray:
+    """Per option, the largest per-replica rate whose steady state is stable (bisection; the
+    upper end is where an empty replica's residence or prompt service already saturates)."""
+    tiny = np.full(len(opts), TINY_RATE_RPS)
+    st = steady_state(arch, opts, lengths, tiny)
+    hi = np.minimum(st.slots / st.residence_s, 1.0 / st.prefill_service_s)
+    lo = np.zeros_like(hi)
+    for _ in range(STABLE_RATE_BISECTIONS):
+        mid = (lo + hi) / 2.0
+        s = steady_state(arch, opts, lengths, mid)
+        ok = s.converged & (mid * s.residence_s < s.slots) & (mid * s.prefill_service_s < 1.0)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return lo
+
+
+def slo_rates(
+    arch: ModelArch, opts: StreamOptions, lengths: LengthTable, targets: dict[str, PercentileTargets], burstiness: float
+) -> np.ndarray:
+    """Per option, the largest per-replica rate (req/s) at which it is stable and meets every
+    target: bisection below the stable rate (latencies grow with the rate), on the options
+    that meet the targets when nearly idle (the rest get 0)."""
+    if len(opts) == 0:
+        return np.zeros(0)
+    top = stable_rates(arch, opts, lengths)
+    if not targets:
+        return top
+    pcts = tuple(sorted({p for t in targets.values() for p in t.targets}))
+
+    def ok_at(o: StreamOptions, rate: np.ndarray) -> np.ndarray:
+        return meets_targets(
+            stream_metrics(arch, o, lengths, np.maximum(rate, TINY_RATE_RPS), burstiness=burstiness, percentiles=pcts), targets
+        )
+
+    usable = np.nonzero(ok_at(opts, top * IDLE_SHARE))[0]
+    out = np.zeros(len(opts))
+    if usable.size == 0:
+        return out
+    sub = opts.take(usable)
+    lo, hi = top[usable] * IDLE_SHARE, top[usable]
+    for _ in range(SLO_LOAD_BISECTIONS):
+        mid = (lo + hi) / 2.0
+        ok = ok_at(sub, mid)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    out[usable] = lo
+    return out
+
+
+def per_replica_rate(space: StreamSpace, rows: np.ndarray, total_load: float, replicas: np.ndarray, burstiness: float) -> np.ndarray:
+    """Requests/s one replica of ``rows`` gets when ``replicas`` share ``total_load``."""
+    share = total_load / np.maximum(replicas, 1)
+    if not space.closed_loop:
+        return share
+    # closed loop: the replica's load in clients → its rate, scaled along the SLO point (rate ∝ clients
+    # below it, as E2E changes little there); exact enough for ordering, the simulator checks it
+    per_client = np.where(space.slo_load[rows] > 0, space.slo_rate_rps[rows] / np.maximum(space.slo_load[rows], 1e-12), 0.0)
+    return share * per_client

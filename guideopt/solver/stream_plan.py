@@ -1,0 +1,168 @@
+"""Plans for a request stream: rank with the analytic model, check with the simulator, cut, re-rank.
+
+Candidates are (option, replica count) groups as for the static batch
+(``candidates.fewest_and_most`` under the limits); a group's percentiles are those of one
+replica at its share of the load. The objective and constraint rows of ``terms`` and
+``constraints`` rank and filter them (``STREAM_LOAD``: the replicas must serve the load
+within the SLOs; ``STREAM_SLO``: every percentile bound). The top plans are then simulated
+(``stream_verify``); a plan whose simulated percentiles break an SLO has its option cut and
+the ranking is redone, until the shown plans all pass or the deadline or the round limit
+hits. Mixed GPU types are not planned for streams (refused in ``plan``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from guideopt.catalog import Catalog
+from guideopt.errors import NoFeasiblePlanError
+from guideopt.model.plan import Plan, PlanResult
+from guideopt.model.request import PlanRequest
+from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, fewest_and_most, kinds_from_options, micro_seconds
+from guideopt.solver.constraints import STREAM_LOAD, replica_range, satisfied, stream_slo_bounds, user_bounds, violations
+from guideopt.solver.dominance import shape_key
+from guideopt.solver.options import resolve_gpus
+from guideopt.solver.single import ranked_plans
+from guideopt.solver.stream_extract import stream_plan_of
+from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_replica_rate
+from guideopt.solver.stream_verify import verify_plan
+from guideopt.solver.terms import TERMS, unscale
+from guideopt.solver.timing import Deadline, Phases
+from guideopt.units import MILLI_LOAD_PER_LOAD, MS_PER_S
+
+# Rounds of simulate → cut → re-rank before the plans found so far are returned.
+MAX_VERIFICATION_ROUNDS = 8
+UNSTABLE_US = np.iinfo(np.int64).max // 4  # latency of a group whose queue never drains: never within an SLO
+
+
+def stream_candidates(req: PlanRequest, space: StreamSpace, bounds) -> Candidates:
+    """Every option at its fewest and most replicas, with its percentiles at its share of the load."""
+    kinds = kinds_from_options(space.table, shape_key(space.table))
+    kinds.milli_load = np.floor(space.slo_load * MILLI_LOAD_PER_LOAD).astype(np.int64)
+    kinds.tok_s = space.slo_rate_rps * space.lengths.mean_output
+    lo, hi = replica_range(kinds, bounds, frozenset(), MAX_REPLICAS_PER_OPTION)
+    cands = fewest_and_most(kinds, np.minimum(lo, MAX_REPLICAS_PER_OPTION), np.maximum(hi, 1))
+    return with_operating_point(req, space, cands)
+
+
+def with_operating_point(req: PlanRequest, space: StreamSpace, c: Candidates) -> Candidates:
+    """Latency columns at each group's share of the load (percentile ``slo.percentile``)."""
+    from guideopt.costs.stream import stream_metrics
+
+    if len(c) == 0:
+        c.slo_us = np.zeros((0, len(stream_slo_bounds(req))), dtype=np.int64)
+        return c
+    wl = req.workload
+    total = float(wl.rate_rps if wl.rate_rps is not None else wl.concurrency or 0)
+    rate = per_replica_rate(space, c.ref, total, c.replicas, wl.burstiness)
+    bounds = stream_slo_bounds(req)
+    pct = req.slo.percentile
+    pcts = tuple(sorted({pct} | {p for _, p, _ in bounds}))
+    m = stream_metrics(
+        space.arch, space.options.take(c.ref), space.lengths, np.maximum(rate, 1e-12), burstiness=wl.burstiness, percentiles=pcts
+    )
+    unstable = ~np.asarray(m.stable, dtype=bool)
+
+    def us(metric: str, p: float) -> np.ndarray:
+        ms = m.dist(metric).percentiles[p]
+        bad = unstable | ~np.isfinite(ms)
+        return np.where(bad, UNSTABLE_US, micro_seconds(np.where(bad, 0.0, ms) / MS_PER_S))
+
+    c.ttft_us, c.tpot_us, c.latency_us = us("ttft_ms", pct), us("tpot_ms", pct), us("e2e_ms", pct)
+    cols = [us(metric, p) for metric, p, _ in bounds]
+    c.slo_us = np.stack(cols, axis=1) if cols else np.zeros((len(c), 0), dtype=np.int64)
+    return c
+
+
+def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phases) -> PlanResult:
+    gpus = resolve_gpus(req, cat)
+    prices = [req.allowance(g.id).usd_per_hour or g.usd_per_hour for g in gpus]
+    space = build_stream_space(req, cat, gpus, prices)
+    clock.lap("stream options")
+    bounds = user_bounds(req, gpus)
+    if len(space.table) == 0:
+        raise NoFeasiblePlanError(
+            f"memory: no allowed GPU, TP and PP holds {space.arch.id} with room for one request of up to {space.lengths.max_total} tokens "
+            "(allow larger TP/PP, bigger GPUs or a lower precision)",
+            ["memory"],
+        )
+    cands = stream_candidates(req, space, bounds)
+    feasible = satisfied(cands, bounds)
+    clock.lap("candidates")
+    if not feasible.any():
+        _explain(req, cands, bounds)
+    plans, ranked, rounds = _ranked_and_verified(req, space, cands, feasible, deadline)
+    clock.lap("verify")
+    first = int(ranked[0])
+    return PlanResult(
+        status="feasible" if deadline.hit else "optimal",
+        objective=[t.value for t in req.objective],
+        solve_time_s=time.perf_counter() - deadline.start,
+        plans=plans,
+        objective_values=[unscale(t, int(TERMS[t].values(cands)[first])) for t in req.objective],
+        time_limit_reached=deadline.hit,
+        verification_rounds=rounds,
+    )
+
+
+def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates, feasible: np.ndarray, deadline: Deadline):
+    """Rank, simulate the shown plans, cut the options that fail, re-rank (bounded rounds)."""
+    cut = np.zeros(len(space.table), dtype=bool)
+    checked: dict[tuple[int, int], Plan] = {}
+    rounds = 0
+    while True:
+        pool = feasible & ~cut[cands.ref]
+        if not pool.any():
+            raise NoFeasiblePlanError(
+                "slo: every plan the analytic model accepts breaks an SLO in simulation (loosen the SLOs or raise the budget)",
+                [b for b, _ in _slo_names(req)],
+            )
+        ranked = ranked_plans(cands, pool, list(req.objective), cands.shape, req.top)
+        rounds += 1
+        failed = False
+        plans: list[Plan] = []
+        for rank, k in enumerate(ranked, start=1):
+            key = (int(cands.ref[k]), int(cands.replicas[k]))
+            if key not in checked:
+                if deadline.expired():
+                    deadline.hit = True
+                    break
+                checked[key] = verify_plan(req, space, key[0], key[1])
+            plan = checked[key]
+            if plan.stream is not None and plan.stream.get("simulated_meets_slo") is False:
+                cut[key[0]] = True
+                failed = True
+                continue
+            plans.append(plan.model_copy(update={"rank": rank}))
+        if not failed or rounds >= MAX_VERIFICATION_ROUNDS or deadline.hit:
+            kept = list(plans)
+            if not kept:  # out of rounds with every shown plan failing: the analytic best, flagged as failing
+                k = int(ranked[0])
+                key = (int(cands.ref[k]), int(cands.replicas[k]))
+                kept = [checked.get(key) or stream_plan_of(req, space, key[0], key[1], rank=1)]
+            return [p.model_copy(update={"rank": i}) for i, p in enumerate(kept, start=1)], ranked, rounds
+
+
+def _slo_names(req: PlanRequest) -> list[tuple[str, float]]:
+    return [(f"slo.{m}.p{p:g}", b) for m, p, b in stream_slo_bounds(req)]
+
+
+def _explain(req: PlanRequest, cands: Candidates, bounds) -> None:
+    """No plan: the first limit that stops every candidate; for the load, the most the rest allows."""
+    load = [b for b in bounds if b.kind is STREAM_LOAD]
+    others = frozenset(b.name for b in load)
+    rest = satisfied(cands, bounds, others)
+    if load and rest.any():
+        b = load[0]
+        best = float(cands.milli_load[rest].max())
+        raise NoFeasiblePlanError(b.kind.describe(req, b, best), [b.name, "budget.usd_per_hour"])
+    bad = violations(cands, bounds, others)
+    names = [name for name, mask in bad.items() if mask.all()] or list(bad)
+    if not rest.any() and load and cands.milli_load.max() == 0:
+        raise NoFeasiblePlanError(
+            "slo: no allowed replica meets the stream SLOs at any rate (loosen slo.ttft_ms / slo.tpot_ms or allow faster GPUs)",
+            [n for n, _ in _slo_names(req)],
+        )
+    raise NoFeasiblePlanError(f"{', '.join(names)}: no plan meets these limits together (relax one of them)", names)
