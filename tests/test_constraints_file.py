@@ -325,7 +325,7 @@ TERM_VALUE = {
 }
 # One unit of the solver's integer resolution per term (0.1 tok/s, 1 µs, 1 milli-dollar).
 TERM_TOL = {"throughput": 0.1, "latency": 1e-6, "ttft": 1e-3, "tpot": 1e-3, "cost": 1e-3, "usd_per_million_output_tokens": 2e-3}
-TERMS = [t.value for t in ObjectiveTerm]
+TERMS = [t.value for t in ObjectiveTerm if t is not ObjectiveTerm.RATE]  # rate: streams only
 LEX = variant(gpus={"l4": {"max": 8}, "h100-sxm": {"max": 4}}, slo={}, top=1)
 
 

@@ -28,15 +28,14 @@ from pydantic import Field
 
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.costs.capability import request_refusal
-from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.memory import tokens_per_sequence
 from guideopt.costs.rows import memory_breakdown
-from guideopt.costs.serving import ServingInputs, serving_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
 from guideopt.model.plan import MemoryBreakdown, Metrics
+from guideopt.model.workload import DEFAULT_PERCENTILE, POISSON_CV
 from guideopt.units import BYTES_PER_GB, MS_PER_S
 
 # Replica counts tried when sizing for a load before giving up.
@@ -60,6 +59,8 @@ class CapacityRequest(StrictModel):
     rate: float | None = Field(default=None, gt=0, description="requests/s to size for")
     ttft_ms: float | None = Field(default=None, gt=0)
     tpot_ms: float | None = Field(default=None, gt=0)
+    percentile: float = Field(default=DEFAULT_PERCENTILE, gt=0, lt=100, description="the percentile ttft_ms/tpot_ms bound")
+    running_cap: int | None = Field(default=None, gt=0, description="max running requests; default: the engine's")
 
     @property
     def resolved_tp(self) -> int:
@@ -194,7 +195,7 @@ def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
     if not fits:
         return out
     if req.rate is not None:
-        _size_for_rate(out, table, cat, min(max_batch, fw.max_num_seqs))
+        _size_for_rate(out, table, cat, req.running_cap or fw.max_num_seqs)
     return out
 
 
@@ -207,63 +208,52 @@ def _fitting_tp(req: CapacityRequest, cat: Catalog, arch) -> int | None:
     return None
 
 
-def _serving_curve(table: OptionTable, cat: Catalog, cap: int):
-    """Serving metrics for 1..cap requests in flight on one replica (vectorised)."""
-    fw = table.space.frameworks[0]
-    c = np.arange(1, cap + 1, dtype=float)
-    n = c.size
-    hw = hardware_arrays(list(table.space.gpus) * n, [fw] * n, list(table.space.dtypes) * n, cat.calibration)
-    x = ServingInputs(
-        tp=np.full(n, float(table.tp[0])),
-        pp=np.full(n, float(table.pp[0])),
-        concurrency=c,
-        input_len=np.full(n, float(table.space.input_len)),
-        output_len=np.full(n, float(table.space.output_len)),
-        split=np.full(n, float(table.split[0])),
-        chunked=np.full(n, fw.chunked_prefill),
-        w_bytes=np.full(n, table.space.dtypes[0].bytes),
-        kv_bytes=np.full(n, float(table.kv_dtype_bytes[0])),
-        running_cap=np.full(n, float(cap)),
-        kv_keep=np.ones(n),
-    )
-    return serving_metrics(table.arch, x, hw)
+def _stream_shape(req: CapacityRequest, table: OptionTable, cat: Catalog, cap: int):
+    """The shape as one stream option (the planner's model and cap rules) and its SLO rate."""
+    from guideopt.costs.lengths import fixed_lengths
+    from guideopt.model.workload import PercentileTargets
+    from guideopt.solver.stream_options import effective_caps, slo_rates, stream_options
+
+    lengths = fixed_lengths(req.input_len, req.output_len)
+    caps = effective_caps(table, np.array([float(cap)]), lengths)
+    opts = stream_options(table, caps, cat.calibration)
+    targets = {m: PercentileTargets(targets={req.percentile: v}) for m, v in (("ttft_ms", req.ttft_ms), ("tpot_ms", req.tpot_ms)) if v}
+    rate = float(slo_rates(table.arch, opts, lengths, targets, POISSON_CV)[0])
+    return opts, lengths, rate
 
 
 def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) -> None:
+    """Fewest replicas of the shape that share the rate within the SLOs: the same analytic
+    stream model and option rules as ``plan --rate`` (so the two agree)."""
+    from guideopt.costs.stream import stream_metrics
+
     req = out.request
     rate = req.rate
     assert rate is not None, "sizing needs a rate"
-    curve = _serving_curve(table, cat, cap)
-    req_rate = curve.output_throughput_tok_s / req.output_len
-    ok = np.ones(cap, dtype=bool)
-    if req.ttft_ms is not None:
-        ok &= curve.ttft_s * MS_PER_S <= req.ttft_ms
-    if req.tpot_ms is not None:
-        ok &= curve.tpot_s * MS_PER_S <= req.tpot_ms
-    if not ok.any():
-        best_ttft, best_tpot = float(curve.ttft_s.min() * MS_PER_S), float(curve.tpot_s.min() * MS_PER_S)
+    opts, lengths, best_rate = _stream_shape(req, table, cat, cap)
+    if best_rate <= 0:
         named = [n for n, v in (("slo.ttft_ms", req.ttft_ms), ("slo.tpot_ms", req.tpot_ms)) if v is not None]
+        idle = stream_metrics(table.arch, opts, lengths, np.array([1e-6]), percentiles=(req.percentile,))
         raise NoFeasiblePlanError(
-            f"slo: no load level meets the SLOs on this replica shape (fastest TTFT {best_ttft:.1f} ms, fastest TPOT {best_tpot:.2f} ms)",
+            f"slo: no load level meets the SLOs on this replica shape (P{req.percentile:g} TTFT {float(idle.ttft_ms.percentiles[req.percentile][0]):.1f} ms, "
+            f"TPOT {float(idle.tpot_ms.percentiles[req.percentile][0]):.2f} ms when idle)",
             named,
         )
-    best_rate = float(req_rate[ok].max())
     n = max(1, math.ceil(rate / best_rate - 1e-12))
     if n > MAX_REPLICAS_FOR_RATE:
         raise NoFeasiblePlanError(f"rate: {rate:g} req/s needs more than {MAX_REPLICAS_FOR_RATE} replicas of this shape", ["rate"])
     per_replica = rate / n
-    point = int(np.nonzero(ok & (req_rate >= per_replica - 1e-12))[0][0])  # fewest in flight that keeps up
+    m = stream_metrics(table.arch, opts, lengths, np.array([per_replica]), percentiles=(req.percentile,))
     gpus_per_replica = out.request.resolved_tp * out.request.pp
     price = cat.gpu(req.gpu).usd_per_hour
     out.replicas, out.num_gpus = n, n * gpus_per_replica
     out.usd_per_hour = round(n * gpus_per_replica * price, 4)
-    out.concurrency_per_replica = point + 1
-    ttft, tpot = float(curve.ttft_s[point]), float(curve.tpot_s[point])
-    latency = ttft + tpot * max(req.output_len - 1, 0)
+    out.concurrency_per_replica = int(min(max(math.ceil(float(m.running[0])), 1), float(opts.running_cap[0])))
+    pct = req.percentile
     out.metrics = Metrics(
-        ttft_ms=ttft * MS_PER_S,
-        tpot_ms=tpot * MS_PER_S,
-        batch_latency_s=latency,
+        ttft_ms=float(m.ttft_ms.percentiles[pct][0]),
+        tpot_ms=float(m.tpot_ms.percentiles[pct][0]),
+        batch_latency_s=float(m.e2e_ms.percentiles[pct][0]) / MS_PER_S,
         decode_throughput_tok_s=rate * max(req.output_len - 1, 0),
         output_throughput_tok_s=rate * req.output_len,
         total_throughput_tok_s=rate * (req.input_len + req.output_len),
@@ -276,10 +266,4 @@ def replica_throughput_req_s(out: Capacity, catalog: Catalog | None = None) -> f
     cat = catalog or load_catalog()
     fw = cat.framework(out.request.framework)
     table = _table(out.request, cat, out.request.resolved_tp)
-    curve = _serving_curve(table, cat, min(out.max_batch, fw.max_num_seqs))
-    ok = np.ones(curve.ttft_s.size, dtype=bool)
-    if out.request.ttft_ms is not None:
-        ok &= curve.ttft_s * MS_PER_S <= out.request.ttft_ms
-    if out.request.tpot_ms is not None:
-        ok &= curve.tpot_s * MS_PER_S <= out.request.tpot_ms
-    return float((curve.output_throughput_tok_s / out.request.output_len)[ok].max())
+    return _stream_shape(out.request, table, cat, out.request.running_cap or fw.max_num_seqs)[2]

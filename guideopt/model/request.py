@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
@@ -53,15 +54,16 @@ class Workload(StrictModel):
     """Offline (a static batch of fixed lengths; the default) or a request stream (``rate_rps``
     or ``concurrency`` given; lengths fixed by ``input_len``/``output_len`` or ``lengths``)."""
 
-    input_len: int | None = Field(default=None, gt=0, description="prompt tokens per request")
-    output_len: int | None = Field(default=None, gt=0, description="generated tokens per request")
+    # ``lengths`` comes first so that the length fields' validators see it
+    lengths: Lengths | None = Field(
+        default=None, description="stream: buckets, a length mix id or a trace file instead of input_len/output_len"
+    )
+    input_len: int | None = Field(default=None, gt=0, validate_default=True, description="prompt tokens per request")
+    output_len: int | None = Field(default=None, gt=0, validate_default=True, description="generated tokens per request")
     batch: int | None = Field(default=None, gt=0, description="fixed batch per replica; else the solver picks it (offline only)")
     rate_rps: float | None = Field(default=None, gt=0, description="stream: mean arrival rate of the whole deployment, requests/s")
     concurrency: int | None = Field(default=None, gt=0, description="stream: closed-loop clients of the whole deployment")
     burstiness: float = Field(default=POISSON_CV, gt=0, description="stream: coefficient of variation of inter-arrival times (1 = Poisson)")
-    lengths: Lengths | None = Field(
-        default=None, description="stream: buckets, a length mix id or a trace file instead of input_len/output_len"
-    )
     num_requests: int = Field(default=DEFAULT_NUM_REQUESTS, gt=0, description="stream: requests each verifying simulation samples")
     seed: int = Field(default=0, ge=0, description="stream: seed of the verifying simulations")
 
@@ -73,12 +75,16 @@ class Workload(StrictModel):
             return {"file": value} if value.lower().endswith(TRACE_SUFFIXES) else {"mix": value}
         return value
 
+    @field_validator("input_len", "output_len")
+    @classmethod
+    def _required_without_lengths(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None and info.data.get("lengths") is None:
+            raise PydanticCustomError("missing", "Field required (or, for a stream, give lengths)")
+        return value
+
     @model_validator(mode="after")
     def _lengths_given_once(self) -> Workload:
         fixed = self.input_len is not None or self.output_len is not None
-        if self.lengths is None and (self.input_len is None or self.output_len is None):
-            missing = "input_len" if self.input_len is None else "output_len"
-            raise ValueError(f"{missing} is required (or, for a stream, give lengths)")
         if self.lengths is not None and fixed:
             raise ValueError("give input_len/output_len or lengths, not both")
         if self.rate_rps is not None and self.concurrency is not None:

@@ -96,14 +96,10 @@ def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float]
     rep = np.repeat(rows, caps.size)
     cap = np.tile(caps, rows.size)
     table = base.take(rep)
-    fw_chunked = chunked[rep]
-    cap = np.where(fw_chunked, np.minimum(cap, table.split), cap)  # vLLM caps max_num_seqs at the token budget
-    slots = np.maximum(np.floor(table.memory.kv_tokens / (lengths.mean_input + lengths.mean_output)), 1.0)
-    cap = np.minimum(cap, np.maximum(slots, STREAM_RUNNING_CAPS[0]))  # caps beyond the KV cache's requests act alike
+    cap = effective_caps(table, cap, lengths)
     keep = _distinct(table, cap)
     table, cap = table.take(keep), cap[keep]
-    reserve = np.array([kv_policy(space.frameworks[i].id) is KvPolicy.RESERVE for i in table.fw_idx], dtype=bool)
-    opts = options_from_table(table, cat.calibration, running_cap=cap, reserve_kv=reserve)
+    opts = stream_options(table, cap, cat.calibration)
     targets = req.slo.stream_targets()
     rate = slo_rates(arch, opts, lengths, targets, req.workload.burstiness)
     closed = req.workload.concurrency is not None
@@ -112,6 +108,21 @@ def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float]
         at = stream_metrics(arch, opts, lengths, np.maximum(rate, 1e-9), burstiness=req.workload.burstiness)
         load = np.where(rate > 0, rate * at.e2e_ms.mean / MS_PER_S, 0.0)
     return StreamSpace(arch, table, opts, lengths, targets, rate, load, closed)
+
+
+def effective_caps(table: OptionTable, cap: np.ndarray, lengths: LengthTable) -> np.ndarray:
+    """The running cap an engine applies: at most the token budget on chunked engines (vLLM
+    caps max_num_seqs at max_num_batched_tokens), and caps beyond the requests the KV cache
+    holds act alike (clipped there, so that equal options are priced once)."""
+    chunked = np.array([table.space.frameworks[i].chunked_prefill for i in table.fw_idx], dtype=bool)
+    cap = np.where(chunked, np.minimum(cap, table.split), np.asarray(cap, dtype=float))
+    slots = np.maximum(np.floor(table.memory.kv_tokens / (lengths.mean_input + lengths.mean_output)), 1.0)
+    return np.minimum(cap, np.maximum(slots, STREAM_RUNNING_CAPS[0]))
+
+
+def stream_options(table: OptionTable, cap: np.ndarray, calibration) -> StreamOptions:
+    reserve = np.array([kv_policy(table.space.frameworks[i].id) is KvPolicy.RESERVE for i in table.fw_idx], dtype=bool)
+    return options_from_table(table, calibration, running_cap=cap, reserve_kv=reserve)
 
 
 def _distinct(table: OptionTable, cap: np.ndarray) -> np.ndarray:
