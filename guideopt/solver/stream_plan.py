@@ -21,7 +21,7 @@ from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import PlanRequest
 from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, fewest_and_most, kinds_from_options, micro_seconds
-from guideopt.solver.constraints import STREAM_LOAD, replica_range, satisfied, stream_slo_bounds, user_bounds, violations
+from guideopt.solver.constraints import STREAM_LOAD, STREAM_SLO, replica_range, satisfied, stream_slo_bounds, user_bounds, violations
 from guideopt.solver.dominance import shape_key
 from guideopt.solver.options import resolve_gpus
 from guideopt.solver.single import ranked_plans
@@ -152,7 +152,8 @@ def _slo_names(req: PlanRequest) -> list[tuple[str, float]]:
 def _explain(req: PlanRequest, cands: Candidates, bounds) -> None:
     """No plan: the first limit that stops every candidate; for the load, the most the rest allows."""
     load = [b for b in bounds if b.kind is STREAM_LOAD]
-    others = frozenset(b.name for b in load)
+    # the load a group serves already keeps the SLOs: leave both out to find the most it serves
+    others = frozenset(b.name for b in bounds if b.kind in (STREAM_LOAD, STREAM_SLO))
     rest = satisfied(cands, bounds, others)
     if load and rest.any():
         b = load[0]
