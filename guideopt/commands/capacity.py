@@ -42,6 +42,8 @@ PROGRESS_MIN_ROWS = 20
 @click.option("--rate", type=float, default=None, help="Requests/s to size the deployment for.")
 @click.option("--ttft-ms", type=float, default=None, help="SLO for --rate sizing.")
 @click.option("--tpot-ms", type=float, default=None, help="SLO for --rate sizing.")
+@click.option("--percentile", type=float, default=None, help="The percentile --ttft-ms/--tpot-ms bound (default 90), as in plan --rate.")
+@click.option("--running-cap", type=int, default=None, help="Max running requests per replica for --rate (default: the engine's).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows instead of a table.")
 @json_option
 @handle_errors
@@ -61,6 +63,8 @@ def capacity(
     rate: float | None,
     ttft_ms: float | None,
     tpot_ms: float | None,
+    percentile: float | None,
+    running_cap: int | None,
     as_csv: bool,
     as_json: bool,
 ) -> None:
@@ -88,6 +92,8 @@ def capacity(
         "rate": rate,
         "ttft_ms": ttft_ms,
         "tpot_ms": tpot_ms,
+        "percentile": percentile,
+        "running_cap": running_cap,
     }
     base = {k: v for k, v in base.items() if v is not None}
     cat = load_catalog()

@@ -26,16 +26,18 @@ from guideopt.model.workload import PercentileTargets
 from guideopt.simulator.policy import KvPolicy, kv_policy
 from guideopt.units import MS_PER_S
 
-# Running-request caps the solver tries per engine: powers of two spanning the engines'
+# Running-request caps the solver tries per engine: powers of four spanning the engines'
 # defaults (vLLM max_num_seqs 256 (V1: 1024 on H100-class), SGLang derives it from memory,
 # TRT-LLM max_batch_size 2048 by default but 8-512 in its tuning guides).
-STREAM_RUNNING_CAPS = (8, 16, 32, 64, 128, 256, 512)
+STREAM_RUNNING_CAPS = (8, 32, 128, 512)
 # Bisection steps for the stable rate (steady state only, cheap) and for the largest rate
-# within the SLOs (percentiles, ~7x dearer): 2^-12 and 2^-7 of the bracket, rounded down.
-STABLE_RATE_BISECTIONS = 12
+# within the SLOs (percentiles, ~7x dearer): 2^-8 and 2^-7 of the bracket, rounded down.
+STABLE_RATE_BISECTIONS = 8
 SLO_LOAD_BISECTIONS = 7
 IDLE_SHARE = 1.0 / 128  # an option that misses the SLOs at this share of its stable rate never meets them
-TINY_RATE_RPS = 1e-6  # "no load": the steady state of an empty replica
+TINY_RATE_RPS = 1e-6
+PRUNE_BATCH = 512  # options priced per batch when pricing cheapest-first
+PRUNE_SLACK_SHAPES = 4  # shapes priced beyond ``top``: room for plans the simulator cuts  # "no load": the steady state of an empty replica
 
 
 @dataclass
@@ -72,7 +74,9 @@ def stream_lengths(req: PlanRequest, arch: ModelArch) -> LengthTable:
     return table
 
 
-def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float]) -> StreamSpace:
+def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float], *, prune: bool = True) -> StreamSpace:
+    """The options and their SLO loads. ``prune``: with cost the leading objective, price the
+    options cheapest-first and stop once the rest cannot be among the plans shown (below)."""
     arch = cat.model(req.model)
     lengths = stream_lengths(req, arch)
     frameworks = [cat.framework(f) for f in req.framework_ids(list(cat.frameworks))]
@@ -101,13 +105,67 @@ def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float]
     table, cap = table.take(keep), cap[keep]
     opts = stream_options(table, cap, cat.calibration)
     targets = req.slo.stream_targets()
-    rate = slo_rates(arch, opts, lengths, targets, req.workload.burstiness)
     closed = req.workload.concurrency is not None
+    rate = _priced_slo_rates(req, arch, table, opts, lengths, targets, prune=prune and not closed)
     load = rate
     if closed and len(opts):  # clients one replica holds at that rate (Little's law)
         at = stream_metrics(arch, opts, lengths, np.maximum(rate, 1e-9), burstiness=req.workload.burstiness)
         load = np.where(rate > 0, rate * at.e2e_ms.mean / MS_PER_S, 0.0)
     return StreamSpace(arch, table, opts, lengths, targets, rate, load, closed)
+
+
+def _priced_slo_rates(
+    req: PlanRequest, arch: ModelArch, table: OptionTable, opts: StreamOptions, lengths: LengthTable, targets, *, prune: bool
+) -> np.ndarray:
+    """SLO rates of the options that can matter; the rest stay 0 (serve nothing).
+
+    An empty replica's residence and prompt service bound the stable rate, hence the SLO
+    rate, from above (one steady state), so ceil(rate / bound) × price bounds an option's
+    cost from below. With ``prune``: options whose bound exceeds the budget cannot serve the
+    rate within it, and with cost leading the objective the rest are priced in batches in
+    order of that bound; once the ``top + PRUNE_SLACK_SHAPES``-th cheapest shape found costs
+    less than the next bound, no later option can rank among the plans shown (nor replace
+    one the simulator cuts, up to that slack)."""
+    from guideopt.model.request import ObjectiveTerm
+    from guideopt.solver.dominance import shape_key
+
+    out = np.zeros(len(opts))
+    rate = req.workload.rate_rps
+    burst = req.workload.burstiness
+    if len(opts) == 0:
+        return out
+    bound = idle_rate_bound(arch, opts, lengths)
+    if not prune or rate is None:
+        return slo_rates(arch, opts, lengths, targets, burst, bound=bound)
+    price = table.usd_per_hour_per_gpu * table.gpus_per_replica
+    budget = req.budget.usd_per_hour * (1 + 1e-9)
+    lower = np.where(bound > 0, np.ceil(rate / np.maximum(bound, 1e-12) - 1e-9) * price, np.inf)
+    alive = np.nonzero(lower <= budget)[0]
+    if req.objective[0] is not ObjectiveTerm.COST:
+        out[alive] = slo_rates(arch, opts.take(alive), lengths, targets, burst, bound=bound[alive])
+        return out
+    order = alive[np.argsort(lower[alive], kind="stable")]
+    shapes = shape_key(table)
+    best: dict[int, float] = {}
+    want = req.top + PRUNE_SLACK_SHAPES
+    for start in range(0, order.size, PRUNE_BATCH):
+        batch = order[start : start + PRUNE_BATCH]
+        if len(best) >= want and lower[batch[0]] > sorted(best.values())[want - 1]:
+            break
+        got = slo_rates(arch, opts.take(batch), lengths, targets, burst, bound=bound[batch])
+        out[batch] = got
+        cost = np.where(got > 0, np.ceil(rate / np.maximum(got, 1e-12) - 1e-9) * price[batch], np.inf)
+        for i, c in zip(batch, cost):
+            if c <= budget:
+                best[int(shapes[i])] = min(best.get(int(shapes[i]), np.inf), float(c))
+    return out
+
+
+def idle_rate_bound(arch: ModelArch, opts: StreamOptions, lengths: LengthTable) -> np.ndarray:
+    """Per option, a rate no steady state reaches: where an empty replica's residence fills
+    its slots or its prompt service fills the steps (both only grow with the rate)."""
+    st = steady_state(arch, opts, lengths, np.full(len(opts), TINY_RATE_RPS))
+    return np.minimum(st.slots / st.residence_s, 1.0 / st.prefill_service_s)
 
 
 def effective_caps(table: OptionTable, cap: np.ndarray, lengths: LengthTable) -> np.ndarray:
@@ -141,50 +199,54 @@ def meets_targets(m: StreamMetrics, targets: dict[str, PercentileTargets]) -> np
     return ok
 
 
-def stable_rates(arch: ModelArch, opts: StreamOptions, lengths: LengthTable) -> np.ndarray:
-    """Per option, the largest per-replica rate whose steady state is stable (bisection; the
-    upper end is where an empty replica's residence or prompt service already saturates)."""
-    tiny = np.full(len(opts), TINY_RATE_RPS)
-    st = steady_state(arch, opts, lengths, tiny)
-    hi = np.minimum(st.slots / st.residence_s, 1.0 / st.prefill_service_s)
+def stable_rates(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per option, a bracket (stable, unstable) around the largest stable per-replica rate
+    (bisection below ``bound``)."""
+    hi = np.asarray(bound, dtype=float).copy()
     lo = np.zeros_like(hi)
     for _ in range(STABLE_RATE_BISECTIONS):
         mid = (lo + hi) / 2.0
         s = steady_state(arch, opts, lengths, mid)
         ok = s.converged & (mid * s.residence_s < s.slots) & (mid * s.prefill_service_s < 1.0)
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    return lo
+    return lo, hi
 
 
 def slo_rates(
-    arch: ModelArch, opts: StreamOptions, lengths: LengthTable, targets: dict[str, PercentileTargets], burstiness: float
+    arch: ModelArch,
+    opts: StreamOptions,
+    lengths: LengthTable,
+    targets: dict[str, PercentileTargets],
+    burstiness: float,
+    bound: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per option, the largest per-replica rate (req/s) at which it is stable and meets every
     target: bisection below the stable rate (latencies grow with the rate), on the options
     that meet the targets when nearly idle (the rest get 0)."""
     if len(opts) == 0:
         return np.zeros(0)
-    top = stable_rates(arch, opts, lengths)
+    bound = idle_rate_bound(arch, opts, lengths) if bound is None else bound
     if not targets:
-        return top
+        return stable_rates(arch, opts, lengths, bound)[0]
     pcts = tuple(sorted({p for t in targets.values() for p in t.targets}))
 
     def ok_at(o: StreamOptions, rate: np.ndarray) -> np.ndarray:
-        return meets_targets(
-            stream_metrics(arch, o, lengths, np.maximum(rate, TINY_RATE_RPS), burstiness=burstiness, percentiles=pcts), targets
-        )
+        m = stream_metrics(arch, o, lengths, np.maximum(rate, TINY_RATE_RPS), burstiness=burstiness, percentiles=pcts)
+        return meets_targets(m, targets)
 
-    usable = np.nonzero(ok_at(opts, top * IDLE_SHARE))[0]
     out = np.zeros(len(opts))
+    # an option that misses the SLOs nearly idle never meets them: no stable-rate search for it
+    usable = np.nonzero(ok_at(opts, np.minimum(bound * IDLE_SHARE, TINY_RATE_RPS * 1e3)))[0]
     if usable.size == 0:
         return out
     sub = opts.take(usable)
-    lo, hi = top[usable] * IDLE_SHARE, top[usable]
+    stable, top = stable_rates(arch, sub, lengths, bound[usable])
+    lo, hi = np.minimum(top * IDLE_SHARE, stable), top
     for _ in range(SLO_LOAD_BISECTIONS):
         mid = (lo + hi) / 2.0
         ok = ok_at(sub, mid)
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    out[usable] = lo
+    out[usable] = np.where(ok_at(sub, lo), lo, 0.0)
     return out
 
 

@@ -42,6 +42,7 @@ def stream_candidates(req: PlanRequest, space: StreamSpace, bounds) -> Candidate
     kinds = kinds_from_options(space.table, shape_key(space.table))
     kinds.milli_load = np.floor(space.slo_load * MILLI_LOAD_PER_LOAD).astype(np.int64)
     kinds.tok_s = space.slo_rate_rps * space.lengths.mean_output
+    kinds = kinds.take(np.nonzero(kinds.milli_load > 0)[0])  # an option serving nothing within the SLOs is no group
     lo, hi = replica_range(kinds, bounds, frozenset(), MAX_REPLICAS_PER_OPTION)
     cands = fewest_and_most(kinds, np.minimum(lo, MAX_REPLICAS_PER_OPTION), np.maximum(hi, 1))
     return with_operating_point(req, space, cands)
@@ -91,8 +92,9 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
     cands = stream_candidates(req, space, bounds)
     feasible = satisfied(cands, bounds)
     clock.lap("candidates")
-    if not feasible.any():
-        _explain(req, cands, bounds)
+    if not feasible.any():  # explain from every option, none skipped by the cheapest-first pricing
+        full = build_stream_space(req, cat, gpus, prices, prune=False)
+        _explain(req, stream_candidates(req, full, bounds), bounds)
     plans, ranked, rounds = _ranked_and_verified(req, space, cands, feasible, deadline)
     clock.lap("verify")
     first = int(ranked[0])
@@ -109,11 +111,12 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
 
 def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates, feasible: np.ndarray, deadline: Deadline):
     """Rank, simulate the shown plans, cut the options that fail, re-rank (bounded rounds)."""
-    cut = np.zeros(len(space.table), dtype=bool)
+    shapes = cands.shape
+    cut: set[int] = set()  # deployment shapes
     checked: dict[tuple[int, int], Plan] = {}
     rounds = 0
     while True:
-        pool = feasible & ~cut[cands.ref]
+        pool = feasible & ~np.isin(shapes, list(cut))
         if not pool.any():
             raise NoFeasiblePlanError(
                 "slo: every plan the analytic model accepts breaks an SLO in simulation (loosen the SLOs or raise the budget)",
@@ -132,7 +135,7 @@ def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates
                 checked[key] = verify_plan(req, space, key[0], key[1])
             plan = checked[key]
             if plan.stream is not None and plan.stream.get("simulated_meets_slo") is False:
-                cut[key[0]] = True
+                cut.add(int(shapes[k]))  # the analytic model misjudges this shape: drop its other knobs too
                 failed = True
                 continue
             plans.append(plan.model_copy(update={"rank": rank}))
@@ -151,6 +154,11 @@ def _slo_names(req: PlanRequest) -> list[tuple[str, float]]:
 
 def _explain(req: PlanRequest, cands: Candidates, bounds) -> None:
     """No plan: the first limit that stops every candidate; for the load, the most the rest allows."""
+    if len(cands) == 0:
+        raise NoFeasiblePlanError(
+            "slo: no allowed replica meets the stream SLOs at any rate (loosen slo.ttft_ms / slo.tpot_ms or allow faster GPUs)",
+            [n for n, _ in _slo_names(req)],
+        )
     load = [b for b in bounds if b.kind is STREAM_LOAD]
     # the load a group serves already keeps the SLOs: leave both out to find the most it serves
     others = frozenset(b.name for b in bounds if b.kind in (STREAM_LOAD, STREAM_SLO))
@@ -161,9 +169,4 @@ def _explain(req: PlanRequest, cands: Candidates, bounds) -> None:
         raise NoFeasiblePlanError(b.kind.describe(req, b, best), [b.name, "budget.usd_per_hour"])
     bad = violations(cands, bounds, others)
     names = [name for name, mask in bad.items() if mask.all()] or list(bad)
-    if not rest.any() and load and cands.milli_load.max() == 0:
-        raise NoFeasiblePlanError(
-            "slo: no allowed replica meets the stream SLOs at any rate (loosen slo.ttft_ms / slo.tpot_ms or allow faster GPUs)",
-            [n for n, _ in _slo_names(req)],
-        )
     raise NoFeasiblePlanError(f"{', '.join(names)}: no plan meets these limits together (relax one of them)", names)
