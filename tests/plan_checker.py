@@ -158,6 +158,8 @@ def check_plan(plan_json: dict[str, Any], request: PlanRequest, catalog: Catalog
 
     # ---- SLOs: latencies per group (per replica), throughput for the whole deployment
     slo = request.slo
+    if request.workload.is_stream:
+        return bad + _stream_violations(plan_json, request)
     for g in groups:
         m = g["metrics"]
         where = f"group {g['gpu']} tp{g['tp']}·pp{g['pp']}"
@@ -177,6 +179,30 @@ def check_plan(plan_json: dict[str, Any], request: PlanRequest, catalog: Catalog
             fail(f"plan {key} {plan_metrics[key]} != worst group {worst}")
     if slo.min_output_throughput_tok_s is not None and total_tput < slo.min_output_throughput_tok_s - TOK_TOL:
         fail(f"output throughput {total_tput:.1f} tok/s under the SLO {slo.min_output_throughput_tok_s} tok/s")
+    return bad
+
+
+def _stream_violations(plan_json: dict[str, Any], request: PlanRequest) -> list[str]:
+    """A stream plan: every percentile bound holds (analytic, and simulated when it passed) and
+    the groups serve the load."""
+    bad: list[str] = []
+    served = 0.0
+    for g in plan_json["groups"]:
+        st = g.get("stream") or {}
+        where = f"group {g['gpu']} tp{g['tp']}·pp{g['pp']}"
+        served += g["replicas"] * float(st.get("sustainable_rate_rps_per_replica", 0.0))
+        for metric, targets in request.slo.stream_targets().items():
+            for pct, bound in targets.targets.items():
+                value = st["analytic"][metric][f"p{pct:g}"]
+                if value > bound + MS_TOL:
+                    bad.append(f"{where}: analytic {metric} p{pct:g} {value:.1f} ms over the SLO {bound} ms")
+                if (plan_json.get("stream") or {}).get("simulated_meets_slo") and "simulated" in st:
+                    sim = st["simulated"][metric][f"p{pct:g}"]
+                    if sim > bound + MS_TOL:
+                        bad.append(f"{where}: simulated {metric} p{pct:g} {sim:.1f} ms over {bound} ms, yet marked as meeting it")
+    rate = request.workload.rate_rps
+    if rate is not None and served < rate * (1 - 1e-6):
+        bad.append(f"the groups serve {served:.3f} req/s within the SLOs, under the rate {rate}")
     return bad
 
 
