@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from guideopt.errors import GuideoptError, InvalidRequestError
 from guideopt.model.request import PlanRequest, PredictRequest
-from guideopt.model.validation import validated
+from guideopt.model.validation import check_context, validated
 
 if TYPE_CHECKING:
     from guideopt.analyses.predict import Prediction
@@ -39,15 +39,25 @@ PREDICT_CSV_METRICS = (
 
 def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = None) -> PlanResult:
     """Best deployments for a request; raises NoFeasiblePlanError with an explanation."""
+    from guideopt.catalog import load_catalog
     from guideopt.solver.plan import solve_request
 
-    return solve_request(validated(PlanRequest, request), catalog)
+    req = validated(PlanRequest, request)
+    cat = catalog or load_catalog()
+    check_context(
+        req.model, cat.model(req.model).max_position_embeddings, req.workload.input_len, req.workload.output_len, "workload.input_len"
+    )
+    return solve_request(req, cat)
 
 
 def predict(request: PredictRequest | Mapping[str, Any], catalog: Catalog | None = None) -> Prediction:
     from guideopt.analyses.predict import predict_one
+    from guideopt.catalog import load_catalog
 
-    return predict_one(validated(PredictRequest, request), catalog)
+    req = validated(PredictRequest, request)
+    cat = catalog or load_catalog()
+    check_context(req.model, cat.model(req.model).max_position_embeddings, req.input_len, req.output_len, "input_len")
+    return predict_one(req, cat)
 
 
 # Rows read, predicted and written at a time by ``predict --csv``: the first chunk is small

@@ -157,7 +157,7 @@ def test_negative_budget(runner):
 
 def test_zero_input_len(runner):
     args = ["plan", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "0", "--output-len", "256"]
-    assert_one_line_error(invoke(runner, args), EXIT_USER, "input_len")
+    assert_one_line_error(invoke(runner, args), EXIT_USER, "--input-len")
 
 
 def test_predict_tp_not_dividing_heads(runner):

@@ -8,15 +8,75 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
 
 import click
 
-from guideopt.errors import GuideoptError, NoFeasiblePlanError
+from guideopt.errors import GuideoptError, GuideoptWarning, NoFeasiblePlanError
+from guideopt.io.constraints_parse import ConstraintsFileError
 from guideopt.io.render import plan_text
+from guideopt.model.keypath import leading_key
 from guideopt.model.request import DEFAULT_OBJECTIVE, DEFAULT_TOP
+from guideopt.model.validation import display_name
+
+# How the command line names each request field (key paths without list indices): a
+# message about `budget.usd_per_hour` reads `--budget: ...` on the command line, as the
+# same message reads `FILE:LINE: budget.usd_per_hour: ...` for a constraints file.
+FLAG_NAMES: dict[str, str] = {
+    "model": "--model",
+    "workload.input_len": "--input-len",
+    "workload.output_len": "--output-len",
+    "workload.batch": "--batch",
+    "budget": "--budget",
+    "objective": "--objective",
+    "top": "--top",
+    "gpus": "--gpu",
+    "parallelism.max_gpus": "--max-gpus",
+    "parallelism.tp": "--tp",
+    "parallelism.pp": "--pp",
+    "framework": "--framework",
+    "precision": "--dtype",
+    "kv_dtype": "--kv-dtype",
+    "slo.ttft_ms": "--ttft-ms",
+    "slo.tpot_ms": "--tpot-ms",
+    "slo.min_output_throughput_tok_s": "--min-throughput",
+    "heterogeneous": "--heterogeneous",
+    # predict and capacity take flat requests
+    "gpu": "--gpu",
+    "num_gpus": "--num-gpus",
+    "tp": "--tp",
+    "pp": "--pp",
+    "dtype": "--dtype",
+    "batch": "--batch",
+    "input_len": "--input-len",
+    "output_len": "--output-len",
+    "split": "--split",
+    "concurrency": "--concurrency",
+    "h2o_keep": "--h2o-keep",
+    "rate": "--rate",
+    "ttft_ms": "--ttft-ms",
+    "tpot_ms": "--tpot-ms",
+    "emit": "--emit",
+    "plot": "--plot",
+}
+
+
+def flag_message(exc: GuideoptError, names: Mapping[str, str] | None = FLAG_NAMES) -> str:
+    """The error's one line with its field named as a flag (``--budget: must be > 0 ...``)."""
+    text = str(exc)
+    if isinstance(exc, ConstraintsFileError) or not names:
+        return text
+    field = getattr(exc, "field", None)
+    if field:
+        return f"{display_name(field, names)}: {getattr(exc, 'problem', text)}"
+    head = leading_key(text)
+    if head is None or head.split(".")[0].split("[")[0] not in {k.split(".")[0] for k in names}:
+        return text
+    return f"{display_name(head, names)}: {text[len(head) + 2 :]}"
 
 
 def echo_json(data: Any) -> None:
@@ -36,24 +96,44 @@ def infeasible_json(objective: list[str], explanation: str, conflicts: list[str]
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Expected failures become one line on stderr and the contract's exit code."""
+    """Expected failures become one line on stderr and the contract's exit code; model
+    caveats (GuideoptWarning) become ``warning:`` lines on stderr."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         as_json = kwargs.get("as_json", False)
-        try:
-            return func(*args, **kwargs)
-        except NoFeasiblePlanError as exc:
-            click.echo(f"error: no feasible plan: {exc}", err=True)
-            if as_json:
-                objective = objective_terms(kwargs["objective"]) if "objective" in kwargs else kwargs.get("objective_terms") or []
-                echo_json(infeasible_json(objective, str(exc), list(exc.conflicts)))
-            sys.exit(exc.exit_code)
-        except GuideoptError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+        names = None if kwargs.get("file") else FLAG_NAMES  # --file: its own key paths
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GuideoptWarning)
+            try:
+                return func(*args, **kwargs)
+            except NoFeasiblePlanError as exc:
+                click.echo(f"error: no feasible plan: {exc}", err=True)
+                if as_json:
+                    objective = objective_terms(kwargs["objective"]) if "objective" in kwargs else kwargs.get("objective_terms") or []
+                    echo_json(infeasible_json(objective, str(exc), list(exc.conflicts), round(time.perf_counter() - start, 6)))
+                sys.exit(exc.exit_code)
+            except GuideoptError as exc:
+                click.echo(f"error: {flag_message(exc, names)}", err=True)
+                sys.exit(exc.exit_code)
+            finally:
+                echo_warnings(caught)
 
     return wrapper
+
+
+def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Each distinct GuideoptWarning once, as one line on stderr; other warnings pass on."""
+    seen: set[str] = set()
+    for item in caught:
+        if not issubclass(item.category, GuideoptWarning):
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+            continue
+        text = str(item.message)
+        if text not in seen:
+            seen.add(text)
+            click.echo(f"warning: {text}", err=True)
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -142,7 +222,7 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
         "workload": {"input_len": flags["input_len"], "output_len": flags["output_len"], "batch": flags.get("batch")},
         "budget": {"usd_per_hour": flags["budget"]},
         "objective": objective_terms(flags.get("objective")),
-        "top": flags.get("top") or DEFAULT_TOP,
+        "top": DEFAULT_TOP if flags.get("top") is None else flags["top"],
         "slo": {
             "ttft_ms": flags.get("ttft_ms"),
             "tpot_ms": flags.get("tpot_ms"),
@@ -156,7 +236,7 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
                 ("max_gpus", flags.get("max_gpus")),
                 ("max_nodes", flags.get("max_nodes")),
             )
-            if v
+            if v is not None and v != []  # --max-gpus 0 is checked, not dropped
         },
     }
     if flags.get("time_limit_s") is not None:

@@ -198,12 +198,14 @@ def arch_from_hf_config(cfg: dict[str, Any], model_id: str, source: str = "") ->
 
 def _refuse_unmodelled(cfg: dict[str, Any], model_type: str) -> None:
     if cfg.get("kv_lora_rank") is not None:
-        heads = cfg.get("num_key_value_heads") or cfg.get("num_attention_heads")
-        hidden, n_heads = cfg.get("hidden_size"), cfg.get("num_attention_heads")
-        rank, rope = cfg.get("kv_lora_rank"), cfg.get("qk_rope_head_dim") or 0
+        sizes = [cfg.get(k) for k in ("num_attention_heads", "hidden_size", "kv_lora_rank")]
+        rope = cfg.get("qk_rope_head_dim") or 0
         ratio = ""
-        if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (heads, hidden, n_heads, rank)) and isinstance(rope, int):
-            ratio = f" about {2 * heads * (hidden // n_heads) / (rank + rope):.0f}x"
+        if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes) and isinstance(rope, int):
+            heads, hidden, rank = (int(v) for v in sizes if v is not None)
+            given = cfg.get("num_key_value_heads")
+            kv_heads = given if isinstance(given, int) and given > 0 else heads
+            ratio = f" about {2 * kv_heads * (hidden // heads) / (rank + rope):.0f}x"
         raise ValueError(
             f"multi-head latent attention (config.json 'kv_lora_rank', DeepSeek-V2/V3) is not modelled: "
             f"sizing it as plain attention would overstate its KV cache{ratio} "

@@ -141,6 +141,8 @@ def union_message(path: KeyPath, value: Any) -> str:
 def _bound_message(kind: str, got: Any, ctx: Mapping[str, Any]) -> str:
     op, key = _BOUND_OPS[kind]
     bound = ctx.get(key)
+    if isinstance(bound, float) and bound.is_integer() and abs(bound) < 1e15:
+        bound = int(bound)
     bound_s = f"{bound:,g}" if isinstance(bound, float) else f"{bound:,}" if isinstance(bound, int) else str(bound)
     fix = {">": f"a number above {bound_s}", ">=": f"{bound_s} or more", "<": f"a number below {bound_s}", "<=": f"at most {bound_s}"}[op]
     if bound_s == "0" and op == ">":
