@@ -102,7 +102,7 @@ class Catalog:
             return found
         close = difflib.get_close_matches(name, list(self.models), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        paths = ", or a path to a config.json" if allow_paths else ""
+        paths = ", or a path to a config.json" if allow_paths else "; choose a catalog id: local paths are not read here"
         raise CatalogError(f"model: unknown model {name!r} ({hint}see `guideopt catalog models`{paths})")
 
 

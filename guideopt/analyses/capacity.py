@@ -105,9 +105,10 @@ class Capacity:
         }
         if self.request.batch:
             out["requested_batch"] = self.request.batch
-            out["sub_batch_count"] = sum(self.sub_batch_sizes.values())
+            count = sum(self.sub_batch_sizes.values())
+            out["sub_batch_count"] = count
             out["sub_batch_sizes"] = {str(k): v for k, v in self.sub_batch_sizes.items()}
-            if out["sub_batch_count"] <= MAX_LISTED_SUB_BATCHES:
+            if count <= MAX_LISTED_SUB_BATCHES:
                 out["sub_batches"] = self.sub_batches
         if self.reason:
             out["reason"] = self.reason
