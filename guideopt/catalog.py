@@ -19,15 +19,16 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from guideopt.errors import CatalogError, GuideoptWarning
+from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning
 from guideopt.model.calibration import Calibration
 from guideopt.model.capability import Architecture
 from guideopt.model.framework import Framework
-from guideopt.model.gpu import Gpu, LinkClass
+from guideopt.model.gpu import Gpu, LinkClass, PriceSet
 from guideopt.model.launch import KubernetesCatalog
-from guideopt.model.limits import MAX_CONFIG_JSON_BYTES
+from guideopt.model.limits import MAX_CONFIG_JSON_BYTES, MAX_CONSTRAINTS_FILE_BYTES
 from guideopt.model.link import Links, NetworkLink
 from guideopt.model.llm import ModelArch, arch_from_hf_config
+from guideopt.model.validation import validated
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -321,3 +322,38 @@ def load_catalog(root: str | None = None) -> Catalog:
         architectures=archs,
         kubernetes=_load_kubernetes(base, gpus),
     )
+
+
+def price_set_names() -> list[str]:
+    """The bundled price sets (``catalogs/prices/NAME.yaml``), one per provider."""
+    return sorted(p.stem for p in (catalog_dir() / "prices").glob("*.yaml"))
+
+
+def load_price_set(name_or_path: str, catalog: Catalog | None = None) -> PriceSet:
+    """A bundled price set by name, or a YAML/JSON file of ``gpus: {id: price}``; every id is checked."""
+    cat = catalog or load_catalog()
+    path = catalog_dir() / "prices" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        path = Path(name_or_path).expanduser()
+        looks_like_file = path.suffix.lower() in (".yaml", ".yml", ".json") or path.is_file()
+        if not looks_like_file:
+            raise CatalogError(f"prices: unknown price set {name_or_path!r} (one of {', '.join(price_set_names())}, or a YAML/JSON file)")
+        try:
+            if path.stat().st_size > MAX_CONSTRAINTS_FILE_BYTES:
+                raise CatalogError(f"prices: {path} is over {MAX_CONSTRAINTS_FILE_BYTES // 1024} KiB (list GPU ids and prices only)")
+            data = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
+        except OSError as exc:
+            raise CatalogError(f"prices: cannot read {path} ({exc.strerror or exc})") from None
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise CatalogError(f"prices: {path} is not a UTF-8 YAML or JSON file ({str(exc).splitlines()[0]})") from None
+    else:
+        data = _read_yaml(path)
+    if isinstance(data, dict) and "gpus" not in data:
+        data = {"gpus": data}  # a bare {id: price} mapping
+    try:
+        prices = validated(PriceSet, data if isinstance(data, dict) else {"gpus": data})
+    except GuideoptError as exc:
+        raise CatalogError(f"prices: {path}: {exc}") from None
+    for gpu_id in prices.gpus:
+        cat.gpu(gpu_id)  # an unknown id is a CatalogError with a "did you mean"
+    return prices

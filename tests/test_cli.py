@@ -252,7 +252,7 @@ def test_predict_json(runner):
 def test_predict_text(runner):
     result = invoke(runner, PREDICT_ARGS)
     assert result.exit_code == EXIT_OK
-    assert "ttft_ms" in result.stdout and "weights_gb" in result.stdout
+    assert "ttft_ms" in result.stdout and "weights" in result.stdout and "GiB" in result.stdout  # tables: GiB; JSON: *_gb
 
 
 def test_predict_does_not_fit_exits_3(runner):

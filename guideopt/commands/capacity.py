@@ -11,7 +11,7 @@ import click
 from guideopt import api
 from guideopt.commands.common import echo_json, handle_errors, json_option
 from guideopt.errors import NoFeasiblePlanError
-from guideopt.io.render import table
+from guideopt.io.render import memory_table, table
 
 CAPACITY_COLUMNS = (
     "input_len",
@@ -111,7 +111,7 @@ def capacity(
     else:
         click.echo(table(CAPACITY_COLUMNS, [[r.get(c, "") for c in CAPACITY_COLUMNS] for r in results]))
         if len(results) == 1:
-            click.echo(table(["memory per GPU", "GB"], [[k, v] for k, v in results[0]["memory"].items()]))
+            click.echo(memory_table(results[0]["memory"]))
             _capacity_notes(results[0])
     if len(results) == 1 and not results[0]["fits"]:  # a single case that does not fit: the contract's 3
         click.echo(f"error: does not fit: {_not_fit_reason(results[0])}", err=True)
@@ -145,5 +145,5 @@ def _capacity_notes(r: dict[str, Any]) -> None:
         m = r["metrics"]
         click.echo(
             f"at {r['rate']:g} req/s: {r['replicas']} replica(s), {r['concurrency_per_replica']} in flight each, "
-            f"TTFT {m['ttft_ms']:.0f} ms, TPOT {m['tpot_ms']:.1f} ms, ${r['usd_per_hour']:.2f}/h"
+            f"TTFT {m['ttft_ms']:.0f} ms, TPOT {'n/a' if m['tpot_ms'] is None else format(m['tpot_ms'], '.1f')} ms, ${r['usd_per_hour']:.2f}/h"
         )

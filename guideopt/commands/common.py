@@ -16,12 +16,16 @@ from typing import Any
 
 import click
 
-from guideopt.errors import GuideoptError, GuideoptWarning, NoFeasiblePlanError
+from guideopt.errors import GuideoptError, GuideoptWarning, InvalidRequestError, NoFeasiblePlanError
 from guideopt.io.constraints_parse import ConstraintsFileError
 from guideopt.io.render import plan_text
 from guideopt.model.keypath import leading_key
 from guideopt.model.request import DEFAULT_OBJECTIVE, DEFAULT_TOP
 from guideopt.model.validation import display_name
+
+# A group is at the catalog price when its $/h matches count x price within rounding
+# (plans round $/h to 4 decimals).
+PRICE_MATCH_TOL_USD = 1e-3
 
 # How the command line names each request field (key paths without list indices): a
 # message about `budget.usd_per_hour` reads `--budget: ...` on the command line, as the
@@ -62,6 +66,7 @@ FLAG_NAMES: dict[str, str] = {
     "tpot_ms": "--tpot-ms",
     "emit": "--emit",
     "plot": "--plot",
+    "prices": "--prices",
 }
 
 
@@ -156,9 +161,40 @@ def clean_request(request: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and key != "gpus":
             value = {k: v for k, v in value.items() if v is not None}
         if key == "gpus":
-            value = {k: {} for k in value}
+            value = {k: dict(v or {}) for k, v in value.items()}
         out[key] = value
     return out
+
+
+def priced_gpus(source: str, only: list[str]) -> dict[str, dict[str, float]]:
+    """The request's GPU allowances for a price source: its GPUs (those of ``only`` when
+    given) at its prices."""
+    from guideopt.catalog import load_price_set
+
+    prices = load_price_set(source).prices()
+    missing = [g for g in only if g.lower() not in prices]
+    if missing:
+        raise InvalidRequestError(f"{missing[0]} is not sold in price set {source!r} (it has {', '.join(sorted(prices))})", field="gpus")
+    wanted = {g.lower() for g in only} or set(prices)
+    return {g: {"usd_per_hour": p.usd_per_hour} for g, p in sorted(prices.items()) if g in wanted}
+
+
+def price_notes(result: Any) -> list[str]:
+    """A note for each plan GPU priced from a weak source (catalog price, not overridden)."""
+    from guideopt.catalog import load_catalog
+
+    cat = load_catalog()
+    notes: dict[str, str] = {}
+    for plan in result.plans:
+        for group in plan.groups:
+            gpu = cat.gpus.get(group.gpu)
+            at_catalog_price = gpu is not None and abs(group.usd_per_hour - group.num_gpus * gpu.usd_per_hour) < PRICE_MATCH_TOL_USD
+            if gpu is not None and at_catalog_price and gpu.price_grade.is_weak:
+                notes[gpu.id] = (
+                    f"price note: {gpu.id} is priced at ${gpu.usd_per_hour}/h from a source graded {gpu.price_grade.value} "
+                    "(check it, or give --prices PROVIDER|FILE)"
+                )
+    return list(notes.values())
 
 
 def emit_plan(result: Any, as_json: bool) -> None:
@@ -166,6 +202,8 @@ def emit_plan(result: Any, as_json: bool) -> None:
         echo_json(result.model_dump())
     else:
         click.echo(plan_text(result))
+        for note in price_notes(result):
+            click.echo(note)
 
 
 MODEL_HELP = "Hugging Face id from the catalog, or a path to a config.json."
@@ -193,6 +231,14 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("--dtype", "dtypes", {"multiple": True, "help": "Allowed weight precision (repeatable; default fp16)."}, False),
     ("--tp", "tps", {"multiple": True, "type": int, "help": "Allowed TP sizes (repeatable; default 1,2,4,8)."}, False),
     ("--pp", "pps", {"multiple": True, "type": int, "help": "Allowed PP sizes (repeatable; default 1,2,4)."}, False),
+    (
+        "--prices",
+        "prices",
+        {
+            "help": "Plan with this price source: a provider set (lambda, runpod, nebius, aws) or a YAML/JSON file of {gpu id: usd_per_hour}."
+        },
+        False,
+    ),
     ("--ttft-ms", "ttft_ms", {"type": float, "help": "SLO: TTFT at most this."}, False),
     ("--tpot-ms", "tpot_ms", {"type": float, "help": "SLO: TPOT at most this."}, False),
     ("--min-throughput", "min_throughput", {"type": float, "help": "SLO: at least this many output tokens/s."}, False),
@@ -244,7 +290,9 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
     if "heterogeneous" in flags:  # only `plan` has the flag
         request["heterogeneous"] = bool(flags["heterogeneous"])
     if flags.get("gpus"):
-        request["gpus"] = dict.fromkeys(flags["gpus"])
+        request["gpus"] = {g: {} for g in flags["gpus"]}
+    if flags.get("prices"):
+        request["gpus"] = priced_gpus(flags["prices"], list(flags.get("gpus") or ()))
     frameworks = flags.get("frameworks")
     if frameworks:
         request["framework"] = "any" if "any" in frameworks else list(frameworks)
