@@ -325,3 +325,16 @@ def check_finite(value: float, field: str) -> float:
     if not math.isfinite(value):
         raise InvalidRequestError(f"must be a finite number, got {value!r} (give a number such as 20)", field=field)
     return value
+
+
+def check_csv_header(fields: Sequence[str], required: Sequence[str], where: str) -> None:
+    """A CSV header names each column once and has the required ones (a column given twice
+    would silently overwrite the other; a BOM must have been decoded away, as utf-8-sig does)."""
+    seen: set[str] = set()
+    for name in fields:
+        if name in seen:
+            raise InvalidRequestError(f"column {name!r} is given twice (keep one)", field=where)
+        seen.add(name)
+    missing = [c for c in required if c not in seen]
+    if missing:
+        raise InvalidRequestError(f"missing column(s) {', '.join(missing)} (the header needs {', '.join(required)})", field=where)
