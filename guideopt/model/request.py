@@ -166,7 +166,9 @@ class PredictRequest(StrictModel):
     def _layout(self) -> PredictRequest:
         tp = self.resolved_tp
         if self.num_gpus is not None and self.num_gpus % (tp * self.pp):
-            raise ValueError(f"num_gpus {self.num_gpus} is not a multiple of tp·pp = {tp * self.pp}")
+            raise ValueError(
+                f"num_gpus: {self.num_gpus} is not a multiple of tp·pp = {tp * self.pp} (give a multiple of {tp * self.pp}, or leave num_gpus out)"
+            )
         if self.concurrency is not None and "batch" in self.model_fields_set:
             raise ValueError(
                 "concurrency: give a batch or a concurrency, not both (B requests submitted together, or C closed-loop clients)"

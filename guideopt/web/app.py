@@ -46,10 +46,10 @@ from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning, NoFeas
 from guideopt.io.constraints_file import ConstraintsFileError, loads
 from guideopt.model.dtype import Dtype
 from guideopt.model.keypath import leading_key
-from guideopt.model.limits import MAX_WEB_BODY_BYTES
 from guideopt.model.plan import PlanResult
 from guideopt.model.request import PlanRequest
 from guideopt.web import worker
+from guideopt.web.middleware import INTERNAL_ERROR, CatchAll
 from guideopt.web.presets import OBJECTIVE_ORDERS, PRESETS
 
 try:  # endpoint annotations are resolved in this module's namespace
@@ -63,7 +63,6 @@ except ImportError:  # pragma: no cover - without the web extra
 log = logging.getLogger("guideopt.web")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-INTERNAL_ERROR = "internal error: the planner failed unexpectedly (the server log has the details)"
 LAUNCH_MISSING = "launch commands are not available in this installation (guideopt.io.launch is missing)"
 PARETO_MISSING = "the Pareto chart is not available in this installation (it needs guideopt.analyses.pareto and matplotlib)"
 
@@ -257,41 +256,6 @@ def pareto_svg(request: PlanRequest) -> bytes:
 # ---------------------------------------------------------------------- the app
 
 
-class _CatchAll:
-    """ASGI middleware: an unexpected exception becomes a generic 500, its traceback goes to the log."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > MAX_WEB_BODY_BYTES:
-            from fastapi.responses import JSONResponse
-
-            too_big = f"the body is over {MAX_WEB_BODY_BYTES // 1024} KiB (a request is a few KB: the structure of a constraints file)"
-            await JSONResponse({"field": "request", "message": too_big}, status_code=422)(scope, receive, send)
-            return
-        started = False
-
-        async def _send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, _send)
-        except Exception:
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                from fastapi.responses import JSONResponse
-
-                await JSONResponse({"message": INTERNAL_ERROR}, status_code=500)(scope, receive, send)
-
-
 def create_app() -> Any:
     """The FastAPI app: the page at ``/``, the JSON API under ``/api``."""
     from fastapi import Body, FastAPI
@@ -308,7 +272,7 @@ def create_app() -> Any:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    app.add_middleware(_CatchAll)
+    app.add_middleware(CatchAll)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(FieldError)
