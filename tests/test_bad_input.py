@@ -295,3 +295,39 @@ def test_19_a_price_source_replaces_the_catalog_prices(tmp_path: Path) -> None:
     one_line(run(*PLAN, "--prices", "nowhere"), 1, "--prices", "lambda")
     own.write_text("h100: 2\n")
     one_line(run(*PLAN, "--prices", str(own)), 1, "did you mean 'h100-")
+
+
+# ---------------------------------------------------------------- one verdict, one message, three entry points
+
+
+@pytest.mark.parametrize(
+    "flag,key,value,written",
+    [
+        ("--budget", ("budget", "usd_per_hour"), -1.0, "-1.0"),
+        ("--budget", ("budget", "usd_per_hour"), float("inf"), "inf"),
+        ("--budget", ("budget", "usd_per_hour"), 1e308, "1e308"),
+        ("--input-len", ("workload", "input_len"), 0, "0"),
+        ("--input-len", ("workload", "input_len"), 10_000, "10000"),
+        ("--max-gpus", ("parallelism", "max_gpus"), 0, "0"),
+        ("--top", ("top",), 51, "51"),
+    ],
+)
+def test_the_same_value_gets_the_same_message_everywhere(tmp_path: Path, flag: str, key: tuple, value, written: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from guideopt.web.app import create_app
+
+    data = {"model": LLAMA2_7B, "workload": {"input_len": 512, "output_len": 256}, "budget": {"usd_per_hour": 12}}
+    node = data
+    for k in key[:-1]:
+        node = node.setdefault(k, {})
+    node[key[-1]] = value
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(data))  # json writes inf as Infinity, which the file reader accepts
+    dotted = ".".join(key)
+    cli = one_line(run(*PLAN, flag, written) if flag not in PLAN else run(*with_flag(PLAN, flag, written)), 1)
+    file = one_line(run("solve", str(path)), 1)
+    web = TestClient(create_app()).post("/api/plan", content=json.dumps(data), headers={"content-type": "application/json"}).json()
+    problem = cli.removeprefix(f"error: {flag}: ")
+    assert file.split(f": {dotted}: ", 1)[1] == problem
+    assert web == {"field": dotted, "message": problem}

@@ -163,7 +163,10 @@ def _loads(text: str, fmt: str, name: str, base: Path, catalog: Catalog | None) 
         )
     bad = non_finite(data, ())
     if bad is not None:
-        raise ConstraintsFileError(name, locator.line(bad), render_path(bad), "must be a finite number (give a number such as 20)")
+        value = _value_at(data, bad)
+        raise ConstraintsFileError(
+            name, locator.line(bad), render_path(bad), f"must be a finite number, got {show(value)} (give a number such as 20)"
+        )
     data = booleans_as_text(data, ())
     problems: list[tuple[KeyPath, str]] = []
     request: PlanRequest | None = None
@@ -182,6 +185,12 @@ def _loads(text: str, fmt: str, name: str, base: Path, catalog: Catalog | None) 
     if resolved_model and resolved_model != request.model:
         request = request.model_copy(update={"model": resolved_model})
     return LoadedFile(path=name, fmt=fmt, request=request, locator=locator)
+
+
+def _value_at(data: Any, path: KeyPath) -> Any:
+    for key in path:
+        data = data[key]
+    return data
 
 
 def load_request(path: str | Path, catalog: Catalog | None = None) -> PlanRequest:
