@@ -87,6 +87,14 @@ def test_3_bad_flag_values_are_refused(flag: str, value: str, words: list[str]) 
     one_line(run(*args), 1, *words)
 
 
+def test_3_numeric_warnings_do_not_hang_or_leak() -> None:
+    # found by the fuzz suite: a numpy warning re-emitted while warnings were being recorded
+    # looped forever and grew to gigabytes
+    start = time.perf_counter()
+    one_line(run(*PLAN, "--gpu", "l4", "--min-throughput", "1e300"), 3, "no feasible plan", "slo.min_output_throughput_tok_s")
+    assert time.perf_counter() - start < 10
+
+
 # ---------------------------------------------------------------- 5. unmodelled architectures
 
 

@@ -110,7 +110,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         names = None if kwargs.get("file") else FLAG_NAMES  # --file: its own key paths
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", GuideoptWarning)
+            warnings.simplefilter("ignore")  # numeric warnings are not the user's to read ...
+            warnings.simplefilter("always", GuideoptWarning)  # ... model caveats are
             try:
                 return func(*args, **kwargs)
             except NoFeasiblePlanError as exc:
@@ -129,16 +130,9 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
-    """Each distinct GuideoptWarning once, as one line on stderr; other warnings pass on."""
-    seen: set[str] = set()
-    for item in caught:
-        if not issubclass(item.category, GuideoptWarning):
-            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-            continue
-        text = str(item.message)
-        if text not in seen:
-            seen.add(text)
-            click.echo(f"warning: {text}", err=True)
+    """Each distinct GuideoptWarning once, as one line on stderr."""
+    for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, GuideoptWarning)):
+        click.echo(f"warning: {text}", err=True)
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
