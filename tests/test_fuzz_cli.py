@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from guideopt import api
 from guideopt.cli import main
 from guideopt.errors import CatalogError, GuideoptError
+from guideopt.model.limits import MAX_PROCESS_MEMORY_BYTES
 from guideopt.model.llm import arch_from_hf_config
 
 # More examples for bug hunting: GUIDEOPT_FUZZ_SCALE=20 python -m pytest tests/test_fuzz_*.py
@@ -49,6 +51,7 @@ def check(result, elapsed_s: float) -> None:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert elapsed_s < CASE_LIMIT_S
+    assert peak_memory_bytes() < MAX_PROCESS_MEMORY_BYTES
 
 
 def invoke(args: list[str]):
@@ -201,3 +204,7 @@ def test_csv_row_values(changes: dict[str, str]) -> None:
     else:
         assert pred.metrics.ttft_ms >= 0 and math.isfinite(pred.metrics.ttft_ms)
     assert time.perf_counter() - start < CASE_LIMIT_S
+
+
+def peak_memory_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

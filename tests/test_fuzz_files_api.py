@@ -9,6 +9,7 @@ import copy
 import json
 import os
 import re
+import resource
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from guideopt.catalog import load_catalog
 from guideopt.io.constraints_file import ConstraintsFileError, LoadedFile, loads
-from guideopt.model.limits import MAX_YAML_NODES
+from guideopt.model.limits import MAX_PROCESS_MEMORY_BYTES, MAX_YAML_NODES
 
 # More examples for bug hunting: GUIDEOPT_FUZZ_SCALE=20 python -m pytest tests/test_fuzz_*.py
 SCALE = int(os.environ.get("GUIDEOPT_FUZZ_SCALE", "1"))
@@ -96,6 +97,7 @@ def check_loads(text: str, fmt: str) -> LoadedFile | None:
         return None
     finally:
         assert time.perf_counter() - start < CASE_LIMIT_S
+        assert peak_memory_bytes() < MAX_PROCESS_MEMORY_BYTES
 
 
 @settings(max_examples=120 * SCALE, deadline=None)
@@ -170,3 +172,7 @@ def test_api_plan_bodies_answer_in_bounded_time(changes) -> None:
     start = time.perf_counter()
     check_response(CLIENT.post("/api/plan", content=json.dumps(data, allow_nan=True), headers={"content-type": "application/json"}))
     assert time.perf_counter() - start < 10
+
+
+def peak_memory_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

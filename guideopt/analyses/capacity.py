@@ -150,8 +150,14 @@ def _table(req: CapacityRequest, cat: Catalog, tp: int, batch: int = 1) -> Optio
         kv_dtype=req.kv_dtype,
         split=[split],
         allow_waves=True,
+        allow_multi_node_tp=True,  # as predict: TP wider than a node runs over the slower link
     )
-    return build_option_table(cat.model(req.model), space, cat.calibration)
+    table = build_option_table(cat.model(req.model), space, cat.calibration)
+    if len(table.tp) == 0:  # every refusal above has its own message; this is the backstop
+        raise InvalidRequestError(
+            f"{fw.id} cannot serve this layout on {gpu.id} (`guideopt predict` with the same flags says why)", field="tp"
+        )
+    return table
 
 
 def sub_batch_sizes(batch: int, max_batch: int) -> dict[int, int]:
@@ -173,8 +179,16 @@ def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
     cat = catalog or load_catalog()
     arch = cat.model(req.model)
     tp = req.resolved_tp
+    fw = cat.framework(req.framework)
     if not bool(tp_is_valid(arch, np.array([tp]))[0]):
-        raise InvalidRequestError(f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads")
+        raise InvalidRequestError(f"{tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads", field="tp")
+    if req.pp > arch.num_layers:
+        raise InvalidRequestError(f"{req.pp} exceeds the model's {arch.num_layers} layers", field="pp")
+    if not fw.chunked_prefill and req.split is not None and req.split < req.input_len:
+        raise InvalidRequestError(
+            f"{req.split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)",
+            field="split",
+        )
     table = _table(req, cat, tp)
     mem = table.memory
     fw = table.space.frameworks[0]

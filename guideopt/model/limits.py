@@ -70,6 +70,12 @@ MAX_CONFIG_JSON_BYTES = 1024 * 1024
 # values top out near 10^7 (context length); 2^31 keeps them plain 32-bit integers.
 MAX_CONFIG_INT = 2**31 - 1
 
+# ---- what all of the above buys
+
+# Peak memory of one command on any input: with the limits above, a plan, prediction,
+# sweep or file stays far below this (~150 MB for a CLI plan); the fuzz suites assert it.
+MAX_PROCESS_MEMORY_BYTES = 2 * 1024**3
+
 # ---- the web server
 
 # Wall-clock seconds one web request may run before it is stopped (the solver has its
