@@ -203,6 +203,16 @@ def test_9_a_huge_batch_is_summarised() -> None:
     assert sub_batch_sizes(7, 3) == {3: 1, 2: 2}
 
 
+@pytest.mark.parametrize(
+    "args,words",
+    [(["--tp", "3"], ["--tp", "does not divide"]), (["--gpu", "mi300x", "--framework", "trtllm"], ["--framework", "does not run on amd"])],
+)
+def test_capacity_gives_the_layout_verdict_predict_gives(args: list[str], words: list[str]) -> None:
+    base = ["capacity", "--model", LLAMA2_7B, "--gpu", "l4", "--input-len", "512", "--output-len", "64"]
+    one_line(run(*base, *args), 1, *words)
+    assert run(*base, "--tp", "16").exit_code == 0  # TP across nodes, as predict allows (found by the fuzz suite)
+
+
 def test_12_rate_inf_is_one_line() -> None:
     one_line(run(*CAPACITY, "--input-len", "512", "--rate", "inf"), 1, "--rate", "finite")
 
