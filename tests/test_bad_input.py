@@ -205,7 +205,7 @@ def test_9_a_huge_batch_is_summarised() -> None:
 
 @pytest.mark.parametrize(
     "args,words",
-    [(["--tp", "3"], ["--tp", "does not divide"]), (["--gpu", "mi300x", "--framework", "trtllm"], ["--framework", "does not run on amd"])],
+    [(["--tp", "3"], ["--tp", "does not divide"]), (["--gpu", "mi300x", "--framework", "trtllm"], ["--framework", "does not run on AMD"])],
 )
 def test_capacity_gives_the_layout_verdict_predict_gives(args: list[str], words: list[str]) -> None:
     base = ["capacity", "--model", LLAMA2_7B, "--gpu", "l4", "--input-len", "512", "--output-len", "64"]

@@ -40,6 +40,8 @@ FLAG_NAMES: dict[str, str] = {
     "top": "--top",
     "gpus": "--gpu",
     "parallelism.max_gpus": "--max-gpus",
+    "parallelism.max_nodes": "--max-nodes",
+    "time_limit_s": "--time-limit-s",
     "parallelism.tp": "--tp",
     "parallelism.pp": "--pp",
     "framework": "--framework",
