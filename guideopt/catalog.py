@@ -29,6 +29,7 @@ from guideopt.model.limits import MAX_CONFIG_JSON_BYTES, MAX_CONSTRAINTS_FILE_BY
 from guideopt.model.link import Links, NetworkLink
 from guideopt.model.llm import ModelArch, arch_from_hf_config
 from guideopt.model.validation import validated
+from guideopt.model.workload import LengthMix
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -357,3 +358,28 @@ def load_price_set(name_or_path: str, catalog: Catalog | None = None) -> PriceSe
     for gpu_id in prices.gpus:
         cat.gpu(gpu_id)  # an unknown id is a CatalogError with a "did you mean"
     return prices
+
+
+def length_mix_ids(root: str | None = None) -> list[str]:
+    """Ids of the bundled length mixes (``catalogs/length_mixes/*.yaml``)."""
+    base = Path(root) if root else catalog_dir()
+    return sorted(p.stem for p in (base / "length_mixes").glob("*.yaml"))
+
+
+@lru_cache(maxsize=16)
+def load_length_mix(mix_id: str, root: str | None = None) -> LengthMix:
+    """A named length mix, validated; an unknown id is a one-line error with the choices."""
+    base = Path(root) if root else catalog_dir()
+    path = base / "length_mixes" / f"{mix_id}.yaml"
+    if not path.is_file():
+        ids = length_mix_ids(root)
+        close = difflib.get_close_matches(mix_id, ids, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise CatalogError(f"lengths: unknown length mix or file {mix_id!r} ({hint}mixes: {', '.join(ids)}; or give a CSV/JSONL file)")
+    try:
+        mix = LengthMix.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise CatalogError(_validation_message(path, exc)) from None
+    if mix.id != path.stem:
+        raise CatalogError(f"{path}: id {mix.id!r} must match the file name {path.stem!r}")
+    return mix

@@ -1,0 +1,178 @@
+"""Simulate one configuration against a request stream (``guideopt simulate``), beside the
+analytic steady state of the same configuration.
+
+The replica's KV capacity, step costs and engine defaults come from the same option table
+as ``predict``; the stream's lengths from a fixed pair, buckets, a named mix or a trace
+(read by ``io/traces.py`` and passed in as arrays).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from guideopt.catalog import Catalog, load_catalog, load_length_mix
+from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths, sample_lengths
+from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_table, stream_metrics, sustainable_rate
+from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
+from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
+from guideopt.model.dtype import Dtype
+from guideopt.model.llm import ModelArch
+from guideopt.model.workload import REPORTED_PERCENTILES, SimulateRequest
+from guideopt.simulator.engine import EngineSpec, SimResult, simulate
+from guideopt.simulator.policy import KvPolicy, kv_policy
+from guideopt.simulator.report import StreamReport, stream_report
+from guideopt.simulator.sampling import make_stream, sample_mix, sample_table
+from guideopt.simulator.table import StepTable
+
+TraceArrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One replica, ready for both evaluators."""
+
+    arch: ModelArch
+    table: OptionTable
+    options: StreamOptions
+    engine: EngineSpec
+    step_table: StepTable
+
+
+@dataclass
+class Simulation:
+    request: SimulateRequest
+    report: StreamReport
+    analytic: StreamMetrics
+    sustainable_rate_rps: float  # whole deployment
+    rate_rps: float | None  # whole deployment, offered
+    result: SimResult
+    engine: EngineSpec
+
+    def as_dict(self) -> dict:
+        req = self.request
+        a = self.analytic
+        analytic = {
+            m: {"mean": float(a.dist(m).mean[0]), **{f"p{p:g}": float(v[0]) for p, v in a.dist(m).percentiles.items()}}
+            for m in ("ttft_ms", "tpot_ms", "e2e_ms", "queue_ms")
+        }
+        return {
+            "model": req.model,
+            "gpu": req.gpu,
+            "framework": req.framework,
+            "dtype": req.dtype,
+            "tp": req.tp,
+            "pp": req.pp,
+            "replicas": req.replicas,
+            "running_cap": self.engine.running_cap,
+            "token_budget": self.engine.token_budget,
+            "kv_cache_tokens": self.engine.kv_tokens,
+            "kv_policy": self.engine.policy.value,
+            "rate_rps": self.rate_rps,
+            "concurrency": req.workload.concurrency,
+            "sustainable_rate_rps": self.sustainable_rate_rps,
+            "simulated": self.report.as_dict(),
+            "analytic": {"metrics": analytic, "stable": bool(a.stable[0])},
+        }
+
+
+def resolve_lengths(req: SimulateRequest, arch: ModelArch, trace: TraceArrays | None) -> tuple[LengthTable, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The length table (analytic) and the sampled or recorded requests (simulator)."""
+    wl = req.workload
+    spec = wl.lengths
+    rng = np.random.default_rng([wl.seed, 0])
+    context = arch.max_position_embeddings
+    if spec.file is not None:
+        if trace is None:
+            raise InvalidRequestError(f"lengths: {spec.file} was not read (pass the trace arrays)")
+        inputs, outputs, arrival = trace
+        if arrival is None and wl.rate_rps is None and wl.concurrency is None:
+            raise InvalidRequestError("rate: the trace has no arrival_s column (give --rate or --concurrency)")
+        if wl.rate_rps is not None or wl.concurrency is not None:
+            arrival = None  # an explicit rate or concurrency overrides recorded times
+        return sample_lengths(inputs, outputs), inputs, outputs, arrival
+    if spec.mix is not None:
+        mix = load_length_mix(spec.mix)
+        if mix.input.max + mix.output.max > context:
+            raise InvalidRequestError(
+                f"lengths: mix {mix.id} allows {mix.input.max}+{mix.output.max} tokens, beyond {arch.id}'s context of {context} (use a model with a longer context or another mix)"
+            )
+        inputs, outputs = sample_mix(mix, wl.num_requests, rng)
+        return mix_lengths(mix), inputs, outputs, None
+    table = fixed_lengths(spec.input_len or 1, spec.output_len or 1) if spec.buckets is None else bucket_lengths(spec.buckets)
+    if table.max_total > context:
+        raise InvalidRequestError(
+            f"lengths: input_len+output_len = {table.max_total} exceeds {arch.id}'s context of {context} (shorten the requests)"
+        )
+    inputs, outputs = sample_table(table, wl.num_requests, rng)
+    return table, inputs, outputs, None
+
+
+def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, cat: Catalog | None = None) -> Configuration:
+    cat = cat or load_catalog()
+    arch = cat.model(req.model)
+    gpu, fw = cat.gpu(req.gpu), cat.framework(req.framework)
+    dtype = _dtype(req.dtype, "dtype")
+    kv_dtype = _dtype(req.kv_dtype, "kv_dtype") if req.kv_dtype else None
+    if gpu.vendor.value not in fw.vendors:
+        raise InvalidRequestError(f"framework: {fw.id} does not run on {gpu.vendor.value} GPUs like {gpu.id} (pick another framework)")
+    if not bool(tp_is_valid(arch, np.array([req.tp]))[0]):
+        raise InvalidRequestError(f"tp: {req.tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try 1, 2, 4 or 8)")
+    if req.pp > 1 and not fw.pipeline_parallel:
+        raise InvalidRequestError(f"pp: {fw.id} has no pipeline parallelism (use pp 1)")
+    budget = req.token_budget or fw.max_num_batched_tokens
+    longest = int(lengths.input_len.max())
+    if not fw.chunked_prefill and budget < longest:
+        raise InvalidRequestError(
+            f"token_budget: {budget} tokens is shorter than the longest prompt ({longest}) and {fw.id} does not chunk prefill (use a budget >= {longest})"
+        )
+    space = OptionSpace(
+        gpus=[gpu], frameworks=[fw], dtypes=[dtype], tp=[req.tp], pp=[req.pp], batch=[1],
+        input_len=max(int(round(lengths.mean_input)), 1), output_len=max(int(round(lengths.mean_output)), 1),
+        kv_dtype=kv_dtype, split=[budget], allow_waves=True, allow_multi_node_tp=True,
+    )
+    table = build_option_table(arch, space, cat.calibration)
+    kv_tokens = int(table.memory.kv_tokens[0]) if len(table) else 0
+    if len(table) == 0 or kv_tokens < lengths.max_total:
+        raise NoFeasiblePlanError(
+            f"does not fit: {arch.id} on {gpu.id} at tp={req.tp}, pp={req.pp} leaves {kv_tokens} KV tokens, fewer than the longest request's {lengths.max_total} (use more TP/PP, a larger GPU or a lower precision)",
+            ["memory"],
+        )
+    policy = kv_policy(fw.id)
+    cap = req.running_cap or fw.max_num_seqs
+    if fw.chunked_prefill:
+        cap = min(cap, budget)  # vLLM caps max_num_seqs at max_num_batched_tokens: every decode needs a token
+    opts = options_from_table(table, cat.calibration, running_cap=cap, reserve_kv=policy is KvPolicy.RESERVE)
+    engine = EngineSpec(cap, budget, fw.chunked_prefill, kv_tokens, fw.kv_block_tokens, policy)
+    steps = StepTable.build(arch, opts.cfg, opts.hw, cap=cap, budget=budget, max_context=max(max_context, lengths.max_total))
+    return Configuration(arch, table, opts, engine, steps)
+
+
+def _dtype(value: str, field: str) -> Dtype:
+    try:
+        return Dtype(value)
+    except ValueError:
+        raise InvalidRequestError(f"{field}: unknown precision {value!r} (use one of {', '.join(d.value for d in Dtype)})") from None
+
+
+def run_simulation(req: SimulateRequest, trace: TraceArrays | None = None, catalog: Catalog | None = None) -> Simulation:
+    cat = catalog or load_catalog()
+    arch = cat.model(req.model)
+    lengths, inputs, outputs, arrival = resolve_lengths(req, arch, trace)
+    conf = configuration(req, lengths, int(max(inputs.max() + outputs.max(), lengths.max_total)), cat)
+    wl = req.workload
+    per_rate = wl.rate_rps / req.replicas if wl.rate_rps is not None else None
+    clients = math.ceil(wl.concurrency / req.replicas) if wl.concurrency is not None else None
+    if arrival is not None and req.replicas > 1:
+        arrival = arrival[:: req.replicas]  # every n-th recorded request goes to the simulated replica
+        inputs, outputs = inputs[:: req.replicas], outputs[:: req.replicas]
+    stream = make_stream(inputs, outputs, rate_rps=per_rate, concurrency=clients, arrival_s=arrival, burstiness=wl.burstiness, seed=wl.seed)
+    result = simulate(stream, conf.engine, conf.step_table)
+    pcts = tuple(sorted(set(REPORTED_PERCENTILES) | {p for t in req.slo.values() for p in t.targets}))
+    report = stream_report(result, slo=req.slo or None, percentiles=pcts, warmup_fraction=req.warmup_fraction)
+    offered = per_rate if per_rate is not None else report.request_throughput_rps
+    analytic = stream_metrics(conf.arch, conf.options, lengths, np.array([offered]), burstiness=wl.burstiness, percentiles=pcts)
+    best = float(sustainable_rate(conf.arch, conf.options, lengths, burstiness=wl.burstiness)[0]) * req.replicas
+    return Simulation(req, report, analytic, best, wl.rate_rps, result, conf.engine)

@@ -1,0 +1,308 @@
+"""Analytic steady state of continuous batching under a request stream, vectorised over options.
+
+The model (justified in docs/serving-model.md): requests of weighted lengths (I_b, O_b)
+arrive at λ per replica (coefficient of variation ``burstiness``). In steady state a
+step is either a decode-only step (the d running decodes) or a mixed step that also
+carries prompt tokens. With τ̄ the mean step time:
+
+  d      = λ·E[O−1]·TPOT                    requests in decode (Little's law)
+  f      = 1 − exp(−λ·τ̄·E[passes])          share of steps with prompt tokens waiting
+  p      = min(λ·E[I]·τ̄ / f, room)          prompt tokens per mixed step (flow balance)
+  τ_mix  = step(d, p), τ_dec = step(d, 0)   from ``costs.step`` (prefill-first: step(0, p))
+  τ̄      = f·τ_mix + (1−f)·τ_dec            solved by damped fixed-point iteration
+  TPOT   = τ̄ (fused chunks) or τ̄ / (1−f) (prefill-first: decodes sit out prompt steps)
+
+Queueing on top (``costs.queueing``): admission into c = min(running cap, KV slots)
+slots as M/G/c, prompt tokens waiting for budget room as GI/G/1; each metric's
+percentiles come from the mixture over length buckets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from guideopt.costs.hardware import HardwareArrays, hardware_arrays
+from guideopt.costs.lengths import LengthTable
+from guideopt.costs.queueing import Wait, combine, kingman_wait, mixture_mean, mixture_quantiles, slot_wait
+from guideopt.costs.step import StepConfig, mixed_step_s
+from guideopt.model.llm import ModelArch
+from guideopt.model.workload import REPORTED_PERCENTILES
+from guideopt.units import MS_PER_S
+
+FIXED_POINT_ITERATIONS = 60
+FIXED_POINT_DAMPING = 0.5  # new = (1−a)·old + a·update keeps the iteration from oscillating
+CONVERGED_REL = 1e-3  # a fixed point that still moves by more than this is overload
+UNIFORM_SD = 1.0 / np.sqrt(12.0)  # sd of a uniform wait over one step, in steps
+RATE_GRID_POINTS = 48  # λ values tried per round when searching the sustainable rate
+RATE_GRID_ROUNDS = 3  # each round narrows the bracket RATE_GRID_POINTS-fold
+MIN_SHARE = 1e-12
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """One row per option (arrays of equal length): a replica and its engine knobs."""
+
+    cfg: StepConfig
+    hw: HardwareArrays
+    running_cap: np.ndarray  # max running requests (max_num_seqs and equivalents)
+    token_budget: np.ndarray  # tokens per step (chunk size)
+    chunked: np.ndarray  # bool: prompt chunks fused with decodes; else prefill-first
+    kv_tokens: np.ndarray  # KV-cache capacity of the replica, tokens
+    reserve_kv: np.ndarray  # bool: admission reserves prompt + output (TRT-LLM GUARANTEED_NO_EVICT)
+    kv_keep: np.ndarray  # H2O keep ratio
+
+    def __len__(self) -> int:
+        return int(np.asarray(self.running_cap).size)
+
+    def take(self, idx) -> StreamOptions:
+        def sub(a):
+            return np.asarray(a)[idx]
+
+        cfg = StepConfig(sub(self.cfg.tp), sub(self.cfg.pp), sub(self.cfg.w_bytes), sub(self.cfg.kv_bytes), self.cfg.flash)
+        hw = HardwareArrays(**{f: sub(getattr(self.hw, f)) for f in HardwareArrays.__dataclass_fields__})
+        return StreamOptions(cfg, hw, sub(self.running_cap), sub(self.token_budget), sub(self.chunked), sub(self.kv_tokens), sub(self.reserve_kv), sub(self.kv_keep))
+
+
+@dataclass(frozen=True)
+class Steady:
+    """The fixed point, per option (arrays of the rate's shape)."""
+
+    tau_s: np.ndarray  # mean step
+    tau_dec_s: np.ndarray
+    tau_mix_s: np.ndarray
+    mixed_share: np.ndarray
+    decodes: np.ndarray
+    room: np.ndarray
+    tpot_s: np.ndarray
+    slots: np.ndarray
+    residence_s: np.ndarray
+    prefill_service_s: np.ndarray
+    converged: np.ndarray
+
+
+@dataclass(frozen=True)
+class Dist:
+    mean: np.ndarray
+    percentiles: dict[float, np.ndarray]
+
+
+@dataclass(frozen=True)
+class StreamMetrics:
+    """Per option: distributions in ms, rates per replica, and the steady state."""
+
+    ttft_ms: Dist
+    tpot_ms: Dist
+    e2e_ms: Dist
+    queue_ms: Dist
+    rate_rps: np.ndarray
+    output_throughput_tok_s: np.ndarray
+    running: np.ndarray
+    kv_use: np.ndarray  # fraction of the KV cache in use
+    stable: np.ndarray  # the rate is sustainable (queues drain)
+    steady: Steady
+
+    def dist(self, metric: str) -> Dist:
+        return getattr(self, metric)
+
+
+def _col(x) -> np.ndarray:
+    return np.asarray(x, dtype=float)[..., None]
+
+
+def _broadcast(opts: StreamOptions, extra_dims: int) -> tuple[StepConfig, HardwareArrays]:
+    """Step configuration and hardware with ``extra_dims`` trailing axes (options first)."""
+
+    def ex(a):
+        a = np.asarray(a, dtype=float)
+        return a.reshape(a.shape + (1,) * extra_dims)
+
+    cfg = StepConfig(ex(opts.cfg.tp), ex(opts.cfg.pp), ex(opts.cfg.w_bytes), ex(opts.cfg.kv_bytes), opts.cfg.flash)
+    hw = HardwareArrays(**{f: ex(getattr(opts.hw, f)) for f in HardwareArrays.__dataclass_fields__})
+    return cfg, hw
+
+
+def kv_tokens_per_request(lengths: LengthTable, reserve: np.ndarray) -> np.ndarray:
+    """Mean KV a running request holds: prompt plus half its output (the whole output when reserved)."""
+    held = lengths.weight @ (lengths.input_len + lengths.output_len / 2.0)
+    full = lengths.weight @ (lengths.input_len + lengths.output_len)
+    return np.where(reserve, full, held)
+
+
+def steady_state(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, rate_rps: np.ndarray) -> Steady:
+    """The fixed point at ``rate_rps`` (shape (options,) or (options, k))."""
+    lam = np.asarray(rate_rps, dtype=float)
+    extra = lam.ndim - 1
+    cfg, hw = _broadcast(opts, extra)
+
+    def ex(a):
+        a = np.asarray(a, dtype=float)
+        return a.reshape(a.shape + (1,) * extra)
+
+    w, inp, out = lengths.weight, lengths.input_len, lengths.output_len
+    mean_in = float(w @ inp)
+    dec_steps = float(w @ np.maximum(out - 1.0, 0.0))
+    ctx = float(w @ (np.maximum(out - 1.0, 0.0) * (inp + out / 2.0))) / dec_steps if dec_steps > 0 else mean_in
+    pairs = float(w @ (inp * (inp + 1.0) / 2.0))
+    chunked = ex(opts.chunked) > 0
+    budget, keep = ex(opts.token_budget), ex(opts.kv_keep)
+    slots = np.minimum(ex(opts.running_cap), np.floor(ex(opts.kv_tokens) / kv_tokens_per_request(lengths, ex(opts.reserve_kv))))
+    slots = np.maximum(slots, 1.0)
+
+    def step(d, p, seqs, q):
+        return mixed_step_s(arch, cfg, hw, decodes=d, decode_kv_tokens=d * ctx * keep, prefill_tokens=p, prefill_seqs=seqs, prefill_pair_count=q)
+
+    tau = step(0.0, mean_in, 1.0, pairs) + 0 * lam
+    f = np.zeros_like(tau)
+    for _ in range(FIXED_POINT_ITERATIONS):
+        tpot = np.where(chunked, tau, tau / np.maximum(1.0 - f, MIN_SHARE))
+        d = np.minimum(lam * dec_steps * tpot, slots)
+        room = np.where(chunked, np.maximum(budget - d, 1.0), budget)
+        passes = (w * np.ceil(inp / room[..., None])).sum(axis=-1)
+        f = np.maximum(1.0 - np.exp(-lam * tau * np.where(chunked, passes, 1.0)), MIN_SHARE)
+        p = np.minimum(lam * mean_in * tau / f, room)
+        seqs = np.maximum(lam * passes * tau / f, 1.0)
+        q = lam * pairs * tau / f * np.minimum(1.0, room / np.maximum(lam * mean_in * tau / f, 1e-300))
+        d_mix = np.where(chunked, d, 0.0)
+        tau_mix = step(d_mix, p, seqs, q)
+        tau_dec = step(d, 0.0, 0.0, 0.0)
+        new = f * tau_mix + (1.0 - f) * tau_dec
+        moved = np.abs(new - tau) / tau
+        tau = (1.0 - FIXED_POINT_DAMPING) * tau + FIXED_POINT_DAMPING * new
+    tpot = np.where(chunked, tau, tau / np.maximum(1.0 - f, MIN_SHARE))
+    prefill_service = mean_in / room * tau_mix
+    ttft_service = tau / 2.0 + passes * tau_mix
+    residence = ttft_service + dec_steps * tpot
+    converged = (moved < CONVERGED_REL) & (lam * mean_in * tau / f <= room * (1 + CONVERGED_REL))
+    return Steady(tau, tau_dec, tau_mix, f, d, room, tpot, slots, residence, prefill_service, converged)
+
+
+def stream_metrics(
+    arch: ModelArch,
+    opts: StreamOptions,
+    lengths: LengthTable,
+    rate_rps: np.ndarray,
+    *,
+    burstiness: float = 1.0,
+    percentiles: tuple[float, ...] = REPORTED_PERCENTILES,
+) -> StreamMetrics:
+    """Per-request metric distributions at ``rate_rps`` requests/s per replica (shape (options,))."""
+    lam = np.asarray(rate_rps, dtype=float)
+    st = steady_state(arch, opts, lengths, lam)
+    ca2 = burstiness**2
+    w, inp, out = lengths.weight, lengths.input_len, lengths.output_len
+    dec = np.maximum(out - 1.0, 0.0)
+    mean_dec = float(w @ dec)
+    cs2_res = float(w @ (dec - mean_dec) ** 2) / max(mean_dec, 1.0) ** 2
+    cs2_in = float(w @ (inp - w @ inp) ** 2) / float(w @ inp) ** 2
+    slot = slot_wait(st.slots, lam, st.residence_s, ca2, cs2_res)
+    rho_pf = lam * st.prefill_service_s
+    prompt = kingman_wait(lam, st.prefill_service_s, ca2, cs2_in)
+    stable = st.converged & (lam * st.residence_s < st.slots) & (rho_pf < 1.0)
+
+    cfg, hw = _broadcast(opts, 1)
+    chunked = _col(opts.chunked) > 0
+    room = _col(st.room)
+    passes = np.ceil(inp / room)
+    chunk = np.minimum(inp, room)
+    d_mix = np.where(chunked, _col(st.decodes), 0.0)
+    tau_pass = mixed_step_s(
+        arch, cfg, hw, decodes=d_mix, decode_kv_tokens=d_mix * _decode_ctx(lengths) * _col(opts.kv_keep),
+        prefill_tokens=chunk, prefill_seqs=1.0, prefill_pair_count=inp * (inp + 1.0) / 2.0 / passes,
+    )
+    tau = _col(st.tau_s)
+    boundary_mean = _col((st.mixed_share * st.tau_mix_s**2 + (1 - st.mixed_share) * st.tau_dec_s**2) / (2.0 * st.tau_s))
+    boundary_sd = tau * UNIFORM_SD
+    f = _col(st.mixed_share)
+    spread = _col(st.tau_mix_s - st.tau_dec_s)
+    n_dec = np.maximum(dec, 1.0)
+    tpot_sd = np.where(chunked, np.abs(spread) * np.sqrt(f * (1 - f) / n_dec), _col(st.tau_mix_s) * np.sqrt(f) / np.maximum(1 - f, MIN_SHARE) / np.sqrt(n_dec))
+    zero = Wait(np.zeros_like(tau_pass), np.zeros_like(tau_pass))
+    waits = combine(_wait_col(slot), _wait_col(prompt))
+    waits = Wait(waits.p_wait + 0 * tau_pass, waits.theta_s + 0 * tau_pass)
+    ttft_mu = boundary_mean + passes * tau_pass
+    tpot_mu = _col(st.tpot_s) + 0 * tau_pass
+    e2e_mu = ttft_mu + dec * tpot_mu
+    e2e_sd = np.sqrt(boundary_sd**2 + (dec * tpot_sd) ** 2)
+    tpot_w = np.where(dec > 0, w, 0.0)
+    tpot_w = tpot_w / max(tpot_w.sum(), MIN_SHARE)
+    queue_wait = Wait(_col(slot.p_wait) + 0 * tau_pass, _col(slot.theta_s) + 0 * tau_pass)
+
+    def dist(mu, sd, wait, weight) -> Dist:
+        sd = sd + 0 * mu
+        q = mixture_quantiles(mu, sd, wait, weight, percentiles)
+        return Dist(mixture_mean(mu, wait, weight) * MS_PER_S, {p: v * MS_PER_S for p, v in q.items()})
+
+    running = lam * st.residence_s
+    kv_use = np.minimum(running, st.slots) * kv_tokens_per_request(lengths, np.asarray(opts.reserve_kv)) / np.maximum(opts.kv_tokens, 1.0)
+    return StreamMetrics(
+        ttft_ms=dist(ttft_mu, boundary_sd, waits, w),
+        tpot_ms=dist(tpot_mu, tpot_sd, zero, tpot_w),
+        e2e_ms=dist(e2e_mu, e2e_sd, waits, w),
+        queue_ms=dist(boundary_mean + 0 * tau_pass, boundary_sd, queue_wait, w),
+        rate_rps=lam,
+        output_throughput_tok_s=lam * float(w @ out),
+        running=running,
+        kv_use=kv_use,
+        stable=stable,
+        steady=st,
+    )
+
+
+def _decode_ctx(lengths: LengthTable) -> float:
+    w, inp, out = lengths.weight, lengths.input_len, lengths.output_len
+    dec = np.maximum(out - 1.0, 0.0)
+    total = float(w @ dec)
+    return float(w @ (dec * (inp + out / 2.0))) / total if total > 0 else float(w @ inp)
+
+
+def _wait_col(w: Wait) -> Wait:
+    return Wait(_col(w.p_wait), _col(w.theta_s))
+
+
+def sustainable_rate(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, *, burstiness: float = 1.0) -> np.ndarray:
+    """Largest requests/s per replica whose steady state is stable, per option (grid refinement)."""
+    w = lengths.weight
+    tokens = float(w @ (lengths.input_len + lengths.output_len))
+    lo = np.zeros(len(opts))
+    single = mixed_step_s(arch, opts.cfg, opts.hw, decodes=1.0, decode_kv_tokens=float(w @ lengths.input_len), prefill_tokens=0.0, prefill_seqs=0.0, prefill_pair_count=0.0)
+    hi = 2.0 * np.asarray(opts.token_budget, dtype=float) / (tokens * single) + 1e-9  # beyond one full budget per fastest step
+    for _ in range(RATE_GRID_ROUNDS):
+        grid = lo[:, None] + (hi - lo)[:, None] * (np.arange(1, RATE_GRID_POINTS + 1) / RATE_GRID_POINTS)
+        ok = _stable(arch, opts, lengths, grid)
+        # the largest grid point below the first unstable one
+        first_bad = np.where(ok.all(axis=1), RATE_GRID_POINTS, np.argmin(ok, axis=1))
+        step = (hi - lo) / RATE_GRID_POINTS
+        lo, hi = lo + step * first_bad, lo + step * np.minimum(first_bad + 1, RATE_GRID_POINTS)
+    return lo
+
+
+def _stable(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, grid: np.ndarray) -> np.ndarray:
+    st = steady_state(arch, opts, lengths, grid)
+    return st.converged & (grid * st.residence_s < st.slots) & (grid * st.prefill_service_s < 1.0)
+
+
+def options_from_table(table, calibration, *, running_cap, reserve_kv, kv_keep=1.0) -> StreamOptions:
+    """Stream options for the rows of an ``OptionTable`` (its split is the token budget)."""
+    space = table.space
+    frameworks = [space.frameworks[i] for i in table.fw_idx]
+    hw = hardware_arrays([space.gpus[i] for i in table.gpu_idx], frameworks, [space.dtypes[i] for i in table.dtype_idx], calibration)
+    n = len(table)
+    cfg = StepConfig(
+        tp=table.tp.astype(float),
+        pp=table.pp.astype(float),
+        w_bytes=np.array([space.dtypes[i].bytes for i in table.dtype_idx], dtype=float),
+        kv_bytes=table.kv_dtype_bytes.astype(float),
+        flash=space.flash_attention,
+    )
+    return StreamOptions(
+        cfg=cfg,
+        hw=hw,
+        running_cap=np.broadcast_to(np.asarray(running_cap, dtype=float), (n,)).copy(),
+        token_budget=table.split.astype(float),
+        chunked=np.array([fw.chunked_prefill for fw in frameworks]),
+        kv_tokens=table.memory.kv_tokens.astype(float),
+        reserve_kv=np.broadcast_to(np.asarray(reserve_kv, dtype=bool), (n,)).copy(),
+        kv_keep=np.full(n, float(kv_keep)),
+    )

@@ -1,0 +1,292 @@
+"""The scheduler loop: admission, chunked or prefill-first steps, KV blocks, preemption.
+
+One replica, requests in FCFS order. Each step:
+
+1. arrivals up to the step's start join the waiting queue;
+2. admission: the head of the queue enters while fewer than ``running_cap`` requests run
+   and the KV cache has blocks for its prompt (``reserve`` engines: prompt + output);
+3. the batch: chunked engines take every decode (one token each) and fill the rest of the
+   token budget with prompt chunks in admission order; prefill-first engines run whole
+   prompts alone while any wait, decodes otherwise;
+4. KV growth: a decode crossing a block boundary needs a free block; when none is left
+   the engine's policy applies (``policy.py``: recompute, stall; reserve never runs out);
+5. the step's time from the step table; prompts that complete emit their first token,
+   decodes one token each; finished requests free their blocks.
+
+Runs of pure decode steps with nothing to change the batch (no prompt in flight, no
+admissible arrival, no completion, enough free blocks) are advanced in one vectorised
+move: the step times of the whole run come from one table lookup.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from guideopt.errors import InvalidRequestError
+from guideopt.simulator.policy import KvPolicy
+from guideopt.simulator.table import StepTable
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    running_cap: int  # max_num_seqs / max_running_requests / max_batch_size / max_ragged_sequence_count
+    token_budget: int  # max_num_batched_tokens / chunked_prefill_size / max_num_tokens / max_ragged_batch_size
+    chunked: bool
+    kv_tokens: int  # KV-cache capacity of the replica
+    block_tokens: int
+    policy: KvPolicy
+    kv_keep: float = 1.0
+
+
+@dataclass(frozen=True)
+class RequestStream:
+    input_len: np.ndarray
+    output_len: np.ndarray
+    arrival_s: np.ndarray | None  # open loop (or a replayed trace); None: closed loop
+    concurrency: int | None = None
+
+
+@dataclass
+class Series:
+    t_s: list[float] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+    running: list[int] = field(default_factory=list)
+    kv_used_tokens: list[float] = field(default_factory=list)
+    tokens: list[float] = field(default_factory=list)  # tokens processed in the interval ending at t_s
+
+
+@dataclass
+class SimResult:
+    arrival_s: np.ndarray
+    admitted_s: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    input_len: np.ndarray
+    output_len: np.ndarray
+    preemptions: np.ndarray
+    steps: int
+    kv_tokens: int
+    series: Series
+
+
+class _State:
+    def __init__(self, stream: RequestStream, spec: EngineSpec) -> None:
+        n = stream.input_len.size
+        self.spec = spec
+        self.inp = stream.input_len.astype(np.int64)
+        self.out = stream.output_len.astype(np.int64)
+        self.need = self.inp.copy()  # prompt tokens to (re)compute
+        self.done = np.zeros(n, np.int64)
+        self.gen = np.zeros(n, np.int64)
+        self.cache = np.zeros(n, np.int64)  # tokens held in the KV cache
+        self.blocks = np.zeros(n, np.int64)
+        self.preempt = np.zeros(n, np.int64)
+        self.arrival = np.full(n, np.nan)
+        self.admitted = np.full(n, np.nan)
+        self.first = np.full(n, np.nan)
+        self.finish = np.full(n, np.nan)
+        self.total_blocks = spec.kv_tokens // spec.block_tokens
+        self.free = self.total_blocks
+        self.running: list[int] = []
+        self.waiting: deque[int] = deque()
+        self.pending: deque[int] = deque()
+        self.issued = 0
+        self.series = Series()
+        if stream.arrival_s is not None:
+            self.arrival[:] = stream.arrival_s
+            self.pending.extend(np.argsort(stream.arrival_s, kind="stable").tolist())
+            self.issued = n
+        else:
+            c = min(int(stream.concurrency or 1), n)
+            self.arrival[:c] = 0.0
+            self.pending.extend(range(c))
+            self.issued = c
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-int(tokens) // self.spec.block_tokens)
+
+    def admit(self, t: float) -> None:
+        spec = self.spec
+        while self.waiting and len(self.running) < spec.running_cap:
+            r = self.waiting[0]
+            tokens = self.inp[r] + self.out[r] if spec.policy is KvPolicy.RESERVE else self.need[r]
+            want = max(self.blocks_for(tokens) - int(self.blocks[r]), 0)
+            if want > self.free:
+                return
+            self.waiting.popleft()
+            self.free -= want
+            self.blocks[r] += want
+            self.running.append(r)
+            if np.isnan(self.admitted[r]):
+                self.admitted[r] = t
+
+    def preempt_last(self) -> None:
+        r = self.running.pop()
+        self.free += int(self.blocks[r])
+        self.blocks[r] = 0
+        self.cache[r] = 0
+        self.done[r] = 0
+        self.need[r] = self.inp[r] + self.gen[r]
+        self.preempt[r] += 1
+        self.waiting.appendleft(r)
+
+    def complete(self, ids: np.ndarray, t: float) -> None:
+        for r in ids.tolist():
+            self.finish[r] = t
+            self.running.remove(r)
+            self.free += int(self.blocks[r])
+            self.blocks[r] = 0
+            if self.issued < self.inp.size and np.isnan(self.arrival[self.issued]):
+                self.arrival[self.issued] = t  # closed loop: the client sends its next request
+                self.pending.append(self.issued)
+                self.issued += 1
+
+    def record(self, t: float, tokens: float) -> None:
+        s = self.series
+        s.t_s.append(t)
+        s.waiting.append(len(self.waiting))
+        s.running.append(len(self.running))
+        s.kv_used_tokens.append(float((self.total_blocks - self.free) * self.spec.block_tokens))
+        s.tokens.append(tokens)
+
+
+def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable) -> SimResult:
+    """Run every request of ``stream`` to completion on one replica."""
+    too_long = (stream.input_len + stream.output_len) > spec.kv_tokens
+    if too_long.any():
+        i = int(np.argmax(too_long))
+        raise InvalidRequestError(
+            f"lengths: a request of {int(stream.input_len[i] + stream.output_len[i])} tokens does not fit the replica's KV cache of "
+            f"{spec.kv_tokens} tokens (use more GPUs per replica or shorter requests)"
+        )
+    st = _State(stream, spec)
+    t = 0.0
+    steps = 0
+    while True:
+        while st.pending and st.arrival[st.pending[0]] <= t:
+            st.waiting.append(st.pending.popleft())
+        st.admit(t)
+        if not st.running:
+            if not st.pending:
+                if st.waiting:  # nothing runs and the head cannot be admitted: cannot happen with the fit check
+                    raise AssertionError("simulator stalled with requests waiting")
+                break
+            t = float(st.arrival[st.pending[0]])
+            continue
+        run = np.fromiter(st.running, np.int64, len(st.running))
+        in_prefill = st.done[run] < st.need[run]
+        if not in_prefill.any():
+            moved = _decode_run(st, run, t, table)
+            if moved is not None:
+                t, k = moved
+                steps += k
+                continue
+        t = _one_step(st, run, in_prefill, t, table)
+        steps += 1
+    return SimResult(st.arrival, st.admitted, st.first, st.finish, st.inp, st.out, st.preempt, steps, spec.kv_tokens, st.series)
+
+
+def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, t: float, table: StepTable) -> float:
+    spec = st.spec
+    if spec.chunked or not in_prefill.any():
+        dec = run[~in_prefill]
+    else:
+        dec = run[:0]
+    # KV growth of the decodes; the policy decides when blocks run short.
+    grow = np.maximum(-(-(st.cache[dec] + 1) // spec.block_tokens) - st.blocks[dec], 0)
+    grown = int(grow.sum())
+    if grown > st.free:
+        if spec.policy is KvPolicy.STALL:
+            keep = np.cumsum(grow) <= st.free
+            dec, grow = dec[keep], grow[keep]
+            grown = int(grow.sum())
+        else:  # recompute (reserve never gets here): preempt the newest, then schedule again
+            st.preempt_last()
+            return t
+    pf = run[in_prefill]
+    room = spec.token_budget - dec.size if spec.chunked else spec.token_budget
+    left = st.need[pf] - st.done[pf]
+    if pf.size == 1:
+        chunk = np.minimum(left, max(room, 0)) if spec.chunked else left
+    elif spec.chunked:
+        before = np.cumsum(left) - left
+        chunk = np.minimum(np.maximum(room - before, 0), left)
+    else:
+        fits = np.cumsum(left) <= room
+        fits[0] = True  # a prompt longer than the budget still runs, alone
+        chunk = np.where(fits, left, 0)
+    if not chunk.all():
+        busy = chunk > 0
+        pf, chunk = pf[busy], chunk[busy]
+    p = float(chunk.sum())
+    kv = float((st.cache[dec].sum() + dec.size) * spec.kv_keep)
+    pairs = float((chunk * (st.done[pf] + (chunk + 1) / 2.0)).sum()) if pf.size else 0.0
+    tau = table.step_s(int(dec.size), p, kv, pairs)
+    t += tau
+    st.free -= grown
+    st.blocks[dec] += grow
+    st.cache[dec] += 1
+    st.gen[dec] += 1
+    st.done[pf] += chunk
+    st.cache[pf] += chunk
+    ready = pf[st.done[pf] >= st.need[pf]]
+    first = ready[st.gen[ready] == 0]
+    st.first[first] = t
+    st.gen[ready] += 1
+    finished = np.concatenate([dec, ready])
+    st.complete(finished[st.gen[finished] >= st.out[finished]], t)
+    st.record(t, p + dec.size)
+    return t
+
+
+def _decode_run(st: _State, run: np.ndarray, t: float, table: StepTable) -> tuple[float, int] | None:
+    """Advance a run of identical-batch decode steps at once; None when it would be one step."""
+    spec = st.spec
+    k = int((st.out[run] - st.gen[run]).min())
+    watch_arrivals = not st.waiting and len(st.running) < spec.running_cap and st.pending
+    if spec.policy is not KvPolicy.RESERVE:
+        k = min(k, _steps_within_free_blocks(st, run, k))
+    if k < 2:
+        return None
+    d = run.size
+    kv0 = float((st.cache[run] + 1).sum())
+    taus = table.decode_s(d, (kv0 + d * np.arange(k)) * spec.kv_keep)
+    if watch_arrivals:
+        starts = t + np.concatenate([[0.0], np.cumsum(taus[:-1])])
+        k = min(k, max(int(np.searchsorted(starts, st.arrival[st.pending[0]], side="left")), 1))
+        if k < 2:
+            return None
+    t += float(taus[:k].sum())
+    st.gen[run] += k
+    st.cache[run] += k
+    if spec.policy is not KvPolicy.RESERVE:
+        need = -(-st.cache[run] // spec.block_tokens)
+        st.free -= int(np.maximum(need - st.blocks[run], 0).sum())
+        st.blocks[run] = np.maximum(st.blocks[run], need)
+    st.complete(run[st.gen[run] >= st.out[run]], t)
+    st.record(t, float(d * k))
+    return t, k
+
+
+def _steps_within_free_blocks(st: _State, run: np.ndarray, k: int) -> int:
+    """Largest j ≤ k such that j more decode steps need at most the free blocks."""
+    b = st.spec.block_tokens
+    if run.size * (k // b + 2) <= st.free:  # every sequence may cross k/b + 1 boundaries at most
+        return k
+
+    def need(j: int) -> int:
+        return int(np.maximum(-(-(st.cache[run] + j) // b) - st.blocks[run], 0).sum()) if j else 0
+
+    if need(k) <= st.free:
+        return k
+    lo, hi = 0, k
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if need(mid) <= st.free:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
