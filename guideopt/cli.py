@@ -14,6 +14,7 @@ from guideopt.commands.outputs import launch, pareto
 from guideopt.commands.plan import plan
 from guideopt.commands.predict import predict
 from guideopt.commands.serve import serve
+from guideopt.commands.simulate import simulate
 from guideopt.commands.solve import schema, solve
 from guideopt.commands.validate import validate
 
@@ -24,7 +25,7 @@ def main() -> None:
     """Plan LLM deployments: GPU type and count, DP/TP/PP, batch and split size under budget and SLOs."""
 
 
-for _command in (plan, solve, schema, predict, capacity, pareto, launch, catalog, validate, serve):
+for _command in (plan, solve, schema, predict, capacity, pareto, launch, catalog, validate, serve, simulate):
     main.add_command(_command)
 
 

@@ -9,6 +9,7 @@ as ``predict``; the stream's lengths from a fixed pair, buckets, a named mix or 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,7 +147,7 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
         cap = min(cap, budget)  # vLLM caps max_num_seqs at max_num_batched_tokens: every decode needs a token
     opts = options_from_table(table, cat.calibration, running_cap=cap, reserve_kv=policy is KvPolicy.RESERVE)
     engine = EngineSpec(cap, budget, fw.chunked_prefill, kv_tokens, fw.kv_block_tokens, policy)
-    steps = StepTable.build(arch, opts.cfg, opts.hw, cap=cap, budget=budget, max_context=max(max_context, lengths.max_total))
+    steps = StepTable.build(arch, opts.cfg, opts.hw, cap=cap, budget=budget, max_context=max(max_context, lengths.max_total), pp=req.pp)
     return Configuration(arch, table, opts, engine, steps)
 
 
@@ -157,7 +158,9 @@ def _dtype(value: str, field: str) -> Dtype:
         raise InvalidRequestError(f"{field}: unknown precision {value!r} (use one of {', '.join(d.value for d in Dtype)})") from None
 
 
-def run_simulation(req: SimulateRequest, trace: TraceArrays | None = None, catalog: Catalog | None = None) -> Simulation:
+def run_simulation(
+    req: SimulateRequest, trace: TraceArrays | None = None, catalog: Catalog | None = None, progress: Callable[[int], None] | None = None
+) -> Simulation:
     cat = catalog or load_catalog()
     arch = cat.model(req.model)
     lengths, inputs, outputs, arrival = resolve_lengths(req, arch, trace)
@@ -169,7 +172,7 @@ def run_simulation(req: SimulateRequest, trace: TraceArrays | None = None, catal
         arrival = arrival[:: req.replicas]  # every n-th recorded request goes to the simulated replica
         inputs, outputs = inputs[:: req.replicas], outputs[:: req.replicas]
     stream = make_stream(inputs, outputs, rate_rps=per_rate, concurrency=clients, arrival_s=arrival, burstiness=wl.burstiness, seed=wl.seed)
-    result = simulate(stream, conf.engine, conf.step_table)
+    result = simulate(stream, conf.engine, conf.step_table, progress)
     pcts = tuple(sorted(set(REPORTED_PERCENTILES) | {p for t in req.slo.values() for p in t.targets}))
     report = stream_report(result, slo=req.slo or None, percentiles=pcts, warmup_fraction=req.warmup_fraction)
     offered = per_rate if per_rate is not None else report.request_throughput_rps

@@ -2,8 +2,10 @@
 
 A named mix stores, per side, a log-normal given by its median m and mean μ:
 σ² = 2·ln(μ/m), ln-median = ln m. The analytic evaluator needs a handful of buckets: each
-side is cut into ``MIX_BINS`` equal-probability bins represented by their mid quantile,
-the two sides crossed (independent, as the sources give no joint statistics).
+side is cut at the probabilities ``MIX_EDGES`` (eight even bins, then finer ones in the
+upper tail so that P90 and P99 of lengths are represented) and each bin is represented by
+its mid quantile; the two sides are crossed (independent, as the sources give no joint
+statistics).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from scipy.stats import lognorm
 
 from guideopt.model.workload import LengthBucket, LengthMix, LengthMoments
 
-MIX_BINS = 8  # per side: 64 buckets keep the percentile mixture within ~1% of a finer grid
+MIX_EDGES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 0.95, 0.99, 0.998, 1.0)
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,11 @@ def side_quantiles(side: LengthMoments, probs: np.ndarray) -> np.ndarray:
     return np.clip(np.round(values), 1, side.max)
 
 
-def mix_lengths(mix: LengthMix, bins: int = MIX_BINS) -> LengthTable:
-    mids = (np.arange(bins) + 0.5) / bins
+def mix_lengths(mix: LengthMix, edges: tuple[float, ...] = MIX_EDGES) -> LengthTable:
+    e = np.asarray(edges)
+    mids, widths = (e[:-1] + e[1:]) / 2.0, np.diff(e)
     i = side_quantiles(mix.input, mids)
     o = side_quantiles(mix.output, mids)
     ii, oo = np.meshgrid(i, o, indexing="ij")
-    return LengthTable(ii.ravel(), oo.ravel(), np.full(bins * bins, 1.0 / (bins * bins)))
+    ww = np.outer(widths, widths)
+    return LengthTable(ii.ravel(), oo.ravel(), ww.ravel() / ww.sum())

@@ -5,8 +5,11 @@ arrive at λ per replica (coefficient of variation ``burstiness``). In steady st
 step is either a decode-only step (the d running decodes) or a mixed step that also
 carries prompt tokens. With τ̄ the mean step time:
 
-  d      = λ·E[O−1]·TPOT                    requests in decode (Little's law)
-  f      = 1 − exp(−λ·τ̄·E[passes])          share of steps with prompt tokens waiting
+  d      = λ·E[O−1]·TPOT                    requests in decode (Little's law); a decoding
+                                            request shares its steps with d others + itself
+  f      = (1−e^(−u·τ_dec)) / (1−e^(−u·τ_dec)+e^(−u·τ_mix)), u = λ·E[passes]
+                                            share of mixed steps: a step is mixed when a
+                                            prompt arrived during the step before
   p      = min(λ·E[I]·τ̄ / f, room)          prompt tokens per mixed step (flow balance)
   τ_mix  = step(d, p), τ_dec = step(d, 0)   from ``costs.step`` (prefill-first: step(0, p))
   τ̄      = f·τ_mix + (1−f)·τ_dec            solved by damped fixed-point iteration
@@ -154,20 +157,28 @@ def steady_state(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, rat
         return mixed_step_s(arch, cfg, hw, decodes=d, decode_kv_tokens=d * ctx * keep, prefill_tokens=p, prefill_seqs=seqs, prefill_pair_count=q)
 
     tau = step(0.0, mean_in, 1.0, pairs) + 0 * lam
+    tau_mix, tau_dec = tau, tau
     f = np.zeros_like(tau)
     for _ in range(FIXED_POINT_ITERATIONS):
         tpot = np.where(chunked, tau, tau / np.maximum(1.0 - f, MIN_SHARE))
         d = np.minimum(lam * dec_steps * tpot, slots)
         room = np.where(chunked, np.maximum(budget - d, 1.0), budget)
         passes = (w * np.ceil(inp / room[..., None])).sum(axis=-1)
-        f = np.maximum(1.0 - np.exp(-lam * tau * np.where(chunked, passes, 1.0)), MIN_SHARE)
+        # The next step carries prompt tokens when a prompt arrived during this one; long
+        # mixed steps collect more arrivals (a two-state Markov chain over step kinds).
+        units = lam * np.where(chunked, passes, 1.0)
+        stay_dec = np.exp(-units * tau_dec)
+        f = np.maximum((1.0 - stay_dec) / (1.0 - stay_dec + np.exp(-units * tau_mix)), MIN_SHARE)
         p = np.minimum(lam * mean_in * tau / f, room)
         seqs = np.maximum(lam * passes * tau / f, 1.0)
         q = lam * pairs * tau / f * np.minimum(1.0, room / np.maximum(lam * mean_in * tau / f, 1e-300))
-        d_mix = np.where(chunked, d, 0.0)
-        tau_mix = step(d_mix, p, seqs, q)
-        tau_dec = step(d, 0.0, 0.0, 0.0)
-        new = f * tau_mix + (1.0 - f) * tau_dec
+        # A decoding request sees itself plus the others: d + 1 decodes (the new prompt's
+        # step, seen on arrival, holds the d others).
+        d_seen = np.minimum(d + 1.0, slots)
+        tau_mix = step(np.where(chunked, d, 0.0), p, seqs, q)
+        tau_mix_seen = step(np.where(chunked, d_seen, 0.0), p, seqs, q)
+        tau_dec = step(d_seen, 0.0, 0.0, 0.0)
+        new = f * tau_mix_seen + (1.0 - f) * tau_dec
         moved = np.abs(new - tau) / tau
         tau = (1.0 - FIXED_POINT_DAMPING) * tau + FIXED_POINT_DAMPING * new
     tpot = np.where(chunked, tau, tau / np.maximum(1.0 - f, MIN_SHARE))
@@ -205,11 +216,14 @@ def stream_metrics(
     chunked = _col(opts.chunked) > 0
     room = _col(st.room)
     passes = np.ceil(inp / room)
-    chunk = np.minimum(inp, room)
+    # A prompt shares its step with the prompts that arrived during the step before (PASTA:
+    # λ·τ̄·E[I] tokens on average), up to the room the budget leaves.
+    others = _col(lam * st.tau_s * lengths.mean_input)
+    chunk = np.minimum(inp + others, room)
     d_mix = np.where(chunked, _col(st.decodes), 0.0)
     tau_pass = mixed_step_s(
         arch, cfg, hw, decodes=d_mix, decode_kv_tokens=d_mix * _decode_ctx(lengths) * _col(opts.kv_keep),
-        prefill_tokens=chunk, prefill_seqs=1.0, prefill_pair_count=inp * (inp + 1.0) / 2.0 / passes,
+        prefill_tokens=chunk, prefill_seqs=1.0 + others / lengths.mean_input, prefill_pair_count=inp * (inp + 1.0) / 2.0 / passes,
     )
     tau = _col(st.tau_s)
     boundary_mean = _col((st.mixed_share * st.tau_mix_s**2 + (1 - st.mixed_share) * st.tau_dec_s**2) / (2.0 * st.tau_s))

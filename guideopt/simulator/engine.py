@@ -21,6 +21,7 @@ move: the step times of the whole run come from one table lookup.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +95,7 @@ class _State:
         self.waiting: deque[int] = deque()
         self.pending: deque[int] = deque()
         self.issued = 0
+        self.finished = 0
         self.series = Series()
         if stream.arrival_s is not None:
             self.arrival[:] = stream.arrival_s
@@ -134,6 +136,7 @@ class _State:
         self.waiting.appendleft(r)
 
     def complete(self, ids: np.ndarray, t: float) -> None:
+        self.finished += int(ids.size)
         for r in ids.tolist():
             self.finish[r] = t
             self.running.remove(r)
@@ -153,7 +156,10 @@ class _State:
         s.tokens.append(tokens)
 
 
-def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable) -> SimResult:
+PROGRESS_EVERY_STEPS = 2000  # how often the progress callback hears the number of finished requests
+
+
+def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress: Callable[[int], None] | None = None) -> SimResult:
     """Run every request of ``stream`` to completion on one replica."""
     too_long = (stream.input_len + stream.output_len) > spec.kv_tokens
     if too_long.any():
@@ -183,9 +189,13 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable) -> SimRe
             if moved is not None:
                 t, k = moved
                 steps += k
+                if progress is not None:
+                    progress(st.finished)
                 continue
         t = _one_step(st, run, in_prefill, t, table)
         steps += 1
+        if progress is not None and steps % PROGRESS_EVERY_STEPS == 0:
+            progress(st.finished)
     return SimResult(st.arrival, st.admitted, st.first, st.finish, st.inp, st.out, st.preempt, steps, spec.kv_tokens, st.series)
 
 
@@ -209,7 +219,9 @@ def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, t: float, tab
     pf = run[in_prefill]
     room = spec.token_budget - dec.size if spec.chunked else spec.token_budget
     left = st.need[pf] - st.done[pf]
-    if pf.size == 1:
+    if pf.size == 0:
+        chunk = left
+    elif pf.size == 1:
         chunk = np.minimum(left, max(room, 0)) if spec.chunked else left
     elif spec.chunked:
         before = np.cumsum(left) - left
@@ -224,7 +236,7 @@ def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, t: float, tab
     p = float(chunk.sum())
     kv = float((st.cache[dec].sum() + dec.size) * spec.kv_keep)
     pairs = float((chunk * (st.done[pf] + (chunk + 1) / 2.0)).sum()) if pf.size else 0.0
-    tau = table.step_s(int(dec.size), p, kv, pairs)
+    tau = table.step_s(int(dec.size), p, kv, pairs, int(pf.size))
     t += tau
     st.free -= grown
     st.blocks[dec] += grow

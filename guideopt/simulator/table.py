@@ -8,7 +8,9 @@ evaluated once on a grid, in one vectorised call, and interpolated (multilinear)
   total KV tokens (step time is piecewise linear in it, so the error is confined to the
   cells holding a roofline kink);
 * steps with prompt tokens: a 4-D grid over (decodes, prompt tokens, decode KV tokens,
-  prompt attention pairs), geometric axes that include 0.
+  prompt attention pairs), geometric axes that include 0, for each count of prompts in
+  the step from 1 to PP (with pipeline parallelism the sequences in a step decide how
+  many micro-batches fill the pipeline; beyond PP they no longer matter).
 
 ``tests/test_simulator.py`` checks the interpolation against direct calls of
 ``costs.step.mixed_step_s`` (stated tolerance there).
@@ -43,13 +45,13 @@ class StepTable:
     decode_kv_axis: np.ndarray
     decode_values: np.ndarray  # [decodes, kv]
     axes: tuple[np.ndarray, ...]  # mixed: decodes, prompt tokens, decode KV, prompt pairs
-    values: np.ndarray
+    values: np.ndarray  # [prompts in the step − 1, *axes]
     _decode_rows: list[list[float]]
     _axes_lists: tuple[list[float], ...]
     _flat: list[float]
 
     @classmethod
-    def build(cls, arch: ModelArch, cfg: StepConfig, hw: HardwareArrays, *, cap: int, budget: int, max_context: int) -> StepTable:
+    def build(cls, arch: ModelArch, cfg: StepConfig, hw: HardwareArrays, *, cap: int, budget: int, max_context: int, pp: int = 1) -> StepTable:
         kv_top = float(cap) * max_context
         kv_axis = _axis(kv_top, DECODE_KV_POINTS)
         d_all = np.arange(cap + 1, dtype=float)
@@ -63,9 +65,10 @@ class StepTable:
             _axis(kv_top, n_s),
             _axis(pair_top, n_q),
         )
-        mesh = np.meshgrid(*axes, indexing="ij")
-        d, p, s, q = (m.ravel() for m in mesh)
-        mixed = mixed_step_s(arch, cfg, hw, decodes=d, decode_kv_tokens=s, prefill_tokens=p, prefill_seqs=(p > 0).astype(float), prefill_pair_count=q)
+        prompts = np.arange(1, max(pp, 1) + 1, dtype=float)
+        mesh = np.meshgrid(prompts, *axes, indexing="ij")
+        n, d, p, s, q = (m.ravel() for m in mesh)
+        mixed = mixed_step_s(arch, cfg, hw, decodes=d, decode_kv_tokens=s, prefill_tokens=p, prefill_seqs=n, prefill_pair_count=q)
         values = mixed.reshape(mesh[0].shape)
         dvals = dec.reshape(dd.shape)
         return cls(kv_axis, dvals, axes, values, dvals.tolist(), tuple(a.tolist() for a in axes), values.ravel().tolist())
@@ -74,11 +77,11 @@ class StepTable:
         """Vectorised over KV totals, at a fixed decode count (a run of pure decode steps)."""
         return np.interp(kv_tokens, self.decode_kv_axis, self.decode_values[decodes])
 
-    def step_s(self, decodes: int, prompt_tokens: float, kv_tokens: float, pairs: float) -> float:
+    def step_s(self, decodes: int, prompt_tokens: float, kv_tokens: float, pairs: float, prompts: int = 1) -> float:
         """One step (scalar, pure Python: a few µs)."""
         if prompt_tokens <= 0:
             return _interp1(self._kv_list, self._decode_rows[decodes], kv_tokens)
-        base = 0
+        base = (min(max(prompts, 1), self._prompt_levels) - 1) * self._slab
         weights = [1.0]
         offsets = [0]
         for axis, stride, x in zip(self._axes_lists, self._strides, (decodes, prompt_tokens, kv_tokens, pairs)):
@@ -94,6 +97,8 @@ class StepTable:
         self._kv_list = self.decode_kv_axis.tolist()
         sizes = [len(a) for a in self._axes_lists]
         self._strides = [int(np.prod(sizes[i + 1 :])) for i in range(len(sizes))]
+        self._slab = int(np.prod(sizes))
+        self._prompt_levels = int(self.values.shape[0])
 
 
 def _interp1(xs: list[float], ys: list[float], x: float) -> float:

@@ -1,0 +1,150 @@
+"""``guideopt simulate``: one configuration against a request stream, simulated step by step."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from guideopt.commands.common import echo_json, handle_errors, json_option
+from guideopt.errors import InvalidRequestError
+
+PROGRESS_MIN_REQUESTS = 20_000  # below this a run takes well under a second: no bar
+TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+
+
+@click.command()
+@click.option("--model", required=True, help="Hugging Face id from the catalog, or a path to a config.json.")
+@click.option("--gpu", required=True, help="GPU id (see `guideopt catalog gpus`).")
+@click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel size per replica.")
+@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size per replica.")
+@click.option("--replicas", type=int, default=1, show_default=True, help="Replicas sharing the stream (one is simulated).")
+@click.option("--framework", default="vllm", show_default=True)
+@click.option("--dtype", default="fp16", show_default=True, help="Weight precision.")
+@click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
+@click.option("--running-cap", type=int, default=None, help="Max running requests (vLLM max_num_seqs; default: the engine's).")
+@click.option("--token-budget", type=int, default=None, help="Tokens per step (max_num_batched_tokens; default: the engine's).")
+@click.option("--rate", type=float, default=None, help="Open-loop arrivals, requests/s for the whole deployment.")
+@click.option("--concurrency", type=int, default=None, help="Closed-loop clients for the whole deployment.")
+@click.option("--burstiness", type=float, default=1.0, show_default=True, help="CV of inter-arrival times (1 = Poisson).")
+@click.option("--lengths", "lengths", default=None, help="A trace (CSV/JSONL with input_len,output_len[,arrival_s]) or a mix name.")
+@click.option("--input-len", type=int, default=None, help="Fixed prompt tokens (instead of --lengths).")
+@click.option("--output-len", type=int, default=None, help="Fixed output tokens (instead of --lengths).")
+@click.option("--num-requests", type=int, default=2000, show_default=True, help="Requests to sample (ignored for a trace).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ttft-ms", type=float, default=None, help="TTFT SLO at --percentile.")
+@click.option("--tpot-ms", type=float, default=None, help="TPOT SLO at --percentile.")
+@click.option("--percentile", type=float, default=90.0, show_default=True, help="Percentile the SLOs apply at, in (0, 100).")
+@click.option("--warmup", type=float, default=0.0, show_default=True, help="Share of the earliest requests left out of the metrics.")
+@click.option("--plot", "plot_path", default=None, help="Draw queue, running, KV use and throughput over time (.png/.svg).")
+@json_option
+@handle_errors
+def simulate(**kw) -> None:
+    """Replay a request stream through one configuration and print TTFT/TPOT/E2E/queueing percentiles.
+
+    Example: guideopt simulate --model meta-llama/Llama-3.1-8B --gpu h100-sxm --rate 10 --lengths sharegpt
+    """
+    from guideopt.analyses.simulate import run_simulation
+    from guideopt.io.simulation import plot_simulation, simulation_text
+    from guideopt.io.traces import read_trace
+
+    request, trace_path = _request(kw)
+    trace = None
+    if trace_path is not None:
+        from guideopt.catalog import load_catalog
+
+        context = load_catalog().model(kw["model"]).max_position_embeddings
+        tr = read_trace(trace_path, max_context=context)
+        trace = (tr.input_len, tr.output_len, tr.arrival_s)
+    total = len(trace[0]) if trace else request.workload.num_requests
+    if total >= PROGRESS_MIN_REQUESTS and not kw["as_json"]:
+        with click.progressbar(length=total, label="simulating", file=sys.stderr) as bar:
+            state = {"done": 0}
+
+            def progress(done: int) -> None:
+                bar.update(done - state["done"])
+                state["done"] = done
+
+            sim = run_simulation(request, trace, progress=progress)
+    else:
+        sim = run_simulation(request, trace)
+    if kw["plot_path"]:
+        plot_simulation(sim, kw["plot_path"])
+    if kw["as_json"]:
+        echo_json(sim.as_dict())
+    else:
+        click.echo(simulation_text(sim))
+        if kw["plot_path"]:
+            click.echo(f"chart: {kw['plot_path']}")
+
+
+def _request(kw: dict):
+    from guideopt.model.workload import SimulateRequest, parse_percentile
+
+    _check_positive(kw, "rate", "--rate", "requests/s")
+    _check_positive(kw, "burstiness", "--burstiness", "(1 = Poisson)")
+    for key in ("concurrency", "input_len", "output_len", "num_requests", "running_cap", "token_budget", "tp", "pp", "replicas"):
+        if kw.get(key) is not None and kw[key] <= 0:
+            raise InvalidRequestError(f"--{key.replace('_', '-')}: must be > 0 (got {kw[key]})")
+    if (kw["rate"] is None) == (kw["concurrency"] is None) and kw["rate"] is not None:
+        raise InvalidRequestError("--rate and --concurrency: give one of them, not both")
+    try:
+        pct = parse_percentile(kw["percentile"], "--percentile")
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    trace_path, lengths = None, {}
+    if kw["lengths"]:
+        if kw["input_len"] or kw["output_len"]:
+            raise InvalidRequestError("--lengths: give --lengths or --input-len/--output-len, not both")
+        value = kw["lengths"]
+        if Path(value).suffix.lower() in TRACE_SUFFIXES or Path(value).exists():
+            trace_path, lengths = value, {"file": value}
+        else:
+            lengths = {"mix": value}
+    elif kw["input_len"] and kw["output_len"]:
+        lengths = {"input_len": kw["input_len"], "output_len": kw["output_len"]}
+    else:
+        raise InvalidRequestError("--lengths: give a trace file or mix name, or both --input-len and --output-len")
+    if kw["rate"] is None and kw["concurrency"] is None and trace_path is None:
+        raise InvalidRequestError("--rate: give --rate R or --concurrency C (or a trace with arrival_s)")
+    slo = {m: {"targets": {pct: kw[m]}} for m in ("ttft_ms", "tpot_ms") if kw[m] is not None}
+    _check_positive(kw, "ttft_ms", "--ttft-ms", "ms")
+    _check_positive(kw, "tpot_ms", "--tpot-ms", "ms")
+    if not 0 <= kw["warmup"] < 1:
+        raise InvalidRequestError(f"--warmup: {kw['warmup']} must be in [0, 1)")
+    data = {
+        "model": kw["model"],
+        "gpu": kw["gpu"],
+        "tp": kw["tp"],
+        "pp": kw["pp"],
+        "replicas": kw["replicas"],
+        "framework": kw["framework"],
+        "dtype": kw["dtype"],
+        "kv_dtype": kw["kv_dtype"],
+        "running_cap": kw["running_cap"],
+        "token_budget": kw["token_budget"],
+        "workload": {
+            "rate_rps": kw["rate"],
+            "concurrency": kw["concurrency"],
+            "burstiness": kw["burstiness"],
+            "lengths": lengths,
+            "num_requests": kw["num_requests"],
+            "seed": kw["seed"],
+        },
+        "slo": slo,
+        "warmup_fraction": kw["warmup"],
+    }
+    try:
+        return SimulateRequest.model_validate(data), trace_path
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequestError(f"{loc}: {first['msg']}") from None
+
+
+def _check_positive(kw: dict, key: str, flag: str, unit: str) -> None:
+    value = kw.get(key)
+    if value is not None and not value > 0:
+        raise InvalidRequestError(f"{flag}: must be > 0 {unit} (got {value:g})")

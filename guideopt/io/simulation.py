@@ -1,0 +1,84 @@
+"""Text and charts of a simulation (``guideopt simulate``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from guideopt.analyses.simulate import Simulation
+from guideopt.errors import GuideoptError
+from guideopt.io.plots import PLOT_DPI, check_plot_path
+from guideopt.io.render import table
+
+SERIES_SIZE_IN = (12.0, 7.0)
+THROUGHPUT_BINS = 200  # time bins of the token-throughput panel
+
+
+def simulation_text(sim: Simulation) -> str:
+    d = sim.as_dict()
+    rep, ana = d["simulated"], d["analytic"]["metrics"]
+    load = f"rate {d['rate_rps']:g} req/s" if d["rate_rps"] is not None else f"concurrency {d['concurrency']}"
+    head = (
+        f"{d['model']} on {d['replicas']} x {d['gpu']} (tp={d['tp']}, pp={d['pp']}, {d['framework']}, {d['dtype']}), {load}\n"
+        f"running cap {d['running_cap']}, token budget {d['token_budget']}, KV cache {d['kv_cache_tokens']:,} tokens "
+        f"(when full: {d['kv_policy']}); sustainable rate (analytic) {d['sustainable_rate_rps']:.2f} req/s"
+    )
+    pct_keys = [k for k in rep["metrics"]["ttft_ms"] if k != "mean"]
+    rows = []
+    for metric in ("ttft_ms", "tpot_ms", "e2e_ms", "queue_ms"):
+        sim_m, ana_m = rep["metrics"][metric], ana[metric]
+        rows.append([metric, "simulated", sim_m["mean"], *[sim_m[k] for k in pct_keys]])
+        rows.append(["", "analytic", ana_m["mean"], *[ana_m.get(k, float("nan")) for k in pct_keys]])
+    body = table(["metric", "model", "mean", *pct_keys], rows)
+    tail = [
+        f"requests {rep['requests']:,} over {rep['duration_s']:.1f} s: {rep['request_throughput_rps']:.2f} req/s, "
+        f"{rep['output_throughput_tok_s']:,.0f} output tok/s per replica",
+        f"KV use mean {rep['kv_use_mean']:.0%}, max {rep['kv_use_max']:.0%}; preemptions {rep['preemptions']}; steps {rep['steps']:,}",
+    ]
+    if rep["goodput_rps"] is not None:
+        tail.append(f"goodput {rep['goodput_rps']:.2f} req/s ({rep['slo_attainment']:.1%} of requests meet every SLO)")
+    if not d["analytic"]["stable"]:
+        tail.append("analytic model: this rate is beyond what the replica sustains (queues grow)")
+    return "\n".join([head, "", body, "", *tail])
+
+
+def plot_simulation(sim: Simulation, path: str | os.PathLike[str]) -> Path:
+    """Queue length, running requests, KV-cache use and token throughput over time."""
+    target = check_plot_path(path)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise GuideoptError("plot: matplotlib is not installed (pip install matplotlib)") from None
+    s = sim.result.series
+    t = np.asarray(s.t_s)
+    fig, axes = plt.subplots(2, 2, figsize=SERIES_SIZE_IN, sharex=True)
+    try:
+        panels = [
+            (axes[0, 0], np.asarray(s.waiting), "waiting requests (queue)"),
+            (axes[0, 1], np.asarray(s.running), "running requests"),
+            (axes[1, 0], 100.0 * np.asarray(s.kv_used_tokens) / max(sim.engine.kv_tokens, 1), "KV cache in use (%)"),
+        ]
+        for ax, y, label in panels:
+            ax.step(t, y, where="post", linewidth=0.8)
+            ax.set_ylabel(label)
+            ax.grid(True, alpha=0.3)
+        edges = np.linspace(0.0, t.max() if t.size else 1.0, THROUGHPUT_BINS + 1)
+        tokens, _ = np.histogram(t, bins=edges, weights=np.asarray(s.tokens))
+        width = edges[1] - edges[0]
+        axes[1, 1].plot((edges[:-1] + edges[1:]) / 2, tokens / max(width, 1e-12), linewidth=0.8)
+        axes[1, 1].set_ylabel("tokens processed per s")
+        axes[1, 1].grid(True, alpha=0.3)
+        for ax in axes[1]:
+            ax.set_xlabel("time (s)")
+        req = sim.request
+        fig.suptitle(f"{req.model} on {req.gpu} tp={req.tp} pp={req.pp} ({req.framework}), one replica (simulated)")
+        fig.tight_layout()
+        fig.savefig(target, dpi=PLOT_DPI)
+    finally:
+        plt.close(fig)
+    return target
