@@ -79,7 +79,9 @@ class Simulation:
         }
 
 
-def resolve_lengths(req: SimulateRequest, arch: ModelArch, trace: TraceArrays | None) -> tuple[LengthTable, np.ndarray, np.ndarray, np.ndarray | None]:
+def resolve_lengths(
+    req: SimulateRequest, arch: ModelArch, trace: TraceArrays | None
+) -> tuple[LengthTable, np.ndarray, np.ndarray, np.ndarray | None]:
     """The length table (analytic) and the sampled or recorded requests (simulator)."""
     wl = req.workload
     spec = wl.lengths
@@ -120,7 +122,9 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
     if gpu.vendor.value not in fw.vendors:
         raise InvalidRequestError(f"framework: {fw.id} does not run on {gpu.vendor.value} GPUs like {gpu.id} (pick another framework)")
     if not bool(tp_is_valid(arch, np.array([req.tp]))[0]):
-        raise InvalidRequestError(f"tp: {req.tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try 1, 2, 4 or 8)")
+        raise InvalidRequestError(
+            f"tp: {req.tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try 1, 2, 4 or 8)"
+        )
     if req.pp > 1 and not fw.pipeline_parallel:
         raise InvalidRequestError(f"pp: {fw.id} has no pipeline parallelism (use pp 1)")
     budget = req.token_budget or fw.max_num_batched_tokens
@@ -130,9 +134,18 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
             f"token_budget: {budget} tokens is shorter than the longest prompt ({longest}) and {fw.id} does not chunk prefill (use a budget >= {longest})"
         )
     space = OptionSpace(
-        gpus=[gpu], frameworks=[fw], dtypes=[dtype], tp=[req.tp], pp=[req.pp], batch=[1],
-        input_len=max(int(round(lengths.mean_input)), 1), output_len=max(int(round(lengths.mean_output)), 1),
-        kv_dtype=kv_dtype, split=[budget], allow_waves=True, allow_multi_node_tp=True,
+        gpus=[gpu],
+        frameworks=[fw],
+        dtypes=[dtype],
+        tp=[req.tp],
+        pp=[req.pp],
+        batch=[1],
+        input_len=max(int(round(lengths.mean_input)), 1),
+        output_len=max(int(round(lengths.mean_output)), 1),
+        kv_dtype=kv_dtype,
+        split=[budget],
+        allow_waves=True,
+        allow_multi_node_tp=True,
     )
     table = build_option_table(arch, space, cat.calibration)
     kv_tokens = int(table.memory.kv_tokens[0]) if len(table) else 0

@@ -66,7 +66,9 @@ def step_time_s(arch: ModelArch, cfg: StepConfig, hw: HardwareArrays, shape: Pas
     return kernels + overhead
 
 
-def mixed_step_s(arch: ModelArch, cfg: StepConfig, hw: HardwareArrays, *, decodes, decode_kv_tokens, prefill_tokens, prefill_seqs, prefill_pair_count) -> np.ndarray:
+def mixed_step_s(
+    arch: ModelArch, cfg: StepConfig, hw: HardwareArrays, *, decodes, decode_kv_tokens, prefill_tokens, prefill_seqs, prefill_pair_count
+) -> np.ndarray:
     """``step_time_s`` of the step ``step_shape`` builds (the one entry point of both evaluators)."""
     shape = step_shape(
         decodes=decodes,

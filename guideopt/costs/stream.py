@@ -65,7 +65,16 @@ class StreamOptions:
 
         cfg = StepConfig(sub(self.cfg.tp), sub(self.cfg.pp), sub(self.cfg.w_bytes), sub(self.cfg.kv_bytes), self.cfg.flash)
         hw = HardwareArrays(**{f: sub(getattr(self.hw, f)) for f in HardwareArrays.__dataclass_fields__})
-        return StreamOptions(cfg, hw, sub(self.running_cap), sub(self.token_budget), sub(self.chunked), sub(self.kv_tokens), sub(self.reserve_kv), sub(self.kv_keep))
+        return StreamOptions(
+            cfg,
+            hw,
+            sub(self.running_cap),
+            sub(self.token_budget),
+            sub(self.chunked),
+            sub(self.kv_tokens),
+            sub(self.reserve_kv),
+            sub(self.kv_keep),
+        )
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,9 @@ def steady_state(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, rat
     slots = np.maximum(slots, 1.0)
 
     def step(d, p, seqs, q):
-        return mixed_step_s(arch, cfg, hw, decodes=d, decode_kv_tokens=d * ctx * keep, prefill_tokens=p, prefill_seqs=seqs, prefill_pair_count=q)
+        return mixed_step_s(
+            arch, cfg, hw, decodes=d, decode_kv_tokens=d * ctx * keep, prefill_tokens=p, prefill_seqs=seqs, prefill_pair_count=q
+        )
 
     tau = step(0.0, mean_in, 1.0, pairs) + 0 * lam
     tau_mix, tau_dec = tau, tau
@@ -222,8 +233,14 @@ def stream_metrics(
     chunk = np.minimum(inp + others, room)
     d_mix = np.where(chunked, _col(st.decodes), 0.0)
     tau_pass = mixed_step_s(
-        arch, cfg, hw, decodes=d_mix, decode_kv_tokens=d_mix * _decode_ctx(lengths) * _col(opts.kv_keep),
-        prefill_tokens=chunk, prefill_seqs=1.0 + others / lengths.mean_input, prefill_pair_count=inp * (inp + 1.0) / 2.0 / passes,
+        arch,
+        cfg,
+        hw,
+        decodes=d_mix,
+        decode_kv_tokens=d_mix * _decode_ctx(lengths) * _col(opts.kv_keep),
+        prefill_tokens=chunk,
+        prefill_seqs=1.0 + others / lengths.mean_input,
+        prefill_pair_count=inp * (inp + 1.0) / 2.0 / passes,
     )
     tau = _col(st.tau_s)
     boundary_mean = _col((st.mixed_share * st.tau_mix_s**2 + (1 - st.mixed_share) * st.tau_dec_s**2) / (2.0 * st.tau_s))
@@ -231,7 +248,11 @@ def stream_metrics(
     f = _col(st.mixed_share)
     spread = _col(st.tau_mix_s - st.tau_dec_s)
     n_dec = np.maximum(dec, 1.0)
-    tpot_sd = np.where(chunked, np.abs(spread) * np.sqrt(f * (1 - f) / n_dec), _col(st.tau_mix_s) * np.sqrt(f) / np.maximum(1 - f, MIN_SHARE) / np.sqrt(n_dec))
+    tpot_sd = np.where(
+        chunked,
+        np.abs(spread) * np.sqrt(f * (1 - f) / n_dec),
+        _col(st.tau_mix_s) * np.sqrt(f) / np.maximum(1 - f, MIN_SHARE) / np.sqrt(n_dec),
+    )
     zero = Wait(np.zeros_like(tau_pass), np.zeros_like(tau_pass))
     waits = combine(_wait_col(slot), _wait_col(prompt))
     waits = Wait(waits.p_wait + 0 * tau_pass, waits.theta_s + 0 * tau_pass)
@@ -280,7 +301,16 @@ def sustainable_rate(arch: ModelArch, opts: StreamOptions, lengths: LengthTable,
     w = lengths.weight
     tokens = float(w @ (lengths.input_len + lengths.output_len))
     lo = np.zeros(len(opts))
-    single = mixed_step_s(arch, opts.cfg, opts.hw, decodes=1.0, decode_kv_tokens=float(w @ lengths.input_len), prefill_tokens=0.0, prefill_seqs=0.0, prefill_pair_count=0.0)
+    single = mixed_step_s(
+        arch,
+        opts.cfg,
+        opts.hw,
+        decodes=1.0,
+        decode_kv_tokens=float(w @ lengths.input_len),
+        prefill_tokens=0.0,
+        prefill_seqs=0.0,
+        prefill_pair_count=0.0,
+    )
     hi = 2.0 * np.asarray(opts.token_budget, dtype=float) / (tokens * single) + 1e-9  # beyond one full budget per fastest step
     for _ in range(RATE_GRID_ROUNDS):
         grid = lo[:, None] + (hi - lo)[:, None] * (np.arange(1, RATE_GRID_POINTS + 1) / RATE_GRID_POINTS)

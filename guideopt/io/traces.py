@@ -93,7 +93,7 @@ def _jsonl_rows(p: Path, text: str) -> list[Row]:
         except json.JSONDecodeError as exc:
             raise InvalidRequestError(f"{p}:{line_no}: not valid JSON ({exc.msg}); write one object per line") from None
         if not isinstance(rec, dict):
-            raise InvalidRequestError(f"{p}:{line_no}: expected an object like {{\"input_len\": 512, \"output_len\": 128}}")
+            raise InvalidRequestError(f'{p}:{line_no}: expected an object like {{"input_len": 512, "output_len": 128}}')
         rows.append(_row(p, line_no, rec))
     return rows
 

@@ -96,6 +96,7 @@ class _State:
         self.pending: deque[int] = deque()
         self.issued = 0
         self.finished = 0
+        self.just_preempted = False
         self.series = Series()
         if stream.arrival_s is not None:
             self.arrival[:] = stream.arrival_s
@@ -134,6 +135,7 @@ class _State:
         self.need[r] = self.inp[r] + self.gen[r]
         self.preempt[r] += 1
         self.waiting.appendleft(r)
+        self.just_preempted = True
 
     def complete(self, ids: np.ndarray, t: float) -> None:
         self.finished += int(ids.size)
@@ -174,7 +176,9 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress
     while True:
         while st.pending and st.arrival[st.pending[0]] <= t:
             st.waiting.append(st.pending.popleft())
-        st.admit(t)
+        if not st.just_preempted:  # a preempted request is not readmitted in the step that evicted it
+            st.admit(t)
+        st.just_preempted = False
         if not st.running:
             if not st.pending:
                 if st.waiting:  # nothing runs and the head cannot be admitted: cannot happen with the fit check
@@ -209,11 +213,11 @@ def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, t: float, tab
     grow = np.maximum(-(-(st.cache[dec] + 1) // spec.block_tokens) - st.blocks[dec], 0)
     grown = int(grow.sum())
     if grown > st.free:
-        if spec.policy is KvPolicy.STALL:
-            keep = np.cumsum(grow) <= st.free
+        keep = np.cumsum(grow) <= st.free
+        if spec.policy is KvPolicy.STALL and (keep.any() or in_prefill.any()):
             dec, grow = dec[keep], grow[keep]
             grown = int(grow.sum())
-        else:  # recompute (reserve never gets here): preempt the newest, then schedule again
+        else:  # recompute (reserve never gets here; a stall with nothing left to run falls back to it)
             st.preempt_last()
             return t
     pf = run[in_prefill]

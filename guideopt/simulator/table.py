@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from itertools import product
 
 import numpy as np
 
@@ -51,12 +50,16 @@ class StepTable:
     _flat: list[float]
 
     @classmethod
-    def build(cls, arch: ModelArch, cfg: StepConfig, hw: HardwareArrays, *, cap: int, budget: int, max_context: int, pp: int = 1) -> StepTable:
+    def build(
+        cls, arch: ModelArch, cfg: StepConfig, hw: HardwareArrays, *, cap: int, budget: int, max_context: int, pp: int = 1
+    ) -> StepTable:
         kv_top = float(cap) * max_context
         kv_axis = _axis(kv_top, DECODE_KV_POINTS)
         d_all = np.arange(cap + 1, dtype=float)
         dd, kk = np.meshgrid(d_all, kv_axis, indexing="ij")
-        dec = mixed_step_s(arch, cfg, hw, decodes=dd.ravel(), decode_kv_tokens=kk.ravel(), prefill_tokens=0.0, prefill_seqs=0.0, prefill_pair_count=0.0)
+        dec = mixed_step_s(
+            arch, cfg, hw, decodes=dd.ravel(), decode_kv_tokens=kk.ravel(), prefill_tokens=0.0, prefill_seqs=0.0, prefill_pair_count=0.0
+        )
         n_d, n_p, n_s, n_q = MIXED_POINTS
         pair_top = float(budget) * (max_context + budget / 2.0)
         axes = (
