@@ -205,57 +205,68 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress
 
 def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, t: float, table: StepTable) -> float:
     spec = st.spec
-    if spec.chunked or not in_prefill.any():
-        dec = run[~in_prefill]
-    else:
-        dec = run[:0]
+    dec = run[~in_prefill] if spec.chunked or not in_prefill.any() else run[:0]
     # KV growth of the decodes; the policy decides when blocks run short.
-    grow = np.maximum(-(-(st.cache[dec] + 1) // spec.block_tokens) - st.blocks[dec], 0)
+    cache = st.cache[dec]
+    grow = np.maximum((cache + spec.block_tokens) // spec.block_tokens - st.blocks[dec], 0)
     grown = int(grow.sum())
     if grown > st.free:
         keep = np.cumsum(grow) <= st.free
         if spec.policy is KvPolicy.STALL and (keep.any() or in_prefill.any()):
-            dec, grow = dec[keep], grow[keep]
+            dec, grow, cache = dec[keep], grow[keep], cache[keep]
             grown = int(grow.sum())
         else:  # recompute (reserve never gets here; a stall with nothing left to run falls back to it)
             st.preempt_last()
             return t
-    pf = run[in_prefill]
-    room = spec.token_budget - dec.size if spec.chunked else spec.token_budget
-    left = st.need[pf] - st.done[pf]
+    pf, chunk, pairs = _prompt_chunks(st, run[in_prefill], dec.size)
+    p = float(chunk.sum())
+    n_dec = int(dec.size)
+    tau = table.step_s(n_dec, p, float((int(cache.sum()) + n_dec) * spec.kv_keep), pairs, int(pf.size))
+    t += tau
+    st.free -= grown
+    if grown:
+        st.blocks[dec] += grow
+    st.cache[dec] = cache + 1
+    gen = st.gen[dec] + 1
+    st.gen[dec] = gen
+    done_dec = dec[gen >= st.out[dec]]
+    if pf.size:
+        done = st.done[pf] + chunk
+        st.done[pf] = done
+        st.cache[pf] += chunk
+        ready = pf[done >= st.need[pf]]
+        if ready.size:
+            st.first[ready[st.gen[ready] == 0]] = t
+            st.gen[ready] += 1
+            done_dec = np.concatenate([done_dec, ready[st.gen[ready] >= st.out[ready]]])
+    if done_dec.size:
+        st.complete(done_dec, t)
+    st.record(t, p + n_dec)
+    return t
+
+
+def _prompt_chunks(st: _State, pf: np.ndarray, decodes: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The prompts this step advances, their chunks, and the chunks' attention pairs."""
+    spec = st.spec
     if pf.size == 0:
-        chunk = left
-    elif pf.size == 1:
-        chunk = np.minimum(left, max(room, 0)) if spec.chunked else left
-    elif spec.chunked:
-        before = np.cumsum(left) - left
-        chunk = np.minimum(np.maximum(room - before, 0), left)
+        return pf, pf, 0.0
+    room = spec.token_budget - decodes if spec.chunked else spec.token_budget
+    done = st.done[pf]
+    left = st.need[pf] - done
+    if pf.size == 1:
+        c = int(left[0]) if not spec.chunked else min(int(left[0]), max(room, 0))
+        if c <= 0:
+            return pf[:0], pf[:0], 0.0
+        return pf, np.array([c]), c * (int(done[0]) + (c + 1) / 2.0)
+    if spec.chunked:
+        chunk = np.minimum(np.maximum(room - (np.cumsum(left) - left), 0), left)
     else:
         fits = np.cumsum(left) <= room
         fits[0] = True  # a prompt longer than the budget still runs, alone
         chunk = np.where(fits, left, 0)
-    if not chunk.all():
-        busy = chunk > 0
-        pf, chunk = pf[busy], chunk[busy]
-    p = float(chunk.sum())
-    kv = float((st.cache[dec].sum() + dec.size) * spec.kv_keep)
-    pairs = float((chunk * (st.done[pf] + (chunk + 1) / 2.0)).sum()) if pf.size else 0.0
-    tau = table.step_s(int(dec.size), p, kv, pairs, int(pf.size))
-    t += tau
-    st.free -= grown
-    st.blocks[dec] += grow
-    st.cache[dec] += 1
-    st.gen[dec] += 1
-    st.done[pf] += chunk
-    st.cache[pf] += chunk
-    ready = pf[st.done[pf] >= st.need[pf]]
-    first = ready[st.gen[ready] == 0]
-    st.first[first] = t
-    st.gen[ready] += 1
-    finished = np.concatenate([dec, ready])
-    st.complete(finished[st.gen[finished] >= st.out[finished]], t)
-    st.record(t, p + dec.size)
-    return t
+    busy = chunk > 0
+    pf, chunk, done = pf[busy], chunk[busy], done[busy]
+    return pf, chunk, float((chunk * (done + (chunk + 1) / 2.0)).sum())
 
 
 def _decode_run(st: _State, run: np.ndarray, t: float, table: StepTable) -> tuple[float, int] | None:
