@@ -14,6 +14,7 @@ import argparse
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -65,21 +66,40 @@ def main() -> None:
     print(f"python {platform.python_version()}, {platform.machine()}, best of {args.repeat}")
     print(f"{'case':30} {'load':>5} {'table ms':>9} {'sim s':>7} {'steps':>8} {'1 opt ms':>9} {'10k opt s':>10} {'rate ms':>8}")
     for label, conf_kw, spec in CASES:
-        lengths, sampler = _lengths(spec)
-        req = SimulateRequest.model_validate({**conf_kw, "workload": {"concurrency": 1, "lengths": {"input_len": 1, "output_len": 1}}})
-        conf = configuration(req, lengths, lengths.max_total)
-        o = conf.options
-        t_table, _ = best_of(args.repeat, lambda: StepTable.build(conf.arch, o.cfg, o.hw, cap=conf.engine.running_cap, budget=conf.engine.token_budget, max_context=lengths.max_total, pp=req.pp))
-        t_rate, best = best_of(args.repeat, lambda: float(sustainable_rate(conf.arch, o, lengths)[0]))
-        many = o.take(np.zeros(TABLE_OPTIONS, dtype=int))
-        for load in LOADS:
-            rate = load * best
-            inputs, outputs = sampler(args.requests, np.random.default_rng(0))
-            stream = make_stream(inputs, outputs, rate_rps=rate, seed=0)
-            t_sim, res = best_of(args.repeat, lambda: simulate(stream, conf.engine, conf.step_table))
-            t_one, _ = best_of(args.repeat, lambda: stream_metrics(conf.arch, o, lengths, np.array([rate])))
-            t_many, _ = best_of(1, lambda: stream_metrics(conf.arch, many, lengths, np.full(TABLE_OPTIONS, rate)))
-            print(f"{label:30} {load:5.1f} {t_table * 1e3:9.1f} {t_sim:7.3f} {res.steps:8,} {t_one * 1e3:9.1f} {t_many:10.2f} {t_rate * 1e3:8.1f}")
+        for row in bench_case(label, conf_kw, spec, args.requests, args.repeat):
+            print(row)
+
+
+def bench_case(label: str, conf_kw: dict[str, Any], spec: str | tuple[int, int], requests: int, repeat: int) -> list[str]:
+    lengths, sampler = _lengths(spec)
+    req = SimulateRequest.model_validate({**conf_kw, "workload": {"concurrency": 1, "lengths": {"input_len": 1, "output_len": 1}}})
+    conf = configuration(req, lengths, lengths.max_total)
+    o = conf.options
+    build = partial(
+        StepTable.build,
+        conf.arch,
+        o.cfg,
+        o.hw,
+        cap=conf.engine.running_cap,
+        budget=conf.engine.token_budget,
+        max_context=lengths.max_total,
+        pp=req.pp,
+    )
+    t_table, _ = best_of(repeat, build)
+    t_rate, best = best_of(repeat, partial(sustainable_rate, conf.arch, o, lengths))
+    many = o.take(np.zeros(TABLE_OPTIONS, dtype=int))
+    rows = []
+    for load in LOADS:
+        rate = load * float(best[0])
+        inputs, outputs = sampler(requests, np.random.default_rng(0))
+        stream = make_stream(inputs, outputs, rate_rps=rate, seed=0)
+        t_sim, res = best_of(repeat, partial(simulate, stream, conf.engine, conf.step_table))
+        t_one, _ = best_of(repeat, partial(stream_metrics, conf.arch, o, lengths, np.array([rate])))
+        t_many, _ = best_of(1, partial(stream_metrics, conf.arch, many, lengths, np.full(TABLE_OPTIONS, rate)))
+        rows.append(
+            f"{label:30} {load:5.1f} {t_table * 1e3:9.1f} {t_sim:7.3f} {res.steps:8,} {t_one * 1e3:9.1f} {t_many:10.2f} {t_rate * 1e3:8.1f}"
+        )
+    return rows
 
 
 if __name__ == "__main__":
