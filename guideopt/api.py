@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from guideopt.errors import GuideoptError, InvalidRequestError
 from guideopt.model.request import PlanRequest, PredictRequest
-from guideopt.model.validation import validated
+from guideopt.model.validation import check_context, validated
 
 if TYPE_CHECKING:
     from guideopt.analyses.predict import Prediction
@@ -39,15 +39,21 @@ PREDICT_CSV_METRICS = (
 
 def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = None) -> PlanResult:
     """Best deployments for a request; raises NoFeasiblePlanError with an explanation."""
+    from guideopt.catalog import load_catalog
     from guideopt.solver.plan import solve_request
 
-    return solve_request(validated(PlanRequest, request), catalog)
+    req = validated(PlanRequest, request)
+    cat = catalog or load_catalog()
+    check_context(
+        req.model, cat.model(req.model).max_position_embeddings, req.workload.input_len, req.workload.output_len, "workload.input_len"
+    )
+    return solve_request(req, cat)
 
 
 def predict(request: PredictRequest | Mapping[str, Any], catalog: Catalog | None = None) -> Prediction:
     from guideopt.analyses.predict import predict_one
 
-    return predict_one(validated(PredictRequest, request), catalog)
+    return predict_one(validated(PredictRequest, request), catalog)  # checks the context too (check_request)
 
 
 # Rows read, predicted and written at a time by ``predict --csv``: the first chunk is small
@@ -96,7 +102,14 @@ def _output_cells(outcome: Any) -> list[str]:
     """The metric cells and the error cell of one row's outcome, in ``_OUTPUT_KEYS`` order."""
     if isinstance(outcome, GuideoptError):
         return [""] * len(PREDICT_CSV_METRICS) + [str(outcome)]
-    return [f"{outcome[key]:.6g}" for key in PREDICT_CSV_METRICS[:-1]] + [f"{outcome['mem_per_gpu_gb']:.4g}", ""]
+    return [_metric_cell(key, outcome[key]) for key in PREDICT_CSV_METRICS[:-1]] + [f"{outcome['mem_per_gpu_gb']:.4g}", ""]
+
+
+def _metric_cell(key: str, value: float | None) -> str:
+    """A metric's CSV cell; TPOT is empty when undefined (one output token: the cost model gives 0, JSON null)."""
+    if value is None or (key == "tpot_ms" and value == 0):
+        return ""
+    return f"{value:.6g}"
 
 
 def _predict_requests(data: Sequence[dict[str, Any] | GuideoptError], cat: Catalog) -> list[list[str]]:

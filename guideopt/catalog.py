@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,14 +19,16 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from guideopt.errors import CatalogError
+from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning
 from guideopt.model.calibration import Calibration
 from guideopt.model.capability import Architecture
 from guideopt.model.framework import Framework
-from guideopt.model.gpu import Gpu, LinkClass
+from guideopt.model.gpu import Gpu, LinkClass, PriceSet
 from guideopt.model.launch import KubernetesCatalog
+from guideopt.model.limits import MAX_CONFIG_JSON_BYTES, MAX_CONSTRAINTS_FILE_BYTES
 from guideopt.model.link import Links, NetworkLink
 from guideopt.model.llm import ModelArch, arch_from_hf_config
+from guideopt.model.validation import validated
 from guideopt.model.workload import LengthMix
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -75,19 +78,52 @@ class Catalog:
 
     def model(self, model_id: str) -> ModelArch:
         """A catalog model by Hugging Face id, or a model read from a local config.json path."""
-        if model_id in self.models:
-            return self.models[model_id]
-        path = Path(model_id).expanduser()
-        if path.is_dir():
-            path = path / "config.json"
-        if path.suffix == ".json" and path.is_file():
-            return load_model_config(path)
-        if path.suffix == ".json":
-            raise CatalogError(f"model: file {model_id} does not exist (give a catalog id or a config.json path)")
-        base = base_model_id(model_id, self.models)
-        if base is not None:
-            return self.models[base]
-        return _lookup(self.models, model_id, "model", "guideopt catalog models, or a path to a config.json")
+        resolved = self.resolve_model(model_id)
+        arch = self.models[resolved] if resolved in self.models else load_model_config(Path(resolved))
+        for caveat in arch.caveats:
+            warnings.warn(GuideoptWarning(f"model {arch.id}: {caveat}"), stacklevel=2)
+        return arch
+
+    def resolve_model(self, name: str, base: Path | None = None, allow_paths: bool = True) -> str:
+        """The one model-id resolver of every entry point (flags, constraints files, CSV rows, web).
+
+        Returns the catalog id ``name`` stands for (exact, in any case, a fine-tuned
+        variant's base model, a renamed repository) or, where paths are allowed, the
+        absolute path of a local config.json (a relative path is read from ``base``, else
+        the working folder). Anything else is a CatalogError with a "did you mean".
+        """
+        if name in self.models:
+            return name
+        if allow_paths:
+            path = _config_path(name, base)
+            if path is not None:
+                load_model_config(path)  # a bad file is refused here, naming its field
+                return str(path)
+        found = base_model_id(name, self.models)
+        if found is not None:
+            return found
+        close = difflib.get_close_matches(name, list(self.models), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        paths = ", or a path to a config.json" if allow_paths else "; choose a catalog id: local paths are not read here"
+        raise CatalogError(f"model: unknown model {name!r} ({hint}see `guideopt catalog models`{paths})")
+
+
+def _config_path(name: str, base: Path | None) -> Path | None:
+    """The config.json a model name points to, or None when the name is not a path."""
+    try:
+        candidate = Path(name).expanduser()
+        if not candidate.is_absolute() and base is not None:
+            candidate = base / candidate
+        looks_like_path = name.endswith(".json") or name.startswith((".", "/", "~")) or candidate.is_dir()
+        if not looks_like_path:
+            return None
+        config = candidate / "config.json" if candidate.is_dir() else candidate
+        if config.is_file():
+            return config.resolve()
+    except (OSError, ValueError, RuntimeError):  # a name too long, or with a NUL byte, for a path
+        return None
+    where = f" (relative paths are read from {base.resolve()})" if base is not None else ""
+    raise CatalogError(f"model: file {name!r} does not exist{where} (give a catalog id or a config.json path)")
 
 
 # Fine-tuned variants keep their base model's architecture (same config.json sizes), so they
@@ -122,13 +158,24 @@ def _lookup(table: dict[str, Any], key: str, field: str, where: str) -> Any:
 
 
 def load_model_config(path: Path) -> ModelArch:
+    """A model read from a Hugging Face config.json (size-limited, UTF-8, one JSON object)."""
     try:
-        cfg = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CatalogError(f"model: cannot read {path} as JSON ({exc})") from None
+        if path.stat().st_size > MAX_CONFIG_JSON_BYTES:
+            raise CatalogError(f"model: {path} is over {MAX_CONFIG_JSON_BYTES // 1024} KiB (give the model's config.json, a few KB)")
+        text = path.read_bytes().decode("utf-8-sig")
+        cfg = json.loads(text)
+    except OSError as exc:
+        raise CatalogError(f"model: cannot read {path} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise CatalogError(f"model: {path} is not UTF-8 text (save the config.json as UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise CatalogError(f"model: {path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise CatalogError(f"model: {path}: nested too deeply (give a Hugging Face config.json)") from None
     if not isinstance(cfg, dict):
         raise CatalogError(f"model: {path} must hold a JSON object (a Hugging Face config.json)")
-    model_id = str(cfg.get("_name_or_path") or path.parent.name or path.stem)
+    name = cfg.get("_name_or_path")
+    model_id = str(name) if isinstance(name, str) and name else str(path.parent.name or path.stem)
     return arch_from_hf_config(cfg, model_id, source=str(path))
 
 
@@ -276,6 +323,41 @@ def load_catalog(root: str | None = None) -> Catalog:
         architectures=archs,
         kubernetes=_load_kubernetes(base, gpus),
     )
+
+
+def price_set_names() -> list[str]:
+    """The bundled price sets (``catalogs/prices/NAME.yaml``), one per provider."""
+    return sorted(p.stem for p in (catalog_dir() / "prices").glob("*.yaml"))
+
+
+def load_price_set(name_or_path: str, catalog: Catalog | None = None) -> PriceSet:
+    """A bundled price set by name, or a YAML/JSON file of ``gpus: {id: price}``; every id is checked."""
+    cat = catalog or load_catalog()
+    path = catalog_dir() / "prices" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        path = Path(name_or_path).expanduser()
+        looks_like_file = path.suffix.lower() in (".yaml", ".yml", ".json") or path.is_file()
+        if not looks_like_file:
+            raise CatalogError(f"prices: unknown price set {name_or_path!r} (one of {', '.join(price_set_names())}, or a YAML/JSON file)")
+        try:
+            if path.stat().st_size > MAX_CONSTRAINTS_FILE_BYTES:
+                raise CatalogError(f"prices: {path} is over {MAX_CONSTRAINTS_FILE_BYTES // 1024} KiB (list GPU ids and prices only)")
+            data = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
+        except OSError as exc:
+            raise CatalogError(f"prices: cannot read {path} ({exc.strerror or exc})") from None
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise CatalogError(f"prices: {path} is not a UTF-8 YAML or JSON file ({str(exc).splitlines()[0]})") from None
+    else:
+        data = _read_yaml(path)
+    if isinstance(data, dict) and "gpus" not in data:
+        data = {"gpus": data}  # a bare {id: price} mapping
+    try:
+        prices = validated(PriceSet, data if isinstance(data, dict) else {"gpus": data})
+    except GuideoptError as exc:
+        raise CatalogError(f"prices: {path}: {exc}") from None
+    for gpu_id in prices.gpus:
+        cat.gpu(gpu_id)  # an unknown id is a CatalogError with a "did you mean"
+    return prices
 
 
 def length_mix_ids(root: str | None = None) -> list[str]:

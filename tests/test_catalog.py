@@ -159,7 +159,7 @@ def test_unknown_gpu_suggests_close_id(catalog):
 
 
 def test_unknown_model_raises_catalog_error(catalog):
-    with pytest.raises(CatalogError, match="model: unknown id"):
+    with pytest.raises(CatalogError, match="model: unknown model"):
         catalog.model("nobody/no-such-model")
 
 
@@ -185,5 +185,5 @@ def test_fine_tuned_variants_resolve_to_their_base_architecture(catalog, variant
 def test_unknown_model_still_fails_with_a_hint(catalog):
     from guideopt.errors import CatalogError
 
-    with pytest.raises(CatalogError, match="model: unknown id"):
+    with pytest.raises(CatalogError, match="model: unknown model"):
         catalog.model("acme/NotAModel-7B-Instruct")

@@ -157,7 +157,7 @@ def test_negative_budget(runner):
 
 def test_zero_input_len(runner):
     args = ["plan", "--model", LLAMA2_7B, "--budget", "12", "--input-len", "0", "--output-len", "256"]
-    assert_one_line_error(invoke(runner, args), EXIT_USER, "input_len")
+    assert_one_line_error(invoke(runner, args), EXIT_USER, "--input-len")
 
 
 def test_predict_tp_not_dividing_heads(runner):
@@ -252,7 +252,7 @@ def test_predict_json(runner):
 def test_predict_text(runner):
     result = invoke(runner, PREDICT_ARGS)
     assert result.exit_code == EXIT_OK
-    assert "ttft_ms" in result.stdout and "weights_gb" in result.stdout
+    assert "ttft_ms" in result.stdout and "weights" in result.stdout and "GiB" in result.stdout  # tables: GiB; JSON: *_gb
 
 
 def test_predict_does_not_fit_exits_3(runner):

@@ -403,7 +403,7 @@ MALFORMED = [
     ("unknown-gpu.json", BASE_JSON.replace('"l4"', '"L4"'), 11, "gpus.L4", ["unknown GPU id", "did you mean 'l4'?"]),
     (
         "unknown-model.yaml",
-        BASE_YAML.replace("Llama-2-7b-hf", "Llama-2-7b"),
+        BASE_YAML.replace("Llama-2-7b-hf", "Llama-2-7x-hf"),
         1,
         "model",
         ["unknown model", "did you mean 'meta-llama/Llama-2-7b-hf'?"],

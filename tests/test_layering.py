@@ -188,7 +188,6 @@ MAX_LINES = 400  # the project brief: small functions, no file over 400 lines
 # also requires each to be still over the limit, so an entry must go once its file is
 # split; the list only shrinks.
 OVER_LIMIT_FOR_NOW = {
-    "io/constraints_file.py",
     "calibration/validate.py",
 }
 

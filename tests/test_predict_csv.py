@@ -47,7 +47,21 @@ VARIED_ROWS: list[list[str]] = [
     [LLAMA2_7B, "l4", "1", "1", "1", "vllm", "fp16", "4096", "2048", "512", "", "", ""],
     [LLAMA2_7B, "a100-sxm4-80gb", "4", "2", "2", "sglang", "bf16", "64", "1024", "256", "", "", ""],
     [LLAMA3_8B, "h100-sxm", "2", "2", "1", "trtllm", "fp8", "16", "1000", "64", "fp8", "", ""],
-    [LLAMA3_8B, "h100-sxm", "1", "1", "1", "trtllm", "fp16", "16", "10000", "64", "", "", "4096"],
+    [
+        LLAMA3_8B,
+        "h100-sxm",
+        "1",
+        "1",
+        "1",
+        "trtllm",
+        "fp16",
+        "16",
+        "6000",
+        "64",
+        "",
+        "",
+        "4096",
+    ],  # a prompt longer than the split (inside the 8,192 context)
     [LLAMA3_8B, "h100-sxm", "1", "1", "1", "trtllm", "fp16", "16", "1000", "64", "", "", "4096"],
     [QWEN2_7B, "mi300x", "8", "1", "1", "vllm", "fp16", "128", "256", "256", "", "", ""],
     [QWEN2_7B, "mi300x", "1", "1", "1", "fastgen", "bf16", "8", "256", "32", "", "", ""],
@@ -84,7 +98,7 @@ def single_row_reference(row: dict[str, str], catalog) -> dict[str, str]:
         return {**row, **result, "error": str(exc)}
     metrics = pred.metrics.model_dump()
     for key in METRICS[:-1]:
-        result[key] = f"{metrics[key]:.6g}"
+        result[key] = "" if metrics[key] is None else f"{metrics[key]:.6g}"  # tpot_ms: null with one output token
     result["mem_per_gpu_gb"] = f"{pred.memory.total_per_gpu_gb:.4g}"
     return {**row, **result, "error": ""}
 

@@ -122,7 +122,7 @@ def test_plan_matches_the_library_and_the_cli(client: TestClient) -> None:
         ("gpus", {"h100": {}}, "gpus.h100", "h100-sxm"),
         ("framework", ["vllm", "tensorrt"], "framework[1]", "unknown framework"),
         ("precision", [], "precision", "non-empty"),
-        ("model", "meta-llama/llama-2-7b", "model", "did you mean"),
+        ("model", "meta-llama/Llama-2-7x-hf", "model", "did you mean"),
         ("model", "/etc/hostname", "model", "catalog id"),
         ("tpo", 3, "tpo", "unknown key"),
     ],

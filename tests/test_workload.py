@@ -70,8 +70,7 @@ def test_bundled_mixes_are_sourced_and_discretise_to_their_statistics(mix_id):
     # sampling reproduces the published means (log-normal, clipped at max) within 10 %
     inputs, outputs = sample_mix(mix, 200_000, np.random.default_rng(0))
     for side, sample in ((mix.input, inputs), (mix.output, outputs)):
-        clip_free = np.exp(np.log(side.median) + np.log(side.mean / side.median))
-        if side.max > 4 * clip_free:
+        if side.max > 4 * side.mean:  # clipping at max moves the mean little
             assert sample.mean() == pytest.approx(side.mean, rel=0.1)
 
 

@@ -34,6 +34,7 @@ from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, 
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
+from guideopt.model.limits import MAX_BATCH, MAX_GPUS, MAX_LISTED_SUB_BATCHES, MAX_PARALLEL_SIZE, MAX_RATE_REQ_S, MAX_SEQUENCE_TOKENS
 from guideopt.model.plan import MemoryBreakdown, Metrics
 from guideopt.model.workload import DEFAULT_PERCENTILE, POISSON_CV
 from guideopt.units import BYTES_PER_GB, MS_PER_S
@@ -46,17 +47,17 @@ TP_CHOICES_FOR_HINT = (1, 2, 4, 8)
 class CapacityRequest(StrictModel):
     model: str = Field(min_length=1)
     gpu: str = Field(min_length=1)
-    tp: int | None = Field(default=None, gt=0)
-    pp: int = Field(default=1, gt=0)
-    num_gpus: int | None = Field(default=None, gt=0)
+    tp: int | None = Field(default=None, gt=0, le=MAX_PARALLEL_SIZE)
+    pp: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE)
+    num_gpus: int | None = Field(default=None, gt=0, le=MAX_GPUS)
     framework: str = "vllm"
     dtype: Dtype = Dtype.FP16
     kv_dtype: Dtype | None = None
-    input_len: int = Field(gt=0)
-    output_len: int = Field(gt=0)
-    batch: int | None = Field(default=None, gt=0, description="a requested batch to check and adjust")
-    split: int | None = Field(default=None, gt=0)
-    rate: float | None = Field(default=None, gt=0, description="requests/s to size for")
+    input_len: int = Field(gt=0, le=MAX_SEQUENCE_TOKENS)
+    output_len: int = Field(gt=0, le=MAX_SEQUENCE_TOKENS)
+    batch: int | None = Field(default=None, gt=0, le=MAX_BATCH, description="a requested batch to check and adjust")
+    split: int | None = Field(default=None, gt=0, le=MAX_SEQUENCE_TOKENS)
+    rate: float | None = Field(default=None, gt=0, le=MAX_RATE_REQ_S, description="requests/s to size for")
     ttft_ms: float | None = Field(default=None, gt=0)
     tpot_ms: float | None = Field(default=None, gt=0)
     percentile: float = Field(default=DEFAULT_PERCENTILE, gt=0, lt=100, description="the percentile ttft_ms/tpot_ms bound")
@@ -76,6 +77,7 @@ class Capacity:
     max_seq_len: int
     memory: MemoryBreakdown
     sub_batches: list[int] = field(default_factory=list)
+    sub_batch_sizes: dict[int, int] = field(default_factory=dict)
     prompt_chunks: int = 1
     shortfall_gb: float = 0.0
     fitting_tp: int | None = None
@@ -104,7 +106,11 @@ class Capacity:
         }
         if self.request.batch:
             out["requested_batch"] = self.request.batch
-            out["sub_batches"] = self.sub_batches
+            count = sum(self.sub_batch_sizes.values())
+            out["sub_batch_count"] = count
+            out["sub_batch_sizes"] = {str(k): v for k, v in self.sub_batch_sizes.items()}
+            if count <= MAX_LISTED_SUB_BATCHES:
+                out["sub_batches"] = self.sub_batches
         if self.reason:
             out["reason"] = self.reason
         if not self.fits:
@@ -145,25 +151,45 @@ def _table(req: CapacityRequest, cat: Catalog, tp: int, batch: int = 1) -> Optio
         kv_dtype=req.kv_dtype,
         split=[split],
         allow_waves=True,
+        allow_multi_node_tp=True,  # as predict: TP wider than a node runs over the slower link
     )
-    return build_option_table(cat.model(req.model), space, cat.calibration)
+    table = build_option_table(cat.model(req.model), space, cat.calibration)
+    if len(table.tp) == 0:  # every refusal above has its own message; this is the backstop
+        raise InvalidRequestError(
+            f"{fw.id} cannot serve this layout on {gpu.id} (`guideopt predict` with the same flags says why)", field="tp"
+        )
+    return table
+
+
+def sub_batch_sizes(batch: int, max_batch: int) -> dict[int, int]:
+    """Sub-batches of at most ``max_batch`` requests, as even as possible (GUIDE §3.3.1),
+    as {size: how many}: at most two sizes, so a batch of 10^9 costs nothing to describe."""
+    if max_batch <= 0 or batch <= 0:
+        return {}
+    parts = -(-batch // max_batch)
+    base, extra = divmod(batch, parts)
+    return {size: n for size, n in ((base + 1, extra), (base, parts - extra)) if n > 0}
 
 
 def split_batch(batch: int, max_batch: int) -> list[int]:
-    """Sub-batches of at most ``max_batch`` requests, as even as possible (GUIDE §3.3.1)."""
-    if max_batch <= 0 or batch <= 0:
-        return []
-    parts = math.ceil(batch / max_batch)
-    base, extra = divmod(batch, parts)
-    return [base + 1] * extra + [base] * (parts - extra)
+    """The sub-batches listed, largest first (for short lists; long ones: sub_batch_sizes)."""
+    return [size for size, n in sub_batch_sizes(batch, max_batch).items() for _ in range(n)]
 
 
 def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
     cat = catalog or load_catalog()
     arch = cat.model(req.model)
     tp = req.resolved_tp
+    fw = cat.framework(req.framework)
     if not bool(tp_is_valid(arch, np.array([tp]))[0]):
-        raise InvalidRequestError(f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads")
+        raise InvalidRequestError(f"{tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads", field="tp")
+    if req.pp > arch.num_layers:
+        raise InvalidRequestError(f"{req.pp} exceeds the model's {arch.num_layers} layers", field="pp")
+    if not fw.chunked_prefill and req.split is not None and req.split < req.input_len:
+        raise InvalidRequestError(
+            f"{req.split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)",
+            field="split",
+        )
     table = _table(req, cat, tp)
     mem = table.memory
     fw = table.space.frameworks[0]
@@ -187,11 +213,15 @@ def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
         reason=reason,
     )
     if req.batch:
-        out.sub_batches = split_batch(req.batch, max_batch)
+        out.sub_batch_sizes = sub_batch_sizes(req.batch, max_batch)
+        if sum(out.sub_batch_sizes.values()) <= MAX_LISTED_SUB_BATCHES:
+            out.sub_batches = split_batch(req.batch, max_batch)
     if not fits and not reason:
         need = float(mem.weights_bytes[0] + mem.activation_bytes[0] + mem.overhead_bytes[0]) + seq * float(mem.kv_bytes_per_token[0])
         out.shortfall_gb = (need - float(mem.usable_bytes[0])) / BYTES_PER_GB
         out.fitting_tp = _fitting_tp(req, cat, arch)
+        hint = f"; tp={out.fitting_tp} would fit" if out.fitting_tp else "; no TP up to 8 fits on this GPU"
+        out.reason = f"short by {out.shortfall_gb:.1f} GB per GPU{hint}"
     if not fits:
         return out
     if req.rate is not None:

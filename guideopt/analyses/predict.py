@@ -21,6 +21,7 @@ from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
 from guideopt.model.plan import MemoryBreakdown, Metrics
 from guideopt.model.request import PredictRequest
+from guideopt.model.validation import check_context
 from guideopt.units import BYTES_PER_GB, MS_PER_S
 
 
@@ -72,6 +73,7 @@ def resolve(req: PredictRequest, cat: Catalog) -> tuple[ModelArch, Gpu, Framewor
 
 def check_request(req: PredictRequest, cat: Catalog, arch: ModelArch, gpu: Gpu, fw: Framework) -> None:
     """Every refusal that needs no cost model (``predict`` and ``predict --csv`` share it)."""
+    check_context(req.model, arch.max_position_embeddings, req.input_len, req.output_len, "input_len")
     tp = req.resolved_tp
     _refuse_unsupported(req, cat, fw, gpu)
     if not _tp_divides(arch, tp):

@@ -30,6 +30,7 @@ from typing import Any
 from guideopt.api import predict
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.errors import CatalogError, GuideoptError, InvalidRequestError, NoFeasiblePlanError
+from guideopt.model.validation import check_csv_header
 
 # --------------------------------------------------------------------------------------
 # Rows
@@ -105,16 +106,19 @@ def _measurement(raw: Mapping[str, str], line: int) -> Measurement:
 
 def load_measurements(path: str | Path) -> list[Measurement]:
     """Read the measured-data CSV (columns ``CSV_COLUMNS``, header row required)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InvalidRequestError(f"{path}: missing column(s) {', '.join(missing)}")
-        out: list[Measurement] = []
-        end_of_previous = reader.line_num
-        for raw in reader:
-            out.append(_measurement(raw, end_of_previous + 1))  # quoted fields may span lines
+    out: list[Measurement] = []
+    try:  # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            check_csv_header(reader.fieldnames or [], CSV_COLUMNS, str(path))
             end_of_previous = reader.line_num
+            for raw in reader:
+                out.append(_measurement(raw, end_of_previous + 1))  # quoted fields may span lines
+                end_of_previous = reader.line_num
+    except UnicodeDecodeError:
+        raise InvalidRequestError(f"{path}: the file is not UTF-8 text (save it as CSV UTF-8)") from None
+    except csv.Error as exc:
+        raise InvalidRequestError(f"{path}: not a readable CSV ({exc})") from None
     return out
 
 

@@ -10,7 +10,8 @@ import click
 
 from guideopt import api
 from guideopt.commands.common import echo_json, handle_errors, json_option
-from guideopt.io.render import table
+from guideopt.errors import NoFeasiblePlanError
+from guideopt.io.render import memory_table, table
 
 CAPACITY_COLUMNS = (
     "input_len",
@@ -22,6 +23,7 @@ CAPACITY_COLUMNS = (
     "replicas",
     "num_gpus",
     "usd_per_hour",
+    "reason",
 )
 PROGRESS_MIN_ROWS = 20
 
@@ -74,10 +76,12 @@ def capacity(
     """
     from guideopt.analyses.capacity import CapacityRequest
     from guideopt.analyses.capacity import capacity as run_capacity
-    from guideopt.analyses.sweep import parse_lengths
+    from guideopt.analyses.sweep import check_cases, parse_lengths
     from guideopt.catalog import load_catalog
 
-    combos = [(i, o) for i in parse_lengths(input_len, "input_len") for o in parse_lengths(output_len, "output_len")]
+    inputs, outputs = parse_lengths(input_len, "input_len"), parse_lengths(output_len, "output_len")
+    check_cases(len(inputs), len(outputs), field="input_len")
+    combos = [(i, o) for i in inputs for o in outputs]
     base = {
         "model": model,
         "gpu": gpu,
@@ -98,7 +102,7 @@ def capacity(
     base = {k: v for k, v in base.items() if v is not None}
     cat = load_catalog()
     results: list[dict[str, Any]] = []
-    show_bar = len(combos) >= PROGRESS_MIN_ROWS and not as_json and not as_csv
+    show_bar = len(combos) >= PROGRESS_MIN_ROWS and not as_json and not as_csv and sys.stderr.isatty()
     with click.progressbar(combos, label="sweep", file=sys.stderr) if show_bar else _plain(combos) as items:
         for i, o in items:
             req = api.validated(CapacityRequest, {**base, "input_len": i, "output_len": o})
@@ -113,8 +117,15 @@ def capacity(
     else:
         click.echo(table(CAPACITY_COLUMNS, [[r.get(c, "") for c in CAPACITY_COLUMNS] for r in results]))
         if len(results) == 1:
-            click.echo(table(["memory per GPU", "GB"], [[k, v] for k, v in results[0]["memory"].items()]))
+            click.echo(memory_table(results[0]["memory"]))
             _capacity_notes(results[0])
+    if len(results) == 1 and not results[0]["fits"]:  # a single case that does not fit: the contract's 3
+        click.echo(f"error: does not fit: {_not_fit_reason(results[0])}", err=True)
+        sys.exit(NoFeasiblePlanError.exit_code)
+
+
+def _not_fit_reason(r: dict[str, Any]) -> str:
+    return str(r.get("reason") or "does not fit in memory")
 
 
 class _plain:
@@ -131,16 +142,14 @@ class _plain:
 
 
 def _capacity_notes(r: dict[str, Any]) -> None:
-    if r.get("reason"):
-        click.echo(f"does not fit: {r['reason']}")
-    elif not r["fits"]:
-        hint = f"; tp={r['fitting_tp']} would fit" if r.get("fitting_tp") else "; no TP up to 8 fits on this GPU"
-        click.echo(f"does not fit: short by {r['shortfall_gb']:.1f} GB per GPU{hint}")
-    if r.get("sub_batches") and len(r["sub_batches"]) > 1:
-        click.echo(f"batch {r['requested_batch']} does not fit at once: run as sub-batches {r['sub_batches']}")
+    if not r["fits"]:
+        click.echo(f"does not fit: {_not_fit_reason(r)}")
+    if r.get("sub_batch_count", 0) > 1:
+        sizes = r.get("sub_batches") or " + ".join(f"{n:,} x {size}" for size, n in r["sub_batch_sizes"].items())
+        click.echo(f"batch {r['requested_batch']:,} does not fit at once: run as {r['sub_batch_count']:,} sub-batches {sizes}")
     if r.get("metrics"):
         m = r["metrics"]
         click.echo(
             f"at {r['rate']:g} req/s: {r['replicas']} replica(s), {r['concurrency_per_replica']} in flight each, "
-            f"TTFT {m['ttft_ms']:.0f} ms, TPOT {m['tpot_ms']:.1f} ms, ${r['usd_per_hour']:.2f}/h"
+            f"TTFT {m['ttft_ms']:.0f} ms, TPOT {'n/a' if m['tpot_ms'] is None else format(m['tpot_ms'], '.1f')} ms, ${r['usd_per_hour']:.2f}/h"
         )

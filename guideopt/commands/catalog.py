@@ -32,11 +32,12 @@ def catalog(kind: str, as_json: bool) -> None:
                 "fp16_tflops": g.peak_tflops.fp16,
                 "link": g.link.value,
                 "usd_per_hour": g.usd_per_hour,
+                "price_grade": g.price_grade.value,
                 "price_source": g.price_source,
             }
             for g in cat.gpus.values()
         ]
-        cols = ["id", "arch", "memory_gib", "hbm_bw_gb_s", "fp16_tflops", "link", "usd_per_hour"]
+        cols = ["id", "arch", "memory_gib", "hbm_bw_gb_s", "fp16_tflops", "link", "usd_per_hour", "price_grade"]
     elif kind == "models":
         rows = [
             {

@@ -8,15 +8,82 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
 
 import click
 
-from guideopt.errors import GuideoptError, NoFeasiblePlanError
+from guideopt.errors import GuideoptError, GuideoptWarning, InvalidRequestError, NoFeasiblePlanError
+from guideopt.io.constraints_parse import ConstraintsFileError
 from guideopt.io.render import plan_text
+from guideopt.model.keypath import leading_key
 from guideopt.model.request import DEFAULT_OBJECTIVE, DEFAULT_TOP
+from guideopt.model.validation import display_name
+
+# A group is at the catalog price when its $/h matches count x price within rounding
+# (plans round $/h to 4 decimals).
+PRICE_MATCH_TOL_USD = 1e-3
+
+# How the command line names each request field (key paths without list indices): a
+# message about `budget.usd_per_hour` reads `--budget: ...` on the command line, as the
+# same message reads `FILE:LINE: budget.usd_per_hour: ...` for a constraints file.
+FLAG_NAMES: dict[str, str] = {
+    "model": "--model",
+    "workload.input_len": "--input-len",
+    "workload.output_len": "--output-len",
+    "workload.batch": "--batch",
+    "budget": "--budget",
+    "objective": "--objective",
+    "top": "--top",
+    "gpus": "--gpu",
+    "parallelism.max_gpus": "--max-gpus",
+    "parallelism.max_nodes": "--max-nodes",
+    "time_limit_s": "--time-limit-s",
+    "parallelism.tp": "--tp",
+    "parallelism.pp": "--pp",
+    "framework": "--framework",
+    "precision": "--dtype",
+    "kv_dtype": "--kv-dtype",
+    "slo.ttft_ms": "--ttft-ms",
+    "slo.tpot_ms": "--tpot-ms",
+    "slo.min_output_throughput_tok_s": "--min-throughput",
+    "heterogeneous": "--heterogeneous",
+    # predict and capacity take flat requests
+    "gpu": "--gpu",
+    "num_gpus": "--num-gpus",
+    "tp": "--tp",
+    "pp": "--pp",
+    "dtype": "--dtype",
+    "batch": "--batch",
+    "input_len": "--input-len",
+    "output_len": "--output-len",
+    "split": "--split",
+    "concurrency": "--concurrency",
+    "h2o_keep": "--h2o-keep",
+    "rate": "--rate",
+    "ttft_ms": "--ttft-ms",
+    "tpot_ms": "--tpot-ms",
+    "emit": "--emit",
+    "plot": "--plot",
+    "prices": "--prices",
+}
+
+
+def flag_message(exc: GuideoptError, names: Mapping[str, str] | None = FLAG_NAMES) -> str:
+    """The error's one line with its field named as a flag (``--budget: must be > 0 ...``)."""
+    text = str(exc)
+    if isinstance(exc, ConstraintsFileError) or not names:
+        return text
+    field = getattr(exc, "field", None)
+    if field:
+        return f"{display_name(field, names)}: {getattr(exc, 'problem', text)}"
+    head = leading_key(text)
+    if head is None or head.split(".")[0].split("[")[0] not in {k.split(".")[0] for k in names}:
+        return text
+    return f"{display_name(head, names)}: {text[len(head) + 2 :]}"
 
 
 def echo_json(data: Any) -> None:
@@ -36,24 +103,38 @@ def infeasible_json(objective: list[str], explanation: str, conflicts: list[str]
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Expected failures become one line on stderr and the contract's exit code."""
+    """Expected failures become one line on stderr and the contract's exit code; model
+    caveats (GuideoptWarning) become ``warning:`` lines on stderr."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         as_json = kwargs.get("as_json", False)
-        try:
-            return func(*args, **kwargs)
-        except NoFeasiblePlanError as exc:
-            click.echo(f"error: no feasible plan: {exc}", err=True)
-            if as_json:
-                objective = objective_terms(kwargs["objective"]) if "objective" in kwargs else kwargs.get("objective_terms") or []
-                echo_json(infeasible_json(objective, str(exc), list(exc.conflicts)))
-            sys.exit(exc.exit_code)
-        except GuideoptError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+        names = None if kwargs.get("file") else FLAG_NAMES  # --file: its own key paths
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore")  # numeric warnings are not the user's to read ...
+            warnings.simplefilter("always", GuideoptWarning)  # ... model caveats are
+            try:
+                return func(*args, **kwargs)
+            except NoFeasiblePlanError as exc:
+                click.echo(f"error: no feasible plan: {exc}", err=True)
+                if as_json:
+                    objective = objective_terms(kwargs["objective"]) if "objective" in kwargs else kwargs.get("objective_terms") or []
+                    echo_json(infeasible_json(objective, str(exc), list(exc.conflicts), round(time.perf_counter() - start, 6)))
+                sys.exit(exc.exit_code)
+            except GuideoptError as exc:
+                click.echo(f"error: {flag_message(exc, names)}", err=True)
+                sys.exit(exc.exit_code)
+            finally:
+                echo_warnings(caught)
 
     return wrapper
+
+
+def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Each distinct GuideoptWarning once, as one line on stderr."""
+    for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, GuideoptWarning)):
+        click.echo(f"warning: {text}", err=True)
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,9 +157,40 @@ def clean_request(request: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and key != "gpus":
             value = {k: v for k, v in value.items() if v is not None}
         if key == "gpus":
-            value = {k: {} for k in value}
+            value = {k: dict(v or {}) for k, v in value.items()}
         out[key] = value
     return out
+
+
+def priced_gpus(source: str, only: list[str]) -> dict[str, dict[str, float]]:
+    """The request's GPU allowances for a price source: its GPUs (those of ``only`` when
+    given) at its prices."""
+    from guideopt.catalog import load_price_set
+
+    prices = load_price_set(source).prices()
+    missing = [g for g in only if g.lower() not in prices]
+    if missing:
+        raise InvalidRequestError(f"{missing[0]} is not sold in price set {source!r} (it has {', '.join(sorted(prices))})", field="gpus")
+    wanted = {g.lower() for g in only} or set(prices)
+    return {g: {"usd_per_hour": p.usd_per_hour} for g, p in sorted(prices.items()) if g in wanted}
+
+
+def price_notes(result: Any) -> list[str]:
+    """A note for each plan GPU priced from a weak source (catalog price, not overridden)."""
+    from guideopt.catalog import load_catalog
+
+    cat = load_catalog()
+    notes: dict[str, str] = {}
+    for plan in result.plans:
+        for group in plan.groups:
+            gpu = cat.gpus.get(group.gpu)
+            at_catalog_price = gpu is not None and abs(group.usd_per_hour - group.num_gpus * gpu.usd_per_hour) < PRICE_MATCH_TOL_USD
+            if gpu is not None and at_catalog_price and gpu.price_grade.is_weak:
+                notes[gpu.id] = (
+                    f"price note: {gpu.id} is priced at ${gpu.usd_per_hour}/h from a source graded {gpu.price_grade.value} "
+                    "(check it, or give --prices PROVIDER|FILE)"
+                )
+    return list(notes.values())
 
 
 def emit_plan(result: Any, as_json: bool) -> None:
@@ -86,6 +198,8 @@ def emit_plan(result: Any, as_json: bool) -> None:
         echo_json(result.model_dump())
     else:
         click.echo(plan_text(result))
+        for note in price_notes(result):
+            click.echo(note)
 
 
 MODEL_HELP = "Hugging Face id from the catalog, or a path to a config.json."
@@ -113,6 +227,14 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("--dtype", "dtypes", {"multiple": True, "help": "Allowed weight precision (repeatable; default fp16)."}, False),
     ("--tp", "tps", {"multiple": True, "type": int, "help": "Allowed TP sizes (repeatable; default 1,2,4,8)."}, False),
     ("--pp", "pps", {"multiple": True, "type": int, "help": "Allowed PP sizes (repeatable; default 1,2,4)."}, False),
+    (
+        "--prices",
+        "prices",
+        {
+            "help": "Plan with this price source: a provider set (lambda, runpod, nebius, aws) or a YAML/JSON file of {gpu id: usd_per_hour}."
+        },
+        False,
+    ),
     ("--ttft-ms", "ttft_ms", {"type": float, "help": "SLO: TTFT at most this."}, False),
     ("--tpot-ms", "tpot_ms", {"type": float, "help": "SLO: TPOT at most this."}, False),
     ("--min-throughput", "min_throughput", {"type": float, "help": "SLO: at least this many output tokens/s."}, False),
@@ -179,7 +301,7 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
         "model": flags["model"],
         "workload": workload,
         "budget": {"usd_per_hour": flags["budget"]},
-        "top": flags.get("top") or DEFAULT_TOP,
+        "top": DEFAULT_TOP if flags.get("top") is None else flags["top"],
         "slo": {
             "ttft_ms": flags.get("ttft_ms"),
             "tpot_ms": flags.get("tpot_ms"),
@@ -194,7 +316,7 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
                 ("max_gpus", flags.get("max_gpus")),
                 ("max_nodes", flags.get("max_nodes")),
             )
-            if v
+            if v is not None and v != []  # --max-gpus 0 is checked, not dropped
         },
     }
     if flags.get("objective") or not stream:  # a stream with no --objective: the request's stream default
@@ -204,7 +326,9 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
     if "heterogeneous" in flags:  # only `plan` has the flag
         request["heterogeneous"] = bool(flags["heterogeneous"])
     if flags.get("gpus"):
-        request["gpus"] = dict.fromkeys(flags["gpus"])
+        request["gpus"] = {g: {} for g in flags["gpus"]}
+    if flags.get("prices"):
+        request["gpus"] = priced_gpus(flags["prices"], list(flags.get("gpus") or ()))
     frameworks = flags.get("frameworks")
     if frameworks:
         request["framework"] = "any" if "any" in frameworks else list(frameworks)

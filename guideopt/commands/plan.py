@@ -23,6 +23,10 @@ def plan(emit_dir: str | None, plot_path: str | None, as_json: bool, **flags: An
     """Find the best deployments under a budget.
 
     Example: guideopt plan --model meta-llama/Llama-2-7b-hf --budget 12 --input-len 512 --output-len 256
+
+    Table columns: layout RxT·P is R replicas, each on tp·pp GPUs; batch is requests per replica;
+    split is tokens per forward pass; batch s is the time until the batch is done; GiB/gpu of
+    GiB is memory used per GPU of its capacity (GiB = 2^30 bytes, the unit of a GPU's "80 GB").
     """
     request = flags_request(flags)
     result = api.plan(request)

@@ -22,7 +22,7 @@ from guideopt.io.render import prediction_text
 @click.option("--framework", default="vllm", show_default=True)
 @click.option("--dtype", default="fp16", show_default=True, help="Weight precision.")
 @click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
-@click.option("--batch", type=int, default=1, show_default=True, help="Requests submitted together.")
+@click.option("--batch", type=int, default=None, help="Requests submitted together (default 1; or give --concurrency).")
 @click.option("--input-len", type=int, help="Prompt tokens per request.")
 @click.option("--output-len", type=int, help="Generated tokens per request.")
 @click.option("--split", type=int, default=None, help="Token budget per forward pass (default: the engine's).")
@@ -41,7 +41,7 @@ def predict(
     framework: str,
     dtype: str,
     kv_dtype: str | None,
-    batch: int,
+    batch: int | None,
     input_len: int | None,
     output_len: int | None,
     split: int | None,

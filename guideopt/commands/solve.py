@@ -48,6 +48,10 @@ def solve(file: str, as_json: bool, emit_dir: str | None = None, plot_path: str 
     """Plan from a constraints file (YAML, JSON or TOML; see `guideopt schema`).
 
     Example: guideopt solve examples/chat-tight-ttft.yaml --json
+
+    Table columns: layout RxT·P is R replicas, each on tp·pp GPUs; batch is requests per replica;
+    split is tokens per forward pass; batch s is the time until the batch is done; GiB/gpu of
+    GiB is memory used per GPU of its capacity (GiB = 2^30 bytes, the unit of a GPU's "80 GB").
     """
     from guideopt.io.constraints_file import ConstraintsFileError, load
 

@@ -19,12 +19,16 @@ LOG_AXIS_RATIO = 20.0  # an axis spanning more than this factor is drawn on a lo
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> Path:
-    """The chart path, checked (.png or .svg) and with its folder created."""
+    """The chart path, checked: .png or .svg; its folder is created only when the folder
+    above it exists (a typo must not build a tree of folders at the filesystem root)."""
     p = Path(path)
     if p.suffix.lower() not in PLOT_SUFFIXES:
         raise InvalidRequestError(f"plot: unknown image type {p.suffix or '(none)'!r} for {p} (name it .png or .svg)")
+    folder = p.parent
+    if not folder.parent.is_dir():
+        raise InvalidRequestError(f"plot: the folder {folder.parent} does not exist (create it first, or write the chart elsewhere)")
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(exist_ok=True)
     except OSError as exc:
         raise InvalidRequestError(f"plot: cannot create the folder of {p} ({exc.strerror or exc})") from None
     return p

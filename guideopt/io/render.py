@@ -1,22 +1,108 @@
-"""Human-readable text tables for plans, predictions and catalogs (no I/O here)."""
+"""Human-readable text tables for plans, predictions and catalogs (no I/O here).
+
+Tables are drawn by ``rich``: on a terminal they fit its width (long cells wrap); piped
+or redirected, they are never wrapped, so scripts and ``grep`` see whole rows. Memory in
+tables is in GiB (2^30 bytes), the unit GPU makers mean by "80 GB": an H100 shows 80,
+as in ``guideopt catalog gpus``. The JSON keeps the contract's SI gigabytes (``*_gb``).
+On a terminal each plan table is followed by a legend of its column names (``plan
+--help`` and ``solve --help`` show it too).
+"""
 
 from __future__ import annotations
 
+import io
+import shutil
+import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from rich.box import Box
+from rich.console import Console
+from rich.table import Table
+
 from guideopt.model.plan import PlanResult
+from guideopt.units import BYTES_PER_GB, BYTES_PER_GIB
+
+# Width when the output is not a terminal: wide enough that no table row ever wraps.
+UNWRAPPED_WIDTH = 1000
+# Legend lines are wrapped to the terminal, or to this many columns when piped.
+LEGEND_WIDTH = 100
+# A header underlined with dashes, columns two spaces apart, no borders (plain ASCII,
+# so the output reads the same in any terminal, file or diff).
+PLAIN_HEAD = Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
+GIB_PER_GB = BYTES_PER_GB / BYTES_PER_GIB
+
+PLAN_COLUMNS = (
+    "rank",
+    "gpu",
+    "gpus",
+    "layout",
+    "engine",
+    "dtype",
+    "batch",
+    "split",
+    "$/h",
+    "out tok/s",
+    "ttft ms",
+    "tpot ms",
+    "batch s",
+    "GiB/gpu",
+    "of GiB",
+)
+# Columns a narrow terminal loses first (the JSON always has them all).
+PLAN_DROP_ORDER = ("split", "of GiB", "dtype", "engine", "batch s", "GiB/gpu", "tpot ms", "batch")
+PLAN_LEGEND = (
+    "layout RxT·P: R replicas, each on tp·pp GPUs (tensor x pipeline parallel); batch: requests per replica; "
+    "split: tokens per forward pass (chunked prefill); $/h: the whole plan; out tok/s: output tokens/s of the group; "
+    "ttft/tpot ms: time to first token / per output token after it; batch s: until the batch is done; "
+    "GiB/gpu of GiB: memory used per GPU of its capacity (GiB = 2^30 bytes)."
+)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def _width() -> int:
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else UNWRAPPED_WIDTH
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None, drop: Sequence[str] = ()) -> str:
+    """A plain table: a header, a rule, one line per row, fitted to ``width`` (default: the
+    terminal's). Too wide, it leaves out the columns named in ``drop``, in that order, and
+    says so; cells are never wrapped (a value split over lines misreads)."""
+    width = width or _width()
+    cells = [[_fmt(v) for v in row] for row in rows]
+    keep = list(range(len(headers)))
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False, highlight=False, emoji=False)
+    grid = _grid(headers, cells, keep)
+    ruler = Console(file=io.StringIO(), width=UNWRAPPED_WIDTH, color_system=None)  # measures the natural width
+    for name in drop:
+        if ruler.measure(grid).maximum <= width or name not in headers:
+            continue
+        keep.remove(list(headers).index(name))
+        grid = _grid(headers, cells, keep)
+    console.print(grid)
+    text = "\n".join(line.rstrip() for line in console.file.getvalue().splitlines() if line.strip())  # type: ignore[attr-defined]
+    hidden = [str(h) for i, h in enumerate(headers) if i not in keep]
+    return text + (f"\n(not shown to fit the terminal: {', '.join(hidden)}; widen it, or use --json)" if hidden else "")
+
+
+def _grid(headers: Sequence[str], cells: list[list[str]], keep: list[int]) -> Table:
+    grid = Table(box=PLAIN_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), header_style="")
+    for i in keep:
+        grid.add_column(str(headers[i]), no_wrap=True, overflow="ellipsis")
+    for row in cells:
+        grid.add_row(*(row[i] for i in keep))
+    return grid
+
+
+def legend(text: str) -> str:
+    """A legend wrapped to the terminal (or LEGEND_WIDTH when piped)."""
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else LEGEND_WIDTH
+    return textwrap.fill(text, width=max(width, 40))
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         if value == 0:
             return "0"
@@ -26,51 +112,25 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def gib(gb: float) -> float:
+    """SI gigabytes (the JSON's unit) to GiB (the tables' unit)."""
+    return gb * GIB_PER_GB
+
+
 def plan_text(result: PlanResult) -> str:
     head = f"status: {result.status}   objective: {' > '.join(result.objective)}   solve time: {result.solve_time_s:.3f} s"
     rows = []
     for p in result.plans:
         for g in p.groups:
+            m = g.metrics
             rows.append(
-                [
-                    p.rank,
-                    g.gpu,
-                    g.num_gpus,
-                    _layout(g),
-                    g.framework,
-                    g.dtype,
-                    g.batch,
-                    g.split,
-                    p.usd_per_hour,
-                    g.metrics.output_throughput_tok_s,
-                    g.metrics.ttft_ms,
-                    g.metrics.tpot_ms,
-                    g.metrics.batch_latency_s,
-                    g.memory.total_per_gpu_gb,
-                    g.memory.gpu_memory_gb,
-                ]
+                [p.rank, g.gpu, g.num_gpus, _layout(g), g.framework, g.dtype, g.batch, g.split, p.usd_per_hour]
+                + [m.output_throughput_tok_s, m.ttft_ms, m.tpot_ms, m.batch_latency_s]
+                + [gib(g.memory.total_per_gpu_gb), gib(g.memory.gpu_memory_gb)]
             )
-    body = table(
-        [
-            "rank",
-            "gpu",
-            "gpus",
-            "layout",
-            "engine",
-            "dtype",
-            "batch",
-            "split",
-            "$/h",
-            "out tok/s",
-            "ttft ms",
-            "tpot ms",
-            "batch s",
-            "mem GB/gpu",
-            "of GB",
-        ],
-        rows,
-    )
-    text = f"{head}\n{body}"
+    text = f"{head}\n{table(PLAN_COLUMNS, rows, drop=PLAN_DROP_ORDER)}"
+    if sys.stdout.isatty():  # people read the legend; scripts reading a pipe get the rows only (--help has it too)
+        text += f"\n{legend(PLAN_LEGEND)}"
     for p in result.plans:
         shares = [f"{g.traffic_share:.0%} to {g.gpu}" for g in p.groups if len(p.groups) > 1]
         if shares:
@@ -96,6 +156,11 @@ def _layout(g) -> str:
     return f"{g.replicas}x(tp{g.tp}·pp{g.pp})"
 
 
+def memory_table(memory: dict[str, Any]) -> str:
+    """A memory breakdown (the JSON's ``*_gb`` keys) in GiB per GPU."""
+    return table(["memory per GPU", "GiB"], [[k.removesuffix("_gb"), gib(v)] for k, v in memory.items()])
+
+
 def prediction_text(pred: dict[str, Any]) -> str:
     m, mem = pred["metrics"], pred["memory"]
     layout = f"{pred['replicas']}x(tp{pred['tp']}·pp{pred['pp']}) on {pred['num_gpus']} x {pred['gpu']}"
@@ -105,7 +170,7 @@ def prediction_text(pred: dict[str, Any]) -> str:
         "",
         table(["metric", "value"], [[k, v] for k, v in m.items()]),
         "",
-        table(["memory per GPU", "GB"], [[k, v] for k, v in mem.items()]),
+        memory_table(mem),
         f"KV cache holds {pred['kv_cache_tokens']:,} tokens: at most {pred['max_batch']} requests of this length at once per replica",
     ]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""One strict base for every schema: unknown keys are errors, values are immutable."""
+"""One strict base for every schema: unknown keys are errors, values are immutable, numbers are finite."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ from pydantic import BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

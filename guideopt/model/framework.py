@@ -79,7 +79,7 @@ class Framework(StrictModel):
 class GpuMemoryBand(StrictModel):
     """Defaults for GPUs with less than ``below_gib`` of memory (SGLang's bands)."""
 
-    below_gib: float = Field(gt=0)
+    below_gib: float = Field(gt=0, allow_inf_nan=True)  # .inf: the last band has no upper bound
     chunk_tokens: int = Field(gt=0, description="chunked_prefill_size default")
     graph_max_batch: tuple[int, int] = Field(description="cuda_graph_max_bs at TP below / at or above the TP threshold")
 

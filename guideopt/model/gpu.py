@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
+from guideopt.model.limits import MAX_BUDGET_USD_PER_HOUR
 from guideopt.units import BYTES_PER_GIB, BYTES_PER_S_PER_GB_S, FLOPS_PER_TFLOPS, S_PER_US
 
 
@@ -23,6 +24,21 @@ class LinkClass(str, Enum):
     NVLINK_BRIDGE = "nvlink_bridge"  # 2-way bridge between pairs; PCIe beyond the pair
     XGMI = "xgmi"  # AMD Infinity Fabric mesh
     PCIE = "pcie"  # no GPU-to-GPU fabric
+
+
+class PriceGrade(str, Enum):
+    """How far a catalog price can be trusted (shared/reference/prices.csv and README)."""
+
+    PROVIDER_CATALOG = "provider-catalog"  # a cloud provider's own machine-readable price list, this exact GPU
+    SECONDARY_SOURCE = "secondary-source"  # a third-party page quoting the provider's price for this GPU
+    LOW_RELIABILITY = "low-reliability"  # a marketplace aggregator listing (may be stale or wrong)
+    ESTIMATE = "estimate"  # derived from another GPU's price, or recalled without a source
+    USER_SUPPLIED = "user-supplied"  # from the user's own --prices file
+
+    @property
+    def is_weak(self) -> bool:
+        """Worth a note next to any plan that uses the price."""
+        return self in (PriceGrade.LOW_RELIABILITY, PriceGrade.ESTIMATE)
 
 
 class PeakTflops(StrictModel):
@@ -54,6 +70,7 @@ class Gpu(StrictModel):
     pcie_bw_unidir_gb_s: float = Field(gt=0)
     gpus_per_node: int = Field(ge=1)
     usd_per_hour: float = Field(gt=0, description="on-demand price per GPU-hour")
+    price_grade: PriceGrade = Field(description="how far usd_per_hour can be trusted")
     price_source: str
     price_date: str
     sources: list[str] = Field(min_length=1)
@@ -93,4 +110,26 @@ class Gpu(StrictModel):
         return bw * BYTES_PER_S_PER_GB_S
 
 
-__all__ = ["S_PER_US", "Gpu", "LinkClass", "PeakTflops", "Vendor"]
+class GpuPrice(StrictModel):
+    """One GPU's price in a price set."""
+
+    usd_per_hour: float = Field(gt=0, le=MAX_BUDGET_USD_PER_HOUR, description="price per GPU-hour")
+    price_grade: PriceGrade = PriceGrade.USER_SUPPLIED
+    source: str = ""
+
+
+class PriceSet(StrictModel):
+    """Where GPUs can be bought and at what price (``catalogs/prices/*.yaml`` or ``--prices FILE``).
+
+    A plan with a price set uses only the GPUs it lists, at its prices.
+    """
+
+    name: str = Field(default="", description="the set's name (a provider id for the bundled sets)")
+    provider: str = ""
+    gpus: dict[str, float | GpuPrice] = Field(min_length=1, description="GPU id: a price, or {usd_per_hour, price_grade, source}")
+
+    def prices(self) -> dict[str, GpuPrice]:
+        return {k: v if isinstance(v, GpuPrice) else GpuPrice(usd_per_hour=v) for k, v in self.gpus.items()}
+
+
+__all__ = ["S_PER_US", "Gpu", "GpuPrice", "LinkClass", "PeakTflops", "PriceGrade", "PriceSet", "Vendor"]

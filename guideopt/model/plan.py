@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Out(BaseModel):
@@ -11,12 +11,19 @@ class _Out(BaseModel):
 
 class Metrics(_Out):
     ttft_ms: float
-    tpot_ms: float
+    tpot_ms: float | None = Field(description="mean time per output token after the first; null when output_len is 1")
     batch_latency_s: float
     decode_throughput_tok_s: float
     output_throughput_tok_s: float
     total_throughput_tok_s: float
     prefill_throughput_tok_s: float
+
+    @field_validator("tpot_ms")
+    @classmethod
+    def _no_token_after_the_first(cls, value: float | None) -> float | None:
+        # The cost model's TPOT is (latency - TTFT) / (O - 1) and positive for O > 1; it
+        # is exactly 0 only when there is no token after the first (O = 1): undefined.
+        return None if value == 0 else value
 
 
 class MemoryBreakdown(_Out):

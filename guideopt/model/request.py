@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
+from guideopt.model.limits import MAX_BATCH, MAX_BUDGET_USD_PER_HOUR, MAX_GPUS, MAX_PARALLEL_SIZE, MAX_SEQUENCE_TOKENS
 from guideopt.model.workload import (
     DEFAULT_NUM_REQUESTS,
     DEFAULT_PERCENTILE,
@@ -58,9 +59,15 @@ class Workload(StrictModel):
     lengths: Lengths | None = Field(
         default=None, description="stream: buckets, a length mix id or a trace file instead of input_len/output_len"
     )
-    input_len: int | None = Field(default=None, gt=0, validate_default=True, description="prompt tokens per request")
-    output_len: int | None = Field(default=None, gt=0, validate_default=True, description="generated tokens per request")
-    batch: int | None = Field(default=None, gt=0, description="fixed batch per replica; else the solver picks it (offline only)")
+    input_len: int | None = Field(
+        default=None, gt=0, le=MAX_SEQUENCE_TOKENS, validate_default=True, description="prompt tokens per request"
+    )
+    output_len: int | None = Field(
+        default=None, gt=0, le=MAX_SEQUENCE_TOKENS, validate_default=True, description="generated tokens per request"
+    )
+    batch: int | None = Field(
+        default=None, gt=0, le=MAX_BATCH, description="fixed batch per replica; else the solver picks it (offline only)"
+    )
     rate_rps: float | None = Field(default=None, gt=0, description="stream: mean arrival rate of the whole deployment, requests/s")
     concurrency: int | None = Field(default=None, gt=0, description="stream: closed-loop clients of the whole deployment")
     burstiness: float = Field(default=POISSON_CV, gt=0, description="stream: coefficient of variation of inter-arrival times (1 = Poisson)")
@@ -113,20 +120,20 @@ class Workload(StrictModel):
 
 
 class Budget(StrictModel):
-    usd_per_hour: float = Field(gt=0, description="ceiling on the deployment's $/hour")
+    usd_per_hour: float = Field(gt=0, le=MAX_BUDGET_USD_PER_HOUR, description="ceiling on the deployment's $/hour")
 
 
 class GpuAllowance(StrictModel):
-    max: int | None = Field(default=None, ge=0, description="GPUs of this type that can be had")
-    usd_per_hour: float | None = Field(default=None, gt=0, description="price override per GPU-hour")
+    max: int | None = Field(default=None, ge=0, le=MAX_GPUS, description="GPUs of this type that can be had")
+    usd_per_hour: float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD_PER_HOUR, description="price override per GPU-hour")
 
 
 class Parallelism(StrictModel):
     tp: list[int] = Field(default_factory=lambda: list(DEFAULT_TP), min_length=1)
     pp: list[int] = Field(default_factory=lambda: list(DEFAULT_PP), min_length=1)
-    max_gpus: int | None = Field(default=None, gt=0)
+    max_gpus: int | None = Field(default=None, gt=0, le=MAX_GPUS)
     max_nodes: int | None = Field(
-        default=None, gt=0, description="at most this many nodes (of gpus_per_node GPUs of one type, from the GPU catalog)"
+        default=None, gt=0, le=MAX_GPUS, description="at most this many nodes (of gpus_per_node GPUs of one type, from the GPU catalog)"
     )
 
     @field_validator("tp", "pp")
@@ -135,6 +142,9 @@ class Parallelism(StrictModel):
         bad = [v for v in values if v < 1]
         if bad:
             raise ValueError(f"values must be >= 1, got {bad}")
+        big = [v for v in values if v > MAX_PARALLEL_SIZE]
+        if big:
+            raise ValueError(f"values must be at most {MAX_PARALLEL_SIZE}, got {big} (no scale-up domain is larger)")
         return sorted(set(values))
 
 
@@ -250,6 +260,8 @@ class PlanRequest(StrictModel):
         for gpu_id, allowance in (self.gpus or {}).items():
             if isinstance(allowance, int) and allowance < 0:
                 raise ValueError(f"gpus.{gpu_id}: count must be >= 0, got {allowance}")
+            if isinstance(allowance, int) and allowance > MAX_GPUS:
+                raise ValueError(f"gpus.{gpu_id}: count must be at most {MAX_GPUS:,}, got {allowance:,} (give the GPUs you can have)")
         return self
 
     def allowance(self, gpu_id: str) -> GpuAllowance:
@@ -269,17 +281,19 @@ class PredictRequest(StrictModel):
 
     model: str = Field(min_length=1)
     gpu: str = Field(min_length=1)
-    num_gpus: int | None = Field(default=None, gt=0, description="all GPUs; replicas = num_gpus / (tp·pp)")
-    tp: int | None = Field(default=None, gt=0)
-    pp: int = Field(default=1, gt=0)
+    num_gpus: int | None = Field(default=None, gt=0, le=MAX_GPUS, description="all GPUs; replicas = num_gpus / (tp·pp)")
+    tp: int | None = Field(default=None, gt=0, le=MAX_PARALLEL_SIZE)
+    pp: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE)
     framework: str = "vllm"
     dtype: Dtype = Dtype.FP16
     kv_dtype: Dtype | None = None
-    batch: int = Field(default=1, gt=0, description="requests submitted together to the whole deployment")
-    input_len: int = Field(gt=0)
-    output_len: int = Field(gt=0)
-    split: int | None = Field(default=None, gt=0, description="token budget per forward pass; default: the framework's")
-    concurrency: int | None = Field(default=None, gt=0, description="closed-loop clients instead of a static batch")
+    batch: int = Field(default=1, gt=0, le=MAX_BATCH, description="requests submitted together to the whole deployment")
+    input_len: int = Field(gt=0, le=MAX_SEQUENCE_TOKENS)
+    output_len: int = Field(gt=0, le=MAX_SEQUENCE_TOKENS)
+    split: int | None = Field(
+        default=None, gt=0, le=MAX_SEQUENCE_TOKENS, description="token budget per forward pass; default: the framework's"
+    )
+    concurrency: int | None = Field(default=None, gt=0, le=MAX_BATCH, description="closed-loop clients instead of a static batch")
     h2o_keep: float = Field(default=1.0, gt=0, le=1, description="H2O heavy-hitter KV keep ratio (1 = full cache)")
     flash_attention: bool = True
 
@@ -287,7 +301,13 @@ class PredictRequest(StrictModel):
     def _layout(self) -> PredictRequest:
         tp = self.resolved_tp
         if self.num_gpus is not None and self.num_gpus % (tp * self.pp):
-            raise ValueError(f"num_gpus {self.num_gpus} is not a multiple of tp·pp = {tp * self.pp}")
+            raise ValueError(
+                f"num_gpus: {self.num_gpus} is not a multiple of tp·pp = {tp * self.pp} (give a multiple of {tp * self.pp}, or leave num_gpus out)"
+            )
+        if self.concurrency is not None and "batch" in self.model_fields_set:
+            raise ValueError(
+                "concurrency: give a batch or a concurrency, not both (B requests submitted together, or C closed-loop clients)"
+            )
         return self
 
     @property

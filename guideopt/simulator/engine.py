@@ -272,28 +272,34 @@ def _prompt_chunks(st: _State, pf: np.ndarray, decodes: int) -> tuple[np.ndarray
 def _decode_run(st: _State, run: np.ndarray, t: float, table: StepTable) -> tuple[float, int] | None:
     """Advance a run of identical-batch decode steps at once; None when it would be one step."""
     spec = st.spec
-    k = int((st.out[run] - st.gen[run]).min())
-    watch_arrivals = not st.waiting and len(st.running) < spec.running_cap and st.pending
+    gen = st.gen[run]
+    left = st.out[run] - gen
+    k = int(left.min())
     if spec.policy is not KvPolicy.RESERVE:
         k = min(k, _steps_within_free_blocks(st, run, k))
     if k < 2:
         return None
     d = run.size
-    kv0 = float((st.cache[run] + 1).sum())
+    cache = st.cache[run]
+    kv0 = float(cache.sum() + d)
     taus = table.decode_s(d, (kv0 + d * np.arange(k)) * spec.kv_keep)
-    if watch_arrivals:
-        starts = t + np.concatenate([[0.0], np.cumsum(taus[:-1])])
-        k = min(k, max(int(np.searchsorted(starts, st.arrival[st.pending[0]], side="left")), 1))
+    ends = np.cumsum(taus)
+    if not st.waiting and d < spec.running_cap and st.pending:  # an arrival would join the batch
+        k = min(k, max(int(np.searchsorted(ends - taus, st.arrival[st.pending[0]] - t, side="left")), 1))
         if k < 2:
             return None
-    t += float(taus[:k].sum())
-    st.gen[run] += k
-    st.cache[run] += k
+    t += float(ends[k - 1])
+    st.gen[run] = gen + k
+    cache = cache + k
+    st.cache[run] = cache
     if spec.policy is not KvPolicy.RESERVE:
-        need = -(-st.cache[run] // spec.block_tokens)
-        st.free -= int(np.maximum(need - st.blocks[run], 0).sum())
-        st.blocks[run] = np.maximum(st.blocks[run], need)
-    st.complete(run[st.gen[run] >= st.out[run]], t)
+        held = st.blocks[run]
+        blocks = np.maximum((cache + spec.block_tokens - 1) // spec.block_tokens, held)
+        st.free -= int((blocks - held).sum())
+        st.blocks[run] = blocks
+    finished = left <= k
+    if finished.any():
+        st.complete(run[finished], t)
     st.record(t, float(d * k))
     return t, k
 

@@ -86,8 +86,8 @@ def pipeline_group(pt, row: int, replicas: int) -> Group:
 
 def plan_metrics(groups: list[Group]) -> Metrics:
     """Throughputs add over groups; latencies are the worst group's."""
-    merged: dict[str, float] = {}
+    merged: dict[str, float | None] = {}
     for key in Metrics.model_fields:
-        values = [getattr(g.metrics, key) for g in groups]
-        merged[key] = sum(values) if key in THROUGHPUT_KEYS else max(values)
+        values = [v for v in (getattr(g.metrics, key) for g in groups) if v is not None]  # tpot_ms: None when output_len is 1
+        merged[key] = (sum(values) if key in THROUGHPUT_KEYS else max(values)) if values else None
     return Metrics(**merged)

@@ -25,7 +25,6 @@ Only catalog model ids are accepted here: the server does not read local config.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import io
@@ -34,6 +33,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -42,11 +42,20 @@ import yaml
 
 from guideopt import api
 from guideopt.catalog import Catalog, load_catalog
-from guideopt.errors import GuideoptError, NoFeasiblePlanError
-from guideopt.io.constraints_file import ConstraintsFileError, loads, parse_path
+from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning, NoFeasiblePlanError
+from guideopt.io.constraints_file import ConstraintsFileError, loads
 from guideopt.model.dtype import Dtype
+from guideopt.model.keypath import leading_key
 from guideopt.model.plan import PlanResult
-from guideopt.model.request import DEFAULT_OBJECTIVE, ObjectiveTerm, PlanRequest
+from guideopt.model.request import PlanRequest
+from guideopt.web import worker
+from guideopt.web.middleware import INTERNAL_ERROR, CatchAll
+from guideopt.web.presets import OBJECTIVE_ORDERS, PRESETS
+
+try:  # endpoint annotations are resolved in this module's namespace
+    from starlette.requests import Request
+except ImportError:  # pragma: no cover - without the web extra
+    Request = Any  # type: ignore[misc,assignment]
 
 # FastAPI is imported inside create_app(): the helpers here (parse_request, solve,
 # constraints_yaml, catalog_json) work, and this module imports, without the web extra.
@@ -54,64 +63,8 @@ from guideopt.model.request import DEFAULT_OBJECTIVE, ObjectiveTerm, PlanRequest
 log = logging.getLogger("guideopt.web")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-INTERNAL_ERROR = "internal error: the planner failed unexpectedly (the server log has the details)"
 LAUNCH_MISSING = "launch commands are not available in this installation (guideopt.io.launch is missing)"
 PARETO_MISSING = "the Pareto chart is not available in this installation (it needs guideopt.analyses.pareto and matplotlib)"
-
-# "Optimise for" choices: the first term leads, the default order breaks ties (as `plan --objective X`).
-OBJECTIVE_ORDERS: dict[str, list[str]] = {t.value: [t.value] + [d.value for d in DEFAULT_OBJECTIVE if d is not t] for t in ObjectiveTerm}
-
-# Starting points for newcomers (after examples/): each is a PlanRequest the form can show.
-PRESETS: list[dict[str, Any]] = [
-    {
-        "id": "chat",
-        "label": "Chat service (8B, tight TTFT/TPOT, cheapest)",
-        "request": {
-            "model": "meta-llama/Llama-3.1-8B",
-            "workload": {"input_len": 1024, "output_len": 256},
-            "budget": {"usd_per_hour": 15},
-            "gpus": {"l4": {}, "a10g": {}, "l40s": {}, "a100-sxm4-80gb": {}, "h100-sxm": {}},
-            "parallelism": {"tp": [1, 2, 4], "pp": [1]},
-            "framework": ["vllm", "sglang"],
-            "precision": ["bf16"],
-            "slo": {"ttft_ms": 600, "tpot_ms": 40, "min_output_throughput_tok_s": 3000},
-            "objective": OBJECTIVE_ORDERS["cost"],
-            "top": 3,
-        },
-    },
-    {
-        "id": "offline",
-        "label": "Offline batch (32B, long outputs, max throughput)",
-        "request": {
-            "model": "Qwen/Qwen2.5-32B",
-            "workload": {"input_len": 512, "output_len": 2048},
-            "budget": {"usd_per_hour": 30},
-            "gpus": {"a100-sxm4-80gb": {}, "h100-sxm": {}, "l40s": {}, "mi300x": {}},
-            "parallelism": {"tp": [1, 2, 4, 8], "pp": [1, 2], "max_gpus": 16},
-            "framework": ["vllm", "sglang"],
-            "precision": ["fp16", "bf16", "fp8"],
-            "slo": {"batch_latency_s": 900},
-            "objective": OBJECTIVE_ORDERS["throughput"],
-            "top": 3,
-        },
-    },
-    {
-        "id": "small-70b",
-        "label": "Small budget 70B ($8/h, quantised weights)",
-        "request": {
-            "model": "meta-llama/Llama-3.1-70B",
-            "workload": {"input_len": 1024, "output_len": 256},
-            "budget": {"usd_per_hour": 8},
-            "gpus": {"l40s": {}, "rtx-6000-ada": {}, "a100-sxm4-80gb": {}, "h100-sxm": {}},
-            "parallelism": {"tp": [1, 2, 4, 8], "pp": [1, 2, 4], "max_gpus": 8},
-            "framework": "vllm",
-            "precision": ["int4", "int8", "fp8"],
-            "slo": {"ttft_ms": 8000, "tpot_ms": 100},
-            "objective": OBJECTIVE_ORDERS["throughput"],
-            "top": 3,
-        },
-    },
-]
 
 
 class FieldError(Exception):
@@ -140,12 +93,13 @@ def _optional_module(name: str) -> Any | None:
 
 
 def _check_model(payload: dict[str, Any], cat: Catalog) -> None:
+    """The catalog's one model resolver, as on the command line, but no local paths here."""
     model = payload.get("model")
-    if isinstance(model, str) and model and model not in cat.models:
-        folded = {k.lower(): k for k in cat.models}
-        guess = folded.get(model.lower()) or next(iter(difflib.get_close_matches(model, list(cat.models), n=1, cutoff=0.6)), None)
-        hint = f"did you mean {guess!r}? " if guess else ""
-        raise FieldError("model", f"unknown model {model!r} ({hint}choose a catalog id: `guideopt catalog models`)")
+    if isinstance(model, str) and model:
+        try:
+            cat.resolve_model(model, allow_paths=False)
+        except CatalogError as exc:
+            raise FieldError("model", str(exc).removeprefix("model: ")) from None
 
 
 def parse_request(payload: Any, cat: Catalog | None = None) -> PlanRequest:
@@ -165,30 +119,59 @@ def parse_request(payload: Any, cat: Catalog | None = None) -> PlanRequest:
         raise FieldError(field, exc.problem) from None
 
 
-def _leading_field(message: str) -> tuple[str, str]:
-    head, sep, rest = message.partition(": ")
-    if sep and head and " " not in head and parse_path(head):
-        return head, rest
-    return "request", message
+def _leading_field(exc: GuideoptError) -> tuple[str, str]:
+    field = getattr(exc, "field", None)
+    if field:
+        return field, getattr(exc, "problem", str(exc))
+    message = str(exc)
+    head = leading_key(message)
+    return (head, message[len(head) + 2 :]) if head else ("request", message)
 
 
 def solve(request: PlanRequest) -> dict[str, Any]:
-    """The JSON of ``guideopt plan --json`` for a request (infeasible included)."""
+    """The JSON of ``guideopt plan --json`` for a request (infeasible included); model
+    caveats are listed under ``warnings``."""
     start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GuideoptWarning)
+        try:
+            out: dict[str, Any] = api.plan(request).model_dump()
+        except NoFeasiblePlanError as exc:
+            out = {
+                "status": "infeasible",
+                "objective": [t.value for t in request.objective],
+                "solve_time_s": round(time.perf_counter() - start, 6),
+                "plans": [],
+                "explanation": str(exc),
+                "conflicts": list(exc.conflicts),
+            }
+        except GuideoptError as exc:
+            raise FieldError(*_leading_field(exc)) from None
+    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, GuideoptWarning)))
+    if notes:
+        out["warnings"] = notes
+    return out
+
+
+def launch_for(request: PlanRequest) -> bytes:
+    """The launch zip of a request's plan (a request with no plan is a FieldError)."""
     try:
-        result: PlanResult = api.plan(request)
+        result = api.plan(request)
     except NoFeasiblePlanError as exc:
-        return {
-            "status": "infeasible",
-            "objective": [t.value for t in request.objective],
-            "solve_time_s": round(time.perf_counter() - start, 6),
-            "plans": [],
-            "explanation": str(exc),
-            "conflicts": list(exc.conflicts),
-        }
+        raise FieldError(exc.conflicts[0] if exc.conflicts else "request", f"no feasible plan: {exc}") from None
     except GuideoptError as exc:
-        raise FieldError(*_leading_field(str(exc))) from None
-    return result.model_dump()
+        raise FieldError(*_leading_field(exc)) from None
+    return launch_zip(request, result)
+
+
+def pareto_for(request: PlanRequest) -> bytes:
+    """The Pareto SVG of a request (a request with no plan is a FieldError)."""
+    try:
+        return pareto_svg(request)
+    except NoFeasiblePlanError as exc:
+        raise FieldError(exc.conflicts[0] if exc.conflicts else "request", f"no feasible plan: {exc}") from None
+    except GuideoptError as exc:
+        raise FieldError(*_leading_field(exc)) from None
 
 
 def constraints_yaml(request: PlanRequest) -> str:
@@ -273,40 +256,13 @@ def pareto_svg(request: PlanRequest) -> bytes:
 # ---------------------------------------------------------------------- the app
 
 
-class _CatchAll:
-    """ASGI middleware: an unexpected exception becomes a generic 500, its traceback goes to the log."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def _send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, _send)
-        except Exception:
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                from fastapi.responses import JSONResponse
-
-                await JSONResponse({"message": INTERNAL_ERROR}, status_code=500)(scope, receive, send)
-
-
 def create_app() -> Any:
     """The FastAPI app: the page at ``/``, the JSON API under ``/api``."""
     from fastapi import Body, FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(
         title="guideopt",
@@ -316,7 +272,7 @@ def create_app() -> Any:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    app.add_middleware(_CatchAll)
+    app.add_middleware(CatchAll)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(FieldError)
@@ -330,10 +286,35 @@ def create_app() -> Any:
     @app.exception_handler(RequestValidationError)
     async def _on_bad_body(_, exc: RequestValidationError):
         errors = exc.errors()
-        msg = errors[0].get("msg", "not valid") if errors else "not valid"
-        return JSONResponse({"field": "request", "message": f"the body must be JSON ({msg})"}, status_code=422)
+        first = errors[0] if errors else {}
+        where = next((f" at character {p}" for p in first.get("loc", ())[1:] if isinstance(p, int)), "")
+        why = first.get("ctx", {}).get("error") or first.get("msg", "not valid")
+        message = f"the body is not valid JSON{where} ({why}; send a JSON object with the structure of a constraints file)"
+        return JSONResponse({"field": "request", "message": message}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http_error(_, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # the body could not be parsed at all (e.g. nested too deeply)
+            message = f"the body cannot be read ({exc.detail}; send a JSON object with the structure of a constraints file)"
+            return JSONResponse({"field": "request", "message": message}, status_code=422)
+        return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(worker.WorkerTimeout)
+    async def _on_timeout(_, exc: worker.WorkerTimeout):
+        return JSONResponse({"message": f"{exc} (narrow the request: fewer GPU types, a smaller top)"}, status_code=503)
+
+    @app.exception_handler(worker.WorkerError)
+    async def _on_worker_error(_, exc: worker.WorkerError):
+        return JSONResponse({"message": INTERNAL_ERROR}, status_code=500)
+
+    @app.exception_handler(worker.ClientGone)
+    async def _on_client_gone(_, exc: worker.ClientGone):
+        return Response(status_code=499)  # nobody reads it: the client has left
 
     body = Body(None, description="a PlanRequest: the structure of a constraints file (`guideopt schema`)")
+
+    async def stoppable(http: Request, func: Any, request: PlanRequest) -> Any:
+        return await worker.run_stoppable(func, (request,), http.is_disconnected, expected=(FieldError, NotAvailable))
 
     @app.get("/", include_in_schema=False)
     def index():
@@ -345,9 +326,9 @@ def create_app() -> Any:
         return JSONResponse(catalog_json())
 
     @app.post("/api/plan")
-    def post_plan(payload: Any = body):
+    async def post_plan(http: Request, payload: Any = body):
         """The JSON of `guideopt plan --json`; infeasible is 200 with status, explanation and conflicts."""
-        return JSONResponse(solve(parse_request(payload)))
+        return JSONResponse(await stoppable(http, solve, parse_request(payload)))
 
     @app.post("/api/constraints")
     def post_constraints(payload: Any = body):
@@ -358,34 +339,21 @@ def create_app() -> Any:
         )
 
     @app.post("/api/launch")
-    def post_launch(payload: Any = body):
+    async def post_launch(http: Request, payload: Any = body):
         """A zip of launch scripts (one per plan group) and a PLAN.md; 501 without guideopt.io.launch."""
         request = parse_request(payload)
         if not launch_available():
             raise NotAvailable(LAUNCH_MISSING)
-        try:
-            result = api.plan(request)
-        except NoFeasiblePlanError as exc:
-            raise FieldError(exc.conflicts[0] if exc.conflicts else "request", f"no feasible plan: {exc}") from None
-        except GuideoptError as exc:
-            raise FieldError(*_leading_field(str(exc))) from None
         return Response(
-            launch_zip(request, result),
+            await stoppable(http, launch_for, request),
             media_type="application/zip",
             headers={"Content-Disposition": 'attachment; filename="guideopt-launch.zip"'},
         )
 
     @app.post("/api/pareto")
-    def post_pareto(payload: Any = body):
+    async def post_pareto(http: Request, payload: Any = body):
         """An SVG chart of the Pareto front of a request; 501 without guideopt.analyses.pareto."""
-        request = parse_request(payload)
-        try:
-            svg = pareto_svg(request)
-        except NoFeasiblePlanError as exc:
-            raise FieldError(exc.conflicts[0] if exc.conflicts else "request", f"no feasible plan: {exc}") from None
-        except GuideoptError as exc:
-            raise FieldError(*_leading_field(str(exc))) from None
-        return Response(svg, media_type="image/svg+xml")
+        return Response(await stoppable(http, pareto_for, parse_request(payload)), media_type="image/svg+xml")
 
     return app
 

@@ -166,3 +166,8 @@ def plan_launches(plan: Plan, *, request: PlanRequest | None, catalog: Catalog, 
         )
         slot += group.replicas
     return launches
+
+
+def tpot_text(tpot_ms: float | None) -> str:
+    """TPOT for a script comment or PLAN.md (there is none with one output token)."""
+    return "n/a (one output token)" if tpot_ms is None else f"{tpot_ms:.1f} ms"

@@ -3,7 +3,7 @@ endpoints a router or load balancer should send requests to."""
 
 from __future__ import annotations
 
-from guideopt.io.launch.layout import GroupLaunch
+from guideopt.io.launch.layout import GroupLaunch, tpot_text
 from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import PlanRequest
 
@@ -55,7 +55,7 @@ def _group_row(launch: GroupLaunch, share: float) -> str:
         g.split,
         f"{g.usd_per_hour:.2f}",
         f"{m.ttft_ms:.0f}",
-        f"{m.tpot_ms:.1f}",
+        "n/a" if m.tpot_ms is None else f"{m.tpot_ms:.1f}",
         f"{m.batch_latency_s:.2f}",
         f"{m.output_throughput_tok_s:,.0f}",
         f"{g.memory.total_per_gpu_gb:.1f} of {g.memory.gpu_memory_gb:.0f}",
@@ -106,7 +106,7 @@ def plan_section(plan: Plan, launches: list[GroupLaunch]) -> str:
         f"## Rank {plan.rank}: {plan.num_gpus} GPUs, ${plan.usd_per_hour:.2f}/h",
         "",
         f"Predicted: {m.output_throughput_tok_s:,.0f} output tok/s in all; TTFT {m.ttft_ms:.0f} ms, "
-        f"TPOT {m.tpot_ms:.1f} ms, batch latency {m.batch_latency_s:.2f} s (worst group, per replica).",
+        f"TPOT {tpot_text(m.tpot_ms)}, batch latency {m.batch_latency_s:.2f} s (worst group, per replica).",
         "",
         _TABLE_HEAD,
         "|" + "---|" * _TABLE_HEAD.count(" | ") + "---|",

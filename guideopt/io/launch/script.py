@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 
-from guideopt.io.launch.layout import GroupLaunch, Replica
+from guideopt.io.launch.layout import GroupLaunch, Replica, tpot_text
 from guideopt.model.gpu import Vendor
 from guideopt.model.launch import MultiNode
 
@@ -71,7 +71,7 @@ def _header(launch: GroupLaunch) -> list[str]:
         f"# engine: {fw.name} {fw.launch.version} (command line and defaults written for this version; check the flags if yours differs)",
         f"# layout: {g.replicas} replica(s) x (tp {g.tp} x pp {g.pp}) on {g.num_gpus} x {g.gpu}; "
         f"batch {g.batch}, split {g.split}, weights {g.dtype}, KV {g.kv_dtype}",
-        f"# predicted per replica: TTFT {g.metrics.ttft_ms:.0f} ms, TPOT {g.metrics.tpot_ms:.1f} ms; "
+        f"# predicted per replica: TTFT {g.metrics.ttft_ms:.0f} ms, TPOT {tpot_text(g.metrics.tpot_ms)}; "
         f"group: {g.metrics.output_throughput_tok_s:.0f} output tok/s, ${g.usd_per_hour:.2f}/h (predictions, not measurements)",
     ]
     if launch.nodes > 1:

@@ -1,0 +1,88 @@
+"""Limits on what one request may ask for, each with the reason for its value.
+
+Every entry point (CLI flags, constraints files, ``predict --csv`` rows, the web API)
+checks input against these same numbers through ``guideopt.model.validation``, so a value
+gets one verdict everywhere. A limit exists to turn a typo or a hostile input into a
+one-line error instead of hours of work, gigabytes of memory or a float overflow; each is
+set far above any real deployment so that no genuine request meets it.
+"""
+
+from __future__ import annotations
+
+# ---- sizes of one request
+
+# Tokens in one prompt or one output. The longest context of any published model is
+# 10M tokens (Llama 4 Scout); 10x that leaves room while keeping every product of
+# tokens, layers and bytes far inside float64's exact range.
+MAX_SEQUENCE_TOKENS = 100_000_000
+
+# Requests in one batch (`--batch`, `workload.batch`). 10^9 is the size the issue's
+# `capacity --batch` reproducer uses; anything above is a typo.
+MAX_BATCH = 1_000_000_000
+
+# GPUs in one deployment or of one type: the largest announced clusters hold ~10^5-10^6
+# accelerators.
+MAX_GPUS = 1_000_000
+
+# One TP or PP size. No scale-up domain exceeds 576 GPUs (NVL576); 1024 is a round
+# ceiling above it (the solver still drops sizes a GPU's node cannot hold).
+MAX_PARALLEL_SIZE = 1024
+
+# A budget above $10M/h (~3M H100-hours at list price every hour) is a typo, and an
+# unbounded one lets the solver fill its whole search space ("--budget inf" planned
+# 131,072 B200s).
+MAX_BUDGET_USD_PER_HOUR = 10_000_000.0
+
+# Requests/s for `capacity --rate`: a bound only against overflow ("--rate inf" crashed);
+# a large real rate meets the replica cap of capacity sizing first, with its own message.
+MAX_RATE_REQ_S = 1e12
+
+# ---- sweeps (`capacity --input-len 128:8192:x2`)
+
+# Values in one length list or range: a geometric x1.000000001 step from 1 to 10^9 made
+# 10^10 values (844 MB before it was stopped).
+MAX_SWEEP_VALUES = 1_000
+# Cases in one sweep (input lengths x output lengths): each case builds a cost table
+# (~1.2 ms measured on a 7B model), so 5,000 cases stay within ~10 s.
+MAX_SWEEP_CASES = 5_000
+
+# A batch split into more sub-batches than this is summarised (count and sizes) instead
+# of listed: `capacity --batch 1000000000` printed a 26.7 MB list.
+MAX_LISTED_SUB_BATCHES = 32
+
+# ---- constraints files
+
+# Bytes in one constraints file. The largest example is ~1 KB; a file that lists every
+# catalog GPU with a price override and every option is ~3 KB.
+MAX_CONSTRAINTS_FILE_BYTES = 256 * 1024
+# YAML nodes after aliases are expanded. A 10-line alias bomb expands to 10^9 nodes; a
+# real file has well under 500.
+MAX_YAML_NODES = 10_000
+# Keys in one mapping or items in one list: the catalog has 25 GPU types, and no list
+# (tp, pp, precision, objective) has more than a handful of meaningful items.
+MAX_COLLECTION_ITEMS = 1_000
+
+# ---- config.json
+
+# Bytes in one config.json (real ones are 1-10 KB).
+MAX_CONFIG_JSON_BYTES = 1024 * 1024
+# Any size in a config.json (layers, hidden size, heads, vocabulary, context). Real
+# values top out near 10^7 (context length); 2^31 keeps them plain 32-bit integers.
+MAX_CONFIG_INT = 2**31 - 1
+
+# ---- what all of the above buys
+
+# Peak memory of one command on any input: with the limits above, a plan, prediction,
+# sweep or file stays far below this (~150 MB for a CLI plan); the fuzz suites assert it.
+MAX_PROCESS_MEMORY_BYTES = 2 * 1024**3
+
+# ---- the web server
+
+# Wall-clock seconds one web request may run before it is stopped (the solver has its
+# own, shorter limit; this one is the server's backstop against any other slow path).
+WEB_REQUEST_TIMEOUT_S = 120.0
+# Seconds `guideopt serve` waits for running requests on SIGTERM/Ctrl-C before it
+# stops them.
+WEB_SHUTDOWN_GRACE_S = 3.0
+# Bytes in one web request body (a request is ~1 KB).
+MAX_WEB_BODY_BYTES = 256 * 1024
