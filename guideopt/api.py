@@ -44,9 +44,9 @@ def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = Non
 
     req = validated(PlanRequest, request)
     cat = catalog or load_catalog()
-    check_context(
-        req.model, cat.model(req.model).max_position_embeddings, req.workload.input_len, req.workload.output_len, "workload.input_len"
-    )
+    wl = req.workload
+    if wl.input_len is not None and wl.output_len is not None:  # a stream's length mix is checked by the stream planner
+        check_context(req.model, cat.model(req.model).max_position_embeddings, wl.input_len, wl.output_len, "workload.input_len")
     return solve_request(req, cat)
 
 

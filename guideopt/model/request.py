@@ -56,7 +56,8 @@ class Workload(StrictModel):
     or ``concurrency`` given; lengths fixed by ``input_len``/``output_len`` or ``lengths``)."""
 
     # ``lengths`` comes first so that the length fields' validators see it
-    lengths: Lengths | None = Field(
+    # a string is shorthand (a mix id, or a trace file by its suffix), turned into Lengths on input
+    lengths: Lengths | str | None = Field(
         default=None, description="stream: buckets, a length mix id or a trace file instead of input_len/output_len"
     )
     input_len: int | None = Field(
@@ -103,12 +104,17 @@ class Workload(StrictModel):
         return self
 
     @property
+    def length_spec(self) -> Lengths | None:
+        """``lengths`` as validated (never the string shorthand: it is expanded on input)."""
+        return self.lengths if isinstance(self.lengths, Lengths) else None
+
+    @property
     def is_stream(self) -> bool:
         return self.rate_rps is not None or self.concurrency is not None
 
     def stream(self) -> StreamWorkload:
         """The phase-1 stream schema of this workload (a stream only)."""
-        lengths = self.lengths or Lengths(input_len=self.input_len, output_len=self.output_len)
+        lengths = self.length_spec or Lengths(input_len=self.input_len, output_len=self.output_len)
         return StreamWorkload(
             rate_rps=self.rate_rps,
             concurrency=self.concurrency,

@@ -55,7 +55,7 @@ class StreamSpace:
 def stream_lengths(req: PlanRequest, arch: ModelArch) -> LengthTable:
     """The request's length table (a trace file must have been read into buckets by the caller)."""
     wl = req.workload
-    spec = wl.lengths
+    spec = wl.length_spec
     if spec is None:
         table = fixed_lengths(int(wl.input_len or 1), int(wl.output_len or 1))
     elif spec.file is not None:
