@@ -95,11 +95,11 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
     if not feasible.any():  # explain from every option, none skipped by the cheapest-first pricing
         full = build_stream_space(req, cat, gpus, prices, prune=False)
         _explain(req, stream_candidates(req, full, bounds), bounds)
-    plans, ranked, rounds = _ranked_and_verified(req, space, cands, feasible, deadline)
+    plans, ranked, rounds, settled = _ranked_and_verified(req, space, cands, feasible, deadline)
     clock.lap("verify")
     first = int(ranked[0])
     return PlanResult(
-        status="feasible" if deadline.hit else "optimal",
+        status="optimal" if settled and not deadline.hit else "feasible",
         objective=[t.value for t in req.objective],
         solve_time_s=time.perf_counter() - deadline.start,
         plans=plans,
@@ -145,7 +145,8 @@ def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates
                 k = int(ranked[0])
                 key = (int(cands.ref[k]), int(cands.replicas[k]))
                 kept = [checked.get(key) or stream_plan_of(req, space, key[0], key[1], rank=1)]
-            return [p.model_copy(update={"rank": i}) for i, p in enumerate(kept, start=1)], ranked, rounds
+            # settled: the last ranking's shown plans all passed the simulator
+            return [p.model_copy(update={"rank": i}) for i, p in enumerate(kept, start=1)], ranked, rounds, not failed
 
 
 def _slo_names(req: PlanRequest) -> list[tuple[str, float]]:
