@@ -44,6 +44,19 @@ GPU_LABELS: dict[str, str | None] = {
     "b300-sxm": None,
     "b300": None,
     "gb200": None,
+    # Added sources (AMD Instinct and more NVIDIA cards), labels as printed.
+    "amd instinct mi300x": "mi300x",  # dstack, amd.com, OCI, Azure (annotations dropped)
+    "amd instinct mi300x 192gb hbm3": "mi300x",  # MLPerf v5.1 system description
+    "amd instinct mi300x-nps1-spx-192gb-750w": "mi300x",  # MLPerf v4.1 (NPS1/SPX: one partition, whole GPU)
+    "amd mi300x-nps1-spx-192gb-750w": "mi300x",
+    "amd instinct mi325x 256gb hbm3e": "mi325x",
+    "nvidia l40s": "l40s",
+    "nvidia geforce rtx 4090": "rtx-4090",
+    "nvidia a10g": "a10g",
+    "nvidia rtx a6000": "rtx-a6000",
+    "tesla v100 32gb sxm2": "v100-sxm2-32gb",
+    # One GCD of an MI250X is half the board the catalog describes.
+    "amd instinct mi250x": None,
 }
 
 
@@ -78,6 +91,32 @@ MODEL_NAMES: dict[str, tuple[str, str | None]] = {
     "mistralai/mixtral-8x7b-instruct-v0.1": ("mistralai/Mixtral-8x7B-v0.1", None),
     # NVIDIA's FP8 (ModelOpt) checkpoint of Llama-3.1-8B-Instruct: FP8 weights.
     "nvidia/llama-3.1-8b-instruct-fp8": ("meta-llama/Llama-3.1-8B", "fp8"),
+    # Added sources: short names as printed, and FP8 checkpoints (their weights fix the precision).
+    "llama-2-7b": ("meta-llama/Llama-2-7b-hf", None),
+    "llama2-7b": ("meta-llama/Llama-2-7b-hf", None),
+    "llama-2-13b": ("meta-llama/Llama-2-13b-hf", None),
+    "llama2-13b": ("meta-llama/Llama-2-13b-hf", None),
+    "llama-2-70b": ("meta-llama/Llama-2-70b-hf", None),
+    "llama2-70b": ("meta-llama/Llama-2-70b-hf", None),
+    "llama-2-70b-chat-hf": ("meta-llama/Llama-2-70b-hf", None),
+    "codellama-34b": ("meta-llama/CodeLlama-34b-hf", None),
+    "llama-3-8b": ("meta-llama/Meta-Llama-3-8B", None),
+    "llama-3-70b": ("meta-llama/Meta-Llama-3-70B", None),
+    "llama-3.1-8b": ("meta-llama/Llama-3.1-8B", None),
+    "llama-3.1-8b-instruct": ("meta-llama/Llama-3.1-8B", None),
+    "llama-3.1-70b": ("meta-llama/Llama-3.1-70B", None),
+    "llama-3.1-70b-instruct": ("meta-llama/Llama-3.1-70B", None),
+    "llama-3.1-405b": ("meta-llama/Llama-3.1-405B", None),
+    "llama-3-405b": ("meta-llama/Llama-3.1-405B", None),  # amd.com heading "LLAMA 3 (405B)": only 3.1 has a 405B
+    "meta-llama/llama-3.1-405b-instruct": ("meta-llama/Llama-3.1-405B", None),
+    "meta-llama/llama-3.1-405b-fp8": ("meta-llama/Llama-3.1-405B", "fp8"),  # Meta's FP8 checkpoint
+    "amd/llama-3.1-405b-instruct-fp8-kv": ("meta-llama/Llama-3.1-405B", "fp8"),  # AMD Quark FP8 weights (+ FP8 KV)
+    "amd/llama-3.1-70b-instruct-fp8-kv": ("meta-llama/Llama-3.1-70B", "fp8"),
+    "mistral-7b": ("mistralai/Mistral-7B-v0.1", None),
+    "mixtral-8x7b": ("mistralai/Mixtral-8x7B-v0.1", None),
+    "mixtral-8x7b-instruct-v0.1": ("mistralai/Mixtral-8x7B-v0.1", None),
+    "mixtral-8x22b": ("mistralai/Mixtral-8x22B-v0.1", None),
+    "qwen/qwen3-8b-fp8": ("Qwen/Qwen3-8B", "fp8"),
 }
 
 

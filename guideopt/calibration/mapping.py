@@ -30,6 +30,8 @@ class Case:
     framework_label: str  # the engine as the source named it
     proxy_of: str | None = None  # engine this framework profile stands in for (None: the engine itself)
     assumptions: tuple[str, ...] = ()  # what the row did not say and we assumed
+    framework_version: str = ""  # the engine version as the source printed it
+    workload: str = "static"  # a ``Workload`` value: static, closed_loop or max_load
 
     @property
     def framework_proxy(self) -> bool:
@@ -92,6 +94,7 @@ def precision(m: Measurement, checkpoint_dtype: str | None) -> tuple[str, str | 
 class Workload(str, Enum):
     STATIC = "static"  # B requests submitted together: PredictRequest.batch
     CLOSED_LOOP = "closed_loop"  # c clients, each sending its next request when the last ends: .concurrency
+    MAX_LOAD = "max_load"  # all requests queued at once, engine-chosen batch: the engine runs at its own cap
     OPEN_LOOP = "open_loop"  # Poisson / fixed request rate, or variable lengths: not modelled
 
 
@@ -129,6 +132,33 @@ SOURCE_RULES: tuple[SourceRule, ...] = (
     ),
     SourceRule("SGLang v0.3.0 vs vLLM", Workload.OPEN_LOOP, "ShareGPT variable lengths at 4 / 8 req/s or offline"),
     SourceRule("MLPerf", Workload.OPEN_LOOP, "Server (scheduled load) / Offline on OpenOrca, variable lengths"),
+    SourceRule(
+        "TensorRT-LLM perf-overview",
+        Workload.MAX_LOAD,
+        "trtllm-bench throughput: 'all requests queued at infinite rate (in-flight batching, batch not fixed)'",
+    ),
+    SourceRule(
+        "Oracle Cloud Infrastructure blog",
+        Workload.STATIC,
+        "benchmark_latency 'static batch' rows carry the batch; benchmark_throughput rows (no batch) are max load",
+    ),
+    SourceRule(
+        'AMD "Performance results',
+        Workload.STATIC,
+        "'Latency (sec)' static batch rows carry the batch; 'client fed at infinite rate' throughput rows are max load",
+    ),
+    SourceRule("Azure AI-benchmarking-guide", Workload.MAX_LOAD, "'1000 requests, batch not fixed (offline throughput run)'"),
+    SourceRule(
+        "dstack benchmark: Llama-3.1-405B",
+        Workload.STATIC,
+        "benchmark_throughput '--num-prompts=batch_size (all prompts submitted at once)'; serving rows have no fixed lengths",
+    ),
+    SourceRule("dstack benchmark", Workload.OPEN_LOOP, "TGI / DeepSeek sets: outputs not fixed or models not in the catalog"),
+    SourceRule(
+        "mlc-ai/llm-perf-bench",
+        Workload.STATIC,
+        "single-stream decode (batch 1) of a short prompt 'What is the meaning of life?'",
+    ),
 )
 
 
@@ -218,14 +248,32 @@ def measured_value(m: Measurement, metric: str, num_gpus: int) -> float | Skip:
 # --- Row -> case -----------------------------------------------------------------------
 
 
-def _lengths_and_load(m: Measurement, kind: Workload) -> dict[str, int] | Skip:
-    if m.input_len is None or m.output_len is None:
+# Max-load runs queue every request at once and let the engine choose its batch: more
+# clients than any engine admits (the framework catalogs cap max_num_seqs at 2048 or less)
+# make the prediction run at the engine's own cap.
+MAX_LOAD_CLIENTS = 100_000
+# Notes that mark a row of a mixed source as a max-load run rather than a fixed batch.
+_MAX_LOAD_NOTES = re.compile(r"batch not fixed|infinite rate", re.IGNORECASE)
+# mlc-ai/llm-perf-bench decodes from the prompt "What is the meaning of life?": 7 Llama
+# tokens plus BOS. A batch-1 decode rate barely depends on so short a context.
+SHORT_PROMPT = "what is the meaning of life"
+SHORT_PROMPT_TOKENS = 8
+
+
+def _lengths_and_load(m: Measurement, kind: Workload) -> tuple[dict[str, int], tuple[str, ...]] | Skip:
+    input_len, assumed = m.input_len, ()
+    if input_len is None and SHORT_PROMPT in m.notes.lower():
+        input_len, assumed = SHORT_PROMPT_TOKENS, (f"prompt length not stated; {SHORT_PROMPT_TOKENS} tokens assumed",)
+    if input_len is None or m.output_len is None:
         return Skip("open-loop / variable lengths not modelled", "no fixed input/output length")
+    lengths = {"input_len": round(input_len), "output_len": round(m.output_len)}
     load = _integer(m.batch_or_concurrency)
+    if kind is Workload.MAX_LOAD or (load is None and _MAX_LOAD_NOTES.search(m.notes)):
+        return {**lengths, "concurrency": MAX_LOAD_CLIENTS}, assumed
     if load is None or load < 1:
         return Skip("open-loop / variable lengths not modelled", "no batch or concurrency")
     key = "batch" if kind is Workload.STATIC else "concurrency"
-    return {"input_len": round(m.input_len), "output_len": round(m.output_len), key: load}
+    return {**lengths, key: load}, assumed
 
 
 def to_case(m: Measurement, catalog: Catalog | None = None) -> CaseOrSkip:
@@ -263,14 +311,16 @@ def _to_case(m: Measurement, cat: Catalog) -> CaseOrSkip:
     lay = layout(m)
     if isinstance(lay, Skip):
         return lay
-    shape = _lengths_and_load(m, kind)
-    if isinstance(shape, Skip):
-        return shape
+    loaded = _lengths_and_load(m, kind)
+    if isinstance(loaded, Skip):
+        return loaded
+    shape, assumed_load = loaded
     num_gpus, tp, pp = lay
     value = measured_value(m, metric, num_gpus)
     if isinstance(value, Skip):
         return value
-    dtype, kv_dtype, assumed = prec
+    dtype, kv_dtype, assumed_prec = prec
+    assumed = assumed_prec + assumed_load
     request: dict[str, Any] = {
         "model": model[0],
         "gpu": gpu,
@@ -293,6 +343,8 @@ def _to_case(m: Measurement, cat: Catalog) -> CaseOrSkip:
         framework_label=m.framework,
         proxy_of=rule.proxy_of,
         assumptions=assumed,
+        framework_version=m.framework_version,
+        workload=(Workload.MAX_LOAD if shape.get("concurrency") == MAX_LOAD_CLIENTS else kind).value,
     )
 
 

@@ -40,6 +40,11 @@ class HardwareArrays:
     decode_step_overhead_s: np.ndarray
     prefill_step_overhead_s: np.ndarray
     memory_bytes: np.ndarray
+    gemm_m_half: np.ndarray  # tokens at which GEMM FLOP/s is half its large-m value
+    kv_len_half: np.ndarray  # KV length per sequence at which decode attention streams at half its rate
+    allreduce_latency_per_rank_s: np.ndarray  # extra all-reduce call cost per rank beyond two
+    seq_step_overhead_s: np.ndarray  # engine CPU cost per sequence in a step
+    token_step_overhead_s: np.ndarray  # engine CPU cost per new token in a step
 
 
 def hardware_arrays(
@@ -56,7 +61,7 @@ def hardware_arrays(
 
 def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, float]:
     dev, _ = cal.device(gpu.id, gpu.arch)
-    fw_eff = cal.frameworks[fw.calibration_id]
+    fw_eff = cal.framework(fw.calibration_id, gpu.vendor.value)
     link_cal = cal.links[gpu.link.value]
     pcie_cal = cal.links[LinkClass.PCIE.value]
     speed = fw_eff.kernel_efficiency
@@ -68,7 +73,7 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
     pcie_bw = gpu.pcie_bw_unidir_gb_s * BYTES_PER_S_PER_GB_S
     group = {LinkClass.NVLINK_BRIDGE: NVLINK_BRIDGE_GROUP, LinkClass.PCIE: gpu.gpus_per_node}.get(gpu.link, gpu.gpus_per_node)
     return {
-        "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.compute_eff * speed,
+        "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.gemm_eff(dtype is Dtype.FP8) * speed,
         "attn_flops_per_s": gpu.tensor_flops_per_s(ACTIVATION_DTYPE) * dev.attn_compute_eff * speed,
         "mem_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.mem_eff * speed,
         "kv_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.attn_mem_eff * speed,
@@ -83,4 +88,9 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         "decode_step_overhead_s": fw_eff.decode_step_overhead_ms * S_PER_MS,
         "prefill_step_overhead_s": fw_eff.prefill_step_overhead_ms * S_PER_MS,
         "memory_bytes": gpu.memory_bytes,
+        "gemm_m_half": dev.gemm_m_half_tokens,
+        "kv_len_half": dev.attn_kv_len_half_tokens,
+        "allreduce_latency_per_rank_s": link_cal.allreduce_latency_per_rank_us * S_PER_US,
+        "seq_step_overhead_s": fw_eff.per_seq_step_us * S_PER_US,
+        "token_step_overhead_s": fw_eff.per_token_step_us * S_PER_US,
     }

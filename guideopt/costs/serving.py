@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.costs.hardware import HardwareArrays
+from guideopt.costs.metrics import engine_step_s
 from guideopt.costs.roofline import PassShape, forward_pass_s
 from guideopt.model.llm import ModelArch
 
@@ -70,7 +71,7 @@ def _step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, pre
         logit_tokens=np.maximum(decoding + prefill_seqs, 1.0),
     )
     kernels = forward_pass_s(arch, shape, tp=x.tp, pp=x.pp, w_bytes=x.w_bytes, kv_bytes=x.kv_bytes, hw=hw, flash=x.flash)
-    return kernels + hw.decode_step_overhead_s
+    return kernels + hw.decode_step_overhead_s + engine_step_s(hw, seqs=shape.seqs, tokens=shape.new_tokens)
 
 
 def serving_metrics(arch: ModelArch, x: ServingInputs, hw: HardwareArrays) -> ServingMetrics:
