@@ -1,35 +1,67 @@
 #!/usr/bin/env python3
 """Write docs/accuracy.md: guideopt's prediction error against published measurements.
 
-    python scripts/accuracy_report.py [--data ../shared/data/measured/e2e.csv]
+    python scripts/accuracy_report.py [--data ../shared/data/measured/e2e.csv] [--before FILE]
 
-Runs the same comparison as `guideopt validate` three times: with the uncalibrated priors,
-with the fitted calibration, and leave-one-GPU-out (each measured GPU scored with its own
-device fit removed), and writes the tables with the commands that reproduce them.
+Scores every comparable row of e2e.csv four ways: with the calibration shipped before this
+change (``--before``, default: main's catalogs/calibration.yaml), with the fitted one, leave
+one source out (engine terms re-fitted without the scored source) and leave one GPU family
+out (device entries of the family removed, engine terms re-fitted without its rows), and
+breaks each metric down by GPU family, engine, batch band, TP and workload.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from guideopt.calibration.accuracy import leave_one_gpu_out, validate_with  # noqa: E402
-from guideopt.calibration.validate import per_metric, report_markdown  # noqa: E402
+from guideopt.calibration.accuracy import leave_one_family_out, leave_one_source_out, validate_with, with_calibration  # noqa: E402
+from guideopt.calibration.aggregate import cases_by, per_metric, report_markdown, stats  # noqa: E402
+from guideopt.calibration.mapping import cases_from_file  # noqa: E402
+from guideopt.calibration.validate import validate  # noqa: E402
+from guideopt.catalog import load_catalog  # noqa: E402
+from guideopt.model.calibration import Calibration  # noqa: E402
+
+LATENCY = ("batch_latency_s", "tpot_ms", "ttft_ms")
 
 
-def _summary(reports: dict[str, object]) -> str:
-    lines = ["| metric | " + " | ".join(f"{k}: n / median APE / MAPE" for k in reports) + " |", "|---|" + "---|" * len(reports)]
-    metrics = sorted({m for r in reports.values() for m in per_metric(r.results)})
-    for metric in metrics:
-        cells = []
-        for r in reports.values():
-            s = per_metric(r.results).get(metric)
-            cells.append(f"{s.count} / {s.median_ape:.1%} / {s.mean_ape:.1%}" if s else "–")
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+def _before(path: str | None, data: Path):
+    text = (
+        Path(path).read_text()
+        if path
+        else subprocess.run(["git", "show", "main:catalogs/calibration.yaml"], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    )
+    cat = load_catalog()
+    cat = with_calibration(cat, Calibration.model_validate(yaml.safe_load(text)))
+    from guideopt.api import predict
+
+    return validate(cases_from_file(data, cat), lambda r: predict(r, cat))
+
+
+def _cell(rs) -> str:
+    if not rs:
+        return "–"
+    s = stats(rs)
+    return f"{s.count} / {s.median_ape:.1%} / {s.median_ratio:.2f}"
+
+
+def _table(reports: dict, key, metrics=None) -> str:
+    groups = sorted({g for r in reports.values() for g in cases_by(r, key)})
+    metrics = metrics or sorted({m for r in reports.values() for m in per_metric(r.results)})
+    head = "| group | metric | " + " | ".join(reports) + " |"
+    lines = [head, "|---|---|" + "---|" * len(reports)]
+    for g in groups:
+        for m in metrics:
+            cells = [_cell([x for x in cases_by(r, key).get(g, []) if x.case.metric == m]) for r in reports.values()]
+            if any(c != "–" for c in cells):
+                lines.append(f"| {g} | {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -37,43 +69,51 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "measured" / "e2e.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy.md")
+    parser.add_argument("--before", default=None, help="calibration YAML to score as 'before' (default: main's)")
     args = parser.parse_args()
+    cat = load_catalog()
     reports = {
-        "prior (uncalibrated)": validate_with(args.data, "prior"),
+        "before (main)": _before(args.before, args.data),
         "fitted": validate_with(args.data, "fitted"),
-        "leave-one-GPU-out": leave_one_gpu_out(args.data),
+        "leave-one-source-out": leave_one_source_out(args.data),
+        "leave-one-family-out": leave_one_family_out(args.data),
     }
+    family = lambda c: cat.gpus[c.request["gpu"]].arch  # noqa: E731
+    engine = lambda c: c.request["framework"] + ("" if cat.gpus[c.request["gpu"]].vendor.value == "nvidia" else "@amd")  # noqa: E731
+    sections = [
+        ("Per metric (workload)", "workload", None),
+        ("By GPU family", family, None),
+        ("By engine", engine, None),
+        ("By batch band (static batch, or clients for serving)", "batch", None),
+        ("By TP", "tp", None),
+        ("By GPU", "gpu", None),
+        ("By source", "source", None),
+    ]
+    body = "\n\n".join(
+        f"## {title}\n\nCells: n / median absolute error / median predicted÷measured.\n\n{_table(reports, key, metrics)}"
+        for title, key, metrics in sections
+    )
     text = f"""# Prediction accuracy
 
-How far guideopt's predictions are from published measurements, reported per metric the
-way GUIDE's Table 2 does (median and mean absolute percentage error). GUIDE reports
-25–55 %.
+How far guideopt's predictions are from published measurements (`../shared/data/measured/e2e.csv`).
+Regenerate with `python scripts/accuracy_report.py` (a few minutes; refit the calibration first
+with `python scripts/fit_calibration.py`). One run at a time: `guideopt validate ../shared/data/measured/e2e.csv`.
 
-Reproduce: `python scripts/accuracy_report.py` (this file), or one run at a time with
-`guideopt validate ../shared/data/measured/e2e.csv [--calibration prior] [--leave-one-gpu-out]`.
-The calibration itself is refitted by `python scripts/fit_calibration.py`.
+Columns:
+* **before (main)**: the calibration shipped on main before the added physics (GEMM efficiency vs
+  m, decode attention vs KV length, all-reduce latency per rank, engine per-sequence/per-token costs,
+  FP8 GEMM rates, AMD device and xGMI fits, per-vendor engine fits), on the same rows.
+* **fitted**: `catalogs/calibration.yaml` from `scripts/fit_calibration.py`, all rows.
+* **leave-one-source-out**: each source's rows predicted with the engine terms re-fitted without that
+  source. Device and link terms come only from kernels.csv, so they never saw an e2e row.
+* **leave-one-family-out**: each GPU family's rows predicted with its GPUs' device entries removed
+  (median of the other families instead) and the engine terms re-fitted without its rows.
 
-## Summary
+Closed-loop TTFT rows (aiconfigurator sample) are validated but not fitted: their TTFT grows with the
+output length at fixed concurrency and falls as concurrency rises from 8 to 32, a property of the
+benchmark client, not of an engine step model.
 
-{_summary(reports)}
-
-* **prior**: plain roofline with round generic efficiencies (`catalogs/calibration-prior.yaml`).
-* **fitted**: `catalogs/calibration.yaml` — per-GPU achieved fractions of peak FLOP/s and HBM
-  bandwidth from kernel timings, all-reduce latency and bus bandwidth per link class, and per
-  engine fixed step costs and kernel speed from end-to-end rows.
-* **leave-one-GPU-out**: each measured GPU scored with its own device fit removed (it falls back
-  to its family's or all other GPUs' median, as an unmeasured GPU does). Engine parameters are
-  shared by all GPUs and stay fitted.
-
-### What the numbers cover, and what they do not
-* Rows of models, GPUs or precisions guideopt does not model (DeepSeek/MiniMax/gpt-oss MoE
-  models, B300/GB200, fp4) and open-loop request-rate runs are skipped; the counts are below.
-* `ttft_ms` mixes static-batch TTFT (well predicted) with closed-loop serving TTFT from the
-  aiconfigurator sample, whose values fall as concurrency rises from 8 to 32 (e.g. 550 → 225 ms
-  for Llama-3.1-8B on one H100 at 1024/512): a benchmark warm-up burst, not steady state. Those
-  rows are not used for fitting and dominate the TTFT error; see the breakdown by batch below.
-* Static batches that do not fit in the KV cache at once run in waves; LMDeploy reports per-step
-  latencies of whatever runs, which guideopt's whole-batch metrics do not mirror (breakdown by waves).
+{body}
 
 ## Fitted calibration, full breakdown
 
@@ -81,7 +121,7 @@ The calibration itself is refitted by `python scripts/fit_calibration.py`.
 """
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    print(_summary(reports))
+    print(_table(reports, "workload"))
     print(f"wrote {args.out}")
 
 

@@ -31,6 +31,8 @@ GROUP_KEYS: dict[str, Callable[[Case], str]] = {
     "batch": lambda c: batch_bucket(c.request),
     "mode": lambda c: "concurrency" if c.request.get("concurrency") else "static batch",
     "model": lambda c: c.request["model"],
+    "tp": lambda c: f"tp {c.request.get('tp', 1)}",
+    "workload": lambda c: c.workload,
     "source": lambda c: c.source,
     "metric": lambda c: c.metric,
 }
