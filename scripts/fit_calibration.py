@@ -31,6 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from guideopt.calibration.accuracy import prior_calibration  # noqa: E402
 from guideopt.calibration.fit_devices import fit_devices, fit_links  # noqa: E402
 from guideopt.calibration.fit_engines import engine_key, fit_engine  # noqa: E402
 from guideopt.calibration.mapping import Case, cases_from_file  # noqa: E402
@@ -38,14 +39,14 @@ from guideopt.catalog import load_catalog  # noqa: E402
 from guideopt.model.calibration import Calibration  # noqa: E402
 
 
-def fit_frameworks(catalog, cal: Calibration, e2e: Path) -> Calibration:
+def fit_frameworks(catalog, cal: Calibration, e2e: Path, prior: Calibration) -> Calibration:
     cases = [c for c in cases_from_file(e2e, catalog) if isinstance(c, Case)]
     by_key: dict[str, list[Case]] = defaultdict(list)
     for c in cases:
         by_key[engine_key(c, lambda g: catalog.gpus[g].vendor.value)].append(c)
     frameworks = dict(cal.frameworks)
     for key in sorted(by_key):
-        result = fit_engine(catalog, cal, key, by_key[key])
+        result = fit_engine(catalog, cal, key, by_key[key], prior)
         if result is not None:
             frameworks[key] = result[0]
             print("stage 2:", key, result[0].model_dump(exclude={"fitted_from"}))
@@ -72,7 +73,7 @@ def main() -> None:
     )
     print("stage 1: devices", sorted(gpus))
     if not args.skip_e2e:
-        cal = fit_frameworks(catalog, cal, args.data / "e2e.csv")
+        cal = fit_frameworks(catalog, cal, args.data / "e2e.csv", prior_calibration())
     header = "# Written by scripts/fit_calibration.py from shared/data/measured; rerun it to refit.\n"
     args.out.write_text(header + yaml.safe_dump(cal.model_dump(), sort_keys=False, width=200))
     print(f"wrote {args.out}")

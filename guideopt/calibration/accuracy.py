@@ -119,7 +119,8 @@ def linearisations(cat: Catalog, cases: list[Case]) -> dict[str, Linearised]:
     for key, mine in by_key.items():
         if key not in cat.calibration.frameworks:
             continue
-        fitted = fit_engine(cat, cat.calibration, key, mine)
+        # One linearisation around the shipped fit: held-out refits only re-solve it.
+        fitted = fit_engine(cat, cat.calibration, key, mine, prior_calibration(), rounds=1)
         if fitted is not None:
             out[key] = fitted[1]
     return out
@@ -140,6 +141,10 @@ def _refit(cal: Calibration, lins: dict[str, Linearised], held_out: Callable[[Ca
     return cal.model_copy(update={"frameworks": frameworks})
 
 
+def _member_of(group: Callable[[Case], str], name: str) -> Callable[[Case], bool]:
+    return lambda c: group(c) == name
+
+
 def leave_one_out(
     path: str | Path,
     group: Callable[[Case], str],
@@ -157,7 +162,7 @@ def leave_one_out(
         groups[group(c)].append(c)
     parts = []
     for name, mine in sorted(groups.items()):
-        cal = _refit(cat.calibration, lins, lambda c, n=name: group(c) == n)
+        cal = _refit(cat.calibration, lins, _member_of(group, name))
         if held_calibration is not None:
             cal = held_calibration(cal, name)
         parts.append(validate(mine, _predictor(with_calibration(cat, cal))))

@@ -41,8 +41,8 @@ def rows_text(lines: list[int], file: str) -> str:
 
 
 def _timed(catalog, by_gpu: dict[str, list[KernelRow]]) -> dict[str, DeviceEfficiency]:
-    fits = {g: fit_device(catalog.gpus[g], rows) for g, rows in sorted(by_gpu.items())}
-    fits = {g: f for g, f in fits.items() if f is not None}
+    found = {g: fit_device(catalog.gpus[g], rows) for g, rows in sorted(by_gpu.items())}
+    fits = {g: f for g, f in found.items() if f is not None}
     fallback = {
         name: statistics.median(getattr(f, name) for f in fits.values() if not math.isnan(getattr(f, name)))
         for name in ("attn_compute_eff", "attn_mem_eff", "attn_kv_len_half")
@@ -80,7 +80,7 @@ def _from_rates(catalog, by_gpu: dict[str, list[KernelRow]], timed: dict[str, De
             continue
         family = [out[o] for o in out if catalog.gpus[o].arch == catalog.gpus[g].arch]
         mem = f.mem_eff or (family[0].mem_eff if family else med["mem_eff"])
-        ce = f.compute_eff or f.compute_eff_fp8
+        ce = f.compute_eff or f.compute_eff_fp8 or med["compute_eff"]
         out[g] = DeviceEfficiency(
             compute_eff=round(ce, ROUND),
             compute_eff_fp8=None if f.compute_eff_fp8 is None else round(f.compute_eff_fp8, ROUND),

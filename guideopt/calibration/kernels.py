@@ -120,8 +120,8 @@ def parse_kernel_row(line: int, row: dict[str, str]) -> KernelRow | None:
         rate = float(row["value"]) * FLOPS_PER_UNIT[row["unit"].strip().lower()]
         fp8 = "fp8" in (row["dtype"] + row["quant"]).lower() or "f8" in row["dtype"].lower()
         square = re.search(r"GEMM m=(\d+) n=(\d+) k=(\d+)", notes)
-        m = float(min(int(v) for v in square.groups())) if square else 0.0  # the smallest dimension limits occupancy
-        return KernelRow(line, gpu, "gemm_rate_fp8" if fp8 else "gemm_rate", 0.0, 0.0, 0.0, m=m, rate=rate)
+        smallest = float(min(int(v) for v in square.groups())) if square else 0.0  # the smallest dimension limits occupancy
+        return KernelRow(line, gpu, "gemm_rate_fp8" if fp8 else "gemm_rate", 0.0, 0.0, 0.0, m=smallest, rate=rate)
     if metric == "hbm_bw":
         return KernelRow(line, gpu, "hbm_rate", 0.0, 0.0, 0.0, rate=float(row["value"]) * BYTES_PER_S_PER_UNIT[row["unit"].strip().lower()])
     if metric == "allreduce_busbw":

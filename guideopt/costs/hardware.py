@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guideopt.model.calibration import Calibration
+from guideopt.model.calibration import Calibration, FrameworkEfficiency, LinkEfficiency
 from guideopt.model.dtype import ACTIVATION_DTYPE, Dtype
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu, LinkClass
@@ -59,6 +59,15 @@ def hardware_arrays(
     return HardwareArrays(**{name: np.array([r[name] for r in rows], dtype=float) for name in fields})
 
 
+def _allreduce_latency_us(fw_eff: FrameworkEfficiency, link_cal: LinkEfficiency, link: LinkClass) -> float:
+    """Engines bring their own all-reduce kernels for small messages (vLLM / TRT-LLM custom
+    all-reduce): where the engine's per-call cost was fitted on this link class it replaces
+    the collective library's."""
+    if fw_eff.allreduce_latency_us is not None and fw_eff.allreduce_link == link.value:
+        return fw_eff.allreduce_latency_us
+    return link_cal.allreduce_latency_us
+
+
 def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, float]:
     dev, _ = cal.device(gpu.id, gpu.arch)
     fw_eff = cal.framework(fw.calibration_id, gpu.vendor.value)
@@ -82,7 +91,7 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         "link_scales_with_group": float(gpu.link is LinkClass.XGMI),
         "pcie_bytes_per_s": pcie_bw * pcie_cal.busbw_fraction,
         "link_group_max": float(group),
-        "allreduce_latency_s": link_cal.allreduce_latency_us * S_PER_US,
+        "allreduce_latency_s": _allreduce_latency_us(fw_eff, link_cal, gpu.link) * S_PER_US,
         "p2p_latency_s": link_cal.p2p_latency_us * S_PER_US,
         "p2p_bytes_per_s": link_bw * link_cal.busbw_fraction if gpu.link is not LinkClass.PCIE else pcie_bw * pcie_cal.busbw_fraction,
         "decode_step_overhead_s": fw_eff.decode_step_overhead_ms * S_PER_MS,

@@ -72,8 +72,23 @@ class FrameworkEfficiency(StrictModel):
         description="current_usage: admits by the KV a request holds now and preempts/recomputes when the cache runs out "
         "(vLLM, SGLang); full_length: reserves a request's whole length at admission (TensorRT-LLM GUARANTEED_NO_EVICT)",
     )
+    allreduce_latency_us: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="the engine's own all-reduce cost per call (custom all-reduce kernels) on ``allreduce_link``; None: the link's",
+    )
+    allreduce_link: str | None = Field(default=None, description="link class the engine's all-reduce latency was fitted on")
     versions: list[str] = Field(default_factory=list, description="engine versions of the rows this fit came from")
     fitted_from: str = ""
+
+
+class ErrorBand(StrictModel):
+    """10th and 90th percentiles of log(measured / predicted) in one regime, from held-out sources."""
+
+    q10: float = Field(ge=-20, le=20)
+    q90: float = Field(ge=-20, le=20)
+    n: int = Field(ge=1, description="held-out residuals behind the percentiles")
 
 
 class Calibration(StrictModel):
@@ -84,6 +99,10 @@ class Calibration(StrictModel):
     gpus: dict[str, DeviceEfficiency] = Field(default_factory=dict)
     links: dict[str, LinkEfficiency]
     frameworks: dict[str, FrameworkEfficiency]
+    intervals: dict[str, ErrorBand] = Field(
+        default_factory=dict,
+        description="prediction error bands by regime key (see guideopt.costs.intervals), from leave-one-source-out residuals",
+    )
 
     def framework(self, framework_id: str, vendor: str) -> FrameworkEfficiency:
         """The engine's costs on a GPU vendor: ``<id>@<vendor>`` (e.g. vLLM's ROCm build) when fitted, else ``<id>``."""
