@@ -138,6 +138,22 @@ Closed-loop TTFT rows (aiconfigurator sample) are validated but not fitted: thei
 output length at fixed concurrency and falls as concurrency rises from 8 to 32, a property of the
 benchmark client, not of an engine step model.
 
+### Known gaps (where the numbers stay high, and why)
+* **Closed-loop TTFT** (aiconfigurator, NIM): at fixed concurrency the measured TTFT grows with the
+  output length (Llama-3.1-8B, H100, TRT-LLM, 8 clients: 191 / 318 / 550 ms at 128 / 256 / 512
+  output tokens) and is not proportional to any per-step cost; a steady-state engine model predicts
+  one to two steps. It is reported, not fitted, and its intervals are correspondingly wide.
+* **L40S TP4/TP8 max-load throughput** (TensorRT-LLM perf overview) is predicted at about half: the
+  L40S all-reduce timings in kernels.csv (16M fp16 elements: 1.7 ms on 2 GPUs, 9.8 ms on 4, 26 ms
+  custom / 39 ms NCCL on 8, i.e. 20 → 5 → 2.2 GB/s bus bandwidth) cannot carry the activation
+  traffic those published throughputs imply; the two sources describe different PCIe topologies.
+  TP1 L40S rows are within 16 %.
+* **Static batches larger than the KV cache** still run in waves for every engine; vLLM's
+  preempt-and-recompute (and SGLang's retract) is modelled for serving and max-load runs (the KV
+  holds requests at their mean length) but not yet inside a static batch.
+* Meta's FP8 Llama-3.1-405B checkpoint on ROCm vLLM 0.6.3 (dstack) is skipped: the same source's
+  runs with AMD's FP8 checkpoint are 1.8-4.2x faster on the same GPUs, so it does not use FP8 GEMMs.
+
 ## Prediction intervals: coverage on held-out sources
 
 Every prediction carries the 10th-90th percentile of leave-one-source-out errors in its regime
