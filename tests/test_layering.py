@@ -187,9 +187,7 @@ MAX_LINES = 400  # the project brief: small functions, no file over 400 lines
 # Temporary exceptions, each being split by another change (issue 13 item 5). The test
 # also requires each to be still over the limit, so an entry must go once its file is
 # split; the list only shrinks.
-OVER_LIMIT_FOR_NOW = {
-    "calibration/validate.py",
-}
+OVER_LIMIT_FOR_NOW: set[str] = set()
 
 
 def line_counts() -> dict[str, int]:

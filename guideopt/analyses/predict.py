@@ -14,7 +14,7 @@ from guideopt.costs.engine_defaults import default_split as engine_default_split
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.intervals import error_band, interval, regime_keys
 from guideopt.costs.rows import memory_breakdown, scaled_metrics
-from guideopt.costs.serving import ServingInputs, serving_metrics
+from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
@@ -234,17 +234,11 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
 
 
 def serving_running_cap(req: PredictRequest, table: OptionTable, cat: Catalog) -> float:
-    """Requests an engine runs at once under load: its sequence cap, and what its KV cache
-    holds. Engines that admit by the KV a request holds now and preempt (recompute) when the
-    cache runs out (vLLM, SGLang retract) keep it full with requests at their mean length
-    I + O/2; engines that reserve the whole length at admission (TensorRT-LLM's default
-    GUARANTEED_NO_EVICT) hold KV / (I + O) (``table.running_cap``)."""
+    """``serving_cap`` for one request: the engine's (or the request's) sequence cap and its KV admission."""
     fw, gpu = table.space.frameworks[0], table.space.gpus[0]
-    seqs = float(req.max_num_seqs or fw.max_num_seqs)
-    full = float(table.running_cap[0])
-    if cat.calibration.framework(fw.calibration_id, gpu.vendor.value).kv_admission == "current_usage":
-        full *= (req.input_len + req.output_len) / (req.input_len + req.output_len / 2.0)
-    return max(min(seqs, full), 1.0)
+    usage = cat.calibration.framework(fw.calibration_id, gpu.vendor.value).kv_admission == "current_usage"
+    seqs = req.max_num_seqs or fw.max_num_seqs
+    return float(serving_cap(seqs, table.running_cap[0], req.input_len, req.output_len, usage))
 
 
 def _refuse_unsupported(req: PredictRequest, cat: Catalog, fw: Framework, gpu: Gpu) -> None:

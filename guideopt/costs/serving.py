@@ -60,6 +60,17 @@ class ServingMetrics:
     running: np.ndarray  # requests in the engine
 
 
+def serving_cap(max_num_seqs, kv_full_cap, input_len, output_len, current_usage) -> np.ndarray:
+    """Requests an engine runs at once under load: its sequence cap, and what its KV cache
+    holds. Engines that admit by the KV a request holds now and preempt (recompute) when the
+    cache runs out (vLLM; SGLang retracts) keep it full with requests at their mean length
+    I + O/2; engines that reserve the whole length at admission (TensorRT-LLM's default
+    GUARANTEED_NO_EVICT) hold ``kv_full_cap`` = KV / (I + O)."""
+    i, o = np.asarray(input_len, dtype=float), np.asarray(output_len, dtype=float)
+    kv_cap = np.asarray(kv_full_cap, dtype=float) * np.where(current_usage, (i + o) / (i + o / 2.0), 1.0)
+    return np.maximum(np.minimum(np.asarray(max_num_seqs, dtype=float), kv_cap), 1.0)
+
+
 def _step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, prefill_tokens) -> np.ndarray:
     ctx = (x.input_len + x.output_len / 2.0) * x.kv_keep
     prefill_seqs = prefill_tokens / x.input_len
