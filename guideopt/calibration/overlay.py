@@ -14,7 +14,6 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError
 
-from guideopt.calibration.fit_engines import engine_key, fit_engine
 from guideopt.calibration.mapping import Case, CaseOrSkip
 from guideopt.catalog import Catalog
 from guideopt.errors import InvalidRequestError
@@ -59,6 +58,8 @@ def with_overlay(catalog: Catalog, path: str | Path | None) -> Catalog:
 
 def fit_overlay(catalog: Catalog, items: list[CaseOrSkip]) -> CalibrationOverlay:
     """Fit the engine terms of every engine key the cases cover, pulled toward the shipped values."""
+    from guideopt.calibration.fit_engines import engine_key, fit_engine  # scipy: only when fitting
+
     by_key: dict[str, list[Case]] = defaultdict(list)
     for c in items:
         if isinstance(c, Case) and c.request.get("gpu") in catalog.gpus and c.request.get("framework") in catalog.frameworks:

@@ -148,9 +148,13 @@ def calibration_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def catalog_with(calibration_file: str | None) -> Any:
-    """The bundled catalog, with a user's calibration overlay laid over it when given."""
-    from guideopt.calibration.overlay import with_overlay
+    """The bundled catalog, with a user's calibration overlay laid over it when given
+    (the overlay reader is imported only then: plain commands stay fast to start)."""
     from guideopt.catalog import load_catalog
+
+    if calibration_file is None:
+        return load_catalog()
+    from guideopt.calibration.overlay import with_overlay
 
     return with_overlay(load_catalog(), calibration_file)
 
