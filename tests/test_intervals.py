@@ -125,3 +125,33 @@ def test_robust_plans_meet_their_slo_at_the_pessimistic_end(catalog):
             assert p.metrics_high.tpot_ms <= slo_ms * (1 + 1e-3)
     # Planning for the pessimistic end never promises more throughput than the nominal plan.
     assert robust.plans[0].metrics.output_throughput_tok_s <= nominal.plans[0].metrics.output_throughput_tok_s * (1 + 1e-9)
+
+
+def test_plan_groups_and_plans_carry_intervals(catalog):
+    cat = _with_bands(catalog, {"tpot_ms": TPOT_BAND, "throughput": THROUGHPUT_BAND})
+    req = {
+        "model": LLAMA2_7B,
+        "workload": {"input_len": 512, "output_len": 128},
+        "budget": {"usd_per_hour": 10},
+        "gpus": {"h100-sxm": 2, "a100-sxm4-80gb": 2},
+        "top": 2,
+    }
+    result = api.plan(req, cat)
+    for plan in result.plans:
+        for g in plan.groups:
+            assert g.metrics_low.tpot_ms == pytest.approx(g.metrics.tpot_ms * math.exp(-0.1))
+            assert g.metrics_high.output_throughput_tok_s == pytest.approx(g.metrics.output_throughput_tok_s * math.exp(0.05))
+        assert plan.metrics_low.output_throughput_tok_s == pytest.approx(sum(g.metrics_low.output_throughput_tok_s for g in plan.groups))
+        assert plan.metrics_high.tpot_ms == pytest.approx(max(g.metrics_high.tpot_ms for g in plan.groups))
+    dumped = result.model_dump()["plans"][0]
+    assert {"metrics", "groups", "metrics_low", "metrics_high"} <= set(dumped)  # added beside the contract's keys
+
+
+def test_constraints_file_accepts_robust(tmp_path):
+    from guideopt.io.constraints_file import load
+
+    path = tmp_path / "robust.yaml"
+    path.write_text(f"model: {LLAMA2_7B}\nworkload: {{input_len: 512, output_len: 128}}\nbudget: {{usd_per_hour: 10}}\nrobust: true\n")
+    loaded = load(str(path))
+    request = getattr(loaded, "request", loaded)
+    assert request.robust is True
