@@ -76,6 +76,31 @@ def _write_intervals(found) -> None:
     path.write_text(header + yaml.safe_dump(cal.model_dump(), sort_keys=False, width=200))
 
 
+TARGETS = (  # issue 11 "Done means": (label, workload or None, metrics, limit)
+    ("whole-batch latency", "static", ("batch_latency_s",), 0.15),
+    ("TPOT", None, ("tpot_ms",), 0.15),
+    ("max-load throughput", "max_load", ("output_throughput_tok_s", "total_throughput_tok_s"), 0.15),
+    ("closed-loop TTFT", "closed_loop", ("ttft_ms",), 0.30),
+)
+
+
+def _targets(report, family, engine) -> str:
+    lines = ["| target | rows | leave-one-source-out median error | limit | met |", "|---|---|---|---|---|"]
+    for label, workload, metrics, limit in TARGETS:
+        rows = [r for r in report.results if r.case.metric in metrics and (workload is None or r.case.workload == workload)]
+        s = stats(rows)
+        lines.append(f"| {label} | {s.count} | {s.median_ape:.1%} | {limit:.0%} | {'yes' if s.median_ape <= limit else 'no'} |")
+    for name, key in (("GPU family", family), ("engine", engine)):
+        for group, rs in sorted(cases_by(report, key).items()):
+            lat = [r for r in rs if r.case.metric in LATENCY and not (r.case.workload == "closed_loop" and r.case.metric == "ttft_ms")]
+            if lat:
+                s = stats(lat)
+                lines.append(
+                    f"| latency, {name} {group} (static TTFT/TPOT/batch, serving TPOT) | {s.count} | {s.median_ape:.1%} | 25% | {'yes' if s.median_ape <= 0.25 else 'no'} |"
+                )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "measured" / "e2e.csv")
@@ -153,6 +178,10 @@ benchmark client, not of an engine step model.
   holds requests at their mean length) but not yet inside a static batch.
 * Meta's FP8 Llama-3.1-405B checkpoint on ROCm vLLM 0.6.3 (dstack) is skipped: the same source's
   runs with AMD's FP8 checkpoint are 1.8-4.2x faster on the same GPUs, so it does not use FP8 GEMMs.
+
+## Targets (issue 11), leave one source out
+
+{_targets(reports["leave-one-source-out"], family, engine)}
 
 ## Prediction intervals: coverage on held-out sources
 
