@@ -24,8 +24,11 @@ def _group_bounds(g: Group, cat: Catalog) -> tuple[Metrics, Metrics] | None:
 
 
 def _combine(groups: list[Metrics]) -> Metrics:
-    fields = Metrics.model_fields
-    return Metrics(**{f: (max if f in LATENCIES else sum)(getattr(m, f) for m in groups) for f in fields})
+    out = {}
+    for f in Metrics.model_fields:
+        values = [getattr(m, f) for m in groups if getattr(m, f) is not None]
+        out[f] = None if not values else (max(values) if f in LATENCIES else sum(values))
+    return Metrics(**out)
 
 
 def _plan(p: Plan, cat: Catalog) -> Plan:

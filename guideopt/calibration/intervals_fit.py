@@ -47,7 +47,7 @@ def coverage(results: list[Result], family_of, engine_of) -> dict[str, float]:
         held = bands((r for r in results if r.case.source != source), family_of, engine_of)
         for r in (r for r in results if r.case.source == source):
             lo, hi = interval(r.predicted, error_band(held, result_keys(r, family_of, engine_of)))
-            ok = lo <= r.measured <= hi
+            ok = lo is not None and hi is not None and lo <= r.measured <= hi
             inside[r.case.metric].append(ok)
             inside["all"].append(ok)
     return {k: float(np.mean(v)) for k, v in sorted(inside.items())}

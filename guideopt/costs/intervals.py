@@ -45,8 +45,9 @@ def error_band(bands: Mapping[str, ErrorBand], keys: list[str]) -> ErrorBand | N
     return next((bands[k] for k in keys if k in bands and bands[k].n >= MIN_RESIDUALS), None)
 
 
-def interval(value: float, found: ErrorBand | None) -> tuple[float, float]:
-    if found is None:
+def interval(value: float | None, found: ErrorBand | None) -> tuple[float | None, float | None]:
+    """[x·e^q10, x·e^q90]; a point where no band is known, nothing where there is no value (TPOT of one token)."""
+    if found is None or value is None:
         return value, value
     return value * float(np.exp(found.q10)), value * float(np.exp(found.q90))
 
