@@ -96,7 +96,7 @@ def layer_attention_s(arch: ModelArch, shape: PassShape, tp, kv_bytes, hw: Hardw
     scores = 0.0 if flash else UNFUSED_SCORE_PASSES * q_heads * shape.attn_pairs * ACT_BYTES
     # Decode attention streams each sequence's KV; short contexts leave the GPU under-occupied:
     # eff(L) = eff·L/(L + L_half), L the KV length per sequence (fitted from kernel timings).
-    kv_len = shape.kv_read_tokens / np.maximum(shape.seqs, 1.0)
+    kv_len = np.maximum(shape.kv_read_tokens / np.maximum(shape.seqs, 1.0), 1.0)  # ≥ 1: no 0/0 in an empty pass
     kv_rate = hw.kv_bytes_per_s * kv_len / (kv_len + hw.kv_len_half)
     memory_s = kv_stream / kv_rate + (qo_io + scores) / hw.mem_bytes_per_s
     return np.maximum(flops / hw.attn_flops_per_s, memory_s) + hw.kernel_overhead_s
