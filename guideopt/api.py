@@ -39,6 +39,7 @@ PREDICT_CSV_METRICS = (
 
 def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = None) -> PlanResult:
     """Best deployments for a request; raises NoFeasiblePlanError with an explanation."""
+    from guideopt.analyses.intervals import with_plan_intervals
     from guideopt.catalog import load_catalog
     from guideopt.solver.plan import solve_request
 
@@ -47,7 +48,10 @@ def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = Non
     wl = req.workload
     if wl.input_len is not None and wl.output_len is not None:  # a stream's length mix is checked by the stream planner
         check_context(req.model, cat.model(req.model).max_position_embeddings, wl.input_len, wl.output_len, "workload.input_len")
-    return solve_request(req, cat)
+    result = solve_request(req, cat)
+    # Robust plans already report the pessimistic end of each interval as their metrics; the
+    # intervals are static-batch errors, so a stream plan (percentiles) gets none.
+    return result if req.robust or wl.is_stream else with_plan_intervals(result, cat)
 
 
 def predict(request: PredictRequest | Mapping[str, Any], catalog: Catalog | None = None) -> Prediction:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from guideopt.commands.calibrate import calibrate
 from guideopt.commands.capacity import capacity
 from guideopt.commands.catalog import catalog
 from guideopt.commands.outputs import launch, pareto
@@ -25,7 +26,7 @@ def main() -> None:
     """Plan LLM deployments: GPU type and count, DP/TP/PP, batch and split size under budget and SLOs."""
 
 
-for _command in (plan, solve, schema, predict, capacity, pareto, launch, catalog, validate, serve, simulate):
+for _command in (plan, solve, schema, predict, capacity, pareto, launch, catalog, validate, calibrate, serve, simulate):
     main.add_command(_command)
 
 

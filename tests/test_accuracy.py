@@ -1,7 +1,9 @@
 """Regression gate on prediction accuracy against the published measurements (docs/accuracy.md).
 
-Fails when the median absolute percentage error of a metric grows more than a few points
-above the figure recorded when the calibration was last fitted.
+Fails when the median absolute error of a (workload, metric) grows more than a few points
+above the figure recorded in docs/accuracy.md ("fitted" column) when the calibration was
+last fitted. The leave-one-source-out and leave-one-family-out figures take minutes and are
+produced by ``scripts/accuracy_report.py``, outside the timed suite.
 """
 
 from __future__ import annotations
@@ -12,14 +14,20 @@ from pathlib import Path
 import pytest
 
 from guideopt.calibration.accuracy import validate_with
-from guideopt.calibration.validate import per_metric
+from guideopt.calibration.aggregate import stats
 
 E2E = Path(__file__).resolve().parents[2] / "shared" / "data" / "measured" / "e2e.csv"
-# Median APE recorded in docs/accuracy.md (fitted calibration), and the allowed slack.
-RECORDED_MEDIAN_APE = {"tpot_ms": 0.081, "output_throughput_tok_s": 0.127}
+# (workload, metric) -> median absolute error recorded in docs/accuracy.md (fitted column).
+RECORDED_MEDIAN_APE = {
+    ("closed_loop", "tpot_ms"): 0.070,
+    ("static", "batch_latency_s"): 0.103,
+    ("static", "output_throughput_tok_s"): 0.098,
+    ("static", "total_throughput_tok_s"): 0.141,
+    ("max_load", "total_throughput_tok_s"): 0.173,
+}
 SLACK = 0.03
 # Enough rows that the medians mean something.
-MIN_ROWS = {"tpot_ms": 400, "output_throughput_tok_s": 100}
+MIN_ROWS = 30
 
 
 def require_measurements(path: Path) -> None:
@@ -34,9 +42,9 @@ def require_measurements(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def fitted_stats():
+def fitted_results():
     require_measurements(E2E)
-    return per_metric(validate_with(E2E, "fitted").results)
+    return validate_with(E2E, "fitted").results
 
 
 def test_missing_measurements_fail_in_ci_and_skip_elsewhere(monkeypatch, tmp_path):
@@ -51,11 +59,16 @@ def test_missing_measurements_fail_in_ci_and_skip_elsewhere(monkeypatch, tmp_pat
     require_measurements(missing)  # neither when the file is there
 
 
-@pytest.mark.parametrize("metric", sorted(RECORDED_MEDIAN_APE))
-def test_median_error_does_not_regress(fitted_stats, metric):
-    stats = fitted_stats[metric]
-    assert stats.count >= MIN_ROWS[metric]
-    assert stats.median_ape <= RECORDED_MEDIAN_APE[metric] + SLACK
+@pytest.mark.parametrize("workload, metric", sorted(RECORDED_MEDIAN_APE))
+def test_median_error_does_not_regress(fitted_results, workload, metric):
+    rows = [r for r in fitted_results if r.case.workload == workload and r.case.metric == metric]
+    assert len(rows) >= MIN_ROWS
+    assert stats(rows).median_ape <= RECORDED_MEDIAN_APE[workload, metric] + SLACK
+
+
+def test_amd_gpus_are_validated(fitted_results):
+    amd = [r for r in fitted_results if r.case.request["gpu"] in ("mi300x", "mi325x")]
+    assert len({r.case.source for r in amd}) >= 3
 
 
 def test_calibrated_parameters_are_physical():
@@ -65,10 +78,32 @@ def test_calibrated_parameters_are_physical():
     for dev in [cal.default_device, *cal.arch.values(), *cal.gpus.values()]:
         for value in (dev.compute_eff, dev.mem_eff, dev.attn_compute_eff, dev.attn_mem_eff):
             assert 0 < value <= 1
-        assert 0 <= dev.kernel_overhead_us <= 100
+        assert 0 <= dev.kernel_overhead_us <= 100 and dev.gemm_m_half_tokens >= 0 and dev.attn_kv_len_half_tokens >= 0
         assert dev.fitted_from
     for link in cal.links.values():
         assert 0.5 <= link.allreduce_latency_us <= 1000 and 0 < link.busbw_fraction <= 1
     for fw in cal.frameworks.values():
         assert 0 <= fw.decode_step_overhead_ms <= 20 and 0 < fw.kernel_efficiency <= 1
         assert fw.fitted_from
+
+
+def test_amd_values_are_their_own_and_name_their_rows():
+    """MI300X/MI325X come from AMD kernel rows (hipBLASLt TFLOPS, HBM TB/s, RCCL bus bandwidth),
+    not from NVIDIA medians; the vLLM ROCm build has its own engine entry with versions."""
+    from guideopt.catalog import load_catalog
+
+    cal = load_catalog().calibration
+    for gpu in ("mi300x", "mi325x"):
+        assert "kernels.csv lines" in cal.gpus[gpu].fitted_from
+        assert cal.gpus[gpu].compute_eff_fp8 is not None
+    assert cal.gpus["mi300x"].mem_eff != cal.arch["hopper"].mem_eff
+    assert "kernels.csv lines" in cal.links["xgmi"].fitted_from and "RCCL" in cal.links["xgmi"].fitted_from
+    assert cal.frameworks["vllm@amd"].versions and "e2e.csv lines" in cal.frameworks["vllm@amd"].fitted_from
+
+
+def test_every_fitted_engine_records_its_versions():
+    from guideopt.catalog import load_catalog
+
+    for key, fw in load_catalog().calibration.frameworks.items():
+        if "e2e.csv" in fw.fitted_from:
+            assert fw.versions, key

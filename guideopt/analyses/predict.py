@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -11,8 +12,9 @@ from guideopt.catalog import Catalog, load_catalog
 from guideopt.costs.capability import request_refusal, runs_on_reason
 from guideopt.costs.engine_defaults import default_split as engine_default_split
 from guideopt.costs.hardware import hardware_arrays
+from guideopt.costs.intervals import error_band, interval, regime_keys
 from guideopt.costs.rows import memory_breakdown, scaled_metrics
-from guideopt.costs.serving import ServingInputs, serving_metrics
+from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
@@ -35,6 +37,8 @@ class Prediction:
     waves: int
     kv_cache_tokens: int
     max_batch: int
+    metrics_low: Metrics | None = None  # 10th percentile of held-out errors in this regime
+    metrics_high: Metrics | None = None  # 90th percentile
 
     def as_dict(self) -> dict:
         return {
@@ -54,6 +58,8 @@ class Prediction:
             "kv_cache_tokens": self.kv_cache_tokens,
             "max_batch": self.max_batch,
             "metrics": self.metrics.model_dump(),
+            "metrics_low": (self.metrics_low or self.metrics).model_dump(),
+            "metrics_high": (self.metrics_high or self.metrics).model_dump(),
             "memory": self.memory.model_dump(),
         }
 
@@ -103,6 +109,23 @@ def per_replica_clients(req: PredictRequest) -> int:
 
 def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Prediction:
     cat = catalog or load_catalog()
+    return with_intervals(_predict_one(req, cat), cat)
+
+
+def with_intervals(p: Prediction, cat: Catalog) -> Prediction:
+    """Attach the 10-90 % interval of held-out errors in the prediction's regime."""
+    req = p.request
+    gpu = cat.gpu(req.gpu)
+    engine = cat.framework(req.framework).calibration_id
+    engine = engine if gpu.vendor.value == "nvidia" else f"{engine}@{gpu.vendor.value}"
+    low, high = {}, {}
+    for name, value in p.metrics.model_dump().items():
+        keys = regime_keys(name, gpu.arch, engine, p.batch_per_replica, req.resolved_tp)
+        low[name], high[name] = interval(value, error_band(cat.calibration.intervals, keys))
+    return dataclasses.replace(p, metrics_low=Metrics(**low), metrics_high=Metrics(**high))
+
+
+def _predict_one(req: PredictRequest, cat: Catalog) -> Prediction:
     arch, gpu, fw = resolve(req, cat)
     check_request(req, cat, arch, gpu, fw)
     tp = req.resolved_tp
@@ -172,9 +195,7 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
     """Closed-loop steady state (``concurrency`` clients) instead of a static batch."""
     fw = table.space.frameworks[0]
     hw = hardware_arrays(table.space.gpus, [fw], table.space.dtypes, cat.calibration)
-    # Engines admit up to max_num_seqs requests and preempt or offload when the KV cache
-    # runs short rather than queueing clients, so only the sequence cap makes clients wait.
-    cap = np.full(1, float(fw.max_num_seqs))
+    cap = np.full(1, serving_running_cap(req, table, cat))
     x = ServingInputs(
         tp=table.tp.astype(float),
         pp=table.pp.astype(float),
@@ -210,6 +231,14 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
         kv_cache_tokens=int(table.memory.kv_tokens[0]),
         max_batch=int(table.running_cap[0]),
     )
+
+
+def serving_running_cap(req: PredictRequest, table: OptionTable, cat: Catalog) -> float:
+    """``serving_cap`` for one request: the engine's (or the request's) sequence cap and its KV admission."""
+    fw, gpu = table.space.frameworks[0], table.space.gpus[0]
+    usage = cat.calibration.framework(fw.calibration_id, gpu.vendor.value).kv_admission == "current_usage"
+    seqs = req.max_num_seqs or fw.max_num_seqs
+    return float(serving_cap(seqs, table.running_cap[0], req.input_len, req.output_len, usage))
 
 
 def _refuse_unsupported(req: PredictRequest, cat: Catalog, fw: Framework, gpu: Gpu) -> None:

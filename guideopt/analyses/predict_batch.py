@@ -22,7 +22,7 @@ from guideopt.catalog import Catalog
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
 from guideopt.costs.memory import MemoryArrays, max_batch, memory_arrays
 from guideopt.costs.metrics import StaticBatchInputs, static_batch_metrics
-from guideopt.costs.serving import ServingInputs, serving_metrics
+from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics
 from guideopt.costs.tables import default_kv_dtype
 from guideopt.errors import GuideoptError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
@@ -152,7 +152,7 @@ def _predict_group(rows: _Rows, cat: Catalog) -> list[Outcome]:
     running_cap = max_batch(mem.kv_tokens, rows.input_len + rows.output_len, blocks)
     fits = (running_cap >= 1) & (mem.kv_pool_bytes > 0)
     if rows.reqs[0].concurrency is not None:
-        metrics, running = _serving(rows, hw)
+        metrics, running = _serving(rows, hw, _serving_caps(rows, running_cap, cat))
     else:
         metrics, running = _static(rows, running_cap, hw)
     mem_gb = _mem_per_gpu_gb(mem, rows, running)
@@ -213,7 +213,16 @@ def _static(rows: _Rows, running_cap: np.ndarray, hw: HardwareArrays) -> tuple[d
     return metrics, np.minimum(per_replica, np.maximum(running_cap, 1.0))
 
 
-def _serving(rows: _Rows, hw: HardwareArrays) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _serving_caps(rows: _Rows, running_cap: np.ndarray, cat: Catalog) -> np.ndarray:
+    """As ``predict_one``: the engine's sequence cap and what its KV holds under its admission rule."""
+    seqs = [r.max_num_seqs or fw.max_num_seqs for r, fw in zip(rows.reqs, rows.fws)]
+    usage = [
+        cat.calibration.framework(fw.calibration_id, g.vendor.value).kv_admission == "current_usage" for fw, g in zip(rows.fws, rows.gpus)
+    ]
+    return serving_cap(np.array(seqs, dtype=float), running_cap, rows.input_len, rows.output_len, np.array(usage))
+
+
+def _serving(rows: _Rows, hw: HardwareArrays, caps: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Closed-loop steady state (as ``predict_one``'s serving path), whole-deployment rates."""
     x = ServingInputs(
         tp=rows.tp.astype(float),
@@ -225,7 +234,7 @@ def _serving(rows: _Rows, hw: HardwareArrays) -> tuple[dict[str, np.ndarray], np
         chunked=np.array([fw.chunked_prefill for fw in rows.fws]),
         w_bytes=rows.w_bytes,
         kv_bytes=rows.kv_bytes,
-        running_cap=np.array([float(fw.max_num_seqs) for fw in rows.fws]),
+        running_cap=caps,
         kv_keep=rows.kv_keep,
         flash=rows.reqs[0].flash_attention,
     )

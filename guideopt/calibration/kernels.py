@@ -31,7 +31,18 @@ KERNEL_GPU_LABELS = {
     "L40S": "l40s",
     "B200": "b200",
     "A40": "a40",
+    "AMD Instinct MI300X (Azure ND MI300X v5)": "mi300x",
+    "AMD MI300X": "mi300x",
+    "AMD MI325X": "mi325x",
+    # hipBLASLt tuning file of AMD's MLPerf MI325X submission (gfx942, 304 CUs: the MI325X die).
+    "AMD Instinct MI325X (inferred)": "mi325x",
+    # MI250X "one GCD" rows are half a board: not the catalog's mi250x.
 }
+# Achieved-rate rows (TFLOPS, TB/s, bus GB/s) rather than timings: the unit per printed unit.
+FLOPS_PER_UNIT = {"tflops": 1e12, "gflops": 1e9}
+BYTES_PER_S_PER_UNIT = {"tb/s": 1e12, "gb/s": 1e9, "gbps": 1e9}
+_MESSAGE_SIZE = re.compile(r"(?:message size )?(\d+)\s*([KMG])i?B(?: payload)?", re.IGNORECASE)
+_SIZE_UNIT = {"k": 1e3, "m": 1e6, "g": 1e9}
 BF16_BYTES = 2.0
 FP8_BYTES = 1.0
 # Bounds that keep fitted values physical.
@@ -47,6 +58,9 @@ MAX_STREAM_EFF = 0.92
 # their own fixed cost (reported, not used) and keeps only the rates for the engine model.
 KERNEL_OVERHEAD_US = 2.0
 ISOLATED_LAUNCH_US_BOUNDS = (0.0, 25.0)
+# Upper bounds of the half-saturation points (tokens): beyond them the fit has no rows.
+M_HALF_MAX = 4096.0
+L_HALF_MAX = 4096.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,8 @@ class KernelRow:
     ranks: int = 1
     message_bytes: float = 0.0
     algo: str = ""
+    m: float = 0.0  # GEMM rows (tokens), or KV length per sequence for decode attention
+    rate: float = 0.0  # achieved FLOP/s, bytes/s or bus bytes/s for rate rows (kind gemm_rate, hbm_rate, busbw)
 
 
 def _gemm(m: int, n: int, k: int, w_bytes: float) -> tuple[float, float]:
@@ -81,15 +97,16 @@ def parse_kernel_row(line: int, row: dict[str, str]) -> KernelRow | None:
     seconds = float(row["value"]) * S_PER_MS
     if metric == "gemm_time" and notes.startswith("GEMM"):
         w = FP8_BYTES if row["dtype"] == "fp8" else BF16_BYTES
-        flops, nbytes = _gemm(_num(r"m=(\d+)", notes), _num(r"n=(\d+)", notes), _num(r"k=(\d+)", notes), w)
-        return KernelRow(line, gpu, "gemm" if w == BF16_BYTES else "gemm_fp8", flops, nbytes, seconds)
+        m = _num(r"m=(\d+)", notes)
+        flops, nbytes = _gemm(m, _num(r"n=(\d+)", notes), _num(r"k=(\d+)", notes), w)
+        return KernelRow(line, gpu, "gemm" if w == BF16_BYTES else "gemm_fp8", flops, nbytes, seconds, m=m)
     if metric == "gemm_time":  # vidur: QKV or MLP-up projection of a Llama shape
         tokens, tp = _num(r"num_tokens=(\d+)", notes), _num(r"tp=(\d+)", notes)
         h, ffn = _num(r"n_embd=(\d+)", notes), _num(r"n_expanded_embd=(\d+)", notes)
         heads, kv = _num(r"n_head=(\d+)", notes), _num(r"n_kv_head=(\d+)", notes)
         n = (heads + 2 * kv) * (h // heads) // tp if "attn_pre_proj" in notes else 2 * ffn // tp
         flops, nbytes = _gemm(tokens, n, h, BF16_BYTES)
-        return KernelRow(line, gpu, "gemm", flops, nbytes, seconds)
+        return KernelRow(line, gpu, "gemm", flops, nbytes, seconds, m=tokens)
     if metric == "attn_time":
         heads, kv, d = _num(r"num_heads=(\d+)", notes), _num(r"num_kv_heads=(\d+)", notes), _num(r"head_dim=(\d+)", notes)
         batch, length = int(float(row["batch_or_concurrency"])), int(float(row["input_len"]))
@@ -98,7 +115,20 @@ def parse_kernel_row(line: int, row: dict[str, str]) -> KernelRow | None:
             nbytes = batch * length * (2 * heads + 2 * kv) * d * BF16_BYTES
             return KernelRow(line, gpu, "ctx_attn", 2 * FLOPS_PER_MAC * d * heads * pairs, nbytes, seconds)
         nbytes = batch * length * 2 * kv * d * BF16_BYTES
-        return KernelRow(line, gpu, "gen_attn", 2 * FLOPS_PER_MAC * d * heads * batch * length, nbytes, seconds)
+        return KernelRow(line, gpu, "gen_attn", 2 * FLOPS_PER_MAC * d * heads * batch * length, nbytes, seconds, m=length)
+    if metric == "gemm_tflops":
+        rate = float(row["value"]) * FLOPS_PER_UNIT[row["unit"].strip().lower()]
+        fp8 = "fp8" in (row["dtype"] + row["quant"]).lower() or "f8" in row["dtype"].lower()
+        square = re.search(r"GEMM m=(\d+) n=(\d+) k=(\d+)", notes)
+        smallest = float(min(int(v) for v in square.groups())) if square else 0.0  # the smallest dimension limits occupancy
+        return KernelRow(line, gpu, "gemm_rate_fp8" if fp8 else "gemm_rate", 0.0, 0.0, 0.0, m=smallest, rate=rate)
+    if metric == "hbm_bw":
+        return KernelRow(line, gpu, "hbm_rate", 0.0, 0.0, 0.0, rate=float(row["value"]) * BYTES_PER_S_PER_UNIT[row["unit"].strip().lower()])
+    if metric == "allreduce_busbw":
+        size = _MESSAGE_SIZE.search(notes)
+        nbytes = float(size.group(1)) * _SIZE_UNIT[size.group(2).lower()] if size else 0.0
+        busbw = float(row["value"]) * BYTES_PER_S_PER_UNIT[row["unit"].strip().lower()]
+        return KernelRow(line, gpu, "busbw", 0.0, 0.0, 0.0, ranks=int(float(row["num_gpus"])), message_bytes=nbytes, rate=busbw)
     if metric == "allreduce_time":
         elements = _num(r"(?:message_size|size)=(\d+)", notes)
         algo = "custom" if "custom" in row["source"] else "nccl"
@@ -128,12 +158,16 @@ class DeviceFit:
     median_ape: float
     isolated_launch_us: float = 0.0
     attn_mem_eff: float = float("nan")
+    gemm_m_half: float = 0.0
+    attn_kv_len_half: float = float("nan")
+    compute_eff_fp8: float | None = None
 
 
 def fit_device(gpu: Gpu, rows: list[KernelRow]) -> DeviceFit | None:
-    """Fit compute_eff (large GEMMs), mem_eff (small-m GEMMs, decode attention) and
-    attn_compute_eff (prefill attention) on one GPU's rows; None without GEMM rows."""
-    gemm = [r for r in rows if r.kind == "gemm"]
+    """Fit compute_eff and gemm_m_half (GEMMs), mem_eff (small-m GEMMs), attn_compute_eff
+    (prefill attention), attn_mem_eff and attn_kv_len_half (decode attention) and the FP8
+    GEMM efficiency on one GPU's timings; None without GEMM timings."""
+    gemm = [r for r in rows if r.kind in ("gemm", "gemm_fp8")]
     attn = [r for r in rows if r.kind in ("ctx_attn", "gen_attn")]
     if len(gemm) < 3:
         return None
@@ -141,22 +175,26 @@ def fit_device(gpu: Gpu, rows: list[KernelRow]) -> DeviceFit | None:
     flops = np.array([r.flops for r in use])
     nbytes = np.array([r.bytes for r in use])
     measured = np.array([r.seconds for r in use])
-    is_attn = np.array([r.kind != "gemm" for r in use])
+    m = np.array([max(r.m, 1.0) for r in use])
+    is_gemm = np.array([r.kind in ("gemm", "gemm_fp8") for r in use])
+    is_fp8 = np.array([r.kind == "gemm_fp8" for r in use])
     is_kv = np.array([r.kind == "gen_attn" for r in use])
-    peak = gpu.tensor_flops_per_s(Dtype.BF16)
+    peak = np.where(is_fp8, gpu.tensor_flops_per_s(Dtype.FP8) or gpu.tensor_flops_per_s(Dtype.BF16), gpu.tensor_flops_per_s(Dtype.BF16))
     bw = gpu.hbm_bw_bytes_per_s
+    has_fp8 = bool(is_fp8.any())
 
     def predict(p):
-        ce, me, ae, kve, launch_us = p
-        eff = np.where(is_attn, ae, ce)
-        mem = np.where(is_kv, kve, me)
+        ce, me, ae, kve, launch_us, m_half, l_half, ce8 = p
+        eff = np.where(is_gemm, np.where(is_fp8, ce8, ce) * m / (m + m_half), ae)
+        mem = np.where(is_kv, kve * m / (m + l_half), me)
         return roofline_s(flops, nbytes, peak_flops=peak, bw=bw, compute_eff=eff, mem_eff=mem, overhead_s=launch_us * 1e-6)
 
-    lo = [EFF_BOUNDS[0]] * 4 + [ISOLATED_LAUNCH_US_BOUNDS[0]]
-    hi = [EFF_BOUNDS[1], MAX_STREAM_EFF, EFF_BOUNDS[1], MAX_STREAM_EFF, ISOLATED_LAUNCH_US_BOUNDS[1]]
-    fit = least_squares(lambda p: np.log(predict(p) / measured), x0=[0.6, 0.7, 0.4, 0.5, 5.0], bounds=(lo, hi), loss="soft_l1")
+    lo = [EFF_BOUNDS[0]] * 4 + [ISOLATED_LAUNCH_US_BOUNDS[0], 0.0, 0.0, EFF_BOUNDS[0]]
+    hi = [EFF_BOUNDS[1], MAX_STREAM_EFF, EFF_BOUNDS[1], MAX_STREAM_EFF, ISOLATED_LAUNCH_US_BOUNDS[1], M_HALF_MAX, L_HALF_MAX, EFF_BOUNDS[1]]
+    x0 = [0.6, 0.7, 0.4, 0.5, 5.0, 64.0, 64.0, 0.5]
+    fit = least_squares(lambda p: np.log(predict(p) / measured), x0=x0, bounds=(lo, hi), loss="soft_l1")
     ape = np.abs(predict(fit.x) / measured - 1)
-    ce, me, ae, kve, launch = (float(v) for v in fit.x)
+    ce, me, ae, kve, launch, m_half, l_half, ce8 = (float(v) for v in fit.x)
     has_ctx, has_gen = any(r.kind == "ctx_attn" for r in use), bool(is_kv.any())
     return DeviceFit(
         ce,
@@ -167,6 +205,9 @@ def fit_device(gpu: Gpu, rows: list[KernelRow]) -> DeviceFit | None:
         float(np.median(ape)),
         launch,
         kve if has_gen else float("nan"),
+        gemm_m_half=m_half,
+        attn_kv_len_half=l_half if has_gen else float("nan"),
+        compute_eff_fp8=ce8 if has_fp8 else None,
     )
 
 
@@ -176,10 +217,11 @@ class LinkFit:
     busbw_fraction: float
     rows: list[int]
     median_ape: float
+    latency_per_rank_us: float = 0.0
 
 
 def fit_allreduce(gpus: dict[str, Gpu], rows: list[KernelRow]) -> LinkFit | None:
-    """Ring model t = α + 2(n−1)/n · bytes / (link_bw · f) over all-reduce rows of NVSwitch GPUs."""
+    """t = α₂ + (n−2)·α_rank + 2(n−1)/n · bytes / (link_bw · f) over all-reduce timings of a link class."""
     use = [r for r in rows if r.kind == "allreduce" and r.ranks > 1]
     if len(use) < 3:
         return None
@@ -187,11 +229,15 @@ def fit_allreduce(gpus: dict[str, Gpu], rows: list[KernelRow]) -> LinkFit | None
     n = np.array([float(r.ranks) for r in use])
     msg = np.array([r.message_bytes for r in use])
     measured = np.array([r.seconds for r in use])
+    several_sizes = len(set(n)) > 1
 
     def predict(p):
-        alpha_us, frac = p
-        return alpha_us * 1e-6 + 2 * (n - 1) / n * msg / (bw * frac)
+        alpha_us, frac, per_rank_us = p
+        return (alpha_us + per_rank_us * np.maximum(n - 2, 0)) * 1e-6 + 2 * (n - 1) / n * msg / (bw * frac)
 
-    fit = least_squares(lambda p: np.log(predict(p) / measured), x0=[10.0, 0.7], bounds=([0.5, 0.05], [200.0, 1.0]), loss="soft_l1")
+    hi_rank = 100.0 if several_sizes else 1e-9
+    fit = least_squares(
+        lambda p: np.log(predict(p) / measured), x0=[10.0, 0.7, 0.0], bounds=([0.5, 0.05, 0.0], [200.0, 1.0, hi_rank]), loss="soft_l1"
+    )
     ape = np.abs(predict(fit.x) / measured - 1)
-    return LinkFit(float(fit.x[0]), float(fit.x[1]), [r.line for r in use], float(np.median(ape)))
+    return LinkFit(float(fit.x[0]), float(fit.x[1]), [r.line for r in use], float(np.median(ape)), float(fit.x[2]))

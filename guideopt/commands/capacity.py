@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from guideopt import api
-from guideopt.commands.common import echo_json, handle_errors, json_option
+from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.io.render import memory_table, table
 
@@ -47,6 +47,7 @@ PROGRESS_MIN_ROWS = 20
 @click.option("--percentile", type=float, default=None, help="The percentile --ttft-ms/--tpot-ms bound (default 90), as in plan --rate.")
 @click.option("--running-cap", type=int, default=None, help="Max running requests per replica for --rate (default: the engine's).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows instead of a table.")
+@calibration_option
 @json_option
 @handle_errors
 def capacity(
@@ -69,6 +70,7 @@ def capacity(
     running_cap: int | None,
     as_csv: bool,
     as_json: bool,
+    calibration_file: str | None,
 ) -> None:
     """How many requests fit, how long a sequence can be, and how many replicas a load needs.
 
@@ -77,7 +79,6 @@ def capacity(
     from guideopt.analyses.capacity import CapacityRequest
     from guideopt.analyses.capacity import capacity as run_capacity
     from guideopt.analyses.sweep import check_cases, parse_lengths
-    from guideopt.catalog import load_catalog
 
     inputs, outputs = parse_lengths(input_len, "input_len"), parse_lengths(output_len, "output_len")
     check_cases(len(inputs), len(outputs), field="input_len")
@@ -100,7 +101,7 @@ def capacity(
         "running_cap": running_cap,
     }
     base = {k: v for k, v in base.items() if v is not None}
-    cat = load_catalog()
+    cat = catalog_with(calibration_file)
     results: list[dict[str, Any]] = []
     show_bar = len(combos) >= PROGRESS_MIN_ROWS and not as_json and not as_csv and sys.stderr.isatty()
     with click.progressbar(combos, label="sweep", file=sys.stderr) if show_bar else _plain(combos) as items:

@@ -137,6 +137,28 @@ def echo_warnings(caught: list[warnings.WarningMessage]) -> None:
         click.echo(f"warning: {text}", err=True)
 
 
+def calibration_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--calibration",
+        "calibration_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Calibration overlay written by `guideopt calibrate` (your own measurements).",
+    )(func)
+
+
+def catalog_with(calibration_file: str | None) -> Any:
+    """The bundled catalog, with a user's calibration overlay laid over it when given
+    (the overlay reader is imported only then: plain commands stay fast to start)."""
+    from guideopt.catalog import load_catalog
+
+    if calibration_file is None:
+        return load_catalog()
+    from guideopt.calibration.overlay import with_overlay
+
+    return with_overlay(load_catalog(), calibration_file)
+
+
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
 
@@ -325,6 +347,8 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
         request["time_limit_s"] = flags["time_limit_s"]
     if "heterogeneous" in flags:  # only `plan` has the flag
         request["heterogeneous"] = bool(flags["heterogeneous"])
+    if flags.get("robust"):
+        request["robust"] = True
     if flags.get("gpus"):
         request["gpus"] = {g: {} for g in flags["gpus"]}
     if flags.get("prices"):

@@ -7,7 +7,17 @@ from typing import Any
 import click
 
 from guideopt import api
-from guideopt.commands.common import EMIT_HELP, PLOT_HELP, emit_plan, flags_request, handle_errors, json_option, plan_request_options
+from guideopt.commands.common import (
+    EMIT_HELP,
+    PLOT_HELP,
+    calibration_option,
+    catalog_with,
+    emit_plan,
+    flags_request,
+    handle_errors,
+    json_option,
+    plan_request_options,
+)
 from guideopt.model.request import DEFAULT_TOP
 
 
@@ -15,11 +25,13 @@ from guideopt.model.request import DEFAULT_TOP
 @plan_request_options(required=True)
 @click.option("--top", type=int, default=DEFAULT_TOP, show_default=True, help="How many distinct plans.")
 @click.option("--heterogeneous", is_flag=True, help="Allow plans that mix GPU types (one group per type).")
+@click.option("--robust", is_flag=True, help="Meet SLOs and budget at the pessimistic end of the prediction intervals.")
 @click.option("--emit", "emit_dir", type=click.Path(file_okay=False), default=None, help=EMIT_HELP)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help=PLOT_HELP)
+@calibration_option
 @json_option
 @handle_errors
-def plan(emit_dir: str | None, plot_path: str | None, as_json: bool, **flags: Any) -> None:
+def plan(emit_dir: str | None, plot_path: str | None, as_json: bool, calibration_file: str | None, **flags: Any) -> None:
     """Find the best deployments under a budget.
 
     Example: guideopt plan --model meta-llama/Llama-2-7b-hf --budget 12 --input-len 512 --output-len 256
@@ -29,7 +41,7 @@ def plan(emit_dir: str | None, plot_path: str | None, as_json: bool, **flags: An
     GiB is memory used per GPU of its capacity (GiB = 2^30 bytes, the unit of a GPU's "80 GB").
     """
     request = flags_request(flags)
-    result = api.plan(request)
+    result = api.plan(request, catalog_with(calibration_file))
     emit_plan(result, as_json)
     if emit_dir or plot_path:
         from guideopt.commands.outputs import write_outputs

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
 from guideopt import api
-from guideopt.commands.common import echo_json, handle_errors, json_option
+from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
 from guideopt.errors import GuideoptError
 from guideopt.io.render import prediction_text
 
@@ -30,6 +31,7 @@ from guideopt.io.render import prediction_text
 @click.option("--h2o-keep", type=float, default=1.0, show_default=True, help="H2O KV keep ratio.")
 @click.option("--no-flash-attention", is_flag=True, help="Materialise the attention score matrix.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True), help="Predict every row of this CSV.")
+@calibration_option
 @json_option
 @handle_errors
 def predict(
@@ -49,6 +51,7 @@ def predict(
     h2o_keep: float,
     no_flash_attention: bool,
     csv_path: str | None,
+    calibration_file: str | None,
     as_json: bool,
 ) -> None:
     """Predict TTFT, TPOT, throughput and memory for one configuration (or a CSV of them).
@@ -56,7 +59,7 @@ def predict(
     Example: guideopt predict --model meta-llama/Llama-2-7b-hf --gpu a100-sxm4-80gb --batch 16 --input-len 512 --output-len 128
     """
     if csv_path:
-        _predict_csv(csv_path)
+        _predict_csv(csv_path, catalog_with(calibration_file))
         return
     for name, value in (("--model", model), ("--gpu", gpu), ("--input-len", input_len), ("--output-len", output_len)):
         if value is None:
@@ -78,17 +81,17 @@ def predict(
         "h2o_keep": h2o_keep,
         "flash_attention": not no_flash_attention,
     }
-    pred = api.predict({k: v for k, v in request.items() if v is not None}).as_dict()
+    pred = api.predict({k: v for k, v in request.items() if v is not None}, catalog_with(calibration_file)).as_dict()
     if as_json:
         echo_json(pred)
     else:
         click.echo(prediction_text(pred))
 
 
-def _predict_csv(csv_path: str) -> None:
+def _predict_csv(csv_path: str, catalog: Any) -> None:
     """Stream the predictions of every row to stdout; one line on stderr counts the bad rows and names the first."""
     try:
-        report = _stream_csv(csv_path)
+        report = _stream_csv(csv_path, catalog)
     except BrokenPipeError:
         # The reader stopped early (`... | head`): not an error; silence the final flush too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -102,17 +105,17 @@ def _predict_csv(csv_path: str) -> None:
         )
 
 
-def _stream_csv(csv_path: str) -> api.CsvReport:
+def _stream_csv(csv_path: str, catalog: Any) -> api.CsvReport:
     source = "<stdin>" if csv_path == "-" else csv_path
     if csv_path == "-":
         stdin = getattr(sys.stdin, "buffer", None)  # a test runner's stdin may be text only
         lines = stdin if stdin is not None else (line.encode("utf-8") for line in sys.stdin)
-        report = api.predict_csv_stream(lines, sys.stdout, source=source)
+        report = api.predict_csv_stream(lines, sys.stdout, catalog, source=source)
     else:
         try:
             fh = open(csv_path, "rb")  # noqa: SIM115 (closed below; a read error names the file)
         except OSError as exc:
             raise GuideoptError(f"csv: cannot read {csv_path} ({exc.strerror})") from None
         with fh:
-            report = api.predict_csv_stream(fh, sys.stdout, source=source)
+            report = api.predict_csv_stream(fh, sys.stdout, catalog, source=source)
     return report

@@ -8,14 +8,18 @@ from guideopt.costs.hardware import HardwareArrays
 
 
 def ring_allreduce_s(*, message_bytes: np.ndarray, tp: np.ndarray, hw: HardwareArrays) -> np.ndarray:
-    """One ring all-reduce: latency + 2(t−1)/t · bytes / bus bandwidth; zero for t = 1.
+    """One all-reduce: α(t) + 2(t−1)/t · bytes / bus bandwidth; zero for t = 1.
+
+    α(t) = α₂ + (t − 2)·α_rank: the per-call latency grows with the ranks synchronised
+    (fitted per link class from all-reduce timings on 2, 4 and 8 GPUs).
 
     A group larger than the fast link reaches (a 2-way NVLink bridge) runs at PCIe speed.
     """
     tp = np.asarray(tp, dtype=float)
     link = hw.link_bytes_per_s * np.where(hw.link_scales_with_group > 0, np.maximum(tp - 1.0, 1.0), 1.0)
     busbw = np.where(tp <= hw.link_group_max, link, hw.pcie_bytes_per_s)
-    t = hw.allreduce_latency_s + 2.0 * (tp - 1.0) / tp * message_bytes / busbw
+    latency = hw.allreduce_latency_s + hw.allreduce_latency_per_rank_s * np.maximum(tp - 2.0, 0.0)
+    t = latency + 2.0 * (tp - 1.0) / tp * message_bytes / busbw
     return np.where(tp > 1, t, 0.0)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guideopt.model.calibration import Calibration
+from guideopt.model.calibration import Calibration, FrameworkEfficiency, LinkEfficiency
 from guideopt.model.dtype import ACTIVATION_DTYPE, Dtype
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu, LinkClass
@@ -40,6 +40,11 @@ class HardwareArrays:
     decode_step_overhead_s: np.ndarray
     prefill_step_overhead_s: np.ndarray
     memory_bytes: np.ndarray
+    gemm_m_half: np.ndarray  # tokens at which GEMM FLOP/s is half its large-m value
+    kv_len_half: np.ndarray  # KV length per sequence at which decode attention streams at half its rate
+    allreduce_latency_per_rank_s: np.ndarray  # extra all-reduce call cost per rank beyond two
+    seq_step_overhead_s: np.ndarray  # engine CPU cost per sequence in a step
+    token_step_overhead_s: np.ndarray  # engine CPU cost per new token in a step
 
 
 def hardware_arrays(
@@ -54,9 +59,18 @@ def hardware_arrays(
     return HardwareArrays(**{name: np.array([r[name] for r in rows], dtype=float) for name in fields})
 
 
+def _allreduce_latency_us(fw_eff: FrameworkEfficiency, link_cal: LinkEfficiency, link: LinkClass) -> float:
+    """Engines bring their own all-reduce kernels for small messages (vLLM / TRT-LLM custom
+    all-reduce): where the engine's per-call cost was fitted on this link class it replaces
+    the collective library's."""
+    if fw_eff.allreduce_latency_us is not None and fw_eff.allreduce_link == link.value:
+        return fw_eff.allreduce_latency_us
+    return link_cal.allreduce_latency_us
+
+
 def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, float]:
     dev, _ = cal.device(gpu.id, gpu.arch)
-    fw_eff = cal.frameworks[fw.calibration_id]
+    fw_eff = cal.framework(fw.calibration_id, gpu.vendor.value)
     link_cal = cal.links[gpu.link.value]
     pcie_cal = cal.links[LinkClass.PCIE.value]
     speed = fw_eff.kernel_efficiency
@@ -68,7 +82,7 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
     pcie_bw = gpu.pcie_bw_unidir_gb_s * BYTES_PER_S_PER_GB_S
     group = {LinkClass.NVLINK_BRIDGE: NVLINK_BRIDGE_GROUP, LinkClass.PCIE: gpu.gpus_per_node}.get(gpu.link, gpu.gpus_per_node)
     return {
-        "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.compute_eff * speed,
+        "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.gemm_eff(dtype is Dtype.FP8) * speed,
         "attn_flops_per_s": gpu.tensor_flops_per_s(ACTIVATION_DTYPE) * dev.attn_compute_eff * speed,
         "mem_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.mem_eff * speed,
         "kv_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.attn_mem_eff * speed,
@@ -77,10 +91,15 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         "link_scales_with_group": float(gpu.link is LinkClass.XGMI),
         "pcie_bytes_per_s": pcie_bw * pcie_cal.busbw_fraction,
         "link_group_max": float(group),
-        "allreduce_latency_s": link_cal.allreduce_latency_us * S_PER_US,
+        "allreduce_latency_s": _allreduce_latency_us(fw_eff, link_cal, gpu.link) * S_PER_US,
         "p2p_latency_s": link_cal.p2p_latency_us * S_PER_US,
         "p2p_bytes_per_s": link_bw * link_cal.busbw_fraction if gpu.link is not LinkClass.PCIE else pcie_bw * pcie_cal.busbw_fraction,
         "decode_step_overhead_s": fw_eff.decode_step_overhead_ms * S_PER_MS,
         "prefill_step_overhead_s": fw_eff.prefill_step_overhead_ms * S_PER_MS,
         "memory_bytes": gpu.memory_bytes,
+        "gemm_m_half": dev.gemm_m_half_tokens,
+        "kv_len_half": dev.attn_kv_len_half_tokens,
+        "allreduce_latency_per_rank_s": link_cal.allreduce_latency_per_rank_us * S_PER_US,
+        "seq_step_overhead_s": fw_eff.per_seq_step_us * S_PER_US,
+        "token_step_overhead_s": fw_eff.per_token_step_us * S_PER_US,
     }

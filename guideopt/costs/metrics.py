@@ -70,6 +70,12 @@ class StaticBatchMetrics:
         }
 
 
+def engine_step_s(hw: HardwareArrays, *, seqs, tokens) -> np.ndarray:
+    """Engine CPU time that grows with a step's work: per sequence (scheduling, sampling,
+    detokenising) and per new token (input preparation)."""
+    return hw.seq_step_overhead_s * seqs + hw.token_step_overhead_s * tokens
+
+
 def _forward(arch, x: StaticBatchInputs, hw, shape: PassShape) -> np.ndarray:
     if x.forward is not None:
         return x.forward(shape)
@@ -92,14 +98,15 @@ def prefill_s(arch: ModelArch, x: StaticBatchInputs, hw: HardwareArrays, batch) 
     seqs = batch / passes
     pairs = batch * x.input_len * (x.input_len + 1.0) / 2.0 / passes
     shape = PassShape(new_tokens=tokens, seqs=np.maximum(seqs, 1.0), attn_pairs=pairs, kv_read_tokens=tokens, logit_tokens=seqs)
-    return passes * (_forward(arch, x, hw, shape) + hw.prefill_step_overhead_s)
+    engine_s = hw.prefill_step_overhead_s + engine_step_s(hw, seqs=shape.seqs, tokens=tokens)
+    return passes * (_forward(arch, x, hw, shape) + engine_s)
 
 
 def decode_step_s(arch: ModelArch, x: StaticBatchInputs, hw: HardwareArrays, batch, context) -> np.ndarray:
     """One decode step of ``batch`` sequences whose KV holds ``context`` tokens each."""
     ctx = context * x.kv_keep
     shape = PassShape(new_tokens=batch, seqs=batch, attn_pairs=batch * ctx, kv_read_tokens=batch * ctx, logit_tokens=batch)
-    return _forward(arch, x, hw, shape) + hw.decode_step_overhead_s
+    return _forward(arch, x, hw, shape) + hw.decode_step_overhead_s + engine_step_s(hw, seqs=batch, tokens=batch)
 
 
 def decode_s(arch: ModelArch, x: StaticBatchInputs, hw: HardwareArrays, batch) -> np.ndarray:

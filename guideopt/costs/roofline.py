@@ -57,10 +57,15 @@ def expected_active_experts(arch: ModelArch, tokens: np.ndarray) -> np.ndarray:
 
 
 def _gemm_s(m, k, n, weight_count, w_bytes, hw: HardwareArrays):
-    """One GEMM of an (m×k) activation by weights totalling ``weight_count`` parameters."""
+    """One GEMM of an (m×k) activation by weights totalling ``weight_count`` parameters.
+
+    Achieved FLOP/s grows with the row count m (tile occupancy, wave quantisation):
+    eff(m) = eff·m/(m + m_half), fitted per GPU from kernel timings.
+    """
     flops = FLOPS_PER_MAC * m * k * n
     bytes_moved = weight_count * w_bytes + (m * k + m * n) * ACT_BYTES
-    return np.maximum(flops / hw.gemm_flops_per_s, bytes_moved / hw.mem_bytes_per_s) + hw.kernel_overhead_s
+    rate = hw.gemm_flops_per_s * m / (m + hw.gemm_m_half)
+    return np.maximum(flops / rate, bytes_moved / hw.mem_bytes_per_s) + hw.kernel_overhead_s
 
 
 def layer_linear_s(arch: ModelArch, shape: PassShape, tp, w_bytes, hw: HardwareArrays) -> np.ndarray:
@@ -89,7 +94,11 @@ def layer_attention_s(arch: ModelArch, shape: PassShape, tp, kv_bytes, hw: Hardw
     kv_stream = shape.kv_read_tokens * 2 * kv_heads * d * kv_bytes
     qo_io = shape.new_tokens * (2 * q_heads + 2 * kv_heads) * d * ACT_BYTES
     scores = 0.0 if flash else UNFUSED_SCORE_PASSES * q_heads * shape.attn_pairs * ACT_BYTES
-    memory_s = kv_stream / hw.kv_bytes_per_s + (qo_io + scores) / hw.mem_bytes_per_s
+    # Decode attention streams each sequence's KV; short contexts leave the GPU under-occupied:
+    # eff(L) = eff·L/(L + L_half), L the KV length per sequence (fitted from kernel timings).
+    kv_len = np.maximum(shape.kv_read_tokens / np.maximum(shape.seqs, 1.0), 1.0)  # ≥ 1: no 0/0 in an empty pass
+    kv_rate = hw.kv_bytes_per_s * kv_len / (kv_len + hw.kv_len_half)
+    memory_s = kv_stream / kv_rate + (qo_io + scores) / hw.mem_bytes_per_s
     return np.maximum(flops / hw.attn_flops_per_s, memory_s) + hw.kernel_overhead_s
 
 

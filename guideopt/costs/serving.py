@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.costs.hardware import HardwareArrays
+from guideopt.costs.metrics import engine_step_s
 from guideopt.costs.roofline import PassShape, forward_pass_s
 from guideopt.model.llm import ModelArch
 
@@ -59,6 +60,17 @@ class ServingMetrics:
     running: np.ndarray  # requests in the engine
 
 
+def serving_cap(max_num_seqs, kv_full_cap, input_len, output_len, current_usage) -> np.ndarray:
+    """Requests an engine runs at once under load: its sequence cap, and what its KV cache
+    holds. Engines that admit by the KV a request holds now and preempt (recompute) when the
+    cache runs out (vLLM; SGLang retracts) keep it full with requests at their mean length
+    I + O/2; engines that reserve the whole length at admission (TensorRT-LLM's default
+    GUARANTEED_NO_EVICT) hold ``kv_full_cap`` = KV / (I + O)."""
+    i, o = np.asarray(input_len, dtype=float), np.asarray(output_len, dtype=float)
+    kv_cap = np.asarray(kv_full_cap, dtype=float) * np.where(current_usage, (i + o) / (i + o / 2.0), 1.0)
+    return np.maximum(np.minimum(np.asarray(max_num_seqs, dtype=float), kv_cap), 1.0)
+
+
 def _step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, prefill_tokens) -> np.ndarray:
     ctx = (x.input_len + x.output_len / 2.0) * x.kv_keep
     prefill_seqs = prefill_tokens / x.input_len
@@ -70,7 +82,7 @@ def _step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, pre
         logit_tokens=np.maximum(decoding + prefill_seqs, 1.0),
     )
     kernels = forward_pass_s(arch, shape, tp=x.tp, pp=x.pp, w_bytes=x.w_bytes, kv_bytes=x.kv_bytes, hw=hw, flash=x.flash)
-    return kernels + hw.decode_step_overhead_s
+    return kernels + hw.decode_step_overhead_s + engine_step_s(hw, seqs=shape.seqs, tokens=shape.new_tokens)
 
 
 def serving_metrics(arch: ModelArch, x: ServingInputs, hw: HardwareArrays) -> ServingMetrics:

@@ -161,6 +161,14 @@ def memory_table(memory: dict[str, Any]) -> str:
     return table(["memory per GPU", "GiB"], [[k.removesuffix("_gb"), gib(v)] for k, v in memory.items()])
 
 
+def _interval_text(pred: dict[str, Any], metric: str) -> str:
+    """'low – high' from held-out errors in the prediction's regime; '—' where none is known."""
+    low, high = pred.get("metrics_low", {}).get(metric), pred.get("metrics_high", {}).get(metric)
+    if low is None or high is None or low == high:
+        return "—"
+    return f"{low:.4g} – {high:.4g}"
+
+
 def prediction_text(pred: dict[str, Any]) -> str:
     m, mem = pred["metrics"], pred["memory"]
     layout = f"{pred['replicas']}x(tp{pred['tp']}·pp{pred['pp']}) on {pred['num_gpus']} x {pred['gpu']}"
@@ -168,7 +176,10 @@ def prediction_text(pred: dict[str, Any]) -> str:
         f"{pred['model']} · {pred['framework']} · {pred['dtype']} · {layout}",
         f"batch {pred['batch']} ({pred['batch_per_replica']} per replica, {pred['waves']} wave(s)), input {pred['input_len']}, output {pred['output_len']}",
         "",
-        table(["metric", "value"], [[k, v] for k, v in m.items()]),
+        table(
+            ["metric", "value", "10-90 % interval"],
+            [[k, v, _interval_text(pred, k)] for k, v in m.items()],
+        ),
         "",
         memory_table(mem),
         f"KV cache holds {pred['kv_cache_tokens']:,} tokens: at most {pred['max_batch']} requests of this length at once per replica",

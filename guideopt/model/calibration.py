@@ -7,6 +7,8 @@ values, and a family without any takes the ``default`` entry; ``resolve`` says w
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from guideopt.model.base import StrictModel
@@ -20,7 +22,25 @@ class DeviceEfficiency(StrictModel):
     attn_compute_eff: float = Field(gt=0, le=1, description="achieved fraction of peak FLOP/s in (flash) attention")
     attn_mem_eff: float = Field(gt=0, le=1, description="achieved fraction of HBM bandwidth reading the KV cache in decode attention")
     kernel_overhead_us: float = Field(ge=0, le=100, description="fixed cost per kernel (launch, tail, sync)")
+    compute_eff_fp8: float | None = Field(
+        default=None, gt=0, le=1, description="achieved fraction of dense FP8 peak for large GEMMs (None: compute_eff)"
+    )
+    gemm_m_half_tokens: float = Field(
+        default=0.0,
+        ge=0,
+        le=16384,
+        description="GEMM rows (tokens) at which the achieved FLOP/s is half its large-m value: eff(m) = eff·m/(m + m_half)",
+    )
+    attn_kv_len_half_tokens: float = Field(
+        default=0.0,
+        ge=0,
+        le=65536,
+        description="KV length per sequence at which decode attention reaches half its streaming bandwidth: eff(L) = eff·L/(L + L_half)",
+    )
     fitted_from: str = ""
+
+    def gemm_eff(self, fp8: bool) -> float:
+        return self.compute_eff_fp8 if fp8 and self.compute_eff_fp8 is not None else self.compute_eff
 
 
 class LinkEfficiency(StrictModel):
@@ -29,6 +49,9 @@ class LinkEfficiency(StrictModel):
     allreduce_latency_us: float = Field(gt=0, le=1000, description="fixed cost per all-reduce call")
     busbw_fraction: float = Field(gt=0, le=1, description="achieved ring bus bandwidth / unidirectional link spec")
     p2p_latency_us: float = Field(gt=0, le=1000, description="fixed cost per pipeline send/recv")
+    allreduce_latency_per_rank_us: float = Field(
+        default=0.0, ge=0, le=100, description="extra fixed cost per all-reduce call for each rank beyond two (TP t: (t−2)·this)"
+    )
     fitted_from: str = ""
 
 
@@ -38,7 +61,34 @@ class FrameworkEfficiency(StrictModel):
     decode_step_overhead_ms: float = Field(ge=0, le=100, description="CPU scheduling, sampling and detokenising per decode step")
     prefill_step_overhead_ms: float = Field(ge=0, le=1000, description="fixed cost per prefill forward pass")
     kernel_efficiency: float = Field(gt=0, le=1, description="engine kernels' speed relative to the best (TRT-LLM = 1)")
+    per_seq_step_us: float = Field(
+        default=0.0, ge=0, le=1000, description="CPU cost per sequence in a step: scheduling, sampling, detokenising"
+    )
+    per_token_step_us: float = Field(
+        default=0.0, ge=0, le=100, description="CPU cost per new token in a step: input preparation (positions, slot mapping)"
+    )
+    kv_admission: Literal["current_usage", "full_length"] = Field(
+        default="full_length",
+        description="current_usage: admits by the KV a request holds now and preempts/recomputes when the cache runs out "
+        "(vLLM, SGLang); full_length: reserves a request's whole length at admission (TensorRT-LLM GUARANTEED_NO_EVICT)",
+    )
+    allreduce_latency_us: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="the engine's own all-reduce cost per call (custom all-reduce kernels) on ``allreduce_link``; None: the link's",
+    )
+    allreduce_link: str | None = Field(default=None, description="link class the engine's all-reduce latency was fitted on")
+    versions: list[str] = Field(default_factory=list, description="engine versions of the rows this fit came from")
     fitted_from: str = ""
+
+
+class ErrorBand(StrictModel):
+    """10th and 90th percentiles of log(measured / predicted) in one regime, from held-out sources."""
+
+    q10: float = Field(ge=-20, le=20)
+    q90: float = Field(ge=-20, le=20)
+    n: int = Field(ge=1, description="held-out residuals behind the percentiles")
 
 
 class Calibration(StrictModel):
@@ -49,6 +99,14 @@ class Calibration(StrictModel):
     gpus: dict[str, DeviceEfficiency] = Field(default_factory=dict)
     links: dict[str, LinkEfficiency]
     frameworks: dict[str, FrameworkEfficiency]
+    intervals: dict[str, ErrorBand] = Field(
+        default_factory=dict,
+        description="prediction error bands by regime key (see guideopt.costs.intervals), from leave-one-source-out residuals",
+    )
+
+    def framework(self, framework_id: str, vendor: str) -> FrameworkEfficiency:
+        """The engine's costs on a GPU vendor: ``<id>@<vendor>`` (e.g. vLLM's ROCm build) when fitted, else ``<id>``."""
+        return self.frameworks.get(f"{framework_id}@{vendor}") or self.frameworks[framework_id]
 
     def device(self, gpu_id: str, arch: str) -> tuple[DeviceEfficiency, str]:
         """The efficiency for a GPU and where it comes from: 'gpu', 'arch:<family>' or 'default'."""

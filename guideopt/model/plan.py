@@ -52,6 +52,8 @@ class Group(_Out):
     usd_per_hour: float
     num_gpus: int
     traffic_share: float = 1.0  # fraction of requests to send to this group (∝ its throughput)
+    metrics_low: Metrics | None = None  # 10th percentile of held-out errors in its regime (extension)
+    metrics_high: Metrics | None = None  # 90th percentile (extension)
     stages: list[dict] | None = None  # asymmetric pipeline: per stage gpu, tp, layers
     # stream workloads: running_cap, token_budget, rate_rps per replica, and the per-request
     # percentiles of one replica: "analytic" (the solver's model) and "simulated" (the check)
@@ -65,6 +67,8 @@ class Plan(_Out):
     usd_per_hour: float
     metrics: Metrics
     groups: list[Group]
+    metrics_low: Metrics | None = None  # groups' bands combined like the metrics (extension)
+    metrics_high: Metrics | None = None
     stream: dict | None = None  # stream workloads: load, sustainable load, percentile, simulated_meets_slo
 
 

@@ -220,6 +220,9 @@ class PlanRequest(StrictModel):
         le=MAX_TIME_LIMIT_S,
         description="wall-clock limit of the search; when it hits, the plans found so far come back with status feasible",
     )
+    robust: bool = Field(
+        default=False, description="meet SLOs and budgets at the pessimistic end of the prediction intervals (held-out errors)"
+    )
 
     @field_validator("objective")
     @classmethod
@@ -304,6 +307,9 @@ class PredictRequest(StrictModel):
         default=None, gt=0, le=MAX_SEQUENCE_TOKENS, description="token budget per forward pass; default: the framework's"
     )
     concurrency: int | None = Field(default=None, gt=0, le=MAX_BATCH, description="closed-loop clients instead of a static batch")
+    max_num_seqs: int | None = Field(
+        default=None, gt=0, le=MAX_BATCH, description="sequences the engine may run at once (serving); default: the framework's"
+    )
     h2o_keep: float = Field(default=1.0, gt=0, le=1, description="H2O heavy-hitter KV keep ratio (1 = full cache)")
     flash_attention: bool = True
 

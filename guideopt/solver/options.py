@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from guideopt.catalog import Catalog
+from guideopt.costs.intervals import pessimistic_table
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
 from guideopt.errors import InvalidRequestError
 from guideopt.model.gpu import Gpu
@@ -59,6 +60,7 @@ def build_plan_options(req: PlanRequest, catalog: Catalog, phases: Phases | None
         kv_dtype=req.kv_dtype,
     )
     table = build_option_table(arch, space, catalog.calibration, prices=prices)
+    table = pessimistic_table(table, catalog.calibration.intervals) if req.robust else table
     if phases is not None:
         phases.lap("table")
     fitting = table.take(np.nonzero(table.fits)[0])

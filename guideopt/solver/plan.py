@@ -30,6 +30,8 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None, phases: dict
     clock.lap("catalog")
     deadline = Deadline(req.time_limit_s)
     if req.workload.is_stream:
+        if req.robust:
+            raise InvalidRequestError("robust: prediction intervals are static-batch errors; drop --robust for a stream workload")
         if req.heterogeneous:
             raise InvalidRequestError(
                 "heterogeneous: mixed GPU types are not planned for stream workloads yet (drop --heterogeneous; each type is still tried)"

@@ -1,0 +1,77 @@
+"""Calibration overlays: a user's own fit of the engine terms, laid over the shipped calibration.
+
+``guideopt calibrate`` writes one; ``--calibration FILE`` applies it. An overlay holds only
+the entries the user's rows support (engine keys such as ``vllm`` or ``vllm@amd``); every
+other value stays as shipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError
+
+from guideopt.calibration.mapping import Case, CaseOrSkip
+from guideopt.catalog import Catalog
+from guideopt.errors import InvalidRequestError
+from guideopt.model.base import StrictModel
+from guideopt.model.calibration import Calibration, FrameworkEfficiency
+
+OVERLAY_VERSION = "overlay"
+
+
+class CalibrationOverlay(StrictModel):
+    version: str = OVERLAY_VERSION
+    generated_by: str = "guideopt calibrate"
+    frameworks: dict[str, FrameworkEfficiency] = Field(default_factory=dict)
+
+
+def apply_overlay(cal: Calibration, overlay: CalibrationOverlay) -> Calibration:
+    return cal.model_copy(update={"frameworks": {**cal.frameworks, **overlay.frameworks}})
+
+
+def read_overlay(path: str | Path) -> CalibrationOverlay:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidRequestError(f"--calibration: {path}: no such file (write one with `guideopt calibrate`)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise InvalidRequestError(f"--calibration: {path}: {where}not valid YAML") from None
+    try:
+        return CalibrationOverlay.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise InvalidRequestError(f"--calibration: {path}: {key}: {err['msg']} (write the file with `guideopt calibrate`)") from None
+
+
+def with_overlay(catalog: Catalog, path: str | Path | None) -> Catalog:
+    if path is None:
+        return catalog
+    return dataclasses.replace(catalog, calibration=apply_overlay(catalog.calibration, read_overlay(path)))
+
+
+def fit_overlay(catalog: Catalog, items: list[CaseOrSkip]) -> CalibrationOverlay:
+    """Fit the engine terms of every engine key the cases cover, pulled toward the shipped values."""
+    from guideopt.calibration.fit_engines import engine_key, fit_engine  # scipy: only when fitting
+
+    by_key: dict[str, list[Case]] = defaultdict(list)
+    for c in items:
+        if isinstance(c, Case) and c.request.get("gpu") in catalog.gpus and c.request.get("framework") in catalog.frameworks:
+            by_key[engine_key(c, lambda g: catalog.gpus[g].vendor.value)].append(c)
+    fitted = {}
+    for key, cases in sorted(by_key.items()):
+        result = fit_engine(catalog, catalog.calibration, key, cases, catalog.calibration)
+        if result is not None:
+            fitted[key] = result[0]
+    return CalibrationOverlay(frameworks=fitted)
+
+
+def write_overlay(overlay: CalibrationOverlay, path: str | Path) -> None:
+    header = "# Written by `guideopt calibrate`; use with --calibration FILE. Only these entries replace the shipped ones.\n"
+    Path(path).write_text(header + yaml.safe_dump(overlay.model_dump(), sort_keys=False, width=200), encoding="utf-8")

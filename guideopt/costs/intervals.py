@@ -1,0 +1,101 @@
+"""Prediction intervals: the spread of held-out errors in a prediction's regime.
+
+Every prediction is placed in a regime: metric × GPU family × engine (and vendor) × batch
+band × TP band. ``scripts/accuracy_report.py`` records, per regime with enough rows, the
+10th and 90th percentiles of log(measured / predicted) over leave-one-source-out
+predictions (``Calibration.intervals``). A regime without enough rows backs off to a
+coarser key (dropping TP band, then batch band, then engine, then family). The interval
+of a predicted value x is [x·e^q10, x·e^q90]: where the model was optimistic about a
+time, q90 > 0 widens the interval upward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from guideopt.model.calibration import ErrorBand
+
+# Batch bands (inclusive upper bounds, requests per replica): where plans live is the top two.
+BATCH_BANDS = ((1, "1"), (8, "2-8"), (64, "9-64"), (256, "65-256"), (None, ">256"))
+TP_BANDS = ((1, "tp1"), (2, "tp2"), (4, "tp4"), (None, "tp8+"))
+# Metrics that share one error band: all throughputs are work / time of the same runs.
+THROUGHPUT = "throughput"
+TIME_METRICS = ("ttft_ms", "tpot_ms", "batch_latency_s")
+# Held-out residuals a regime needs before its own percentiles are used.
+MIN_RESIDUALS = 10
+
+
+def metric_kind(metric: str) -> str:
+    return metric if metric in TIME_METRICS else THROUGHPUT
+
+
+def band(value: float, bands) -> str:
+    return next(label for hi, label in bands if hi is None or value <= hi)
+
+
+def regime_keys(metric: str, family: str, engine: str, batch: float, tp: float) -> list[str]:
+    """Keys from the most specific regime to the metric alone (the back-off order)."""
+    parts = [metric_kind(metric), family, engine, band(batch, BATCH_BANDS), band(tp, TP_BANDS)]
+    return ["|".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+def error_band(bands: Mapping[str, ErrorBand], keys: list[str]) -> ErrorBand | None:
+    return next((bands[k] for k in keys if k in bands and bands[k].n >= MIN_RESIDUALS), None)
+
+
+def interval(value: float | None, found: ErrorBand | None) -> tuple[float | None, float | None]:
+    """[x·e^q10, x·e^q90]; a point where no band is known, nothing where there is no value (TPOT of one token)."""
+    if found is None or value is None:
+        return value, value
+    return value * float(np.exp(found.q10)), value * float(np.exp(found.q90))
+
+
+def pessimistic_factor(metric: str, found: ErrorBand | None) -> float:
+    """Factor to the pessimistic end: times grow to q90 (if above the prediction), throughputs
+    shrink to q10 (if below); the prediction itself when the band lies on its good side."""
+    if found is None:
+        return 1.0
+    if metric_kind(metric) == THROUGHPUT:
+        return min(float(np.exp(found.q10)), 1.0)
+    return max(float(np.exp(found.q90)), 1.0)
+
+
+# Contract metric name of each static-batch metric array (times are stored in seconds there).
+TABLE_METRICS = {
+    "ttft_s": "ttft_ms",
+    "tpot_s": "tpot_ms",
+    "batch_latency_s": "batch_latency_s",
+    "decode_throughput_tok_s": "decode_throughput_tok_s",
+    "output_throughput_tok_s": "output_throughput_tok_s",
+    "total_throughput_tok_s": "total_throughput_tok_s",
+    "prefill_throughput_tok_s": "prefill_throughput_tok_s",
+}
+
+
+def pessimistic_metrics(metrics, regimes: list[tuple[str, str, float, float]], bands: Mapping[str, ErrorBand]):
+    """``metrics`` (a StaticBatchMetrics) moved to the pessimistic end of each row's interval;
+    ``regimes[i]`` = (GPU family, engine, batch per replica, TP) of row i. What ``--robust``
+    planning sees: a plan chosen on these still meets its SLOs if the model is off by its
+    typical held-out error."""
+    import dataclasses
+
+    scaled = {}
+    for field, metric in TABLE_METRICS.items():
+        factors = np.array([pessimistic_factor(metric, error_band(bands, regime_keys(metric, *r))) for r in regimes])
+        scaled[field] = np.asarray(getattr(metrics, field)) * factors
+    return dataclasses.replace(metrics, **scaled)
+
+
+def pessimistic_table(table, bands: Mapping[str, ErrorBand]):
+    """An option table whose metrics are at the pessimistic end of their intervals."""
+    import dataclasses
+
+    space = table.space
+    regimes = []
+    for i in range(len(table)):
+        gpu, fw = space.gpus[int(table.gpu_idx[i])], space.frameworks[int(table.fw_idx[i])]
+        engine = fw.id if gpu.vendor.value == "nvidia" else f"{fw.id}@{gpu.vendor.value}"
+        regimes.append((gpu.arch, engine, float(table.batch[i]), float(table.tp[i])))
+    return dataclasses.replace(table, metrics=pessimistic_metrics(table.metrics, regimes, bands))

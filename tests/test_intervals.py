@@ -1,0 +1,157 @@
+"""Prediction intervals (held-out error bands per regime) and robust planning on them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from conftest import LLAMA2_7B, predict_request
+
+from guideopt import api
+from guideopt.calibration.intervals_fit import bands, coverage
+from guideopt.calibration.mapping import Case
+from guideopt.calibration.results import Result
+from guideopt.costs.intervals import MIN_RESIDUALS, error_band, interval, pessimistic_factor, regime_keys
+from guideopt.model.calibration import ErrorBand
+
+TPOT_BAND = ErrorBand(q10=-0.1, q90=0.3, n=50)
+THROUGHPUT_BAND = ErrorBand(q10=-0.4, q90=0.05, n=50)
+
+
+def _with_bands(catalog, found):
+    return dataclasses.replace(catalog, calibration=catalog.calibration.model_copy(update={"intervals": found}))
+
+
+def test_regime_keys_back_off_from_specific_to_metric():
+    keys = regime_keys("tpot_ms", "hopper", "vllm", 300, 8)
+    assert keys == ["tpot_ms|hopper|vllm|>256|tp8+", "tpot_ms|hopper|vllm|>256", "tpot_ms|hopper|vllm", "tpot_ms|hopper", "tpot_ms"]
+    assert regime_keys("output_throughput_tok_s", "cdna3", "vllm@amd", 1, 1)[0] == "throughput|cdna3|vllm@amd|1|tp1"
+
+
+def test_a_regime_with_few_rows_backs_off():
+    thin = ErrorBand(q10=-2.0, q90=2.0, n=MIN_RESIDUALS - 1)
+    found = error_band({"tpot_ms|hopper": thin, "tpot_ms": TPOT_BAND}, regime_keys("tpot_ms", "hopper", "vllm", 8, 1))
+    assert found == TPOT_BAND
+
+
+def test_interval_is_prediction_times_exp_percentiles():
+    lo, hi = interval(10.0, TPOT_BAND)
+    assert lo == pytest.approx(10 * math.exp(-0.1)) and hi == pytest.approx(10 * math.exp(0.3))
+    assert interval(10.0, None) == (10.0, 10.0)
+
+
+def test_pessimistic_end_is_slower_time_and_lower_throughput():
+    assert pessimistic_factor("tpot_ms", TPOT_BAND) == pytest.approx(math.exp(0.3))
+    assert pessimistic_factor("output_throughput_tok_s", THROUGHPUT_BAND) == pytest.approx(math.exp(-0.4))
+    # A band entirely on the good side leaves the prediction as the pessimistic end.
+    assert pessimistic_factor("tpot_ms", ErrorBand(q10=-0.3, q90=-0.1, n=20)) == 1.0
+
+
+def test_predict_reports_low_and_high_metrics(catalog):
+    cat = _with_bands(catalog, {"tpot_ms": TPOT_BAND, "throughput": THROUGHPUT_BAND})
+    p = api.predict(predict_request(LLAMA2_7B, "h100-sxm", batch=8), cat)
+    assert p.metrics_low.tpot_ms == pytest.approx(p.metrics.tpot_ms * math.exp(-0.1))
+    assert p.metrics_high.tpot_ms == pytest.approx(p.metrics.tpot_ms * math.exp(0.3))
+    assert p.metrics_low.output_throughput_tok_s < p.metrics.output_throughput_tok_s < p.metrics_high.output_throughput_tok_s
+    assert p.metrics_low.ttft_ms == p.metrics_high.ttft_ms == p.metrics.ttft_ms  # no band for TTFT: a point
+    d = p.as_dict()
+    assert set(d["metrics_low"]) == set(d["metrics"]) == set(d["metrics_high"])
+
+
+def _result(source: str, measured: float, predicted: float) -> Result:
+    req = predict_request(LLAMA2_7B, "h100-sxm", framework="vllm", batch=8, tp=1, num_gpus=1)
+    return Result(
+        Case(request=req, metric="tpot_ms", measured=measured, source=source, source_locator="", line=1, framework_label="vllm"), predicted
+    )
+
+
+def test_bands_are_percentiles_of_log_errors():
+    results = [_result("a", measured=10 * math.exp(k / 100), predicted=10.0) for k in range(-50, 51)]
+    found = bands(results, lambda g: "hopper", lambda f, g: f)
+    b = found["tpot_ms"]
+    assert b.n == 101 and b.q10 == pytest.approx(-0.4, abs=1e-9) and b.q90 == pytest.approx(0.4, abs=1e-9)
+    assert found["tpot_ms|hopper|vllm|2-8|tp1"] == b
+
+
+def test_coverage_uses_only_other_sources():
+    """Sources a1 and a2 err alike and cover each other (~80 %); b is far off and cannot be
+    covered by bands built without it; a lone source has no held-out band (point intervals)."""
+    spread = [math.exp(k / 100) for k in range(-20, 21)]
+    a1 = [_result("a1", measured=10 * f, predicted=10.0) for f in spread]
+    a2 = [_result("a2", measured=10 * f, predicted=10.0) for f in spread]
+    b = [_result("b", measured=30.0, predicted=10.0) for _ in range(20)]
+    family, engine = (lambda g: "hopper"), (lambda f, g: f)
+    assert coverage(a1 + a2, family, engine)["all"] == pytest.approx(0.8, abs=0.05)
+    with_b = coverage(a1 + a2 + b, family, engine)
+    b_inside = with_b["all"] * 102 - 0.8 * 82  # rows of b inside, given a1/a2 still ~80 %
+    assert b_inside < 5
+    assert coverage(a1, family, engine)["all"] == pytest.approx(1 / 41)  # only the exact row
+
+
+def test_robust_plans_meet_their_slo_at_the_pessimistic_end(catalog):
+    cat = _with_bands(catalog, {"tpot_ms": TPOT_BAND, "throughput": THROUGHPUT_BAND})
+    slo_ms = 25.0
+    req = {
+        "model": LLAMA2_7B,
+        "workload": {"input_len": 512, "output_len": 128},
+        "budget": {"usd_per_hour": 10},
+        "gpus": {"h100-sxm": 2, "a100-sxm4-80gb": 2},
+        "slo": {"tpot_ms": slo_ms},
+        "robust": True,
+        "top": 3,
+    }
+    robust = api.plan(req, cat)
+    nominal = api.plan({**req, "robust": False}, cat)
+    assert robust.plans
+    for plan in robust.plans:
+        for g in plan.groups:
+            p = api.predict(
+                {
+                    "model": LLAMA2_7B,
+                    "gpu": g.gpu,
+                    "framework": g.framework,
+                    "dtype": g.dtype,
+                    "tp": g.tp,
+                    "pp": g.pp,
+                    "num_gpus": g.tp * g.pp,
+                    "batch": g.batch,
+                    "split": g.split,
+                    "input_len": 512,
+                    "output_len": 128,
+                },
+                cat,
+            )
+            assert p.metrics_high.tpot_ms <= slo_ms * (1 + 1e-3)
+    # Planning for the pessimistic end never promises more throughput than the nominal plan.
+    assert robust.plans[0].metrics.output_throughput_tok_s <= nominal.plans[0].metrics.output_throughput_tok_s * (1 + 1e-9)
+
+
+def test_plan_groups_and_plans_carry_intervals(catalog):
+    cat = _with_bands(catalog, {"tpot_ms": TPOT_BAND, "throughput": THROUGHPUT_BAND})
+    req = {
+        "model": LLAMA2_7B,
+        "workload": {"input_len": 512, "output_len": 128},
+        "budget": {"usd_per_hour": 10},
+        "gpus": {"h100-sxm": 2, "a100-sxm4-80gb": 2},
+        "top": 2,
+    }
+    result = api.plan(req, cat)
+    for plan in result.plans:
+        for g in plan.groups:
+            assert g.metrics_low.tpot_ms == pytest.approx(g.metrics.tpot_ms * math.exp(-0.1))
+            assert g.metrics_high.output_throughput_tok_s == pytest.approx(g.metrics.output_throughput_tok_s * math.exp(0.05))
+        assert plan.metrics_low.output_throughput_tok_s == pytest.approx(sum(g.metrics_low.output_throughput_tok_s for g in plan.groups))
+        assert plan.metrics_high.tpot_ms == pytest.approx(max(g.metrics_high.tpot_ms for g in plan.groups))
+    dumped = result.model_dump()["plans"][0]
+    assert {"metrics", "groups", "metrics_low", "metrics_high"} <= set(dumped)  # added beside the contract's keys
+
+
+def test_constraints_file_accepts_robust(tmp_path):
+    from guideopt.io.constraints_file import load
+
+    path = tmp_path / "robust.yaml"
+    path.write_text(f"model: {LLAMA2_7B}\nworkload: {{input_len: 512, output_len: 128}}\nbudget: {{usd_per_hour: 10}}\nrobust: true\n")
+    loaded = load(str(path))
+    request = getattr(loaded, "request", loaded)
+    assert request.robust is True
