@@ -135,6 +135,7 @@ def plan_text(result: PlanResult) -> str:
         shares = [f"{g.traffic_share:.0%} to {g.gpu}" for g in p.groups if len(p.groups) > 1]
         if shares:
             text += f"\nplan {p.rank}: send " + ", ".join(shares) + " of the requests (in proportion to throughput)"
+    text += "".join(f"\n{line}" for line in stream_lines(result))
     best = result.homogeneous_best
     if best is not None:
         if best.get("plan") is None:
@@ -147,6 +148,32 @@ def plan_text(result: PlanResult) -> str:
                 f"{best['throughput_gain']:+.1%} throughput, {best['throughput_per_usd_gain']:+.1%} per dollar"
             )
     return text
+
+
+def stream_lines(result: PlanResult) -> list[str]:
+    """For a request stream: the load each plan serves and its percentiles, analytic and simulated."""
+    lines = []
+    for p in result.plans:
+        if not p.stream:
+            continue
+        s = p.stream
+        q = int(s["percentile"]) if float(s["percentile"]).is_integer() else s["percentile"]
+        load = f"{s['rate_rps']:g} req/s" if s.get("rate_rps") is not None else f"{s['concurrency']} clients"
+        parts = [f"plan {p.rank}: {load} (sustains {s['sustainable_load']:.1f} {s['sustainable_unit']})"]
+        for g in p.groups:
+            stream = g.stream or {}
+            for metric in ("ttft_ms", "tpot_ms"):
+                analytic = (stream.get("analytic") or {}).get(metric, {}).get(f"p{q}")
+                simulated = (stream.get("simulated") or {}).get(metric, {}).get(f"p{q}")
+                if analytic is not None:
+                    sim = f" / {simulated:.1f} simulated" if simulated is not None else ""
+                    parts.append(f"P{q} {metric.removesuffix('_ms').upper()} {analytic:.1f} ms analytic{sim}")
+        verdict = {True: "yes", False: "no", None: "not simulated"}[s.get("simulated_meets_slo")]
+        parts.append(f"simulation meets the SLOs: {verdict}")
+        lines.append("; ".join(parts))
+    if lines and result.verification_rounds is not None:
+        lines.append(f"verification: {result.verification_rounds} round(s) of rank, simulate, cut")
+    return lines
 
 
 def _layout(g) -> str:
