@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from guideopt.errors import GuideoptError, InvalidRequestError
+from guideopt.model.plan import METRIC_KEYS
 from guideopt.model.request import PlanRequest, PredictRequest
 from guideopt.model.validation import check_context, validated
 
@@ -25,16 +26,7 @@ if TYPE_CHECKING:
 
 PREDICT_CSV_INPUTS = ("model", "gpu", "num_gpus", "tp", "pp", "framework", "dtype", "batch", "input_len", "output_len")
 PREDICT_CSV_OPTIONAL = ("kv_dtype", "concurrency")
-PREDICT_CSV_METRICS = (
-    "ttft_ms",
-    "tpot_ms",
-    "batch_latency_s",
-    "decode_throughput_tok_s",
-    "output_throughput_tok_s",
-    "total_throughput_tok_s",
-    "prefill_throughput_tok_s",
-    "mem_per_gpu_gb",
-)
+PREDICT_CSV_METRICS = (*METRIC_KEYS, "mem_per_gpu_gb")
 
 
 def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = None) -> PlanResult:

@@ -29,19 +29,10 @@ from guideopt.model.dtype import Dtype
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
+from guideopt.model.plan import METRIC_KEYS
 from guideopt.model.request import PredictRequest
 from guideopt.units import BYTES_PER_GB, MS_PER_S
 
-# The contract's metrics of one prediction, in the CSV's column order.
-METRIC_KEYS = (
-    "ttft_ms",
-    "tpot_ms",
-    "batch_latency_s",
-    "decode_throughput_tok_s",
-    "output_throughput_tok_s",
-    "total_throughput_tok_s",
-    "prefill_throughput_tok_s",
-)
 THROUGHPUT_KEYS = METRIC_KEYS[3:]
 
 # A row's outcome: its metrics (plus ``mem_per_gpu_gb``), or why it cannot be predicted.

@@ -26,6 +26,10 @@ class Metrics(_Out):
         return None if value == 0 else value
 
 
+# The contract's metrics of one prediction, in the order of the CSV columns (and of Metrics' fields).
+METRIC_KEYS: tuple[str, ...] = tuple(Metrics.model_fields)
+
+
 class MemoryBreakdown(_Out):
     weights_gb: float
     kv_cache_gb: float  # KV the batch needs
