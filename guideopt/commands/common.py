@@ -281,18 +281,14 @@ REQUIRED_FLAGS = tuple((dest, flag) for flag, dest, _, required in PLAN_REQUEST_
 
 
 def stream_lengths_value(text: str) -> dict[str, Any]:
-    """``--lengths``: a trace file (read here into weighted buckets) or a length-mix id."""
+    """``--lengths``: a trace file (read into weighted buckets) or a length-mix id."""
     from guideopt.model.request import TRACE_SUFFIXES
 
     if not text.lower().endswith(TRACE_SUFFIXES):
         return {"mix": text}
-    import numpy as np
+    from guideopt.io.traces import trace_length_buckets
 
-    from guideopt.io.traces import read_trace
-
-    trace = read_trace(text)
-    pairs, counts = np.unique(np.stack([trace.input_len, trace.output_len], axis=1), axis=0, return_counts=True)
-    return {"buckets": [{"input_len": int(i), "output_len": int(o), "weight": int(c)} for (i, o), c in zip(pairs, counts)]}
+    return trace_length_buckets(text)
 
 
 def plan_request_options(*, required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

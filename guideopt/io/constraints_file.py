@@ -27,13 +27,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from guideopt.catalog import Catalog, load_catalog
-from guideopt.errors import CatalogError
+from guideopt.errors import CatalogError, InvalidRequestError
 from guideopt.io.constraints_parse import PARSERS, ConstraintsFileError, Locator, booleans_as_text, non_finite, syntax_error
 from guideopt.io.constraints_schema import json_schema
+from guideopt.io.traces import trace_length_buckets
 from guideopt.model.keypath import KeyPath, Segment, parse_path, render_path
 from guideopt.model.limits import MAX_CONSTRAINTS_FILE_BYTES
 from guideopt.model.request import PlanRequest
 from guideopt.model.validation import WrittenBool, close_match, schema_problems, show
+from guideopt.model.workload import Lengths
 
 __all__ = ["FORMATS", "ConstraintsFileError", "LoadedFile", "json_schema", "load", "load_request", "loads", "parse_path", "render_path"]
 
@@ -184,7 +186,25 @@ def _loads(text: str, fmt: str, name: str, base: Path, catalog: Catalog | None) 
     assert request is not None
     if resolved_model and resolved_model != request.model:
         request = request.model_copy(update={"model": resolved_model})
+    request = _read_trace_lengths(request, data, name, base, locator)
     return LoadedFile(path=name, fmt=fmt, request=request, locator=locator)
+
+
+def _read_trace_lengths(request: PlanRequest, data: dict[str, Any], name: str, base: Path, locator: Locator) -> PlanRequest:
+    """A trace named by ``workload.lengths`` (relative to the file's folder) read into buckets,
+    through the same reader as ``--lengths``; its errors keep the file's ``FILE:LINE: key``."""
+    spec = request.workload.length_spec
+    if spec is None or spec.file is None:
+        return request
+    written = _value_at(data, ("workload", "lengths"))
+    key: KeyPath = ("workload", "lengths", "file") if isinstance(written, dict) else ("workload", "lengths")
+    trace = Path(spec.file).expanduser()
+    try:
+        lengths = Lengths.model_validate(trace_length_buckets(trace if trace.is_absolute() else base / trace))
+    except InvalidRequestError as exc:
+        raise ConstraintsFileError(name, locator.line(key), render_path(key), str(exc).removeprefix("lengths: ")) from None
+    workload = request.workload.model_copy(update={"lengths": lengths})
+    return request.model_copy(update={"workload": workload})
 
 
 def _value_at(data: Any, path: KeyPath) -> Any:

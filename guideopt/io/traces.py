@@ -125,3 +125,14 @@ def _positive_int(p: Path, line_no: int, col: str, value: object) -> int:
     if not np.isfinite(number) or number < 1 or number != int(number):
         raise InvalidRequestError(f"{p}:{line_no}: {col}: {value!r} must be a whole number >= 1")
     return int(number)
+
+
+def trace_length_buckets(path: str | Path) -> dict[str, list[dict[str, int]]]:
+    """A trace's lengths as weighted ``buckets`` (one per distinct pair, weight = its count).
+
+    The planner prices a stream from a length table, so a trace named by ``--lengths`` or by
+    ``workload.lengths`` in a constraints file is read here into the same ``Lengths`` form.
+    """
+    trace = read_trace(path)
+    pairs, counts = np.unique(np.stack([trace.input_len, trace.output_len], axis=1), axis=0, return_counts=True)
+    return {"buckets": [{"input_len": int(i), "output_len": int(o), "weight": int(c)} for (i, o), c in zip(pairs, counts)]}
