@@ -67,6 +67,8 @@ def test_solve_with_trace_matches_plan_lengths(tmp_path: Path) -> None:
         ("nope.csv", TRACE, ":4: workload.lengths: file {sub}/nope.csv does not exist"),
         ("{file: t.csv}", "", ":4: workload.lengths.file: {sub}/t.csv is empty"),
         ("t.csv", "input_len\n5\n", ":4: workload.lengths: {sub}/t.csv:1: missing column output_len"),
+        ("sharegtp", TRACE, ":4: workload.lengths: unknown length mix or file 'sharegtp' (did you mean 'sharegpt'?"),
+        ("{mix: sharegtp}", TRACE, ":4: workload.lengths.mix: unknown length mix or file 'sharegtp'"),
     ],
 )
 def test_trace_errors_are_one_line_at_the_key(tmp_path: Path, lengths: str, trace: str, expected: str) -> None:

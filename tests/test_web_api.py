@@ -81,7 +81,7 @@ def test_catalog_lists_the_bundled_ids(client: TestClient) -> None:
     assert data["precisions"] == ["fp16", "bf16", "fp8", "int8", "int4"]
     assert data["objectives"]["throughput"] == ["throughput", "latency", "cost"]
     assert data["objectives"]["cost"] == ["cost", "throughput", "latency"]
-    assert {p["id"] for p in data["presets"]} == {"chat", "offline", "small-70b"}
+    assert {p["id"] for p in data["presets"]} == {"chat", "chat-stream", "offline", "small-70b"}
     assert set(data["features"]) == {"launch", "pareto"}
 
 

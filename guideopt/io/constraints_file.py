@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from guideopt.catalog import Catalog, load_catalog
+from guideopt.catalog import Catalog, load_catalog, load_length_mix
 from guideopt.errors import CatalogError, InvalidRequestError
 from guideopt.io.constraints_parse import PARSERS, ConstraintsFileError, Locator, booleans_as_text, non_finite, syntax_error
 from guideopt.io.constraints_schema import json_schema
@@ -186,22 +186,26 @@ def _loads(text: str, fmt: str, name: str, base: Path, catalog: Catalog | None) 
     assert request is not None
     if resolved_model and resolved_model != request.model:
         request = request.model_copy(update={"model": resolved_model})
-    request = _read_trace_lengths(request, data, name, base, locator)
+    request = _read_lengths(request, data, name, base, locator)
     return LoadedFile(path=name, fmt=fmt, request=request, locator=locator)
 
 
-def _read_trace_lengths(request: PlanRequest, data: dict[str, Any], name: str, base: Path, locator: Locator) -> PlanRequest:
-    """A trace named by ``workload.lengths`` (relative to the file's folder) read into buckets,
-    through the same reader as ``--lengths``; its errors keep the file's ``FILE:LINE: key``."""
+def _read_lengths(request: PlanRequest, data: dict[str, Any], name: str, base: Path, locator: Locator) -> PlanRequest:
+    """``workload.lengths`` checked where it is written: a mix id against the catalog's mixes,
+    and a trace (relative to the file's folder) read into buckets by the ``--lengths`` reader."""
     spec = request.workload.length_spec
-    if spec is None or spec.file is None:
+    if spec is None or (spec.file is None and spec.mix is None):
         return request
     written = _value_at(data, ("workload", "lengths"))
-    key: KeyPath = ("workload", "lengths", "file") if isinstance(written, dict) else ("workload", "lengths")
-    trace = Path(spec.file).expanduser()
+    field = "file" if spec.file is not None else "mix"
+    key: KeyPath = ("workload", "lengths", field) if isinstance(written, dict) else ("workload", "lengths")
     try:
+        if spec.mix is not None:
+            load_length_mix(spec.mix)
+            return request
+        trace = Path(str(spec.file)).expanduser()
         lengths = Lengths.model_validate(trace_length_buckets(trace if trace.is_absolute() else base / trace))
-    except InvalidRequestError as exc:
+    except (InvalidRequestError, CatalogError) as exc:
         raise ConstraintsFileError(name, locator.line(key), render_path(key), str(exc).removeprefix("lengths: ")) from None
     workload = request.workload.model_copy(update={"lengths": lengths})
     return request.model_copy(update={"workload": workload})

@@ -5,7 +5,8 @@ structure as a constraints file):
 
 * ``GET /`` — the page (``static/index.html`` + ``static/app.js``).
 * ``GET /api/catalog`` — model, GPU and framework ids with a few fields, the precisions,
-  the objective orders, the presets, and which optional features are installed.
+  the bundled length mixes (for request streams), the objective orders, the presets, and
+  which optional features are installed.
 * ``POST /api/plan`` — the plan, exactly as ``guideopt plan --json`` prints it (200).
   A request the planner accepts but cannot satisfy is also 200, with ``status:
   "infeasible"``, ``explanation`` and ``conflicts`` (the key paths in conflict), as in
@@ -41,7 +42,7 @@ from typing import Any
 import yaml
 
 from guideopt import api
-from guideopt.catalog import Catalog, load_catalog
+from guideopt.catalog import Catalog, length_mix_ids, load_catalog, load_length_mix
 from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning, NoFeasiblePlanError
 from guideopt.io.constraints_file import ConstraintsFileError, loads
 from guideopt.model.dtype import Dtype
@@ -201,6 +202,7 @@ def catalog_json(cat: Catalog | None = None) -> dict[str, Any]:
             for f in sorted(cat.frameworks.values(), key=lambda f: f.id)
         ],
         "precisions": [d.value for d in Dtype],
+        "length_mixes": [{"id": mix_id, "name": load_length_mix(mix_id).name} for mix_id in length_mix_ids()],
         "objectives": OBJECTIVE_ORDERS,
         "presets": PRESETS,
         "features": {"launch": launch_available(), "pareto": pareto_available()},

@@ -28,6 +28,21 @@ PRESETS: list[dict[str, Any]] = [
         },
     },
     {
+        "id": "chat-stream",
+        "label": "Chat service at a rate (8B, 10 req/s, ShareGPT lengths, P90 TTFT/TPOT)",
+        "request": {
+            "model": "meta-llama/Llama-3.1-8B",
+            "workload": {"rate_rps": 10, "lengths": "sharegpt"},
+            "budget": {"usd_per_hour": 20},
+            "gpus": {"l4": {}, "l40s": {}, "a100-sxm4-80gb": {}, "h100-sxm": {}},
+            "framework": "vllm",
+            "precision": ["bf16"],
+            "slo": {"ttft_ms": 800, "tpot_ms": 60, "percentile": 90},
+            "top": 3,
+            "time_limit_s": 30,  # the verifying simulations of four GPU types (examples/chat-stream-slo.yaml)
+        },
+    },
+    {
         "id": "offline",
         "label": "Offline batch (32B, long outputs, max throughput)",
         "request": {

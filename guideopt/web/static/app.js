@@ -106,10 +106,9 @@ function formToRequest() {
   if (Object.keys(slo).length) req.slo = slo;
 
   const orders = (state.catalog && state.catalog.objectives) || {};
-  req.objective = orders[$("objective").value] || [$("objective").value];
-  const top = numberField("top");
-  if (top !== undefined) req.top = top;
-  return req;
+  if ($("objective").value !== "default") req.objective = orders[$("objective").value] || [$("objective").value];
+  if (numberField("top") !== undefined) req.top = numberField("top");
+  return streamToRequest(req);
 }
 
 function setValue(id, value) { $(id).value = value === undefined || value === null ? "" : String(value); }
@@ -138,8 +137,8 @@ function fillForm(req) {
   setValue("pp", (par.pp || [1, 2, 4]).join(","));
   setValue("max-gpus", par.max_gpus);
   setValue("top", req.top || 3);
-  const lead = (req.objective || ["throughput"])[0];
-  setValue("objective", lead);
+  setValue("objective", req.objective ? req.objective[0] : "default");
+  fillStream(req);
 }
 
 // ------------------------------------------------------------------ errors
@@ -241,6 +240,7 @@ async function showPareto(req) {
 function clearResults() {
   $("plans").replaceChildren();
   $("memory").replaceChildren();
+  $("stream").replaceChildren();
   $("infeasible").hidden = true;
   $("infeasible").replaceChildren();
   $("pareto").hidden = true;
@@ -300,6 +300,7 @@ function showResult(result) {
   table.appendChild(body);
   $("plans").appendChild(table);
   showMemory(result);
+  showStream(result);
   $("download-launch").hidden = !state.features.launch;
 }
 
@@ -382,6 +383,7 @@ async function init() {
     prec.appendChild(el("span", { className: "check" })).append(box, el("label", { for: id }, " " + d));
   }
 
+  initStream(catalog);
   const preset = $("preset");
   for (const p of catalog.presets || []) preset.appendChild(el("option", { value: p.id }, p.label));
   preset.addEventListener("change", () => {
