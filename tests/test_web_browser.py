@@ -180,3 +180,68 @@ def test_preset_fills_the_form_and_plans_it(page: Any) -> None:
     page.click("#submit")
     shown = _shown_plans(page)
     assert shown == _expected(api.plan(preset["request"]).model_dump()["plans"])
+
+
+def _fill_stream(pg: Any) -> None:
+    """The request of tests/test_web_stream.py, typed into the form."""
+    pg.select_option("#model", "meta-llama/Llama-3.1-8B")
+    pg.fill("#budget", "20")
+    pg.select_option("#workload-kind", "stream")
+    pg.fill("#rate", "5")
+    pg.select_option("#lengths", "sharegpt")
+    pg.select_option("#gpus", ["l4", "l40s"])
+    pg.fill("#ttft", "800")
+    pg.fill("#tpot", "60")
+    pg.select_option("#percentile", "90")
+    pg.click("#expert summary")
+    pg.fill("#top", "2")
+    pg.fill("#time-limit", "60")
+
+
+def test_stream_request_shows_the_cli_plans_and_percentiles(page: Any, tmp_path: Path) -> None:
+    from test_web_stream import STREAM_PLAN_ARGS
+
+    assert page.is_hidden("#stream-fields") and page.is_visible("#batch")
+    _fill_stream(page)
+    assert page.is_visible("#rate") and page.is_hidden("#batch") and page.is_hidden("#input-len")
+    page.click("#submit")
+    shown = _shown_plans(page)
+    cli = CliRunner().invoke(main, STREAM_PLAN_ARGS)
+    assert cli.exit_code == 0, cli.output
+    plans = json.loads(cli.stdout)["plans"]
+    assert shown == _expected(plans) and len(shown) >= 1
+    rows = page.eval_on_selector_all(
+        "#stream-table tbody tr", "rows => rows.map(r => [r.dataset.rank, r.querySelector('.ttft-p90').textContent])"
+    )
+    group = plans[0]["groups"][0]["stream"]
+    p90 = [group["analytic"]["ttft_ms"]["p90"], group["simulated"]["ttft_ms"]["p90"]]
+    assert len(rows) == len(shown) and rows[0][0] == "1"
+    assert [float(x) for x in rows[0][1].split(" / ")] == pytest.approx(p90, rel=0.01)
+    assert "Verification rounds" in page.inner_text("#stream-note")
+    with page.expect_download() as info:
+        page.click("#download-constraints")
+    path = tmp_path / "guideopt-constraints.yaml"
+    info.value.save_as(path)
+    solved = CliRunner().invoke(main, ["solve", str(path), "--json"])
+    assert solved.exit_code == 0, solved.output
+    assert _expected(json.loads(solved.stdout)["plans"]) == shown
+
+
+def test_stream_preset_fills_the_stream_fields(page: Any) -> None:
+    preset = next(p for p in PRESETS if p["id"] == "chat-stream")["request"]
+    page.select_option("#preset", "chat-stream")
+    assert page.input_value("#workload-kind") == "stream" and page.is_visible("#rate")
+    assert page.input_value("#rate") == str(preset["workload"]["rate_rps"])
+    assert page.input_value("#lengths") == preset["workload"]["lengths"]
+    assert page.input_value("#percentile") == str(preset["slo"]["percentile"])
+    assert page.input_value("#objective") == "default"
+    request = page.evaluate("formToRequest()")
+    assert load_request_dict(request) == load_request_dict(preset)
+    page.select_option("#preset", "chat")  # back to an offline preset: the stream fields hide
+    assert page.input_value("#workload-kind") == "offline" and page.is_hidden("#stream-fields")
+
+
+def load_request_dict(data: dict[str, Any]) -> dict[str, Any]:
+    from guideopt.web.app import parse_request
+
+    return parse_request(data).model_dump(mode="json")

@@ -103,13 +103,13 @@ function showStream(result) {
   box.appendChild(el("h2", {}, "Request stream: percentiles, analytic / simulated"));
   const rounds = result.verification_rounds;
   box.appendChild(el("p", { className: "help", id: "stream-note" },
-    "Each cell is the analytic prediction / the discrete-event simulation (ms)."
+    "TTFT and TPOT cells: the analytic prediction / the discrete-event simulation, in ms."
     + (rounds ? " Verification rounds: " + rounds + "." : "")));
   const table = el("table", { id: "stream-table" });
   const head = el("tr");
-  const labels = ["Rank", "GPU", "Req/s per replica", "Sustains within SLOs", "Running cap"]
-    .concat(STREAM_PERCENTILES.map((p) => "TTFT " + p.toUpperCase()), STREAM_PERCENTILES.map((p) => "TPOT " + p.toUpperCase()), ["Simulation meets SLO"]);
-  for (const label of labels) head.appendChild(el("th", { scope: "col" }, label));
+  const labels = ["Rank", "GPU", "Req/s a replica", "Sustains in SLOs", "Running cap"]
+    .concat(STREAM_PERCENTILES.map((p) => "TTFT " + p.toUpperCase()), STREAM_PERCENTILES.map((p) => "TPOT " + p.toUpperCase()), ["Sim. meets SLOs"]);
+  labels.forEach((label, i) => head.appendChild(el("th", { scope: "col", className: i === 1 ? "gpu" : "" }, label)));
   table.appendChild(el("thead")).appendChild(head);
   const body = el("tbody");
   for (const plan of plans) {
