@@ -30,7 +30,6 @@ from guideopt.catalog import Catalog, load_catalog, load_length_mix
 from guideopt.errors import CatalogError, InvalidRequestError
 from guideopt.io.constraints_parse import PARSERS, ConstraintsFileError, Locator, booleans_as_text, non_finite, syntax_error
 from guideopt.io.constraints_schema import json_schema
-from guideopt.io.traces import trace_length_buckets
 from guideopt.model.keypath import KeyPath, Segment, parse_path, render_path
 from guideopt.model.limits import MAX_CONSTRAINTS_FILE_BYTES
 from guideopt.model.request import PlanRequest
@@ -203,6 +202,8 @@ def _read_lengths(request: PlanRequest, data: dict[str, Any], name: str, base: P
         if spec.mix is not None:
             load_length_mix(spec.mix)
             return request
+        from guideopt.io.traces import trace_length_buckets  # numpy: only when a file names a trace (fast `schema`)
+
         trace = Path(str(spec.file)).expanduser()
         lengths = Lengths.model_validate(trace_length_buckets(trace if trace.is_absolute() else base / trace))
     except (InvalidRequestError, CatalogError) as exc:
