@@ -9,7 +9,8 @@
 * A metric per length bucket is ``μ + σ·Z + W`` (Z standard normal, W the wait: zero with
   probability 1 − π, else exponential with mean θ); its CDF is closed-form (normal plus
   exponentially-modified Gaussian) and percentiles of the mixture over buckets are found
-  by bisection, vectorised over options.
+  by bisection, vectorised over options; a bound alone is tested with one CDF evaluation
+  (P(X ≤ bound) ≥ p), which is all the solver's SLO search needs.
 """
 
 from __future__ import annotations
@@ -86,24 +87,22 @@ def mixture_cdf(x, mu, sigma, wait: Wait, weight) -> np.ndarray:
     return (_cdf(x, mu, sigma, wait) * weight).sum(axis=-1)
 
 
-def collapse_buckets(mu, sigma, wait: Wait, weight) -> tuple[np.ndarray, np.ndarray, Wait, np.ndarray]:
-    """Merge buckets whose distribution is the same for every option (TTFT depends on the
-    prompt only, TPOT on the output only), adding their weights: same mixture, fewer terms."""
-    parts = np.broadcast_arrays(mu, sigma, wait.p_wait, wait.theta_s)
-    n, b = parts[0].shape
-    keys = np.concatenate(parts, axis=0).T  # one row per bucket
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    if unique.shape[0] == b:
+def merge_buckets(mu, sigma, wait: Wait, weight, keys) -> tuple[np.ndarray, np.ndarray, Wait, np.ndarray]:
+    """Merge the buckets whose rows of ``keys`` (buckets, k) are equal, adding their weights.
+
+    The caller vouches that such buckets have the same distribution for every option (TTFT
+    depends on the prompt only, TPOT on the output only), so the mixture is unchanged; this
+    compares a few lengths per bucket instead of every option's values (``collapse_buckets``)."""
+    _, first, inverse = np.unique(np.asarray(keys), axis=0, return_index=True, return_inverse=True)
+    if first.size == np.shape(keys)[0]:
         return mu, sigma, wait, weight
-    w = np.bincount(inverse.ravel(), weights=np.broadcast_to(weight, (b,)), minlength=unique.shape[0])
-    cols = [unique[:, i * n : (i + 1) * n].T for i in range(4)]
-    return cols[0], cols[1], Wait(cols[2], cols[3]), w
+    w = np.bincount(inverse.ravel(), weights=np.asarray(weight, dtype=float), minlength=first.size)
+    wait = Wait(*(np.broadcast_to(a, np.shape(mu))[..., first] for a in (wait.p_wait, wait.theta_s)))
+    return np.asarray(mu)[..., first], np.broadcast_to(sigma, np.shape(mu))[..., first], wait, w
 
 
 def mixture_quantiles(mu, sigma, wait: Wait, weight, percentiles: tuple[float, ...]) -> dict[float, np.ndarray]:
     """Percentiles of the mixture over buckets, per option, by bisection."""
-    if np.ndim(weight) == 1:
-        mu, sigma, wait, weight = collapse_buckets(mu, sigma, wait, weight)
     s = np.maximum(sigma, MIN_SIGMA_S)
     lo = (mu - 10 * s).min(axis=-1)
     hi = (mu + 10 * s + 50 * np.where(wait.p_wait > 0, wait.theta_s, 0.0)).max(axis=-1)

@@ -28,7 +28,7 @@ import numpy as np
 
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
 from guideopt.costs.lengths import LengthTable
-from guideopt.costs.queueing import Wait, combine, kingman_wait, mixture_mean, mixture_quantiles, slot_wait
+from guideopt.costs.queueing import Wait, combine, kingman_wait, merge_buckets, mixture_cdf, mixture_mean, mixture_quantiles, slot_wait
 from guideopt.costs.step import StepConfig, mixed_step_s
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import REPORTED_PERCENTILES
@@ -96,8 +96,20 @@ class Steady:
 
 @dataclass(frozen=True)
 class Dist:
+    """A metric's mixture over length buckets (ms): its mean, the percentiles asked for, and
+    the mixture itself so that a bound can be tested with one CDF evaluation."""
+
     mean: np.ndarray
     percentiles: dict[float, np.ndarray]
+    parts: tuple[np.ndarray, np.ndarray, Wait, np.ndarray]  # μ, σ, wait (s), bucket weights
+
+    def within(self, pct: float, bound_ms: float) -> np.ndarray:
+        """Per option, whether the ``pct`` percentile is at most ``bound_ms``: P(X ≤ bound) ≥ pct/100."""
+        if pct in self.percentiles:
+            return self.percentiles[pct] <= bound_ms
+        mu, sd, wait, weight = self.parts
+        x = np.full(mu.shape[:-1] + (1,), bound_ms / MS_PER_S)
+        return mixture_cdf(x, mu, sd, wait, weight) >= pct / 100.0
 
 
 @dataclass(frozen=True)
@@ -264,18 +276,19 @@ def stream_metrics(
     tpot_w = tpot_w / max(tpot_w.sum(), MIN_SHARE)
     queue_wait = Wait(_col(slot.p_wait) + 0 * tau_pass, _col(slot.theta_s) + 0 * tau_pass)
 
-    def dist(mu, sd, wait, weight) -> Dist:
-        sd = sd + 0 * mu
+    def dist(mu, sd, wait, weight, keys) -> Dist:
+        # buckets alike in ``keys`` (the lengths the metric depends on) share one distribution
+        mu, sd, wait, weight = merge_buckets(mu, sd + 0 * mu, wait, weight, keys)
         q = mixture_quantiles(mu, sd, wait, weight, percentiles)
-        return Dist(mixture_mean(mu, wait, weight) * MS_PER_S, {p: v * MS_PER_S for p, v in q.items()})
+        return Dist(mixture_mean(mu, wait, weight) * MS_PER_S, {p: v * MS_PER_S for p, v in q.items()}, (mu, sd, wait, weight))
 
     running = lam * st.residence_s
     kv_use = np.minimum(running, st.slots) * kv_tokens_per_request(lengths, np.asarray(opts.reserve_kv)) / np.maximum(opts.kv_tokens, 1.0)
     return StreamMetrics(
-        ttft_ms=dist(ttft_mu, boundary_sd, waits, w),
-        tpot_ms=dist(tpot_mu, tpot_sd, zero, tpot_w),
-        e2e_ms=dist(e2e_mu, e2e_sd, waits, w),
-        queue_ms=dist(boundary_mean + 0 * tau_pass, boundary_sd, queue_wait, w),
+        ttft_ms=dist(ttft_mu, boundary_sd, waits, w, inp[:, None]),
+        tpot_ms=dist(tpot_mu, tpot_sd, zero, tpot_w, out[:, None]),
+        e2e_ms=dist(e2e_mu, e2e_sd, waits, w, np.stack([inp, out], axis=1)),
+        queue_ms=dist(boundary_mean + 0 * tau_pass, boundary_sd, queue_wait, w, np.zeros((inp.size, 1))),
         rate_rps=lam,
         output_throughput_tok_s=lam * float(w @ out),
         running=running,
