@@ -242,11 +242,17 @@ def slo_rates(
     sub = opts.take(usable)
     stable, top = stable_rates(arch, sub, lengths, bound[usable])
     lo, hi = np.minimum(top * IDLE_SHARE, stable), top
+    tested = np.zeros(lo.size, dtype=bool)  # lo is a rate that passed ok_at
     for _ in range(SLO_LOAD_BISECTIONS):
         mid = (lo + hi) / 2.0
         ok = ok_at(sub, mid)
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    out[usable] = np.where(ok_at(sub, lo), lo, 0.0)
+        lo, hi, tested = np.where(ok, mid, lo), np.where(ok, hi, mid), tested | ok
+    # only a bracket floor never moved up still needs its own check
+    untested = np.nonzero(~tested)[0]
+    keep = np.ones(lo.size, dtype=bool)
+    if untested.size:
+        keep[untested] = ok_at(sub.take(untested), lo[untested])
+    out[usable] = np.where(keep, lo, 0.0)
     return out
 
 
