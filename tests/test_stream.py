@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from guideopt.catalog import load_length_mix
 from guideopt.costs.lengths import bucket_lengths, fixed_lengths, mix_lengths
-from guideopt.costs.queueing import Wait, erlang_c, kingman_wait, mixture_quantiles, slot_wait
+from guideopt.costs.queueing import Wait, erlang_c, kingman_wait, merge_buckets, mixture_cdf, mixture_quantiles, slot_wait
 from guideopt.costs.stream import stream_metrics, sustainable_rate
 from guideopt.model.workload import LengthBucket
 from tests.stream_helpers import config
@@ -104,3 +104,41 @@ def test_mixture_quantiles_match_sampling():
     x = mu[0, b] + sd[0, b] * rng.standard_normal(n) + np.where(rng.random(n) < 0.3, rng.exponential(2.0, n), 0.0)
     for p in (50.0, 90.0, 99.0):
         assert q[p][0] == pytest.approx(np.percentile(x, p), rel=0.02)
+
+
+@pytest.fixture(scope="module")
+def sharegpt_pair(conf):
+    """The same option and rate under sharegpt lengths, with and without percentile values."""
+    lengths = mix_lengths(load_length_mix("sharegpt"))
+    rate = np.array([0.6 * float(sustainable_rate(conf.arch, conf.options, lengths)[0])])
+    with_values = stream_metrics(conf.arch, conf.options, lengths, rate, percentiles=PCTS)
+    bare = stream_metrics(conf.arch, conf.options, lengths, rate, percentiles=())
+    return with_values, bare
+
+
+@given(metric=st.sampled_from(["ttft_ms", "tpot_ms", "e2e_ms", "queue_ms"]), p=st.sampled_from(PCTS), scale=st.floats(0.5, 2.0))
+def test_a_bound_tested_by_its_cdf_agrees_with_the_percentile(sharegpt_pair, metric, p, scale):
+    with_values, bare = sharegpt_pair
+    value = float(with_values.dist(metric).percentiles[p][0])
+    bound = value * scale
+    if abs(scale - 1.0) < 1e-6:  # within the bisection's resolution either answer is right
+        return
+    assert not bare.dist(metric).percentiles  # nothing was bisected
+    assert bool(bare.dist(metric).within(p, bound)[0]) == (value <= bound)
+    assert bool(with_values.dist(metric).within(p, bound)[0]) == (value <= bound)
+
+
+def test_merging_buckets_by_length_keeps_the_mixture():
+    rng = np.random.default_rng(1)
+    keys = np.array([[3.0], [1.0], [3.0], [2.0], [1.0]])
+    base = {1.0: (1.0, 0.1, 0.2, 0.5), 2.0: (2.0, 0.3, 0.0, 0.0), 3.0: (4.0, 0.2, 0.5, 1.5)}
+    cols = np.array([[base[k][i] + 0.01 * o for k in keys[:, 0]] for o in range(3) for i in range(4)]).reshape(3, 4, 5)
+    mu, sd, pw, th = (cols[:, i, :] for i in range(4))
+    weight = rng.random(5)
+    weight /= weight.sum()
+    mu2, sd2, wait2, w2 = merge_buckets(mu, sd, Wait(pw, th), weight, keys)
+    assert mu2.shape == (3, 3) and w2.sum() == pytest.approx(1.0)
+    x = np.linspace(0.0, 8.0, 33)[None, :, None]
+    full = mixture_cdf(x.repeat(3, 0), mu[:, None], sd[:, None], Wait(pw[:, None], th[:, None]), weight)
+    merged = mixture_cdf(x.repeat(3, 0), mu2[:, None], sd2[:, None], Wait(wait2.p_wait[:, None], wait2.theta_s[:, None]), w2)
+    np.testing.assert_allclose(merged, full, rtol=1e-12, atol=1e-15)
