@@ -219,9 +219,13 @@ def stream_metrics(
     rate_rps: np.ndarray,
     *,
     burstiness: float = 1.0,
-    percentiles: tuple[float, ...] = REPORTED_PERCENTILES,
+    percentiles: tuple[float, ...] | dict[str, tuple[float, ...]] = REPORTED_PERCENTILES,
 ) -> StreamMetrics:
-    """Per-request metric distributions at ``rate_rps`` requests/s per replica (shape (options,))."""
+    """Per-request metric distributions at ``rate_rps`` requests/s per replica (shape (options,)).
+
+    ``percentiles``: the percentile values to compute, for every metric or per metric name
+    (``{"ttft_ms": (90.0, 99.0)}``; a metric left out gets none, its bounds still testable
+    with ``Dist.within``)."""
     lam = np.asarray(rate_rps, dtype=float)
     st = steady_state(arch, opts, lengths, lam)
     ca2 = burstiness**2
@@ -276,19 +280,20 @@ def stream_metrics(
     tpot_w = tpot_w / max(tpot_w.sum(), MIN_SHARE)
     queue_wait = Wait(_col(slot.p_wait) + 0 * tau_pass, _col(slot.theta_s) + 0 * tau_pass)
 
-    def dist(mu, sd, wait, weight, keys) -> Dist:
+    def dist(metric, mu, sd, wait, weight, keys) -> Dist:
         # buckets alike in ``keys`` (the lengths the metric depends on) share one distribution
         mu, sd, wait, weight = merge_buckets(mu, sd + 0 * mu, wait, weight, keys)
-        q = mixture_quantiles(mu, sd, wait, weight, percentiles)
+        pcts = percentiles.get(metric, ()) if isinstance(percentiles, dict) else percentiles
+        q = mixture_quantiles(mu, sd, wait, weight, pcts)
         return Dist(mixture_mean(mu, wait, weight) * MS_PER_S, {p: v * MS_PER_S for p, v in q.items()}, (mu, sd, wait, weight))
 
     running = lam * st.residence_s
     kv_use = np.minimum(running, st.slots) * kv_tokens_per_request(lengths, np.asarray(opts.reserve_kv)) / np.maximum(opts.kv_tokens, 1.0)
     return StreamMetrics(
-        ttft_ms=dist(ttft_mu, boundary_sd, waits, w, inp[:, None]),
-        tpot_ms=dist(tpot_mu, tpot_sd, zero, tpot_w, out[:, None]),
-        e2e_ms=dist(e2e_mu, e2e_sd, waits, w, np.stack([inp, out], axis=1)),
-        queue_ms=dist(boundary_mean + 0 * tau_pass, boundary_sd, queue_wait, w, np.zeros((inp.size, 1))),
+        ttft_ms=dist("ttft_ms", ttft_mu, boundary_sd, waits, w, inp[:, None]),
+        tpot_ms=dist("tpot_ms", tpot_mu, tpot_sd, zero, tpot_w, out[:, None]),
+        e2e_ms=dist("e2e_ms", e2e_mu, e2e_sd, waits, w, np.stack([inp, out], axis=1)),
+        queue_ms=dist("queue_ms", boundary_mean + 0 * tau_pass, boundary_sd, queue_wait, w, np.zeros((inp.size, 1))),
         rate_rps=lam,
         output_throughput_tok_s=lam * float(w @ out),
         running=running,

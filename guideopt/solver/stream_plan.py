@@ -60,7 +60,11 @@ def with_operating_point(req: PlanRequest, space: StreamSpace, c: Candidates) ->
     rate = per_replica_rate(space, c.ref, total, c.replicas, wl.burstiness)
     bounds = stream_slo_bounds(req)
     pct = req.slo.percentile
-    pcts = tuple(sorted({pct} | {p for _, p, _ in bounds}))
+    # per metric only the percentiles used: the ranking's and that metric's bounds
+    pcts = {
+        metric: tuple(sorted({pct} | {p for m, p, _ in bounds if m == metric}))
+        for metric in {"ttft_ms", "tpot_ms", "e2e_ms"} | {m for m, _, _ in bounds}
+    }
     m = stream_metrics(
         space.arch, space.options.take(c.ref), space.lengths, np.maximum(rate, 1e-12), burstiness=wl.burstiness, percentiles=pcts
     )
