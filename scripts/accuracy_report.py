@@ -27,6 +27,7 @@ from guideopt.calibration.accuracy import leave_one_family_out, leave_one_source
 from guideopt.calibration.aggregate import cases_by, per_metric, report_markdown, stats  # noqa: E402
 from guideopt.calibration.intervals_fit import bands, coverage  # noqa: E402
 from guideopt.calibration.mapping import cases_from_file  # noqa: E402
+from guideopt.calibration.serving import serving_errors, serving_markdown  # noqa: E402
 from guideopt.calibration.validate import validate  # noqa: E402
 from guideopt.catalog import load_catalog  # noqa: E402
 from guideopt.model.calibration import Calibration  # noqa: E402
@@ -99,6 +100,9 @@ def _targets(report, family, engine) -> str:
                     f"| latency, {name} {group} (static TTFT/TPOT/batch, serving TPOT) | {s.count} | {s.median_ape:.1%} | 25% | {'yes' if s.median_ape <= 0.25 else 'no'} |"
                 )
     return "\n".join(lines)
+
+
+SERVING_CONFIGS = 30  # closed-loop configurations sampled for the stream table (as docs/serving-model.md)
 
 
 def main() -> None:
@@ -194,6 +198,13 @@ About 80 % is the target.
 {cover_table}
 
 {body}
+
+## Request streams (open-loop rates and closed-loop clients)
+
+The analytic stream model and the simulator (`docs/serving-model.md`) against the serving rows
+with a known rate or concurrency; the same table as `guideopt validate FILE --serving`.
+
+{serving_markdown(serving_errors(str(args.data), SERVING_CONFIGS))}
 
 ## Fitted calibration, full breakdown
 

@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "analyses": BASE | {"model", "catalog", "costs", "simulator", "solver", "analyses"},
     "api": BASE | {"model", "catalog", "costs", "simulator", "solver", "analyses"},
     "io": BASE | {"model", "catalog", "costs", "simulator", "solver", "analyses", "api", "io"},
-    "calibration": BASE | {"model", "catalog", "costs", "analyses", "api", "io", "calibration"},
+    "calibration": BASE | {"model", "catalog", "costs", "simulator", "analyses", "api", "io", "calibration"},
     "web": BASE | {"model", "catalog", "simulator", "analyses", "api", "io", "web"},
     "commands": BASE | {"model", "catalog", "simulator", "analyses", "api", "io", "calibration", "web", "commands"},
     "cli": {"commands"},
