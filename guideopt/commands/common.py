@@ -20,6 +20,7 @@ from guideopt.errors import GuideoptError, GuideoptWarning, InvalidRequestError,
 from guideopt.io.constraints_parse import ConstraintsFileError
 from guideopt.io.render import plan_text
 from guideopt.model.keypath import leading_key
+from guideopt.model.plan import infeasible_json
 from guideopt.model.request import DEFAULT_OBJECTIVE, DEFAULT_TOP
 from guideopt.model.validation import display_name
 
@@ -88,18 +89,6 @@ def flag_message(exc: GuideoptError, names: Mapping[str, str] | None = FLAG_NAME
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=float))
-
-
-def infeasible_json(objective: list[str], explanation: str, conflicts: list[str], solve_time_s: float = 0.0) -> dict[str, Any]:
-    """The contract's JSON for a request with no feasible plan (one builder for every command)."""
-    return {
-        "status": "infeasible",
-        "objective": objective,
-        "solve_time_s": solve_time_s,
-        "plans": [],
-        "explanation": explanation,
-        "conflicts": conflicts,
-    }
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
@@ -89,3 +91,15 @@ class PlanResult(_Out):
     optimality_gap: float | None = 0.0
     time_limit_reached: bool = False  # the request's time_limit_s cut the search
     verification_rounds: int | None = None  # streams: rank → simulate → cut rounds until the shown plans passed
+
+
+def infeasible_json(objective: list[str], explanation: str, conflicts: list[str], solve_time_s: float = 0.0) -> dict[str, Any]:
+    """The contract's JSON for a request with no feasible plan (one builder for the CLI and the web API)."""
+    return {
+        "status": "infeasible",
+        "objective": objective,
+        "solve_time_s": solve_time_s,
+        "plans": [],
+        "explanation": explanation,
+        "conflicts": conflicts,
+    }

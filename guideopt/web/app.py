@@ -47,7 +47,7 @@ from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning, NoFeas
 from guideopt.io.constraints_file import ConstraintsFileError, loads
 from guideopt.model.dtype import Dtype
 from guideopt.model.keypath import leading_key
-from guideopt.model.plan import PlanResult
+from guideopt.model.plan import PlanResult, infeasible_json
 from guideopt.model.request import PlanRequest
 from guideopt.web import worker
 from guideopt.web.middleware import INTERNAL_ERROR, CatchAll
@@ -138,14 +138,8 @@ def solve(request: PlanRequest) -> dict[str, Any]:
         try:
             out: dict[str, Any] = api.plan(request).model_dump()
         except NoFeasiblePlanError as exc:
-            out = {
-                "status": "infeasible",
-                "objective": [t.value for t in request.objective],
-                "solve_time_s": round(time.perf_counter() - start, 6),
-                "plans": [],
-                "explanation": str(exc),
-                "conflicts": list(exc.conflicts),
-            }
+            objective = [t.value for t in request.objective]
+            out = infeasible_json(objective, str(exc), list(exc.conflicts), round(time.perf_counter() - start, 6))
         except GuideoptError as exc:
             raise FieldError(*_leading_field(exc)) from None
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, GuideoptWarning)))
