@@ -14,10 +14,10 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning
 from guideopt.model.calibration import Calibration
@@ -214,24 +214,25 @@ def _load_frameworks(root: Path) -> dict[str, Framework]:
     return out
 
 
-def _load_calibration(root: Path) -> Calibration:
-    path = root / "calibration.yaml"
+_Schema = TypeVar("_Schema", bound=BaseModel)
+
+
+def _load_file(path: Path, schema: type[_Schema], missing_hint: str = "") -> _Schema:
+    """One catalog file validated against its schema; a bad or missing file is one CatalogError."""
     try:
-        return Calibration.model_validate(_read_yaml(path))
+        return schema.model_validate(_read_yaml(path))
     except ValidationError as exc:
         raise CatalogError(_validation_message(path, exc)) from None
     except FileNotFoundError:
-        raise CatalogError(f"{path} is missing (run scripts/fit_calibration.py)") from None
+        raise CatalogError(f"{path} is missing{missing_hint}") from None
+
+
+def _load_calibration(root: Path) -> Calibration:
+    return _load_file(root / "calibration.yaml", Calibration, " (run scripts/fit_calibration.py)")
 
 
 def _load_links(root: Path) -> Links:
-    path = root / "links.yaml"
-    try:
-        return Links.model_validate(_read_yaml(path))
-    except ValidationError as exc:
-        raise CatalogError(_validation_message(path, exc)) from None
-    except FileNotFoundError:
-        raise CatalogError(f"{path} is missing") from None
+    return _load_file(root / "links.yaml", Links)
 
 
 def _check_calibration_ids(root: Path, gpus: dict[str, Gpu], frameworks: dict[str, Framework], calibration: Calibration) -> None:
