@@ -320,13 +320,6 @@ def check_context(model_id: str, context_tokens: int, input_len: int, output_len
     )
 
 
-def check_finite(value: float, field: str) -> float:
-    """A number that must be finite (``inf``, ``nan``) is refused naming ``field``."""
-    if not math.isfinite(value):
-        raise InvalidRequestError(f"must be a finite number, got {value!r} (give a number such as 20)", field=field)
-    return value
-
-
 def check_csv_header(fields: Sequence[str], required: Sequence[str], where: str) -> None:
     """A CSV header names each column once and has the required ones (a column given twice
     would silently overwrite the other; a BOM must have been decoded away, as utf-8-sig does)."""

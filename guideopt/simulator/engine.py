@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from guideopt.costs.step import prefill_pairs
 from guideopt.errors import InvalidRequestError
 from guideopt.simulator.policy import KvPolicy
 from guideopt.simulator.table import StepTable
@@ -257,7 +258,7 @@ def _prompt_chunks(st: _State, pf: np.ndarray, decodes: int) -> tuple[np.ndarray
         c = int(left[0]) if not spec.chunked else min(int(left[0]), max(room, 0))
         if c <= 0:
             return pf[:0], pf[:0], 0.0
-        return pf, np.array([c]), c * (int(done[0]) + (c + 1) / 2.0)
+        return pf, np.array([c]), c * (int(done[0]) + (c + 1) / 2.0)  # prefill_pairs, scalar (hot path)
     if spec.chunked:
         chunk = np.minimum(np.maximum(room - (np.cumsum(left) - left), 0), left)
     else:
@@ -266,7 +267,7 @@ def _prompt_chunks(st: _State, pf: np.ndarray, decodes: int) -> tuple[np.ndarray
         chunk = np.where(fits, left, 0)
     busy = chunk > 0
     pf, chunk, done = pf[busy], chunk[busy], done[busy]
-    return pf, chunk, float((chunk * (done + (chunk + 1) / 2.0)).sum())
+    return pf, chunk, float(prefill_pairs(chunk, done).sum())
 
 
 def _decode_run(st: _State, run: np.ndarray, t: float, table: StepTable) -> tuple[float, int] | None:

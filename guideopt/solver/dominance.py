@@ -151,15 +151,8 @@ def _pareto_front_3d(values: np.ndarray) -> np.ndarray:
     return np.array(sorted(keep), dtype=int)
 
 
-# Rows compared at once in ``pareto_front`` (memory: block² + block·front comparisons).
+# Rows compared at once in ``_large_front`` (memory: block² + block·front comparisons).
 PARETO_BLOCK = 256
-
-
-def pareto_front(values: np.ndarray) -> np.ndarray:
-    """Indices (ascending) of rows of ``values`` (smaller is better in every column) not
-    dominated by another; identical rows keep the first. The lexicographic optimum of any
-    order of the columns lies on this front."""
-    return np.nonzero(skyline(np.zeros(values.shape[0], dtype=np.int64), values))[0]
 
 
 # Mixed-radix slots of the integer shape keys: each field's index must stay below its slot
