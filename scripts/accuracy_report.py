@@ -4,7 +4,7 @@
     python scripts/accuracy_report.py [--data ../shared/data/measured/e2e.csv] [--before FILE]
 
 Scores every comparable row of e2e.csv four ways: with the calibration shipped before this
-change (``--before``, default: main's catalogs/calibration.yaml), with the fitted one, leave
+change (``--before``, default: catalogs/calibration.yaml at BEFORE_REVISION, main before issue 11), with the fitted one, leave
 one source out (engine terms re-fitted without the scored source) and leave one GPU family
 out (device entries of the family removed, engine terms re-fitted without its rows), and
 breaks each metric down by GPU family, engine, batch band, TP and workload.
@@ -35,11 +35,18 @@ from guideopt.model.calibration import Calibration  # noqa: E402
 LATENCY = ("batch_latency_s", "tpot_ms", "ttft_ms")
 
 
+# The calibration scored as "before": main before issue 11's added physics (a fixed revision, so
+# that regenerating the report on a later main still compares against it).
+BEFORE_REVISION = "16575dd6e65349cfb366fec0d3c685bb0fbf138c"
+
+
 def _before(path: str | None, data: Path):
     text = (
         Path(path).read_text()
         if path
-        else subprocess.run(["git", "show", "main:catalogs/calibration.yaml"], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        else subprocess.run(
+            ["git", "show", f"{BEFORE_REVISION}:catalogs/calibration.yaml"], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout
     )
     cat = load_catalog()
     cat = with_calibration(cat, Calibration.model_validate(yaml.safe_load(text)))
@@ -109,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "measured" / "e2e.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy.md")
-    parser.add_argument("--before", default=None, help="calibration YAML to score as 'before' (default: main's)")
+    parser.add_argument("--before", default=None, help="calibration YAML to score as 'before' (default: BEFORE_REVISION's)")
     parser.add_argument("--reuse", type=Path, default=None, help="pickle of the four reports: read it if present, else write it")
     args = parser.parse_args()
     cat = load_catalog()
