@@ -148,3 +148,28 @@ def plan_or_none(req, catalog):
         return api.plan(req, catalog)
     except NoFeasiblePlanError:
         return None
+
+
+def model_cases(cat: Catalog, requests: list[dict[str, Any]], metrics: tuple[str, ...] = ("batch_latency_s", "ttft_ms", "tpot_ms")) -> list:
+    """Calibration cases whose 'measured' values are the model's own predictions under ``cat``
+    (to check that a fit recovers the terms they were generated with)."""
+    from guideopt import api
+    from guideopt.calibration.mapping import Case
+
+    cases = []
+    for i, req in enumerate(requests):
+        m = api.predict(req, cat).metrics
+        for metric in metrics:
+            label = str(req.get("framework", "vllm"))
+            cases.append(
+                Case(
+                    request=req,
+                    metric=metric,
+                    measured=getattr(m, metric),
+                    source="synthetic",
+                    source_locator="",
+                    line=i,
+                    framework_label=label,
+                )
+            )
+    return cases

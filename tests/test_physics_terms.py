@@ -7,14 +7,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import LLAMA2_7B, LLAMA3_8B, predict_request
+from conftest import LLAMA2_7B, LLAMA3_8B, model_cases, predict_request
 from hypothesis import given
 from hypothesis import strategies as st
 
 from guideopt import api
 from guideopt.calibration.fit_engines import TERMS, engine_key, fit_engine
 from guideopt.calibration.kernels import KernelRow
-from guideopt.calibration.mapping import Case
 from guideopt.calibration.rates import fit_mesh_busbw, fit_rates
 from guideopt.costs.comm import ring_allreduce_s
 from guideopt.costs.hardware import hardware_arrays
@@ -178,24 +177,9 @@ def test_engine_fit_recovers_known_terms_from_synthetic_rows(catalog):
     checked against the answer it must find)."""
     truth = {"decode_step_overhead_ms": 3.0, "per_seq_step_us": 40.0, "kernel_efficiency": 0.8, "prefill_step_overhead_ms": 5.0}
     true_cat = _with_vllm(catalog, per_token_step_us=0.0, allreduce_latency_us=None, allreduce_link=None, **truth)
-    cases = []
-    for i, (batch, inp, out) in enumerate(
-        [(1, 128, 128), (8, 512, 64), (32, 128, 256), (64, 1024, 32), (16, 2048, 16), (128, 64, 64), (4, 4000, 8)]
-    ):
-        req = predict_request(LLAMA2_7B, H100, framework="vllm", batch=batch, input_len=inp, output_len=out)
-        m = api.predict(req, true_cat).metrics
-        for metric in ("batch_latency_s", "ttft_ms", "tpot_ms"):
-            cases.append(
-                Case(
-                    request=req,
-                    metric=metric,
-                    measured=getattr(m, metric),
-                    source="synthetic",
-                    source_locator="",
-                    line=i,
-                    framework_label="vllm",
-                )
-            )
+    shapes = [(1, 128, 128), (8, 512, 64), (32, 128, 256), (64, 1024, 32), (16, 2048, 16), (128, 64, 64), (4, 4000, 8)]
+    reqs = [predict_request(LLAMA2_7B, H100, framework="vllm", batch=b, input_len=i, output_len=o) for b, i, o in shapes]
+    cases = model_cases(true_cat, reqs)
     start = _with_vllm(
         catalog,
         per_token_step_us=0.0,

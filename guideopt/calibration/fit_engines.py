@@ -1,9 +1,11 @@
 """Stage 2 of the calibration: per-engine costs from end-to-end rows (``e2e.csv``).
 
 Per engine (and per GPU vendor where its build differs, e.g. vLLM on ROCm: ``vllm@amd``)
-five physical terms are fitted with the device and link values of stage 1 held fixed:
+seven physical terms are fitted with the device and link values of stage 1 held fixed:
 a fixed CPU cost per decode step and per prefill pass, a cost per sequence and per new
-token in a step, and the engine's kernel speed relative to the measured kernels.
+token in a step, the engine's kernel speed relative to the measured kernels, its cost per
+all-reduce call on the link of most of its multi-GPU rows, and (where it has multi-GPU
+PCIe rows) the all-reduce bus bandwidth it achieves over PCIe.
 
 The predictions are nearly linear in these terms (they add time per step, or scale the
 kernel time), so the fit linearises them once per engine (one prediction per config and
@@ -25,6 +27,7 @@ from scipy.optimize import least_squares
 from guideopt.calibration.mapping import Case
 from guideopt.errors import GuideoptError
 from guideopt.model.calibration import Calibration, FrameworkEfficiency
+from guideopt.model.gpu import LinkClass
 
 TERMS = (
     "decode_step_overhead_ms",
@@ -33,17 +36,19 @@ TERMS = (
     "per_token_step_us",
     "kernel_efficiency",
     "allreduce_latency_us",
+    "pcie_busbw_fraction",
 )
-LOWER = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.5])
-UPPER = np.array([20.0, 200.0, 200.0, 20.0, 1.0, 200.0])
+LOWER = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.5, 0.03])
+UPPER = np.array([20.0, 200.0, 200.0, 20.0, 1.0, 200.0, 1.0])
 # Finite-difference steps for the linearisation, in each term's unit.
-STEPS = np.array([0.5, 2.0, 5.0, 0.5, -0.05, 2.0])
+STEPS = np.array([0.5, 2.0, 5.0, 0.5, -0.05, 2.0, 0.02])
 ALLREDUCE_TERM = TERMS.index("allreduce_latency_us")
+PCIE_TERM = TERMS.index("pcie_busbw_fraction")
 # Weak prior: moving a term by its scale from the hand-written prior costs as much as one
 # row off by a factor e. Terms the rows barely constrain then stay near physical values
 # instead of drifting to a bound; the scales are about ten times each term's typical size,
 # so rows that do constrain a term move it freely (checked on synthetic rows in the tests).
-PRIOR_SCALE = np.array([20.0, 100.0, 200.0, 20.0, 2.0, 200.0])
+PRIOR_SCALE = np.array([20.0, 100.0, 200.0, 20.0, 2.0, 200.0, 2.0])
 ROUNDS = 3
 # Largest number of distinct configurations per engine in the fit (keeps a refit to a
 # minute or two); taken evenly across the file, every metric of a config kept.
@@ -96,6 +101,8 @@ def efficiency(theta: np.ndarray, base: FrameworkEfficiency, note: str = "", ver
     values: dict = dict(zip(TERMS, (round(float(v), 4) for v in theta)))
     if base.allreduce_link is None:
         values["allreduce_latency_us"] = None  # no multi-GPU rows: the link's own latency stays
+    if base.pcie_busbw_fraction is None:
+        values["pcie_busbw_fraction"] = None  # no multi-GPU PCIe rows: the pcie link's kernel fit stays
     vers = sorted({v for v in versions if v}) or base.versions
     return base.model_copy(update={**values, "versions": vers, "fitted_from": note or base.fitted_from})
 
@@ -143,13 +150,24 @@ def linearise(
 
 
 def _with_link(catalog, cal: Calibration, base: FrameworkEfficiency, cases: list[Case]) -> FrameworkEfficiency:
-    """Set the link class of the engine's all-reduce term: the commonest among its multi-GPU rows."""
+    """Set the link class of the engine's all-reduce latency term (the commonest among its
+    multi-GPU rows) and whether its PCIe bus-bandwidth term is fitted (it has multi-GPU PCIe rows)."""
     links = Counter(catalog.gpus[c.request["gpu"]].link.value for c in cases if c.request.get("tp", 1) > 1)
+    pcie = cal.links[LinkClass.PCIE.value].busbw_fraction
+    update: dict = {"pcie_busbw_fraction": (base.pcie_busbw_fraction or pcie) if links[LinkClass.PCIE.value] else None}
     if not links:
-        return base.model_copy(update={"allreduce_link": None, "allreduce_latency_us": 1.0})
+        return base.model_copy(update={**update, "allreduce_link": None, "allreduce_latency_us": 1.0})
     link = links.most_common(1)[0][0]
     start = base.allreduce_latency_us if base.allreduce_link == link and base.allreduce_latency_us else cal.links[link].allreduce_latency_us
-    return base.model_copy(update={"allreduce_link": link, "allreduce_latency_us": start})
+    return base.model_copy(update={**update, "allreduce_link": link, "allreduce_latency_us": start})
+
+
+def _terms(fw: FrameworkEfficiency, cal: Calibration) -> np.ndarray:
+    """The fitted terms as a vector (an unset PCIe fraction reads as the pcie link's)."""
+    values = [getattr(fw, t) for t in TERMS]
+    if values[PCIE_TERM] is None:
+        values[PCIE_TERM] = cal.links[LinkClass.PCIE.value].busbw_fraction
+    return np.clip(np.array(values, dtype=float), LOWER, UPPER)
 
 
 def select_cases(cases: list[Case]) -> list[Case]:
@@ -170,8 +188,8 @@ def fit_engine(
         return None
     base = _with_link(catalog, cal, cal.frameworks.get(key) or cal.frameworks[key.split("@")[0]], cases)
     start = _with_link(catalog, prior_cal, prior_cal.frameworks.get(key) or prior_cal.frameworks[key.split("@")[0]], cases)
-    prior = np.clip(np.array([getattr(start, t) for t in TERMS], dtype=float), LOWER, UPPER)
-    theta = np.clip(np.array([getattr(base, t) for t in TERMS], dtype=float), LOWER, UPPER)
+    prior = _terms(start, prior_cal)
+    theta = _terms(base, cal)
     lin = linearise(catalog, cal, key, base, cases, theta, prior)
     for _ in range(rounds - 1):
         theta = lin.solve()

@@ -43,6 +43,7 @@ FLOPS_PER_UNIT = {"tflops": 1e12, "gflops": 1e9}
 BYTES_PER_S_PER_UNIT = {"tb/s": 1e12, "gb/s": 1e9, "gbps": 1e9}
 _MESSAGE_SIZE = re.compile(r"(?:message size )?(\d+)\s*([KMG])i?B(?: payload)?", re.IGNORECASE)
 _SIZE_UNIT = {"k": 1e3, "m": 1e6, "g": 1e9}
+BYTES_PER_MB = 1e6  # cache sizes are published in MB (10^6 bytes)
 BF16_BYTES = 2.0
 FP8_BYTES = 1.0
 # Bounds that keep fitted values physical.
@@ -163,10 +164,22 @@ class DeviceFit:
     compute_eff_fp8: float | None = None
 
 
+def cache_resident(gpu: Gpu, row: KernelRow) -> bool:
+    """A memory-bound timing whose whole working set fits in the GPU's L2: a timing loop runs it
+    from cache, so it measures L2 bandwidth, not HBM (an engine's weights and KV of all layers
+    do not fit). Left out of the device fit; GPUs without a published L2 size keep every row."""
+    if gpu.l2_cache_mb is None or row.kind not in ("gemm", "gemm_fp8", "ctx_attn", "gen_attn") or row.bytes <= 0:
+        return False
+    peak = gpu.tensor_flops_per_s(Dtype.FP8 if row.kind == "gemm_fp8" else Dtype.BF16) or gpu.tensor_flops_per_s(Dtype.BF16)
+    memory_bound = row.flops / row.bytes < peak / gpu.hbm_bw_bytes_per_s
+    return memory_bound and row.bytes <= gpu.l2_cache_mb * BYTES_PER_MB
+
+
 def fit_device(gpu: Gpu, rows: list[KernelRow]) -> DeviceFit | None:
     """Fit compute_eff and gemm_m_half (GEMMs), mem_eff (small-m GEMMs), attn_compute_eff
     (prefill attention), attn_mem_eff and attn_kv_len_half (decode attention) and the FP8
     GEMM efficiency on one GPU's timings; None without GEMM timings."""
+    rows = [r for r in rows if not cache_resident(gpu, r)]
     gemm = [r for r in rows if r.kind in ("gemm", "gemm_fp8")]
     attn = [r for r in rows if r.kind in ("ctx_attn", "gen_attn")]
     if len(gemm) < 3:

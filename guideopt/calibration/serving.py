@@ -94,7 +94,9 @@ def mlperf_server(rows):
         if not q or not s:
             continue
         replicas = int((m.num_gpus or 1) // (m.tp or 1))
-        dtype = "fp8" if "fp8" in m.notes.lower() else "fp16"
+        # AMD's submissions name FP8 in the quant column (submission metadata) or, where the metadata
+        # says UNSET, in the notes (Quark FP8 checkpoints): either makes the run FP8.
+        dtype = "fp8" if "fp8" in f"{m.quant} {m.dtype} {m.notes}".lower() else "fp16"
         key = (m.gpu, m.model, int(m.tp), replicas, float(q.group(1)), dtype, m.framework)
         stat = "mean" if s.group(1) == "mean" else "p99" if s.group(1) == "p99" else None
         if stat:

@@ -80,6 +80,8 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         # the node's links, so its bandwidth grows with the group (see interconnect.md).
         link_bw = link_bw / max(gpu.gpus_per_node - 1, 1)
     pcie_bw = gpu.pcie_bw_unidir_gb_s * BYTES_PER_S_PER_GB_S
+    pcie_fraction = fw_eff.pcie_busbw_fraction or pcie_cal.busbw_fraction
+    link_fraction = pcie_fraction if gpu.link is LinkClass.PCIE else link_cal.busbw_fraction
     group = {LinkClass.NVLINK_BRIDGE: NVLINK_BRIDGE_GROUP, LinkClass.PCIE: gpu.gpus_per_node}.get(gpu.link, gpu.gpus_per_node)
     return {
         "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.gemm_eff(dtype is Dtype.FP8) * speed,
@@ -87,9 +89,9 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         "mem_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.mem_eff * speed,
         "kv_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.attn_mem_eff * speed,
         "kernel_overhead_s": dev.kernel_overhead_us * S_PER_US,
-        "link_bytes_per_s": link_bw * link_cal.busbw_fraction,
+        "link_bytes_per_s": link_bw * link_fraction,
         "link_scales_with_group": float(gpu.link is LinkClass.XGMI),
-        "pcie_bytes_per_s": pcie_bw * pcie_cal.busbw_fraction,
+        "pcie_bytes_per_s": pcie_bw * pcie_fraction,
         "link_group_max": float(group),
         "allreduce_latency_s": _allreduce_latency_us(fw_eff, link_cal, gpu.link) * S_PER_US,
         "p2p_latency_s": link_cal.p2p_latency_us * S_PER_US,

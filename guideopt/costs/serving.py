@@ -85,6 +85,22 @@ def _step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, pre
     return kernels + hw.decode_step_overhead_s + engine_step_s(hw, seqs=shape.seqs, tokens=shape.new_tokens)
 
 
+def _mixed_step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, prefill_demand, room) -> np.ndarray:
+    """Mean step time when prompts arrive at ``prefill_demand`` tokens per step. Engines put
+    what waits of a prompt into the next step, up to the spare token budget ``room`` (vLLM's
+    scheduler after the decodes, SGLang's chunked_prefill_size, TensorRT-LLM's max_num_tokens):
+    a step carries min(room, max(I, demand)) prompt tokens (a whole prompt, or all that arrive
+    per step when that is more), a fraction f = demand / carried of the steps carries them and
+    the rest decode only. Spreading the prompts evenly over every step instead would hide their
+    compute under the weight reads of memory-bound decode steps (step time is convex in the
+    tokens of a step)."""
+    carried = np.minimum(room, np.maximum(x.input_len, prefill_demand))
+    f = np.minimum(prefill_demand / carried, 1.0)
+    full = _step_s(arch, x, hw, decoding, carried)
+    bare = _step_s(arch, x, hw, decoding, np.zeros_like(room))
+    return f * full + (1.0 - f) * bare
+
+
 def serving_metrics(arch: ModelArch, x: ServingInputs, hw: HardwareArrays) -> ServingMetrics:
     c = np.asarray(x.concurrency, dtype=float)
     running = np.minimum(c, np.maximum(x.running_cap, 1.0))
@@ -95,9 +111,8 @@ def serving_metrics(arch: ModelArch, x: ServingInputs, hw: HardwareArrays) -> Se
     for _ in range(FIXED_POINT_ITERATIONS):
         cycle = ttft + steps * tpot
         decoding = running * steps * tpot / cycle
-        prefill_per_step = np.minimum(running / cycle * x.input_len * tpot, chunk)
-        step = _step_s(arch, x, hw, decoding, prefill_per_step)
         room = np.maximum(chunk - decoding, chunk / 2.0)  # prompt tokens a step can take beside the decodes
+        step = _mixed_step_s(arch, x, hw, decoding, running / cycle * x.input_len * tpot, room)
         own = np.minimum(x.input_len, room)
         passes = np.ceil(x.input_len / own)
         own_step = _step_s(arch, x, hw, decoding, own)

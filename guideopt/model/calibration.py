@@ -79,6 +79,13 @@ class FrameworkEfficiency(StrictModel):
         description="the engine's own all-reduce cost per call (custom all-reduce kernels) on ``allreduce_link``; None: the link's",
     )
     allreduce_link: str | None = Field(default=None, description="link class the engine's all-reduce latency was fitted on")
+    pcie_busbw_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="achieved all-reduce bus bandwidth over PCIe inside this engine, as a fraction of the PCIe link "
+        "(fitted on its multi-GPU PCIe rows); None: the pcie link class's kernel fit",
+    )
     versions: list[str] = Field(default_factory=list, description="engine versions of the rows this fit came from")
     fitted_from: str = ""
 

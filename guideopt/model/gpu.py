@@ -69,6 +69,12 @@ class Gpu(StrictModel):
     link_bw_unidir_gb_s: float = Field(ge=0, description="scale-up bandwidth per GPU per direction, GB/s; 0 without a fabric")
     pcie_bw_unidir_gb_s: float = Field(gt=0)
     gpus_per_node: int = Field(ge=1)
+    l2_cache_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="last-level on-die cache, MB (10^6 bytes); kernel timings whose working set fits in it measure the "
+        "cache, not HBM, and are left out of the bandwidth fits. None: not published",
+    )
     usd_per_hour: float = Field(gt=0, description="on-demand price per GPU-hour")
     price_grade: PriceGrade = Field(description="how far usd_per_hour can be trusted")
     price_source: str
