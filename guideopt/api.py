@@ -92,6 +92,8 @@ def _request_or_error(data: dict[str, Any] | GuideoptError) -> PredictRequest | 
 
 
 _OUTPUT_KEYS = (*PREDICT_CSV_METRICS, "error")
+# With ``intervals``: the low and high end of each metric's prediction interval, after ``error``.
+PREDICT_CSV_INTERVAL_KEYS = tuple(f"{m}_{end}" for m in METRIC_KEYS for end in ("low", "high"))
 
 
 def _output_cells(outcome: Any) -> list[str]:
@@ -108,11 +110,24 @@ def _metric_cell(key: str, value: float | None) -> str:
     return f"{value:.6g}"
 
 
-def _predict_requests(data: Sequence[dict[str, Any] | GuideoptError], cat: Catalog) -> list[list[str]]:
+def _predict_requests(data: Sequence[dict[str, Any] | GuideoptError], cat: Catalog, intervals: bool = False) -> list[list[str]]:
     """Output cells per row, one vectorised call per group (``analyses.predict_batch``)."""
     from guideopt.analyses.predict_batch import predict_many
 
-    return [_output_cells(outcome) for outcome in predict_many([_request_or_error(d) for d in data], cat)]
+    reqs = [_request_or_error(d) for d in data]
+    outcomes = predict_many(reqs, cat)
+    cells = [_output_cells(outcome) for outcome in outcomes]
+    if not intervals:
+        return cells
+    from guideopt.analyses.predict import metric_intervals, per_replica_clients
+
+    for req, outcome, row in zip(reqs, outcomes, cells):
+        if isinstance(req, GuideoptError) or isinstance(outcome, GuideoptError):
+            row.extend([""] * len(PREDICT_CSV_INTERVAL_KEYS))
+            continue
+        low, high = metric_intervals(req, {m: outcome[m] for m in METRIC_KEYS}, per_replica_clients(req), cat)
+        row.extend(_metric_cell(m, end[m]) for m in METRIC_KEYS for end in (low, high))
+    return cells
 
 
 def _predict_chunk(rows: Sequence[Mapping[str, Any]], cat: Catalog) -> list[dict[str, Any]]:
@@ -178,7 +193,9 @@ def _header(reader: Any, source: str) -> list[str]:
     return fields
 
 
-def predict_csv_stream(lines: Iterable[bytes], out: TextIO, catalog: Catalog | None = None, source: str = "csv") -> CsvReport:
+def predict_csv_stream(
+    lines: Iterable[bytes], out: TextIO, catalog: Catalog | None = None, source: str = "csv", intervals: bool = False
+) -> CsvReport:
     """Predict a CSV given as byte lines, writing the contract's CSV to ``out`` chunk by chunk.
 
     File-level problems (not UTF-8, no header, a missing or repeated column, malformed
@@ -192,15 +209,16 @@ def predict_csv_stream(lines: Iterable[bytes], out: TextIO, catalog: Catalog | N
     report = CsvReport(source)
     try:
         fields = _header(reader, source)
-        columns = fields + [c for c in _OUTPUT_KEYS if c not in fields]
+        keys = _OUTPUT_KEYS + (PREDICT_CSV_INTERVAL_KEYS if intervals else ())
+        columns = fields + [c for c in keys if c not in fields]
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
-        layout = _RowLayout(fields, columns)
+        layout = _RowLayout(fields, columns, keys)
         for chunk in _chunks(_numbered(reader)):
             data = [layout.request(cells, line) for cells, line in chunk]
-            results = _predict_requests(data, cat)
+            results = _predict_requests(data, cat, intervals)
             writer.writerows([layout.output(cells, result) for (cells, _), result in zip(chunk, results)])
-            _note_bad(report, results, [line for _, line in chunk])
+            _note_bad(report, [r[: len(_OUTPUT_KEYS)] for r in results], [line for _, line in chunk])
     except csv.Error as exc:
         raise InvalidRequestError(f"{source}:{reader.line_num}: not valid CSV ({exc})") from None
     return report
@@ -216,10 +234,10 @@ def _numbered(reader: Any) -> Iterator[tuple[list[str], int]]:
 class _RowLayout:
     """Where a CSV's request columns are read and its output cells written."""
 
-    def __init__(self, fields: list[str], columns: list[str]) -> None:
+    def __init__(self, fields: list[str], columns: list[str], keys: Sequence[str] = _OUTPUT_KEYS) -> None:
         self.width = len(fields)
         self.inputs = [(name, i) for i, name in enumerate(fields) if name in _ROW_KEYS]
-        self.outputs = [columns.index(key) for key in _OUTPUT_KEYS]
+        self.outputs = [columns.index(key) for key in keys]
         self.extra = len(columns) - len(fields)
 
     def request(self, cells: list[str], line: int) -> dict[str, Any] | GuideoptError:

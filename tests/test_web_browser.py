@@ -126,10 +126,18 @@ def test_form_shows_the_same_plans_as_the_cli(page: Any) -> None:
     assert cli.exit_code == 0, cli.output
     expected = _expected(json.loads(cli.output)["plans"])
     assert shown == expected and len(shown) >= 1
+    # each latency and throughput cell shows the plan's prediction interval from the JSON
+    first = json.loads(cli.output)["plans"][0]["groups"][0]
+    tpot = page.eval_on_selector("#plans table tbody tr", "r => r.querySelector('.tpot').textContent")
+    low, high = first["metrics_low"]["tpot_ms"], first["metrics_high"]["tpot_ms"]
+    assert low < high and "[" in tpot and tpot.endswith("]")  # a biased regime need not contain the point
+    shown_low, shown_high = (float(x.replace(",", "")) for x in tpot[tpot.index("[") + 1 : -1].split("–"))
+    assert shown_low == pytest.approx(low, rel=0.01) and shown_high == pytest.approx(high, rel=0.01)
     # one memory bar per plan group, and the status line
     assert page.locator("#memory .mem-row").count() == len(expected)
     assert "optimal" in page.inner_text("#status") or "feasible" in page.inner_text("#status")
     assert page.inner_text("#error-budget") == ""
+    assert page.inner_text("#calibration") == "shipped (catalogs/calibration.yaml)"  # no overlay given
     features = page.evaluate("state.features")
     if features.get("pareto"):  # the chart arrives after the table
         page.wait_for_function("(() => { const i = document.querySelector('#pareto img'); return i && i.naturalWidth > 0; })()")

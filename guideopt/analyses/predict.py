@@ -112,16 +112,22 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     return with_intervals(_predict_one(req, cat), cat)
 
 
-def with_intervals(p: Prediction, cat: Catalog) -> Prediction:
-    """Attach the 10-90 % interval of held-out errors in the prediction's regime."""
-    req = p.request
+def metric_intervals(req: PredictRequest, metrics: dict, batch_per_replica: float, cat: Catalog) -> tuple[dict, dict]:
+    """The low and high ends of each metric's interval: the held-out error band of its regime
+    (GPU family, engine and vendor, batch per replica, TP) applied to the predicted value."""
     gpu = cat.gpu(req.gpu)
     engine = cat.framework(req.framework).calibration_id
     engine = engine if gpu.vendor.value == "nvidia" else f"{engine}@{gpu.vendor.value}"
     low, high = {}, {}
-    for name, value in p.metrics.model_dump().items():
-        keys = regime_keys(name, gpu.arch, engine, p.batch_per_replica, req.resolved_tp)
+    for name, value in metrics.items():
+        keys = regime_keys(name, gpu.arch, engine, batch_per_replica, req.resolved_tp, req.concurrency is not None)
         low[name], high[name] = interval(value, error_band(cat.calibration.intervals, keys))
+    return low, high
+
+
+def with_intervals(p: Prediction, cat: Catalog) -> Prediction:
+    """Attach the interval of held-out errors in the prediction's regime."""
+    low, high = metric_intervals(p.request, p.metrics.model_dump(), p.batch_per_replica, cat)
     return dataclasses.replace(p, metrics_low=Metrics(**low), metrics_high=Metrics(**high))
 
 

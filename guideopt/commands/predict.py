@@ -31,6 +31,11 @@ from guideopt.io.render import prediction_text
 @click.option("--h2o-keep", type=float, default=1.0, show_default=True, help="H2O KV keep ratio.")
 @click.option("--no-flash-attention", is_flag=True, help="Materialise the attention score matrix.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True), help="Predict every row of this CSV.")
+@click.option(
+    "--intervals",
+    is_flag=True,
+    help="With --csv: add each metric's prediction interval (<metric>_low, <metric>_high columns, after error).",
+)
 @calibration_option
 @json_option
 @handle_errors
@@ -51,6 +56,7 @@ def predict(
     h2o_keep: float,
     no_flash_attention: bool,
     csv_path: str | None,
+    intervals: bool,
     calibration_file: str | None,
     as_json: bool,
 ) -> None:
@@ -59,8 +65,10 @@ def predict(
     Example: guideopt predict --model meta-llama/Llama-2-7b-hf --gpu a100-sxm4-80gb --batch 16 --input-len 512 --output-len 128
     """
     if csv_path:
-        _predict_csv(csv_path, catalog_with(calibration_file))
+        _predict_csv(csv_path, catalog_with(calibration_file), intervals)
         return
+    if intervals:
+        raise click.UsageError("--intervals goes with --csv (a single prediction always shows its intervals)")
     for name, value in (("--model", model), ("--gpu", gpu), ("--input-len", input_len), ("--output-len", output_len)):
         if value is None:
             raise click.UsageError(f"{name} is required (or give --csv FILE)")
@@ -88,10 +96,10 @@ def predict(
         click.echo(prediction_text(pred))
 
 
-def _predict_csv(csv_path: str, catalog: Any) -> None:
+def _predict_csv(csv_path: str, catalog: Any, intervals: bool = False) -> None:
     """Stream the predictions of every row to stdout; one line on stderr counts the bad rows and names the first."""
     try:
-        report = _stream_csv(csv_path, catalog)
+        report = _stream_csv(csv_path, catalog, intervals)
     except BrokenPipeError:
         # The reader stopped early (`... | head`): not an error; silence the final flush too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -105,17 +113,17 @@ def _predict_csv(csv_path: str, catalog: Any) -> None:
         )
 
 
-def _stream_csv(csv_path: str, catalog: Any) -> api.CsvReport:
+def _stream_csv(csv_path: str, catalog: Any, intervals: bool) -> api.CsvReport:
     source = "<stdin>" if csv_path == "-" else csv_path
     if csv_path == "-":
         stdin = getattr(sys.stdin, "buffer", None)  # a test runner's stdin may be text only
         lines = stdin if stdin is not None else (line.encode("utf-8") for line in sys.stdin)
-        report = api.predict_csv_stream(lines, sys.stdout, catalog, source=source)
+        report = api.predict_csv_stream(lines, sys.stdout, catalog, source=source, intervals=intervals)
     else:
         try:
             fh = open(csv_path, "rb")  # noqa: SIM115 (closed below; a read error names the file)
         except OSError as exc:
             raise GuideoptError(f"csv: cannot read {csv_path} ({exc.strerror})") from None
         with fh:
-            report = api.predict_csv_stream(fh, sys.stdout, catalog, source=source)
+            report = api.predict_csv_stream(fh, sys.stdout, catalog, source=source, intervals=intervals)
     return report

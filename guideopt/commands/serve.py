@@ -13,7 +13,7 @@ import socket
 
 import click
 
-from guideopt.commands.common import handle_errors
+from guideopt.commands.common import calibration_option, catalog_with, handle_errors
 from guideopt.errors import GuideoptError
 from guideopt.model.limits import WEB_SHUTDOWN_GRACE_S
 
@@ -29,8 +29,9 @@ DEFAULT_PORT = 8000
     help="Address to bind. The default serves this machine only; 0.0.0.0 exposes the page to the network.",
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="TCP port.")
+@calibration_option
 @handle_errors
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, calibration_file: str | None) -> None:
     """Serve the planning web page and its JSON API (/api/plan, /api/catalog, ...).
 
     Example: guideopt serve --port 8000   (then open http://127.0.0.1:8000/)
@@ -40,14 +41,16 @@ def serve(host: str, port: int) -> None:
         raise GuideoptError(f"serve: {' and '.join(missing)} not installed (pip install 'guideopt[web]')")
     import uvicorn
 
-    from guideopt.web.app import create_app
+    from guideopt.web.app import SHIPPED_CALIBRATION, create_app
 
+    catalog = catalog_with(calibration_file)  # a bad overlay is one line here, before the server starts
+    label = SHIPPED_CALIBRATION if calibration_file is None else f"overlay {calibration_file} over the shipped calibration"
     _check_port(host, port)
     click.echo(f"guideopt: serving on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
     try:
         # On SIGTERM/Ctrl-C, running requests get WEB_SHUTDOWN_GRACE_S; then they are
         # cancelled, which stops their planning processes (guideopt.web.worker).
-        uvicorn.run(create_app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=int(WEB_SHUTDOWN_GRACE_S))
+        uvicorn.run(create_app(catalog, label), host=host, port=port, log_level="info", timeout_graceful_shutdown=int(WEB_SHUTDOWN_GRACE_S))
     except SystemExit as exc:  # uvicorn exits 3 when it cannot start: that is not "no feasible plan"
         if exc.code not in (0, None):
             raise GuideoptError(

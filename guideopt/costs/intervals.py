@@ -23,6 +23,7 @@ TP_BANDS = ((1, "tp1"), (2, "tp2"), (4, "tp4"), (None, "tp8+"))
 # Metrics that share one error band: all throughputs are work / time of the same runs.
 THROUGHPUT = "throughput"
 TIME_METRICS = ("ttft_ms", "tpot_ms", "batch_latency_s")
+CLOSED_LOOP_TTFT = "ttft_ms@closed_loop"
 # Held-out residuals a regime needs before its own percentiles are used.
 MIN_RESIDUALS = 10
 
@@ -35,9 +36,14 @@ def band(value: float, bands) -> str:
     return next(label for hi, label in bands if hi is None or value <= hi)
 
 
-def regime_keys(metric: str, family: str, engine: str, batch: float, tp: float) -> list[str]:
-    """Keys from the most specific regime to the metric alone (the back-off order)."""
-    parts = [metric_kind(metric), family, engine, band(batch, BATCH_BANDS), band(tp, TP_BANDS)]
+def regime_keys(metric: str, family: str, engine: str, batch: float, tp: float, closed_loop: bool = False) -> list[str]:
+    """Keys from the most specific regime to the metric alone (the back-off order). TTFT under
+    closed-loop clients is its own metric kind: its published values carry a benchmark-client
+    wait the step model does not predict (docs/accuracy.md), which must not widen static TTFTs."""
+    kind = metric_kind(metric)
+    if closed_loop and kind == "ttft_ms":
+        kind = CLOSED_LOOP_TTFT
+    parts = [kind, family, engine, band(batch, BATCH_BANDS), band(tp, TP_BANDS)]
     return ["|".join(parts[:n]) for n in range(len(parts), 0, -1)]
 
 

@@ -96,6 +96,13 @@ class ErrorBand(StrictModel):
     q10: float = Field(ge=-20, le=20)
     q90: float = Field(ge=-20, le=20)
     n: int = Field(ge=1, description="held-out residuals behind the percentiles")
+    widening: float = Field(
+        default=1.0,
+        ge=1,
+        le=20,
+        description="factor the raw 10th-90th percentile half-widths were widened by around the median (q10/q90 above "
+        "include it), chosen per metric kind so that about 80 % of a held-out source's rows fall inside",
+    )
 
 
 class Calibration(StrictModel):

@@ -63,6 +63,7 @@ except ImportError:  # pragma: no cover - without the web extra
 
 log = logging.getLogger("guideopt.web")
 
+SHIPPED_CALIBRATION = "shipped (catalogs/calibration.yaml)"  # what the page names when no overlay is given
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LAUNCH_MISSING = "launch commands are not available in this installation (guideopt.io.launch is missing)"
 PARETO_MISSING = "the Pareto chart is not available in this installation (it needs guideopt.analyses.pareto and matplotlib)"
@@ -129,14 +130,14 @@ def _leading_field(exc: GuideoptError) -> tuple[str, str]:
     return (head, message[len(head) + 2 :]) if head else ("request", message)
 
 
-def solve(request: PlanRequest) -> dict[str, Any]:
+def solve(request: PlanRequest, cat: Catalog | None = None) -> dict[str, Any]:
     """The JSON of ``guideopt plan --json`` for a request (infeasible included); model
     caveats are listed under ``warnings``."""
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GuideoptWarning)
         try:
-            out: dict[str, Any] = api.plan(request).model_dump()
+            out: dict[str, Any] = api.plan(request, cat).model_dump()
         except NoFeasiblePlanError as exc:
             objective = [t.value for t in request.objective]
             out = infeasible_json(objective, str(exc), list(exc.conflicts), round(time.perf_counter() - start, 6))
@@ -148,10 +149,10 @@ def solve(request: PlanRequest) -> dict[str, Any]:
     return out
 
 
-def launch_for(request: PlanRequest) -> bytes:
+def launch_for(request: PlanRequest, cat: Catalog | None = None) -> bytes:
     """The launch zip of a request's plan (a request with no plan is a FieldError)."""
     try:
-        result = api.plan(request)
+        result = api.plan(request, cat)
     except NoFeasiblePlanError as exc:
         raise FieldError(exc.conflicts[0] if exc.conflicts else "request", f"no feasible plan: {exc}") from None
     except GuideoptError as exc:
@@ -159,10 +160,10 @@ def launch_for(request: PlanRequest) -> bytes:
     return launch_zip(request, result)
 
 
-def pareto_for(request: PlanRequest) -> bytes:
+def pareto_for(request: PlanRequest, cat: Catalog | None = None) -> bytes:
     """The Pareto SVG of a request (a request with no plan is a FieldError)."""
     try:
-        return pareto_svg(request)
+        return pareto_svg(request, cat)
     except NoFeasiblePlanError as exc:
         raise FieldError(exc.conflicts[0] if exc.conflicts else "request", f"no feasible plan: {exc}") from None
     except GuideoptError as exc:
@@ -180,9 +181,10 @@ def constraints_yaml(request: PlanRequest) -> str:
     return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)
 
 
-def catalog_json(cat: Catalog | None = None) -> dict[str, Any]:
+def catalog_json(cat: Catalog | None = None, calibration: str = SHIPPED_CALIBRATION) -> dict[str, Any]:
     cat = cat or load_catalog()
     return {
+        "calibration": calibration,
         "models": [
             {"id": m.id, "num_params": m.num_params, "num_active_params": m.num_active_params, "num_layers": m.num_layers}
             for m in sorted(cat.models.values(), key=lambda m: m.id.lower())
@@ -232,14 +234,14 @@ def pareto_available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def pareto_svg(request: PlanRequest) -> bytes:
+def pareto_svg(request: PlanRequest, cat: Catalog | None = None) -> bytes:
     """Both Pareto fronts of a request (``guideopt.analyses.pareto``) drawn as SVG."""
     if not pareto_available():
         raise NotAvailable(PARETO_MISSING)
     from guideopt.analyses.pareto import pareto_plans
     from guideopt.io.plots import plot_pareto
 
-    front = pareto_plans(request)
+    front = pareto_plans(request, cat)
     with tempfile.TemporaryDirectory(prefix="guideopt-web-") as tmp:
         path = os.path.join(tmp, "pareto.svg")
         try:
@@ -252,8 +254,11 @@ def pareto_svg(request: PlanRequest) -> bytes:
 # ---------------------------------------------------------------------- the app
 
 
-def create_app() -> Any:
-    """The FastAPI app: the page at ``/``, the JSON API under ``/api``."""
+def create_app(catalog: Catalog | None = None, calibration: str = SHIPPED_CALIBRATION) -> Any:
+    """The FastAPI app: the page at ``/``, the JSON API under ``/api``. ``catalog``: the one to
+    plan with (e.g. with a user's calibration overlay, ``guideopt serve --calibration FILE``),
+    named on the page by ``calibration``."""
+    cat = catalog or load_catalog()
     from fastapi import Body, FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
@@ -310,7 +315,7 @@ def create_app() -> Any:
     body = Body(None, description="a PlanRequest: the structure of a constraints file (`guideopt schema`)")
 
     async def stoppable(http: Request, func: Any, request: PlanRequest) -> Any:
-        return await worker.run_stoppable(func, (request,), http.is_disconnected, expected=(FieldError, NotAvailable))
+        return await worker.run_stoppable(func, (request, cat), http.is_disconnected, expected=(FieldError, NotAvailable))
 
     @app.get("/", include_in_schema=False)
     def index():
@@ -319,17 +324,17 @@ def create_app() -> Any:
     @app.get("/api/catalog")
     def get_catalog():
         """Model, GPU and framework ids (with a few fields), precisions, objective orders and presets."""
-        return JSONResponse(catalog_json())
+        return JSONResponse(catalog_json(cat, calibration))
 
     @app.post("/api/plan")
     async def post_plan(http: Request, payload: Any = body):
         """The JSON of `guideopt plan --json`; infeasible is 200 with status, explanation and conflicts."""
-        return JSONResponse(await stoppable(http, solve, parse_request(payload)))
+        return JSONResponse(await stoppable(http, solve, parse_request(payload, cat)))
 
     @app.post("/api/constraints")
     def post_constraints(payload: Any = body):
         """The request as a YAML constraints file, for `guideopt solve FILE`."""
-        text = constraints_yaml(parse_request(payload))
+        text = constraints_yaml(parse_request(payload, cat))
         return Response(
             text, media_type="application/yaml", headers={"Content-Disposition": 'attachment; filename="guideopt-constraints.yaml"'}
         )
@@ -337,7 +342,7 @@ def create_app() -> Any:
     @app.post("/api/launch")
     async def post_launch(http: Request, payload: Any = body):
         """A zip of launch scripts (one per plan group) and a PLAN.md; 501 without guideopt.io.launch."""
-        request = parse_request(payload)
+        request = parse_request(payload, cat)
         if not launch_available():
             raise NotAvailable(LAUNCH_MISSING)
         return Response(
@@ -349,7 +354,7 @@ def create_app() -> Any:
     @app.post("/api/pareto")
     async def post_pareto(http: Request, payload: Any = body):
         """An SVG chart of the Pareto front of a request; 501 without guideopt.analyses.pareto."""
-        return Response(await stoppable(http, pareto_for, parse_request(payload)), media_type="image/svg+xml")
+        return Response(await stoppable(http, pareto_for, parse_request(payload, cat)), media_type="image/svg+xml")
 
     return app
 

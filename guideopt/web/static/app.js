@@ -40,19 +40,6 @@ function el(tag, attrs, text) {
   return node;
 }
 
-// ------------------------------------------------------------------ numbers
-
-function fmt(value) {
-  if (typeof value !== "number" || !isFinite(value)) return String(value);
-  if (value === 0) return "0";
-  const a = Math.abs(value);
-  if (a >= 100) return Math.round(value).toLocaleString("en-US");
-  if (a >= 10) return value.toFixed(1);
-  return Number(value.toPrecision(3)).toString();
-}
-function usd(value) { return value.toFixed(2); }
-function gb(value) { return value >= 100 ? value.toFixed(0) : value.toFixed(1); }
-
 // A number field: "" -> undefined (left out), a number -> the number, anything else -> the raw text
 // (so the API names the field and says what it wants).
 function numberField(id) {
@@ -276,7 +263,8 @@ function showResult(result) {
     + (result.solve_time_s || 0).toFixed(2) + " s · " + result.plans.length + " plan(s)";
 
   const table = el("table");
-  table.appendChild(el("caption", {}, "Best deployments, best first"));
+  table.appendChild(el("caption", {}, "Best deployments, best first; [low–high]: the prediction interval "
+    + "(held-out errors in the plan's regime, docs/accuracy.md)"));
   const head = el("tr");
   for (const [key, label] of COLUMNS) head.appendChild(el("th", { scope: "col", className: key }, label));
   table.appendChild(el("thead")).appendChild(head);
@@ -288,8 +276,8 @@ function showResult(result) {
       const cells = {
         rank: plan.rank, gpu: g.gpu, gpus: g.num_gpus, layout: g.replicas + "× (TP" + g.tp + " · PP" + g.pp + ")",
         engine: g.framework, dtype: g.dtype, batch: g.batch, split: g.split, usd: usd(plan.usd_per_hour),
-        throughput: fmt(m.output_throughput_tok_s), ttft: fmt(m.ttft_ms), tpot: fmt(m.tpot_ms),
-        latency: fmt(m.batch_latency_s), mem: gb(g.memory.total_per_gpu_gb) + " / " + gb(g.memory.gpu_memory_gb),
+        throughput: ranged(g, "output_throughput_tok_s"), ttft: ranged(g, "ttft_ms"), tpot: ranged(g, "tpot_ms"),
+        latency: ranged(g, "batch_latency_s"), mem: gb(g.memory.total_per_gpu_gb) + " / " + gb(g.memory.gpu_memory_gb),
       };
       for (const [key] of COLUMNS) {
         tr.appendChild(el(key === "rank" ? "th" : "td", key === "rank" ? { scope: "row", className: key } : { className: key }, cells[key]));
@@ -353,6 +341,7 @@ async function init() {
   }
   state.catalog = catalog;
   state.features = catalog.features || {};
+  $("calibration").textContent = catalog.calibration || "shipped";
 
   const model = $("model");
   for (const m of catalog.models) {
