@@ -185,3 +185,17 @@ def test_constraints_file_accepts_robust(tmp_path):
     loaded = load(str(path))
     request = getattr(loaded, "request", loaded)
     assert request.robust is True
+
+
+def test_plan_table_shows_each_groups_interval(catalog):
+    from guideopt.io.render import _fmt, plan_text
+
+    request = {"model": LLAMA2_7B, "workload": {"input_len": 512, "output_len": 256}, "budget": {"usd_per_hour": 12}}
+    result = api.plan(request, catalog)
+    lines = plan_text(result).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("prediction intervals"))
+    first = next(line for line in lines[start:] if line.startswith("1 "))
+    low, high = result.plans[0].groups[0].metrics_low, result.plans[0].groups[0].metrics_high
+    assert low is not None and high is not None
+    assert f"{_fmt(low.tpot_ms)} – {_fmt(high.tpot_ms)}" in first
+    assert f"{_fmt(low.output_throughput_tok_s)} – {_fmt(high.output_throughput_tok_s)}" in first

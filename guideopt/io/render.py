@@ -117,6 +117,23 @@ def gib(gb: float) -> float:
     return gb * GIB_PER_GB
 
 
+INTERVAL_COLUMNS = ("rank", "gpu", "out tok/s", "ttft ms", "tpot ms", "batch s")
+INTERVAL_METRICS = ("output_throughput_tok_s", "ttft_ms", "tpot_ms", "batch_latency_s")
+
+
+def _interval_rows(result: PlanResult) -> list[list[str]]:
+    """Per plan group, each metric's interval as "low – high" (groups without one are left out)."""
+    rows = []
+    for p in result.plans:
+        for g in p.groups:
+            low, high = g.metrics_low, g.metrics_high
+            if low is None or high is None:
+                continue
+            cells = [f"{_fmt(getattr(low, k))} – {_fmt(getattr(high, k))}" for k in INTERVAL_METRICS]
+            rows.append([str(p.rank), g.gpu, *cells])
+    return rows
+
+
 def plan_text(result: PlanResult) -> str:
     head = f"status: {result.status}   objective: {' > '.join(result.objective)}   solve time: {result.solve_time_s:.3f} s"
     rows = []
@@ -129,6 +146,9 @@ def plan_text(result: PlanResult) -> str:
                 + [gib(g.memory.total_per_gpu_gb), gib(g.memory.gpu_memory_gb)]
             )
     text = f"{head}\n{table(PLAN_COLUMNS, rows, drop=PLAN_DROP_ORDER)}"
+    ranges = _interval_rows(result)
+    if ranges:
+        text += f"\nprediction intervals (held-out errors in each group's regime, docs/accuracy.md):\n{table(INTERVAL_COLUMNS, ranges)}"
     if sys.stdout.isatty():  # people read the legend; scripts reading a pipe get the rows only (--help has it too)
         text += f"\n{legend(PLAN_LEGEND)}"
     for p in result.plans:
