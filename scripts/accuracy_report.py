@@ -220,8 +220,8 @@ benchmark client, not of an engine step model.
 ## Prediction intervals: coverage on held-out sources
 
 Every prediction carries an interval from the leave-one-source-out errors in its regime
-(metric x GPU family x engine x batch band x TP band, backing off to coarser regimes below
-10 rows): the 10th-90th percentiles, with the half-widths around the median widened by one
+(metric x GPU family x engine x batch band x TP band, backing off to coarser regimes with fewer
+than 10 rows or fewer than 2 sources): the 10th-90th percentiles, with the half-widths around the median widened by one
 factor per metric kind. The other sources' raw spread under-covers a new source (sources differ
 by engine version, host and benchmark client), so the factor is the smallest that puts 80 % of
 each source's rows inside bands built without that source. The bands are written to

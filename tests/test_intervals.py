@@ -13,11 +13,11 @@ from guideopt import api
 from guideopt.calibration.intervals_fit import bands, coverage
 from guideopt.calibration.mapping import Case
 from guideopt.calibration.results import Result
-from guideopt.costs.intervals import MIN_RESIDUALS, error_band, interval, pessimistic_factor, regime_keys
+from guideopt.costs.intervals import MIN_RESIDUALS, MIN_SOURCES, error_band, interval, pessimistic_factor, regime_keys
 from guideopt.model.calibration import ErrorBand
 
-TPOT_BAND = ErrorBand(q10=-0.1, q90=0.3, n=50)
-THROUGHPUT_BAND = ErrorBand(q10=-0.4, q90=0.05, n=50)
+TPOT_BAND = ErrorBand(q10=-0.1, q90=0.3, n=50, sources=3)
+THROUGHPUT_BAND = ErrorBand(q10=-0.4, q90=0.05, n=50, sources=3)
 
 
 def _with_bands(catalog, found):
@@ -31,8 +31,11 @@ def test_regime_keys_back_off_from_specific_to_metric():
 
 
 def test_a_regime_with_few_rows_backs_off():
-    thin = ErrorBand(q10=-2.0, q90=2.0, n=MIN_RESIDUALS - 1)
+    thin = ErrorBand(q10=-2.0, q90=2.0, n=MIN_RESIDUALS - 1, sources=3)
     found = error_band({"tpot_ms|hopper": thin, "tpot_ms": TPOT_BAND}, regime_keys("tpot_ms", "hopper", "vllm", 8, 1))
+    assert found == TPOT_BAND
+    one_source = ErrorBand(q10=-2.0, q90=2.0, n=500, sources=MIN_SOURCES - 1)  # many rows, one source: not enough
+    found = error_band({"tpot_ms|hopper": one_source, "tpot_ms": TPOT_BAND}, regime_keys("tpot_ms", "hopper", "vllm", 8, 1))
     assert found == TPOT_BAND
 
 
@@ -46,7 +49,7 @@ def test_pessimistic_end_is_slower_time_and_lower_throughput():
     assert pessimistic_factor("tpot_ms", TPOT_BAND) == pytest.approx(math.exp(0.3))
     assert pessimistic_factor("output_throughput_tok_s", THROUGHPUT_BAND) == pytest.approx(math.exp(-0.4))
     # A band entirely on the good side leaves the prediction as the pessimistic end.
-    assert pessimistic_factor("tpot_ms", ErrorBand(q10=-0.3, q90=-0.1, n=20)) == 1.0
+    assert pessimistic_factor("tpot_ms", ErrorBand(q10=-0.3, q90=-0.1, n=20, sources=3)) == 1.0
 
 
 def test_predict_reports_low_and_high_metrics(catalog):
@@ -68,24 +71,26 @@ def _result(source: str, measured: float, predicted: float) -> Result:
 
 
 def test_bands_are_percentiles_of_log_errors():
-    results = [_result("a", measured=10 * math.exp(k / 100), predicted=10.0) for k in range(-50, 51)]
+    results = [_result("ab"[k % 2], measured=10 * math.exp(k / 100), predicted=10.0) for k in range(-50, 51)]
     found = bands(results, lambda g: "hopper", lambda f, g: f)
     b = found["tpot_ms"]
-    assert b.n == 101 and b.q10 == pytest.approx(-0.4, abs=1e-9) and b.q90 == pytest.approx(0.4, abs=1e-9)
+    # the 10th/90th percentiles are -0.4/+0.4 around a median of 0, widened by the factor chosen
+    assert b.n == 101 and b.sources == 2 and b.widening >= 1.0
+    assert b.q10 == pytest.approx(-0.4 * b.widening, abs=1e-4) and b.q90 == pytest.approx(0.4 * b.widening, abs=1e-4)
     assert found["tpot_ms|hopper|vllm|2-8|tp1"] == b
+    assert bands([r for r in results if r.case.source == "a"], lambda g: "hopper", lambda f, g: f) == {}  # one source: no band
 
 
 def test_coverage_uses_only_other_sources():
-    """Sources a1 and a2 err alike and cover each other (~80 %); b is far off and cannot be
-    covered by bands built (and widened) without it; a lone source has no held-out band."""
+    """Sources a1-a3 err alike and cover each other (~80 %); b is far off and cannot be
+    covered by bands built (and widened) without it; a band needs two sources besides the one held out."""
     spread = [math.exp(k / 100) for k in range(-20, 21)]
-    a1 = [_result("a1", measured=10 * f, predicted=10.0) for f in spread]
-    a2 = [_result("a2", measured=10 * f, predicted=10.0) for f in spread]
+    alike = [_result(name, measured=10 * f, predicted=10.0) for name in ("a1", "a2", "a3") for f in spread]
     b = [_result("b", measured=30.0, predicted=10.0) for _ in range(20)]
     family, engine = (lambda g: "hopper"), (lambda f, g: f)
-    assert coverage(a1 + a2, family, engine)["all"] == pytest.approx(0.8, abs=0.05)
-    assert coverage(a1 + a2 + b, family, engine)["source b"] == 0.0
-    assert coverage(a1, family, engine)["all"] == 0.0
+    assert coverage(alike, family, engine)["all"] == pytest.approx(0.8, abs=0.05)
+    assert coverage(alike + b, family, engine)["source b"] == 0.0
+    assert coverage([r for r in alike if r.case.source != "a3"], family, engine)["all"] == 0.0
 
 
 def _shifted_sources(n_sources: int, rows: int, seed: int) -> list[Result]:

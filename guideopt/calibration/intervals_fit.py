@@ -1,7 +1,8 @@
 """Error bands for prediction intervals from held-out residuals, and their coverage.
 
 ``bands`` turns leave-one-source-out results into ``Calibration.intervals``: per regime (and
-every back-off level of it) the 10th, 50th and 90th percentiles of log(measured / predicted).
+every back-off level of it) with enough residuals from at least two sources, the 10th, 50th and
+90th percentiles of log(measured / predicted).
 Residuals of the other sources understate how far a new source lands (sources differ by
 engine version, host and client), so the half-widths around the median are widened by one
 factor per metric kind (TTFT, closed-loop TTFT, TPOT, batch latency, throughput), the smallest that puts
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.calibration.results import Result
-from guideopt.costs.intervals import CLOSED_LOOP_TTFT, MIN_RESIDUALS, regime_keys
+from guideopt.costs.intervals import CLOSED_LOOP_TTFT, MIN_RESIDUALS, MIN_SOURCES, regime_keys
 from guideopt.model.calibration import ErrorBand
 
 LOW_Q, MID_Q, HIGH_Q = 0.10, 0.50, 0.90
@@ -60,23 +61,24 @@ class Residuals:
         return self.keys[i][-1]
 
 
-def _raw_bands(res: Residuals, rows: np.ndarray) -> dict[str, tuple[float, float, float, int]]:
+def _raw_bands(res: Residuals, rows: np.ndarray) -> dict[str, tuple[float, float, float, int, int]]:
     members: dict[str, list[int]] = defaultdict(list)
     for i in rows:
         for key in res.keys[i]:
             members[key].append(int(i))
     out = {}
     for key, idx in members.items():
-        if len(idx) >= MIN_RESIDUALS:
+        sources = len(set(res.sources[idx]))
+        if len(idx) >= MIN_RESIDUALS and sources >= MIN_SOURCES:
             q10, q50, q90 = np.quantile(res.logs[idx], (LOW_Q, MID_Q, HIGH_Q))
-            out[key] = (float(q10), float(q50), float(q90), len(idx))
+            out[key] = (float(q10), float(q50), float(q90), len(idx), sources)
     return out
 
 
 def _inside(band, x: float, widen: float) -> bool:
     if band is None:
         return False
-    q10, q50, q90, _ = band
+    q10, q50, q90, _, _ = band
     return q50 - widen * (q50 - q10) <= x <= q50 + widen * (q90 - q50)
 
 
@@ -116,9 +118,11 @@ def widenings(res: Residuals, exclude: str | None = None) -> dict[str, float]:
     return {kind: _smallest_widening(pairs, res) for kind, pairs in pooled.items()}
 
 
-def _widened(raw: tuple[float, float, float, int], widen: float) -> ErrorBand:
-    q10, q50, q90, n = raw
-    return ErrorBand(q10=round(q50 - widen * (q50 - q10), ROUND), q90=round(q50 + widen * (q90 - q50), ROUND), n=n, widening=widen)
+def _widened(raw: tuple[float, float, float, int, int], widen: float) -> ErrorBand:
+    q10, q50, q90, n, sources = raw
+    return ErrorBand(
+        q10=round(q50 - widen * (q50 - q10), ROUND), q90=round(q50 + widen * (q90 - q50), ROUND), n=n, sources=sources, widening=widen
+    )
 
 
 def bands(results: Iterable[Result], family_of, engine_of) -> dict[str, ErrorBand]:

@@ -3,7 +3,7 @@
 Every prediction is placed in a regime: metric × GPU family × engine (and vendor) × batch
 band × TP band. ``scripts/accuracy_report.py`` records, per regime with enough rows, the
 10th and 90th percentiles of log(measured / predicted) over leave-one-source-out
-predictions (``Calibration.intervals``). A regime without enough rows backs off to a
+predictions (``Calibration.intervals``). A regime without enough rows (or sources) backs off to a
 coarser key (dropping TP band, then batch band, then engine, then family). The interval
 of a predicted value x is [x·e^q10, x·e^q90]: where the model was optimistic about a
 time, q90 > 0 widens the interval upward.
@@ -24,8 +24,10 @@ TP_BANDS = ((1, "tp1"), (2, "tp2"), (4, "tp4"), (None, "tp8+"))
 THROUGHPUT = "throughput"
 TIME_METRICS = ("ttft_ms", "tpot_ms", "batch_latency_s")
 CLOSED_LOOP_TTFT = "ttft_ms@closed_loop"
-# Held-out residuals a regime needs before its own percentiles are used.
+# Held-out residuals a regime needs before its own percentiles are used, and the distinct
+# sources they must come from (one source's few configurations say little about the next).
 MIN_RESIDUALS = 10
+MIN_SOURCES = 2
 
 
 def metric_kind(metric: str) -> str:
@@ -48,7 +50,7 @@ def regime_keys(metric: str, family: str, engine: str, batch: float, tp: float, 
 
 
 def error_band(bands: Mapping[str, ErrorBand], keys: list[str]) -> ErrorBand | None:
-    return next((bands[k] for k in keys if k in bands and bands[k].n >= MIN_RESIDUALS), None)
+    return next((bands[k] for k in keys if k in bands and bands[k].n >= MIN_RESIDUALS and bands[k].sources >= MIN_SOURCES), None)
 
 
 def interval(value: float | None, found: ErrorBand | None) -> tuple[float | None, float | None]:

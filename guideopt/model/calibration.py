@@ -96,6 +96,7 @@ class ErrorBand(StrictModel):
     q10: float = Field(ge=-20, le=20)
     q90: float = Field(ge=-20, le=20)
     n: int = Field(ge=1, description="held-out residuals behind the percentiles")
+    sources: int = Field(default=1, ge=1, description="distinct sources of those residuals")
     widening: float = Field(
         default=1.0,
         ge=1,
