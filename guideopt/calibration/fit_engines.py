@@ -1,9 +1,10 @@
 """Stage 2 of the calibration: per-engine costs from end-to-end rows (``e2e.csv``).
 
 Per engine (and per GPU vendor where its build differs, e.g. vLLM on ROCm: ``vllm@amd``)
-seven physical terms are fitted with the device and link values of stage 1 held fixed:
+eight physical terms are fitted with the device and link values of stage 1 held fixed:
 a fixed CPU cost per decode step and per prefill pass, a cost per sequence and per new
-token in a step, the engine's kernel speed relative to the measured kernels, its cost per
+token in a step, the engine's kernel speed relative to the measured kernels (memory-bound and compute-bound
+work apart), its cost per
 all-reduce call on the link of most of its multi-GPU rows, and (where it has multi-GPU
 PCIe rows) the all-reduce bus bandwidth it achieves over PCIe.
 
@@ -37,18 +38,20 @@ TERMS = (
     "kernel_efficiency",
     "allreduce_latency_us",
     "pcie_busbw_fraction",
+    "compute_efficiency",
 )
-LOWER = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.5, 0.03])
-UPPER = np.array([20.0, 200.0, 200.0, 20.0, 1.0, 200.0, 1.0])
+LOWER = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.5, 0.03, 0.3])
+UPPER = np.array([20.0, 200.0, 200.0, 20.0, 1.0, 200.0, 1.0, 1.0])
 # Finite-difference steps for the linearisation, in each term's unit.
-STEPS = np.array([0.5, 2.0, 5.0, 0.5, -0.05, 2.0, 0.02])
+STEPS = np.array([0.5, 2.0, 5.0, 0.5, -0.05, 2.0, 0.02, -0.05])
 ALLREDUCE_TERM = TERMS.index("allreduce_latency_us")
 PCIE_TERM = TERMS.index("pcie_busbw_fraction")
+KERNEL_TERM, COMPUTE_TERM = TERMS.index("kernel_efficiency"), TERMS.index("compute_efficiency")
 # Weak prior: moving a term by its scale from the hand-written prior costs as much as one
 # row off by a factor e. Terms the rows barely constrain then stay near physical values
 # instead of drifting to a bound; the scales are about ten times each term's typical size,
 # so rows that do constrain a term move it freely (checked on synthetic rows in the tests).
-PRIOR_SCALE = np.array([20.0, 100.0, 200.0, 20.0, 2.0, 200.0, 2.0])
+PRIOR_SCALE = np.array([20.0, 100.0, 200.0, 20.0, 2.0, 200.0, 2.0, 2.0])
 ROUNDS = 3
 # Largest number of distinct configurations per engine in the fit (keeps a refit to a
 # minute or two); taken evenly across the file, every metric of a config kept.
@@ -167,6 +170,8 @@ def _terms(fw: FrameworkEfficiency, cal: Calibration) -> np.ndarray:
     values = [getattr(fw, t) for t in TERMS]
     if values[PCIE_TERM] is None:
         values[PCIE_TERM] = cal.links[LinkClass.PCIE.value].busbw_fraction
+    if values[COMPUTE_TERM] is None:
+        values[COMPUTE_TERM] = values[KERNEL_TERM]
     return np.clip(np.array(values, dtype=float), LOWER, UPPER)
 
 

@@ -74,6 +74,7 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
     link_cal = cal.links[gpu.link.value]
     pcie_cal = cal.links[LinkClass.PCIE.value]
     speed = fw_eff.kernel_efficiency
+    compute_speed = fw_eff.compute_efficiency or speed
     link_bw = gpu.link_bw_bytes_per_s()
     if gpu.link is LinkClass.XGMI:
         # xGMI is a full mesh of point-to-point links: a TP group of t GPUs drives t−1 of
@@ -84,8 +85,8 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
     link_fraction = pcie_fraction if gpu.link is LinkClass.PCIE else link_cal.busbw_fraction
     group = {LinkClass.NVLINK_BRIDGE: NVLINK_BRIDGE_GROUP, LinkClass.PCIE: gpu.gpus_per_node}.get(gpu.link, gpu.gpus_per_node)
     return {
-        "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.gemm_eff(dtype is Dtype.FP8) * speed,
-        "attn_flops_per_s": gpu.tensor_flops_per_s(ACTIVATION_DTYPE) * dev.attn_compute_eff * speed,
+        "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.gemm_eff(dtype is Dtype.FP8) * compute_speed,
+        "attn_flops_per_s": gpu.tensor_flops_per_s(ACTIVATION_DTYPE) * dev.attn_compute_eff * compute_speed,
         "mem_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.mem_eff * speed,
         "kv_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.attn_mem_eff * speed,
         "kernel_overhead_s": dev.kernel_overhead_us * S_PER_US,
