@@ -18,12 +18,15 @@ from guideopt.calibration.aggregate import stats
 
 E2E = Path(__file__).resolve().parents[2] / "shared" / "data" / "measured" / "e2e.csv"
 # (workload, metric) -> median absolute error recorded in docs/accuracy.md (fitted column).
+# Max-load total throughput (the AMD vLLM runs) rose from 17.3 % to 21.6 % when vLLM on ROCm got a
+# compute-bound speed of its own; held out by source it fell from 29.9 % to 26.1 %.
 RECORDED_MEDIAN_APE = {
-    ("closed_loop", "tpot_ms"): 0.070,
-    ("static", "batch_latency_s"): 0.103,
-    ("static", "output_throughput_tok_s"): 0.098,
-    ("static", "total_throughput_tok_s"): 0.141,
-    ("max_load", "total_throughput_tok_s"): 0.173,
+    ("closed_loop", "tpot_ms"): 0.061,
+    ("static", "batch_latency_s"): 0.080,
+    ("static", "output_throughput_tok_s"): 0.087,
+    ("static", "total_throughput_tok_s"): 0.092,
+    ("max_load", "output_throughput_tok_s"): 0.071,
+    ("max_load", "total_throughput_tok_s"): 0.216,
 }
 SLACK = 0.03
 # Enough rows that the medians mean something.
