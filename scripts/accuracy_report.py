@@ -206,7 +206,7 @@ benchmark client, not of an engine step model.
   prompts evenly over all steps, which hid their compute under the weight reads of memory-bound
   decode steps. Llama-3.1-8B, H100, TensorRT-LLM, 1024/128: TPOT 7.9 / 19.0 ms predicted at 8 / 64
   clients against 7.9 / 20.1 ms measured; Llama-3.1-8B FP8 max load at 20000/2000 on one L40S went
-  from 1.30 to 1.06 of measured.
+  from 1.30 to 1.05 of measured.
 * **Static batches larger than the KV cache** still run in waves for every engine; vLLM's
   preempt-and-recompute (and SGLang's retract) is modelled for serving and max-load runs (the KV
   holds requests at their mean length) but not yet inside a static batch.

@@ -123,4 +123,7 @@ def test_example_table_output(solved):
     result = CliRunner().invoke(main, ["solve", str(path)], catch_exceptions=False)
     assert result.exit_code == 0
     assert re.search(r"status: optimal\s+objective: cost > throughput", result.stdout)
-    assert len(result.stdout.strip().splitlines()) == 3 + len(solved[path.name][1]["plans"])
+    lines = result.stdout.strip().splitlines()
+    plans = len(solved[path.name][1]["plans"])
+    # status, header, rule, one row per plan; then the intervals: a title, header, rule, one row per plan
+    assert len(lines) == 3 + plans + 3 + plans and lines[3 + plans].startswith("prediction intervals")
