@@ -91,8 +91,21 @@ def test_3_numeric_warnings_do_not_hang_or_leak() -> None:
     # found by the fuzz suite: a numpy warning re-emitted while warnings were being recorded
     # looped forever and grew to gigabytes
     start = time.perf_counter()
-    one_line(run(*PLAN, "--gpu", "l4", "--min-throughput", "1e300"), 3, "no feasible plan", "slo.min_output_throughput_tok_s")
+    one_line(run(*PLAN, "--gpu", "l4", "--min-throughput", "1e12"), 3, "no feasible plan", "slo.min_output_throughput_tok_s")
     assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize(
+    "flag,value,words",
+    [
+        ("--min-throughput", "1e300", ["--min-throughput", "<= 1,000,000,000,000"]),
+        ("--ttft-ms", "1e300", ["--ttft-ms", "<= 1,000,000,000,000 ms"]),
+        ("--tpot-ms", "inf", ["--tpot-ms", "finite number of ms"]),
+    ],
+)
+def test_3_huge_slos_are_refused_before_the_mixed_type_model(flag: str, value: str, words: list[str]) -> None:
+    # --min-throughput 1e300 with --heterogeneous overflowed the CP-SAT integer scale (a traceback)
+    one_line(run(*PLAN, "--heterogeneous", flag, value), 1, *words)
 
 
 # ---------------------------------------------------------------- 5. unmodelled architectures

@@ -37,6 +37,12 @@ MAX_BUDGET_USD_PER_HOUR = 10_000_000.0
 # a large real rate meets the replica cap of capacity sizing first, with its own message.
 MAX_RATE_REQ_S = 1e12
 
+# SLO bounds: against overflow only (the solver scales them to integers; "--min-throughput
+# 1e300" crashed the mixed-type model). 10^12 output tokens/s is ~10^7 H100s; 10^12 ms of
+# TTFT/TPOT is 30 years.
+MAX_SLO_THROUGHPUT_TOK_S = 1e12
+MAX_SLO_MS = 1e12
+
 # ---- sweeps (`capacity --input-len 128:8192:x2`)
 
 # Values in one length list or range: a geometric x1.000000001 step from 1 to 10^9 made

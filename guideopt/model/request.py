@@ -12,7 +12,15 @@ from pydantic_core import PydanticCustomError
 
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
-from guideopt.model.limits import MAX_BATCH, MAX_BUDGET_USD_PER_HOUR, MAX_GPUS, MAX_PARALLEL_SIZE, MAX_SEQUENCE_TOKENS
+from guideopt.model.limits import (
+    MAX_BATCH,
+    MAX_BUDGET_USD_PER_HOUR,
+    MAX_GPUS,
+    MAX_PARALLEL_SIZE,
+    MAX_SEQUENCE_TOKENS,
+    MAX_SLO_MS,
+    MAX_SLO_THROUGHPUT_TOK_S,
+)
 from guideopt.model.workload import (
     DEFAULT_NUM_REQUESTS,
     DEFAULT_PERCENTILE,
@@ -22,6 +30,7 @@ from guideopt.model.workload import (
     StreamWorkload,
     parse_percentile,
 )
+from guideopt.units import MS_PER_S
 
 
 class ObjectiveTerm(str, Enum):
@@ -168,8 +177,8 @@ class Slo(StrictModel):
 
     ttft_ms: SloValue | None = Field(default=None, description="ms; or per percentile, e.g. {p90: 800}")
     tpot_ms: SloValue | None = Field(default=None, description="ms; or per percentile, e.g. {p99: 60}")
-    batch_latency_s: float | None = Field(default=None, gt=0)
-    min_output_throughput_tok_s: float | None = Field(default=None, gt=0)
+    batch_latency_s: float | None = Field(default=None, gt=0, le=MAX_SLO_MS / MS_PER_S)
+    min_output_throughput_tok_s: float | None = Field(default=None, gt=0, le=MAX_SLO_THROUGHPUT_TOK_S)
     percentile: float = Field(default=DEFAULT_PERCENTILE, gt=0, lt=100, description="stream: the percentile a plain SLO number bounds")
 
     @field_validator("ttft_ms", "tpot_ms")
@@ -183,10 +192,14 @@ class Slo(StrictModel):
                 parse_percentile(key, str(key))
                 if bound <= 0:
                     raise ValueError(f"{key}: {bound} must be > 0 ms")
+                if bound > MAX_SLO_MS:
+                    raise ValueError(f"{key}: {bound} must be <= {MAX_SLO_MS:,.0f} ms")
                 out[str(key)] = float(bound)
             return out
         if value is not None and value <= 0:
             raise ValueError("must be > 0 ms")
+        if value is not None and value > MAX_SLO_MS:
+            raise ValueError(f"must be <= {MAX_SLO_MS:,.0f} ms")
         return value
 
     def stream_targets(self) -> dict[str, PercentileTargets]:

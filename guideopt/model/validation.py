@@ -42,6 +42,7 @@ REQUEST_EXAMPLES: dict[str, str] = {
 _UNION_HINTS = {
     "gpus": ("a GPU count or a mapping", "a count such as 4, or a mapping such as {max: 8, usd_per_hour: 0.70}"),
     "framework": ("a framework id or a list of ids", "an id such as vllm, a list such as [vllm, sglang], or any"),
+    "slo": ("a finite number of ms or a mapping per percentile", "a number such as 800, or a mapping such as {p90: 800}"),
 }
 _BOUND_OPS = {
     "greater_than": (">", "gt"),
@@ -134,7 +135,7 @@ def _unknown_key(root: type[BaseModel], path: KeyPath) -> str:
 
 
 def union_message(path: KeyPath, value: Any) -> str:
-    kinds, example = _UNION_HINTS.get(str(path[0]) if path else "", ("another kind of value", "see `guideopt schema`"))
+    kinds, example = _UNION_HINTS.get(str(path[0]) if path else "", ("another kind of value", "a value `guideopt schema` allows"))
     return f"expected {kinds}, got {show(value)} (write {example})"
 
 
