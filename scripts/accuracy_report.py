@@ -207,9 +207,11 @@ benchmark client, not of an engine step model.
   decode steps. Llama-3.1-8B, H100, TensorRT-LLM, 1024/128: TPOT 7.9 / 19.0 ms predicted at 8 / 64
   clients against 7.9 / 20.1 ms measured; Llama-3.1-8B FP8 max load at 20000/2000 on one L40S went
   from 1.30 to 1.05 of measured.
-* **Static batches larger than the KV cache** still run in waves for every engine; vLLM's
-  preempt-and-recompute (and SGLang's retract) is modelled for serving and max-load runs (the KV
-  holds requests at their mean length) but not yet inside a static batch.
+* **Static batches larger than the KV cache** run as each engine admits them: TensorRT-LLM in waves of
+  KV / (I + O) (it reserves the whole length), vLLM and SGLang at KV / (I + O/2) (they admit by the
+  KV held now and preempt as sequences grow; the recompute of the first lockstep group is left out).
+  Only one row in the data (vLLM, MI300X) runs beyond the cache, so this is not yet checked against
+  measurements.
 * Meta's FP8 Llama-3.1-405B checkpoint on ROCm vLLM 0.6.3 (dstack) is skipped: the same source's
   runs with AMD's FP8 checkpoint are 1.8-4.2x faster on the same GPUs, so it does not use FP8 GEMMs.
 

@@ -22,7 +22,7 @@ from guideopt.catalog import Catalog
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
 from guideopt.costs.memory import MemoryArrays, max_batch, memory_arrays
 from guideopt.costs.metrics import StaticBatchInputs, static_batch_metrics
-from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics
+from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics, static_wave_cap
 from guideopt.costs.tables import default_kv_dtype
 from guideopt.errors import GuideoptError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
@@ -145,7 +145,7 @@ def _predict_group(rows: _Rows, cat: Catalog) -> list[Outcome]:
     if rows.reqs[0].concurrency is not None:
         metrics, running = _serving(rows, hw, _serving_caps(rows, running_cap, cat))
     else:
-        metrics, running = _static(rows, running_cap, hw)
+        metrics, running = _static(rows, running_cap, hw, _usage(rows, cat))
     mem_gb = _mem_per_gpu_gb(mem, rows, running)
     return [
         {**{k: float(metrics[k][i]) for k in METRIC_KEYS}, "mem_per_gpu_gb": float(mem_gb[i])} if fits[i] else _does_not_fit(rows, mem, i)
@@ -176,9 +176,10 @@ def _memory(rows: _Rows) -> MemoryArrays:
     return MemoryArrays(**out)
 
 
-def _static(rows: _Rows, running_cap: np.ndarray, hw: HardwareArrays) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _static(rows: _Rows, running_cap: np.ndarray, hw: HardwareArrays, usage: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Static batches (as ``build_option_table`` then ``scaled_metrics``): latencies per replica, throughputs for all."""
     per_replica = rows.per_replica.astype(float)
+    wave_cap = static_wave_cap(running_cap, rows.input_len, rows.output_len, usage)
     inputs = StaticBatchInputs(
         tp=rows.tp.astype(float),
         pp=rows.pp.astype(float),
@@ -189,7 +190,7 @@ def _static(rows: _Rows, running_cap: np.ndarray, hw: HardwareArrays) -> tuple[d
         chunked=np.array([fw.chunked_prefill for fw in rows.fws]),
         w_bytes=rows.w_bytes,
         kv_bytes=rows.kv_bytes,
-        running_cap=np.maximum(running_cap, 1.0),
+        running_cap=np.maximum(wave_cap, 1.0),
         kv_keep=rows.kv_keep,
         flash=rows.reqs[0].flash_attention,
     )
@@ -204,13 +205,21 @@ def _static(rows: _Rows, running_cap: np.ndarray, hw: HardwareArrays) -> tuple[d
     return metrics, np.minimum(per_replica, np.maximum(running_cap, 1.0))
 
 
+def _usage(rows: _Rows, cat: Catalog) -> np.ndarray:
+    """Per row, whether its engine admits by the KV a request holds now (``kv_admission``)."""
+    return np.array(
+        [
+            cat.calibration.framework(fw.calibration_id, g.vendor.value).kv_admission == "current_usage"
+            for fw, g in zip(rows.fws, rows.gpus)
+        ],
+        dtype=bool,
+    )
+
+
 def _serving_caps(rows: _Rows, running_cap: np.ndarray, cat: Catalog) -> np.ndarray:
     """As ``predict_one``: the engine's sequence cap and what its KV holds under its admission rule."""
     seqs = [r.max_num_seqs or fw.max_num_seqs for r, fw in zip(rows.reqs, rows.fws)]
-    usage = [
-        cat.calibration.framework(fw.calibration_id, g.vendor.value).kv_admission == "current_usage" for fw, g in zip(rows.fws, rows.gpus)
-    ]
-    return serving_cap(np.array(seqs, dtype=float), running_cap, rows.input_len, rows.output_len, np.array(usage))
+    return serving_cap(np.array(seqs, dtype=float), running_cap, rows.input_len, rows.output_len, _usage(rows, cat))
 
 
 def _serving(rows: _Rows, hw: HardwareArrays, caps: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -71,6 +71,15 @@ def serving_cap(max_num_seqs, kv_full_cap, input_len, output_len, current_usage)
     return np.maximum(np.minimum(np.asarray(max_num_seqs, dtype=float), kv_cap), 1.0)
 
 
+def static_wave_cap(kv_full_cap, input_len, output_len, current_usage) -> np.ndarray:
+    """Requests a static batch larger than the KV cache runs at once. Engines that reserve the
+    whole length (TensorRT-LLM) run waves of ``kv_full_cap``; engines that admit by the KV a
+    request holds now (vLLM, SGLang) keep the cache full and preempt (recompute) as sequences
+    grow, which settles at requests of mean length I + O/2 (``serving_cap``; the recompute of
+    the first, lockstep group is left out)."""
+    return np.floor(serving_cap(np.inf, kv_full_cap, input_len, output_len, current_usage))
+
+
 def _step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, prefill_tokens) -> np.ndarray:
     ctx = (x.input_len + x.output_len / 2.0) * x.kv_keep
     prefill_seqs = prefill_tokens / x.input_len

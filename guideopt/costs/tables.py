@@ -18,6 +18,7 @@ from guideopt.costs.capability import option_reason
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
 from guideopt.costs.memory import MemoryArrays, max_batch, memory_arrays
 from guideopt.costs.metrics import StaticBatchInputs, StaticBatchMetrics, static_batch_metrics
+from guideopt.costs.serving import static_wave_cap
 from guideopt.model.calibration import Calibration
 from guideopt.model.dtype import Dtype
 from guideopt.model.framework import Framework
@@ -170,6 +171,10 @@ def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibra
     if not space.allow_waves:
         fits &= running_cap >= batch
     chunked = np.array([fw.chunked_prefill for fw in space.frameworks])[rows["fw"]]
+    wave_cap = running_cap
+    if space.allow_waves:  # predict: a batch beyond the KV cache runs as each engine admits it
+        usage = _current_usage(space, calibration, rows)
+        wave_cap = static_wave_cap(running_cap, space.input_len, space.output_len, usage)
     inputs = StaticBatchInputs(
         tp=rows["tp"].astype(float),
         pp=rows["pp"].astype(float),
@@ -180,7 +185,7 @@ def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibra
         chunked=chunked,
         w_bytes=w_bytes,
         kv_bytes=kv_bytes,
-        running_cap=np.maximum(running_cap, 1.0),
+        running_cap=np.maximum(wave_cap, 1.0),
         kv_keep=np.full(n, space.h2o_keep),
         flash=space.flash_attention,
     )
@@ -204,6 +209,18 @@ def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibra
         usd_per_hour_per_gpu=np.asarray(price_list, dtype=float)[rows["gpu"]],
         kv_dtype_names=[kv_dtypes[i].value for i in rows["dtype"]],
     )
+
+
+def _current_usage(space: OptionSpace, calibration: Calibration, rows: dict[str, np.ndarray]) -> np.ndarray:
+    """Per row, whether its engine admits by the KV a request holds now (``kv_admission``)."""
+    table = np.array(
+        [
+            [calibration.framework(fw.calibration_id, gpu.vendor.value).kv_admission == "current_usage" for fw in space.frameworks]
+            for gpu in space.gpus
+        ],
+        dtype=bool,
+    ).reshape(len(space.gpus), len(space.frameworks))
+    return table[rows["gpu"], rows["fw"]]
 
 
 def _hardware_for_rows(space: OptionSpace, calibration: Calibration, rows: dict[str, np.ndarray]) -> HardwareArrays:
