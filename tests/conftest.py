@@ -173,3 +173,14 @@ def model_cases(cat: Catalog, requests: list[dict[str, Any]], metrics: tuple[str
                 )
             )
     return cases
+
+
+def with_engine_terms(catalog: Catalog, engine: str = "vllm", **update: Any) -> Catalog:
+    """The catalog with one engine's fitted terms changed (and its per-vendor NVIDIA entry, if
+    any, dropped so that the change applies)."""
+    import dataclasses
+
+    cal = catalog.calibration
+    fw = cal.frameworks[engine].model_copy(update=update)
+    frameworks = {k: v for k, v in cal.frameworks.items() if k != f"{engine}@nvidia"}
+    return dataclasses.replace(catalog, calibration=cal.model_copy(update={"frameworks": {**frameworks, engine: fw}}))

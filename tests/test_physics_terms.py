@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import LLAMA2_7B, LLAMA3_8B, model_cases, predict_request
+from conftest import LLAMA2_7B, LLAMA3_8B, model_cases, predict_request, with_engine_terms
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -92,19 +92,12 @@ def test_engine_allreduce_latency_applies_only_on_its_link(catalog):
 # ---------------------------------------------------------------- engine step costs
 
 
-def _with_vllm(catalog, **update):
-    cal = catalog.calibration
-    fw = cal.frameworks["vllm"].model_copy(update=update)
-    frameworks = {k: v for k, v in cal.frameworks.items() if k != "vllm@nvidia"}
-    return dataclasses.replace(catalog, calibration=cal.model_copy(update={"frameworks": {**frameworks, "vllm": fw}}))
-
-
 def test_per_sequence_cost_adds_batch_times_steps_to_decode(catalog):
     """Each of the O−1 decode steps of a batch of B pays B·per_seq more: TPOT grows by B·per_seq."""
     batch, per_seq_us = 32, 50.0
     req = predict_request(LLAMA2_7B, H100, framework="vllm", batch=batch, input_len=128, output_len=64)
-    base = api.predict(req, _with_vllm(catalog, per_seq_step_us=0.0, per_token_step_us=0.0)).metrics
-    more = api.predict(req, _with_vllm(catalog, per_seq_step_us=per_seq_us, per_token_step_us=0.0)).metrics
+    base = api.predict(req, with_engine_terms(catalog, per_seq_step_us=0.0, per_token_step_us=0.0)).metrics
+    more = api.predict(req, with_engine_terms(catalog, per_seq_step_us=per_seq_us, per_token_step_us=0.0)).metrics
     assert more.tpot_ms - base.tpot_ms == pytest.approx(batch * per_seq_us / 1000, rel=1e-6)
 
 
@@ -141,7 +134,7 @@ def test_kv_admission_by_current_usage_holds_more_requests(catalog):
     table = build_option_table(arch, space, catalog.calibration)
     req = api.PredictRequest(model=LLAMA2_7B, gpu=H100, input_len=1000, output_len=1000, concurrency=10**5, max_num_seqs=10**5)
     by_usage = serving_running_cap(req, table, catalog)
-    reserve = _with_vllm(catalog, kv_admission="full_length")
+    reserve = with_engine_terms(catalog, kv_admission="full_length")
     by_reservation = serving_running_cap(req, table, reserve)
     assert by_reservation == pytest.approx(float(table.running_cap[0]))
     assert by_usage == pytest.approx(by_reservation * 2000 / 1500)
@@ -182,14 +175,14 @@ def test_engine_fit_recovers_known_terms_from_synthetic_rows(catalog):
         "compute_efficiency": 0.6,
         "prefill_step_overhead_ms": 5.0,
     }
-    true_cat = _with_vllm(catalog, per_token_step_us=0.0, allreduce_latency_us=None, allreduce_link=None, **truth)
+    true_cat = with_engine_terms(catalog, per_token_step_us=0.0, allreduce_latency_us=None, allreduce_link=None, **truth)
     # prompt-heavy shapes too, so the compute-bound speed (compute_efficiency) is told apart
     # from the memory-bound one and from the per-sequence cost
     shapes = [(1, 128, 128), (8, 512, 64), (32, 128, 256), (64, 1024, 32), (16, 2048, 16), (128, 64, 64), (4, 4000, 8)]
     shapes += [(1, 4000, 2), (32, 2048, 2), (256, 64, 128), (2, 64, 512)]
     reqs = [predict_request(LLAMA2_7B, H100, framework="vllm", batch=b, input_len=i, output_len=o) for b, i, o in shapes]
     cases = model_cases(true_cat, reqs)
-    start = _with_vllm(
+    start = with_engine_terms(
         catalog,
         per_token_step_us=0.0,
         decode_step_overhead_ms=1.0,

@@ -4,10 +4,9 @@ as sequences grow, settling at requests of mean length I + O/2."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
-from conftest import LLAMA2_7B, predict_request
+from conftest import LLAMA2_7B, predict_request, with_engine_terms
 
 from guideopt import api
 
@@ -16,10 +15,7 @@ REQ = predict_request(LLAMA2_7B, A100, framework="vllm", batch=2000, input_len=1
 
 
 def _admission(catalog, rule: str):
-    cal = catalog.calibration
-    fw = cal.frameworks["vllm"].model_copy(update={"kv_admission": rule})
-    frameworks = {k: v for k, v in cal.frameworks.items() if k != "vllm@nvidia"}
-    return dataclasses.replace(catalog, calibration=cal.model_copy(update={"frameworks": {**frameworks, "vllm": fw}}))
+    return with_engine_terms(catalog, kv_admission=rule)
 
 
 def test_current_usage_runs_waves_at_the_mean_length(catalog):
