@@ -204,3 +204,34 @@ def test_plan_table_shows_each_groups_interval(catalog):
     assert low is not None and high is not None
     assert f"{_fmt(low.tpot_ms)} – {_fmt(high.tpot_ms)}" in first
     assert f"{_fmt(low.output_throughput_tok_s)} – {_fmt(high.output_throughput_tok_s)}" in first
+
+
+def test_pessimistic_table_scales_each_option_by_its_own_regime(catalog):
+    """The table-wide lookup (once per distinct regime) equals the per-option definition."""
+    from guideopt.costs.intervals import TABLE_METRICS, pessimistic_table, regime_engine
+    from guideopt.costs.tables import OptionSpace, build_option_table
+    from guideopt.model.dtype import Dtype
+
+    gpus = [catalog.gpu(g) for g in ("h100-sxm", "mi300x", "l40s")]
+    space = OptionSpace(
+        gpus=gpus,
+        frameworks=[catalog.framework("vllm"), catalog.framework("sglang")],
+        dtypes=[Dtype.FP16],
+        tp=[1, 2, 8],
+        pp=[1],
+        batch=[1, 8, 64, 300],
+        input_len=512,
+        output_len=128,
+        kv_dtype=None,
+    )
+    table = build_option_table(catalog.model(LLAMA2_7B), space, catalog.calibration)
+    bands = catalog.calibration.intervals
+    robust = pessimistic_table(table, bands)
+    for field, metric in TABLE_METRICS.items():
+        for i in range(len(table)):
+            gpu, fw = space.gpus[int(table.gpu_idx[i])], space.frameworks[int(table.fw_idx[i])]
+            keys = regime_keys(
+                metric, gpu.arch, regime_engine(fw.calibration_id, gpu.vendor.value), float(table.batch[i]), float(table.tp[i])
+            )
+            expected = float(getattr(table.metrics, field)[i]) * pessimistic_factor(metric, error_band(bands, keys))
+            assert float(getattr(robust.metrics, field)[i]) == pytest.approx(expected, rel=1e-12, nan_ok=True)

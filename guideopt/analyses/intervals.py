@@ -5,7 +5,7 @@ are (throughputs summed over groups, latencies the worst group's)."""
 from __future__ import annotations
 
 from guideopt.catalog import Catalog
-from guideopt.costs.intervals import error_band, interval, regime_keys
+from guideopt.costs.intervals import error_band, interval, regime_engine, regime_keys
 from guideopt.model.plan import Group, Metrics, Plan, PlanResult
 
 LATENCIES = ("ttft_ms", "tpot_ms", "batch_latency_s")
@@ -15,8 +15,7 @@ def _group_bounds(g: Group, cat: Catalog) -> tuple[Metrics, Metrics] | None:
     if g.gpu not in cat.gpus or g.framework not in cat.frameworks:
         return None  # a pipeline across GPU types ("mixed"): no single regime
     gpu = cat.gpus[g.gpu]
-    engine = cat.frameworks[g.framework].calibration_id
-    engine = engine if gpu.vendor.value == "nvidia" else f"{engine}@{gpu.vendor.value}"
+    engine = regime_engine(cat.frameworks[g.framework].calibration_id, gpu.vendor.value)
     low, high = {}, {}
     for name, value in g.metrics.model_dump().items():
         low[name], high[name] = interval(value, error_band(cat.calibration.intervals, regime_keys(name, gpu.arch, engine, g.batch, g.tp)))

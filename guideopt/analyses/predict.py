@@ -12,7 +12,7 @@ from guideopt.catalog import Catalog, load_catalog
 from guideopt.costs.capability import request_refusal, runs_on_reason
 from guideopt.costs.engine_defaults import default_split as engine_default_split
 from guideopt.costs.hardware import hardware_arrays
-from guideopt.costs.intervals import error_band, interval, regime_keys
+from guideopt.costs.intervals import error_band, interval, regime_engine, regime_keys
 from guideopt.costs.rows import memory_breakdown, scaled_metrics
 from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
@@ -116,8 +116,7 @@ def metric_intervals(req: PredictRequest, metrics: dict, batch_per_replica: floa
     """The low and high ends of each metric's interval: the held-out error band of its regime
     (GPU family, engine and vendor, batch per replica, TP) applied to the predicted value."""
     gpu = cat.gpu(req.gpu)
-    engine = cat.framework(req.framework).calibration_id
-    engine = engine if gpu.vendor.value == "nvidia" else f"{engine}@{gpu.vendor.value}"
+    engine = regime_engine(cat.framework(req.framework).calibration_id, gpu.vendor.value)
     low, high = {}, {}
     for name, value in metrics.items():
         keys = regime_keys(name, gpu.arch, engine, batch_per_replica, req.resolved_tp, req.concurrency is not None)
@@ -242,7 +241,7 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
 def serving_running_cap(req: PredictRequest, table: OptionTable, cat: Catalog) -> float:
     """``serving_cap`` for one request: the engine's (or the request's) sequence cap and its KV admission."""
     fw, gpu = table.space.frameworks[0], table.space.gpus[0]
-    usage = cat.calibration.framework(fw.calibration_id, gpu.vendor.value).kv_admission == "current_usage"
+    usage = cat.calibration.admits_current_usage(fw.calibration_id, gpu.vendor.value)
     seqs = req.max_num_seqs or fw.max_num_seqs
     return float(serving_cap(seqs, table.running_cap[0], req.input_len, req.output_len, usage))
 

@@ -208,11 +208,7 @@ def _static(rows: _Rows, running_cap: np.ndarray, hw: HardwareArrays, usage: np.
 def _usage(rows: _Rows, cat: Catalog) -> np.ndarray:
     """Per row, whether its engine admits by the KV a request holds now (``kv_admission``)."""
     return np.array(
-        [
-            cat.calibration.framework(fw.calibration_id, g.vendor.value).kv_admission == "current_usage"
-            for fw, g in zip(rows.fws, rows.gpus)
-        ],
-        dtype=bool,
+        [cat.calibration.admits_current_usage(fw.calibration_id, g.vendor.value) for fw, g in zip(rows.fws, rows.gpus)], dtype=bool
     )
 
 

@@ -49,6 +49,12 @@ def regime_keys(metric: str, family: str, engine: str, batch: float, tp: float, 
     return ["|".join(parts[:n]) for n in range(len(parts), 0, -1)]
 
 
+def regime_engine(calibration_id: str, vendor: str) -> str:
+    """The engine part of a regime key: the engine's calibration id, with the vendor where it
+    is not NVIDIA (as the engine fits are keyed: ``vllm``, ``vllm@amd``)."""
+    return calibration_id if vendor == "nvidia" else f"{calibration_id}@{vendor}"
+
+
 def error_band(bands: Mapping[str, ErrorBand], keys: list[str]) -> ErrorBand | None:
     return next((bands[k] for k in keys if k in bands and bands[k].n >= MIN_RESIDUALS and bands[k].sources >= MIN_SOURCES), None)
 
@@ -86,13 +92,19 @@ def pessimistic_metrics(metrics, regimes: list[tuple[str, str, float, float]], b
     """``metrics`` (a StaticBatchMetrics) moved to the pessimistic end of each row's interval;
     ``regimes[i]`` = (GPU family, engine, batch per replica, TP) of row i. What ``--robust``
     planning sees: a plan chosen on these still meets its SLOs if the model is off by its
-    typical held-out error."""
+    typical held-out error. The bands are looked up once per distinct regime."""
     import dataclasses
 
+    labels = [(fam, eng, band(b, BATCH_BANDS), band(t, TP_BANDS)) for fam, eng, b, t in regimes]
+    distinct = list(dict.fromkeys(labels))
+    at = {lab: i for i, lab in enumerate(distinct)}
+    index = np.array([at[lab] for lab in labels], dtype=int)
+    # one representative (batch, TP) per distinct label gives the same regime keys
+    first = dict(zip(labels, regimes))
     scaled = {}
     for field, metric in TABLE_METRICS.items():
-        factors = np.array([pessimistic_factor(metric, error_band(bands, regime_keys(metric, *r))) for r in regimes])
-        scaled[field] = np.asarray(getattr(metrics, field)) * factors
+        per_regime = np.array([pessimistic_factor(metric, error_band(bands, regime_keys(metric, *first[lab]))) for lab in distinct])
+        scaled[field] = np.asarray(getattr(metrics, field)) * per_regime[index]
     return dataclasses.replace(metrics, **scaled)
 
 
@@ -101,9 +113,8 @@ def pessimistic_table(table, bands: Mapping[str, ErrorBand]):
     import dataclasses
 
     space = table.space
-    regimes = []
-    for i in range(len(table)):
-        gpu, fw = space.gpus[int(table.gpu_idx[i])], space.frameworks[int(table.fw_idx[i])]
-        engine = fw.id if gpu.vendor.value == "nvidia" else f"{fw.id}@{gpu.vendor.value}"
-        regimes.append((gpu.arch, engine, float(table.batch[i]), float(table.tp[i])))
+    engines = [[(gpu.arch, regime_engine(fw.calibration_id, gpu.vendor.value)) for fw in space.frameworks] for gpu in space.gpus]
+    regimes = [
+        (*engines[g][f], b, t) for g, f, b, t in zip(table.gpu_idx.tolist(), table.fw_idx.tolist(), table.batch.tolist(), table.tp.tolist())
+    ]
     return dataclasses.replace(table, metrics=pessimistic_metrics(table.metrics, regimes, bands))

@@ -214,10 +214,7 @@ def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibra
 def _current_usage(space: OptionSpace, calibration: Calibration, rows: dict[str, np.ndarray]) -> np.ndarray:
     """Per row, whether its engine admits by the KV a request holds now (``kv_admission``)."""
     table = np.array(
-        [
-            [calibration.framework(fw.calibration_id, gpu.vendor.value).kv_admission == "current_usage" for fw in space.frameworks]
-            for gpu in space.gpus
-        ],
+        [[calibration.admits_current_usage(fw.calibration_id, gpu.vendor.value) for fw in space.frameworks] for gpu in space.gpus],
         dtype=bool,
     ).reshape(len(space.gpus), len(space.frameworks))
     return table[rows["gpu"], rows["fw"]]

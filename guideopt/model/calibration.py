@@ -132,6 +132,10 @@ class Calibration(StrictModel):
         """The engine's costs on a GPU vendor: ``<id>@<vendor>`` (e.g. vLLM's ROCm build) when fitted, else ``<id>``."""
         return self.frameworks.get(f"{framework_id}@{vendor}") or self.frameworks[framework_id]
 
+    def admits_current_usage(self, framework_id: str, vendor: str) -> bool:
+        """Whether the engine admits by the KV a request holds now (and preempts), not its whole length."""
+        return self.framework(framework_id, vendor).kv_admission == "current_usage"
+
     def device(self, gpu_id: str, arch: str) -> tuple[DeviceEfficiency, str]:
         """The efficiency for a GPU and where it comes from: 'gpu', 'arch:<family>' or 'default'."""
         if gpu_id in self.gpus:
