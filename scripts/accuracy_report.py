@@ -170,21 +170,28 @@ Columns:
   m, decode attention vs KV length, all-reduce latency per rank, engine per-sequence/per-token costs,
   FP8 GEMM rates, AMD device and xGMI fits, per-vendor engine fits), on the same rows.
 * **fitted**: `catalogs/calibration.yaml` from `scripts/fit_calibration.py`, all rows.
-* **leave-one-source-out**: each source's rows predicted with the engine terms re-fitted without that
-  source. Device and link terms come only from kernels.csv, so they never saw an e2e row (the
+* **leave-one-source-out**: each source's rows predicted with the engine terms (and the closed-loop
+  lockstep share) re-fitted without that source. Device and link terms come only from kernels.csv, so they never saw an e2e row (the
   engines' own all-reduce latency and PCIe bus bandwidth are engine terms, refitted like the rest).
 * **leave-one-family-out**: each GPU family's rows predicted with its GPUs' device entries removed
   (median of the other families instead) and the engine terms re-fitted without its rows.
 
-Closed-loop TTFT rows (aiconfigurator sample) are validated but not fitted: their TTFT grows with the
-output length at fixed concurrency and falls as concurrency rises from 8 to 32, a property of the
-benchmark client, not of an engine step model.
+Closed-loop TTFT carries one term the simulator sets, not the rows: the share of the lockstep
+wait (`closed_loop.lockstep_share`, stage 3, `guideopt/calibration/fit_closed_loop.py`). Clients
+that start together and send equal lengths finish together and send again together, so a prompt
+waits behind the prompts of its wave, which the steady-state model (spread-out arrivals) leaves
+out. The share is what the discrete-event simulator shows on the closed-loop configurations of the
+rows under their benchmark's protocol (aiperf): {cat.calibration.closed_loop.lockstep_share:.3f}
+({cat.calibration.closed_loop.fitted_from}).
+No measured value enters it, so it is the same held out.
 
 ### Known gaps (where the numbers stay high, and why)
-* **Closed-loop TTFT** (aiconfigurator, NIM): at fixed concurrency the measured TTFT grows with the
-  output length (Llama-3.1-8B, H100, TRT-LLM, 8 clients: 191 / 318 / 550 ms at 128 / 256 / 512
-  output tokens) and is not proportional to any per-step cost; a steady-state engine model predicts
-  one to two steps. It is reported, not fitted, and its intervals are correspondingly wide.
+* **Closed-loop TTFT, TensorRT-LLM and SGLang** (aiconfigurator): with the lockstep share the vLLM
+  rows come within about 20 %. The TensorRT-LLM 1.0.0rc3 Llama-3.1-8B rows (177 of 561) wait about
+  one request-completion interval more (TTFT ≈ prefill + request duration / clients at 8-32
+  clients), as if the engine held one request fewer than the clients; the SGLang rows (46,
+  concurrency up to 512) wait far longer than any step model gives. Neither is modelled: their
+  mechanism is not known.
 * **All-reduce over PCIe depends on the host.** The L40S all-reduce timings in kernels.csv (16M fp16
   elements: 1.7 ms on 2 GPUs, 9.8 ms on 4, 26 ms custom / 39 ms NCCL on 8, i.e. 20 → 5 → 2.2 GB/s
   bus bandwidth) come from a host whose rings leave the PCIe switch beyond two GPUs; the TensorRT-LLM
@@ -233,10 +240,11 @@ built without it, widened by factors chosen on the other sources only (each of t
 built without both). About 80 % is the target.
 
 Closed-loop TTFT is a metric kind of its own (`ttft_ms@closed_loop`, used by `predict --concurrency`):
-its published values carry the benchmark-client wait described above, which must not widen the
-intervals of static-batch TTFTs. Its only sources are the aiconfigurator sample and 8 NIM rows, fewer
-than the 10 a band needs, so the held-out aiconfigurator rows have no band at all and count as
-outside: that is the gap between "all" and "all but closed-loop TTFT".
+its published values carry benchmark-client waits the model predicts only in part (above), which
+must not widen the intervals of static-batch TTFTs. Its only sources are the aiconfigurator sample
+and 8 NIM rows, so held out by source it has no band of its own; it then backs off to the static
+TTFT band of its regime (`costs/intervals.lookup_keys`; its own rows never shape that band), as the
+shipped intervals of `predict --concurrency` do.
 
 {cover_table}
 

@@ -14,7 +14,11 @@ and bus-bandwidth fraction (NVSwitch, PCIe, the xGMI mesh from RCCL rows).
 Stage 2 — end to end (e2e.csv, guideopt/calibration/fit_engines.py): per engine and GPU
 vendor, the CPU cost per decode step, per prefill pass, per sequence and per token in a
 step, and the kernel speed, with the stage-1 values held fixed; the versions of the rows
-are recorded. Every value lists the rows it came
+are recorded.
+Stage 3 — closed loop (guideopt/calibration/fit_closed_loop.py): the share of the lockstep
+wait (clients that start together and send equal lengths stay in step) that the simulator
+shows on the closed-loop configurations of the rows under their benchmark's protocol (the
+shapes only; no measured value enters). Every value lists the rows it came
 from. Nothing here looks up an expected answer: the fitted quantities are a handful of
 physical rates and latencies shared by all rows.
 """
@@ -32,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from guideopt.calibration.accuracy import prior_calibration  # noqa: E402
+from guideopt.calibration.fit_closed_loop import fit_closed_loop  # noqa: E402
 from guideopt.calibration.fit_devices import fit_devices, fit_links  # noqa: E402
 from guideopt.calibration.fit_engines import engine_key, fit_engine  # noqa: E402
 from guideopt.calibration.mapping import Case, cases_from_file  # noqa: E402
@@ -39,8 +44,7 @@ from guideopt.catalog import load_catalog  # noqa: E402
 from guideopt.model.calibration import Calibration  # noqa: E402
 
 
-def fit_frameworks(catalog, cal: Calibration, e2e: Path, prior: Calibration) -> Calibration:
-    cases = [c for c in cases_from_file(e2e, catalog) if isinstance(c, Case)]
+def fit_frameworks(catalog, cal: Calibration, cases: list[Case], prior: Calibration) -> Calibration:
     by_key: dict[str, list[Case]] = defaultdict(list)
     for c in cases:
         by_key[engine_key(c, lambda g: catalog.gpus[g].vendor.value)].append(c)
@@ -73,7 +77,10 @@ def main() -> None:
     )
     print("stage 1: devices", sorted(gpus))
     if not args.skip_e2e:
-        cal = fit_frameworks(catalog, cal, args.data / "e2e.csv", prior_calibration())
+        cases = [c for c in cases_from_file(args.data / "e2e.csv", catalog) if isinstance(c, Case)]
+        cal = fit_frameworks(catalog, cal, cases, prior_calibration())
+        cal = cal.model_copy(update={"closed_loop": fit_closed_loop(catalog, cal, cases)})
+        print("stage 3: closed loop", cal.closed_loop.model_dump())
     header = "# Written by scripts/fit_calibration.py from shared/data/measured; rerun it to refit.\n"
     args.out.write_text(header + yaml.safe_dump(cal.model_dump(), sort_keys=False, width=200))
     print(f"wrote {args.out}")

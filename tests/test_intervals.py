@@ -235,3 +235,47 @@ def test_pessimistic_table_scales_each_option_by_its_own_regime(catalog):
             )
             expected = float(getattr(table.metrics, field)[i]) * pessimistic_factor(metric, error_band(bands, keys))
             assert float(getattr(robust.metrics, field)[i]) == pytest.approx(expected, rel=1e-12, nan_ok=True)
+
+
+TTFT_BAND = ErrorBand(q10=-0.2, q90=0.6, n=50, sources=3)
+
+
+def test_closed_loop_ttft_backs_off_to_the_static_ttft_band():
+    keys = regime_keys("ttft_ms", "hopper", "vllm", 32, 2, closed_loop=True)
+    assert keys[-1] == "ttft_ms@closed_loop" and all(k.startswith("ttft_ms@closed_loop") for k in keys)
+    own = ErrorBand(q10=-1.0, q90=1.0, n=50, sources=3)
+    assert error_band({"ttft_ms|hopper": TTFT_BAND, "ttft_ms@closed_loop": own}, keys) == own  # its own band first
+    assert error_band({"ttft_ms|hopper": TTFT_BAND}, keys) == TTFT_BAND  # none of its own: the static one
+    assert error_band({"ttft_ms@closed_loop": TTFT_BAND}, regime_keys("ttft_ms", "hopper", "vllm", 32, 2)) is None  # never the reverse
+
+
+def test_predict_with_concurrency_takes_the_static_ttft_band_without_its_own(catalog):
+    cat = _with_bands(catalog, {"ttft_ms": TTFT_BAND})
+    req = {k: v for k, v in predict_request(LLAMA2_7B, "h100-sxm").items() if k != "batch"}
+    p = api.predict({**req, "concurrency": 16}, cat)
+    assert p.metrics_high.ttft_ms == pytest.approx(p.metrics.ttft_ms * math.exp(0.6))
+
+
+def _ttft_result(source: str, measured: float, workload: str) -> Result:
+    req = predict_request(LLAMA2_7B, "h100-sxm", framework="vllm", batch=8, tp=1, num_gpus=1)
+    case = Case(
+        request=req,
+        metric="ttft_ms",
+        measured=measured,
+        source=source,
+        source_locator="",
+        line=1,
+        framework_label="vllm",
+        workload=workload,
+    )
+    return Result(case, 10.0)
+
+
+def test_closed_loop_rows_never_shape_static_ttft_bands():
+    static = [_ttft_result("ab"[k % 2], 10 * math.exp(k / 100), "static") for k in range(-20, 21)]
+    closed = [_ttft_result("ab"[k % 2], 1000.0, "closed_loop") for k in range(40)]
+    family, engine = (lambda g: "hopper"), (lambda f, g: f)
+    assert bands(static + closed, family, engine)["ttft_ms"] == bands(static, family, engine)["ttft_ms"]
+    # a closed-loop row with no band of its own is scored against the static band (and lies far outside it)
+    assert coverage(static + [_ttft_result("c", 1000.0, "closed_loop")], family, engine)["ttft_ms@closed_loop"] == 0.0
+    assert coverage(static + [_ttft_result("c", 10.0, "closed_loop")], family, engine)["ttft_ms@closed_loop"] == 1.0

@@ -214,6 +214,7 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
         running_cap=cap,
         kv_keep=np.array([req.h2o_keep]),
         flash=req.flash_attention,
+        lockstep_share=cat.calibration.closed_loop.lockstep_share,
     )
     m = serving_metrics(table.arch, x, hw)
     rate = float(m.output_throughput_tok_s[0]) / req.output_len * replicas  # requests/s, whole deployment

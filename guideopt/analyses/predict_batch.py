@@ -143,7 +143,7 @@ def _predict_group(rows: _Rows, cat: Catalog) -> list[Outcome]:
     running_cap = max_batch(mem.kv_tokens, rows.input_len + rows.output_len, blocks)
     fits = (running_cap >= 1) & (mem.kv_pool_bytes > 0)
     if rows.reqs[0].concurrency is not None:
-        metrics, running = _serving(rows, hw, _serving_caps(rows, running_cap, cat))
+        metrics, running = _serving(rows, hw, _serving_caps(rows, running_cap, cat), cat.calibration.closed_loop.lockstep_share)
     else:
         metrics, running = _static(rows, running_cap, hw, _usage(rows, cat))
     mem_gb = _mem_per_gpu_gb(mem, rows, running)
@@ -218,7 +218,7 @@ def _serving_caps(rows: _Rows, running_cap: np.ndarray, cat: Catalog) -> np.ndar
     return serving_cap(np.array(seqs, dtype=float), running_cap, rows.input_len, rows.output_len, _usage(rows, cat))
 
 
-def _serving(rows: _Rows, hw: HardwareArrays, caps: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _serving(rows: _Rows, hw: HardwareArrays, caps: np.ndarray, lockstep_share: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Closed-loop steady state (as ``predict_one``'s serving path), whole-deployment rates."""
     x = ServingInputs(
         tp=rows.tp.astype(float),
@@ -233,6 +233,7 @@ def _serving(rows: _Rows, hw: HardwareArrays, caps: np.ndarray) -> tuple[dict[st
         running_cap=caps,
         kv_keep=rows.kv_keep,
         flash=rows.reqs[0].flash_attention,
+        lockstep_share=lockstep_share,
     )
     m = serving_metrics(rows.arch, x, hw)
     rate = m.output_throughput_tok_s / rows.output_len * rows.replicas  # requests/s, whole deployment

@@ -66,9 +66,9 @@ def engine_key(case: Case, vendor_of: Callable[[str], str]) -> str:
 
 
 def usable_for_fit(case: Case) -> bool:
-    """Closed-loop TTFTs of the aiconfigurator sample fall as concurrency rises from 8 to 32
-    (550 → 225 ms for Llama-3.1-8B on H100) and grow with the output length, a property of
-    the benchmark client rather than of the engine: they are validated, not fitted. Rows of
+    """Closed-loop TTFTs depend on how far the benchmark's clients stay in step, a property
+    of the client rather than of the engine: they fit the lockstep share (stage 3,
+    ``fit_closed_loop``), not the engine terms. Rows of
     another engine that a profile only stands in for (LMDeploy TurboMind, NIM) validate the
     stand-in but do not shape it."""
     return not (case.workload == "closed_loop" and case.metric == "ttft_ms") and not case.framework_proxy

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from guideopt.calibration.results import Result
-from guideopt.costs.intervals import CLOSED_LOOP_TTFT, MIN_RESIDUALS, MIN_SOURCES, regime_keys
+from guideopt.costs.intervals import CLOSED_LOOP_TTFT, MIN_RESIDUALS, MIN_SOURCES, lookup_keys, regime_keys
 from guideopt.model.calibration import ErrorBand
 
 LOW_Q, MID_Q, HIGH_Q = 0.10, 0.50, 0.90
@@ -75,33 +75,41 @@ def _raw_bands(res: Residuals, rows: np.ndarray) -> dict[str, tuple[float, float
     return out
 
 
-def _inside(band, x: float, widen: float) -> bool:
-    if band is None:
+def _inside(found: Found, x: float, widen: Mapping[str, float]) -> bool:
+    """Whether ``x`` lies in the band ``found`` (its kind, its raw percentiles) widened by its kind's factor."""
+    if found is None:
         return False
-    q10, q50, q90, _, _ = band
-    return q50 - widen * (q50 - q10) <= x <= q50 + widen * (q90 - q50)
+    kind, (q10, q50, q90, _, _) = found
+    w = widen.get(kind, 1.0)
+    return q50 - w * (q50 - q10) <= x <= q50 + w * (q90 - q50)
 
 
-def _found(bands: dict, keys: list[str]):
-    return next((bands[k] for k in keys if k in bands), None)
+def _found(bands: dict, keys: list[str]) -> Found:
+    """The first band of ``keys`` (closed-loop TTFT backing off to static TTFT), with its kind."""
+    return next(((k.split("|")[0], bands[k]) for k in lookup_keys(keys) if k in bands), None)
 
 
-def _hits(res: Residuals, rows: Iterable[int], bands: dict) -> dict[str, list[tuple[int, object]]]:
-    by_kind: dict[str, list[tuple[int, object]]] = defaultdict(list)
+RawBand = tuple[float, float, float, int, int]  # q10, q50, q90 of the log errors, rows, sources
+Found = tuple[str, RawBand] | None  # a row's band and the metric kind it belongs to
+
+
+def _hits(res: Residuals, rows: Iterable[int], bands: dict) -> dict[str, list[tuple[int, Found]]]:
+    by_kind: dict[str, list[tuple[int, Found]]] = defaultdict(list)
     for i in rows:
         by_kind[res.kind(i)].append((i, _found(bands, res.keys[i])))
     return by_kind
 
 
-def _smallest_widening(pairs: list[tuple[int, object]], res: Residuals) -> float:
+def _smallest_widening(kind: str, pairs: list[tuple[int, Found]], res: Residuals) -> float:
     """The smallest factor that puts TARGET_COVERAGE of ``pairs`` (row, its held-out band) inside;
-    rows with no held-out band say nothing about the width (no factor covers them), and with
+    rows with no held-out band of their own kind say nothing about the width (no factor covers
+    them, and a band backed off to another kind is widened by that kind's factor), and with
     none at all the raw percentiles stand (1.0)."""
-    pairs = [(i, b) for i, b in pairs if b is not None]
+    pairs = [(i, b) for i, b in pairs if b is not None and b[0] == kind]
     if not pairs:
         return 1.0
     for w in WIDENINGS:
-        if np.mean([_inside(b, res.logs[i], w) for i, b in pairs]) >= TARGET_COVERAGE:
+        if np.mean([_inside(b, res.logs[i], {kind: float(w)}) for i, b in pairs]) >= TARGET_COVERAGE:
             return float(w)
     return float(WIDENINGS[-1])
 
@@ -110,12 +118,12 @@ def widenings(res: Residuals, exclude: str | None = None) -> dict[str, float]:
     """Per metric kind, the factor that covers TARGET_COVERAGE of each source's rows with bands
     built without that source (all sources but ``exclude``; its rows never enter the bands)."""
     sources = sorted(s for s in set(res.sources) if s != exclude)
-    pooled: dict[str, list[tuple[int, object]]] = defaultdict(list)
+    pooled: dict[str, list[tuple[int, Found]]] = defaultdict(list)
     for s in sources:
         train = np.flatnonzero((res.sources != s) & (res.sources != exclude))
         for kind, pairs in _hits(res, np.flatnonzero(res.sources == s), _raw_bands(res, train)).items():
             pooled[kind].extend(pairs)
-    return {kind: _smallest_widening(pairs, res) for kind, pairs in pooled.items()}
+    return {kind: _smallest_widening(kind, pairs, res) for kind, pairs in pooled.items()}
 
 
 def _widened(raw: tuple[float, float, float, int, int], widen: float) -> ErrorBand:
@@ -143,7 +151,7 @@ def coverage(results: list[Result], family_of, engine_of) -> dict[str, float]:
         held = _raw_bands(res, np.flatnonzero(res.sources != source))
         for kind, pairs in _hits(res, np.flatnonzero(res.sources == source), held).items():
             for i, band in pairs:
-                ok = _inside(band, res.logs[i], widen.get(kind, 1.0))
+                ok = _inside(band, res.logs[i], widen)
                 groups = (kind, f"workload {workloads[i]}", f"source {source}", "all")
                 for group in groups + (("all but closed-loop TTFT",) if kind != CLOSED_LOOP_TTFT else ()):
                     inside[group].append(ok)

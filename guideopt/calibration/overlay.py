@@ -18,7 +18,7 @@ from guideopt.calibration.mapping import Case, CaseOrSkip
 from guideopt.catalog import Catalog
 from guideopt.errors import InvalidRequestError
 from guideopt.model.base import StrictModel
-from guideopt.model.calibration import Calibration, FrameworkEfficiency
+from guideopt.model.calibration import Calibration, ClosedLoopSync, FrameworkEfficiency
 
 OVERLAY_VERSION = "overlay"
 
@@ -27,10 +27,16 @@ class CalibrationOverlay(StrictModel):
     version: str = OVERLAY_VERSION
     generated_by: str = "guideopt calibrate"
     frameworks: dict[str, FrameworkEfficiency] = Field(default_factory=dict)
+    closed_loop: ClosedLoopSync | None = Field(
+        default=None, description="replaces the shipped closed-loop lockstep share (e.g. 0 for clients that do not start together)"
+    )
 
 
 def apply_overlay(cal: Calibration, overlay: CalibrationOverlay) -> Calibration:
-    return cal.model_copy(update={"frameworks": {**cal.frameworks, **overlay.frameworks}})
+    update: dict = {"frameworks": {**cal.frameworks, **overlay.frameworks}}
+    if overlay.closed_loop is not None:
+        update["closed_loop"] = overlay.closed_loop
+    return cal.model_copy(update=update)
 
 
 def read_overlay(path: str | Path) -> CalibrationOverlay:

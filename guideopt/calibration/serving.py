@@ -11,6 +11,8 @@ Sources (rows with a known rate or concurrency):
   OpenOrca lengths (the ``mlperf-openorca`` mix), mean and P99 TTFT/TPOT.
 * aiconfigurator closed-loop rows: client concurrency, fixed ISL/OSL, mean TTFT/TPOT;
   dense Llama-3.1 8B/70B only (the clean rows, README), concurrency up to MAX_CONCURRENCY.
+  Simulated as that benchmark runs: all clients start together and each sends
+  BENCH_REQUESTS_PER_CLIENT requests, all of them measured.
 
 For each configuration both evaluators run with the engine defaults of the catalog; the
 error is predicted / measured - 1, summarised per source, metric and statistic as the
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from guideopt.analyses.simulate import configuration
+from guideopt.calibration.fit_closed_loop import BENCH_REQUESTS_PER_CLIENT, MAX_SIM_REQUESTS
 from guideopt.calibration.validate import framework_rule, gpu_id, load_measurements, model_id
 from guideopt.catalog import load_catalog, load_length_mix
 from guideopt.costs.lengths import fixed_lengths, mix_lengths
@@ -155,13 +158,16 @@ def evaluate(case: dict, cat):
     if gpu is None or mid is None or rule is None:
         return None
     kind = case["lengths"]
+    clients = case.get("concurrency")
+    # Closed loop: the benchmark's protocol (clients start together, a fixed number of requests each, no warm-up cut).
+    n = min(clients * BENCH_REQUESTS_PER_CLIENT, MAX_SIM_REQUESTS) if clients else SIM_REQUESTS
     if kind[0] == "fixed":
         lengths = fixed_lengths(kind[1], kind[2])
-        inputs, outputs = np.full(SIM_REQUESTS, float(kind[1])), np.full(SIM_REQUESTS, float(kind[2]))
+        inputs, outputs = np.full(n, float(kind[1])), np.full(n, float(kind[2]))
     else:
         mix = load_length_mix(kind[1])
         lengths = mix_lengths(mix)
-        inputs, outputs = sample_mix(mix, SIM_REQUESTS, np.random.default_rng(0))
+        inputs, outputs = sample_mix(mix, n, np.random.default_rng(0))
     conf = _config(mid, gpu, case["tp"], rule.framework, case["dtype"], lengths, lengths.max_total)
     rate = case.get("rate")
     if rate is None:
@@ -170,7 +176,7 @@ def evaluate(case: dict, cat):
     else:
         stream = make_stream(inputs, outputs, rate_rps=rate, seed=0)
     ana = stream_metrics(conf.arch, conf.options, lengths, np.array([rate]), percentiles=PCT)
-    rep = stream_report(simulate(stream, conf.engine, conf.step_table), percentiles=PCT, warmup_fraction=WARMUP)
+    rep = stream_report(simulate(stream, conf.engine, conf.step_table), percentiles=PCT, warmup_fraction=0.0 if clients else WARMUP)
 
     def pick(metric: str, stat: str) -> tuple[float, float]:
         d = ana.dist(metric)

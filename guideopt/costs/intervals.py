@@ -55,8 +55,18 @@ def regime_engine(calibration_id: str, vendor: str) -> str:
     return calibration_id if vendor == "nvidia" else f"{calibration_id}@{vendor}"
 
 
+def lookup_keys(keys: list[str]) -> list[str]:
+    """``keys`` and then, for closed-loop TTFT, the static TTFT keys of the same regime: a
+    closed-loop TTFT without a band of its own takes the static one (its own rows never
+    shape the static bands)."""
+    if keys and keys[-1] == CLOSED_LOOP_TTFT:
+        return keys + [k.replace(CLOSED_LOOP_TTFT, "ttft_ms", 1) for k in keys]
+    return keys
+
+
 def error_band(bands: Mapping[str, ErrorBand], keys: list[str]) -> ErrorBand | None:
-    return next((bands[k] for k in keys if k in bands and bands[k].n >= MIN_RESIDUALS and bands[k].sources >= MIN_SOURCES), None)
+    usable = (bands[k] for k in lookup_keys(keys) if k in bands and bands[k].n >= MIN_RESIDUALS and bands[k].sources >= MIN_SOURCES)
+    return next(usable, None)
 
 
 def interval(value: float | None, found: ErrorBand | None) -> tuple[float | None, float | None]:

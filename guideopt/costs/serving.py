@@ -10,7 +10,12 @@ iteration on three coupled quantities (vectorised, a few tens of iterations):
   d      = min(c, cap) · (O−1)·TPOT / cycle   requests decoding at any step
   p      = (min(c, cap) / cycle) · I · step    prefill tokens per step (arrival rate × prompt)
   step   = forward(d decodes + p prefill tokens) + per-step overhead  = TPOT
-  TTFT   = half a step of waiting + ⌈I / chunk⌉ steps of d decodes + a chunk of the prompt
+  TTFT   = half a step of waiting + the prompt's passes: full ones of the room beside the d
+           decodes and a last one with what remains (engines without chunked prefill: one pass)
+
+Clients that start together with equal lengths stay in step, so a prompt also waits behind
+the prompts of its wave; ``lockstep_share`` (``Calibration.closed_loop``, fitted) of that wait
+(``lockstep_wait_s``) is added to TTFT after the fixed point.
 
 Beyond what the engine holds at once (``max_num_seqs`` and the KV cache), clients wait
 in a queue: by Little's law each cycle of a client then lasts c / X, X being the engine's
@@ -49,6 +54,7 @@ class ServingInputs:
     running_cap: np.ndarray  # requests the engine holds at once (max_num_seqs and KV cache)
     kv_keep: np.ndarray
     flash: bool = True
+    lockstep_share: float = 0.0  # Calibration.closed_loop: how far the clients stay in step
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,27 @@ def _mixed_step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decodin
     return f * full + (1.0 - f) * bare
 
 
+def _prefill_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, room) -> np.ndarray:
+    """Time from a prompt's first step to its first token: chunked engines run it in passes of
+    ``room`` tokens beside the decodes and a last pass with what remains (not another full
+    chunk); engines without chunked prefill run the whole prompt in one step."""
+    own = np.where(x.chunked, np.minimum(x.input_len, room), x.input_len)
+    passes = np.ceil(x.input_len / own)
+    last = x.input_len - (passes - 1.0) * own
+    return (passes - 1.0) * _step_s(arch, x, hw, decoding, own) + _step_s(arch, x, hw, decoding, last)
+
+
+def lockstep_wait_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, room, running) -> np.ndarray:
+    """Mean wait of a prompt behind the other prompts of its wave when all ``running`` clients
+    send at once: on average half of the others are ahead, and the engine prefills ``room``
+    prompt tokens per step beside the decodes (engines without chunked prefill: as many whole
+    prompts as the token budget takes, at least one)."""
+    whole = np.maximum(np.floor(np.maximum(x.split, x.input_len) / x.input_len), 1.0) * x.input_len
+    per_step = np.where(x.chunked, np.maximum(room, 1.0), whole)
+    ahead_tokens = np.maximum(running - 1.0, 0.0) / 2.0 * x.input_len
+    return ahead_tokens / per_step * _step_s(arch, x, hw, decoding, per_step)
+
+
 def serving_metrics(arch: ModelArch, x: ServingInputs, hw: HardwareArrays) -> ServingMetrics:
     c = np.asarray(x.concurrency, dtype=float)
     running = np.minimum(c, np.maximum(x.running_cap, 1.0))
@@ -122,12 +149,10 @@ def serving_metrics(arch: ModelArch, x: ServingInputs, hw: HardwareArrays) -> Se
         decoding = running * steps * tpot / cycle
         room = np.maximum(chunk - decoding, chunk / 2.0)  # prompt tokens a step can take beside the decodes
         step = _mixed_step_s(arch, x, hw, decoding, running / cycle * x.input_len * tpot, room)
-        own = np.minimum(x.input_len, room)
-        passes = np.ceil(x.input_len / own)
-        own_step = _step_s(arch, x, hw, decoding, own)
-        new_ttft = MEAN_WAIT_STEPS * step + passes * own_step
+        new_ttft = MEAN_WAIT_STEPS * step + _prefill_s(arch, x, hw, decoding, room)
         tpot = (1 - FIXED_POINT_DAMPING) * tpot + FIXED_POINT_DAMPING * step
         ttft = (1 - FIXED_POINT_DAMPING) * ttft + FIXED_POINT_DAMPING * new_ttft
+    ttft = ttft + x.lockstep_share * lockstep_wait_s(arch, x, hw, decoding, room, running)
     cycle = ttft + steps * tpot
     request_rate = running / cycle
     queue_wait = np.maximum(c / request_rate - cycle, 0.0)

@@ -115,6 +115,23 @@ class ErrorBand(StrictModel):
     )
 
 
+class ClosedLoopSync(StrictModel):
+    """How far closed-loop clients stay in step. Clients that start together and send equal
+    lengths finish together and send again together, so a prompt arrives with the prompts of
+    the other clients in its wave and waits behind them (the simulator shows it: it starts
+    all clients at once). The steady-state model assumes spread-out arrivals (share 0); share
+    1 is the whole wave every round. Derived from the simulator under the benchmark protocol
+    (``calibration/fit_closed_loop.py``), not fitted to measured TTFTs."""
+
+    lockstep_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of the full lockstep wait (behind half the other running clients' prompts) added to closed-loop TTFT",
+    )
+    fitted_from: str = ""
+
+
 class Calibration(StrictModel):
     version: str
     generated_by: str
@@ -123,6 +140,7 @@ class Calibration(StrictModel):
     gpus: dict[str, DeviceEfficiency] = Field(default_factory=dict)
     links: dict[str, LinkEfficiency]
     frameworks: dict[str, FrameworkEfficiency]
+    closed_loop: ClosedLoopSync = Field(default_factory=ClosedLoopSync)
     intervals: dict[str, ErrorBand] = Field(
         default_factory=dict,
         description="prediction error bands by regime key (see guideopt.costs.intervals), from leave-one-source-out residuals",
