@@ -143,3 +143,34 @@ def test_overlay_can_set_the_share(catalog):
     overlay = CalibrationOverlay(closed_loop=ClosedLoopSync(lockstep_share=0.0))
     assert apply_overlay(catalog.calibration, overlay).closed_loop.lockstep_share == 0.0
     assert apply_overlay(catalog.calibration, CalibrationOverlay()).closed_loop == catalog.calibration.closed_loop
+
+
+def test_a_hand_written_overlay_turns_the_lockstep_wait_off(tmp_path, catalog):
+    """`closed_loop: {lockstep_share: 0}` in an overlay (clients that do not start together)
+    gives the steady state through the CLI, as README says."""
+    import json
+
+    from click.testing import CliRunner
+
+    from guideopt.cli import main
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("closed_loop:\n  lockstep_share: 0\n")
+    args = [
+        "predict",
+        "--model",
+        LLAMA8B,
+        "--gpu",
+        "h100-sxm",
+        "--input-len",
+        "1024",
+        "--output-len",
+        "256",
+        "--concurrency",
+        "32",
+        "--json",
+    ]
+    shipped = json.loads(CliRunner().invoke(main, args).output)["metrics"]["ttft_ms"]
+    steady = json.loads(CliRunner().invoke(main, [*args, "--calibration", str(overlay)]).output)["metrics"]["ttft_ms"]
+    assert steady == pytest.approx(_ttft(_with_share(catalog, 0.0), _closed(32)), rel=1e-9)
+    assert shipped > steady
