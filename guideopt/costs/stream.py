@@ -246,18 +246,24 @@ def stream_metrics(
     # A prompt shares its step with the prompts that arrived during the step before (PASTA:
     # λ·τ̄·E[I] tokens on average), up to the room the budget leaves.
     others = _col(lam * st.tau_s * lengths.mean_input)
-    chunk = np.minimum(inp + others, room)
     d_mix = np.where(chunked, _col(st.decodes), 0.0)
-    tau_pass = mixed_step_s(
-        arch,
-        cfg,
-        hw,
-        decodes=d_mix,
-        decode_kv_tokens=d_mix * _decode_ctx(lengths) * _col(opts.kv_keep),
-        prefill_tokens=chunk,
-        prefill_seqs=1.0 + others / lengths.mean_input,
-        prefill_pair_count=inp * (inp + 1.0) / 2.0 / passes,
-    )
+
+    def pass_s(prompt_tokens):
+        return mixed_step_s(
+            arch,
+            cfg,
+            hw,
+            decodes=d_mix,
+            decode_kv_tokens=d_mix * _decode_ctx(lengths) * _col(opts.kv_keep),
+            prefill_tokens=np.minimum(prompt_tokens + others, room),
+            prefill_seqs=1.0 + others / lengths.mean_input,
+            prefill_pair_count=inp * (inp + 1.0) / 2.0 / passes,
+        )
+
+    # Passes of a full room, then one with what remains of the prompt (not another full room).
+    last = inp - (passes - 1.0) * room
+    tau_pass = pass_s(last)
+    tau_full = np.where(passes > 1, pass_s(np.minimum(inp, room)), 0.0)
     tau = _col(st.tau_s)
     boundary_mean = _col((st.mixed_share * st.tau_mix_s**2 + (1 - st.mixed_share) * st.tau_dec_s**2) / (2.0 * st.tau_s))
     boundary_sd = tau * UNIFORM_SD
@@ -272,7 +278,7 @@ def stream_metrics(
     zero = Wait(np.zeros_like(tau_pass), np.zeros_like(tau_pass))
     waits = combine(_wait_col(slot), _wait_col(prompt))
     waits = Wait(waits.p_wait + 0 * tau_pass, waits.theta_s + 0 * tau_pass)
-    ttft_mu = boundary_mean + passes * tau_pass
+    ttft_mu = boundary_mean + (passes - 1.0) * tau_full + tau_pass
     tpot_mu = _col(st.tpot_s) + 0 * tau_pass
     e2e_mu = ttft_mu + dec * tpot_mu
     e2e_sd = np.sqrt(boundary_sd**2 + (dec * tpot_sd) ** 2)
