@@ -303,6 +303,20 @@ def test_memory_monotone_in_sequence_length(catalog, model, gpu, batch, input_le
     # With waves fewer longer sequences may be resident at once; compare whole batches only.
     assume(short is not None and long is not None and short.waves == 1 and long.waves == 1)
     assert long.memory.total_per_gpu_gb >= short.memory.total_per_gpu_gb
+    assert long.memory.kv_cache_gb >= short.memory.kv_cache_gb
+    if short.memory.kv_cache_gb < short.memory.kv_pool_gb:  # below the pool, longer sequences hold strictly more
+        assert long.memory.kv_cache_gb > short.memory.kv_cache_gb
+    assert long.memory.kv_cache_gb <= long.memory.kv_pool_gb * (1 + 1e-9)  # never more than the pool
+
+
+def test_one_wave_beyond_the_full_length_cap_holds_the_batch_up_to_the_pool(catalog):
+    """vLLM admits a static batch by the KV it holds now: 40 requests run as one wave though only
+    39 fit at full length, and the KV they hold is theirs up to the pool (the example hypothesis
+    found: memory fell when the output grew from 1,024 to 1,062 tokens)."""
+    common = dict(model="meta-llama/Llama-2-13b-hf", gpu="h100-sxm", batch=40, input_len=475)
+    short = _predict_or_none(catalog, output_len=1024, **common)
+    long = _predict_or_none(catalog, output_len=1062, **common)
+    assert short.waves == long.waves == 1 and long.max_batch < 40 <= short.max_batch
     assert long.memory.kv_cache_gb > short.memory.kv_cache_gb
 
 

@@ -14,7 +14,7 @@ from guideopt.costs.engine_defaults import default_split as engine_default_split
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.intervals import error_band, interval, regime_engine, regime_keys
 from guideopt.costs.rows import memory_breakdown, scaled_metrics
-from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics
+from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics, static_wave_cap
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
@@ -162,13 +162,21 @@ def _predict_one(req: PredictRequest, cat: Catalog) -> Prediction:
         # The busiest replica sets the latency; throughputs count only submitted requests.
         request=req,
         metrics=scaled_metrics(table, 0, req.batch / per_replica),
-        memory=memory_breakdown(table, 0),
+        memory=memory_breakdown(table, 0, running=_static_running(req, table, cat, per_replica)),
         replicas=replicas,
         batch_per_replica=per_replica,
         waves=int(table.metrics.waves[0]),
         kv_cache_tokens=int(table.memory.kv_tokens[0]),
         max_batch=int(table.running_cap[0]),
     )
+
+
+def _static_running(req: PredictRequest, table: OptionTable, cat: Catalog, per_replica: int) -> float:
+    """Requests of a static batch in the engine at once: a wave (``static_wave_cap``, as the metrics use)."""
+    fw, gpu = table.space.frameworks[0], table.space.gpus[0]
+    usage = cat.calibration.admits_current_usage(fw.calibration_id, gpu.vendor.value)
+    wave = static_wave_cap(table.running_cap[:1].astype(float), req.input_len, req.output_len, usage)
+    return float(min(per_replica, max(float(wave[0]), 1.0)))
 
 
 @lru_cache(maxsize=256)

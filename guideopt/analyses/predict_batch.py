@@ -202,7 +202,7 @@ def _static(rows: _Rows, running_cap: np.ndarray, hw: HardwareArrays, usage: np.
         "batch_latency_s": m.batch_latency_s,
         **{k: getattr(m, k) * scale for k in THROUGHPUT_KEYS},
     }
-    return metrics, np.minimum(per_replica, np.maximum(running_cap, 1.0))
+    return metrics, np.minimum(per_replica, np.maximum(wave_cap, 1.0))
 
 
 def _usage(rows: _Rows, cat: Catalog) -> np.ndarray:
@@ -251,7 +251,7 @@ def _serving(rows: _Rows, hw: HardwareArrays, caps: np.ndarray, lockstep_share: 
 
 def _mem_per_gpu_gb(mem: MemoryArrays, rows: _Rows, running: np.ndarray) -> np.ndarray:
     """``MemoryBreakdown.total_per_gpu_gb``: fixed parts plus the KV the running requests hold."""
-    kv_needed = running * (rows.input_len + rows.output_len) * mem.kv_bytes_per_token
+    kv_needed = np.minimum(running * (rows.input_len + rows.output_len) * mem.kv_bytes_per_token, np.maximum(mem.kv_pool_bytes, 0.0))
     return (mem.weights_bytes + mem.activation_bytes + mem.overhead_bytes + kv_needed) / BYTES_PER_GB
 
 

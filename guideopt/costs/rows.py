@@ -14,7 +14,9 @@ def memory_breakdown(table: OptionTable, i: int, running: float | None = None) -
     per_seq = table.space.input_len + table.space.output_len
     if running is None:
         running = min(float(table.batch[i]), max(float(table.running_cap[i]), 1.0))
-    kv_needed = running * per_seq * float(mem.kv_bytes_per_token[i])
+    # What the running requests hold at full length, but never more than the pool: an engine that
+    # admits by current usage (vLLM, SGLang) fills it and preempts rather than outgrow it.
+    kv_needed = min(running * per_seq * float(mem.kv_bytes_per_token[i]), max(float(mem.kv_pool_bytes[i]), 0.0))
     total = float(mem.weights_bytes[i] + mem.activation_bytes[i] + mem.overhead_bytes[i]) + kv_needed
     gpu = table.space.gpus[int(table.gpu_idx[i])]
     return MemoryBreakdown(
