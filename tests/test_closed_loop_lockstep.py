@@ -174,3 +174,18 @@ def test_a_hand_written_overlay_turns_the_lockstep_wait_off(tmp_path, catalog):
     steady = json.loads(CliRunner().invoke(main, [*args, "--calibration", str(overlay)]).output)["metrics"]["ttft_ms"]
     assert steady == pytest.approx(_ttft(_with_share(catalog, 0.0), _closed(32)), rel=1e-9)
     assert shipped > steady
+
+
+def test_predict_names_closed_loop_clients_not_a_batch():
+    from click.testing import CliRunner
+
+    from guideopt.cli import main
+
+    args = ["predict", "--model", LLAMA8B, "--gpu", "h100-sxm", "--num-gpus", "2", "--tp", "1", "--input-len", "512", "--output-len", "128"]
+    text = CliRunner().invoke(main, [*args, "--concurrency", "9"]).output
+    assert "9 closed-loop clients (5 per replica)" in text and "wave(s)" not in text
+    static = CliRunner().invoke(main, [*args, "--batch", "8"]).output
+    assert "batch 8 (4 per replica, 1 wave(s))" in static
+    payload = api.predict({**_closed(9), "num_gpus": 2, "tp": 1}).as_dict()
+    assert payload["concurrency"] == 9 and payload["batch_per_replica"] == 5
+    assert api.predict({**_closed(1), "concurrency": None, "batch": 8}).as_dict()["concurrency"] is None

@@ -52,6 +52,7 @@ class Prediction:
             "pp": self.request.pp,
             "batch": self.request.batch,
             "batch_per_replica": self.batch_per_replica,
+            "concurrency": self.request.concurrency,  # closed-loop clients (batch_per_replica: per replica); null for a static batch
             "input_len": self.request.input_len,
             "output_len": self.request.output_len,
             "waves": self.waves,

@@ -216,12 +216,18 @@ def _interval_text(pred: dict[str, Any], metric: str) -> str:
     return f"{low:.4g} – {high:.4g}"
 
 
+def _load_text(pred: dict[str, Any]) -> str:
+    if pred.get("concurrency") is not None:
+        return f"{pred['concurrency']} closed-loop clients ({pred['batch_per_replica']} per replica)"
+    return f"batch {pred['batch']} ({pred['batch_per_replica']} per replica, {pred['waves']} wave(s))"
+
+
 def prediction_text(pred: dict[str, Any]) -> str:
     m, mem = pred["metrics"], pred["memory"]
     layout = f"{pred['replicas']}x(tp{pred['tp']}·pp{pred['pp']}) on {pred['num_gpus']} x {pred['gpu']}"
     lines = [
         f"{pred['model']} · {pred['framework']} · {pred['dtype']} · {layout}",
-        f"batch {pred['batch']} ({pred['batch_per_replica']} per replica, {pred['waves']} wave(s)), input {pred['input_len']}, output {pred['output_len']}",
+        f"{_load_text(pred)}, input {pred['input_len']}, output {pred['output_len']}",
         "",
         table(
             ["metric", "value", "10-90 % interval"],
