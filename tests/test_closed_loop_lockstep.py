@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from guideopt import api
-from guideopt.calibration.fit_closed_loop import fit_closed_loop, share_samples, simulated_ttft_ms
+from guideopt.calibration.fit_closed_loop import fit_closed_loop, share_samples, simulated_ttft_ms, with_share
 from guideopt.calibration.mapping import Case
 from guideopt.calibration.overlay import CalibrationOverlay, apply_overlay
 from guideopt.model.calibration import ClosedLoopSync
@@ -19,8 +19,7 @@ LLAMA8B = "meta-llama/Llama-3.1-8B"
 
 
 def _with_share(catalog, share: float):
-    cal = catalog.calibration.model_copy(update={"closed_loop": ClosedLoopSync(lockstep_share=share)})
-    return dataclasses.replace(catalog, calibration=cal)
+    return with_share(catalog, catalog.calibration, share)
 
 
 def _closed(concurrency: int, **extra):

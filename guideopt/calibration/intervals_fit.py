@@ -30,6 +30,8 @@ LOW_Q, MID_Q, HIGH_Q = 0.10, 0.50, 0.90
 TARGET_COVERAGE = 0.80  # issue 11: about 80 % of held-out measurements inside the 10-90 % interval
 WIDENINGS = np.round(np.arange(1.0, 8.0001, 0.05), 2)  # candidate factors, smallest first
 ROUND = 4
+RawBand = tuple[float, float, float, int, int]  # q10, q50, q90 of the log errors, rows, sources
+Found = tuple[str, RawBand] | None  # a row's band and the metric kind it belongs to
 
 
 def result_keys(r: Result, family_of: Callable[[str], str], engine_of: Callable[[str, str], str]) -> list[str]:
@@ -61,7 +63,7 @@ class Residuals:
         return self.keys[i][-1]
 
 
-def _raw_bands(res: Residuals, rows: np.ndarray) -> dict[str, tuple[float, float, float, int, int]]:
+def _raw_bands(res: Residuals, rows: np.ndarray) -> dict[str, RawBand]:
     members: dict[str, list[int]] = defaultdict(list)
     for i in rows:
         for key in res.keys[i]:
@@ -87,10 +89,6 @@ def _inside(found: Found, x: float, widen: Mapping[str, float]) -> bool:
 def _found(bands: dict, keys: list[str]) -> Found:
     """The first band of ``keys`` (closed-loop TTFT backing off to static TTFT), with its kind."""
     return next(((k.split("|")[0], bands[k]) for k in lookup_keys(keys) if k in bands), None)
-
-
-RawBand = tuple[float, float, float, int, int]  # q10, q50, q90 of the log errors, rows, sources
-Found = tuple[str, RawBand] | None  # a row's band and the metric kind it belongs to
 
 
 def _hits(res: Residuals, rows: Iterable[int], bands: dict) -> dict[str, list[tuple[int, Found]]]:
@@ -126,7 +124,7 @@ def widenings(res: Residuals, exclude: str | None = None) -> dict[str, float]:
     return {kind: _smallest_widening(kind, pairs, res) for kind, pairs in pooled.items()}
 
 
-def _widened(raw: tuple[float, float, float, int, int], widen: float) -> ErrorBand:
+def _widened(raw: RawBand, widen: float) -> ErrorBand:
     q10, q50, q90, n, sources = raw
     return ErrorBand(
         q10=round(q50 - widen * (q50 - q10), ROUND), q90=round(q50 + widen * (q90 - q50), ROUND), n=n, sources=sources, widening=widen

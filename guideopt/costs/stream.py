@@ -263,7 +263,7 @@ def stream_metrics(
     # Passes of a full room, then one with what remains of the prompt (not another full room).
     last = inp - (passes - 1.0) * room
     tau_pass = pass_s(last)
-    tau_full = np.where(passes > 1, pass_s(np.minimum(inp, room)), 0.0)
+    tau_full = pass_s(room) if bool(np.any(passes > 1)) else 0.0 * tau_pass  # only multi-pass prompts use it
     tau = _col(st.tau_s)
     boundary_mean = _col((st.mixed_share * st.tau_mix_s**2 + (1 - st.mixed_share) * st.tau_dec_s**2) / (2.0 * st.tau_s))
     boundary_sd = tau * UNIFORM_SD
