@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,13 +20,15 @@ from pydantic import BaseModel, ValidationError
 
 from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning
 from guideopt.model.calibration import Calibration
-from guideopt.model.capability import Architecture
+from guideopt.model.capability import Architecture, unknown_fallbacks
 from guideopt.model.framework import Framework
-from guideopt.model.gpu import Gpu, LinkClass, PriceSet
+from guideopt.model.gpu import Gpu, LinkClass, PriceSet, PriceTier
+from guideopt.model.hf_config import arch_from_hf_config
 from guideopt.model.launch import KubernetesCatalog
 from guideopt.model.limits import MAX_CONFIG_JSON_BYTES, MAX_CONSTRAINTS_FILE_BYTES
 from guideopt.model.link import Links, NetworkLink
-from guideopt.model.llm import ModelArch, arch_from_hf_config
+from guideopt.model.llm import ModelArch
+from guideopt.model.model_ids import base_model_id, quantized_suffix_dtype
 from guideopt.model.validation import validated
 from guideopt.model.workload import LengthMix
 
@@ -80,6 +81,9 @@ class Catalog:
         """A catalog model by Hugging Face id, or a model read from a local config.json path."""
         resolved = self.resolve_model(model_id)
         arch = self.models[resolved] if resolved in self.models else load_model_config(Path(resolved))
+        quantized = quantized_suffix_dtype(model_id) if resolved != model_id else None
+        if quantized:  # a quantized repository (X-FP8, nvidia/X-NVFP4) is its base architecture in that precision
+            arch = arch.model_copy(update={"checkpoint_dtype": quantized})
         for caveat in arch.caveats:
             warnings.warn(GuideoptWarning(f"model {arch.id}: {caveat}"), stacklevel=2)
         return arch
@@ -124,26 +128,6 @@ def _config_path(name: str, base: Path | None) -> Path | None:
         return None
     where = f" (relative paths are read from {base.resolve()})" if base is not None else ""
     raise CatalogError(f"model: file {name!r} does not exist{where} (give a catalog id or a config.json path)")
-
-
-# Fine-tuned variants keep their base model's architecture (same config.json sizes), so they
-# cost the same: "-chat-hf", "-Instruct", "-Instruct-v0.2", "-it" map to the catalog base.
-_VARIANT_SUFFIX = re.compile(r"[-_](chat|instruct|it)([-_]hf)?([-_]v\d+(\.\d+)*)?$", re.IGNORECASE)
-# Meta renamed "Meta-Llama-3.1-*" to "Llama-3.1-*" on the Hub; both name the same weights.
-_RENAMES = (("meta-llama/meta-llama-3.1-", "meta-llama/llama-3.1-"),)
-
-
-def base_model_id(model_id: str, models: dict[str, Any]) -> str | None:
-    """The catalog id a variant's name points to (None when there is no such base)."""
-    folded = {k.lower(): k for k in models}
-    name = model_id.lower()
-    for old, new in _RENAMES:
-        name = name.replace(old, new)
-    if name in folded:
-        return folded[name]
-    stripped = _VARIANT_SUFFIX.sub("", name)
-    candidates = [stripped, stripped + "-hf", stripped + "-v0.1"]
-    return next((folded[c] for c in candidates if c in folded), None)
 
 
 def _lookup(table: dict[str, Any], key: str, field: str, where: str) -> Any:
@@ -199,6 +183,8 @@ def _load_models(root: Path) -> dict[str, ModelArch]:
         if not isinstance(data, dict) or "id" not in data or "hf_config" not in data:
             raise CatalogError(f"{path}: needs 'id' and 'hf_config' keys")
         arch = arch_from_hf_config(data["hf_config"], data["id"], source=str(data.get("source", "")))
+        if arch.checkpoint_dtype is None and quantized_suffix_dtype(arch.id):  # its quantization is in hf_quant_config.json
+            arch = arch.model_copy(update={"checkpoint_dtype": quantized_suffix_dtype(arch.id)})
         out[arch.id] = arch
     return out
 
@@ -279,6 +265,8 @@ def _check_capabilities(root: Path, gpus: dict[str, Gpu], frameworks: dict[str, 
         known = archs.get(gpu.arch)
         if known is None or known.vendor is not gpu.vendor:
             raise CatalogError(f"{root / 'gpus' / gpu.id}.yaml: arch {gpu.arch!r} is not a {gpu.vendor.value} entry of architectures.yaml")
+    if bad := unknown_fallbacks(archs):
+        raise CatalogError(f"{root / 'architectures.yaml'}: {bad[0]}.calibrate_as: not a family of the same vendor in that file")
     for fw in frameworks.values():
         cap = fw.capabilities
         where = f"{root / 'frameworks' / fw.id}.yaml: capabilities"
@@ -313,7 +301,7 @@ def load_catalog(root: str | None = None) -> Catalog:
     _check_calibration_ids(base, gpus, frameworks, calibration)
     archs = _load_architectures(base)
     _check_capabilities(base, gpus, frameworks, archs)
-    calibration = _load_calibration(base)
+    calibration = calibration.with_family_fallbacks({k: a.calibrate_as for k, a in archs.items() if a.calibrate_as})
     _check_engine_versions(base, frameworks)
     return Catalog(
         gpus=gpus,
@@ -327,13 +315,22 @@ def load_catalog(root: str | None = None) -> Catalog:
 
 
 def price_set_names() -> list[str]:
-    """The bundled price sets (``catalogs/prices/NAME.yaml``), one per provider."""
+    """The bundled price sets (``catalogs/prices/NAME.yaml``): one per provider, and tier-only sets."""
     return sorted(p.stem for p in (catalog_dir() / "prices").glob("*.yaml"))
 
 
-def load_price_set(name_or_path: str, catalog: Catalog | None = None) -> PriceSet:
-    """A bundled price set by name, or a YAML/JSON file of ``gpus: {id: price}``; every id is checked."""
-    cat = catalog or load_catalog()
+def load_price_set(source: str, catalog: Catalog | None = None) -> PriceSet:
+    """A bundled price set by name, or a YAML/JSON file of ``gpus: {id: price}``, optionally
+    narrowed to one tier as ``SET:TIER`` (``aws:spot``); every id is checked."""
+    name_or_path, tier = PriceTier.split_source(source)
+    prices = _read_price_set(name_or_path, catalog or load_catalog())
+    narrowed = prices.for_tier(tier or prices.tier)
+    if narrowed is None:
+        raise CatalogError(f"prices: {name_or_path!r} has no {tier} prices (it has {', '.join(prices.tier_names)}; see catalogs/prices/)")
+    return narrowed
+
+
+def _read_price_set(name_or_path: str, cat: Catalog) -> PriceSet:
     path = catalog_dir() / "prices" / f"{name_or_path}.yaml"
     if not path.is_file():
         path = Path(name_or_path).expanduser()
@@ -356,7 +353,7 @@ def load_price_set(name_or_path: str, catalog: Catalog | None = None) -> PriceSe
         prices = validated(PriceSet, data if isinstance(data, dict) else {"gpus": data})
     except GuideoptError as exc:
         raise CatalogError(f"prices: {path}: {exc}") from None
-    for gpu_id in prices.gpus:
+    for gpu_id in [g for tier in (prices.gpus, *prices.tiers.values()) for g in tier]:
         cat.gpu(gpu_id)  # an unknown id is a CatalogError with a "did you mean"
     return prices
 

@@ -52,7 +52,7 @@ def _before(path: str | None, data: Path):
     cat = with_calibration(cat, Calibration.model_validate(yaml.safe_load(text)))
     from guideopt.api import predict
 
-    return validate(cases_from_file(data, cat), lambda r: predict(r, cat))
+    return validate(cases_from_file(data, cat, family="dense"), lambda r: predict(r, cat))
 
 
 def _cell(rs) -> str:

@@ -151,9 +151,9 @@ def test_13_other_http_errors_have_a_message(client: TestClient) -> None:
 
 
 def test_13_model_caveats_reach_the_json(client: TestClient) -> None:
-    body = {**REQUEST, "model": "mistralai/Mistral-7B-v0.1", "gpus": {"l40s": {}}}
+    body = {**REQUEST, "model": "Qwen/Qwen3.5-35B-A3B", "gpus": {"h100-sxm": {}}, "budget": {"usd_per_hour": 40}}
     resp = client.post("/api/plan", json=body)
-    assert resp.status_code == 200 and "sliding-window" in resp.json()["warnings"][0]
+    assert resp.status_code == 200 and "multi-token-prediction" in resp.json()["warnings"][0]
 
 
 # ---------------------------------------------------------------- 14. serve on a busy port

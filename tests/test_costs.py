@@ -61,7 +61,7 @@ def test_predict_reports_the_same_weights(catalog):
 def test_weights_per_gpu_times_tp_is_total(catalog, model, tp):
     arch = catalog.model(model)
     assume(bool(tp_is_valid(arch, np.array([tp]))[0]))
-    assume(arch.num_kv_heads % tp == 0)  # no replicated KV heads
+    assume(all(g.attention.num_kv_heads % tp == 0 for g in arch.layer_groups))  # no replicated KV heads
     per_gpu = float(weights_per_gpu_bytes(arch, tp=tp, pp=1, w_bytes=2.0))
     assert per_gpu * tp == pytest.approx(arch.num_params * 2.0, rel=WEIGHTS_TP_RTOL)
 
@@ -302,9 +302,10 @@ def test_memory_monotone_in_sequence_length(catalog, model, gpu, batch, input_le
     long = _predict_or_none(catalog, input_len=input_len + more_in, output_len=output_len + more_out, **common)
     # With waves fewer longer sequences may be resident at once; compare whole batches only.
     assume(short is not None and long is not None and short.waves == 1 and long.waves == 1)
-    assert long.memory.total_per_gpu_gb >= short.memory.total_per_gpu_gb
-    assert long.memory.kv_cache_gb >= short.memory.kv_cache_gb
-    if short.memory.kv_cache_gb < short.memory.kv_pool_gb:  # below the pool, longer sequences hold strictly more
+    assert long.memory.total_per_gpu_gb >= short.memory.total_per_gpu_gb * (1 - 1e-12)
+    assert long.memory.kv_cache_gb >= short.memory.kv_cache_gb * (1 - 1e-12)
+    windowed = any(getattr(g.attention, "window", None) for g in catalog.model(model).layer_groups)
+    if short.memory.kv_cache_gb < short.memory.kv_pool_gb and not windowed:  # below the pool, longer sequences hold strictly more
         assert long.memory.kv_cache_gb > short.memory.kv_cache_gb
     assert long.memory.kv_cache_gb <= long.memory.kv_pool_gb * (1 + 1e-9)  # never more than the pool
 

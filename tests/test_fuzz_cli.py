@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from guideopt import api
 from guideopt.cli import main
 from guideopt.errors import CatalogError, GuideoptError
+from guideopt.model.hf_config import arch_from_hf_config
 from guideopt.model.limits import MAX_PROCESS_MEMORY_BYTES
-from guideopt.model.llm import arch_from_hf_config
 
 # More examples for bug hunting: GUIDEOPT_FUZZ_SCALE=20 python -m pytest tests/test_fuzz_*.py
 SCALE = int(os.environ.get("GUIDEOPT_FUZZ_SCALE", "1"))

@@ -17,7 +17,9 @@ from guideopt.calibration.kernels import KernelRow
 from guideopt.calibration.rates import fit_mesh_busbw, fit_rates
 from guideopt.costs.comm import ring_allreduce_s
 from guideopt.costs.hardware import hardware_arrays
-from guideopt.costs.roofline import PassShape, _gemm_s, layer_attention_s
+from guideopt.costs.layer_ops import LayerLayout, gqa_s
+from guideopt.costs.ops import PassShape
+from guideopt.costs.ops import gemm_s as _gemm_s
 from guideopt.model.calibration import FrameworkEfficiency
 from guideopt.model.dtype import Dtype
 
@@ -63,9 +65,11 @@ def test_kv_stream_time_doubles_at_l_half(catalog):
         kv_read_tokens=np.array([length]),
         logit_tokens=np.array([1.0]),
     )
-    base = dict(kernel_overhead_s=0.0, mem_bytes_per_s=1e30, attn_flops_per_s=1e30)  # isolate the KV stream
-    t0 = float(layer_attention_s(arch, shape, 1.0, 2.0, _hw(catalog, kv_len_half=0.0, **base), flash=True)[0])
-    t1 = float(layer_attention_s(arch, shape, 1.0, 2.0, _hw(catalog, kv_len_half=length, **base), flash=True)[0])
+    base = dict(kernel_overhead_s=0.0, mem_bytes_per_s=1e30, attn_flops_per_s=1e30, gemm_flops_per_s=1e30)  # isolate the KV stream
+    attn = arch.layer_groups[0].attention
+    one = LayerLayout(np.array([1.0]), np.array([1.0]), np.array([1.0]))
+    t0 = float(gqa_s(attn, arch.hidden_size, shape, one, 2.0, 2.0, _hw(catalog, kv_len_half=0.0, **base), True)[0])
+    t1 = float(gqa_s(attn, arch.hidden_size, shape, one, 2.0, 2.0, _hw(catalog, kv_len_half=length, **base), True)[0])
     assert t1 == pytest.approx(2 * t0, rel=1e-9)
 
 

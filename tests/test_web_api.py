@@ -78,7 +78,7 @@ def test_catalog_lists_the_bundled_ids(client: TestClient) -> None:
     gpu = next(g for g in data["gpus"] if g["id"] == "h100-sxm")
     assert gpu["usd_per_hour"] == cat.gpus["h100-sxm"].usd_per_hour and gpu["memory_gb"] > 80
     assert all(m["num_params"] > 0 for m in data["models"])
-    assert data["precisions"] == ["fp16", "bf16", "fp8", "int8", "int4"]
+    assert data["precisions"] == ["fp16", "bf16", "fp8", "fp4", "int8", "int4"]
     assert data["objectives"]["throughput"] == ["throughput", "latency", "cost"]
     assert data["objectives"]["cost"] == ["cost", "throughput", "latency"]
     assert {p["id"] for p in data["presets"]} == {"chat", "chat-stream", "offline", "small-70b"}

@@ -28,6 +28,7 @@ from pydantic import Field
 
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.costs.capability import request_refusal
+from guideopt.costs.engine_defaults import token_budget
 from guideopt.costs.memory import tokens_per_sequence
 from guideopt.costs.rows import memory_breakdown
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
@@ -136,9 +137,7 @@ def _table(req: CapacityRequest, cat: Catalog, tp: int, batch: int = 1) -> Optio
     refusal = request_refusal(fw, gpu, weights=req.dtype, kv=kv, pp=req.pp, gpus_per_replica=tp * req.pp)
     if refusal:  # what the engine cannot run (catalog capabilities) is refused, not sized
         raise InvalidRequestError(f"{refusal[0]}: {refusal[1]}")
-    split = req.split or fw.max_num_batched_tokens
-    if not fw.chunked_prefill:
-        split = max(split, req.input_len)
+    split = token_budget(fw, gpu.memory_bytes, requested=req.split, longest_prompt=req.input_len)
     space = OptionSpace(
         gpus=[gpu],
         frameworks=[fw],
@@ -179,10 +178,12 @@ def split_batch(batch: int, max_batch: int) -> list[int]:
 def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
     cat = catalog or load_catalog()
     arch = cat.model(req.model)
+    if "dtype" not in req.model_fields_set and arch.checkpoint_dtype:  # a quantized checkpoint runs in its own precision
+        req = req.model_copy(update={"dtype": Dtype(arch.checkpoint_dtype)})
     tp = req.resolved_tp
     fw = cat.framework(req.framework)
     if not bool(tp_is_valid(arch, np.array([tp]))[0]):
-        raise InvalidRequestError(f"{tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads", field="tp")
+        raise InvalidRequestError(f"{tp} does not divide {arch.id}'s {arch.tp_problem(tp)} (config.json)", field="tp")
     if req.pp > arch.num_layers:
         raise InvalidRequestError(f"{req.pp} exceeds the model's {arch.num_layers} layers", field="pp")
     if not fw.chunked_prefill and req.split is not None and req.split < req.input_len:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.costs.capability import request_refusal, runs_on_reason
-from guideopt.costs.engine_defaults import default_split as engine_default_split
+from guideopt.costs.engine_defaults import token_budget as engine_token_budget
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.intervals import error_band, interval, regime_engine, regime_keys
 from guideopt.costs.rows import memory_breakdown, scaled_metrics
@@ -46,10 +47,13 @@ class Prediction:
             "gpu": self.request.gpu,
             "framework": self.request.framework,
             "dtype": self.request.dtype.value,
-            "num_gpus": self.replicas * self.request.resolved_tp * self.request.pp,
+            "num_gpus": self.replicas * self.request.resolved_tp * self.request.attention_dp * self.request.pp,
             "replicas": self.replicas,
             "tp": self.request.resolved_tp,
             "pp": self.request.pp,
+            "attention_dp": self.request.attention_dp,
+            "moe_tp": self.request.moe_tp or self.request.resolved_tp * self.request.attention_dp // self.request.moe_ep,
+            "moe_ep": self.request.moe_ep,
             "batch": self.request.batch,
             "batch_per_replica": self.batch_per_replica,
             "concurrency": self.request.concurrency,  # closed-loop clients (batch_per_replica: per replica); null for a static batch
@@ -67,10 +71,7 @@ class Prediction:
 
 def default_split(req: PredictRequest, fw: Framework, gpu: Gpu) -> int:
     """The token budget per pass: the request's, else the engine's own default on this GPU (whole prompts unchunked)."""
-    if req.split is not None:
-        return req.split
-    split = engine_default_split(fw, gpu.memory_bytes)
-    return split if fw.chunked_prefill else max(split, req.input_len)
+    return engine_token_budget(fw, gpu.memory_bytes, requested=req.split, longest_prompt=req.input_len)
 
 
 def resolve(req: PredictRequest, cat: Catalog) -> tuple[ModelArch, Gpu, Framework]:
@@ -85,10 +86,11 @@ def check_request(req: PredictRequest, cat: Catalog, arch: ModelArch, gpu: Gpu, 
     _refuse_unsupported(req, cat, fw, gpu)
     if not _tp_divides(arch, tp):
         raise InvalidRequestError(
-            f"tp: {tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try a divisor such as {_divisor_hint(arch)})"
+            f"tp: {tp} does not divide {arch.id}'s {arch.tp_problem(tp)} (config.json; try a divisor such as {_divisor_hint(arch)})"
         )
     if req.pp > arch.num_layers:
         raise InvalidRequestError(f"pp: {req.pp} exceeds the model's {arch.num_layers} layers")
+    check_moe_layout(arch, req)
     split = default_split(req, fw, gpu)
     if not fw.chunked_prefill and split < req.input_len:
         raise InvalidRequestError(
@@ -102,14 +104,37 @@ def _tp_divides(arch: ModelArch, tp: int) -> bool:
     return bool(tp_is_valid(arch, np.array([tp]))[0])
 
 
+def check_moe_layout(arch: ModelArch, req: PredictRequest) -> None:
+    """Expert parallelism needs experts to split, and each expert's width to split over moe_tp."""
+    moe = arch.moe
+    if moe is None and (req.moe_ep > 1 or req.moe_tp is not None):
+        raise InvalidRequestError(f"moe_ep: {arch.id} has no experts (leave --moe-ep and --moe-tp out)")
+    if moe is None:
+        return
+    if moe.num_experts % req.moe_ep:
+        raise InvalidRequestError(
+            f"moe_ep: {req.moe_ep} does not divide {arch.id}'s {moe.num_experts} routed experts (use a divisor of {moe.num_experts})"
+        )
+    moe_tp = req.resolved_tp * req.attention_dp // req.moe_ep
+    if moe.expert_intermediate_size % moe_tp:
+        raise InvalidRequestError(
+            f"moe_tp: {moe_tp} does not divide {arch.id}'s moe_intermediate_size {moe.expert_intermediate_size} (raise moe_ep)"
+        )
+
+
 def per_replica_clients(req: PredictRequest) -> int:
     """Requests (or closed-loop clients) on the busiest replica."""
     clients = req.concurrency if req.concurrency is not None else req.batch
-    return -(-clients // req.replicas)
+    return -(-clients // (req.replicas * req.attention_dp))  # per attention-DP rank
 
 
 def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Prediction:
     cat = catalog or load_catalog()
+    with warnings.catch_warnings():  # resolve() warns about the model's caveats once
+        warnings.simplefilter("ignore")
+        checkpoint = cat.model(req.model).checkpoint_dtype
+    if "dtype" not in req.model_fields_set and checkpoint:  # a quantized checkpoint runs in its own precision
+        req = req.model_copy(update={"dtype": Dtype(checkpoint)})
     return with_intervals(_predict_one(req, cat), cat)
 
 
@@ -136,6 +161,7 @@ def _predict_one(req: PredictRequest, cat: Catalog) -> Prediction:
     check_request(req, cat, arch, gpu, fw)
     tp = req.resolved_tp
     replicas = req.replicas
+    ranks = replicas * req.attention_dp  # each attention-DP rank serves its own requests
     per_replica = per_replica_clients(req)
     split = default_split(req, fw, gpu)
     space = OptionSpace(
@@ -153,12 +179,14 @@ def _predict_one(req: PredictRequest, cat: Catalog) -> Prediction:
         flash_attention=req.flash_attention,
         allow_waves=True,
         allow_multi_node_tp=True,  # a measured multi-node TP run is predicted, over the fallback link
+        attention_dp=req.attention_dp,
+        moe_ep=req.moe_ep,
     )
     table = build_option_table(arch, space, cat.calibration)
     if not bool(table.fits[0]):
         raise NoFeasiblePlanError(_does_not_fit(table))
     if req.concurrency is not None:
-        return _serving_prediction(req, table, cat, replicas, per_replica)
+        return _serving_prediction(req, table, cat, ranks, per_replica)
     return Prediction(
         # The busiest replica sets the latency; throughputs count only submitted requests.
         request=req,
@@ -206,6 +234,7 @@ def does_not_fit_reason(
 
 
 def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, replicas: int, per_replica: int) -> Prediction:
+    """Closed-loop clients; ``replicas`` counts attention-DP ranks, each serving its own clients."""
     """Closed-loop steady state (``concurrency`` clients) instead of a static batch."""
     fw = table.space.frameworks[0]
     hw = hardware_arrays(table.space.gpus, [fw], table.space.dtypes, cat.calibration)
@@ -224,6 +253,8 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
         kv_keep=np.array([req.h2o_keep]),
         flash=req.flash_attention,
         lockstep_share=cat.calibration.closed_loop.lockstep_share,
+        dp=float(req.attention_dp),
+        ep=float(req.moe_ep),
     )
     m = serving_metrics(table.arch, x, hw)
     rate = float(m.output_throughput_tok_s[0]) / req.output_len * replicas  # requests/s, whole deployment
@@ -240,7 +271,7 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
         request=req,
         metrics=metrics,
         memory=memory_breakdown(table, 0, running=float(m.running[0])),
-        replicas=replicas,
+        replicas=req.replicas,
         batch_per_replica=per_replica,
         waves=1,
         kv_cache_tokens=int(table.memory.kv_tokens[0]),

@@ -170,6 +170,7 @@ def _memory(rows: _Rows) -> MemoryArrays:
             kv_bytes=rows.kv_bytes[sel],
             token_budget=rows.split[sel].astype(float),
             kv_keep=rows.kv_keep[sel],
+            seq_tokens=(rows.input_len + rows.output_len)[sel],
         )
         for f in out:
             out[f][sel] = getattr(part, f)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.catalog import Catalog, load_catalog, load_length_mix
+from guideopt.costs.engine_defaults import token_budget
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths, sample_lengths
 from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_table, stream_metrics, sustainable_rate
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
@@ -122,13 +123,11 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
     if gpu.vendor.value not in fw.vendors:
         raise InvalidRequestError(f"framework: {fw.id} does not run on {gpu.vendor.value} GPUs like {gpu.id} (pick another framework)")
     if not bool(tp_is_valid(arch, np.array([req.tp]))[0]):
-        raise InvalidRequestError(
-            f"tp: {req.tp} does not divide {arch.id}'s {arch.num_heads} heads / {arch.num_kv_heads} KV heads (try 1, 2, 4 or 8)"
-        )
+        raise InvalidRequestError(f"tp: {req.tp} does not divide {arch.id}'s {arch.tp_problem(req.tp)} (config.json; try 1, 2, 4 or 8)")
     if req.pp > 1 and not fw.pipeline_parallel:
         raise InvalidRequestError(f"pp: {fw.id} has no pipeline parallelism (use pp 1)")
-    budget = req.token_budget or fw.max_num_batched_tokens
     longest = int(lengths.input_len.max())
+    budget = token_budget(fw, gpu.memory_bytes, requested=req.token_budget, longest_prompt=longest)
     if not fw.chunked_prefill and budget < longest:
         raise InvalidRequestError(
             f"token_budget: {budget} tokens is shorter than the longest prompt ({longest}) and {fw.id} does not chunk prefill (use a budget >= {longest})"
@@ -176,6 +175,8 @@ def run_simulation(
 ) -> Simulation:
     cat = catalog or load_catalog()
     arch = cat.model(req.model)
+    if "dtype" not in req.model_fields_set and arch.checkpoint_dtype:  # a quantized checkpoint runs in its own precision
+        req = req.model_copy(update={"dtype": arch.checkpoint_dtype})
     lengths, inputs, outputs, arrival = resolve_lengths(req, arch, trace)
     conf = configuration(req, lengths, int(max(inputs.max() + outputs.max(), lengths.max_total)), cat)
     wl = req.workload

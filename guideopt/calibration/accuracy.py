@@ -58,7 +58,7 @@ def validate_with(path: str | Path, calibration: str = "fitted", catalog: Catalo
     cat = catalog or load_catalog()
     if calibration == "prior":
         cat = with_calibration(cat, prior_calibration())
-    return validate(cases_from_file(path, cat), _predictor(cat))
+    return validate(cases_from_file(path, cat, family="dense"), _predictor(cat))
 
 
 def _median_of(members: list[DeviceEfficiency], note: str) -> DeviceEfficiency:
@@ -98,7 +98,7 @@ def _merge(parts: list[Report], skipped: list[Skip]) -> Report:
 def leave_one_gpu_out(path: str | Path, catalog: Catalog | None = None) -> Report:
     """Score every fitted GPU's rows with that GPU's own device fit left out."""
     cat = catalog or load_catalog()
-    cases = cases_from_file(path, cat)
+    cases = cases_from_file(path, cat, family="dense")
     parts = []
     for gpu_id in sorted(cat.calibration.gpus):
         held = with_calibration(cat, without_gpu(cat.calibration, cat, gpu_id))
@@ -154,7 +154,7 @@ def leave_one_out(
     """Score each group's rows with the engine terms refitted without that group
     (and the device terms transformed by ``held_calibration``, if given)."""
     cat = catalog or load_catalog()
-    items = cases_from_file(path, cat)
+    items = cases_from_file(path, cat, family="dense")
     cases = [c for c in items if isinstance(c, Case)]
     lins = linearisations(cat, cases)
     groups: dict[str, list[Case]] = defaultdict(list)

@@ -40,10 +40,15 @@ GPU_LABELS: dict[str, str | None] = {
     "l40s": "l40s",
     "b200-sxm": "b200",
     "b200-sxm-180gb": "b200",  # MLPerf system name (180 GB HBM3e)
-    # Not in the catalog: Blackwell Ultra and Grace-Blackwell superchips.
-    "b300-sxm": None,
-    "b300": None,
-    "gb200": None,
+    # Blackwell Ultra HGX board: aiconfigurator's system "b300_sxm" (systems/b300_sxm.yaml, 8 per node).
+    "b300-sxm": "b300",
+    "b300 sxm": "b300",
+    # Grace-Blackwell superchips: aiconfigurator's systems "gb200" / "gb300" are the GPUs of an NVL72
+    # rack (systems/gb200.yaml: 4 per compute tray, 72 per NVLink domain), the catalog's per-GPU entries.
+    "gb200": "gb200",
+    "gb200 nvl72": "gb200",
+    "gb300": "gb300",
+    "gb300 nvl72": "gb300",
     # Added sources (AMD Instinct and more NVIDIA cards), labels as printed.
     "amd instinct mi300x": "mi300x",  # dstack, amd.com, OCI, Azure (annotations dropped)
     "amd instinct mi300x 192gb hbm3": "mi300x",  # MLPerf v5.1 system description
@@ -66,7 +71,8 @@ def gpu_id(label: str, catalog: Catalog | None = None) -> str | None:
     cat = catalog or load_catalog()
     if key in cat.gpus:
         return key
-    return GPU_LABELS.get(key)
+    mapped = GPU_LABELS.get(key)
+    return mapped if mapped in cat.gpus else None  # a label of a GPU the catalog does not (yet) hold
 
 
 # --- Models ----------------------------------------------------------------------------
@@ -117,7 +123,47 @@ MODEL_NAMES: dict[str, tuple[str, str | None]] = {
     "mixtral-8x7b-instruct-v0.1": ("mistralai/Mixtral-8x7B-v0.1", None),
     "mixtral-8x22b": ("mistralai/Mixtral-8x22B-v0.1", None),
     "qwen/qwen3-8b-fp8": ("Qwen/Qwen3-8B", "fp8"),
+    # aiconfigurator silicon sample: MoE checkpoints under their publishers' names (other "-FP8" /
+    # "-NVFP4" repositories of catalog models resolve by the suffix rule below).
+    # Zhipu AI publishes GLM-5 under its Hugging Face org zai-org (aiconfigurator's model_configs
+    # ship zai-org--GLM-5_config.json); "zhipuai/" is the company name the sample prints.
+    "zhipuai/glm-5": ("zai-org/GLM-5", None),
+    # Qwen's own FP8 release (128x128 block-scaled weights) of Qwen3-235B-A22B: same config.json shapes.
+    "qwen/qwen3-235b-a22b-fp8": ("Qwen/Qwen3-235B-A22B", "fp8"),
+    # NVIDIA ModelOpt NVFP4 checkpoints (hf_quant_config quant_algo NVFP4, group 16): 4-bit weights.
+    "nvidia/deepseek-r1-nvfp4": ("deepseek-ai/DeepSeek-R1", "fp4"),
+    "nvidia/deepseek-r1-0528-nvfp4": ("deepseek-ai/DeepSeek-R1", "fp4"),
+    # DeepSeek-V3.1 is a post-training refresh of V3: its config.json (model_configs/
+    # nvidia--DeepSeek-V3.1-NVFP4_config.json) equals DeepSeek-V3's in every shape (61 layers, 256
+    # routed experts top-8, MLA ranks 512 / 1536); only the quantization block differs.
+    "nvidia/deepseek-v3.1-nvfp4": ("deepseek-ai/DeepSeek-V3", "fp4"),
+    "deepseek-ai/deepseek-v3.1": ("deepseek-ai/DeepSeek-V3", None),
 }
+
+# Catalog models whose published checkpoint fixes the weight precision whatever a row states.
+# gpt-oss ships its routed experts in MXFP4 only (config.json quantization_config quant_method
+# mxfp4; attention, router, embeddings and lm_head stay bf16, ~1.5 % of the 120b's weights):
+# a row labelled "fp8" (TensorRT-LLM on Hopper) runs those 4-bit experts with FP8 activations.
+CHECKPOINT_DTYPES: dict[str, str] = {
+    "openai/gpt-oss-120b": "fp4",
+    "openai/gpt-oss-20b": "fp4",
+    "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8": "fp8",  # the FP8 repository is the catalog id
+}
+
+# A quantized checkpoint's id resolves to its architecture with that precision: "<org>/<Name>-FP8",
+# "<org>/<Name>-NVFP4", ... where <Name> is a catalog model's name (any org: nvidia/, RedHatAI/...).
+_QUANT_SUFFIX = re.compile(r"^(?:[^/]+/)?(?P<name>.+?)-(?P<q>fp8(?:-dynamic|-kv)?|nvfp4|mxfp4|fp4)$")
+_SUFFIX_DTYPE = {"nvfp4": "fp4", "mxfp4": "fp4", "fp4": "fp4"}
+
+
+def _quantized_checkpoint(key: str, catalog_ids: list[str]) -> tuple[str, str] | None:
+    match = _QUANT_SUFFIX.match(key)
+    if match is None:
+        return None
+    names = [m for m in catalog_ids if m.lower().split("/")[-1] == match["name"]]
+    if len(names) != 1:  # no catalog model of that name, or several orgs: ambiguous
+        return None
+    return names[0], _SUFFIX_DTYPE.get(match["q"], "fp8")
 
 
 def model_id(name: str, catalog: Catalog | None = None) -> tuple[str, str | None] | None:
@@ -126,8 +172,11 @@ def model_id(name: str, catalog: Catalog | None = None) -> tuple[str, str | None
     cat = catalog or load_catalog()
     folded = {m.lower(): m for m in cat.models}
     if key in folded:
-        return folded[key], None
-    return MODEL_NAMES.get(key)
+        return folded[key], CHECKPOINT_DTYPES.get(folded[key])
+    mapped = MODEL_NAMES.get(key) or _quantized_checkpoint(key, list(cat.models))
+    if mapped is None or mapped[0] not in cat.models:  # a model the catalog does not (yet) hold
+        return None
+    return mapped
 
 
 # --- Frameworks ------------------------------------------------------------------------

@@ -12,81 +12,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from guideopt.calibration.cases import Case, CaseOrSkip, Skip
 from guideopt.calibration.labels import annotation_free, framework_rule, gpu_id, model_id
+from guideopt.calibration.layouts import integer_or_none, layout
 from guideopt.calibration.measurements import Measurement, load_measurements
+from guideopt.calibration.precisions import DEFAULT_DTYPE, precision  # noqa: F401  (DEFAULT_DTYPE re-exported)
 from guideopt.catalog import Catalog, load_catalog
-
-
-@dataclass(frozen=True)
-class Case:
-    """A row guideopt can predict: the request, the metric and the measured value in guideopt units."""
-
-    request: dict[str, Any]  # PredictRequest-compatible
-    metric: str  # a guideopt metric name (``Metrics`` field)
-    measured: float
-    source: str
-    source_locator: str
-    line: int
-    framework_label: str  # the engine as the source named it
-    proxy_of: str | None = None  # engine this framework profile stands in for (None: the engine itself)
-    assumptions: tuple[str, ...] = ()  # what the row did not say and we assumed
-    framework_version: str = ""  # the engine version as the source printed it
-    workload: str = "static"  # a ``Workload`` value: static, closed_loop or max_load
-
-    @property
-    def framework_proxy(self) -> bool:
-        return self.proxy_of is not None
-
-    @property
-    def config_key(self) -> tuple:
-        return tuple(sorted(self.request.items()))
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A row that is not compared, with a grouping ``reason`` and a row-specific ``detail``."""
-
-    reason: str
-    detail: str = ""
-    line: int = 0
-    source: str = ""
-    metric: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}" if self.detail else self.reason
-
-
-CaseOrSkip = Case | Skip
-
-
-# --- Precision -------------------------------------------------------------------------
-
-# When a row states no precision, the checkpoint's own (config.json torch_dtype) is what the
-# engines load: bf16 for every Llama-3 / Mistral model here (fp16 and bf16 cost the same).
-DEFAULT_DTYPE = "bf16"
-_KV_FP8 = re.compile(r"fp8\s+kv|weights\s*\+\s*kv", re.IGNORECASE)  # "FP8 KV cache", "FP8 (weights+KV, ...)"
-
-
-def precision(m: Measurement, checkpoint_dtype: str | None) -> tuple[str, str | None, tuple[str, ...]] | Skip:
-    """(weight dtype, KV dtype or None for the default, assumptions) for a row, or a Skip."""
-    dtype = annotation_free(m.dtype).lower()
-    quant = annotation_free(m.quant).lower()
-    kv = "fp8" if _KV_FP8.search(m.quant) or _KV_FP8.search(m.notes) else None
-    if "fp4" in dtype or "fp4" in quant:  # fp4 / nvfp4: no FP4 tensor-core rates or 4-bit float weights in guideopt
-        return Skip("fp4 not modelled", m.quant or m.dtype)
-    if checkpoint_dtype:
-        return checkpoint_dtype, kv, ()
-    if dtype.startswith("fp8") or quant.startswith("fp8"):  # fp8, fp8_block (block-scaled), "FP8 checkpoint"
-        return "fp8", kv, ()
-    if quant == "int4_wo" or dtype == "int4":  # weight-only int4, 16-bit activations: guideopt's int4
-        return "int4", kv, ()
-    if dtype in ("bf16", "fp16"):
-        assumed = (f"precision not stated; {dtype} assumed",) if "not stated" in m.dtype else ()
-        return dtype, kv, assumed
-    if not dtype and not quant:
-        return DEFAULT_DTYPE, kv, (f"precision not stated; {DEFAULT_DTYPE} assumed",)
-    return Skip("precision not modelled", f"dtype={m.dtype!r} quant={m.quant!r}")
-
 
 # --- Workload --------------------------------------------------------------------------
 
@@ -176,35 +107,6 @@ def workload(m: Measurement) -> Workload | None:
     return None
 
 
-# --- Parallel layout -------------------------------------------------------------------
-
-_ATTENTION_DP = re.compile(r"attention_dp_size=(\d+)")
-_MOE_EP = re.compile(r"moe_ep=(\d+)")
-_DP_OR_EP_WORDS = re.compile(r"attention[- _]dp|expert[- ]parallel|\bEP\b", re.IGNORECASE)
-
-
-def _integer(x: float | None) -> int | None:
-    return None if x is None else int(round(x))
-
-
-def layout(m: Measurement) -> tuple[int, int, int] | Skip:
-    """(num_gpus, tp, pp): tp defaults to num_gpus / pp (or 1), pp to 1, num_gpus to tp·pp."""
-    dp = _ATTENTION_DP.search(m.notes)
-    ep = _MOE_EP.search(m.notes)
-    if (dp and int(dp.group(1)) > 1) or (ep and int(ep.group(1)) > 1):
-        found = dp or ep
-        return Skip("attention-DP / expert-parallel layout not modelled", found.group(0) if found else "")
-    if m.num_gpus is None and _DP_OR_EP_WORDS.search(m.notes):
-        return Skip("attention-DP / expert-parallel layout not modelled", "num_gpus empty")
-    pp = _integer(m.pp) or 1
-    num_gpus = _integer(m.num_gpus)
-    tp = _integer(m.tp) or (max(num_gpus // pp, 1) if num_gpus else 1)
-    num_gpus = num_gpus or tp * pp
-    if num_gpus % (tp * pp):
-        return Skip("inconsistent parallel layout", f"num_gpus={num_gpus} tp={tp} pp={pp}")
-    return num_gpus, tp, pp
-
-
 # --- Metrics and units -----------------------------------------------------------------
 
 # Source metric -> guideopt metric. ITL is the decode step time, which is what guideopt's
@@ -267,7 +169,7 @@ def _lengths_and_load(m: Measurement, kind: Workload) -> tuple[dict[str, int], t
     if input_len is None or m.output_len is None:
         return Skip("open-loop / variable lengths not modelled", "no fixed input/output length")
     lengths = {"input_len": round(input_len), "output_len": round(m.output_len)}
-    load = _integer(m.batch_or_concurrency)
+    load = integer_or_none(m.batch_or_concurrency)
     if kind is Workload.MAX_LOAD or (load is None and _MAX_LOAD_NOTES.search(m.notes)):
         # The harness sizes the engine's batch to the load (amd.com: "num prompts = max num seqs";
         # trtllm-bench picks max batch size from memory): only the KV cache caps it.
@@ -346,8 +248,7 @@ def _to_case(m: Measurement, cat: Catalog) -> CaseOrSkip:
     if isinstance(loaded, Skip):
         return loaded
     shape, assumed_load = loaded
-    num_gpus, tp, pp = lay
-    value = measured_value(m, metric, num_gpus)
+    value = measured_value(m, metric, lay.num_gpus)
     if isinstance(value, Skip):
         return value
     dtype, kv_dtype, assumed_prec = prec
@@ -355,9 +256,7 @@ def _to_case(m: Measurement, cat: Catalog) -> CaseOrSkip:
     request: dict[str, Any] = {
         "model": model[0],
         "gpu": gpu,
-        "num_gpus": num_gpus,
-        "tp": tp,
-        "pp": pp,
+        **lay.request_fields(),
         "framework": rule.framework,
         "dtype": dtype,
         **shape,
@@ -379,6 +278,23 @@ def _to_case(m: Measurement, cat: Catalog) -> CaseOrSkip:
     )
 
 
-def cases_from_file(path: str | Path, catalog: Catalog | None = None) -> list[CaseOrSkip]:
+# The dense calibration (engine terms, closed-loop share, intervals) is fitted and gated on
+# dense models; MoE rows are scored apart (scripts/moe_accuracy.py, docs/accuracy-moe.md) and
+# never enter a fit, so their figures are out of sample for every model, source and system.
+MOE_APART = "MoE model: scored apart (docs/accuracy-moe.md)"
+
+
+def cases_from_file(path: str | Path, catalog: Catalog | None = None, family: str = "all") -> list[CaseOrSkip]:
+    """Every row as a Case or a Skip; ``family`` "dense" or "moe" keeps one kind of model (the other is a Skip)."""
     cat = catalog or load_catalog()
-    return [to_case(m, cat) for m in load_measurements(path)]
+    out = [to_case(m, cat) for m in load_measurements(path)]
+    if family == "all":
+        return out
+    keep_moe = family == "moe"
+    moe = {m: cat.models[m].is_moe for m in cat.models}  # requests carry catalog ids
+    return [
+        c
+        if not isinstance(c, Case) or moe.get(c.request["model"], False) == keep_moe
+        else Skip(MOE_APART if not keep_moe else "dense model", c.request["model"], c.line, c.source, c.metric)
+        for c in out
+    ]

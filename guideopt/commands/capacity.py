@@ -35,7 +35,7 @@ PROGRESS_MIN_ROWS = 20
 @click.option("--pp", type=int, default=1, show_default=True)
 @click.option("--num-gpus", type=int, default=None, help="GPUs per replica when --tp is not given.")
 @click.option("--framework", default="vllm", show_default=True)
-@click.option("--dtype", default="fp16", show_default=True)
+@click.option("--dtype", default=None, help="Weight precision (default: the checkpoint's, e.g. fp8 for DeepSeek-R1; else fp16).")
 @click.option("--kv-dtype", default=None)
 @click.option("--input-len", required=True, help="Prompt length: 512, a list 512,1024 or a range 128:8192:x2.")
 @click.option("--output-len", required=True, help="Output length: same forms as --input-len.")

@@ -30,14 +30,30 @@ def catalog(kind: str, as_json: bool) -> None:
                 "memory_gib": g.memory_gib,
                 "hbm_bw_gb_s": g.hbm_bw_gb_s,
                 "fp16_tflops": g.peak_tflops.fp16,
+                "fp8_tflops": g.peak_tflops.fp8,
+                "fp4_tflops": g.peak_tflops.fp4,
                 "link": g.link.value,
+                "gpus_per_node": g.gpus_per_node,
+                "scale_up_domain_gpus": g.scale_up_domain_gpus,
+                "scale_out_nic_gb_s_per_gpu": g.scale_out_nic_gb_s_per_gpu,
                 "usd_per_hour": g.usd_per_hour,
                 "price_grade": g.price_grade.value,
                 "price_source": g.price_source,
             }
             for g in cat.gpus.values()
         ]
-        cols = ["id", "arch", "memory_gib", "hbm_bw_gb_s", "fp16_tflops", "link", "usd_per_hour", "price_grade"]
+        cols = [
+            "id",
+            "arch",
+            "memory_gib",
+            "hbm_bw_gb_s",
+            "fp16_tflops",
+            "fp4_tflops",
+            "link",
+            "scale_up_domain_gpus",
+            "usd_per_hour",
+            "price_grade",
+        ]
     elif kind == "models":
         rows = [
             {
@@ -46,14 +62,16 @@ def catalog(kind: str, as_json: bool) -> None:
                 "num_active_params": m.num_active_params,
                 "layers": m.num_layers,
                 "hidden_size": m.hidden_size,
-                "heads": m.num_heads,
-                "kv_heads": m.num_kv_heads,
+                "attention": "+".join(m.attention_kinds),
                 "kv_bytes_per_token_fp16": int(m.kv_bytes_per_token(2.0)),
+                "state_bytes_per_seq": int(m.state_bytes_per_seq()),
                 "experts": m.num_experts,
+                "experts_per_token": m.experts_per_token,
+                "checkpoint_dtype": m.checkpoint_dtype,
             }
             for m in cat.models.values()
         ]
-        cols = ["id", "num_params", "layers", "heads", "kv_heads", "kv_bytes_per_token_fp16", "experts"]
+        cols = ["id", "num_params", "num_active_params", "layers", "attention", "kv_bytes_per_token_fp16", "experts"]
     else:
         rows = [
             {

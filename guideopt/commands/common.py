@@ -242,7 +242,9 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
         "--prices",
         "prices",
         {
-            "help": "Plan with this price source: a provider set (lambda, runpod, nebius, aws) or a YAML/JSON file of {gpu id: usd_per_hour}."
+            "help": "Plan with this price source: a provider set (lambda, runpod, nebius, aws; on-demand), a tier set (spot, reserved_1y: "
+            "the cheapest such price per GPU), SET:TIER for one tier of a set (aws:capacity_block, nebius:spot; tiers on_demand, spot, "
+            "reserved_1y, reserved_3y, capacity_block), or a YAML/JSON file of {gpu id: usd_per_hour}."
         },
         False,
     ),

@@ -21,8 +21,16 @@ from guideopt.io.render import prediction_text
 @click.option("--tp", type=int, default=None, help="Tensor-parallel size (default: num_gpus / pp).")
 @click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
 @click.option("--framework", default="vllm", show_default=True)
-@click.option("--dtype", default="fp16", show_default=True, help="Weight precision.")
+@click.option("--dtype", default=None, help="Weight precision (default: the checkpoint's, e.g. fp8 for DeepSeek-R1; else fp16).")
 @click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
+@click.option(
+    "--attention-dp",
+    type=int,
+    default=None,
+    help="Attention data-parallel ranks per replica (MoE: DEP); GPUs per replica = tp x attention-dp x pp.",
+)
+@click.option("--moe-tp", type=int, default=None, help="Tensor parallelism of each expert (default: tp x attention-dp / moe-ep).")
+@click.option("--moe-ep", type=int, default=None, help="Expert-parallel ranks of the MoE layers (TEP: --tp 8 --moe-ep 8).")
 @click.option("--batch", type=int, default=None, help="Requests submitted together (default 1; or give --concurrency).")
 @click.option("--input-len", type=int, help="Prompt tokens per request.")
 @click.option("--output-len", type=int, help="Generated tokens per request.")
@@ -48,6 +56,9 @@ def predict(
     framework: str,
     dtype: str,
     kv_dtype: str | None,
+    attention_dp: int | None,
+    moe_tp: int | None,
+    moe_ep: int | None,
     batch: int | None,
     input_len: int | None,
     output_len: int | None,
@@ -81,6 +92,9 @@ def predict(
         "framework": framework,
         "dtype": dtype,
         "kv_dtype": kv_dtype,
+        "attention_dp": attention_dp,
+        "moe_tp": moe_tp,
+        "moe_ep": moe_ep,
         "batch": batch,
         "input_len": input_len,
         "output_len": output_len,

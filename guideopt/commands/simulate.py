@@ -22,7 +22,7 @@ TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 @click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size per replica.")
 @click.option("--replicas", type=int, default=1, show_default=True, help="Replicas sharing the stream (one is simulated).")
 @click.option("--framework", default="vllm", show_default=True)
-@click.option("--dtype", default="fp16", show_default=True, help="Weight precision.")
+@click.option("--dtype", default=None, help="Weight precision (default: the checkpoint's, e.g. fp8 for DeepSeek-R1; else fp16).")
 @click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
 @click.option("--running-cap", type=int, default=None, help="Max running requests (vLLM max_num_seqs; default: the engine's).")
 @click.option("--token-budget", type=int, default=None, help="Tokens per step (max_num_batched_tokens; default: the engine's).")
@@ -136,6 +136,8 @@ def _request(kw: dict):
         "slo": slo,
         "warmup_fraction": kw["warmup"],
     }
+    if data["dtype"] is None:  # the checkpoint's own precision
+        del data["dtype"]
     try:
         return SimulateRequest.model_validate(data), trace_path
     except ValidationError as exc:

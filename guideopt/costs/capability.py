@@ -18,7 +18,7 @@ def _archs(archs: list[str]) -> str:
 
 def gpu_precision_reason(gpu: Gpu, dtype: Dtype) -> str | None:
     """A 16-bit precision the GPU's hardware lacks (catalog ``peak_tflops`` null): bf16 on
-    Volta/Turing. fp8/int8/int4 weights may still run weight-only; the engines decide."""
+    Volta/Turing. fp8/fp4/int8/int4 weights may still run weight-only; the engines decide."""
     if dtype is Dtype.BF16 and gpu.peak_tflops.bf16 is None:
         return f"{gpu.id} ({gpu.arch}) has no bf16 support (use fp16)"
     return None
@@ -40,10 +40,19 @@ def weights_reason(fw: Framework, gpu: Gpu, dtype: Dtype) -> str | None:
         return reason
     archs = fw.capabilities.weight_dtypes.get(dtype.value)
     if archs is None:
-        return f"{fw.id}: {dtype.value} weights not supported; allowed: {', '.join(fw.capabilities.weight_dtypes)}"
+        return f"{fw.id}: {dtype.value} weights not supported; allowed: {', '.join(fw.capabilities.weight_dtypes)} (or another engine)"
     if gpu.arch not in archs:
-        return f"{fw.id}: {dtype.value} weights not supported on {gpu.arch} GPUs ({gpu.id}); allowed on {_archs(archs)}"
+        return (
+            f"{fw.id}: {dtype.value} weights not supported on {gpu.arch} GPUs ({gpu.id}); allowed on {_archs(archs)} "
+            f"(choose such a GPU, or a precision {fw.id} serves on {gpu.id}: {_served_on(fw, gpu)})"
+        )
     return None
+
+
+def _served_on(fw: Framework, gpu: Gpu) -> str:
+    """The weight precisions ``fw`` serves on ``gpu``."""
+    ok = [d for d, archs in fw.capabilities.weight_dtypes.items() if gpu.arch in archs and gpu_precision_reason(gpu, Dtype(d)) is None]
+    return ", ".join(ok) or "none"
 
 
 def kv_reason(fw: Framework, gpu: Gpu, weights: Dtype, kv: Dtype) -> str | None:

@@ -27,3 +27,14 @@ def pipeline_send_s(*, message_bytes: np.ndarray, pp: np.ndarray, hw: HardwareAr
     """Activation transfers between consecutive pipeline stages for one forward pass."""
     pp = np.asarray(pp, dtype=float)
     return (pp - 1.0) * (hw.p2p_latency_s + message_bytes / hw.p2p_bytes_per_s)
+
+
+def all_to_all_s(*, message_bytes: np.ndarray, ranks: np.ndarray, hw: HardwareArrays) -> np.ndarray:
+    """One all-to-all among ``ranks`` GPUs (MoE dispatch or combine): each rank sends
+    (r−1)/r of its ``message_bytes`` to the others; zero for r = 1. Beyond the fast link's
+    group it runs at PCIe (or NIC) speed, as the all-reduce does."""
+    r = np.asarray(ranks, dtype=float)
+    busbw = np.where(r <= hw.link_group_max, hw.link_bytes_per_s, hw.pcie_bytes_per_s)
+    latency = hw.allreduce_latency_s + hw.allreduce_latency_per_rank_s * np.maximum(r - 2.0, 0.0)
+    t = latency + (r - 1.0) / np.maximum(r, 1.0) * message_bytes / busbw
+    return np.where(r > 1, t, 0.0)

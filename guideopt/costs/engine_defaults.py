@@ -22,6 +22,14 @@ def default_split(fw: Framework, gpu_memory_bytes: float) -> int:
     return _band(fw.memory_rule, gpu_memory_bytes / BYTES_PER_GIB).chunk_tokens
 
 
+def token_budget(fw: Framework, gpu_memory_bytes: float, *, requested: int | None, longest_prompt: int) -> int:
+    """The one token budget per pass of ``predict``, ``capacity`` and ``simulate``: the one asked
+    for, else the engine's own default on this GPU; an engine that does not chunk prefill runs a
+    whole prompt in one pass, so its budget is at least the longest prompt."""
+    budget = requested if requested is not None else default_split(fw, gpu_memory_bytes)
+    return budget if fw.chunked_prefill or requested is not None else max(budget, longest_prompt)
+
+
 def memory_fraction(fw: Framework, *, gpu_memory_bytes, tp, pp, split) -> np.ndarray:
     """The memory fraction the engine uses for each row (its catalog value unless it has a rule)."""
     mem = np.asarray(gpu_memory_bytes, dtype=float)

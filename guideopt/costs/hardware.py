@@ -17,9 +17,6 @@ from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu, LinkClass
 from guideopt.units import BYTES_PER_S_PER_GB_S, S_PER_MS, S_PER_US
 
-# A 2-way NVLink bridge joins only pairs of GPUs; larger TP groups fall back to PCIe.
-NVLINK_BRIDGE_GROUP = 2
-
 
 @dataclass(frozen=True)
 class HardwareArrays:
@@ -31,9 +28,9 @@ class HardwareArrays:
     kv_bytes_per_s: np.ndarray  # KV-cache reads of (paged) attention
     kernel_overhead_s: np.ndarray  # fixed cost per kernel
     link_bytes_per_s: np.ndarray  # achieved all-reduce bus bandwidth inside a TP group
-    pcie_bytes_per_s: np.ndarray  # achieved bus bandwidth when the group spills onto PCIe
+    pcie_bytes_per_s: np.ndarray  # achieved bus bandwidth when the group outgrows the fast link (PCIe, or the NIC beyond the domain)
     link_scales_with_group: np.ndarray  # 1 where bandwidth grows with the group (xGMI mesh)
-    link_group_max: np.ndarray  # largest TP group that stays on the fast link
+    link_group_max: np.ndarray  # largest TP group that stays on the fast link (the scale-up domain)
     allreduce_latency_s: np.ndarray
     p2p_latency_s: np.ndarray
     p2p_bytes_per_s: np.ndarray
@@ -45,6 +42,12 @@ class HardwareArrays:
     allreduce_latency_per_rank_s: np.ndarray  # extra all-reduce call cost per rank beyond two
     seq_step_overhead_s: np.ndarray  # engine CPU cost per sequence in a step
     token_step_overhead_s: np.ndarray  # engine CPU cost per new token in a step
+    moe_imbalance_per_rank: np.ndarray  # busiest expert rank's excess load per doubling of ranks
+    moe_compute_fraction: np.ndarray  # fused-MoE FLOP/s ÷ the dense GEMM rate
+    moe_m_half: np.ndarray  # tokens per expert at which fused-MoE FLOP/s is half its large value
+    moe_n_half: np.ndarray  # expert width per GPU at which fused-MoE FLOP/s is half its wide value
+    moe_bandwidth_fraction: np.ndarray  # fused-MoE weight streaming ÷ the dense rate
+    moe_overhead_s: np.ndarray  # fixed cost per MoE layer
 
 
 def hardware_arrays(
@@ -73,6 +76,7 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
     fw_eff = cal.framework(fw.calibration_id, gpu.vendor.value)
     link_cal = cal.links[gpu.link.value]
     pcie_cal = cal.links[LinkClass.PCIE.value]
+    moe = cal.moe.kernels(fw.calibration_id)
     speed = fw_eff.kernel_efficiency
     compute_speed = fw_eff.compute_efficiency or speed
     link_bw = gpu.link_bw_bytes_per_s()
@@ -83,16 +87,25 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
     pcie_bw = gpu.pcie_bw_unidir_gb_s * BYTES_PER_S_PER_GB_S
     pcie_fraction = fw_eff.pcie_busbw_fraction or pcie_cal.busbw_fraction
     link_fraction = pcie_fraction if gpu.link is LinkClass.PCIE else link_cal.busbw_fraction
-    group = {LinkClass.NVLINK_BRIDGE: NVLINK_BRIDGE_GROUP, LinkClass.PCIE: gpu.gpus_per_node}.get(gpu.link, gpu.gpus_per_node)
+    # The fast link reaches the scale-up domain: an NVLink bridge's pair, an HGX/MI board's 8
+    # GPUs, an NVL72 rack's 72 (over 18 hosts); PCIe-only GPUs share the node's PCIe.
+    group = gpu.gpus_per_node if gpu.link is LinkClass.PCIE else gpu.scale_up_domain_gpus
+    # Beyond a switched domain (NVSwitch, xGMI) a TP group crosses hosts: its ring runs
+    # through the scale-out NIC where the catalog gives it, else at PCIe speed as before.
+    nic = gpu.scale_out_bytes_per_s if gpu.link in (LinkClass.NVSWITCH, LinkClass.XGMI) else None
+    spill_bw = min(pcie_bw, nic) if nic else pcie_bw
+    # A GPU's own FP8 or FP4 tensor path runs at the fitted low-precision GEMM efficiency;
+    # weight-only formats (16-bit math) at the 16-bit one.
+    low_precision = dtype is Dtype.FP8 or (dtype is Dtype.FP4 and gpu.native_tflops(dtype) is not None)
     return {
-        "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.gemm_eff(dtype is Dtype.FP8) * compute_speed,
+        "gemm_flops_per_s": gpu.tensor_flops_per_s(dtype) * dev.gemm_eff(low_precision) * compute_speed,
         "attn_flops_per_s": gpu.tensor_flops_per_s(ACTIVATION_DTYPE) * dev.attn_compute_eff * compute_speed,
         "mem_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.mem_eff * speed,
         "kv_bytes_per_s": gpu.hbm_bw_bytes_per_s * dev.attn_mem_eff * speed,
         "kernel_overhead_s": dev.kernel_overhead_us * S_PER_US,
         "link_bytes_per_s": link_bw * link_fraction,
         "link_scales_with_group": float(gpu.link is LinkClass.XGMI),
-        "pcie_bytes_per_s": pcie_bw * pcie_fraction,
+        "pcie_bytes_per_s": spill_bw * pcie_fraction,
         "link_group_max": float(group),
         "allreduce_latency_s": _allreduce_latency_us(fw_eff, link_cal, gpu.link) * S_PER_US,
         "p2p_latency_s": link_cal.p2p_latency_us * S_PER_US,
@@ -105,4 +118,10 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         "allreduce_latency_per_rank_s": link_cal.allreduce_latency_per_rank_us * S_PER_US,
         "seq_step_overhead_s": fw_eff.per_seq_step_us * S_PER_US,
         "token_step_overhead_s": fw_eff.per_token_step_us * S_PER_US,
+        "moe_imbalance_per_rank": cal.moe.imbalance_per_rank,
+        "moe_compute_fraction": moe.compute_fraction,
+        "moe_m_half": moe.m_half_tokens,
+        "moe_n_half": moe.n_half_columns,
+        "moe_bandwidth_fraction": moe.bandwidth_fraction,
+        "moe_overhead_s": moe.overhead_us * S_PER_US,
     }

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.costs.engine_defaults import memory_fraction
-from guideopt.costs.roofline import ACT_BYTES, kv_heads_per_gpu
+from guideopt.costs.layer_ops import ffn_active_width
+from guideopt.costs.ops import ACT_BYTES
 from guideopt.model.dtype import LOGIT_BYTES
 from guideopt.model.framework import Framework, MemoryFractionOf
+from guideopt.model.layers import DeltaNetAttention, GqaAttention, LayerGroup, MambaMixer, MlaAttention, MoeFfn
 from guideopt.model.llm import ModelArch
 from guideopt.units import BYTES_PER_GIB
 
@@ -34,16 +36,42 @@ class MemoryArrays:
     usable_bytes: np.ndarray  # what the framework lets itself use in total
 
 
-def layer_weight_bytes_per_gpu(arch: ModelArch, *, tp, w_bytes) -> np.ndarray:
-    """One transformer layer's weights on one GPU of a TP group (KV projections replicated
-    when TP exceeds the KV heads)."""
+def _mixer_params_per_gpu(g: LayerGroup, h: int, tp: np.ndarray) -> np.ndarray | float:
+    a = g.attention
+    if a is None:
+        return 0.0
+    if isinstance(a, GqaAttention):  # KV projections replicated when TP exceeds the KV heads
+        q = a.q_dim / tp
+        kv = 2 * np.ceil(a.num_kv_heads / tp) * a.head_dim
+        gate = h * q if a.output_gate else 0.0
+        return h * (q + kv) + q * h + gate
+    if isinstance(a, MlaAttention):  # down-projections and the indexer replicated, head projections split
+        replicated = h * a.latent_dim + (h * a.q_lora_rank if a.q_lora_rank else 0) + a.indexer_params(h)
+        return replicated + (a.params(h) - replicated) / tp
+    assert isinstance(a, DeltaNetAttention | MambaMixer)
+    return a.params(h) / tp
+
+
+def _ffn_params_per_gpu(g: LayerGroup, h: int, tp: np.ndarray, dp: np.ndarray, ep: np.ndarray) -> np.ndarray | float:
+    f = g.ffn
+    if f is None:
+        return 0.0
+    if not isinstance(f, MoeFfn):
+        return f.params(h) / tp
+    router = h * f.num_experts
+    experts = f.num_experts * f.expert_params(h) / (tp * dp)  # moe_tp × ep = tp × dp GPUs share them
+    return router + (f.fixed_params(h) - router) / tp + experts
+
+
+def layer_weight_bytes_per_gpu(arch: ModelArch, *, tp, w_bytes, dp=1.0, ep=1.0) -> np.ndarray:
+    """The mean layer's weights on one GPU (Σ over layer groups / layers): attention split over
+    TP and copied on each attention-DP rank, experts split over the stage's tp·dp GPUs."""
     tp = np.asarray(tp, dtype=float)
-    h, d = arch.hidden_size, arch.head_dim
-    q = arch.q_dim / tp
-    kv = 2 * kv_heads_per_gpu(arch, tp) * d
-    attn = h * (q + kv) + q * h
-    mlp = arch.num_experts * arch.expert_params / tp + arch.router_params
-    return (attn + mlp + 2 * h) * w_bytes
+    dp = np.asarray(dp, dtype=float)
+    ep = np.asarray(ep, dtype=float)
+    h = arch.hidden_size
+    total = sum(g.count * (_mixer_params_per_gpu(g, h, tp) + _ffn_params_per_gpu(g, h, tp, dp, ep) + h * 2) for g in arch.layer_groups)
+    return np.asarray(total) / arch.num_layers * w_bytes
 
 
 def edge_weight_bytes_per_gpu(arch: ModelArch, *, tp, first: bool, last: bool) -> np.ndarray:
@@ -58,7 +86,7 @@ def edge_weight_bytes_per_gpu(arch: ModelArch, *, tp, first: bool, last: bool) -
     return params / tp * ACT_BYTES
 
 
-def weights_per_gpu_bytes(arch: ModelArch, *, tp, pp, w_bytes) -> np.ndarray:
+def weights_per_gpu_bytes(arch: ModelArch, *, tp, pp, w_bytes, dp=1.0, ep=1.0) -> np.ndarray:
     """Largest stage's weights on one GPU; embeddings and LM head stay 16-bit, vocab-parallel."""
     tp = np.asarray(tp, dtype=float)
     pp = np.asarray(pp, dtype=float)
@@ -69,22 +97,48 @@ def weights_per_gpu_bytes(arch: ModelArch, *, tp, pp, w_bytes) -> np.ndarray:
     edge_ppn = max(emb, arch.lm_head_params)
     edge = np.where(pp > 1, edge_ppn, edge_pp1) / tp
     layers = np.ceil(arch.num_layers / pp)
-    return layers * layer_weight_bytes_per_gpu(arch, tp=tp, w_bytes=w_bytes) + edge * ACT_BYTES
+    return layers * layer_weight_bytes_per_gpu(arch, tp=tp, w_bytes=w_bytes, dp=dp, ep=ep) + edge * ACT_BYTES
 
 
-def kv_bytes_per_token_per_gpu(arch: ModelArch, *, tp, pp, kv_bytes, kv_keep=1.0) -> np.ndarray:
-    """KV bytes one token costs on one GPU (largest stage), scaled by an H2O keep ratio."""
-    layers = np.ceil(arch.num_layers / np.asarray(pp, dtype=float))
-    return 2.0 * layers * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_bytes * kv_keep
+def kv_bytes_per_token_per_gpu(arch: ModelArch, *, tp, pp, kv_bytes, kv_keep=1.0, seq_tokens=None) -> np.ndarray:
+    """Cache bytes one token costs on one GPU (largest stage), scaled by an H2O keep ratio.
+
+    With ``seq_tokens`` (the sequence length the pool is sized for) sliding windows and the
+    fixed states of linear-attention layers are spread over the sequence's tokens
+    (``ModelArch.kv_bytes_per_seq``); without it a token costs what one more token of a long
+    context adds."""
+    tp = np.asarray(tp, dtype=float)
+    stage = np.ceil(arch.num_layers / np.asarray(pp, dtype=float)) / arch.num_layers
+    tokens = -1.0 if seq_tokens is None else seq_tokens  # -1: the growth per token
+    flat_tp, flat_kv, flat_tok = np.broadcast_arrays(tp, np.asarray(kv_bytes, dtype=float), np.asarray(tokens, dtype=float))
+    keys = np.stack([flat_tp.ravel(), flat_kv.ravel(), flat_tok.ravel()], axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)  # a few distinct (tp, kv bytes, length) rows
+    per = np.array([arch.kv_bytes_per_token(kv, int(t), None if n < 0 else n) for t, kv, n in uniq])
+    out = per[inverse.ravel()].reshape(flat_tp.shape)
+    return stage * out * kv_keep
 
 
 def activation_peak_bytes(arch: ModelArch, *, tp, token_budget, max_seqs) -> np.ndarray:
     """Peak activation memory of a forward pass of ``token_budget`` tokens, plus fp32 logits."""
     tp = np.asarray(tp, dtype=float)
-    ffn = arch.intermediate_size * (arch.experts_per_token if arch.is_moe else 1)
-    per_token = PEAK_HIDDEN_VECTORS * arch.hidden_size + (arch.q_dim + 2 * arch.kv_dim) / tp + PEAK_FFN_VECTORS * ffn / tp
+    widest = max(_mixer_width(g) + PEAK_FFN_VECTORS * ffn_active_width(g.ffn) for g in arch.layer_groups)
+    per_token = PEAK_HIDDEN_VECTORS * arch.hidden_size + widest / tp
     logits = np.minimum(max_seqs, token_budget) * arch.vocab_size / tp * LOGIT_BYTES
     return token_budget * per_token * ACT_BYTES + logits
+
+
+def _mixer_width(g: LayerGroup) -> float:
+    """Projection outputs a mixer holds per token (QKV, latent heads, linear-attention streams)."""
+    a = g.attention
+    if isinstance(a, GqaAttention):
+        return a.q_dim + 2 * a.kv_dim
+    if isinstance(a, MlaAttention):
+        return a.num_heads * (a.qk_head_dim + a.v_head_dim)
+    if isinstance(a, DeltaNetAttention):
+        return 2 * a.key_dim + 2 * a.value_dim
+    if isinstance(a, MambaMixer):
+        return 2 * a.d_inner + 2 * a.n_groups * a.state_size
+    return 0.0
 
 
 def framework_overhead_bytes(fw: Framework, *, tp) -> np.ndarray:
@@ -136,15 +190,18 @@ def memory_arrays(
     kv_bytes,
     token_budget,
     kv_keep=1.0,
+    seq_tokens=None,
+    dp=1.0,
+    ep=1.0,
 ) -> MemoryArrays:
-    weights = weights_per_gpu_bytes(arch, tp=tp, pp=pp, w_bytes=w_bytes)
+    weights = weights_per_gpu_bytes(arch, tp=tp, pp=pp, w_bytes=w_bytes, dp=dp, ep=ep)
     act = activation_peak_bytes(arch, tp=tp, token_budget=token_budget, max_seqs=fw.max_num_seqs)
     overhead = framework_overhead_bytes(fw, tp=tp) + np.zeros_like(weights)
     fraction = memory_fraction(fw, gpu_memory_bytes=gpu_memory_bytes, tp=tp, pp=pp, split=token_budget)
     pool, usable = kv_pool_bytes(
         fw, gpu_memory_bytes=gpu_memory_bytes, weights=weights, activation=act, overhead=overhead, fraction=fraction
     )
-    per_token = kv_bytes_per_token_per_gpu(arch, tp=tp, pp=pp, kv_bytes=kv_bytes, kv_keep=kv_keep)
+    per_token = kv_bytes_per_token_per_gpu(arch, tp=tp, pp=pp, kv_bytes=kv_bytes, kv_keep=kv_keep, seq_tokens=seq_tokens)
     block = fw.kv_block_tokens
     tokens = np.floor(np.maximum(pool, 0.0) / per_token / block) * block
     return MemoryArrays(weights, act, overhead, pool, per_token, tokens, usable)

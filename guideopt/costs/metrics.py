@@ -42,6 +42,8 @@ class StaticBatchInputs:
     flash: bool = True
     # Kernel time of one pass, when not the uniform TP×PP model (asymmetric pipelines).
     forward: Callable[[PassShape], np.ndarray] | None = None
+    dp: float = 1.0  # attention-DP ranks (arrays above are per rank)
+    ep: float = 1.0  # expert-parallel ranks
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def engine_step_s(hw: HardwareArrays, *, seqs, tokens) -> np.ndarray:
 def _forward(arch, x: StaticBatchInputs, hw, shape: PassShape) -> np.ndarray:
     if x.forward is not None:
         return x.forward(shape)
-    return forward_pass_s(arch, shape, tp=x.tp, pp=x.pp, w_bytes=x.w_bytes, kv_bytes=x.kv_bytes, hw=hw, flash=x.flash)
+    return forward_pass_s(arch, shape, tp=x.tp, pp=x.pp, w_bytes=x.w_bytes, kv_bytes=x.kv_bytes, hw=hw, flash=x.flash, dp=x.dp, ep=x.ep)
 
 
 def prefill_passes(*, batch, input_len, split, chunked) -> tuple[np.ndarray, np.ndarray]:

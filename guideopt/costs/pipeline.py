@@ -20,10 +20,11 @@ from guideopt.costs.memory import (
     activation_peak_bytes,
     edge_weight_bytes_per_gpu,
     framework_overhead_bytes,
+    kv_bytes_per_token_per_gpu,
     kv_pool_bytes,
     layer_weight_bytes_per_gpu,
 )
-from guideopt.costs.roofline import ACT_BYTES, PassShape, _scaled, kv_heads_per_gpu, layer_s, lm_head_s
+from guideopt.costs.roofline import ACT_BYTES, PassShape, _scaled, layer_s, lm_head_s
 from guideopt.model.framework import Framework
 from guideopt.model.link import NetworkLink
 from guideopt.model.llm import ModelArch
@@ -39,7 +40,8 @@ class Stage:
 
 
 def kv_layer_bytes_per_token(arch: ModelArch, *, tp, kv_bytes) -> np.ndarray:
-    return 2.0 * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_bytes
+    """The mean layer's cache bytes per token on one GPU (all layers' share, spread evenly)."""
+    return kv_bytes_per_token_per_gpu(arch, tp=tp, pp=1, kv_bytes=kv_bytes) / arch.num_layers
 
 
 def max_layers(

@@ -55,6 +55,8 @@ class ServingInputs:
     kv_keep: np.ndarray
     flash: bool = True
     lockstep_share: float = 0.0  # Calibration.closed_loop: how far the clients stay in step
+    dp: float = 1.0  # attention-DP ranks (arrays above are per rank)
+    ep: float = 1.0  # expert-parallel ranks
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def _step_s(arch: ModelArch, x: ServingInputs, hw: HardwareArrays, decoding, pre
         kv_read_tokens=decoding * ctx + prefill_tokens,
         logit_tokens=np.maximum(decoding + prefill_seqs, 1.0),
     )
-    kernels = forward_pass_s(arch, shape, tp=x.tp, pp=x.pp, w_bytes=x.w_bytes, kv_bytes=x.kv_bytes, hw=hw, flash=x.flash)
+    kernels = forward_pass_s(arch, shape, tp=x.tp, pp=x.pp, w_bytes=x.w_bytes, kv_bytes=x.kv_bytes, hw=hw, flash=x.flash, dp=x.dp, ep=x.ep)
     return kernels + hw.decode_step_overhead_s + engine_step_s(hw, seqs=shape.seqs, tokens=shape.new_tokens)
 
 

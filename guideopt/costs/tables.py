@@ -44,6 +44,8 @@ class OptionSpace:
     flash_attention: bool = True
     allow_waves: bool = False  # predict: a batch larger than the KV cache runs in waves
     allow_multi_node_tp: bool = False  # predict: a TP group wider than a node talks over the slower fallback link
+    attention_dp: int = 1  # attention data-parallel ranks per replica; ``batch`` is then per rank
+    moe_ep: int = 1  # expert-parallel ranks of the MoE layers (moe_tp = tp·attention_dp/moe_ep)
 
 
 @dataclass
@@ -107,10 +109,11 @@ def default_kv_dtype(weight: Dtype) -> Dtype:
 
 
 def tp_is_valid(arch: ModelArch, tp: np.ndarray) -> np.ndarray:
-    """TP must split the query heads evenly; KV heads are split or replicated evenly."""
+    """TP must split every layer kind's heads and widths evenly (``ModelArch.tp_problem``)."""
     tp = np.asarray(tp)
-    kv_ok = (arch.num_kv_heads % tp == 0) | (tp % arch.num_kv_heads == 0)
-    return (arch.num_heads % tp == 0) & kv_ok & (arch.intermediate_size % tp == 0)
+    sizes, inverse = np.unique(tp, return_inverse=True)
+    ok = np.array([arch.tp_problem(int(t)) is None for t in sizes], dtype=bool)
+    return ok[inverse].reshape(tp.shape)
 
 
 def _grid(*axes: Sequence[int]) -> list[np.ndarray]:
@@ -135,7 +138,8 @@ def _framework_rows(arch: ModelArch, space: OptionSpace, fw_i: int) -> dict[str,
     splits = list(space.split) if space.split else list(fw.split_sizes)
     g, d, t, p, b, s = _grid(range(len(space.gpus)), range(len(space.dtypes)), space.tp, space.pp, space.batch, splits)
     node = np.array([gpu.gpus_per_node for gpu in space.gpus])[g]
-    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & ((t <= node) | space.allow_multi_node_tp) & capability_mask(space, fw)[g, d]
+    reach = np.array([max(gpu.gpus_per_node, gpu.scale_up_domain_gpus) for gpu in space.gpus])[g]  # NVL72: TP across trays on NVLink
+    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & ((t <= reach) | space.allow_multi_node_tp) & capability_mask(space, fw)[g, d]
     if not fw.capabilities.pipeline_parallel:
         ok &= p == 1
     if not fw.capabilities.multi_node:
@@ -188,6 +192,8 @@ def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibra
         running_cap=np.maximum(wave_cap, 1.0),
         kv_keep=np.full(n, space.h2o_keep),
         flash=space.flash_attention,
+        dp=float(space.attention_dp),
+        ep=float(space.moe_ep),
     )
     metrics = static_batch_metrics(arch, inputs, hw)
     price_list = prices if prices is not None else [g.usd_per_hour for g in space.gpus]
@@ -246,6 +252,9 @@ def _memory_for_rows(arch, space: OptionSpace, rows, w_bytes, kv_bytes) -> Memor
             kv_bytes=kv_bytes[sel],
             token_budget=rows["split"][sel].astype(float),
             kv_keep=space.h2o_keep,
+            seq_tokens=space.input_len + space.output_len,
+            dp=float(space.attention_dp),
+            ep=float(space.moe_ep),
         )
         for f in out:
             out[f][sel] = getattr(part, f)

@@ -21,6 +21,7 @@ from rich.box import Box
 from rich.console import Console
 from rich.table import Table
 
+from guideopt.model.layout_names import layout_words
 from guideopt.model.plan import PlanResult
 from guideopt.units import BYTES_PER_GB, BYTES_PER_GIB
 
@@ -224,7 +225,8 @@ def _load_text(pred: dict[str, Any]) -> str:
 
 def prediction_text(pred: dict[str, Any]) -> str:
     m, mem = pred["metrics"], pred["memory"]
-    layout = f"{pred['replicas']}x(tp{pred['tp']}·pp{pred['pp']}) on {pred['num_gpus']} x {pred['gpu']}"
+    words = layout_words(pred["tp"], pred["pp"], pred.get("attention_dp", 1), pred.get("moe_ep", 1))
+    layout = f"{pred['replicas']}x({words}) on {pred['num_gpus']} x {pred['gpu']}"
     lines = [
         f"{pred['model']} · {pred['framework']} · {pred['dtype']} · {layout}",
         f"{_load_text(pred)}, input {pred['input_len']}, output {pred['output_len']}",

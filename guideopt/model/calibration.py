@@ -132,6 +132,34 @@ class ClosedLoopSync(StrictModel):
     fitted_from: str = ""
 
 
+class MoeKernelEfficiency(StrictModel):
+    """An engine's fused-MoE (grouped GEMM) kernels against the dense GEMM model of the same GPU
+    and precision: achieved FLOP/s = dense rate × compute_fraction × t/(t + m_half_tokens) ×
+    w/(w + n_half_columns), t the tokens per active expert and w the expert's width per GPU; weight streaming at bandwidth_fraction of the dense rate; plus a
+    fixed cost per MoE layer (routing, permutation, finalisation)."""
+
+    compute_fraction: float = Field(default=1.0, gt=0, le=2)
+    m_half_tokens: float = Field(default=0.0, ge=0, le=100_000)
+    n_half_columns: float = Field(default=0.0, ge=0, le=100_000)
+    bandwidth_fraction: float = Field(default=1.0, gt=0, le=2)
+    overhead_us: float = Field(default=0.0, ge=0, le=10_000)
+    fitted_from: str = ""
+
+
+class MoeEfficiency(StrictModel):
+    """Mixture-of-experts terms, fitted on measured MoE kernel timings (``scripts/fit_moe_kernels.py``).
+
+    With routed tokens spread over ``ep`` ranks the step waits for the busiest; its load is
+    the mean × (1 + imbalance_per_rank · log2(ep)). 0 means perfectly balanced routing."""
+
+    imbalance_per_rank: float = Field(default=0.0, ge=0, le=1, description="busiest rank's excess load per doubling of expert ranks")
+    engines: dict[str, MoeKernelEfficiency] = Field(default_factory=dict, description="fused-MoE kernels by engine calibration id")
+    fitted_from: str = ""
+
+    def kernels(self, engine: str) -> MoeKernelEfficiency:
+        return self.engines.get(engine) or MoeKernelEfficiency()
+
+
 class Calibration(StrictModel):
     version: str
     generated_by: str
@@ -141,6 +169,7 @@ class Calibration(StrictModel):
     links: dict[str, LinkEfficiency]
     frameworks: dict[str, FrameworkEfficiency]
     closed_loop: ClosedLoopSync = Field(default_factory=ClosedLoopSync)
+    moe: MoeEfficiency = Field(default_factory=MoeEfficiency)
     intervals: dict[str, ErrorBand] = Field(
         default_factory=dict,
         description="prediction error bands by regime key (see guideopt.costs.intervals), from leave-one-source-out residuals",
@@ -153,6 +182,18 @@ class Calibration(StrictModel):
     def admits_current_usage(self, framework_id: str, vendor: str) -> bool:
         """Whether the engine admits by the KV a request holds now (and preempts), not its whole length."""
         return self.framework(framework_id, vendor).kv_admission == "current_usage"
+
+    def with_family_fallbacks(self, fallbacks: dict[str, str]) -> Calibration:
+        """Families without an entry of their own take another family's (``family: like``,
+        from architectures.yaml ``calibrate_as``), saying so in ``fitted_from``."""
+        added = {
+            family: self.arch[like].model_copy(
+                update={"fitted_from": f"no {family} rows: the {like} family's ({self.arch[like].fitted_from})"}
+            )
+            for family, like in sorted(fallbacks.items())
+            if family not in self.arch and like in self.arch
+        }
+        return self.model_copy(update={"arch": {**self.arch, **added}}) if added else self
 
     def device(self, gpu_id: str, arch: str) -> tuple[DeviceEfficiency, str]:
         """The efficiency for a GPU and where it comes from: 'gpu', 'arch:<family>' or 'default'."""

@@ -18,7 +18,19 @@ class Architecture(StrictModel):
 
     vendor: Vendor
     target: str = Field(description="CUDA compute capability (sm_80) or ROCm gfx target (gfx942)")
+    calibrate_as: str | None = Field(
+        default=None,
+        description="a family without fitted efficiencies of its own takes this family's (not the all-GPU median): "
+        "the nearest in memory system and kernel stack",
+    )
     source: str
+
+
+def unknown_fallbacks(archs: dict[str, Architecture]) -> list[str]:
+    """Families whose ``calibrate_as`` names no family of their vendor."""
+    return sorted(
+        n for n, a in archs.items() if a.calibrate_as and (a.calibrate_as not in archs or archs[a.calibrate_as].vendor is not a.vendor)
+    )
 
 
 class Capabilities(StrictModel):

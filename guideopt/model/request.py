@@ -325,13 +325,24 @@ class PredictRequest(StrictModel):
     )
     h2o_keep: float = Field(default=1.0, gt=0, le=1, description="H2O heavy-hitter KV keep ratio (1 = full cache)")
     flash_attention: bool = True
+    attention_dp: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="attention data-parallel ranks per replica")
+    moe_tp: int | None = Field(default=None, gt=0, le=MAX_PARALLEL_SIZE, description="TP of each expert; default tp·attention_dp/moe_ep")
+    moe_ep: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="expert-parallel ranks of the MoE layers")
 
     @model_validator(mode="after")
     def _layout(self) -> PredictRequest:
         tp = self.resolved_tp
-        if self.num_gpus is not None and self.num_gpus % (tp * self.pp):
+        per_replica = tp * self.attention_dp * self.pp
+        if self.num_gpus is not None and self.num_gpus % per_replica:
+            what = "tp·attention_dp·pp" if self.attention_dp > 1 else "tp·pp"
             raise ValueError(
-                f"num_gpus: {self.num_gpus} is not a multiple of tp·pp = {tp * self.pp} (give a multiple of {tp * self.pp}, or leave num_gpus out)"
+                f"num_gpus: {self.num_gpus} is not a multiple of {what} = {per_replica} (give a multiple of {per_replica}, or leave num_gpus out)"
+            )
+        stage = tp * self.attention_dp
+        if stage % self.moe_ep or (self.moe_tp is not None and self.moe_tp * self.moe_ep != stage):
+            raise ValueError(
+                f"moe_ep: moe_tp × moe_ep must equal tp × attention_dp = {stage} GPUs per stage "
+                f"(got moe_tp {self.moe_tp or stage // max(self.moe_ep, 1)}, moe_ep {self.moe_ep}; use a moe_ep that divides {stage})"
             )
         if self.concurrency is not None and "batch" in self.model_fields_set:
             raise ValueError(
@@ -343,8 +354,9 @@ class PredictRequest(StrictModel):
     def resolved_tp(self) -> int:
         if self.tp is not None:
             return self.tp
-        return max((self.num_gpus or 1) // self.pp, 1)
+        return max((self.num_gpus or 1) // (self.pp * self.attention_dp), 1)
 
     @property
     def replicas(self) -> int:
-        return (self.num_gpus or self.resolved_tp * self.pp) // (self.resolved_tp * self.pp)
+        per_replica = self.resolved_tp * self.attention_dp * self.pp
+        return (self.num_gpus or per_replica) // per_replica

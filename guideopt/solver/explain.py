@@ -9,7 +9,7 @@ from guideopt.costs.tables import kv_dtype_for, tp_is_valid
 from guideopt.model.request import PlanRequest
 from guideopt.solver.candidates import Candidates
 from guideopt.solver.constraints import Bound, satisfied, violations
-from guideopt.solver.options import PlanOptions, candidates
+from guideopt.solver.options import PlanOptions, candidates, plan_precisions
 from guideopt.units import BYTES_PER_GB
 
 
@@ -28,15 +28,15 @@ def explain_no_fitting_option(opts: PlanOptions, req: PlanRequest) -> tuple[str,
     if len(table) == 0:
         valid = [t for t in (1, 2, 4, 8, 16) if bool(tp_is_valid(arch, np.array([t]))[0])]
         return (
-            f"parallelism.tp: none of {req.parallelism.tp} divides {arch.id}'s {arch.num_heads} heads "
-            f"({arch.num_kv_heads} KV heads) within one node; valid TP sizes are {valid}",
+            f"parallelism.tp: none of {req.parallelism.tp} divides {arch.id}'s {arch.tp_problem(max(req.parallelism.tp)) or 'heads'} "
+            f"within one node; valid TP sizes are {valid}",
             ["parallelism.tp"],
         )
     mem = table.memory
     need = mem.weights_bytes + mem.activation_bytes + mem.overhead_bytes
     best = int(np.argmin(need - mem.usable_bytes))
     gpu = table.space.gpus[int(table.gpu_idx[best])]
-    weights_total = arch.num_params * min(d.bytes for d in req.precision) / BYTES_PER_GB
+    weights_total = arch.num_params * min(d.bytes for d in plan_precisions(req, arch)) / BYTES_PER_GB
     largest = max(g.memory_gb for g in table.space.gpus)
     batch = f"a batch of {req.workload.batch}" if req.workload.batch else "even one request"
     msg = (

@@ -15,6 +15,7 @@ from guideopt.catalog import Catalog
 from guideopt.costs.intervals import pessimistic_table
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
 from guideopt.errors import InvalidRequestError
+from guideopt.model.dtype import Dtype
 from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
 from guideopt.model.request import DEFAULT_BATCH_CHOICES, ObjectiveTerm, PlanRequest
@@ -42,6 +43,14 @@ def resolve_gpus(req: PlanRequest, catalog: Catalog) -> list[Gpu]:
     return [catalog.gpu(gpu_id) for gpu_id in req.gpus]
 
 
+def plan_precisions(req: PlanRequest, arch: ModelArch) -> list[Dtype]:
+    """The weight precisions to plan: the request's, or (none given) the precision a quantized
+    checkpoint ships in (DeepSeek-R1 FP8, gpt-oss MXFP4, Kimi-K2.5 INT4), else 16-bit."""
+    if "precision" not in req.model_fields_set and arch.checkpoint_dtype:
+        return [Dtype(arch.checkpoint_dtype)]
+    return list(req.precision)
+
+
 def build_plan_options(req: PlanRequest, catalog: Catalog, phases: Phases | None = None) -> PlanOptions:
     arch = catalog.model(req.model)
     gpus = resolve_gpus(req, catalog)
@@ -51,7 +60,7 @@ def build_plan_options(req: PlanRequest, catalog: Catalog, phases: Phases | None
     space = OptionSpace(
         gpus=gpus,
         frameworks=frameworks,
-        dtypes=list(req.precision),
+        dtypes=plan_precisions(req, arch),
         tp=req.parallelism.tp,
         pp=req.parallelism.pp,
         batch=batches,

@@ -24,6 +24,7 @@ from guideopt.model.llm import ModelArch
 from guideopt.model.request import PlanRequest
 from guideopt.model.workload import PercentileTargets
 from guideopt.simulator.policy import KvPolicy, kv_policy
+from guideopt.solver.options import plan_precisions
 from guideopt.units import MS_PER_S
 
 # Running-request caps the solver tries per engine: powers of four spanning the engines'
@@ -83,7 +84,7 @@ def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float]
     space = OptionSpace(
         gpus=gpus,
         frameworks=frameworks,
-        dtypes=list(req.precision),
+        dtypes=plan_precisions(req, arch),
         tp=req.parallelism.tp,
         pp=req.parallelism.pp,
         batch=[1],

@@ -1,0 +1,165 @@
+"""Layer kinds as data (issue 20): KV bytes per token and state bytes per sequence against
+hand calculations from each model's config.json, parameter counts against the published
+sizes, and one-line refusals naming the key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from guideopt.costs.memory import kv_bytes_per_token_per_gpu, weights_per_gpu_bytes
+from guideopt.costs.tables import tp_is_valid
+from guideopt.errors import CatalogError
+from guideopt.model.hf_config import arch_from_hf_config
+from guideopt.model.layers import DeltaNetAttention, GqaAttention, MambaMixer, MlaAttention, MoeFfn
+
+BF16 = 2.0
+
+
+def test_deepseek_v3_caches_61_latents_of_512_plus_64(catalog):
+    arch = catalog.model("deepseek-ai/DeepSeek-V3")
+    assert arch.kv_bytes_per_token(BF16) == 61 * (512 + 64) * BF16
+    # the latent is shared by all heads: TP does not split it
+    assert arch.kv_bytes_per_token(BF16, tp=8) == arch.kv_bytes_per_token(BF16)
+    assert arch.state_bytes_per_seq() == 0
+
+
+def test_deepseek_v32_adds_the_indexer_keys(catalog):
+    arch = catalog.model("deepseek-ai/DeepSeek-V3.2")
+    indexer = 128 * 1 + 4  # an FP8 key of index_head_dim 128 and one fp32 scale
+    assert arch.kv_bytes_per_token(BF16) == 61 * ((512 + 64) * BF16 + indexer)
+
+
+def test_gpt_oss_120b_full_and_sliding_layers(catalog):
+    arch = catalog.model("openai/gpt-oss-120b")
+    per_layer_token = 2 * 8 * 64 * BF16  # K and V, 8 KV heads of 64
+    assert arch.kv_bytes_per_token(BF16) == 18 * per_layer_token  # 18 full layers grow with the context
+    tokens = 10_000
+    assert arch.kv_bytes_per_seq(tokens, BF16) == 18 * per_layer_token * tokens + 18 * per_layer_token * 128
+    assert arch.kv_bytes_per_seq(100, BF16) == 36 * per_layer_token * 100  # within the window every layer holds all
+
+
+def test_qwen35_397b_full_layers_plus_deltanet_state(catalog):
+    arch = catalog.model("Qwen/Qwen3.5-397B-A17B")
+    assert arch.kv_bytes_per_token(BF16) == 15 * 2 * 2 * 256 * BF16  # 15 full layers, 2 KV heads of 256
+    state = 64 * 128 * 128 * 4  # value heads x key dim x value dim, fp32
+    conv = (2 * 16 * 128 + 64 * 128) * (4 - 1) * 2  # conv window of the q, k and v streams, 16-bit
+    assert arch.state_bytes_per_seq() == 45 * (state + conv)
+    assert arch.state_bytes_per_seq(tp=4) == 45 * (state + conv) / 4
+
+
+def test_nemotron3_super_attention_plus_mamba_state(catalog):
+    arch = catalog.model("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8")
+    pattern = "MEMEMEM*EMEMEMEM*EMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEMEM*EMEMEMEM*EMEMEMEME"
+    attn, mamba = pattern.count("*"), pattern.count("M")
+    assert arch.kv_bytes_per_token(BF16) == attn * 2 * 2 * 128 * BF16
+    d_inner = 128 * 64
+    per_layer = 128 * 64 * 128 * 4 + (d_inner + 2 * 8 * 128) * 3 * 2
+    assert arch.state_bytes_per_seq() == mamba * per_layer
+
+
+@pytest.mark.parametrize(
+    ("model", "total_b", "active_b"),
+    [
+        ("deepseek-ai/DeepSeek-R1", 671, 37),
+        ("Qwen/Qwen3-235B-A22B", 235, 22),
+        ("Qwen/Qwen3.5-397B-A17B", 397, 17),
+        ("zai-org/GLM-5", 743, 41),
+        ("MiniMaxAI/MiniMax-M2.5", 229, 11),
+        ("openai/gpt-oss-120b", 117, 5.1),
+        ("moonshotai/Kimi-K2.5", 1026, 32),
+        ("meta-llama/Llama-4-Maverick-17B-128E-Instruct", 400, 17),
+        ("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8", 120, 12),
+    ],
+)
+def test_parameter_counts_match_the_published_sizes(catalog, model, total_b, active_b):
+    arch = catalog.model(model)
+    assert arch.num_params / 1e9 == pytest.approx(total_b, rel=0.02)
+    # active counts include the embeddings and LM head, which some publishers leave out
+    assert active_b * 0.98 <= arch.num_active_params / 1e9 <= active_b * 1.25
+
+
+def test_layer_kinds_are_read_from_each_family(catalog):
+    kinds = lambda m: {(type(g.attention).__name__, type(g.ffn).__name__) for g in catalog.model(m).layer_groups}  # noqa: E731
+    assert kinds("deepseek-ai/DeepSeek-R1") == {("MlaAttention", "DenseFfn"), ("MlaAttention", "MoeFfn")}
+    assert ("DeltaNetAttention", "MoeFfn") in kinds("Qwen/Qwen3.5-397B-A17B")
+    assert {("MambaMixer", "NoneType"), ("NoneType", "MoeFfn"), ("GqaAttention", "NoneType")} == kinds(
+        "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8"
+    )
+    r1 = catalog.model("deepseek-ai/DeepSeek-R1")
+    assert [g.count for g in r1.layer_groups] == [3, 58]
+    moe = r1.moe
+    assert isinstance(moe, MoeFfn) and (moe.num_experts, moe.experts_per_token, moe.shared_intermediate_size) == (256, 8, 2048)
+    assert isinstance(r1.layer_groups[0].attention, MlaAttention)
+    assert isinstance(catalog.model("Qwen/Qwen3.5-397B-A17B").layer_groups[0].attention, DeltaNetAttention | GqaAttention)
+    assert any(isinstance(g.attention, MambaMixer) for g in catalog.model("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8").layer_groups)
+
+
+def test_checkpoint_precisions_come_from_quantization_config(catalog):
+    assert catalog.model("openai/gpt-oss-120b").checkpoint_dtype == "fp4"  # MXFP4 experts
+    assert catalog.model("deepseek-ai/DeepSeek-R1").checkpoint_dtype == "fp8"
+    assert catalog.model("moonshotai/Kimi-K2.5").checkpoint_dtype == "int4"  # compressed-tensors int4 experts
+
+
+def test_memory_uses_the_same_kv_function(catalog):
+    arch = catalog.model("deepseek-ai/DeepSeek-R1")
+    per_gpu = kv_bytes_per_token_per_gpu(arch, tp=np.array([8.0]), pp=np.array([1.0]), kv_bytes=np.array([BF16]))
+    assert float(per_gpu[0]) == arch.kv_bytes_per_token(BF16, tp=8)
+    seq = kv_bytes_per_token_per_gpu(arch, tp=1.0, pp=1.0, kv_bytes=BF16, seq_tokens=1000.0)
+    assert float(seq) * 1000 == pytest.approx(arch.kv_bytes_per_seq(1000, BF16))
+
+
+def test_moe_weights_split_over_tp_add_up_to_the_model(catalog):
+    arch = catalog.model("Qwen/Qwen3-30B-A3B")
+    one = float(weights_per_gpu_bytes(arch, tp=1, pp=1, w_bytes=2.0))
+    four = float(weights_per_gpu_bytes(arch, tp=4, pp=1, w_bytes=2.0))
+    assert 4 * four >= one > 3.5 * four  # routers and KV projections replicated, the rest split
+
+
+def test_tp_that_does_not_divide_the_latent_heads_is_invalid(catalog):
+    arch = catalog.model("deepseek-ai/DeepSeek-R1")
+    assert bool(tp_is_valid(arch, np.array([8]))[0]) and not bool(tp_is_valid(arch, np.array([3]))[0])
+    assert arch.tp_problem(3) == "num_attention_heads 128"
+    assert catalog.model("Qwen/Qwen3.5-397B-A17B").tp_problem(4) is None  # KV heads (2) are replicated beyond their count
+    assert catalog.model("Qwen/Qwen3.5-397B-A17B").tp_problem(3) is not None
+
+
+@pytest.mark.parametrize(
+    ("cfg", "key"),
+    [
+        ({"model_type": "deepseek_v3", "kv_lora_rank": 512}, "'qk_nope_head_dim'"),
+        ({"model_type": "qwen3_moe", "num_experts": 8, "num_experts_per_tok": 9, "moe_intermediate_size": 64}, "'num_experts_per_tok'"),
+        ({"model_type": "qwen3_moe", "num_experts": 8, "num_experts_per_tok": 2, "intermediate_size": None}, "'intermediate_size'"),
+        ({"model_type": "nemotron_h", "hybrid_override_pattern": "MX"}, "'hybrid_override_pattern'"),
+        ({"layer_types": ["full_attention", "linear_attention"]}, "'linear_num_key_heads'"),
+    ],
+)
+def test_bad_configs_name_the_key(cfg, key):
+    base = {"model_type": "llama", "hidden_size": 256, "num_attention_heads": 4, "num_hidden_layers": 2}
+    base.update(intermediate_size=512, vocab_size=1000, max_position_embeddings=4096)
+    base.update(qk_rope_head_dim=64, v_head_dim=64, num_key_value_heads=4)
+    merged = {k: v for k, v in {**base, **cfg}.items() if v is not None}
+    with pytest.raises(CatalogError) as err:
+        arch_from_hf_config(merged, "m")
+    assert key in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "base", "dtype"),
+    [
+        ("Qwen/Qwen3-235B-A22B-FP8", "Qwen/Qwen3-235B-A22B", "fp8"),
+        ("nvidia/DeepSeek-R1-NVFP4", "deepseek-ai/DeepSeek-R1", "fp4"),
+        ("nvidia/Qwen3-235B-A22B-NVFP4", "Qwen/Qwen3-235B-A22B", "fp4"),
+        ("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8", "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8", "fp8"),
+    ],
+)
+def test_a_quantized_repository_is_its_architecture_in_that_precision(catalog, name, base, dtype):
+    arch = catalog.model(name)
+    assert arch.id == base and arch.checkpoint_dtype == dtype
+
+
+def test_plans_default_to_the_checkpoint_precision(catalog):
+    from guideopt.api import predict
+
+    p = predict(dict(model="Qwen/Qwen3-235B-A22B-FP8", gpu="h200-sxm", tp=4, input_len=512, output_len=128), catalog)
+    assert p.request.dtype.value == "fp8"
