@@ -165,6 +165,9 @@ How far guideopt's predictions are from published measurements (`../shared/data/
 Regenerate with `python scripts/accuracy_report.py` (a few minutes; refit the calibration first
 with `python scripts/fit_calibration.py`). One run at a time: `guideopt validate ../shared/data/measured/e2e.csv`.
 
+Dense models only: the mixture-of-experts rows never enter a fit and are scored in `docs/accuracy-moe.md`
+(`python scripts/moe_accuracy.py`; by model family, system, precision, layout family, EP size and batch band).
+
 Columns:
 * **before (main)**: the calibration shipped on main before the added physics (GEMM efficiency vs
   m, decode attention vs KV length, all-reduce latency per rank, engine per-sequence/per-token costs,

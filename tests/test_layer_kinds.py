@@ -163,3 +163,45 @@ def test_plans_default_to_the_checkpoint_precision(catalog):
 
     p = predict(dict(model="Qwen/Qwen3-235B-A22B-FP8", gpu="h200-sxm", tp=4, input_len=512, output_len=128), catalog)
     assert p.request.dtype.value == "fp8"
+
+
+def _r1(**layout):
+    base = dict(model="deepseek-ai/DeepSeek-R1", gpu="h200-sxm", framework="trtllm", input_len=1024, output_len=256, concurrency=64)
+    return {**base, **layout}
+
+
+def test_dep_replicates_attention_and_splits_experts(catalog):
+    from guideopt.api import predict
+
+    tep = predict(_r1(tp=8, moe_ep=8), catalog)
+    dep = predict(_r1(tp=1, attention_dp=8, moe_ep=8), catalog)
+    tp8 = predict(_r1(tp=8), catalog)
+    assert tep.as_dict()["num_gpus"] == dep.as_dict()["num_gpus"] == 8
+    assert dep.memory.weights_gb > tep.memory.weights_gb  # attention weights on every rank
+    assert tep.memory.weights_gb == pytest.approx(tp8.memory.weights_gb)  # experts over the same 8 GPUs either way
+    assert dep.as_dict()["attention_dp"] == 8 and dep.as_dict()["moe_ep"] == 8 and dep.as_dict()["moe_tp"] == 1
+
+
+@pytest.mark.parametrize(
+    ("layout", "words"),
+    [
+        (dict(tp=8, moe_ep=3), "moe_ep"),
+        (dict(tp=8, moe_tp=2, moe_ep=2), "moe_tp × moe_ep must equal tp × attention_dp = 8"),
+        (dict(tp=4, attention_dp=2, num_gpus=12), "num_gpus: 12 is not a multiple of tp·attention_dp·pp = 8"),
+    ],
+)
+def test_bad_layouts_name_the_field(catalog, layout, words):
+    from guideopt.api import predict
+    from guideopt.errors import GuideoptError
+
+    with pytest.raises(GuideoptError) as err:
+        predict(_r1(**layout), catalog)
+    assert words in str(err.value)
+
+
+def test_expert_parallelism_needs_experts(catalog):
+    from guideopt.api import predict
+    from guideopt.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="has no experts"):
+        predict(dict(model="meta-llama/Llama-3.1-8B", gpu="h100-sxm", tp=2, moe_ep=2, input_len=128, output_len=16), catalog)

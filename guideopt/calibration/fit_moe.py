@@ -8,7 +8,8 @@ same function the planner uses (``costs.layer_ops.routed_expert_work`` and
 per engine, the fraction of the dense GEMM rate the grouped GEMM reaches, its tokens per
 expert at half rate, its weight-streaming fraction and a fixed cost per layer (balanced
 rows), then one imbalance growth per doubling of expert ranks (skewed rows with ep > 1).
-The loss is the median absolute log error, so no regime dominates by count.
+The loss is the mean absolute log error: robust to outliers, yet every token range weighs in (a
+median fitted the many small-token rows and left large calls ×0.65 of measured).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def _subset(p: _Prepared, keep: np.ndarray) -> _Prepared:
 
 
 def _loss(p: _Prepared, k: MoeKernelEfficiency, imbalance: float) -> float:
-    return float(np.median(np.abs(np.log(predicted_s(p, k, imbalance) / p.measured_s))))
+    return float(np.mean(np.abs(np.log(predicted_s(p, k, imbalance) / p.measured_s))))
 
 
 def _kernels(x: np.ndarray) -> MoeKernelEfficiency:
