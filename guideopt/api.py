@@ -32,6 +32,7 @@ PREDICT_CSV_METRICS = (*METRIC_KEYS, "mem_per_gpu_gb")
 def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = None) -> PlanResult:
     """Best deployments for a request; raises NoFeasiblePlanError with an explanation."""
     from guideopt.analyses.intervals import with_plan_intervals
+    from guideopt.analyses.predict import is_moe
     from guideopt.catalog import load_catalog
     from guideopt.solver.plan import solve_request
 
@@ -43,7 +44,7 @@ def plan(request: PlanRequest | Mapping[str, Any], catalog: Catalog | None = Non
     result = solve_request(req, cat)
     # Robust plans already report the pessimistic end of each interval as their metrics; the
     # intervals are static-batch errors, so a stream plan (percentiles) gets none.
-    return result if req.robust or wl.is_stream else with_plan_intervals(result, cat)
+    return result if req.robust or wl.is_stream else with_plan_intervals(result, cat, is_moe(cat, req.model))
 
 
 def predict(request: PredictRequest | Mapping[str, Any], catalog: Catalog | None = None) -> Prediction:

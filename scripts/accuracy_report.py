@@ -30,6 +30,7 @@ from guideopt.calibration.mapping import cases_from_file  # noqa: E402
 from guideopt.calibration.serving import serving_errors, serving_markdown  # noqa: E402
 from guideopt.calibration.validate import validate  # noqa: E402
 from guideopt.catalog import load_catalog  # noqa: E402
+from guideopt.costs.intervals import MOE_PREFIX  # noqa: E402
 from guideopt.model.calibration import Calibration  # noqa: E402
 
 LATENCY = ("batch_latency_s", "tpot_ms", "ttft_ms")
@@ -80,7 +81,9 @@ def _write_intervals(found) -> None:
     path = ROOT / "catalogs" / "calibration.yaml"
     text = path.read_text()
     header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
-    cal = Calibration.model_validate(yaml.safe_load(text)).model_copy(update={"intervals": found})
+    cal = Calibration.model_validate(yaml.safe_load(text))
+    moe = {k: v for k, v in cal.intervals.items() if k.startswith(MOE_PREFIX)}  # scripts/moe_accuracy.py writes those
+    cal = cal.model_copy(update={"intervals": {**found, **moe}})
     path.write_text(header + yaml.safe_dump(cal.model_dump(), sort_keys=False, width=200))
 
 

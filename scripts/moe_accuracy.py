@@ -15,20 +15,28 @@ batch band and engine, per workload and metric.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from guideopt.api import predict  # noqa: E402
 from guideopt.calibration.aggregate import batch_bucket, cases_by, stats  # noqa: E402
+from guideopt.calibration.intervals_fit import HIGH_Q, LOW_Q  # noqa: E402
 from guideopt.calibration.mapping import Case, cases_from_file  # noqa: E402
 from guideopt.calibration.results import Report  # noqa: E402
 from guideopt.calibration.validate import validate  # noqa: E402
 from guideopt.catalog import load_catalog  # noqa: E402
+from guideopt.costs.intervals import MIN_RESIDUALS, MIN_SOURCES, MOE_PREFIX, regime_engine, regime_keys  # noqa: E402
+from guideopt.model.calibration import ErrorBand  # noqa: E402
 
 METRICS = ("tpot_ms", "ttft_ms", "output_throughput_tok_s", "batch_latency_s")
 
@@ -89,6 +97,41 @@ def markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def moe_bands(report: Report, cat) -> dict[str, ErrorBand]:
+    """Error bands of MoE regimes ("moe:" keys, same back-off as the dense ones): 10th and 90th
+    percentiles of log(measured / predicted). No MoE row is fitted, so the residuals are out of
+    sample as they stand (no widening); ``sources`` counts distinct models behind a band."""
+    members: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for r in report.results:
+        if r.predicted <= 0:
+            continue
+        q = r.case.request
+        ranks = max(int(q.get("num_gpus", 1)) // (int(q.get("tp", 1)) * int(q.get("pp", 1))), 1)  # attention-DP ranks x replicas
+        load = (q.get("concurrency") or q.get("batch") or 1) / ranks
+        gpu = cat.gpus[q["gpu"]]
+        engine = regime_engine(cat.frameworks[q["framework"]].calibration_id, gpu.vendor.value)
+        keys = regime_keys(r.case.metric, gpu.arch, engine, load, q.get("tp", 1), r.case.workload == "closed_loop", moe=True)
+        for key in keys:
+            if key.startswith(MOE_PREFIX):
+                members[key].append((math.log(r.measured / r.predicted), q["model"]))
+    out = {}
+    for key, rows in sorted(members.items()):
+        models = len({m for _, m in rows})
+        if len(rows) >= MIN_RESIDUALS and models >= MIN_SOURCES:
+            q10, q90 = np.quantile([x for x, _ in rows], (LOW_Q, HIGH_Q))
+            out[key] = ErrorBand(q10=round(float(q10), 4), q90=round(float(q90), 4), n=len(rows), sources=models)
+    return out
+
+
+def _write_bands(found: dict[str, ErrorBand], path: Path) -> None:
+    text = path.read_text()
+    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    data = yaml.safe_load(text)
+    kept = {k: v for k, v in (data.get("intervals") or {}).items() if not k.startswith(MOE_PREFIX)}
+    data["intervals"] = {**kept, **{k: v.model_dump() for k, v in found.items()}}
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=200))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "measured" / "e2e.csv")
@@ -99,7 +142,9 @@ def main() -> None:
     report = validate(cases_from_file(args.data, cat, family="moe"), lambda r: predict(r, cat))
     report.seconds = time.perf_counter() - start
     args.out.write_text(markdown(report))
-    print(f"wrote {args.out}: {len(report.results)} rows")
+    found = moe_bands(report, cat)
+    _write_bands(found, ROOT / "catalogs" / "calibration.yaml")
+    print(f"wrote {args.out}: {len(report.results)} rows; {len(found)} MoE error bands in catalogs/calibration.yaml")
 
 
 if __name__ == "__main__":

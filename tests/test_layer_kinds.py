@@ -205,3 +205,15 @@ def test_expert_parallelism_needs_experts(catalog):
 
     with pytest.raises(InvalidRequestError, match="has no experts"):
         predict(dict(model="meta-llama/Llama-3.1-8B", gpu="h100-sxm", tp=2, moe_ep=2, input_len=128, output_len=16), catalog)
+
+
+def test_a_huge_layer_count_is_refused_before_any_per_layer_list():
+    """Per-layer lists (layer_types, MoE interleaving) must not be built for 2^31 layers (fuzzing found it)."""
+    import time
+
+    cfg = {"model_type": "qwen3_moe", "hidden_size": 256, "num_attention_heads": 4, "num_hidden_layers": 2**31 - 1}
+    cfg.update(vocab_size=1000, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64, intermediate_size=128)
+    start = time.perf_counter()
+    with pytest.raises(CatalogError, match="'num_hidden_layers': must be between 1 and 10,000"):
+        arch_from_hf_config(cfg, "m")
+    assert time.perf_counter() - start < 1.0

@@ -402,8 +402,8 @@ def test_real_predictions_on_synthetic_rows(tmp_path):
 @pytest.mark.skipif(not E2E_CSV.exists(), reason="shared/data/measured/e2e.csv not present")
 def test_smoke_on_published_measurements():
     # Dense models here (MoE rows take minutes to predict: tests/test_accuracy_moe.py samples them).
-    cases = v.cases_from_file(E2E_CSV, family="dense")
-    assert sum(isinstance(c, v.Case) for c in cases) >= 500
+    cases = v.cases_from_file(E2E_CSV, family="dense")[::10]  # every 10th row: the accuracy gate scores them all
+    assert sum(isinstance(c, v.Case) for c in cases) >= 150
     report = v.validate(cases)
     metrics = v.per_metric(report.results)
     assert {"ttft_ms", "tpot_ms"} <= set(metrics)

@@ -11,14 +11,16 @@ from guideopt.model.plan import Group, Metrics, Plan, PlanResult
 LATENCIES = ("ttft_ms", "tpot_ms", "batch_latency_s")
 
 
-def _group_bounds(g: Group, cat: Catalog) -> tuple[Metrics, Metrics] | None:
+def _group_bounds(g: Group, cat: Catalog, moe: bool = False) -> tuple[Metrics, Metrics] | None:
     if g.gpu not in cat.gpus or g.framework not in cat.frameworks:
         return None  # a pipeline across GPU types ("mixed"): no single regime
     gpu = cat.gpus[g.gpu]
     engine = regime_engine(cat.frameworks[g.framework].calibration_id, gpu.vendor.value)
     low, high = {}, {}
     for name, value in g.metrics.model_dump().items():
-        low[name], high[name] = interval(value, error_band(cat.calibration.intervals, regime_keys(name, gpu.arch, engine, g.batch, g.tp)))
+        low[name], high[name] = interval(
+            value, error_band(cat.calibration.intervals, regime_keys(name, gpu.arch, engine, g.batch, g.tp, moe=moe))
+        )
     return Metrics(**low), Metrics(**high)
 
 
@@ -30,8 +32,8 @@ def _combine(groups: list[Metrics]) -> Metrics:
     return Metrics(**out)
 
 
-def _plan(p: Plan, cat: Catalog) -> Plan:
-    bounds = [_group_bounds(g, cat) for g in p.groups]
+def _plan(p: Plan, cat: Catalog, moe: bool) -> Plan:
+    bounds = [_group_bounds(g, cat, moe) for g in p.groups]
     if any(b is None for b in bounds):
         return p
     groups = [g.model_copy(update={"metrics_low": b[0], "metrics_high": b[1]}) for g, b in zip(p.groups, bounds) if b]
@@ -39,5 +41,6 @@ def _plan(p: Plan, cat: Catalog) -> Plan:
     return p.model_copy(update={"groups": groups, "metrics_low": _combine(lows), "metrics_high": _combine(highs)})
 
 
-def with_plan_intervals(result: PlanResult, cat: Catalog) -> PlanResult:
-    return result.model_copy(update={"plans": [_plan(p, cat) for p in result.plans]})
+def with_plan_intervals(result: PlanResult, cat: Catalog, moe: bool = False) -> PlanResult:
+    """Each group's interval from its regime's held-out errors (``moe``: the model routes to experts)."""
+    return result.model_copy(update={"plans": [_plan(p, cat, moe) for p in result.plans]})

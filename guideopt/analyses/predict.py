@@ -138,14 +138,22 @@ def predict_one(req: PredictRequest, catalog: Catalog | None = None) -> Predicti
     return with_intervals(_predict_one(req, cat), cat)
 
 
+def is_moe(cat: Catalog, model: str) -> bool:
+    """Whether the model routes to experts (MoE rows have error bands of their own)."""
+    with warnings.catch_warnings():  # the model's caveats were shown when it was resolved
+        warnings.simplefilter("ignore")
+        return cat.model(model).is_moe
+
+
 def metric_intervals(req: PredictRequest, metrics: dict, batch_per_replica: float, cat: Catalog) -> tuple[dict, dict]:
     """The low and high ends of each metric's interval: the held-out error band of its regime
     (GPU family, engine and vendor, batch per replica, TP) applied to the predicted value."""
     gpu = cat.gpu(req.gpu)
     engine = regime_engine(cat.framework(req.framework).calibration_id, gpu.vendor.value)
+    moe = is_moe(cat, req.model)
     low, high = {}, {}
     for name, value in metrics.items():
-        keys = regime_keys(name, gpu.arch, engine, batch_per_replica, req.resolved_tp, req.concurrency is not None)
+        keys = regime_keys(name, gpu.arch, engine, batch_per_replica, req.resolved_tp, req.concurrency is not None, moe)
         low[name], high[name] = interval(value, error_band(cat.calibration.intervals, keys))
     return low, high
 

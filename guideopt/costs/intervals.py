@@ -24,6 +24,9 @@ TP_BANDS = ((1, "tp1"), (2, "tp2"), (4, "tp4"), (None, "tp8+"))
 THROUGHPUT = "throughput"
 TIME_METRICS = ("ttft_ms", "tpot_ms", "batch_latency_s")
 CLOSED_LOOP_TTFT = "ttft_ms@closed_loop"
+# Bands of mixture-of-experts models: their own residuals (scripts/moe_accuracy.py; no MoE row
+# is fitted, so each is out of sample), keyed "moe:<regime>"; without one, the dense regime's.
+MOE_PREFIX = "moe:"
 # Held-out residuals a regime needs before its own percentiles are used, and the distinct
 # sources they must come from (one source's few configurations say little about the next).
 MIN_RESIDUALS = 10
@@ -38,7 +41,7 @@ def band(value: float, bands) -> str:
     return next(label for hi, label in bands if hi is None or value <= hi)
 
 
-def regime_keys(metric: str, family: str, engine: str, batch: float, tp: float, closed_loop: bool = False) -> list[str]:
+def regime_keys(metric: str, family: str, engine: str, batch: float, tp: float, closed_loop: bool = False, moe: bool = False) -> list[str]:
     """Keys from the most specific regime to the metric alone (the back-off order). TTFT under
     closed-loop clients is its own metric kind: its published values carry a benchmark-client
     wait the step model does not predict (docs/accuracy.md), which must not widen static TTFTs."""
@@ -46,7 +49,8 @@ def regime_keys(metric: str, family: str, engine: str, batch: float, tp: float, 
     if closed_loop and kind == "ttft_ms":
         kind = CLOSED_LOOP_TTFT
     parts = [kind, family, engine, band(batch, BATCH_BANDS), band(tp, TP_BANDS)]
-    return ["|".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    keys = ["|".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    return [MOE_PREFIX + k for k in keys] + keys if moe else keys
 
 
 def regime_engine(calibration_id: str, vendor: str) -> str:
@@ -60,7 +64,7 @@ def lookup_keys(keys: list[str]) -> list[str]:
     closed-loop TTFT without a band of its own takes the static one (its own rows never
     shape the static bands)."""
     if keys and keys[-1] == CLOSED_LOOP_TTFT:
-        return keys + [k.replace(CLOSED_LOOP_TTFT, "ttft_ms", 1) for k in keys]
+        return keys + [k.replace(CLOSED_LOOP_TTFT, "ttft_ms", 1) for k in keys if not k.startswith(MOE_PREFIX)]
     return keys
 
 

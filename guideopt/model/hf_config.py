@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from guideopt.errors import CatalogError
-from guideopt.model.hf_fields import REQUIRED, BadField, first_key, flag, heads, one_line, string_list, text, whole
+from guideopt.model.hf_fields import REQUIRED, BadField, first_key, flag, heads, layer_count, one_line, string_list, text, whole
 from guideopt.model.layers import DeltaNetAttention, DenseFfn, GqaAttention, LayerGroup, MambaMixer, MlaAttention, MoeFfn
 from guideopt.model.llm import ModelArch
 
@@ -116,9 +116,9 @@ def _common(cfg: dict[str, Any], *, tie_default: bool = False, context_default: 
 
 def _grouped(layers: list[tuple[Any, Any]]) -> list[LayerGroup]:
     """Identical (mixer, FFN) layers counted together, in order of first appearance."""
-    counts: dict[str, list[Any]] = {}
+    counts: dict[tuple[Any, Any], list[Any]] = {}
     for attn, ffn in layers:
-        key = f"{attn!r}|{ffn!r}"
+        key = (attn, ffn)  # frozen schemas hash by value
         if key in counts:
             counts[key][0] += 1
         else:
@@ -228,7 +228,7 @@ def _gqa(cfg: dict[str, Any], model_type: str, hidden: int, window: int | None) 
 
 def _llama_like(cfg: dict[str, Any], model_type: str) -> tuple[list[LayerGroup], dict[str, Any]]:
     common = _common(cfg)
-    layers = whole(cfg, "num_hidden_layers")
+    layers = layer_count(cfg)
     windows = _windows(cfg, model_type, layers, common["max_position_embeddings"])
     kinds = string_list(cfg, "layer_types") or []
     ffns = _ffns(cfg, model_type, layers)
@@ -254,7 +254,7 @@ def _deltanet(cfg: dict[str, Any]) -> DeltaNetAttention:
 def _mla(cfg: dict[str, Any]) -> tuple[list[LayerGroup], dict[str, Any]]:
     """DeepSeek-V2/V3/V3.2, Kimi-K2, GLM-5: MLA (with DSA where ``index_topk`` is set), MoE after dense first layers."""
     common = _common(cfg)
-    layers = whole(cfg, "num_hidden_layers")
+    layers = layer_count(cfg)
     q_lora = cfg.get("q_lora_rank")
     sparse = cfg.get("index_topk") is not None
     attn = MlaAttention(
@@ -280,7 +280,7 @@ def _nemotron_h(cfg: dict[str, Any]) -> tuple[list[LayerGroup], dict[str, Any]]:
     """Nemotron-H / Nemotron-3: Mamba-2, attention, MLP and MoE layers, each its own layer."""
     common = _common(cfg)
     pattern = cfg.get("hybrid_override_pattern")
-    layers = whole(cfg, "num_hidden_layers", default=len(pattern) if isinstance(pattern, str) and pattern else REQUIRED)
+    layers = layer_count(cfg, default=len(pattern) if isinstance(pattern, str) and pattern else REQUIRED)
     if not isinstance(pattern, str) or len(pattern) != layers:
         raise BadField("hybrid_override_pattern", f"expected one character (M, *, -, E) per layer, {layers} in all")
     gated = _gated(cfg, "nemotron_h")
@@ -335,7 +335,7 @@ def _opt(cfg: dict[str, Any]) -> tuple[list[LayerGroup], dict[str, Any]]:
     attn = GqaAttention(num_heads=n, num_kv_heads=n, head_dim=head_dim, qkv_bias=flag(cfg, "enable_bias", True))
     ffn = DenseFfn(intermediate_size=whole(cfg, "ffn_dim"), gated=False)
     common = {**_common(cfg, tie_default=True, context_default=2048), "learned_positions": positions + 2}
-    return [LayerGroup(count=whole(cfg, "num_hidden_layers"), attention=attn, ffn=ffn)], common
+    return [LayerGroup(count=layer_count(cfg), attention=attn, ffn=ffn)], common
 
 
 def _chatglm(cfg: dict[str, Any]) -> tuple[list[LayerGroup], dict[str, Any]]:
@@ -352,4 +352,4 @@ def _chatglm(cfg: dict[str, Any]) -> tuple[list[LayerGroup], dict[str, Any]]:
         "max_position_embeddings": whole(cfg, first_key(cfg, "seq_length", "max_position_embeddings"), default=8192),
         "tie_word_embeddings": False,
     }
-    return [LayerGroup(count=whole(cfg, "num_layers"), attention=attn, ffn=ffn)], common
+    return [LayerGroup(count=layer_count(cfg, "num_layers"), attention=attn, ffn=ffn)], common

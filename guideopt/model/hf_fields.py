@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from guideopt.model.limits import MAX_CONFIG_INT
+from guideopt.model.limits import MAX_CONFIG_INT, MAX_LAYERS
 
 REQUIRED = object()
 
@@ -17,6 +17,14 @@ class BadField(ValueError):
 
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"config.json lacks {key!r} {problem}" if problem.startswith("(") else f"config.json {key!r}: {problem}")
+
+
+def layer_count(cfg: dict[str, Any], key: str = "num_hidden_layers", default: Any = REQUIRED) -> int:
+    """A layer count, at most MAX_LAYERS (one entry per layer is built from it)."""
+    n = whole(cfg, key, default)
+    if n > MAX_LAYERS:
+        raise BadField(key, f"must be between 1 and {MAX_LAYERS:,}, got {n:,}")
+    return n
 
 
 def whole(cfg: dict[str, Any], key: str, default: Any = REQUIRED, minimum: int = 1) -> int:

@@ -75,6 +75,10 @@ MAX_CONFIG_JSON_BYTES = 1024 * 1024
 # Any size in a config.json (layers, hidden size, heads, vocabulary, context). Real
 # values top out near 10^7 (context length); 2^31 keeps them plain 32-bit integers.
 MAX_CONFIG_INT = 2**31 - 1
+# Layers of one model: real models have at most a few hundred (Nemotron-H 56B: 118), and the
+# parsers build one entry per layer (layer_types, MoE interleaving, hybrid patterns), so a
+# typo like 2^31 layers must be refused before any list is built.
+MAX_LAYERS = 10_000
 
 # ---- what all of the above buys
 
