@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from guideopt.model.plan import PlanResult
 
 PREDICT_CSV_INPUTS = ("model", "gpu", "num_gpus", "tp", "pp", "framework", "dtype", "batch", "input_len", "output_len")
-PREDICT_CSV_OPTIONAL = ("kv_dtype", "concurrency")
+PREDICT_CSV_OPTIONAL = ("kv_dtype", "concurrency", "attention_dp", "moe_tp", "moe_ep")
 PREDICT_CSV_METRICS = (*METRIC_KEYS, "mem_per_gpu_gb")
 
 

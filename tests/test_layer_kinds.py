@@ -217,3 +217,17 @@ def test_a_huge_layer_count_is_refused_before_any_per_layer_list():
     with pytest.raises(CatalogError, match="'num_hidden_layers': must be between 1 and 10,000"):
         arch_from_hf_config(cfg, "m")
     assert time.perf_counter() - start < 1.0
+
+
+def test_csv_rows_with_moe_layouts_equal_single_predictions(catalog):
+    from guideopt.api import predict, predict_rows
+
+    base = dict(model="deepseek-ai/DeepSeek-R1", gpu="h200-sxm", num_gpus="8", pp="1", framework="trtllm", batch="")
+    base.update(concurrency="64", input_len="1024", output_len="256")
+    rows = [{**base, "tp": "1", "attention_dp": "8", "moe_ep": "8"}, {**base, "tp": "8", "attention_dp": "", "moe_ep": "8"}]
+    out = predict_rows(rows, catalog)
+    for row, got in zip(rows, out):
+        layout = {k: int(v) for k, v in row.items() if k in ("tp", "attention_dp", "moe_ep") and v}
+        single = predict(_r1(num_gpus=8, **layout), catalog)
+        assert not got["error"] and float(got["tpot_ms"]) == pytest.approx(single.metrics.tpot_ms, rel=1e-5)
+    assert float(out[0]["tpot_ms"]) != pytest.approx(float(out[1]["tpot_ms"]), rel=1e-3)  # DEP and TEP differ

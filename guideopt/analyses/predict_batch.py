@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guideopt.analyses.predict import check_request, default_split, does_not_fit_reason, per_replica_clients, resolve
+from guideopt.analyses.predict import check_request, default_split, does_not_fit_reason, per_replica_clients, predict_one, resolve
 from guideopt.catalog import Catalog
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
 from guideopt.costs.memory import MemoryArrays, max_batch, memory_arrays
@@ -72,10 +72,16 @@ def predict_many(requests: Sequence[PredictRequest | GuideoptError], cat: Catalo
         if isinstance(parts, GuideoptError):
             out[i] = parts
             continue
+        if "dtype" not in req.model_fields_set and parts[0].checkpoint_dtype:  # as predict: the checkpoint's precision
+            req = req.model_copy(update={"dtype": Dtype(parts[0].checkpoint_dtype)})
+            requests = [*requests[:i], req, *requests[i + 1 :]]
         try:
             check_request(req, cat, *parts)
         except GuideoptError as exc:
             out[i] = exc
+            continue
+        if req.attention_dp > 1 or req.moe_ep > 1 or req.moe_tp is not None:
+            out[i] = _one(req, cat)  # expert-parallel and attention-DP layouts: one at a time, as predict
             continue
         groups[(req.model, req.flash_attention, req.concurrency is not None)].append((i, *parts))
     for members in groups.values():
@@ -84,6 +90,14 @@ def predict_many(requests: Sequence[PredictRequest | GuideoptError], cat: Catalo
         for (i, *_), outcome in zip(members, _predict_group(rows, cat)):
             out[i] = outcome
     return [o for o in out if o is not None]
+
+
+def _one(req: PredictRequest, cat: Catalog) -> Outcome:
+    try:
+        p = predict_one(req, cat)
+    except GuideoptError as exc:
+        return exc
+    return {**p.metrics.model_dump(), "mem_per_gpu_gb": p.memory.total_per_gpu_gb}
 
 
 def _entries(req: PredictRequest, cat: Catalog, seen: dict) -> tuple[ModelArch, Gpu, Framework] | GuideoptError:
