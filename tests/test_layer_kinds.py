@@ -231,3 +231,20 @@ def test_csv_rows_with_moe_layouts_equal_single_predictions(catalog):
         single = predict(_r1(num_gpus=8, **layout), catalog)
         assert not got["error"] and float(got["tpot_ms"]) == pytest.approx(single.metrics.tpot_ms, rel=1e-5)
     assert float(out[0]["tpot_ms"]) != pytest.approx(float(out[1]["tpot_ms"]), rel=1e-3)  # DEP and TEP differ
+
+
+def test_a_checkpoint_already_in_the_planned_precision_launches_as_is(tmp_path):
+    from click.testing import CliRunner
+
+    from guideopt.cli import main
+
+    common = ["--budget", "10", "--input-len", "1000", "--output-len", "500", "--gpu", "h100-sxm", "--top", "1"]
+    res = CliRunner().invoke(main, ["launch", "--model", "openai/gpt-oss-120b", *common, "--emit", str(tmp_path / "oss")])
+    assert res.exit_code == 0, res.output
+    script = next((tmp_path / "oss").glob("launch-*.sh")).read_text()
+    assert "DEFAULT_MODEL=openai/gpt-oss-120b" in script  # it ships MXFP4: no other checkpoint needed
+    res = CliRunner().invoke(
+        main, ["launch", "--model", "meta-llama/Llama-3.1-8B", *common, "--dtype", "fp4", "--emit", str(tmp_path / "l")]
+    )
+    assert res.exit_code == 0, res.output
+    assert 'MODEL="${MODEL:?set MODEL to an' in next((tmp_path / "l").glob("launch-*.sh")).read_text()  # a 16-bit release needs an FP4 one

@@ -108,11 +108,12 @@ def blocker(group: Group, fw: Framework, gpus: list[Gpu]) -> str | None:
     return reason
 
 
-def notes(group: Group, fw: Framework) -> list[str]:
-    """Caveats written into the script and PLAN.md."""
+def notes(group: Group, fw: Framework, ships_quantized: bool = False) -> list[str]:
+    """Caveats written into the script and PLAN.md (``ships_quantized``: the model's own checkpoint
+    is already in the planned precision, as DeepSeek-R1 in FP8 and gpt-oss in MXFP4)."""
     launch = fw.launch
     out = []
-    if group.dtype in launch.pre_quantized:
+    if group.dtype in launch.pre_quantized and not ships_quantized:
         out.append(f"MODEL must name {launch.pre_quantized[group.dtype]}; the 16-bit checkpoint will not do")
     handled = set(launch.kv_dtype_args) | set(launch.kv_dtype_options)
     if not Dtype(group.kv_dtype).is_float16 and group.kv_dtype not in handled and not fw.capabilities.kv_follows_weights:

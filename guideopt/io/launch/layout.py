@@ -49,6 +49,7 @@ class GroupLaunch:
     gpus: list[Gpu]  # the group's GPU type, or one per pipeline stage of a cross-type group
     model: str | None
     max_len: int | None = None  # input + output tokens of the request (caps the engine's context)
+    ships_quantized: bool = False  # the model's own checkpoint is already in the planned weight precision
     replicas: list[Replica] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # caveats written into the script
     blocker: str | None = None  # why the group cannot be launched as planned
@@ -125,10 +126,11 @@ def group_launch(
     launch = GroupLaunch(
         rank=rank, index=index, group=group, framework=fw, gpus=[catalog.gpu(g) for g in gpu_ids], model=model, max_len=max_len
     )
+    launch.ships_quantized = model is not None and model in catalog.models and catalog.models[model].checkpoint_dtype == group.dtype
     launch.blocker = blocker(group, fw, launch.gpus)
     if launch.blocker:
         return launch
-    launch.notes = notes(group, fw)
+    launch.notes = notes(group, fw, launch.ships_quantized)
     fraction = planned_fraction(fw, launch.gpus[0], group)  # what the memory prediction assumed
     per_replica = group.tp * group.pp
     node_size = launch.gpus[0].gpus_per_node

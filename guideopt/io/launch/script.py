@@ -81,7 +81,7 @@ def _header(launch: GroupLaunch) -> list[str]:
 
 def _model_lines(launch: GroupLaunch) -> list[str]:
     need = launch.framework.launch.pre_quantized.get(launch.group.dtype)
-    if need:
+    if need and not launch.ships_quantized:
         what = f"{need} of {launch.model}" if launch.model else need
         return [f'MODEL="${{MODEL:?{shlex.quote("set MODEL to " + what)[1:-1]}}}"']
     if launch.model:
