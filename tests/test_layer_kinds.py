@@ -248,3 +248,14 @@ def test_a_checkpoint_already_in_the_planned_precision_launches_as_is(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert 'MODEL="${MODEL:?set MODEL to an' in next((tmp_path / "l").glob("launch-*.sh")).read_text()  # a 16-bit release needs an FP4 one
+
+
+def test_robust_planning_uses_the_moe_error_bands(catalog):
+    from guideopt.costs.intervals import error_band, pessimistic_factor, regime_keys
+
+    bands = catalog.calibration.intervals
+    keys = regime_keys("tpot_ms", "blackwell", "trtllm", 32, 8, closed_loop=True, moe=True)
+    moe_band = error_band(bands, keys)
+    dense_band = error_band(bands, regime_keys("tpot_ms", "blackwell", "trtllm", 32, 8, closed_loop=True))
+    assert moe_band is not None and moe_band is not dense_band
+    assert pessimistic_factor("tpot_ms", moe_band) != pessimistic_factor("tpot_ms", dense_band)

@@ -102,11 +102,11 @@ TABLE_METRICS = {
 }
 
 
-def pessimistic_metrics(metrics, regimes: list[tuple[str, str, float, float]], bands: Mapping[str, ErrorBand]):
+def pessimistic_metrics(metrics, regimes: list[tuple[str, str, float, float]], bands: Mapping[str, ErrorBand], moe: bool = False):
     """``metrics`` (a StaticBatchMetrics) moved to the pessimistic end of each row's interval;
     ``regimes[i]`` = (GPU family, engine, batch per replica, TP) of row i. What ``--robust``
     planning sees: a plan chosen on these still meets its SLOs if the model is off by its
-    typical held-out error. The bands are looked up once per distinct regime."""
+    typical held-out error (``moe``: the MoE bands first). The bands are looked up once per distinct regime."""
     import dataclasses
 
     labels = [(fam, eng, band(b, BATCH_BANDS), band(t, TP_BANDS)) for fam, eng, b, t in regimes]
@@ -117,7 +117,9 @@ def pessimistic_metrics(metrics, regimes: list[tuple[str, str, float, float]], b
     first = dict(zip(labels, regimes))
     scaled = {}
     for field, metric in TABLE_METRICS.items():
-        per_regime = np.array([pessimistic_factor(metric, error_band(bands, regime_keys(metric, *first[lab]))) for lab in distinct])
+        per_regime = np.array(
+            [pessimistic_factor(metric, error_band(bands, regime_keys(metric, *first[lab], moe=moe))) for lab in distinct]
+        )
         scaled[field] = np.asarray(getattr(metrics, field)) * per_regime[index]
     return dataclasses.replace(metrics, **scaled)
 
@@ -131,4 +133,4 @@ def pessimistic_table(table, bands: Mapping[str, ErrorBand]):
     regimes = [
         (*engines[g][f], b, t) for g, f, b, t in zip(table.gpu_idx.tolist(), table.fw_idx.tolist(), table.batch.tolist(), table.tp.tolist())
     ]
-    return dataclasses.replace(table, metrics=pessimistic_metrics(table.metrics, regimes, bands))
+    return dataclasses.replace(table, metrics=pessimistic_metrics(table.metrics, regimes, bands, moe=table.arch.is_moe))
