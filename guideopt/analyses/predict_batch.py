@@ -62,6 +62,7 @@ class _Rows:
 
 def predict_many(requests: Sequence[PredictRequest | GuideoptError], cat: Catalog) -> list[Outcome]:
     """One outcome per request, in order; an error stays an error."""
+    requests = list(requests)  # rows taking the checkpoint's precision are replaced in place
     out: list[Outcome | None] = [r if isinstance(r, GuideoptError) else None for r in requests]
     groups: dict[tuple, list[tuple[int, ModelArch, Gpu, Framework]]] = defaultdict(list)
     entries: dict[tuple[str, str, str], tuple[ModelArch, Gpu, Framework] | GuideoptError] = {}
@@ -73,8 +74,7 @@ def predict_many(requests: Sequence[PredictRequest | GuideoptError], cat: Catalo
             out[i] = parts
             continue
         if "dtype" not in req.model_fields_set and parts[0].checkpoint_dtype:  # as predict: the checkpoint's precision
-            req = req.model_copy(update={"dtype": Dtype(parts[0].checkpoint_dtype)})
-            requests = [*requests[:i], req, *requests[i + 1 :]]
+            req = requests[i] = req.model_copy(update={"dtype": Dtype(parts[0].checkpoint_dtype)})
         try:
             check_request(req, cat, *parts)
         except GuideoptError as exc:

@@ -58,27 +58,8 @@ class ModelArch(StrictModel):
     @property
     def attention_kinds(self) -> list[str]:
         """The distinct mixer kinds, in words (``catalog models``)."""
-        out: list[str] = []
-        for g in self.layer_groups:
-            a = g.attention
-            name = (
-                None
-                if a is None
-                else f"sliding {a.window}"
-                if isinstance(a, GqaAttention) and a.window
-                else "GQA"
-                if isinstance(a, GqaAttention)
-                else "MLA+DSA"
-                if isinstance(a, MlaAttention) and a.index_topk
-                else "MLA"
-                if isinstance(a, MlaAttention)
-                else "DeltaNet"
-                if isinstance(a, DeltaNetAttention)
-                else "Mamba2"
-            )
-            if name and name not in out:
-                out.append(name)
-        return out
+        names = [_mixer_name(g.attention) for g in self.layer_groups if g.attention is not None]
+        return list(dict.fromkeys(names))
 
     @property
     def caveats(self) -> list[str]:
@@ -142,3 +123,11 @@ class ModelArch(StrictModel):
                 if problem:
                     return problem
         return None
+
+
+def _mixer_name(a: GqaAttention | MlaAttention | DeltaNetAttention | MambaMixer) -> str:
+    if isinstance(a, GqaAttention):
+        return f"sliding {a.window}" if a.window else "GQA"
+    if isinstance(a, MlaAttention):
+        return "MLA+DSA" if a.index_topk else "MLA"
+    return "DeltaNet" if isinstance(a, DeltaNetAttention) else "Mamba2"
