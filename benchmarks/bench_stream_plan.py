@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
+
+from plan_timing import best_of  # benchmarks/plan_timing.py
 
 from guideopt.catalog import load_catalog
 from guideopt.model.request import PlanRequest
-from guideopt.solver.plan import solve_request
 
 DEFAULT_REPEAT = 3
 CASES = {
@@ -49,15 +49,7 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, python {platform.python_version()}, {len(cat.gpus)} GPU types")
     for name, data in CASES.items():
         req = PlanRequest.model_validate(data)
-        best, best_phases, result = float("inf"), {}, None
-        for _ in range(args.repeat):
-            phases: dict[str, float] = {}
-            start = time.perf_counter()
-            result = solve_request(req, cat, phases)
-            wall = time.perf_counter() - start
-            if wall < best:
-                best, best_phases = wall, phases
-        assert result is not None
+        best, best_phases, result = best_of(req, cat, args.repeat)
         top = result.plans[0]
         g = top.groups[0]
         shown = ", ".join(f"{k} {v:.2f}" for k, v in best_phases.items())

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning
 from guideopt.model.calibration import Calibration
 from guideopt.model.capability import Architecture, unknown_fallbacks
-from guideopt.model.framework import Framework
+from guideopt.model.framework import Framework, parse_version, split_version_id
 from guideopt.model.gpu import Gpu, LinkClass, PriceSet, PriceTier
 from guideopt.model.hf_config import arch_from_hf_config
 from guideopt.model.launch import KubernetesCatalog
@@ -257,6 +257,14 @@ def _check_engine_versions(root: Path, frameworks: dict[str, Framework]) -> None
             raise CatalogError(
                 f"{where}: launch.version {fw.launch.version!r} must equal version {fw.version!r} (one entry per engine version)"
             )
+        engine, version = split_version_id(fw.id)
+        if not version:
+            continue
+        base = frameworks.get(engine)
+        if fw.calibration_id != engine or parse_version(fw.version)[: len(version)] != version:
+            raise CatalogError(f"{where}: a version id {fw.id!r} needs engine: {engine} and a version {'.'.join(map(str, version))}.x")
+        if base is not None and parse_version(fw.version) <= parse_version(base.version):
+            raise CatalogError(f"{where}: version {fw.version} must be newer than the base entry {engine} ({base.version})")
 
 
 def _check_capabilities(root: Path, gpus: dict[str, Gpu], frameworks: dict[str, Framework], archs: dict[str, Architecture]) -> None:

@@ -4,7 +4,7 @@ checks every emitted launch command against.
 
 Nothing is imported or installed: the package archive is read and its sources parsed
 with ``ast``, so this runs without a GPU stack. Get the archives with
-``pip download --no-deps vllm==0.11.0 sglang==0.5.3 deepspeed-mii==0.3.3 deepspeed==0.17.6``
+``pip download --no-deps vllm==0.11.0 vllm==0.33.0 sglang==0.5.3 sglang==0.5.23 deepspeed-mii==0.3.3 deepspeed==0.17.6``
 (TensorRT-LLM: ``pip download --no-deps tensorrt-llm==1.0.0 --extra-index-url https://pypi.nvidia.com``), then e.g.
 
     python scripts/extract_engine_flags.py vllm /tmp/vllm-0.11.0-cp38-abi3-manylinux1_x86_64.whl
@@ -126,10 +126,14 @@ def version_of(archive: Path) -> str:
 
 def vllm(archive: Path) -> dict:
     args_file, args = read_member(archive, "vllm/engine/arg_utils.py")
-    cli_file, cli = read_member(archive, "vllm/entrypoints/openai/cli_args.py")
+    try:
+        cli_file, cli = read_member(archive, "vllm/entrypoints/openai/cli_args.py")
+    except StopIteration:  # moved to entrypoints/common/ (0.3x), FrontendArgs over a BaseFrontendArgs
+        cli_file, cli = read_member(archive, "vllm/entrypoints/common/cli_args.py")
     envs_file, envs = read_member(archive, "vllm/envs.py")
     flags = call_flags(args, "add_argument") | call_flags(cli, "add_argument")
-    flags |= {"--" + f.replace("_", "-") for f in class_fields(cli, "FrontendArgs")}
+    frontend = class_fields(cli, "FrontendArgs") | (class_fields(cli, "BaseFrontendArgs") if "class BaseFrontendArgs" in cli else set())
+    flags |= {"--" + f.replace("_", "-") for f in frontend}
     choices = {**call_choices(args, "add_argument"), **call_choices(cli, "add_argument")}
     typed = {flag: (read_member(archive, path), name) for flag, (path, name) in VLLM_LITERAL_CHOICES.items()}
     choices.update({flag: literal_values(text, name) for flag, ((_, text), name) in typed.items()})
@@ -141,13 +145,81 @@ def vllm(archive: Path) -> dict:
     }
 
 
+def read_members(archive: Path, prefix: str) -> list[tuple[str, str]]:
+    """(name, text) of every .py file of a wheel under ``prefix``."""
+    with zipfile.ZipFile(archive) as zf:
+        return [(n, zf.read(n).decode()) for n in sorted(zf.namelist()) if n.startswith(prefix) and n.endswith(".py")]
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _strings(node: ast.expr | None, named: dict[str, list[str]]) -> list[str]:
+    if isinstance(node, (ast.List, ast.Tuple)):
+        values = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        return values if len(values) == len(node.elts) else []
+    return named.get(node.id, []) if isinstance(node, ast.Name) else []
+
+
+def _arg_field(target: str, annotation: ast.expr, named: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """(flags, choices) of one ``name: A[T, "help" | Arg(...)]`` field (SGLang >= 0.5.2x), as
+    arg_groups/arg_utils.py add_cli_args_from_dataclass registers it; ([], []) when not a CLI field."""
+    if not (isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name) and annotation.value.id == "A"):
+        return [], []
+    parts = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else []
+    meta = parts[1] if len(parts) > 1 else None
+    literal = [
+        e.value
+        for sub in ast.walk(parts[0] if parts else annotation)
+        if isinstance(sub, ast.Subscript) and isinstance(sub.value, ast.Name) and sub.value.id == "Literal"
+        for e in (sub.slice.elts if isinstance(sub.slice, ast.Tuple) else [sub.slice])
+        if isinstance(e, ast.Constant) and isinstance(e.value, str)
+    ]
+    name = "--" + target.replace("_", "-")
+    if isinstance(meta, ast.Constant):
+        return [name], literal
+    if not (isinstance(meta, ast.Call) and isinstance(meta.func, ast.Name) and meta.func.id == "Arg"):
+        return [], []
+    no_cli = _keyword(meta, "no_cli")
+    if isinstance(no_cli, ast.Constant) and no_cli.value is True:
+        return [], []
+    cli_name = _keyword(meta, "cli_name")
+    if isinstance(cli_name, ast.Constant) and isinstance(cli_name.value, str):
+        name = cli_name.value
+    flags = [name, *_strings(_keyword(meta, "aliases"), named)]
+    action = _keyword(meta, "action")
+    if isinstance(action, ast.Attribute) and action.attr == "BooleanOptionalAction":
+        flags.append("--no-" + name[2:])
+    return flags, _strings(_keyword(meta, "choices"), named) or literal
+
+
+def sglang_fields(files: list[tuple[str, str]]) -> tuple[set[str], dict[str, list[str]]]:
+    """Flags and choices of SGLang's declarative server arguments (srt/arg_groups/fields/*.py)."""
+    named: dict[str, list[str]] = {}
+    for _, text in files:
+        named.update(_constant_lists(ast.parse(text)))
+    flags: set[str] = set()
+    choices: dict[str, list[str]] = {}
+    for _, text in files:
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names, values = _arg_field(node.target.id, node.annotation, named)
+                flags |= set(names)
+                choices.update({f: values for f in names if values})
+    return flags, choices
+
+
 def sglang(archive: Path) -> dict:
     name, text = read_member(archive, "sglang/srt/server_args.py")
-    return {
-        "files": [name],
-        "flags": sorted(call_flags(text, "add_argument")),
-        "choices": dict(sorted(call_choices(text, "add_argument").items())),
-    }
+    flags, choices = call_flags(text, "add_argument"), call_choices(text, "add_argument")
+    fields = read_members(archive, "sglang/srt/arg_groups/") if archive.suffix == ".whl" else []
+    if fields:  # 0.5.2x: arguments declared as fields, registered by add_cli_args_from_dataclass
+        more, more_choices = sglang_fields(fields)
+        flags |= more
+        choices = {**more_choices, **choices}
+    files = [name, *(n for n, _ in fields if "/fields/" in n or n.endswith(("choices.py", "arg_utils.py")))]
+    return {"files": files, "flags": sorted(flags), "choices": dict(sorted(choices.items()))}
 
 
 def trtllm(archive: Path) -> dict:

@@ -75,7 +75,7 @@ def check_plan(plan_json: dict[str, Any], request: PlanRequest, catalog: Catalog
         parts = (
             [(st["gpu"], int(g["replicas"]) * int(st["tp"])) for st in g["stages"]]
             if g.get("stages")
-            else [(g["gpu"], int(g["replicas"]) * int(g["tp"]) * int(g["pp"]))]
+            else [(g["gpu"], int(g["replicas"]) * int(g["tp"]) * int(g.get("attention_dp", 1)) * int(g["pp"]))]
         )
         n = sum(k for _, k in parts)
         if g.get("num_gpus") is not None and int(g["num_gpus"]) != n:
@@ -106,7 +106,7 @@ def check_plan(plan_json: dict[str, Any], request: PlanRequest, catalog: Catalog
         if g.get("usd_per_hour") is not None and not _close(float(g["usd_per_hour"]), group_usd, USD_TOL):
             fail(f"group {g['gpu']}: usd_per_hour {g['usd_per_hour']} != {n} GPUs × price = {group_usd:.4f}")
     if int(plan_json["num_gpus"]) != total_gpus:
-        fail(f"num_gpus {plan_json['num_gpus']} != Σ replicas·tp·pp = {total_gpus}")
+        fail(f"num_gpus {plan_json['num_gpus']} != Σ replicas·tp·attention_dp·pp = {total_gpus}")
     if {k: int(v) for k, v in plan_json.get("gpu_counts", {}).items()} != counts:
         fail(f"gpu_counts {plan_json.get('gpu_counts')} != {counts}")
     if not _close(float(plan_json["usd_per_hour"]), total_usd, USD_TOL):
@@ -134,6 +134,7 @@ def check_plan(plan_json: dict[str, Any], request: PlanRequest, catalog: Catalog
             fail(f"{where}: tp {g['tp']} not in the allowed {request.parallelism.tp}")
         if int(g["pp"]) not in request.parallelism.pp:
             fail(f"{where}: pp {g['pp']} not in the allowed {request.parallelism.pp}")
+        _check_moe_layout(g, request, catalog, where, fail)
         if g["framework"] not in frameworks:
             fail(f"{where}: framework {g['framework']!r} not in the allowed {sorted(frameworks)}")
         if g["dtype"] not in precisions:
@@ -228,9 +229,30 @@ def check_result(result_json: dict[str, Any], request: PlanRequest, catalog: Cat
     return bad
 
 
+def _check_moe_layout(g: dict, request, catalog, where: str, fail) -> None:
+    """The layout row (CONTRACT "Layouts"): dense groups keep attention_dp = moe_ep = 1; MoE
+    groups have moe_tp × moe_ep = tp × attention_dp, EP dividing the routed experts, and
+    sizes among the allowed ones."""
+    dp, ep = int(g.get("attention_dp", 1)), int(g.get("moe_ep", 1))
+    moe = catalog.model(request.model).moe
+    if moe is None:
+        if (dp, ep) != (1, 1):
+            fail(f"{where}: a dense model with attention_dp {dp}, moe_ep {ep}")
+        return
+    if int(g["moe_tp"]) * ep != int(g["tp"]) * dp:
+        fail(f"{where}: moe_tp {g['moe_tp']} × moe_ep {ep} != tp × attention_dp = {int(g['tp']) * dp}")
+    if moe.num_experts % ep:
+        fail(f"{where}: moe_ep {ep} does not divide {moe.num_experts} experts")
+    par = request.parallelism
+    if par.ep is not None and ep not in par.ep:
+        fail(f"{where}: moe_ep {ep} not in the allowed {par.ep}")
+    if par.attention_dp is not None and dp not in par.attention_dp:
+        fail(f"{where}: attention_dp {dp} not in the allowed {par.attention_dp}")
+
+
 def _group_shape(g: dict) -> tuple:
     """A group's deployment shape: fp16 and bf16 are one precision class; a cross-type
     pipeline is identified by its stages (GPU type and TP of each)."""
     dtype = "fp16" if g["dtype"] in ("fp16", "bf16") else g["dtype"]
     stages = tuple((st["gpu"], st["tp"]) for st in g["stages"]) if g.get("stages") else ()
-    return (g["gpu"], g["framework"], dtype, g["tp"], g["pp"], stages)
+    return (g["gpu"], g["framework"], dtype, g["tp"], g.get("attention_dp", 1), g.get("moe_ep", 1), g["pp"], stages)

@@ -39,7 +39,7 @@ def load_error(root: Path) -> str:
 
 def test_the_bundled_catalog_passes_the_cross_checks():
     cat = load_catalog()
-    assert set(cat.frameworks) <= set(cat.calibration.frameworks)
+    assert {fw.calibration_id for fw in cat.frameworks.values()} <= set(cat.calibration.frameworks)
     assert {g.link.value for g in cat.gpus.values()} | {"pcie"} <= set(cat.calibration.links)
 
 

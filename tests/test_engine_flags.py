@@ -35,9 +35,14 @@ STUB_RUN_S = 20
 STUB_SLEEP_S = 0.5  # stub servers stay up this long, so every one logs before the first exits
 
 
+def _family(fw_id: str) -> str:
+    """The engine family of a catalog id (vllm-0.33 -> vllm): its entry point and flag-list name."""
+    return CAT.framework(fw_id).calibration_id
+
+
 def engine_flags(fw_id: str) -> dict:
     fw = CAT.framework(fw_id)
-    path = FLAGS_DIR / f"{fw_id}-{fw.launch.version}.json"
+    path = FLAGS_DIR / f"{_family(fw_id)}-{fw.launch.version}.json"
     assert path.is_file(), f"no flag list for {fw_id} {fw.launch.version} (run scripts/extract_engine_flags.py)"
     return json.loads(path.read_text())
 
@@ -99,11 +104,11 @@ def _expected_feasible(fw_id: str, vendor: str, layout: str) -> bool:
 
 
 def _server_lines(script: str, fw_id: str) -> list[str]:
-    return [line.strip() for line in script.splitlines() if ENTRY[fw_id] in line and not line.lstrip().startswith("#")]
+    return [line.strip() for line in script.splitlines() if ENTRY[_family(fw_id)] in line and not line.lstrip().startswith("#")]
 
 
 def _check_flags(line: str, fw_id: str, flags: dict) -> None:
-    if fw_id == "fastgen":
+    if _family(fw_id) == "fastgen":
         program = shlex.split(line[line.index("python -c") :])[2]
         call = next(n for n in ast.walk(ast.parse(program)) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "serve")
         names = {k.arg for k in call.keywords}
@@ -112,9 +117,9 @@ def _check_flags(line: str, fw_id: str, flags: dict) -> None:
         assert set(engine) <= set(flags["inference_engine_config"])
         assert set(engine["state_manager"]) <= set(flags["state_manager"])
         return
-    emitted = set(re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", line[line.index(ENTRY[fw_id]) :]))
+    emitted = set(re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", line[line.index(ENTRY[_family(fw_id)]) :]))
     assert emitted and emitted <= set(flags["flags"]), sorted(emitted - set(flags["flags"]))
-    tokens = shlex.split(line[line.index(ENTRY[fw_id]) :])
+    tokens = shlex.split(line[line.index(ENTRY[_family(fw_id)]) :])
     for flag, value in zip(tokens, tokens[1:]):
         if flag in flags.get("choices", {}):
             assert value in flags["choices"][flag], (flag, value)

@@ -234,7 +234,7 @@ def plan_values(plan: Plan, req: PlanRequest, catalog) -> tuple[int, ...]:
     cost = thr = 0
     for g in plan.groups:
         price = req.allowance(g.gpu).usd_per_hour or catalog.gpu(g.gpu).usd_per_hour
-        cost += math.ceil(price * g.tp * g.pp * MILLI_USD_PER_USD - 1e-9) * g.replicas
+        cost += math.ceil(price * g.tp * g.attention_dp * g.pp * MILLI_USD_PER_USD - 1e-9) * g.replicas
         thr += _group_throughput(g.metrics.output_throughput_tok_s / g.replicas, g.replicas)
     columns = {
         "throughput": -thr,

@@ -107,7 +107,7 @@ def test_every_engine_renders(engine: str, tmp_path: Path) -> None:
     assert paths[0].name == f"launch-rank1-h100-sxm-{engine}.sh"
     fw = CAT.framework(engine)
     assert f"{fw.name} {fw.launch.version}" in script
-    lines = _commands(script, ENGINE_ENTRY[engine])
+    lines = _commands(script, ENGINE_ENTRY[fw.calibration_id])
     assert len(lines) == group.replicas
     assert len({_port(line) for line in lines}) == group.replicas
     subprocess.run(["bash", "-n", str(paths[0])], check=True)

@@ -84,12 +84,14 @@ def _shape_of_option(table, i: int) -> tuple:
         space.frameworks[int(table.fw_idx[i])].id,
         space.dtypes[int(table.dtype_idx[i])].value,
         int(table.tp[i]),
+        int(table.dp[i]),
+        int(table.ep[i]),
         int(table.pp[i]),
     )
 
 
 def _shape_of_group(group) -> tuple:
-    return (group.gpu, group.framework, group.dtype, group.tp, group.pp)
+    return (group.gpu, group.framework, group.dtype, group.tp, group.attention_dp, group.moe_ep, group.pp)
 
 
 def brute_force(req: PlanRequest, catalog, exclude_shapes: set[tuple] = frozenset()) -> tuple[int, ...] | None:
@@ -100,7 +102,7 @@ def brute_force(req: PlanRequest, catalog, exclude_shapes: set[tuple] = frozense
     if not fit:
         return None
     fit = np.array(fit)
-    per_replica = (table.tp * table.pp)[fit].astype(np.int64)
+    per_replica = table.gpus_per_replica[fit].astype(np.int64)
     price = table.usd_per_hour_per_gpu[fit]
     n_max = int(math.floor(req.budget.usd_per_hour / float(price.min()))) + 1
     opt_i, n = (a.ravel() for a in np.meshgrid(np.arange(fit.size), np.arange(1, n_max + 1), indexing="ij"))
@@ -156,7 +158,7 @@ def plan_values(plan, req: PlanRequest, catalog) -> tuple[int, ...]:
     cost = 0
     for g in plan.groups:
         price = req.allowance(g.gpu).usd_per_hour or catalog.gpu(g.gpu).usd_per_hour
-        cost += math.ceil(price * g.tp * g.pp * MILLI_USD_PER_USD - 1e-9) * g.replicas
+        cost += math.ceil(price * g.tp * g.attention_dp * g.pp * MILLI_USD_PER_USD - 1e-9) * g.replicas
     columns = {
         "throughput": -math.floor(m.output_throughput_tok_s * DECI_TOK_PER_TOK + 1e-9),
         "latency": round(m.batch_latency_s * US_PER_S),
@@ -426,7 +428,7 @@ def test_every_plan_satisfies_the_request(catalog, req):
     assert [p.rank for p in result.plans] == list(range(1, len(result.plans) + 1))
     for plan in result.plans:
         assert plan.usd_per_hour <= request.budget.usd_per_hour + 1e-9
-        assert plan.num_gpus == sum(g.replicas * g.tp * g.pp for g in plan.groups)
+        assert plan.num_gpus == sum(g.replicas * g.tp * g.attention_dp * g.pp for g in plan.groups)
         if request.parallelism.max_gpus:
             assert plan.num_gpus <= request.parallelism.max_gpus
         price = {g: (request.allowance(g).usd_per_hour or catalog.gpu(g).usd_per_hour) for g in plan.gpu_counts}
@@ -440,7 +442,7 @@ def test_every_plan_satisfies_the_request(catalog, req):
             assert mem.gpu_memory_gb == pytest.approx(catalog.gpu(group.gpu).memory_gb)
             if request.workload.batch:
                 assert group.batch == request.workload.batch
-            assert group.framework in request.framework_ids(["vllm", "sglang", "trtllm", "fastgen"])
+            assert group.framework in request.framework_ids(list(catalog.frameworks))
             assert group.dtype in {d.value for d in request.precision}
             assert group.tp in request.parallelism.tp and group.pp in request.parallelism.pp
         slo = request.slo
@@ -463,7 +465,7 @@ def test_plan_group_metrics_equal_predict(catalog, req):
                 {
                     "model": req["model"],
                     "gpu": g.gpu,
-                    "num_gpus": g.replicas * g.tp * g.pp,
+                    "num_gpus": g.replicas * g.tp * g.attention_dp * g.pp,
                     "tp": g.tp,
                     "pp": g.pp,
                     "framework": g.framework,

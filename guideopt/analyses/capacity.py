@@ -16,6 +16,10 @@ replicas a load needs.
   at λ = rate / n is the answer. Assumes requests of the given fixed lengths, traffic
   spread evenly over replicas, and arrivals smooth enough that the closed-loop steady
   state stands for them (no burst queueing).
+* Layouts (``attention_dp``, ``moe_tp``, ``moe_ep``, as ``predict`` takes them): a replica is
+  ``tp × attention_dp × pp`` GPUs, and each attention-DP rank holds its own requests' KV, so
+  the option table's KV tokens and caps are a rank's; a replica fits ``attention_dp`` times a
+  rank's batch and serves ``attention_dp`` times a rank's rate.
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import Field
 
+from guideopt.analyses.predict import checked_layout
 from guideopt.catalog import Catalog, load_catalog
-from guideopt.costs.capability import request_refusal
 from guideopt.costs.engine_defaults import token_budget
 from guideopt.costs.memory import tokens_per_sequence
 from guideopt.costs.rows import memory_breakdown
-from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
+from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
@@ -62,19 +66,30 @@ class CapacityRequest(StrictModel):
     ttft_ms: float | None = Field(default=None, gt=0)
     tpot_ms: float | None = Field(default=None, gt=0)
     percentile: float = Field(default=DEFAULT_PERCENTILE, gt=0, lt=100, description="the percentile ttft_ms/tpot_ms bound")
-    running_cap: int | None = Field(default=None, gt=0, description="max running requests; default: the engine's")
+    running_cap: int | None = Field(default=None, gt=0, description="max running requests per attention-DP rank; default: the engine's")
+    attention_dp: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="attention data-parallel ranks per replica")
+    moe_tp: int | None = Field(default=None, gt=0, le=MAX_PARALLEL_SIZE, description="TP of each expert; default tp·attention_dp/moe_ep")
+    moe_ep: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="expert-parallel ranks of the MoE layers")
 
     @property
     def resolved_tp(self) -> int:
-        return self.tp or max((self.num_gpus or 1) // self.pp, 1)
+        return self.tp or max((self.num_gpus or 1) // (self.pp * self.attention_dp), 1)
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.resolved_tp * self.attention_dp * self.pp
+
+    @property
+    def resolved_moe_tp(self) -> int:
+        return self.moe_tp or self.resolved_tp * self.attention_dp // self.moe_ep
 
 
 @dataclass
 class Capacity:
     request: CapacityRequest
     fits: bool
-    kv_cache_tokens: int
-    max_batch: int
+    kv_cache_tokens: int  # per attention-DP rank (each holds its own requests' KV)
+    max_batch: int  # per replica: attention_dp × a rank's
     max_seq_len: int
     memory: MemoryBreakdown
     sub_batches: list[int] = field(default_factory=list)
@@ -96,10 +111,15 @@ class Capacity:
             "framework": self.request.framework,
             "tp": self.request.resolved_tp,
             "pp": self.request.pp,
+            "attention_dp": self.request.attention_dp,
+            "moe_tp": self.request.resolved_moe_tp,
+            "moe_ep": self.request.moe_ep,
+            "gpus_per_replica": self.request.gpus_per_replica,
             "input_len": self.request.input_len,
             "output_len": self.request.output_len,
             "fits": self.fits,
             "max_batch": self.max_batch,
+            "max_batch_per_rank": self.max_batch // self.request.attention_dp,
             "kv_cache_tokens": self.kv_cache_tokens,
             "max_seq_len": self.max_seq_len,
             "memory": self.memory.model_dump(),
@@ -131,12 +151,16 @@ class Capacity:
         return out
 
 
+def _layout_fields(req: CapacityRequest) -> dict:
+    """The request's configuration as ``predict``'s request fields (its checks and refusals apply)."""
+    keys = ("model", "gpu", "pp", "framework", "dtype", "kv_dtype", "input_len", "output_len", "attention_dp", "moe_tp", "moe_ep")
+    fields = {k: getattr(req, k) for k in keys}
+    return {"tp": req.resolved_tp, **{k: v for k, v in fields.items() if v is not None}}
+
+
 def _table(req: CapacityRequest, cat: Catalog, tp: int, batch: int = 1) -> OptionTable:
+    """The request's configuration at ``tp`` (empty where the engine cannot form that layout)."""
     fw, gpu = cat.framework(req.framework), cat.gpu(req.gpu)
-    kv = req.kv_dtype or default_kv_dtype(req.dtype)
-    refusal = request_refusal(fw, gpu, weights=req.dtype, kv=kv, pp=req.pp, gpus_per_replica=tp * req.pp)
-    if refusal:  # what the engine cannot run (catalog capabilities) is refused, not sized
-        raise InvalidRequestError(f"{refusal[0]}: {refusal[1]}")
     split = token_budget(fw, gpu.memory_bytes, requested=req.split, longest_prompt=req.input_len)
     space = OptionSpace(
         gpus=[gpu],
@@ -151,13 +175,10 @@ def _table(req: CapacityRequest, cat: Catalog, tp: int, batch: int = 1) -> Optio
         split=[split],
         allow_waves=True,
         allow_multi_node_tp=True,  # as predict: TP wider than a node runs over the slower link
+        attention_dp=[req.attention_dp],
+        moe_ep=[req.moe_ep],
     )
-    table = build_option_table(cat.model(req.model), space, cat.calibration)
-    if len(table.tp) == 0:  # every refusal above has its own message; this is the backstop
-        raise InvalidRequestError(
-            f"{fw.id} cannot serve this layout on {gpu.id} (`guideopt predict` with the same flags says why)", field="tp"
-        )
-    return table
+    return build_option_table(cat.model(req.model), space, cat.calibration)
 
 
 def sub_batch_sizes(batch: int, max_batch: int) -> dict[int, int]:
@@ -180,23 +201,24 @@ def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
     arch = cat.model(req.model)
     if "dtype" not in req.model_fields_set and arch.checkpoint_dtype:  # a quantized checkpoint runs in its own precision
         req = req.model_copy(update={"dtype": Dtype(arch.checkpoint_dtype)})
-    tp = req.resolved_tp
+    tp, dp = req.resolved_tp, req.attention_dp
     fw = cat.framework(req.framework)
-    if not bool(tp_is_valid(arch, np.array([tp]))[0]):
-        raise InvalidRequestError(f"{tp} does not divide {arch.id}'s {arch.tp_problem(tp)} (config.json)", field="tp")
-    if req.pp > arch.num_layers:
-        raise InvalidRequestError(f"{req.pp} exceeds the model's {arch.num_layers} layers", field="pp")
+    checked_layout(_layout_fields(req), cat)  # engine, TP, PP and expert-split refusals, as predict's
     if not fw.chunked_prefill and req.split is not None and req.split < req.input_len:
         raise InvalidRequestError(
             f"{req.split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)",
             field="split",
         )
     table = _table(req, cat, tp)
+    if len(table) == 0:  # every refusal above has its own message; this is the backstop
+        raise InvalidRequestError(
+            f"{fw.id} cannot serve this layout on {req.gpu} (`guideopt predict` with the same flags says why)", field="tp"
+        )
     mem = table.memory
-    fw = table.space.frameworks[0]
-    kv_tokens = int(mem.kv_tokens[0])
+    kv_tokens = int(mem.kv_tokens[0])  # a rank's
     seq = req.input_len + req.output_len
-    max_batch = int(kv_tokens // float(tokens_per_sequence(seq, fw.kv_block_tokens)))
+    rank_batch = int(kv_tokens // float(tokens_per_sequence(seq, fw.kv_block_tokens)))
+    max_batch = dp * rank_batch  # each attention-DP rank holds its own requests' KV
     max_seq = min(kv_tokens, arch.max_position_embeddings)
     reason = ""
     if seq > arch.max_position_embeddings:
@@ -209,7 +231,7 @@ def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
         kv_cache_tokens=kv_tokens,
         max_batch=max_batch,
         max_seq_len=max_seq,
-        memory=memory_breakdown(table, 0, running=float(max(max_batch, 0))),
+        memory=memory_breakdown(table, 0, running=float(max(rank_batch, 0))),  # per GPU: one rank's requests
         prompt_chunks=math.ceil(req.input_len / split) if fw.chunked_prefill else 1,
         reason=reason,
     )
@@ -233,17 +255,20 @@ def capacity(req: CapacityRequest, catalog: Catalog | None = None) -> Capacity:
 def _fitting_tp(req: CapacityRequest, cat: Catalog, arch) -> int | None:
     gpu = cat.gpu(req.gpu)
     for tp in TP_CHOICES_FOR_HINT:
-        valid = tp <= gpu.gpus_per_node and bool(tp_is_valid(arch, np.array([tp]))[0])
-        if valid and int(_table(req, cat, tp).memory.kv_tokens[0]) >= req.input_len + req.output_len:
+        valid = tp * req.attention_dp <= gpu.gpus_per_node and bool(tp_is_valid(arch, np.array([tp]))[0])
+        table = _table(req, cat, tp) if valid else None
+        if table is not None and len(table) and int(table.memory.kv_tokens[0]) >= req.input_len + req.output_len:
             return tp
     return None
 
 
 def _stream_shape(req: CapacityRequest, table: OptionTable, cat: Catalog, cap: int):
-    """The shape as one stream option (the planner's model and cap rules) and its SLO rate."""
+    """The shape as one stream option (the planner's model and cap rules) and its SLO rate: an
+    attention-DP rank's (a replica serves ``attention_dp`` times it)."""
     from guideopt.costs.lengths import fixed_lengths
     from guideopt.model.workload import PercentileTargets
-    from guideopt.solver.stream_options import effective_caps, slo_rates, stream_options
+    from guideopt.solver.stream_options import effective_caps, stream_options
+    from guideopt.solver.stream_rates import slo_rates
 
     lengths = fixed_lengths(req.input_len, req.output_len)
     caps = effective_caps(table, np.array([float(cap)]), lengths)
@@ -261,8 +286,9 @@ def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) ->
     req = out.request
     rate = req.rate
     assert rate is not None, "sizing needs a rate"
-    opts, lengths, best_rate = _stream_shape(req, table, cat, cap)
-    if best_rate <= 0:
+    dp = req.attention_dp
+    opts, lengths, rank_rate = _stream_shape(req, table, cat, cap)
+    if rank_rate <= 0:
         named = [n for n, v in (("slo.ttft_ms", req.ttft_ms), ("slo.tpot_ms", req.tpot_ms)) if v is not None]
         idle = stream_metrics(table.arch, opts, lengths, np.array([1e-6]), percentiles=(req.percentile,))
         raise NoFeasiblePlanError(
@@ -270,16 +296,16 @@ def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) ->
             f"TPOT {float(idle.tpot_ms.percentiles[req.percentile][0]):.2f} ms when idle)",
             named,
         )
-    n = max(1, math.ceil(rate / best_rate - 1e-12))
+    n = max(1, math.ceil(rate / (dp * rank_rate) - 1e-12))
     if n > MAX_REPLICAS_FOR_RATE:
         raise NoFeasiblePlanError(f"rate: {rate:g} req/s needs more than {MAX_REPLICAS_FOR_RATE} replicas of this shape", ["rate"])
-    per_replica = rate / n
-    m = stream_metrics(table.arch, opts, lengths, np.array([per_replica]), percentiles=(req.percentile,))
-    gpus_per_replica = out.request.resolved_tp * out.request.pp
+    per_rank = rate / (n * dp)  # the load spreads evenly over replicas and their ranks
+    m = stream_metrics(table.arch, opts, lengths, np.array([per_rank]), percentiles=(req.percentile,))
+    gpus_per_replica = req.gpus_per_replica
     price = cat.gpu(req.gpu).usd_per_hour
     out.replicas, out.num_gpus = n, n * gpus_per_replica
     out.usd_per_hour = round(n * gpus_per_replica * price, 4)
-    out.concurrency_per_replica = int(min(max(math.ceil(float(m.running[0])), 1), float(opts.running_cap[0])))
+    out.concurrency_per_replica = dp * int(min(max(math.ceil(float(m.running[0])), 1), float(opts.running_cap[0])))
     pct = req.percentile
     out.metrics = Metrics(
         ttft_ms=float(m.ttft_ms.percentiles[pct][0]),
@@ -293,8 +319,9 @@ def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) ->
 
 
 def replica_throughput_req_s(out: Capacity, catalog: Catalog | None = None) -> float:
-    """Most requests/s one replica of this shape sustains within the SLOs (for checks)."""
+    """Most requests/s one replica of this shape sustains within the SLOs (for checks): its
+    attention-DP ranks' together."""
     cat = catalog or load_catalog()
     fw = cat.framework(out.request.framework)
     table = _table(out.request, cat, out.request.resolved_tp)
-    return _stream_shape(out.request, table, cat, out.request.running_cap or fw.max_num_seqs)[2]
+    return out.request.attention_dp * _stream_shape(out.request, table, cat, out.request.running_cap or fw.max_num_seqs)[2]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 from guideopt.catalog import Catalog, load_catalog
-from guideopt.costs.capability import request_refusal, runs_on_reason
+from guideopt.costs.capability import moe_layout_reason, request_refusal, runs_on_reason
 from guideopt.costs.engine_defaults import token_budget as engine_token_budget
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.intervals import error_band, interval, regime_engine, regime_keys
@@ -24,7 +26,7 @@ from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
 from guideopt.model.plan import MemoryBreakdown, Metrics
 from guideopt.model.request import PredictRequest
-from guideopt.model.validation import check_context
+from guideopt.model.validation import check_context, validated
 from guideopt.units import BYTES_PER_GB, MS_PER_S
 
 
@@ -82,6 +84,16 @@ def resolve(req: PredictRequest, cat: Catalog) -> tuple[ModelArch, Gpu, Framewor
 def check_request(req: PredictRequest, cat: Catalog, arch: ModelArch, gpu: Gpu, fw: Framework) -> None:
     """Every refusal that needs no cost model (``predict`` and ``predict --csv`` share it)."""
     check_context(req.model, arch.max_position_embeddings, req.input_len, req.output_len, "input_len")
+    check_layout(req, cat, arch, gpu, fw)
+    split = default_split(req, fw, gpu)
+    if not fw.chunked_prefill and split < req.input_len:
+        raise InvalidRequestError(
+            f"split: {split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)"
+        )
+
+
+def check_layout(req: PredictRequest, cat: Catalog, arch: ModelArch, gpu: Gpu, fw: Framework) -> None:
+    """The layout's refusals: what the engine cannot run on the GPU, TP, PP and the expert split."""
     tp = req.resolved_tp
     _refuse_unsupported(req, cat, fw, gpu)
     if not _tp_divides(arch, tp):
@@ -91,11 +103,14 @@ def check_request(req: PredictRequest, cat: Catalog, arch: ModelArch, gpu: Gpu, 
     if req.pp > arch.num_layers:
         raise InvalidRequestError(f"pp: {req.pp} exceeds the model's {arch.num_layers} layers")
     check_moe_layout(arch, req)
-    split = default_split(req, fw, gpu)
-    if not fw.chunked_prefill and split < req.input_len:
-        raise InvalidRequestError(
-            f"split: {split} tokens is shorter than the {req.input_len}-token prompt and {fw.id} does not chunk prefill (use split >= input_len)"
-        )
+
+
+def checked_layout(fields: Mapping[str, Any], cat: Catalog) -> PredictRequest:
+    """A layout of ``capacity`` or ``simulate`` (predict's request fields) validated and refused as ``predict`` does."""
+    req: PredictRequest = validated(PredictRequest, fields)
+    arch, gpu, fw = resolve(req, cat)
+    check_layout(req, cat, arch, gpu, fw)
+    return req
 
 
 @lru_cache(maxsize=1024)
@@ -109,6 +124,8 @@ def check_moe_layout(arch: ModelArch, req: PredictRequest) -> None:
     moe = arch.moe
     if moe is None and (req.moe_ep > 1 or req.moe_tp is not None):
         raise InvalidRequestError(f"moe_ep: {arch.id} has no experts (leave --moe-ep and --moe-tp out)")
+    if moe is None and req.attention_dp > 1:
+        raise InvalidRequestError(f"attention_dp: {arch.id} has no experts; its data parallelism is replicas (leave --attention-dp out)")
     if moe is None:
         return
     if moe.num_experts % req.moe_ep:
@@ -187,10 +204,12 @@ def _predict_one(req: PredictRequest, cat: Catalog) -> Prediction:
         flash_attention=req.flash_attention,
         allow_waves=True,
         allow_multi_node_tp=True,  # a measured multi-node TP run is predicted, over the fallback link
-        attention_dp=req.attention_dp,
-        moe_ep=req.moe_ep,
+        attention_dp=[req.attention_dp],
+        moe_ep=[req.moe_ep],
     )
     table = build_option_table(arch, space, cat.calibration)
+    if len(table) == 0:  # every engine and layout check above passed, so this is a layout the table cannot form
+        raise InvalidRequestError(f"moe_ep: {req.framework} cannot run tp {tp}, attention_dp {req.attention_dp}, moe_ep {req.moe_ep} here")
     if not bool(table.fits[0]):
         raise NoFeasiblePlanError(_does_not_fit(table))
     if req.concurrency is not None:
@@ -198,7 +217,7 @@ def _predict_one(req: PredictRequest, cat: Catalog) -> Prediction:
     return Prediction(
         # The busiest replica sets the latency; throughputs count only submitted requests.
         request=req,
-        metrics=scaled_metrics(table, 0, req.batch / per_replica),
+        metrics=scaled_metrics(table, 0, req.batch / (per_replica * req.attention_dp)),  # table: a whole replica's throughput
         memory=memory_breakdown(table, 0, running=_static_running(req, table, cat, per_replica)),
         replicas=replicas,
         batch_per_replica=per_replica,
@@ -298,12 +317,17 @@ def serving_running_cap(req: PredictRequest, table: OptionTable, cat: Catalog) -
 def _refuse_unsupported(req: PredictRequest, cat: Catalog, fw: Framework, gpu: Gpu) -> None:
     """What the engine cannot run on this GPU is refused with the engine's own reason."""
     kv = req.kv_dtype or default_kv_dtype(req.dtype)
-    refusal = _refusal(fw, gpu, req.dtype, kv, req.pp, req.resolved_tp * req.pp)
-    if refusal is None:
-        return
-    field, reason = refusal
-    hint = f" (use one of {_engines_for(cat, gpu)})" if field == "framework" else ""
-    raise InvalidRequestError(f"{field}: {reason}{hint}")
+    tp, dp, ep = req.resolved_tp, req.attention_dp, req.moe_ep
+    refusal = _refusal(fw, gpu, req.dtype, kv, req.pp, tp * dp * req.pp)
+    if refusal is not None:
+        field, reason = refusal
+        hint = f" (use one of {_engines_for(cat, gpu)})" if field == "framework" else ""
+        raise InvalidRequestError(f"{field}: {reason}{hint}")
+    moe = moe_layout_reason(
+        fw, attention_dp=dp, moe_ep=ep, gpus_per_replica=tp * dp * req.pp, gpus_per_node=gpu.gpus_per_node, tp=tp, moe_tp=tp * dp // ep
+    )
+    if moe is not None:
+        raise InvalidRequestError(f"{'moe_ep' if ep > 1 else 'attention_dp'}: {moe}")
 
 
 _REFUSALS: dict[tuple, tuple[Framework, Gpu, tuple[str, str] | None]] = {}

@@ -4,6 +4,11 @@ analytic steady state of the same configuration.
 The replica's KV capacity, step costs and engine defaults come from the same option table
 as ``predict``; the stream's lengths from a fixed pair, buckets, a named mix or a trace
 (read by ``io/traces.py`` and passed in as arrays).
+
+With attention data parallelism (``attention_dp`` > 1, a MoE layout as ``predict`` takes it)
+each rank of a replica runs its own scheduler over its own KV pool: one rank is simulated at
+the replica's load divided over its ranks, and the replica's throughputs are ``attention_dp``
+times the rank's.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 
+from guideopt.analyses.predict import checked_layout
 from guideopt.catalog import Catalog, load_catalog, load_length_mix
 from guideopt.costs.engine_defaults import token_budget
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths, sample_lengths
 from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_table, stream_metrics, sustainable_rate
-from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, tp_is_valid
+from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
+from guideopt.model.limits import MAX_PARALLEL_SIZE
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import REPORTED_PERCENTILES, SimulateRequest
 from guideopt.simulator.engine import EngineSpec, SimResult, simulate
@@ -30,6 +38,24 @@ from guideopt.simulator.sampling import make_stream, sample_mix, sample_table
 from guideopt.simulator.table import StepTable
 
 TraceArrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+# The simulated rank's figures that a replica has ``attention_dp`` times over.
+REPLICA_THROUGHPUT_KEYS = ("request_throughput_rps", "output_throughput_tok_s", "total_throughput_tok_s", "goodput_rps")
+
+
+class LayoutSimulateRequest(SimulateRequest):
+    """A ``SimulateRequest`` with a MoE layout (``predict``'s fields; the request rules are
+    predict's, checked by ``configuration``)."""
+
+    attention_dp: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="attention data-parallel ranks per replica")
+    moe_tp: int | None = Field(default=None, gt=0, le=MAX_PARALLEL_SIZE, description="TP of each expert; default tp·attention_dp/moe_ep")
+    moe_ep: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="expert-parallel ranks of the MoE layers")
+
+
+def layout(req: SimulateRequest) -> tuple[int, int | None, int]:
+    """(attention_dp, moe_tp as given, moe_ep) of the request (a plain ``SimulateRequest``: plain TP)."""
+    if not isinstance(req, LayoutSimulateRequest):
+        return 1, None, 1
+    return req.attention_dp, req.moe_tp, req.moe_ep
 
 
 @dataclass(frozen=True)
@@ -55,18 +81,23 @@ class Simulation:
 
     def as_dict(self) -> dict:
         req = self.request
+        dp, moe_tp, moe_ep = layout(req)
+        rank = self.report.as_dict()
         a = self.analytic
         analytic = {
             m: {"mean": float(a.dist(m).mean[0]), **{f"p{p:g}": float(v[0]) for p, v in a.dist(m).percentiles.items()}}
             for m in ("ttft_ms", "tpot_ms", "e2e_ms", "queue_ms")
         }
-        return {
+        out = {
             "model": req.model,
             "gpu": req.gpu,
             "framework": req.framework,
             "dtype": req.dtype,
             "tp": req.tp,
             "pp": req.pp,
+            "attention_dp": dp,
+            "moe_tp": moe_tp or req.tp * dp // moe_ep,
+            "moe_ep": moe_ep,
             "replicas": req.replicas,
             "running_cap": self.engine.running_cap,
             "token_budget": self.engine.token_budget,
@@ -75,9 +106,12 @@ class Simulation:
             "rate_rps": self.rate_rps,
             "concurrency": req.workload.concurrency,
             "sustainable_rate_rps": self.sustainable_rate_rps,
-            "simulated": self.report.as_dict(),
+            "simulated": {**rank, **{k: rank[k] * dp for k in REPLICA_THROUGHPUT_KEYS if rank[k] is not None}},  # a replica
             "analytic": {"metrics": analytic, "stable": bool(a.stable[0])},
         }
+        if dp > 1:  # the rank as simulated; kv_cache_tokens and running_cap above are a rank's too
+            out["simulated_rank"] = rank
+        return out
 
 
 def resolve_lengths(
@@ -120,12 +154,11 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
     gpu, fw = cat.gpu(req.gpu), cat.framework(req.framework)
     dtype = _dtype(req.dtype, "dtype")
     kv_dtype = _dtype(req.kv_dtype, "kv_dtype") if req.kv_dtype else None
-    if gpu.vendor.value not in fw.vendors:
-        raise InvalidRequestError(f"framework: {fw.id} does not run on {gpu.vendor.value} GPUs like {gpu.id} (pick another framework)")
-    if not bool(tp_is_valid(arch, np.array([req.tp]))[0]):
-        raise InvalidRequestError(f"tp: {req.tp} does not divide {arch.id}'s {arch.tp_problem(req.tp)} (config.json; try 1, 2, 4 or 8)")
-    if req.pp > 1 and not fw.pipeline_parallel:
-        raise InvalidRequestError(f"pp: {fw.id} has no pipeline parallelism (use pp 1)")
+    dp, moe_tp, moe_ep = layout(req)
+    mean_in, mean_out = max(int(round(lengths.mean_input)), 1), max(int(round(lengths.mean_output)), 1)
+    fields = {"model": req.model, "gpu": req.gpu, "tp": req.tp, "pp": req.pp, "framework": req.framework, "dtype": dtype}
+    fields |= {"kv_dtype": kv_dtype, "attention_dp": dp, "moe_tp": moe_tp, "moe_ep": moe_ep, "input_len": mean_in, "output_len": mean_out}
+    checked_layout({k: v for k, v in fields.items() if v is not None}, cat)  # engine, TP, PP and expert-split refusals, as predict's
     longest = int(lengths.input_len.max())
     budget = token_budget(fw, gpu.memory_bytes, requested=req.token_budget, longest_prompt=longest)
     if not fw.chunked_prefill and budget < longest:
@@ -139,22 +172,24 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
         tp=[req.tp],
         pp=[req.pp],
         batch=[1],
-        input_len=max(int(round(lengths.mean_input)), 1),
-        output_len=max(int(round(lengths.mean_output)), 1),
+        input_len=mean_in,
+        output_len=mean_out,
         kv_dtype=kv_dtype,
         split=[budget],
         allow_waves=True,
         allow_multi_node_tp=True,
+        attention_dp=[dp],
+        moe_ep=[moe_ep],
     )
     table = build_option_table(arch, space, cat.calibration)
-    kv_tokens = int(table.memory.kv_tokens[0]) if len(table) else 0
+    kv_tokens = int(table.memory.kv_tokens[0]) if len(table) else 0  # a rank's pool
     if len(table) == 0 or kv_tokens < lengths.max_total:
         raise NoFeasiblePlanError(
             f"does not fit: {arch.id} on {gpu.id} at tp={req.tp}, pp={req.pp} leaves {kv_tokens} KV tokens, fewer than the longest request's {lengths.max_total} (use more TP/PP, a larger GPU or a lower precision)",
             ["memory"],
         )
-    policy = kv_policy(fw.id)
-    cap = req.running_cap or fw.max_num_seqs
+    policy = kv_policy(fw.calibration_id)
+    cap = req.running_cap or fw.max_num_seqs  # per engine instance: per attention-DP rank
     if fw.chunked_prefill:
         cap = min(cap, budget)  # vLLM caps max_num_seqs at max_num_batched_tokens: every decode needs a token
     opts = options_from_table(table, cat.calibration, running_cap=cap, reserve_kv=policy is KvPolicy.RESERVE)
@@ -180,16 +215,17 @@ def run_simulation(
     lengths, inputs, outputs, arrival = resolve_lengths(req, arch, trace)
     conf = configuration(req, lengths, int(max(inputs.max() + outputs.max(), lengths.max_total)), cat)
     wl = req.workload
-    per_rate = wl.rate_rps / req.replicas if wl.rate_rps is not None else None
-    clients = math.ceil(wl.concurrency / req.replicas) if wl.concurrency is not None else None
-    if arrival is not None and req.replicas > 1:
-        arrival = arrival[:: req.replicas]  # every n-th recorded request goes to the simulated replica
-        inputs, outputs = inputs[:: req.replicas], outputs[:: req.replicas]
+    ranks = req.replicas * layout(req)[0]  # the load spreads evenly over replicas and their attention-DP ranks
+    per_rate = wl.rate_rps / ranks if wl.rate_rps is not None else None
+    clients = math.ceil(wl.concurrency / ranks) if wl.concurrency is not None else None
+    if arrival is not None and ranks > 1:
+        arrival = arrival[::ranks]  # every n-th recorded request goes to the simulated rank
+        inputs, outputs = inputs[::ranks], outputs[::ranks]
     stream = make_stream(inputs, outputs, rate_rps=per_rate, concurrency=clients, arrival_s=arrival, burstiness=wl.burstiness, seed=wl.seed)
     result = simulate(stream, conf.engine, conf.step_table, progress)
     pcts = tuple(sorted(set(REPORTED_PERCENTILES) | {p for t in req.slo.values() for p in t.targets}))
     report = stream_report(result, slo=req.slo or None, percentiles=pcts, warmup_fraction=req.warmup_fraction)
     offered = per_rate if per_rate is not None else report.request_throughput_rps
     analytic = stream_metrics(conf.arch, conf.options, lengths, np.array([offered]), burstiness=wl.burstiness, percentiles=pcts)
-    best = float(sustainable_rate(conf.arch, conf.options, lengths, burstiness=wl.burstiness)[0]) * req.replicas
+    best = float(sustainable_rate(conf.arch, conf.options, lengths, burstiness=wl.burstiness)[0]) * ranks
     return Simulation(req, report, analytic, best, wl.rate_rps, result, conf.engine)

@@ -158,6 +158,13 @@ def fit_imbalance(p: _Prepared, kernels: dict[str, MoeKernelEfficiency]) -> floa
 def fit_moe(catalog: Catalog, rows: list[MoeKernelRow]) -> tuple[MoeEfficiency, dict[str, dict[str, float]]]:
     """The fitted terms and the median absolute error per engine and GPU (fitted, and with that GPU held out)."""
     p = prepare(catalog, rows)
+    moe = _fit_terms(p)
+    keep = np.array([r.distribution == BALANCED or (r.distribution == SKEWED and r.moe_ep > 1) for r in rows])
+    return moe, report(catalog, p, moe, keep)
+
+
+def _fit_terms(p: _Prepared) -> MoeEfficiency:
+    rows = p.rows
     balanced = np.array([r.distribution == BALANCED for r in rows])
     skewed = np.array([r.distribution == SKEWED and r.moe_ep > 1 for r in rows])
     engines = sorted({r.engine for r in rows})
@@ -170,13 +177,11 @@ def fit_moe(catalog: Catalog, rows: list[MoeKernelRow]) -> tuple[MoeEfficiency, 
             update={"fitted_from": f"{len(sel.rows)} balanced fused-MoE timings on {', '.join(gpus)} ({_sources(sel.rows)})"}
         )
     imbalance = fit_imbalance(_subset(p, skewed), kernels)
-    n_skewed = int(skewed.sum())
-    moe = MoeEfficiency(
+    return MoeEfficiency(
         imbalance_per_rank=imbalance,
         engines=kernels,
-        fitted_from=f"imbalance: {n_skewed} {SKEWED} fused-MoE timings with moe_ep > 1; kernels: per engine, see each entry",
+        fitted_from=f"imbalance: {int(skewed.sum())} {SKEWED} fused-MoE timings with moe_ep > 1; kernels: per engine, see each entry",
     )
-    return moe, report(catalog, p, moe, balanced | skewed)
 
 
 def _sources(rows: list[MoeKernelRow]) -> str:
@@ -198,3 +203,14 @@ def report(catalog: Catalog, p: _Prepared, moe: MoeEfficiency, keep: np.ndarray)
             out[f"{engine} {gpu}"]["held_out_gpu"] = float(np.median(np.abs(held / q.measured_s - 1.0)))
         out[f"{engine} {gpu}"]["rows"] = float(len(q.rows))
     return dict(out)
+
+
+def moe_shape(hidden: int, f: MoeFfn) -> tuple[int, int, int, int]:
+    """(hidden, expert width, experts, top-k): what identifies one model's fused-MoE kernel rows."""
+    return hidden, f.expert_intermediate_size, f.num_experts, f.experts_per_token
+
+
+def fit_moe_without(catalog: Catalog, rows: list[MoeKernelRow], shape: tuple[int, int, int, int]) -> MoeEfficiency:
+    """The fused-MoE terms refitted without the kernel rows of one model shape (leave-one-model-out)."""
+    kept = [r for r in rows if (r.hidden, r.inter, r.experts, r.topk) != shape]
+    return _fit_terms(prepare(catalog, kept))

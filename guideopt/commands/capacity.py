@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from guideopt import api
-from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
+from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option, layout_options
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.io.render import memory_table, table
 
@@ -33,10 +33,11 @@ PROGRESS_MIN_ROWS = 20
 @click.option("--gpu", required=True, help="GPU id (see `guideopt catalog gpus`).")
 @click.option("--tp", type=int, default=None, help="Tensor-parallel size (default: num_gpus / pp, or 1).")
 @click.option("--pp", type=int, default=1, show_default=True)
-@click.option("--num-gpus", type=int, default=None, help="GPUs per replica when --tp is not given.")
+@click.option("--num-gpus", type=int, default=None, help="GPUs per replica when --tp is not given (tp = num-gpus / (pp x attention-dp)).")
 @click.option("--framework", default="vllm", show_default=True)
 @click.option("--dtype", default=None, help="Weight precision (default: the checkpoint's, e.g. fp8 for DeepSeek-R1; else fp16).")
 @click.option("--kv-dtype", default=None)
+@layout_options
 @click.option("--input-len", required=True, help="Prompt length: 512, a list 512,1024 or a range 128:8192:x2.")
 @click.option("--output-len", required=True, help="Output length: same forms as --input-len.")
 @click.option("--batch", type=int, default=None, help="A batch to check; too large a batch is split into sub-batches.")
@@ -45,7 +46,12 @@ PROGRESS_MIN_ROWS = 20
 @click.option("--ttft-ms", type=float, default=None, help="SLO for --rate sizing.")
 @click.option("--tpot-ms", type=float, default=None, help="SLO for --rate sizing.")
 @click.option("--percentile", type=float, default=None, help="The percentile --ttft-ms/--tpot-ms bound (default 90), as in plan --rate.")
-@click.option("--running-cap", type=int, default=None, help="Max running requests per replica for --rate (default: the engine's).")
+@click.option(
+    "--running-cap",
+    type=int,
+    default=None,
+    help="Max running requests per replica (per attention-DP rank) for --rate (default: the engine's).",
+)
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows instead of a table.")
 @calibration_option
 @json_option
@@ -59,6 +65,9 @@ def capacity(
     framework: str,
     dtype: str,
     kv_dtype: str | None,
+    attention_dp: int | None,
+    moe_tp: int | None,
+    moe_ep: int | None,
     input_len: str,
     output_len: str,
     batch: int | None,
@@ -92,6 +101,9 @@ def capacity(
         "framework": framework,
         "dtype": dtype,
         "kv_dtype": kv_dtype,
+        "attention_dp": attention_dp,
+        "moe_tp": moe_tp,
+        "moe_ep": moe_ep,
         "batch": batch,
         "split": split,
         "rate": rate,
@@ -143,6 +155,11 @@ class _plain:
 
 
 def _capacity_notes(r: dict[str, Any]) -> None:
+    if r["attention_dp"] > 1:
+        click.echo(
+            f"attention DP {r['attention_dp']} (moe_tp {r['moe_tp']}, moe_ep {r['moe_ep']}, {r['gpus_per_replica']} GPUs per replica): "
+            f"each rank holds its own {r['kv_cache_tokens']:,} KV tokens and {r['max_batch_per_rank']:,} requests"
+        )
     if not r["fits"]:
         click.echo(f"does not fit: {_not_fit_reason(r)}")
     if r.get("sub_batch_count", 0) > 1:

@@ -45,6 +45,11 @@ FLAG_NAMES: dict[str, str] = {
     "time_limit_s": "--time-limit-s",
     "parallelism.tp": "--tp",
     "parallelism.pp": "--pp",
+    "parallelism.ep": "--ep",
+    "parallelism.attention_dp": "--attention-dp",
+    "attention_dp": "--attention-dp",
+    "moe_tp": "--moe-tp",
+    "moe_ep": "--moe-ep",
     "framework": "--framework",
     "precision": "--dtype",
     "kv_dtype": "--kv-dtype",
@@ -239,6 +244,22 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("--tp", "tps", {"multiple": True, "type": int, "help": "Allowed TP sizes (repeatable; default 1,2,4,8)."}, False),
     ("--pp", "pps", {"multiple": True, "type": int, "help": "Allowed PP sizes (repeatable; default 1,2,4)."}, False),
     (
+        "--ep",
+        "eps",
+        {
+            "multiple": True,
+            "type": int,
+            "help": "MoE: allowed expert-parallel sizes (repeatable; default 1 or the whole stage: TP, TEP, DEP).",
+        },
+        False,
+    ),
+    (
+        "--attention-dp",
+        "attention_dps",
+        {"multiple": True, "type": int, "help": "MoE: allowed attention data-parallel ranks per replica (repeatable; default 1-64)."},
+        False,
+    ),
+    (
         "--prices",
         "prices",
         {
@@ -322,6 +343,8 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
             for k, v in (
                 ("tp", list(flags.get("tps") or ())),
                 ("pp", list(flags.get("pps") or ())),
+                ("ep", list(flags.get("eps") or ())),
+                ("attention_dp", list(flags.get("attention_dps") or ())),
                 ("max_gpus", flags.get("max_gpus")),
                 ("max_nodes", flags.get("max_nodes")),
             )
@@ -346,3 +369,23 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
     if flags.get("dtypes"):
         request["precision"] = list(flags["dtypes"])
     return clean_request(request)
+
+
+def layout_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The MoE layout flags of ``predict``, ``capacity`` and ``simulate`` (CONTRACT "Layouts")."""
+    for option in reversed(
+        (
+            click.option(
+                "--attention-dp",
+                type=int,
+                default=None,
+                help="Attention data-parallel ranks per replica (MoE: DEP); GPUs per replica = tp x attention-dp x pp.",
+            ),
+            click.option(
+                "--moe-tp", type=int, default=None, help="Tensor parallelism of each expert (default: tp x attention-dp / moe-ep)."
+            ),
+            click.option("--moe-ep", type=int, default=None, help="Expert-parallel ranks of the MoE layers (TEP: --tp 8 --moe-ep 8)."),
+        )
+    ):
+        func = option(func)
+    return func

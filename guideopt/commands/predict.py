@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from guideopt import api
-from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
+from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option, layout_options
 from guideopt.errors import GuideoptError
 from guideopt.io.render import prediction_text
 
@@ -23,14 +23,7 @@ from guideopt.io.render import prediction_text
 @click.option("--framework", default="vllm", show_default=True)
 @click.option("--dtype", default=None, help="Weight precision (default: the checkpoint's, e.g. fp8 for DeepSeek-R1; else fp16).")
 @click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
-@click.option(
-    "--attention-dp",
-    type=int,
-    default=None,
-    help="Attention data-parallel ranks per replica (MoE: DEP); GPUs per replica = tp x attention-dp x pp.",
-)
-@click.option("--moe-tp", type=int, default=None, help="Tensor parallelism of each expert (default: tp x attention-dp / moe-ep).")
-@click.option("--moe-ep", type=int, default=None, help="Expert-parallel ranks of the MoE layers (TEP: --tp 8 --moe-ep 8).")
+@layout_options
 @click.option("--batch", type=int, default=None, help="Requests submitted together (default 1; or give --concurrency).")
 @click.option("--input-len", type=int, help="Prompt tokens per request.")
 @click.option("--output-len", type=int, help="Generated tokens per request.")

@@ -8,11 +8,14 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from guideopt.commands.common import echo_json, handle_errors, json_option
+from guideopt.commands.common import echo_json, handle_errors, json_option, layout_options
 from guideopt.errors import InvalidRequestError
 
 PROGRESS_MIN_REQUESTS = 20_000  # below this a run takes well under a second: no bar
 TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+# Whole-number flags that must be > 0 (the request models would name the key, not the flag).
+POSITIVE_COUNTS: tuple[str, ...] = ("concurrency", "input_len", "output_len", "num_requests", "running_cap", "token_budget", "tp", "pp")
+POSITIVE_COUNTS += ("replicas", "attention_dp", "moe_tp", "moe_ep")
 
 
 @click.command()
@@ -20,11 +23,20 @@ TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 @click.option("--gpu", required=True, help="GPU id (see `guideopt catalog gpus`).")
 @click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel size per replica.")
 @click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size per replica.")
-@click.option("--replicas", type=int, default=1, show_default=True, help="Replicas sharing the stream (one is simulated).")
+@click.option(
+    "--replicas",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Replicas sharing the stream (one is simulated; one attention-DP rank of it).",
+)
 @click.option("--framework", default="vllm", show_default=True)
 @click.option("--dtype", default=None, help="Weight precision (default: the checkpoint's, e.g. fp8 for DeepSeek-R1; else fp16).")
 @click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
-@click.option("--running-cap", type=int, default=None, help="Max running requests (vLLM max_num_seqs; default: the engine's).")
+@layout_options
+@click.option(
+    "--running-cap", type=int, default=None, help="Max running requests per engine rank (vLLM max_num_seqs; default: the engine's)."
+)
 @click.option("--token-budget", type=int, default=None, help="Tokens per step (max_num_batched_tokens; default: the engine's).")
 @click.option("--rate", type=float, default=None, help="Open-loop arrivals, requests/s for the whole deployment.")
 @click.option("--concurrency", type=int, default=None, help="Closed-loop clients for the whole deployment.")
@@ -81,11 +93,12 @@ def simulate(**kw) -> None:
 
 
 def _request(kw: dict):
-    from guideopt.model.workload import SimulateRequest, parse_percentile
+    from guideopt.analyses.simulate import LayoutSimulateRequest
+    from guideopt.model.workload import parse_percentile
 
     _check_positive(kw, "rate", "--rate", "requests/s")
     _check_positive(kw, "burstiness", "--burstiness", "(1 = Poisson)")
-    for key in ("concurrency", "input_len", "output_len", "num_requests", "running_cap", "token_budget", "tp", "pp", "replicas"):
+    for key in POSITIVE_COUNTS:
         if kw.get(key) is not None and kw[key] <= 0:
             raise InvalidRequestError(f"--{key.replace('_', '-')}: must be > 0 (got {kw[key]})")
     if (kw["rate"] is None) == (kw["concurrency"] is None) and kw["rate"] is not None:
@@ -120,6 +133,7 @@ def _request(kw: dict):
         "tp": kw["tp"],
         "pp": kw["pp"],
         "replicas": kw["replicas"],
+        **{k: kw[k] for k in ("attention_dp", "moe_tp", "moe_ep") if kw[k] is not None},  # else plain TP
         "framework": kw["framework"],
         "dtype": kw["dtype"],
         "kv_dtype": kw["kv_dtype"],
@@ -139,7 +153,7 @@ def _request(kw: dict):
     if data["dtype"] is None:  # the checkpoint's own precision
         del data["dtype"]
     try:
-        return SimulateRequest.model_validate(data), trace_path
+        return LayoutSimulateRequest.model_validate(data), trace_path
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])

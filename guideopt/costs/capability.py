@@ -86,6 +86,37 @@ def layout_reason(fw: Framework, *, pp: int, gpus_per_replica: int, gpus_per_nod
     return None
 
 
+def moe_layout_reason(
+    fw: Framework,
+    *,
+    attention_dp: int,
+    moe_ep: int,
+    gpus_per_replica: int,
+    gpus_per_node: int,
+    tp: int | None = None,
+    moe_tp: int | None = None,
+) -> str | None:
+    """Why ``fw`` cannot run attention DP ``attention_dp`` with experts split over ``moe_ep`` ranks
+    of ``moe_tp`` GPUs in a replica of ``gpus_per_replica`` GPUs (None: it can, or the layout is
+    plain TP). ``tp`` is the attention TP inside each DP rank; ``tp``/``moe_tp`` None: not checked."""
+    cap = fw.capabilities
+    name = f"{fw.id} ({fw.name} {fw.version})"
+    if moe_ep > 1 and not cap.expert_parallel:
+        return f"{name} has no expert parallelism (use moe_ep 1, or an engine version with EP)"
+    if attention_dp > 1 and not cap.attention_dp:
+        return f"{name} has no attention data parallelism (use attention_dp 1, or an engine version with it)"
+    if attention_dp > 1 and tp is not None and tp > 1 and not cap.attention_tp_with_dp:
+        return f"{name} runs attention DP with one GPU per rank (use tp 1 with attention_dp {attention_dp * tp})"
+    if moe_ep > 1 and moe_tp is not None and moe_tp > 1 and not cap.moe_tp_with_ep:
+        return f"{name} splits the experts over every GPU of the instance with EP (use moe_tp 1, moe_ep {moe_ep * moe_tp})"
+    if (moe_ep > 1 or attention_dp > 1) and gpus_per_replica > gpus_per_node and not cap.multi_node_ep:
+        return (
+            f"{name} does not run expert parallelism or attention DP across nodes "
+            f"({gpus_per_replica} GPUs > {gpus_per_node} per node; keep the EP group on one node)"
+        )
+    return None
+
+
 def mixed_pipeline_reason(fw: Framework, a: Gpu, b: Gpu, tp_a: int, tp_b: int) -> str | None:
     """Why one ``fw`` instance cannot pipeline stage A on ``a`` into stage B on ``b``."""
     cap = fw.capabilities

@@ -197,7 +197,8 @@ def memory_arrays(
     weights = weights_per_gpu_bytes(arch, tp=tp, pp=pp, w_bytes=w_bytes, dp=dp, ep=ep)
     act = activation_peak_bytes(arch, tp=tp, token_budget=token_budget, max_seqs=fw.max_num_seqs)
     overhead = framework_overhead_bytes(fw, tp=tp) + np.zeros_like(weights)
-    fraction = memory_fraction(fw, gpu_memory_bytes=gpu_memory_bytes, tp=tp, pp=pp, split=token_budget)
+    # SGLang sizes its reserve by tp_size, which with attention DP counts every GPU of the stage (tp × dp)
+    fraction = memory_fraction(fw, gpu_memory_bytes=gpu_memory_bytes, tp=np.asarray(tp) * dp, pp=pp, split=token_budget)
     pool, usable = kv_pool_bytes(
         fw, gpu_memory_bytes=gpu_memory_bytes, weights=weights, activation=act, overhead=overhead, fraction=fraction
     )

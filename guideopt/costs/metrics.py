@@ -42,8 +42,8 @@ class StaticBatchInputs:
     flash: bool = True
     # Kernel time of one pass, when not the uniform TP×PP model (asymmetric pipelines).
     forward: Callable[[PassShape], np.ndarray] | None = None
-    dp: float = 1.0  # attention-DP ranks (arrays above are per rank)
-    ep: float = 1.0  # expert-parallel ranks
+    dp: np.ndarray | float = 1.0  # attention-DP ranks (arrays above are per rank)
+    ep: np.ndarray | float = 1.0  # expert-parallel ranks
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from guideopt.costs.comm import all_to_all_s, pipeline_send_s, ring_allreduce_s
+from guideopt.costs.comm import moe_exchange_s, pipeline_send_s, ring_allreduce_s
 from guideopt.costs.hardware import HardwareArrays
 from guideopt.costs.layer_ops import (
     LayerLayout,
@@ -70,20 +70,13 @@ def _elementwise_s(g: LayerGroup, h: int, shape: PassShape, lay: LayerLayout, hw
 
 
 def _comm_s(g: LayerGroup, h: int, shape: PassShape, lay: LayerLayout, hw):
-    """TP all-reduces after the mixer and the FFN; MoE dispatch and combine across expert ranks.
-
-    With attention DP the expert layer gathers every rank's tokens: an all-to-all among the
-    tp·dp GPUs of the stage when experts are split (ep > 1), else an all-gather and a
-    reduce-scatter of the same size (priced as two all-to-alls)."""
+    """TP all-reduces after the mixer and a dense FFN; an MoE layer's dispatch and combine
+    (``moe_exchange_s``: an all-reduce without attention DP, all-gather and reduce-scatter with it)."""
     message = shape.new_tokens * h * ACT_BYTES
     sublayers = (g.attention is not None) + (g.ffn is not None and not isinstance(g.ffn, MoeFfn))
     t = sublayers * ring_allreduce_s(message_bytes=message, tp=lay.tp, hw=hw)
     if isinstance(g.ffn, MoeFfn):
-        ranks = lay.tp * lay.dp
-        spread = (lay.ep > 1) | (lay.dp > 1)
-        routed = message * np.where(lay.ep > 1, g.ffn.experts_per_token / lay.tp, 1.0)
-        exchange = 2 * all_to_all_s(message_bytes=routed, ranks=ranks, hw=hw)
-        t = t + np.where(spread, exchange, ring_allreduce_s(message_bytes=message, tp=lay.tp, hw=hw))
+        t = t + moe_exchange_s(message_bytes=message, tp=lay.tp, dp=lay.dp, hw=hw)
     return t
 
 

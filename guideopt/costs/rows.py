@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from guideopt.costs.tables import OptionTable
+from guideopt.model.layout_names import layout_words
 from guideopt.model.plan import MemoryBreakdown, Metrics
 from guideopt.units import BYTES_PER_GB
 
@@ -37,3 +40,17 @@ def scaled_metrics(table: OptionTable, i: int, replicas: float) -> Metrics:
     for key in THROUGHPUT_KEYS:
         m[key] *= replicas
     return Metrics(**m)
+
+
+def layout_fields(table: OptionTable, i: int) -> dict[str, Any]:
+    """A row's layout as the plan's group fields (CONTRACT "Layouts"): tp, pp, attention_dp,
+    moe_tp, moe_ep and the layout in words; GPUs per replica = tp × attention_dp × pp."""
+    tp, pp, dp, ep = (int(a[i]) for a in (table.tp, table.pp, table.dp, table.ep))
+    return {
+        "tp": tp,
+        "pp": pp,
+        "attention_dp": dp,
+        "moe_tp": tp * dp // ep if table.arch.is_moe else None,
+        "moe_ep": ep,
+        "layout": layout_words(tp, pp, dp, ep) if table.arch.is_moe else None,
+    }

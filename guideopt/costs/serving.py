@@ -55,8 +55,8 @@ class ServingInputs:
     kv_keep: np.ndarray
     flash: bool = True
     lockstep_share: float = 0.0  # Calibration.closed_loop: how far the clients stay in step
-    dp: float = 1.0  # attention-DP ranks (arrays above are per rank)
-    ep: float = 1.0  # expert-parallel ranks
+    dp: np.ndarray | float = 1.0  # attention-DP ranks (arrays above are per rank)
+    ep: np.ndarray | float = 1.0  # expert-parallel ranks
 
 
 @dataclass(frozen=True)

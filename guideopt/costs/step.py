@@ -34,6 +34,10 @@ class StepConfig:
     w_bytes: np.ndarray
     kv_bytes: np.ndarray
     flash: bool = True
+    # Attention-DP ranks and expert-parallel ranks: a step is one rank's (its own requests),
+    # its MoE layers gathering the tokens of all dp ranks (``costs/roofline.py``).
+    dp: np.ndarray | float = 1.0
+    ep: np.ndarray | float = 1.0
 
 
 def prefill_pairs(chunk_tokens, prefix_tokens) -> np.ndarray:
@@ -61,7 +65,9 @@ def step_shape(*, decodes, decode_kv_tokens, prefill_tokens, prefill_seqs, prefi
 
 def step_time_s(arch: ModelArch, cfg: StepConfig, hw: HardwareArrays, shape: PassShape, prefill_tokens) -> np.ndarray:
     """Seconds of one engine step: kernels of the pass plus the engine's per-step overhead."""
-    kernels = forward_pass_s(arch, shape, tp=cfg.tp, pp=cfg.pp, w_bytes=cfg.w_bytes, kv_bytes=cfg.kv_bytes, hw=hw, flash=cfg.flash)
+    kernels = forward_pass_s(
+        arch, shape, tp=cfg.tp, pp=cfg.pp, w_bytes=cfg.w_bytes, kv_bytes=cfg.kv_bytes, hw=hw, flash=cfg.flash, dp=cfg.dp, ep=cfg.ep
+    )
     overhead = np.where(np.asarray(prefill_tokens) > 0, hw.prefill_step_overhead_s, hw.decode_step_overhead_s)
     return kernels + overhead
 

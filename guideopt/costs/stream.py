@@ -26,21 +26,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guideopt.costs.hardware import HardwareArrays, hardware_arrays
+from guideopt.costs.hardware import HardwareArrays
 from guideopt.costs.lengths import LengthTable
 from guideopt.costs.queueing import Wait, combine, kingman_wait, merge_buckets, mixture_cdf, mixture_mean, mixture_quantiles, slot_wait
 from guideopt.costs.step import StepConfig, mixed_step_s
+from guideopt.costs.stream_fixed_point import MIN_SHARE, FixedPointInputs, solve_fixed_point
+from guideopt.costs.tables import hardware_for_rows
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import REPORTED_PERCENTILES
 from guideopt.units import MS_PER_S
 
-FIXED_POINT_ITERATIONS = 60
-FIXED_POINT_DAMPING = 0.5  # new = (1−a)·old + a·update keeps the iteration from oscillating
 CONVERGED_REL = 1e-3  # a fixed point that still moves by more than this is overload
 UNIFORM_SD = 1.0 / np.sqrt(12.0)  # sd of a uniform wait over one step, in steps
 RATE_GRID_POINTS = 48  # λ values tried per round when searching the sustainable rate
 RATE_GRID_ROUNDS = 3  # each round narrows the bracket RATE_GRID_POINTS-fold
-MIN_SHARE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -61,9 +60,18 @@ class StreamOptions:
 
     def take(self, idx) -> StreamOptions:
         def sub(a):
-            return np.asarray(a)[idx]
+            a = np.asarray(a)
+            return a if a.ndim == 0 else a[idx]
 
-        cfg = StepConfig(sub(self.cfg.tp), sub(self.cfg.pp), sub(self.cfg.w_bytes), sub(self.cfg.kv_bytes), self.cfg.flash)
+        cfg = StepConfig(
+            sub(self.cfg.tp),
+            sub(self.cfg.pp),
+            sub(self.cfg.w_bytes),
+            sub(self.cfg.kv_bytes),
+            self.cfg.flash,
+            sub(self.cfg.dp),
+            sub(self.cfg.ep),
+        )
         hw = HardwareArrays(**{f: sub(getattr(self.hw, f)) for f in HardwareArrays.__dataclass_fields__})
         return StreamOptions(
             cfg,
@@ -142,7 +150,9 @@ def _broadcast(opts: StreamOptions, extra_dims: int) -> tuple[StepConfig, Hardwa
         a = np.asarray(a, dtype=float)
         return a.reshape(a.shape + (1,) * extra_dims)
 
-    cfg = StepConfig(ex(opts.cfg.tp), ex(opts.cfg.pp), ex(opts.cfg.w_bytes), ex(opts.cfg.kv_bytes), opts.cfg.flash)
+    cfg = StepConfig(
+        ex(opts.cfg.tp), ex(opts.cfg.pp), ex(opts.cfg.w_bytes), ex(opts.cfg.kv_bytes), opts.cfg.flash, ex(opts.cfg.dp), ex(opts.cfg.ep)
+    )
     hw = HardwareArrays(**{f: ex(getattr(opts.hw, f)) for f in HardwareArrays.__dataclass_fields__})
     return cfg, hw
 
@@ -174,36 +184,24 @@ def steady_state(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, rat
     slots = np.minimum(ex(opts.running_cap), np.floor(ex(opts.kv_tokens) / kv_tokens_per_request(lengths, ex(opts.reserve_kv))))
     slots = np.maximum(slots, 1.0)
 
-    def step(d, p, seqs, q):
-        return mixed_step_s(
-            arch, cfg, hw, decodes=d, decode_kv_tokens=d * ctx * keep, prefill_tokens=p, prefill_seqs=seqs, prefill_pair_count=q
-        )
-
-    tau = step(0.0, mean_in, 1.0, pairs) + 0 * lam
-    tau_mix, tau_dec = tau, tau
-    f = np.zeros_like(tau)
-    for _ in range(FIXED_POINT_ITERATIONS):
-        tpot = np.where(chunked, tau, tau / np.maximum(1.0 - f, MIN_SHARE))
-        d = np.minimum(lam * dec_steps * tpot, slots)
-        room = np.where(chunked, np.maximum(budget - d, 1.0), budget)
-        passes = (w * np.ceil(inp / room[..., None])).sum(axis=-1)
-        # The next step carries prompt tokens when a prompt arrived during this one; long
-        # mixed steps collect more arrivals (a two-state Markov chain over step kinds).
-        units = lam * np.where(chunked, passes, 1.0)
-        stay_dec = np.exp(-units * tau_dec)
-        f = np.maximum((1.0 - stay_dec) / (1.0 - stay_dec + np.exp(-units * tau_mix)), MIN_SHARE)
-        p = np.minimum(lam * mean_in * tau / f, room)
-        seqs = np.maximum(lam * passes * tau / f, 1.0)
-        q = lam * pairs * tau / f * np.minimum(1.0, room / np.maximum(lam * mean_in * tau / f, 1e-300))
-        # A decoding request sees itself plus the others: d + 1 decodes (the new prompt's
-        # step, seen on arrival, holds the d others).
-        d_seen = np.minimum(d + 1.0, slots)
-        tau_mix = step(np.where(chunked, d, 0.0), p, seqs, q)
-        tau_mix_seen = step(np.where(chunked, d_seen, 0.0), p, seqs, q)
-        tau_dec = step(d_seen, 0.0, 0.0, 0.0)
-        new = f * tau_mix_seen + (1.0 - f) * tau_dec
-        moved = np.abs(new - tau) / tau
-        tau = (1.0 - FIXED_POINT_DAMPING) * tau + FIXED_POINT_DAMPING * new
+    k = FixedPointInputs(
+        arch=arch,
+        cfg=cfg,
+        hw=hw,
+        lam=lam + np.zeros_like(budget),
+        chunked=chunked + np.zeros(lam.shape, dtype=bool),
+        budget=budget + np.zeros_like(lam),
+        keep=keep + np.zeros_like(lam),
+        slots=slots + np.zeros_like(lam),
+        w=w,
+        inp=inp,
+        mean_in=mean_in,
+        dec_steps=dec_steps,
+        ctx=ctx,
+        pairs=pairs,
+    )
+    it = solve_fixed_point(k)
+    tau, tau_mix, tau_dec, f, d, room, passes, moved = it.tau, it.tau_mix, it.tau_dec, it.f, it.d, it.room, it.passes, it.moved
     tpot = np.where(chunked, tau, tau / np.maximum(1.0 - f, MIN_SHARE))
     prefill_service = mean_in / room * tau_mix
     ttft_service = tau / 2.0 + passes * tau_mix
@@ -355,7 +353,7 @@ def options_from_table(table, calibration, *, running_cap, reserve_kv, kv_keep=1
     """Stream options for the rows of an ``OptionTable`` (its split is the token budget)."""
     space = table.space
     frameworks = [space.frameworks[i] for i in table.fw_idx]
-    hw = hardware_arrays([space.gpus[i] for i in table.gpu_idx], frameworks, [space.dtypes[i] for i in table.dtype_idx], calibration)
+    hw = hardware_for_rows(space, calibration, table.gpu_idx, table.fw_idx, table.dtype_idx)
     n = len(table)
     cfg = StepConfig(
         tp=table.tp.astype(float),
@@ -363,6 +361,8 @@ def options_from_table(table, calibration, *, running_cap, reserve_kv, kv_keep=1
         w_bytes=np.array([space.dtypes[i].bytes for i in table.dtype_idx], dtype=float),
         kv_bytes=table.kv_dtype_bytes.astype(float),
         flash=space.flash_attention,
+        dp=table.dp.astype(float),
+        ep=table.ep.astype(float),
     )
     return StreamOptions(
         cfg=cfg,

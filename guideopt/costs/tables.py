@@ -9,13 +9,15 @@ read these tables, so a plan's metrics are exactly what ``predict`` says.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from guideopt.costs.capability import option_reason
+from guideopt.costs.capability import moe_layout_reason, option_reason
 from guideopt.costs.hardware import HardwareArrays, hardware_arrays
+from guideopt.costs.layouts import Layouts, layout_table
 from guideopt.costs.memory import MemoryArrays, max_batch, memory_arrays
 from guideopt.costs.metrics import StaticBatchInputs, StaticBatchMetrics, static_batch_metrics
 from guideopt.costs.serving import static_wave_cap
@@ -44,8 +46,10 @@ class OptionSpace:
     flash_attention: bool = True
     allow_waves: bool = False  # predict: a batch larger than the KV cache runs in waves
     allow_multi_node_tp: bool = False  # predict: a TP group wider than a node talks over the slower fallback link
-    attention_dp: int = 1  # attention data-parallel ranks per replica; ``batch`` is then per rank
-    moe_ep: int = 1  # expert-parallel ranks of the MoE layers (moe_tp = tp·attention_dp/moe_ep)
+    # Layouts (``costs/layouts.py``): allowed attention-DP ranks per replica (``batch`` is then
+    # per rank) and expert-parallel sizes of the MoE layers (None: 1 or the whole stage).
+    attention_dp: Sequence[int] = (1,)
+    moe_ep: Sequence[int] | None = (1,)
 
 
 @dataclass
@@ -58,21 +62,31 @@ class OptionTable:
     kv_dtype_bytes: np.ndarray
     tp: np.ndarray
     pp: np.ndarray
-    batch: np.ndarray
+    batch: np.ndarray  # per attention-DP rank
     split: np.ndarray
-    memory: MemoryArrays
-    metrics: StaticBatchMetrics
+    memory: MemoryArrays  # per GPU; KV tokens and the running cap are per attention-DP rank
+    metrics: StaticBatchMetrics  # latencies of a rank, throughputs of the whole replica
     running_cap: np.ndarray
     fits: np.ndarray
     usd_per_hour_per_gpu: np.ndarray
     kv_dtype_names: list[str] = field(default_factory=list)
+    attention_dp: np.ndarray | None = None  # None: 1 on every row
+    moe_ep: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.tp.shape[0])
 
     @property
+    def dp(self) -> np.ndarray:
+        return self.attention_dp if self.attention_dp is not None else np.ones_like(self.tp)
+
+    @property
+    def ep(self) -> np.ndarray:
+        return self.moe_ep if self.moe_ep is not None else np.ones_like(self.tp)
+
+    @property
     def gpus_per_replica(self) -> np.ndarray:
-        return self.tp * self.pp
+        return self.tp * self.dp * self.pp
 
     def take(self, mask: np.ndarray) -> OptionTable:
         """A sub-table of the rows where ``mask`` holds (or of the given indices)."""
@@ -100,6 +114,8 @@ class OptionTable:
             sub(self.fits),
             sub(self.usd_per_hour_per_gpu),
             names,
+            None if self.attention_dp is None else sub(self.attention_dp),
+            None if self.moe_ep is None else sub(self.moe_ep),
         )
 
 
@@ -117,7 +133,7 @@ def tp_is_valid(arch: ModelArch, tp: np.ndarray) -> np.ndarray:
 
 
 def _grid(*axes: Sequence[int]) -> list[np.ndarray]:
-    mesh = np.meshgrid(*[np.asarray(a) for a in axes], indexing="ij")
+    mesh = np.meshgrid(*[np.asarray(a, dtype=np.int64) for a in axes], indexing="ij")
     return [m.ravel() for m in mesh]
 
 
@@ -133,24 +149,56 @@ def capability_mask(space: OptionSpace, fw: Framework) -> np.ndarray:
     ).reshape(len(space.gpus), len(space.dtypes))
 
 
-def _framework_rows(arch: ModelArch, space: OptionSpace, fw_i: int) -> dict[str, np.ndarray]:
-    fw = space.frameworks[fw_i]
-    splits = list(space.split) if space.split else list(fw.split_sizes)
-    g, d, t, p, b, s = _grid(range(len(space.gpus)), range(len(space.dtypes)), space.tp, space.pp, space.batch, splits)
-    node = np.array([gpu.gpus_per_node for gpu in space.gpus])[g]
-    reach = np.array([max(gpu.gpus_per_node, gpu.scale_up_domain_gpus) for gpu in space.gpus])[g]  # NVL72: TP across trays on NVLink
-    ok = tp_is_valid(arch, t) & (p <= arch.num_layers) & ((t <= reach) | space.allow_multi_node_tp) & capability_mask(space, fw)[g, d]
+def layout_mask(space: OptionSpace, fw: Framework, gpu_idx: np.ndarray, t, d, e, p) -> np.ndarray:
+    """Rows whose layout the engine runs on that GPU type: TP inside the scale-up domain (an
+    NVL72 rack's NVLink reaches across trays), one replica across nodes only where the engine
+    spans nodes, and expert parallelism and attention DP as the engine version has them
+    (``moe_layout_reason``, asked once per distinct layout and node size)."""
+    node = np.array([gpu.gpus_per_node for gpu in space.gpus])[gpu_idx]
+    reach = np.array([max(gpu.gpus_per_node, gpu.scale_up_domain_gpus) for gpu in space.gpus])[gpu_idx]
+    ok = (t <= reach) | space.allow_multi_node_tp
     if not fw.capabilities.pipeline_parallel:
         ok &= p == 1
     if not fw.capabilities.multi_node:
-        ok &= t * p <= node
+        ok &= t * d * p <= node
+    moe = (d > 1) | (e > 1)
+    if not moe.any():
+        return ok
+    keys, inverse = np.unique(np.stack([t, d, e, p, node], axis=1), axis=0, return_inverse=True)
+    runs = np.array(
+        [
+            moe_layout_reason(
+                fw,
+                attention_dp=int(kd),
+                moe_ep=int(ke),
+                gpus_per_replica=int(kt * kd * kp),
+                gpus_per_node=int(kn),
+                tp=int(kt),
+                moe_tp=int(kt * kd // ke),
+            )
+            is None
+            for kt, kd, ke, kp, kn in keys
+        ],
+        dtype=bool,
+    )
+    return ok & runs[inverse.reshape(-1)]
+
+
+def _framework_rows(arch: ModelArch, space: OptionSpace, layouts: Layouts, fw_i: int) -> dict[str, np.ndarray]:
+    fw = space.frameworks[fw_i]
+    splits = list(space.split) if space.split else list(fw.split_sizes)
+    g, dt, li, p, b, s = _grid(range(len(space.gpus)), range(len(space.dtypes)), range(len(layouts)), space.pp, space.batch, splits)
+    t, d, e = layouts.tp[li], layouts.dp[li], layouts.ep[li]
+    ok = (p <= arch.num_layers) & capability_mask(space, fw)[g, dt] & layout_mask(space, fw, g, t, d, e, p)
     if not fw.chunked_prefill:
         ok &= s >= space.input_len  # a whole prompt must fit in one pass
     keep = np.nonzero(ok)[0]
     return {
         "gpu": g[keep],
-        "dtype": d[keep],
+        "dtype": dt[keep],
         "tp": t[keep],
+        "dp": d[keep],
+        "ep": e[keep],
         "pp": p[keep],
         "batch": b[keep],
         "split": s[keep],
@@ -159,13 +207,14 @@ def _framework_rows(arch: ModelArch, space: OptionSpace, fw_i: int) -> dict[str,
 
 
 def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibration, prices: Sequence[float] | None = None) -> OptionTable:
-    parts = [_framework_rows(arch, space, i) for i in range(len(space.frameworks))]
+    layouts = layout_table(arch, [t for t in space.tp if tp_is_valid(arch, np.array([t]))[0]], space.attention_dp, space.moe_ep)
+    parts = [_framework_rows(arch, space, layouts, i) for i in range(len(space.frameworks))]
     rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     n = rows["tp"].size
     kv_dtypes = [kv_dtype_for(space, dt) for dt in space.dtypes]
     w_bytes = np.array([dt.bytes for dt in space.dtypes])[rows["dtype"]]
     kv_bytes = np.array([kd.bytes for kd in kv_dtypes])[rows["dtype"]]
-    hw = _hardware_for_rows(space, calibration, rows)
+    hw = hardware_for_rows(space, calibration, rows["gpu"], rows["fw"], rows["dtype"])
     mem = _memory_for_rows(arch, space, rows, w_bytes, kv_bytes)
     seq_len = space.input_len + space.output_len
     blocks = np.array([fw.kv_block_tokens for fw in space.frameworks])[rows["fw"]]
@@ -192,10 +241,10 @@ def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibra
         running_cap=np.maximum(wave_cap, 1.0),
         kv_keep=np.full(n, space.h2o_keep),
         flash=space.flash_attention,
-        dp=float(space.attention_dp),
-        ep=float(space.moe_ep),
+        dp=rows["dp"].astype(float),
+        ep=rows["ep"].astype(float),
     )
-    metrics = static_batch_metrics(arch, inputs, hw)
+    metrics = replica_metrics(static_batch_metrics(arch, inputs, hw), rows["dp"])
     price_list = prices if prices is not None else [g.usd_per_hour for g in space.gpus]
     return OptionTable(
         arch=arch,
@@ -214,7 +263,18 @@ def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibra
         fits=fits,
         usd_per_hour_per_gpu=np.asarray(price_list, dtype=float)[rows["gpu"]],
         kv_dtype_names=[kv_dtypes[i].value for i in rows["dtype"]],
+        attention_dp=rows["dp"],
+        moe_ep=rows["ep"],
     )
+
+
+def replica_metrics(rank: StaticBatchMetrics, dp: np.ndarray) -> StaticBatchMetrics:
+    """A replica's metrics from one attention-DP rank's: its ranks run in lock step (the MoE
+    layers gather every rank's tokens), so latencies are the rank's and throughputs ``dp``×."""
+    if not np.any(dp > 1):
+        return rank
+    scale = {k: getattr(rank, k) * dp for k in StaticBatchMetrics.__dataclass_fields__ if k.endswith("_tok_s")}
+    return dataclasses.replace(rank, **scale)
 
 
 def _current_usage(space: OptionSpace, calibration: Calibration, rows: dict[str, np.ndarray]) -> np.ndarray:
@@ -226,15 +286,17 @@ def _current_usage(space: OptionSpace, calibration: Calibration, rows: dict[str,
     return table[rows["gpu"], rows["fw"]]
 
 
-def _hardware_for_rows(space: OptionSpace, calibration: Calibration, rows: dict[str, np.ndarray]) -> HardwareArrays:
+def hardware_for_rows(space: OptionSpace, calibration: Calibration, gpu_idx, fw_idx, dtype_idx) -> HardwareArrays:
     """Hardware arrays computed once per distinct (GPU, framework, dtype) and gathered per row."""
-    keys = rows["gpu"] * (len(space.frameworks) * len(space.dtypes)) + rows["fw"] * len(space.dtypes) + rows["dtype"]
+    keys = (
+        np.asarray(gpu_idx) * (len(space.frameworks) * len(space.dtypes)) + np.asarray(fw_idx) * len(space.dtypes) + np.asarray(dtype_idx)
+    )
     uniq, inverse = np.unique(keys, return_inverse=True)
     per_fw_dt = len(space.frameworks) * len(space.dtypes)
     gi, rem = np.divmod(uniq, per_fw_dt)
     fi, di = np.divmod(rem, len(space.dtypes))
     base = hardware_arrays([space.gpus[i] for i in gi], [space.frameworks[i] for i in fi], [space.dtypes[i] for i in di], calibration)
-    return HardwareArrays(**{f: getattr(base, f)[inverse] for f in HardwareArrays.__dataclass_fields__})
+    return HardwareArrays(**{f: getattr(base, f)[inverse.reshape(-1)] for f in HardwareArrays.__dataclass_fields__})
 
 
 def _memory_for_rows(arch, space: OptionSpace, rows, w_bytes, kv_bytes) -> MemoryArrays:
@@ -253,8 +315,8 @@ def _memory_for_rows(arch, space: OptionSpace, rows, w_bytes, kv_bytes) -> Memor
             token_budget=rows["split"][sel].astype(float),
             kv_keep=space.h2o_keep,
             seq_tokens=space.input_len + space.output_len,
-            dp=float(space.attention_dp),
-            ep=float(space.moe_ep),
+            dp=rows["dp"][sel].astype(float),
+            ep=rows["ep"][sel].astype(float),
         )
         for f in out:
             out[f][sel] = getattr(part, f)

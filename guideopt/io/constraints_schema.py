@@ -14,9 +14,13 @@ _DESCRIPTIONS: dict[str, str] = {
     "budget": "Spending ceiling for the whole deployment",
     "gpus": "Allowed GPU types (ids from `guideopt catalog gpus`), each with how many can be had (a count) or "
     "{max, usd_per_hour} to also override the price; leave out to allow the whole catalog",
-    "parallelism": "Allowed tensor/pipeline-parallel sizes and a cap on the GPUs in all",
+    "parallelism": "Allowed tensor/pipeline/expert/attention-data-parallel sizes and caps on the GPUs and nodes in all",
     "parallelism.tp": "Allowed tensor-parallel sizes (default 1, 2, 4, 8)",
     "parallelism.pp": "Allowed pipeline-parallel sizes (default 1, 2, 4)",
+    "parallelism.ep": "MoE models: allowed expert-parallel sizes, each dividing the routed experts "
+    "(default: experts split by TP only, or one expert rank per GPU of the stage: TP, TEP and DEP layouts)",
+    "parallelism.attention_dp": "MoE models: allowed attention data-parallel ranks per replica (default 1, 2, 4, ..., 64); "
+    "a replica has tp × attention_dp × pp GPUs",
     "parallelism.max_gpus": "At most this many GPUs in the whole deployment",
     "parallelism.max_nodes": "At most this many nodes in the whole deployment; a node holds gpus_per_node GPUs of one type "
     "(catalog); replicas no wider than a node share nodes, wider ones take whole nodes each",

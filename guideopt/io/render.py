@@ -21,7 +21,7 @@ from rich.box import Box
 from rich.console import Console
 from rich.table import Table
 
-from guideopt.model.layout_names import layout_words
+from guideopt.model.layout_names import layout_code, layout_words
 from guideopt.model.plan import PlanResult
 from guideopt.units import BYTES_PER_GB, BYTES_PER_GIB
 
@@ -156,7 +156,7 @@ def plan_text(result: PlanResult) -> str:
         shares = [f"{g.traffic_share:.0%} to {g.gpu}" for g in p.groups if len(p.groups) > 1]
         if shares:
             text += f"\nplan {p.rank}: send " + ", ".join(shares) + " of the requests (in proportion to throughput)"
-    text += "".join(f"\n{line}" for line in stream_lines(result))
+    text += "".join(f"\n{line}" for line in _layout_legend(result) + stream_lines(result))
     best = result.homogeneous_best
     if best is not None:
         if best.get("plan") is None:
@@ -201,7 +201,13 @@ def _layout(g) -> str:
     if g.stages:  # a pipeline across GPU types: stage by stage
         stages = " → ".join(f"{st['gpu']} tp{st['tp']} {st['layers']}L" for st in g.stages)
         return f"{g.replicas}x[{stages}]"
-    return f"{g.replicas}x(tp{g.tp}·pp{g.pp})"
+    return f"{g.replicas}x({layout_code(g.tp, g.pp, g.attention_dp, g.moe_ep)})"
+
+
+def _layout_legend(result: PlanResult) -> list[str]:
+    """One line per MoE layout shown, in words (``DEP8: attention DP 8, experts EP 8``)."""
+    seen = dict.fromkeys(g.layout for p in result.plans for g in p.groups if g.layout and (g.attention_dp > 1 or g.moe_ep > 1))
+    return [f"layout {words}" for words in seen if words]
 
 
 def memory_table(memory: dict[str, Any]) -> str:

@@ -20,10 +20,13 @@ def simulation_text(sim: Simulation) -> str:
     d = sim.as_dict()
     rep, ana = d["simulated"], d["analytic"]["metrics"]
     load = f"rate {d['rate_rps']:g} req/s" if d["rate_rps"] is not None else f"concurrency {d['concurrency']}"
+    dp = d["attention_dp"]
+    moe = f", attention_dp={dp}, moe_tp={d['moe_tp']}, moe_ep={d['moe_ep']}" if dp > 1 or d["moe_ep"] > 1 else ""
+    rank = f" per attention-DP rank (one of {dp} per replica simulated; throughputs below are the replica's)" if dp > 1 else ""
     head = (
-        f"{d['model']} on {d['replicas']} x {d['gpu']} (tp={d['tp']}, pp={d['pp']}, {d['framework']}, {d['dtype']}), {load}\n"
+        f"{d['model']} on {d['replicas']} replica(s) x {d['tp'] * dp * d['pp']} {d['gpu']} (tp={d['tp']}, pp={d['pp']}{moe}, {d['framework']}, {d['dtype']}), {load}\n"
         f"running cap {d['running_cap']}, token budget {d['token_budget']}, KV cache {d['kv_cache_tokens']:,} tokens "
-        f"(when full: {d['kv_policy']}); sustainable rate (analytic) {d['sustainable_rate_rps']:.2f} req/s"
+        f"(when full: {d['kv_policy']}){rank}; sustainable rate (analytic) {d['sustainable_rate_rps']:.2f} req/s"
     )
     pct_keys = [k for k in rep["metrics"]["ttft_ms"] if k != "mean"]
     rows = []
@@ -33,8 +36,8 @@ def simulation_text(sim: Simulation) -> str:
         rows.append(["", "analytic", ana_m["mean"], *[ana_m.get(k, float("nan")) for k in pct_keys]])
     body = table(["metric", "model", "mean", *pct_keys], rows)
     tail = [
-        f"requests {rep['requests']:,} over {rep['duration_s']:.1f} s: {rep['request_throughput_rps']:.2f} req/s, "
-        f"{rep['output_throughput_tok_s']:,.0f} output tok/s per replica",
+        f"requests {rep['requests']:,}{' on the simulated rank' if dp > 1 else ''} over {rep['duration_s']:.1f} s: "
+        f"{rep['request_throughput_rps']:.2f} req/s, {rep['output_throughput_tok_s']:,.0f} output tok/s per replica",
         f"KV use mean {rep['kv_use_mean']:.0%}, max {rep['kv_use_max']:.0%}; preemptions {rep['preemptions']}; steps {rep['steps']:,}",
     ]
     if rep["goodput_rps"] is not None:
@@ -75,8 +78,9 @@ def plot_simulation(sim: Simulation, path: str | os.PathLike[str]) -> Path:
         axes[1, 1].grid(True, alpha=0.3)
         for ax in axes[1]:
             ax.set_xlabel("time (s)")
-        req = sim.request
-        fig.suptitle(f"{req.model} on {req.gpu} tp={req.tp} pp={req.pp} ({req.framework}), one replica (simulated)")
+        d = sim.as_dict()
+        one = f"one attention-DP rank of {d['attention_dp']} (simulated)" if d["attention_dp"] > 1 else "one replica (simulated)"
+        fig.suptitle(f"{d['model']} on {d['gpu']} tp={d['tp']} pp={d['pp']} ({d['framework']}), {one}")
         fig.tight_layout()
         fig.savefig(target, dpi=PLOT_DPI)
     finally:

@@ -7,6 +7,8 @@ see ``shared/reference/frameworks.md``); fitted speed parameters live in
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from enum import Enum
 
 from pydantic import Field
@@ -14,6 +16,33 @@ from pydantic import Field
 from guideopt.model.base import StrictModel
 from guideopt.model.capability import Capabilities
 from guideopt.model.launch import EngineLaunch
+
+# A version entry's id: its engine family's id, a dash and the version ("vllm-0.33"). The
+# family's own id ("vllm") is its base entry: the version the calibration was fitted with.
+VERSION_ID = re.compile(r"^(?P<engine>[a-z0-9]+(?:-[a-z][a-z0-9]*)*)-(?P<version>\d+(?:\.\d+)*)$")
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """The leading numeric release of a version string ("1.2.0rc6" -> (1, 2, 0))."""
+    match = re.match(r"\d+(?:\.\d+)*", text)
+    return tuple(int(p) for p in match.group(0).split(".")) if match else ()
+
+
+def split_version_id(framework_id: str) -> tuple[str, tuple[int, ...]]:
+    """(engine family, version) of a catalog framework id; a base id has the empty version."""
+    match = VERSION_ID.match(framework_id)
+    return (match["engine"], parse_version(match["version"])) if match else (framework_id, ())
+
+
+def newest_per_engine(framework_ids: Iterable[str]) -> list[str]:
+    """One id per engine family, its newest version: version ids rank by version above the
+    family's base id (catalog.py checks that they are newer)."""
+    best: dict[str, tuple[tuple[int, ...], str]] = {}
+    for fw_id in framework_ids:
+        engine, version = split_version_id(fw_id)
+        if engine not in best or version > best[engine][0]:
+            best[engine] = (version, fw_id)
+    return sorted(fw_id for _, fw_id in best.values())
 
 
 class MemoryFractionOf(str, Enum):
@@ -26,7 +55,7 @@ class MemoryFractionOf(str, Enum):
 
 
 class Framework(StrictModel):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$", description="engine family (vllm) or family-version (vllm-0.33)")
     name: str
     engine: str | None = Field(
         default=None, description="engine family whose calibration this version shares (default: the id); a newer version is a new entry"

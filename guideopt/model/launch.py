@@ -45,6 +45,19 @@ class EngineLaunch(StrictModel):
     selects_gpus_by_env: bool = Field(default=True, description="False: the engine takes GPU indices itself (MII device_map)")
     seqs_capped_by_split: bool = Field(default=False, description="the engine refuses more sequences per pass than tokens per pass")
     max_context_default: int | None = Field(default=None, description="the engine's own per-sequence context cap, raised when needed")
+    # MoE layouts (Group.attention_dp, moe_tp, moe_ep); "" where the engine version has no such flag.
+    tp_counts_attention_dp: bool = Field(
+        default=False, description="the {tp} flag is the instance's GPUs per stage, tp x attention_dp (SGLang, TRT-LLM)"
+    )
+    attention_dp_args: str = Field(default="", description="arguments that start attention DP ({attention_dp} ranks)")
+    expert_parallel_args: str = Field(default="", description="arguments that split the experts over {moe_ep} ranks")
+    moe_options: str = Field(
+        default="", description="YAML for the options file of an EP / attention-DP layout ({attention_dp_on}, {moe_ep}, {moe_tp})"
+    )
+    dp_multi_node_args: str = Field(
+        default="", description="arguments of every node of an attention-DP replica that spans nodes ({local}, {head}, {rpc_port})"
+    )
+    dp_worker_args: str = Field(default="", description="further arguments of its non-head nodes ({start}: first DP rank there)")
 
 
 class KubernetesCatalog(StrictModel):

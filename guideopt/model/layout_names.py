@@ -14,3 +14,16 @@ def layout_words(tp: int, pp: int, attention_dp: int = 1, moe_ep: int = 1) -> st
     if moe_ep > 1:
         return f"TEP{tp}{stage} (tp{tp}, experts EP {moe_ep})"
     return f"tp{tp}·pp{pp}"
+
+
+def layout_code(tp: int, pp: int, attention_dp: int = 1, moe_ep: int = 1) -> str:
+    """The short form for tables: ``tp8·pp1``, ``TEP8``, ``DEP8·pp2``, ``tp2·DEP8``, ``tp1·DP8``
+    (attention DP with experts split by TP)."""
+    stage = f"·pp{pp}" if pp > 1 else ""
+    if attention_dp > 1 and moe_ep > 1:
+        return f"{f'tp{tp}·' if tp > 1 else ''}DEP{tp * attention_dp}{stage}"
+    if attention_dp > 1:
+        return f"tp{tp}·DP{attention_dp}{stage}"
+    if moe_ep > 1:
+        return f"TEP{tp}{stage}"
+    return f"tp{tp}·pp{pp}"

@@ -57,6 +57,12 @@ class Group(_Out):
     memory: MemoryBreakdown
     usd_per_hour: float
     num_gpus: int
+    # Layout of a replica (CONTRACT "Layouts"): tp × attention_dp × pp GPUs; MoE layers split
+    # their experts over moe_ep ranks of moe_tp GPUs each (moe_tp × moe_ep = tp × attention_dp).
+    attention_dp: int = 1  # attention data-parallel ranks; ``batch`` is per rank
+    moe_tp: int | None = None  # None: tp × attention_dp (dense models, or experts split by TP only)
+    moe_ep: int = 1
+    layout: str | None = None  # the layout in words ("DEP8: attention DP 8, experts EP 8")
     traffic_share: float = 1.0  # fraction of requests to send to this group (∝ its throughput)
     metrics_low: Metrics | None = None  # 10th percentile of held-out errors in its regime (extension)
     metrics_high: Metrics | None = None  # 90th percentile (extension)

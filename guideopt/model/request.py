@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from guideopt.model.base import StrictModel
 from guideopt.model.dtype import Dtype
+from guideopt.model.framework import newest_per_engine
 from guideopt.model.limits import (
     MAX_BATCH,
     MAX_BUDGET_USD_PER_HOUR,
@@ -154,10 +155,20 @@ class Parallelism(StrictModel):
     max_nodes: int | None = Field(
         default=None, gt=0, le=MAX_GPUS, description="at most this many nodes (of gpus_per_node GPUs of one type, from the GPU catalog)"
     )
+    ep: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        description="MoE models: allowed expert-parallel sizes (default: experts split by TP only, or one expert rank per GPU)",
+    )
+    attention_dp: list[int] | None = Field(
+        default=None, min_length=1, description="MoE models: allowed attention data-parallel ranks per replica (default 1-64)"
+    )
 
-    @field_validator("tp", "pp")
+    @field_validator("tp", "pp", "ep", "attention_dp")
     @classmethod
-    def _positive(cls, values: list[int]) -> list[int]:
+    def _positive(cls, values: list[int] | None) -> list[int] | None:
+        if values is None:
+            return None
         bad = [v for v in values if v < 1]
         if bad:
             raise ValueError(f"values must be >= 1, got {bad}")
@@ -297,8 +308,10 @@ class PlanRequest(StrictModel):
         return GpuAllowance(max=value) if isinstance(value, int) else value
 
     def framework_ids(self, known: list[str]) -> list[str]:
+        """Engine versions to plan over: 'any' is the newest version of each engine family (never
+        every version of each); named ids, older versions included, are taken as given."""
         if self.framework == "any":
-            return sorted(known)
+            return newest_per_engine(known)
         return [self.framework] if isinstance(self.framework, str) else list(self.framework)
 
 
@@ -339,10 +352,14 @@ class PredictRequest(StrictModel):
                 f"num_gpus: {self.num_gpus} is not a multiple of {what} = {per_replica} (give a multiple of {per_replica}, or leave num_gpus out)"
             )
         stage = tp * self.attention_dp
-        if stage % self.moe_ep or (self.moe_tp is not None and self.moe_tp * self.moe_ep != stage):
+        if stage % self.moe_ep:
             raise ValueError(
-                f"moe_ep: moe_tp × moe_ep must equal tp × attention_dp = {stage} GPUs per stage "
-                f"(got moe_tp {self.moe_tp or stage // max(self.moe_ep, 1)}, moe_ep {self.moe_ep}; use a moe_ep that divides {stage})"
+                f"moe_ep: {self.moe_ep} does not divide the {stage} GPUs of a stage (tp × attention_dp; use a moe_ep that divides {stage})"
+            )
+        if self.moe_tp is not None and self.moe_tp * self.moe_ep != stage:
+            raise ValueError(
+                f"moe_tp: moe_tp × moe_ep must equal tp × attention_dp = {stage} GPUs per stage "
+                f"(got moe_tp {self.moe_tp}, moe_ep {self.moe_ep}; use moe_tp {stage // self.moe_ep} or leave it out)"
             )
         if self.concurrency is not None and "batch" in self.model_fields_set:
             raise ValueError(

@@ -38,5 +38,7 @@ KV_POLICY_BY_FRAMEWORK = {
 }
 
 
-def kv_policy(framework_id: str) -> KvPolicy:
-    return KV_POLICY_BY_FRAMEWORK.get(framework_id, KvPolicy.RECOMPUTE)
+def kv_policy(engine: str) -> KvPolicy:
+    """The KV policy of an engine family (``Framework.calibration_id``: every version of vLLM
+    is ``vllm``)."""
+    return KV_POLICY_BY_FRAMEWORK.get(engine, KvPolicy.RECOMPUTE)

@@ -164,19 +164,16 @@ PARALLEL_SIZE_SLOTS = 1024  # TP or PP size (a value, not an index)
 
 
 def shape_key(table: OptionTable) -> np.ndarray:
-    """One integer per deployment shape (GPU type, framework, dtype, TP, PP)."""
-    key = table.gpu_idx.astype(np.int64)
+    """One integer per deployment shape (GPU type, framework, dtype, layout: TP, attention
+    DP, EP, PP), numbered in the order of those columns."""
     # fp16 and bf16 run at the same speed and size: one shape, not two near-identical plans.
     precision_class = np.array([Dtype.FP16.value if d.is_float16 else d.value for d in table.space.dtypes])
     _, dtype_class = np.unique(precision_class, return_inverse=True)
-    for col, size in (
-        (table.fw_idx, FRAMEWORK_SLOTS),
-        (dtype_class[table.dtype_idx], DTYPE_SLOTS),
-        (table.tp, PARALLEL_SIZE_SLOTS),
-        (table.pp, PARALLEL_SIZE_SLOTS),
-    ):
-        key = key * size + col.astype(np.int64)
-    return key
+    cols = (table.gpu_idx, table.fw_idx, dtype_class[table.dtype_idx], table.tp, table.dp, table.ep, table.pp)
+    if len(table) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, key = np.unique(np.stack([np.asarray(c, dtype=np.int64) for c in cols], axis=1), axis=0, return_inverse=True)
+    return key.reshape(-1).astype(np.int64)
 
 
 def non_dominated(table: OptionTable, terms: set[ObjectiveTerm] | None = None) -> np.ndarray:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from guideopt.costs.capability import kv_reason, layout_reason, runs_on_reason, weights_reason
+from guideopt.costs.capability import kv_reason, layout_reason, moe_layout_reason, runs_on_reason, weights_reason
+from guideopt.costs.layouts import layout_table
 from guideopt.costs.tables import kv_dtype_for, tp_is_valid
 from guideopt.model.request import PlanRequest
 from guideopt.solver.candidates import Candidates
@@ -23,7 +24,7 @@ def explain_no_fitting_option(opts: PlanOptions, req: PlanRequest) -> tuple[str,
             f"(use pp <= {arch.num_layers})",
             ["parallelism.pp"],
         )
-    if len(table) == 0 and (refusal := _capability_refusal(opts, req)):
+    if len(table) == 0 and (refusal := _capability_refusal(opts, req) or _layout_refusal(opts, req)):
         return refusal
     if len(table) == 0:
         valid = [t for t in (1, 2, 4, 8, 16) if bool(tp_is_valid(arch, np.array([t]))[0])]
@@ -79,6 +80,35 @@ def _capability_refusal(opts: PlanOptions, req: PlanRequest) -> tuple[str, list[
                 reasons.setdefault(reason, field)
     fields = list(dict.fromkeys(reasons.values()))
     return "no allowed engine can run this request: " + "; ".join(f"{f}: {r}" for r, f in reasons.items()), fields
+
+
+def _layout_refusal(opts: PlanOptions, req: PlanRequest) -> tuple[str, list[str]] | None:
+    """A MoE model whose allowed EP / attention-DP layouts no allowed engine runs (or none is
+    valid at all): say which, with the engines' reasons."""
+    arch, space = opts.arch, opts.all_options.space
+    if not arch.is_moe:
+        return None
+    tps = [t for t in space.tp if bool(tp_is_valid(arch, np.array([t]))[0])]
+    lay = layout_table(arch, tps, space.attention_dp, space.moe_ep)
+    fields = ["parallelism.ep", "parallelism.attention_dp", "parallelism.tp"]
+    if len(lay) == 0:
+        return (
+            f"parallelism.ep: none of the allowed EP sizes {req.parallelism.ep} splits {arch.id}'s experts over a stage of "
+            f"tp {tps} × attention_dp {list(space.attention_dp)} GPUs (an EP size must divide both)",
+            fields,
+        )
+    reasons: dict[str, None] = {}
+    for fw in space.frameworks:
+        for gpu in space.gpus:
+            for t, d, e in zip(lay.tp.tolist(), lay.dp.tolist(), lay.ep.tolist()):
+                for p in space.pp:
+                    why = moe_layout_reason(
+                        fw, attention_dp=d, moe_ep=e, gpus_per_replica=t * d * p, gpus_per_node=gpu.gpus_per_node, tp=t, moe_tp=t * d // e
+                    )
+                    if why is None:
+                        return None
+                    reasons.setdefault(why)
+    return "no allowed engine runs these layouts: " + "; ".join(reasons), [*fields, "framework"]
 
 
 def conflict_sets(cands: Candidates, bounds: list[Bound]) -> list[list[str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guideopt.costs.rows import THROUGHPUT_KEYS, memory_breakdown, scaled_metrics
+from guideopt.costs.rows import THROUGHPUT_KEYS, layout_fields, memory_breakdown, scaled_metrics
 from guideopt.costs.tables import default_kv_dtype
 from guideopt.model.plan import Group, MemoryBreakdown, Metrics, Plan
 from guideopt.solver.options import PlanOptions
@@ -15,7 +15,7 @@ def extract_plan(opts: PlanOptions, replicas: list[int], rank: int, extra_groups
         if n <= 0:
             continue
         gpu = t.space.gpus[int(t.gpu_idx[o])]
-        per_replica = int(t.tp[o] * t.pp[o])
+        per_replica = int(t.gpus_per_replica[o])
         groups.append(
             Group(
                 gpu=gpu.id,
@@ -23,8 +23,7 @@ def extract_plan(opts: PlanOptions, replicas: list[int], rank: int, extra_groups
                 dtype=t.space.dtypes[int(t.dtype_idx[o])].value,
                 kv_dtype=t.kv_dtype_names[o],
                 replicas=n,
-                tp=int(t.tp[o]),
-                pp=int(t.pp[o]),
+                **layout_fields(t, o),
                 batch=int(t.batch[o]),
                 split=int(t.split[o]),
                 metrics=scaled_metrics(t, o, n),

@@ -13,6 +13,7 @@ import numpy as np
 
 from guideopt.catalog import Catalog
 from guideopt.costs.intervals import pessimistic_table
+from guideopt.costs.layouts import DEFAULT_ATTENTION_DP
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
 from guideopt.errors import InvalidRequestError
 from guideopt.model.dtype import Dtype
@@ -51,6 +52,28 @@ def plan_precisions(req: PlanRequest, arch: ModelArch) -> list[Dtype]:
     return list(req.precision)
 
 
+def layout_choices(req: PlanRequest, arch: ModelArch) -> dict:
+    """The ``OptionSpace`` layout fields of a request: its allowed attention-DP and EP sizes, or
+    for a MoE model (none named) attention DP 1-64 with experts split by TP or one rank per GPU."""
+    par = req.parallelism
+    if not arch.is_moe:
+        for key, sizes in (("ep", par.ep), ("attention_dp", par.attention_dp)):
+            if sizes and sizes != [1]:
+                raise InvalidRequestError(
+                    f"parallelism.{key}: {arch.id} is a dense model, without experts to split or attention ranks to add "
+                    "(leave it out: its data parallelism is replicas)"
+                )
+        return {"attention_dp": [1], "moe_ep": [1]}
+    moe = arch.moe
+    assert moe is not None
+    bad = [e for e in par.ep or () if moe.num_experts % e]
+    if bad:
+        raise InvalidRequestError(
+            f"parallelism.ep: {bad} do not divide {arch.id}'s {moe.num_experts} routed experts (use divisors of {moe.num_experts})"
+        )
+    return {"attention_dp": par.attention_dp or list(DEFAULT_ATTENTION_DP), "moe_ep": par.ep}
+
+
 def build_plan_options(req: PlanRequest, catalog: Catalog, phases: Phases | None = None) -> PlanOptions:
     arch = catalog.model(req.model)
     gpus = resolve_gpus(req, catalog)
@@ -63,6 +86,7 @@ def build_plan_options(req: PlanRequest, catalog: Catalog, phases: Phases | None
         dtypes=plan_precisions(req, arch),
         tp=req.parallelism.tp,
         pp=req.parallelism.pp,
+        **layout_choices(req, arch),
         batch=batches,
         input_len=int(req.workload.input_len or 0),
         output_len=int(req.workload.output_len or 0),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from guideopt.costs.rows import memory_breakdown
+from guideopt.costs.rows import layout_fields, memory_breakdown
 from guideopt.costs.stream import StreamMetrics, stream_metrics
 from guideopt.model.plan import Group, Metrics, Plan
 from guideopt.model.request import PlanRequest
@@ -44,7 +44,7 @@ def stream_plan_of(req: PlanRequest, space: StreamSpace, row: int, replicas: int
         space.arch,
         space.options.take(np.array([row])),
         space.lengths,
-        np.array([max(rate, 1e-12)]),
+        np.array([max(rate / float(t.dp[row]), 1e-12)]),  # one attention-DP rank's share
         burstiness=wl.burstiness,
         percentiles=percentiles_wanted(req),
     )
@@ -60,7 +60,7 @@ def stream_plan_of(req: PlanRequest, space: StreamSpace, row: int, replicas: int
         total_throughput_tok_s=total_rate * (lengths.mean_input + lengths.mean_output),
         prefill_throughput_tok_s=total_rate * lengths.mean_input,
     )
-    per_replica_gpus = int(t.tp[row] * t.pp[row])
+    per_replica_gpus = int(t.gpus_per_replica[row])
     cap = int(space.options.running_cap[row])
     group = Group(
         gpu=t.space.gpus[int(t.gpu_idx[row])].id,
@@ -68,8 +68,7 @@ def stream_plan_of(req: PlanRequest, space: StreamSpace, row: int, replicas: int
         dtype=t.space.dtypes[int(t.dtype_idx[row])].value,
         kv_dtype=t.kv_dtype_names[row],
         replicas=replicas,
-        tp=int(t.tp[row]),
-        pp=int(t.pp[row]),
+        **layout_fields(t, row),
         batch=cap,
         split=int(t.split[row]),
         metrics=metrics,

@@ -17,27 +17,23 @@ import numpy as np
 
 from guideopt.catalog import Catalog, load_length_mix
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths
-from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_table, steady_state, stream_metrics
+from guideopt.costs.stream import StreamOptions, options_from_table, stream_metrics
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
 from guideopt.errors import InvalidRequestError
 from guideopt.model.llm import ModelArch
 from guideopt.model.request import PlanRequest
 from guideopt.model.workload import PercentileTargets
 from guideopt.simulator.policy import KvPolicy, kv_policy
-from guideopt.solver.options import plan_precisions
+from guideopt.solver.options import layout_choices, plan_precisions
+from guideopt.solver.stream_rates import idle_rate_bound, slo_rates, usable_mask
 from guideopt.units import MS_PER_S
 
 # Running-request caps the solver tries per engine: powers of four spanning the engines'
 # defaults (vLLM max_num_seqs 256 (V1: 1024 on H100-class), SGLang derives it from memory,
 # TRT-LLM max_batch_size 2048 by default but 8-512 in its tuning guides).
 STREAM_RUNNING_CAPS = (8, 32, 128, 512)
-# Bisection steps for the stable rate (steady state only, cheap) and for the largest rate
-# within the SLOs (percentiles, ~7x dearer): 2^-8 and 2^-7 of the bracket, rounded down.
-STABLE_RATE_BISECTIONS = 8
-SLO_LOAD_BISECTIONS = 7
-IDLE_SHARE = 1.0 / 128  # an option that misses the SLOs at this share of its stable rate never meets them
-TINY_RATE_RPS = 1e-6
 PRUNE_BATCH = 512  # options priced per batch when pricing cheapest-first
+USABLE_CHUNK = 4096  # options screened nearly idle at a time, cheapest bound first
 PRUNE_SLACK_SHAPES = 4  # shapes priced beyond ``top``: room for plans the simulator cuts  # "no load": the steady state of an empty replica
 
 
@@ -87,6 +83,7 @@ def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float]
         dtypes=plan_precisions(req, arch),
         tp=req.parallelism.tp,
         pp=req.parallelism.pp,
+        **layout_choices(req, arch),
         batch=[1],
         input_len=max(int(round(lengths.mean_input)), 1),
         output_len=max(int(round(lengths.mean_output)), 1),
@@ -107,16 +104,25 @@ def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float]
     opts = stream_options(table, cap, cat.calibration)
     targets = req.slo.stream_targets()
     closed = req.workload.concurrency is not None
-    rate = _priced_slo_rates(req, arch, table, opts, lengths, targets, prune=prune and not closed)
+    rate = _priced_slo_rates(req, arch, table, opts, lengths, targets, prune=prune and not closed, static_rows=rep[keep])
     load = rate
     if closed and len(opts):  # clients one replica holds at that rate (Little's law)
         at = stream_metrics(arch, opts, lengths, np.maximum(rate, 1e-9), burstiness=req.workload.burstiness)
         load = np.where(rate > 0, rate * at.e2e_ms.mean / MS_PER_S, 0.0)
-    return StreamSpace(arch, table, opts, lengths, targets, rate, load, closed)
+    # the options are attention-DP ranks (each serves its own requests); a replica is dp of them
+    return StreamSpace(arch, table, opts, lengths, targets, rate * table.dp, load * table.dp, closed)
 
 
 def _priced_slo_rates(
-    req: PlanRequest, arch: ModelArch, table: OptionTable, opts: StreamOptions, lengths: LengthTable, targets, *, prune: bool
+    req: PlanRequest,
+    arch: ModelArch,
+    table: OptionTable,
+    opts: StreamOptions,
+    lengths: LengthTable,
+    targets,
+    *,
+    prune: bool,
+    static_rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """SLO rates of the options that can matter; the rest stay 0 (serve nothing).
 
@@ -135,38 +141,60 @@ def _priced_slo_rates(
     burst = req.workload.burstiness
     if len(opts) == 0:
         return out
-    bound = idle_rate_bound(arch, opts, lengths)
+    bound = idle_rate_bound(arch, opts, lengths, static_rows)
     if not prune or rate is None:
         return slo_rates(arch, opts, lengths, targets, burst, bound=bound)
     price = table.usd_per_hour_per_gpu * table.gpus_per_replica
+    ranks = table.dp  # the rates are one attention-DP rank's; a replica has dp of them
     budget = req.budget.usd_per_hour * (1 + 1e-9)
-    lower = np.where(bound > 0, np.ceil(rate / np.maximum(bound, 1e-12) - 1e-9) * price, np.inf)
+    lower = np.where(bound > 0, np.ceil(rate / np.maximum(bound * ranks, 1e-12) - 1e-9) * price, np.inf)
     alive = np.nonzero(lower <= budget)[0]
     if req.objective[0] is not ObjectiveTerm.COST:
         out[alive] = slo_rates(arch, opts.take(alive), lengths, targets, burst, bound=bound[alive])
         return out
     order = alive[np.argsort(lower[alive], kind="stable")]
-    shapes = shape_key(table)
-    best: dict[int, float] = {}
-    want = req.top + PRUNE_SLACK_SHAPES
-    for start in range(0, order.size, PRUNE_BATCH):
-        batch = order[start : start + PRUNE_BATCH]
-        if len(best) >= want and lower[batch[0]] > sorted(best.values())[want - 1]:
-            break
-        got = slo_rates(arch, opts.take(batch), lengths, targets, burst, bound=bound[batch])
-        out[batch] = got
-        cost = np.where(got > 0, np.ceil(rate / np.maximum(got, 1e-12) - 1e-9) * price[batch], np.inf)
-        for i, c in zip(batch, cost):
-            if c <= budget:
-                best[int(shapes[i])] = min(best.get(int(shapes[i]), np.inf), float(c))
+    priced = _cheapest_first(req, arch, opts, lengths, targets, order, lower, bound, shape_key(table), (price, ranks))
+    out[priced[0]] = priced[1]
     return out
 
 
-def idle_rate_bound(arch: ModelArch, opts: StreamOptions, lengths: LengthTable) -> np.ndarray:
-    """Per option, a rate no steady state reaches: where an empty replica's residence fills
-    its slots or its prompt service fills the steps (both only grow with the rate)."""
-    st = steady_state(arch, opts, lengths, np.full(len(opts), TINY_RATE_RPS))
-    return np.minimum(st.slots / st.residence_s, 1.0 / st.prefill_service_s)
+def _cheapest_first(
+    req: PlanRequest, arch, opts, lengths, targets, order, lower, bound, shapes, priced_as
+) -> tuple[np.ndarray, np.ndarray]:
+    """(options, SLO rates) priced in ``order`` of their cost bound ``lower``, until no later
+    option can rank among the plans shown. Options are first screened nearly idle in chunks
+    of ``USABLE_CHUNK`` (one that misses the SLOs idle never meets them), and the usable ones
+    priced in batches of ``PRUNE_BATCH``. ``priced_as``: per option, the replica's $/h and its
+    attention-DP ranks (the rates are one rank's)."""
+    price, ranks = priced_as
+    rate, burst, budget = float(req.workload.rate_rps or 0), req.workload.burstiness, req.budget.usd_per_hour * (1 + 1e-9)
+    best: dict[int, float] = {}
+    want = req.top + PRUNE_SLACK_SHAPES
+    done_i: list[np.ndarray] = []
+    done_r: list[np.ndarray] = []
+    queue = np.zeros(0, dtype=np.int64)
+    pos = 0
+    while queue.size or pos < order.size:
+        nxt = queue[0] if queue.size else order[pos]
+        if len(best) >= want and lower[nxt] > sorted(best.values())[want - 1]:
+            break
+        while queue.size < PRUNE_BATCH and pos < order.size:
+            chunk = order[pos : pos + USABLE_CHUNK]
+            pos += chunk.size
+            queue = np.concatenate([queue, chunk[usable_mask(arch, opts.take(chunk), lengths, targets, burst, bound[chunk])]])
+        batch, queue = queue[:PRUNE_BATCH], queue[PRUNE_BATCH:]
+        if batch.size == 0:
+            break
+        got = slo_rates(arch, opts.take(batch), lengths, targets, burst, bound=bound[batch], known_usable=True)
+        done_i.append(batch)
+        done_r.append(got)
+        cost = np.where(got > 0, np.ceil(rate / np.maximum(got * ranks[batch], 1e-12) - 1e-9) * price[batch], np.inf)
+        for i, c in zip(batch, cost):
+            if c <= budget:
+                best[int(shapes[i])] = min(best.get(int(shapes[i]), np.inf), float(c))
+    if not done_i:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(done_i), np.concatenate(done_r)
 
 
 def effective_caps(table: OptionTable, cap: np.ndarray, lengths: LengthTable) -> np.ndarray:
@@ -180,81 +208,15 @@ def effective_caps(table: OptionTable, cap: np.ndarray, lengths: LengthTable) ->
 
 
 def stream_options(table: OptionTable, cap: np.ndarray, calibration) -> StreamOptions:
-    reserve = np.array([kv_policy(table.space.frameworks[i].id) is KvPolicy.RESERVE for i in table.fw_idx], dtype=bool)
+    reserve = np.array([kv_policy(table.space.frameworks[i].calibration_id) is KvPolicy.RESERVE for i in table.fw_idx], dtype=bool)
     return options_from_table(table, calibration, running_cap=cap, reserve_kv=reserve)
 
 
 def _distinct(table: OptionTable, cap: np.ndarray) -> np.ndarray:
     """Rows of distinct (static row, cap): clipping caps at the budget repeats some."""
-    key = np.stack([table.gpu_idx, table.fw_idx, table.dtype_idx, table.tp, table.pp, table.split, cap], axis=1)
+    key = np.stack([table.gpu_idx, table.fw_idx, table.dtype_idx, table.tp, table.dp, table.ep, table.pp, table.split, cap], axis=1)
     _, first = np.unique(key, axis=0, return_index=True)
     return np.sort(first)
-
-
-def meets_targets(m: StreamMetrics, targets: dict[str, PercentileTargets]) -> np.ndarray:
-    ok = np.asarray(m.stable, dtype=bool).copy()
-    for metric, t in targets.items():
-        dist = m.dist(metric)
-        for pct, bound in t.targets.items():
-            ok &= dist.within(pct, bound)
-    return ok
-
-
-def stable_rates(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per option, a bracket (stable, unstable) around the largest stable per-replica rate
-    (bisection below ``bound``)."""
-    hi = np.asarray(bound, dtype=float).copy()
-    lo = np.zeros_like(hi)
-    for _ in range(STABLE_RATE_BISECTIONS):
-        mid = (lo + hi) / 2.0
-        s = steady_state(arch, opts, lengths, mid)
-        ok = s.converged & (mid * s.residence_s < s.slots) & (mid * s.prefill_service_s < 1.0)
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    return lo, hi
-
-
-def slo_rates(
-    arch: ModelArch,
-    opts: StreamOptions,
-    lengths: LengthTable,
-    targets: dict[str, PercentileTargets],
-    burstiness: float,
-    bound: np.ndarray | None = None,
-) -> np.ndarray:
-    """Per option, the largest per-replica rate (req/s) at which it is stable and meets every
-    target: bisection below the stable rate (latencies grow with the rate), on the options
-    that meet the targets when nearly idle (the rest get 0)."""
-    if len(opts) == 0:
-        return np.zeros(0)
-    bound = idle_rate_bound(arch, opts, lengths) if bound is None else bound
-    if not targets:
-        return stable_rates(arch, opts, lengths, bound)[0]
-
-    def ok_at(o: StreamOptions, rate: np.ndarray) -> np.ndarray:
-        # no percentile values: each bound is tested with one CDF evaluation (Dist.within)
-        m = stream_metrics(arch, o, lengths, np.maximum(rate, TINY_RATE_RPS), burstiness=burstiness, percentiles=())
-        return meets_targets(m, targets)
-
-    out = np.zeros(len(opts))
-    # an option that misses the SLOs nearly idle never meets them: no stable-rate search for it
-    usable = np.nonzero(ok_at(opts, np.minimum(bound * IDLE_SHARE, TINY_RATE_RPS * 1e3)))[0]
-    if usable.size == 0:
-        return out
-    sub = opts.take(usable)
-    stable, top = stable_rates(arch, sub, lengths, bound[usable])
-    lo, hi = np.minimum(top * IDLE_SHARE, stable), top
-    tested = np.zeros(lo.size, dtype=bool)  # lo is a rate that passed ok_at
-    for _ in range(SLO_LOAD_BISECTIONS):
-        mid = (lo + hi) / 2.0
-        ok = ok_at(sub, mid)
-        lo, hi, tested = np.where(ok, mid, lo), np.where(ok, hi, mid), tested | ok
-    # only a bracket floor never moved up still needs its own check
-    untested = np.nonzero(~tested)[0]
-    keep = np.ones(lo.size, dtype=bool)
-    if untested.size:
-        keep[untested] = ok_at(sub.take(untested), lo[untested])
-    out[usable] = np.where(keep, lo, 0.0)
-    return out
 
 
 def per_replica_rate(space: StreamSpace, rows: np.ndarray, total_load: float, replicas: np.ndarray, burstiness: float) -> np.ndarray:
@@ -266,3 +228,9 @@ def per_replica_rate(space: StreamSpace, rows: np.ndarray, total_load: float, re
     # below it, as E2E changes little there); exact enough for ordering, the simulator checks it
     per_client = np.where(space.slo_load[rows] > 0, space.slo_rate_rps[rows] / np.maximum(space.slo_load[rows], 1e-12), 0.0)
     return share * per_client
+
+
+def per_rank_rate(space: StreamSpace, rows: np.ndarray, total_load: float, replicas: np.ndarray, burstiness: float) -> np.ndarray:
+    """Requests/s one attention-DP rank of ``rows`` gets (a replica's rate split over its ranks):
+    the rate the stream model and the simulator evaluate an option at."""
+    return per_replica_rate(space, rows, total_load, replicas, burstiness) / space.table.dp[rows]

@@ -26,7 +26,7 @@ from guideopt.solver.dominance import shape_key
 from guideopt.solver.options import resolve_gpus
 from guideopt.solver.single import ranked_plans
 from guideopt.solver.stream_extract import stream_plan_of
-from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_replica_rate
+from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_rank_rate
 from guideopt.solver.stream_verify import verify_plan
 from guideopt.solver.terms import TERMS, unscale
 from guideopt.solver.timing import Deadline, Phases
@@ -57,7 +57,7 @@ def with_operating_point(req: PlanRequest, space: StreamSpace, c: Candidates) ->
         return c
     wl = req.workload
     total = float(wl.rate_rps if wl.rate_rps is not None else wl.concurrency or 0)
-    rate = per_replica_rate(space, c.ref, total, c.replicas, wl.burstiness)
+    rate = per_rank_rate(space, c.ref, total, c.replicas, wl.burstiness)
     bounds = stream_slo_bounds(req)
     pct = req.slo.percentile
     # per metric only the percentiles used: the ranking's and that metric's bounds

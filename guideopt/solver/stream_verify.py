@@ -37,15 +37,16 @@ def verify_plan(req: PlanRequest, space: StreamSpace, row: int, replicas: int) -
     fw = t.space.frameworks[int(t.fw_idx[row])]
     cap = int(space.options.running_cap[row])
     budget = int(t.split[row])
-    engine = EngineSpec(cap, budget, fw.chunked_prefill, int(t.memory.kv_tokens[row]), fw.kv_block_tokens, kv_policy(fw.id))
+    engine = EngineSpec(cap, budget, fw.chunked_prefill, int(t.memory.kv_tokens[row]), fw.kv_block_tokens, kv_policy(fw.calibration_id))
     opts = space.options.take(np.array([row]))
     steps = StepTable.build(space.arch, opts.cfg, opts.hw, cap=cap, budget=budget, max_context=space.lengths.max_total, pp=int(t.pp[row]))
     rng = np.random.default_rng([wl.seed, 0])
     inputs, outputs = sample_table(space.lengths, wl.num_requests, rng)
+    ranks = replicas * int(t.dp[row])  # each attention-DP rank serves its own share (the router spreads requests)
     if wl.concurrency is not None:
-        stream = make_stream(inputs, outputs, concurrency=math.ceil(wl.concurrency / replicas), seed=wl.seed)
+        stream = make_stream(inputs, outputs, concurrency=math.ceil(wl.concurrency / ranks), seed=wl.seed)
     else:
-        stream = make_stream(inputs, outputs, rate_rps=total_load(req) / replicas, burstiness=wl.burstiness, seed=wl.seed)
+        stream = make_stream(inputs, outputs, rate_rps=total_load(req) / ranks, burstiness=wl.burstiness, seed=wl.seed)
     result = simulate(stream, engine, steps)
     targets = space.targets
     report = stream_report(result, slo=targets or None, percentiles=percentiles_wanted(req), warmup_fraction=VERIFY_WARMUP_FRACTION)

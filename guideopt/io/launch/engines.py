@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from guideopt.costs.capability import kv_reason, layout_reason, mixed_pipeline_reason, weights_reason
+from guideopt.costs.capability import kv_reason, layout_reason, mixed_pipeline_reason, moe_layout_reason, weights_reason
 from guideopt.costs.engine_defaults import memory_fraction
 from guideopt.model.dtype import Dtype
 from guideopt.model.framework import Framework
@@ -34,6 +34,38 @@ def sequences_per_pass(group: Group, launch: EngineLaunch) -> int:
     """The engine's cap on sequences in flight: the planned batch, unless the engine
     refuses more sequences than its token budget per pass."""
     return min(group.batch, group.split) if launch.seqs_capped_by_split else group.batch
+
+
+def replica_gpu_count(group: Group) -> int:
+    """GPUs of one replica: tp x attention_dp x pp."""
+    return group.tp * group.attention_dp * group.pp
+
+
+def moe_tp(group: Group) -> int:
+    """GPUs each expert is split over: the plan's, else what EP leaves of tp x attention_dp."""
+    return group.moe_tp or max(1, group.tp * group.attention_dp // group.moe_ep)
+
+
+def is_moe_layout(group: Group) -> bool:
+    return group.attention_dp > 1 or group.moe_ep > 1
+
+
+def options_yaml(group: Group, launch: EngineLaunch) -> str:
+    """The LLM API options file (TensorRT-LLM) of this group: KV precision and MoE layout; "" when none."""
+    parts = [launch.kv_dtype_options.get(group.kv_dtype, "")]
+    if launch.moe_options and is_moe_layout(group):
+        on = "true" if group.attention_dp > 1 else "false"
+        parts.append(launch.moe_options.format(attention_dp_on=on, moe_ep=group.moe_ep, moe_tp=moe_tp(group)))
+    return "".join(p if p.endswith("\n") else p + "\n" for p in parts if p)
+
+
+def _moe_args(group: Group, launch: EngineLaunch) -> list[str]:
+    out = []
+    if group.attention_dp > 1 and launch.attention_dp_args:
+        out.append(launch.attention_dp_args.format(attention_dp=group.attention_dp))
+    if group.moe_ep > 1 and launch.expert_parallel_args:
+        out.append(launch.expert_parallel_args.format(moe_ep=group.moe_ep))
+    return out
 
 
 def _py_literal(value: Any) -> str:
@@ -63,11 +95,12 @@ def replica_command(
     max_len_text = launch.max_len_arg.format(max_len=max_len) if max_len and launch.max_len_arg else ""
     if max_len_text and "{max_len}" not in launch.command:
         extra.append(max_len_text)
-    if group.kv_dtype in launch.kv_dtype_options:
+    extra += _moe_args(group, launch)
+    if options_yaml(group, launch):
         extra.append(launch.extra_options_arg.format(path='"$EXTRA_OPTIONS"'))
     device_map = {"localhost": [list(gpus)]} if gpus is not None else "auto"
     command = launch.command.format(
-        tp=group.tp,
+        tp=group.tp * group.attention_dp if launch.tp_counts_attention_dp else group.tp,
         pp=group.pp,
         batch=group.batch,
         split=group.split,
@@ -88,7 +121,8 @@ def replica_command(
 
 def planned_fraction(fw: Framework, gpu: Gpu, group: Group) -> float:
     """The memory fraction the plan's memory prediction assumed for this group."""
-    return float(memory_fraction(fw, gpu_memory_bytes=gpu.memory_bytes, tp=group.tp, pp=group.pp, split=group.split))
+    # SGLang sizes its reserve by tp_size: every GPU of a stage, attention-DP ranks included
+    return float(memory_fraction(fw, gpu_memory_bytes=gpu.memory_bytes, tp=group.tp * group.attention_dp, pp=group.pp, split=group.split))
 
 
 def blocker(group: Group, fw: Framework, gpus: list[Gpu]) -> str | None:
@@ -100,8 +134,18 @@ def blocker(group: Group, fw: Framework, gpus: list[Gpu]) -> str | None:
         if reason:
             return reason
     node = min(g.gpus_per_node for g in gpus)
-    per_replica = group.tp * group.pp if len(gpus) == 1 else group.tp
-    reason = layout_reason(fw, pp=group.pp, gpus_per_replica=per_replica, gpus_per_node=node)
+    per_replica = replica_gpu_count(group) if len(gpus) == 1 else group.tp * group.attention_dp
+    reason = layout_reason(fw, pp=group.pp, gpus_per_replica=per_replica, gpus_per_node=node) or moe_layout_reason(
+        fw,
+        attention_dp=group.attention_dp,
+        moe_ep=group.moe_ep,
+        gpus_per_replica=per_replica,
+        gpus_per_node=node,
+        tp=group.tp,
+        moe_tp=moe_tp(group) if group.moe_ep > 1 else None,
+    )
+    if reason is None and is_moe_layout(group) and len(gpus) > 1:
+        reason = "an expert-parallel or attention-DP layout cannot pipeline over two GPU types here"
     if reason is None and len(gpus) > 1:
         stages = group.stages or []
         reason = mixed_pipeline_reason(fw, gpus[0], gpus[-1], stages[0]["tp"], stages[-1]["tp"])

@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 
 from guideopt.catalog import Catalog
-from guideopt.io.launch.engines import planned_fraction, replica_command
+from guideopt.io.launch.engines import options_yaml, planned_fraction, replica_command, replica_gpu_count
 from guideopt.io.launch.layout import BASE_PORT, GroupLaunch
-from guideopt.io.launch.script import _WAIT_FOR_RAY, DIST_INIT_BASE_PORT, RAY_PORT
+from guideopt.io.launch.script import _WAIT_FOR_RAY, DIST_INIT_BASE_PORT, DP_RPC_BASE_PORT, RAY_PORT, dp_node_args, dp_spans_nodes
 from guideopt.model.gpu import Gpu
 from guideopt.model.launch import MultiNode
 
@@ -43,7 +43,7 @@ def _probe(launch: GroupLaunch) -> dict[str, Any]:
 def _script(launch: GroupLaunch, *lines: str) -> list[str]:
     spec = launch.framework.launch
     pre = [spec.install] if spec.install else []
-    options = spec.kv_dtype_options.get(launch.group.kv_dtype)
+    options = options_yaml(launch.group, spec)
     if options:
         pre += ["EXTRA_OPTIONS=/tmp/extra-options.yaml", "cat > \"$EXTRA_OPTIONS\" <<'YAML'", options.rstrip("\n"), "YAML"]
     return ["bash", "-c", "set -euo pipefail\n" + "\n".join([*pre, *lines])]
@@ -97,7 +97,7 @@ def _labels(launch: GroupLaunch) -> dict[str, str]:
 def _deployment(launch: GroupLaunch, catalog: Catalog) -> dict[str, Any]:
     g, labels = launch.group, _labels(launch)
     command = _script(launch, f"exec {_command(launch)}")
-    pod = _pod(launch, launch.gpus[0], g.tp * g.pp, command, catalog, labels, serving=True)
+    pod = _pod(launch, launch.gpus[0], replica_gpu_count(g), command, catalog, labels, serving=True)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -110,6 +110,12 @@ def _roles(launch: GroupLaunch, catalog: Catalog) -> tuple[str, str]:
     """(leader, worker) shell lines of a replica that spans pods."""
     spec, size = launch.framework.launch, '"$LWS_GROUP_SIZE"'
     cmd = _command(launch)
+    if spec.multi_node is MultiNode.RAY and dp_spans_nodes(launch):
+        per_node, head = launch.replicas[0].gpus_per_node[0], '"$LWS_LEADER_ADDRESS"'
+        start = f'"$((LWS_WORKER_INDEX * {per_node // (launch.group.tp * launch.group.pp)}))"'
+        leader_args = dp_node_args(launch, per_node, 0, head=head, rpc_port=DP_RPC_BASE_PORT)
+        worker_args = dp_node_args(launch, per_node, 1, head=head, rpc_port=DP_RPC_BASE_PORT, start=start)
+        return f"exec {cmd} {leader_args}", f"exec {cmd} {worker_args}"
     if spec.multi_node is MultiNode.RAY:
         gpus = [int(st["tp"]) for st in launch.group.stages or []] if launch.mixed else [launch.replicas[0].gpus_per_node[0]] * 2
         env = "VLLM_PP_LAYER_PARTITION=" + ",".join(str(st["layers"]) for st in launch.group.stages or []) + " " if launch.mixed else ""

@@ -1,7 +1,7 @@
 """Where each replica of a plan group runs: its nodes, GPUs, port and command.
 
-Replicas that fit on a node fill nodes in order (replica r on GPUs r·tp·pp … of its node).
-A replica larger than a node takes ``ceil(tp·pp / GPUs per node)`` whole nodes of its own;
+Replicas that fit on a node fill nodes in order (replica r on GPUs r·n … of its node, n =
+tp·attention_dp·pp). A replica larger than a node takes ``ceil(n / GPUs per node)`` whole nodes of its own;
 a cross-type pipeline replica takes two nodes, one per stage (first stage = head).
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guideopt.catalog import Catalog
-from guideopt.io.launch.engines import MULTI_GPU_MARKER, blocker, notes, planned_fraction, replica_command
+from guideopt.io.launch.engines import MULTI_GPU_MARKER, blocker, notes, planned_fraction, replica_command, replica_gpu_count
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu, Vendor
 from guideopt.model.plan import Group, Plan
@@ -132,7 +132,7 @@ def group_launch(
         return launch
     launch.notes = notes(group, fw, launch.ships_quantized)
     fraction = planned_fraction(fw, launch.gpus[0], group)  # what the memory prediction assumed
-    per_replica = group.tp * group.pp
+    per_replica = replica_gpu_count(group)
     node_size = launch.gpus[0].gpus_per_node
     for r in range(group.replicas):
         slot = first_slot + r

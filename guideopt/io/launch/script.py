@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import shlex
 
+from guideopt.io.launch.engines import moe_tp, options_yaml
 from guideopt.io.launch.layout import GroupLaunch, Replica, tpot_text
 from guideopt.model.gpu import Vendor
 from guideopt.model.launch import MultiNode
+from guideopt.model.plan import Group
 
 RAY_PORT = 6379  # Ray's default GCS port
 # Rendezvous port of a multi-node SGLang replica (any free port the replica's nodes share);
 # offset by the replica's slot so that replicas never share one.
 DIST_INIT_BASE_PORT = 20000
 RAY_POLL_S = 5
+# Data-parallel RPC port of a vLLM attention-DP replica across nodes (config/parallel.py default
+# data_parallel_rpc_port 29550), offset by the replica's slot.
+DP_RPC_BASE_PORT = 29550
 
 _SUPERVISOR = r"""PIDS=()
 ON_EXIT=":"
@@ -63,13 +68,34 @@ def gpu_env(launch: GroupLaunch, gpus: tuple[int, ...] | None) -> str:
     return " ".join(f"{n}={ids}" for n in names) + " "
 
 
+def dp_spans_nodes(launch: GroupLaunch) -> bool:
+    """An attention-DP replica across nodes that the engine starts per node (vLLM: every node runs
+    its own DP ranks, the head with the API server) rather than as one Ray cluster."""
+    return launch.group.attention_dp > 1 and bool(launch.framework.launch.dp_multi_node_args)
+
+
+def dp_node_args(launch: GroupLaunch, gpus: int, pos: int, *, head: str, rpc_port: int, start: str | None = None) -> str:
+    """The data-parallel arguments of the ``pos``-th node (``gpus`` GPUs) of a replica; ``start``
+    overrides its first DP rank (a shell expression on Kubernetes)."""
+    spec, g = launch.framework.launch, launch.group
+    local = gpus // (g.tp * g.pp)
+    args = spec.dp_multi_node_args.format(local=local, head=head, rpc_port=rpc_port)
+    return args + (" " + spec.dp_worker_args.format(start=start or pos * local) if pos else "")
+
+
+def _moe_text(g: Group) -> str:
+    """The MoE part of the layout comment ("" for a dense layout, whose comment is unchanged)."""
+    text = f" x attention DP {g.attention_dp}" if g.attention_dp > 1 else ""
+    return text + (f", experts EP {g.moe_ep} x TP {moe_tp(g)}" if g.moe_ep > 1 else "")
+
+
 def _header(launch: GroupLaunch) -> list[str]:
     g, fw = launch.group, launch.framework
     lines = [
         "#!/usr/bin/env bash",
         f"# guideopt launch script: plan rank {launch.rank}, group {launch.index}",
         f"# engine: {fw.name} {fw.launch.version} (command line and defaults written for this version; check the flags if yours differs)",
-        f"# layout: {g.replicas} replica(s) x (tp {g.tp} x pp {g.pp}) on {g.num_gpus} x {g.gpu}; "
+        f"# layout: {g.replicas} replica(s) x (tp {g.tp}{_moe_text(g)} x pp {g.pp}) on {g.num_gpus} x {g.gpu}; "
         f"batch {g.batch}, split {g.split}, weights {g.dtype}, KV {g.kv_dtype}",
         f"# predicted per replica: TTFT {g.metrics.ttft_ms:.0f} ms, TPOT {tpot_text(g.metrics.tpot_ms)}; "
         f"group: {g.metrics.output_throughput_tok_s:.0f} output tok/s, ${g.usd_per_hour:.2f}/h (predictions, not measurements)",
@@ -93,7 +119,7 @@ def _model_lines(launch: GroupLaunch) -> list[str]:
 
 
 def _options_lines(launch: GroupLaunch) -> list[str]:
-    text = launch.framework.launch.kv_dtype_options.get(launch.group.kv_dtype)
+    text = options_yaml(launch.group, launch.framework.launch)
     if not text:
         return []
     return ['EXTRA_OPTIONS="$(mktemp --suffix .yaml)"', "cat > \"$EXTRA_OPTIONS\" <<'YAML'", text.rstrip("\n"), "YAML"]
@@ -113,6 +139,9 @@ def _spanning(launch: GroupLaunch, r: Replica, node: int) -> list[str]:
     pos, head, k = r.nodes.index(node), r.nodes[0], len(r.nodes)
     gpus = r.gpus_per_node[pos]
     intro = f"# replica {r.index}: node {pos + 1} of {k} ({gpus} GPUs{', ' + launch.gpus[pos].id if launch.mixed else ''}); HEAD_ADDRESS = node {head}"
+    if spec.multi_node is MultiNode.RAY and dp_spans_nodes(launch):
+        args = dp_node_args(launch, gpus, pos, head='"$HEAD_ADDRESS"', rpc_port=DP_RPC_BASE_PORT + r.slot)
+        return [intro + (f", serves port {r.port}" if not pos else ""), f"start env {r.command} {args}"]
     if spec.multi_node is MultiNode.RAY:
         if pos:
             return [intro, f'start ray start --address="$HEAD_ADDRESS:{RAY_PORT}" --num-gpus={gpus} --block']
@@ -156,13 +185,14 @@ def _body(launch: GroupLaunch) -> list[str]:
     lines = [f'NODE="${{1:?give the node number of this host, 0..{launch.nodes - 1}}}"']
     if spans:
         lines.append('HEAD_ADDRESS="${HEAD_ADDRESS:-}"  # address of the first node of this node\'s replica (multi-node replicas)')
-    if spans and launch.framework.launch.multi_node is MultiNode.RAY:
+    if spans and launch.framework.launch.multi_node is MultiNode.RAY and not dp_spans_nodes(launch):
         lines.append(_WAIT_FOR_RAY)
     lines.append('case "$NODE" in')
     for node in range(launch.nodes):
         mine = _node_lines(launch, node)
         mode = launch.framework.launch.multi_node  # who dials the head: every SGLang rank, the Ray workers, no MPI host
         first = {MultiNode.NODE_RANK: 0, MultiNode.RAY: 1}.get(mode, len(launch.replicas[0].nodes))
+        first = 0 if dp_spans_nodes(launch) else first  # every vLLM DP node names the head's address
         needs_head = any(node in r.nodes[first:] and r.spans_nodes for r in launch.replicas)
         check = ['    : "${HEAD_ADDRESS:?set HEAD_ADDRESS to the address of the first node of this replica}"'] if needs_head else []
         lines += [f"  {node})", *check, *("    " + line for line in mine), "    ;;"]

@@ -24,10 +24,12 @@ const FIELD_IDS = {
   "parallelism": "tp",
   "parallelism.tp": "tp",
   "parallelism.pp": "pp",
+  "parallelism.ep": "ep",
+  "parallelism.attention_dp": "attention-dp",
   "parallelism.max_gpus": "max-gpus",
   "top": "top",
 };
-const EXPERT_IDS = new Set(["tp", "pp", "max-gpus", "top"]);
+const EXPERT_IDS = new Set(["tp", "pp", "ep", "attention-dp", "max-gpus", "top"]);
 
 function $(id) { return document.getElementById(id); }
 
@@ -76,6 +78,9 @@ function formToRequest() {
   const tp = listField("tp"), pp = listField("pp"), maxGpus = numberField("max-gpus");
   if (tp !== undefined) parallelism.tp = tp;
   if (pp !== undefined) parallelism.pp = pp;
+  const ep = listField("ep"), attentionDp = listField("attention-dp");
+  if (ep !== undefined) parallelism.ep = ep;
+  if (attentionDp !== undefined) parallelism.attention_dp = attentionDp;
   if (maxGpus !== undefined) parallelism.max_gpus = maxGpus;
   if (Object.keys(parallelism).length) req.parallelism = parallelism;
 
@@ -122,10 +127,19 @@ function fillForm(req) {
   const par = req.parallelism || {};
   setValue("tp", (par.tp || [1, 2, 4, 8]).join(","));
   setValue("pp", (par.pp || [1, 2, 4]).join(","));
+  setValue("ep", par.ep ? par.ep.join(",") : "");
+  setValue("attention-dp", par.attention_dp ? par.attention_dp.join(",") : "");
   setValue("max-gpus", par.max_gpus);
   setValue("top", req.top || 3);
   setValue("objective", req.objective ? req.objective[0] : "default");
   fillStream(req);
+}
+
+// A group's layout: "(TP8 · PP1)" for dense models, the MoE layout in words otherwise
+// ("DEP8 (attention DP 8, experts EP 8)"), as the plan's ``layout`` field gives it.
+function layoutText(g) {
+  if (g.layout && ((g.attention_dp || 1) > 1 || (g.moe_ep || 1) > 1)) return "(" + g.layout + ")";
+  return "(TP" + g.tp + " · PP" + g.pp + ")";
 }
 
 // ------------------------------------------------------------------ errors
@@ -274,7 +288,7 @@ function showResult(result) {
       const m = g.metrics;
       const tr = el("tr", { "data-rank": plan.rank });
       const cells = {
-        rank: plan.rank, gpu: g.gpu, gpus: g.num_gpus, layout: g.replicas + "× (TP" + g.tp + " · PP" + g.pp + ")",
+        rank: plan.rank, gpu: g.gpu, gpus: g.num_gpus, layout: g.replicas + "× " + layoutText(g),
         engine: g.framework, dtype: g.dtype, batch: g.batch, split: g.split, usd: usd(plan.usd_per_hour),
         throughput: ranged(g, "output_throughput_tok_s"), ttft: ranged(g, "ttft_ms"), tpot: ranged(g, "tpot_ms"),
         latency: ranged(g, "batch_latency_s"), mem: gb(g.memory.total_per_gpu_gb) + " / " + gb(g.memory.gpu_memory_gb),

@@ -1,0 +1,174 @@
+"""Per stream option, the largest rate it sustains and the largest within the SLOs.
+
+Both are searched over a grid refined in rounds: each round tries evenly spaced rates
+inside the bracket at once (one steady state over options × rates) and keeps the last rate
+before the first that fails. Stability and the SLOs only get worse as the rate grows, so
+this lands where a bisection of the same resolution would (2⁻⁸ of the bracket for the
+stable rate, 2⁻⁷ for the SLO rate), in two rounds of arrays instead of eight or seven
+rounds of fixed-point iterations one after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from guideopt.costs.lengths import LengthTable
+from guideopt.costs.step import mixed_step_s
+from guideopt.costs.stream import StreamMetrics, StreamOptions, kv_tokens_per_request, steady_state, stream_metrics
+from guideopt.model.llm import ModelArch
+from guideopt.model.workload import PercentileTargets
+
+# Points per round of the grid searches: 16 × 16 = 2⁸ steps of the stable-rate bracket
+# (steady state only, cheap) and 16 × 8 = 2⁷ of the SLO-rate bracket (percentiles, dearer).
+STABLE_RATE_GRID = (16, 16)
+SLO_RATE_GRID = (16, 8)
+IDLE_SHARE = 1.0 / 128  # an option that misses the SLOs at this share of its stable rate never meets them
+TINY_RATE_RPS = 1e-6  # "no load": the steady state of an empty replica
+
+
+def idle_rate_bound(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, static_rows: np.ndarray | None = None) -> np.ndarray:
+    """Per option, a rate no steady state reaches: where an empty replica's residence fills
+    its slots or its prompt service fills the steps (both only grow with the rate).
+
+    ``static_rows``: per option, its row of the static table (options differing only in
+    their running cap share one): an empty replica runs one request whatever its cap, so
+    the steady state is found once per static row and only the slots differ."""
+    if static_rows is None:
+        first, inverse = np.arange(len(opts)), np.arange(len(opts))
+    else:
+        _, first, inverse = np.unique(static_rows, return_index=True, return_inverse=True)
+    st = steady_state(arch, opts.take(first), lengths, np.full(first.size, TINY_RATE_RPS))
+    slots = np.maximum(np.minimum(opts.running_cap, np.floor(opts.kv_tokens / kv_tokens_per_request(lengths, opts.reserve_kv))), 1.0)
+    idle = np.minimum(slots / st.residence_s[inverse], 1.0 / st.prefill_service_s[inverse])
+    return np.minimum(idle, full_decode_rate_bound(arch, opts, lengths, slots))
+
+
+def full_decode_rate_bound(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, slots: np.ndarray) -> np.ndarray:
+    """A rate no option sustains: requests finish at most d / (E[O−1] · τ(d)) per second with d
+    decoding, τ(d) the decode-only step of d requests (prompts only add work), and d / τ(d)
+    grows with d (a step's weight reads are shared, its per-request work is not), so the
+    full slots give the largest. One step per option, against the ~30 fixed-point rounds of
+    the idle steady state: far tighter than it for large running caps."""
+    w, inp, out = lengths.weight, lengths.input_len, lengths.output_len
+    dec_steps = float(w @ np.maximum(out - 1.0, 0.0))
+    if dec_steps <= 0:
+        return np.full(len(opts), np.inf)
+    ctx = float(w @ (np.maximum(out - 1.0, 0.0) * (inp + out / 2.0))) / dec_steps
+    tau = mixed_step_s(
+        arch,
+        opts.cfg,
+        opts.hw,
+        decodes=slots,
+        decode_kv_tokens=slots * ctx * opts.kv_keep,
+        prefill_tokens=0.0,
+        prefill_seqs=0.0,
+        prefill_pair_count=0.0,
+    )
+    return slots / (dec_steps * tau)
+
+
+def meets_targets(m: StreamMetrics, targets: dict[str, PercentileTargets]) -> np.ndarray:
+    ok = np.asarray(m.stable, dtype=bool).copy()
+    for metric, t in targets.items():
+        dist = m.dist(metric)
+        for pct, bound in t.targets.items():
+            ok &= dist.within(pct, bound)
+    return ok
+
+
+def meets_targets_at(
+    arch: ModelArch, opts: StreamOptions, lengths: LengthTable, targets: dict[str, PercentileTargets], burstiness: float, rate: np.ndarray
+) -> np.ndarray:
+    """Per option, whether it is stable and meets every target at ``rate`` req/s."""
+    # no percentile values: each bound is tested with one CDF evaluation (Dist.within)
+    m = stream_metrics(arch, opts, lengths, np.maximum(rate, TINY_RATE_RPS), burstiness=burstiness, percentiles=())
+    return meets_targets(m, targets)
+
+
+def usable_mask(
+    arch: ModelArch, opts: StreamOptions, lengths: LengthTable, targets: dict[str, PercentileTargets], burstiness: float, bound: np.ndarray
+) -> np.ndarray:
+    """Per option, whether it meets the targets nearly idle (at ``IDLE_SHARE`` of ``bound``);
+    one that does not never meets them."""
+    if not targets:
+        return np.ones(len(opts), dtype=bool)
+    return meets_targets_at(arch, opts, lengths, targets, burstiness, np.minimum(bound * IDLE_SHARE, TINY_RATE_RPS * 1e3))
+
+
+def grid_search(
+    lo: np.ndarray, hi: np.ndarray, ok_at: Callable[[np.ndarray], np.ndarray], rounds: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per option, a bracket (lo, hi) narrowed ``rounds`` times: each round tries the points
+    lo + (hi − lo)·i/g (i = 1 … g−1) of shape (options, g−1) with ``ok_at`` and keeps the
+    last point before the first failing one. Returns (lo, hi, whether lo passed a test)."""
+    lo, hi = np.asarray(lo, dtype=float).copy(), np.asarray(hi, dtype=float).copy()
+    tested = np.zeros(lo.size, dtype=bool)
+    rows = np.arange(lo.size)
+    for g in rounds:
+        if lo.size == 0:
+            break
+        points = lo[:, None] + (hi - lo)[:, None] * (np.arange(1, g) / g)
+        ok = np.asarray(ok_at(points), dtype=bool).reshape(points.shape)
+        passed = np.where(ok.all(axis=1), g - 1, np.argmin(ok, axis=1))  # leading points that pass
+        lo_new = np.where(passed > 0, points[rows, np.maximum(passed - 1, 0)], lo)
+        hi = np.where(passed < g - 1, points[rows, np.minimum(passed, g - 2)], hi)
+        lo, tested = lo_new, tested | (passed > 0)
+    return lo, hi, tested
+
+
+def stable_rates(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per option, a bracket (stable, unstable) around the largest stable per-replica rate
+    (below ``bound``)."""
+
+    def ok_at(rates: np.ndarray) -> np.ndarray:
+        s = steady_state(arch, opts, lengths, rates)
+        return s.converged & (rates * s.residence_s < s.slots) & (rates * s.prefill_service_s < 1.0)
+
+    hi = np.asarray(bound, dtype=float)
+    lo, hi, _ = grid_search(np.zeros_like(hi), hi, ok_at, STABLE_RATE_GRID)
+    return lo, hi
+
+
+def slo_rates(
+    arch: ModelArch,
+    opts: StreamOptions,
+    lengths: LengthTable,
+    targets: dict[str, PercentileTargets],
+    burstiness: float,
+    bound: np.ndarray | None = None,
+    known_usable: bool = False,
+) -> np.ndarray:
+    """Per option, the largest per-replica rate (req/s) at which it is stable and meets every
+    target: searched below the stable rate (latencies grow with the rate), on the options
+    that meet the targets when nearly idle (the rest get 0; ``known_usable``: all do, as
+    ``usable_mask`` found)."""
+    if len(opts) == 0:
+        return np.zeros(0)
+    bound = idle_rate_bound(arch, opts, lengths) if bound is None else bound
+    if not targets:
+        return stable_rates(arch, opts, lengths, bound)[0]
+
+    def ok_for(o: StreamOptions, rate: np.ndarray) -> np.ndarray:
+        return meets_targets_at(arch, o, lengths, targets, burstiness, rate)
+
+    out = np.zeros(len(opts))
+    # an option that misses the SLOs nearly idle never meets them: no stable-rate search for it
+    usable = np.arange(len(opts)) if known_usable else np.nonzero(usable_mask(arch, opts, lengths, targets, burstiness, bound))[0]
+    if usable.size == 0:
+        return out
+    sub = opts.take(usable)
+    stable, top = stable_rates(arch, sub, lengths, bound[usable])
+
+    def ok_at(rates: np.ndarray) -> np.ndarray:  # options × rates, flattened for stream_metrics
+        return ok_for(sub.take(np.repeat(np.arange(len(sub)), rates.shape[1])), rates.ravel())
+
+    lo, _, tested = grid_search(np.minimum(top * IDLE_SHARE, stable), top, ok_at, SLO_RATE_GRID)
+    # only a bracket floor never moved up still needs its own check
+    untested = np.nonzero(~tested)[0]
+    keep = np.ones(lo.size, dtype=bool)
+    if untested.size:
+        keep[untested] = ok_for(sub.take(untested), lo[untested])
+    out[usable] = np.where(keep, lo, 0.0)
+    return out
