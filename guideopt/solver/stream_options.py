@@ -173,16 +173,16 @@ def _cheapest_first(
     done_i: list[np.ndarray] = []
     done_r: list[np.ndarray] = []
     queue = np.zeros(0, dtype=np.int64)
-    pos = 0
+    pos, size = 0, PRUNE_BATCH
     while queue.size or pos < order.size:
         nxt = queue[0] if queue.size else order[pos]
         if len(best) >= want and lower[nxt] > sorted(best.values())[want - 1]:
             break
-        while queue.size < PRUNE_BATCH and pos < order.size:
+        while queue.size < size and pos < order.size:
             chunk = order[pos : pos + USABLE_CHUNK]
             pos += chunk.size
             queue = np.concatenate([queue, chunk[usable_mask(arch, opts.take(chunk), lengths, targets, burst, bound[chunk])]])
-        batch, queue = queue[:PRUNE_BATCH], queue[PRUNE_BATCH:]
+        batch, queue = queue[:size], queue[size:]
         if batch.size == 0:
             break
         got = slo_rates(arch, opts.take(batch), lengths, targets, burst, bound=bound[batch], known_usable=True)

@@ -4,8 +4,8 @@ Both are searched over a grid refined in rounds: each round tries evenly spaced 
 inside the bracket at once (one steady state over options × rates) and keeps the last rate
 before the first that fails. Stability and the SLOs only get worse as the rate grows, so
 this lands where a bisection of the same resolution would (2⁻⁸ of the bracket for the
-stable rate, 2⁻⁷ for the SLO rate), in two rounds of arrays instead of eight or seven
-rounds of fixed-point iterations one after another.
+stable rate, 2⁻¹² for the SLO rate), in a few rounds of arrays instead of a dozen rounds of
+fixed-point iterations one after another.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from guideopt.costs.stream import StreamMetrics, StreamOptions, kv_tokens_per_re
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import PercentileTargets
 
-# Points per round of the grid searches: 16 × 16 = 2⁸ steps of the stable-rate bracket
-# (steady state only, cheap) and 16 × 8 = 2⁷ of the SLO-rate bracket (percentiles, dearer).
+# Points per round of the grid searches: 16 × 16 = 2⁸ steps of the bracket for the stable
+# rate (steady state only) and 8⁴ = 2¹² of it for the SLO rate (stable and within every
+# target, searched directly below the rate bound: four rounds of 7 points).
 STABLE_RATE_GRID = (16, 16)
-SLO_RATE_GRID = (16, 8)
-IDLE_SHARE = 1.0 / 128  # an option that misses the SLOs at this share of its stable rate never meets them
+SLO_RATE_GRID = (8, 8, 8, 8)
+IDLE_SHARE = 1.0 / 128  # an option that misses the SLOs at this share of its rate bound never meets them
 TINY_RATE_RPS = 1e-6  # "no load": the steady state of an empty replica
 
 
@@ -141,7 +142,7 @@ def slo_rates(
     known_usable: bool = False,
 ) -> np.ndarray:
     """Per option, the largest per-replica rate (req/s) at which it is stable and meets every
-    target: searched below the stable rate (latencies grow with the rate), on the options
+    target: searched below the rate bound (latencies grow with the rate), on the options
     that meet the targets when nearly idle (the rest get 0; ``known_usable``: all do, as
     ``usable_mask`` found)."""
     if len(opts) == 0:
@@ -150,25 +151,17 @@ def slo_rates(
     if not targets:
         return stable_rates(arch, opts, lengths, bound)[0]
 
-    def ok_for(o: StreamOptions, rate: np.ndarray) -> np.ndarray:
-        return meets_targets_at(arch, o, lengths, targets, burstiness, rate)
-
     out = np.zeros(len(opts))
-    # an option that misses the SLOs nearly idle never meets them: no stable-rate search for it
+    # an option that misses the SLOs nearly idle never meets them: no search for it
     usable = np.arange(len(opts)) if known_usable else np.nonzero(usable_mask(arch, opts, lengths, targets, burstiness, bound))[0]
     if usable.size == 0:
         return out
     sub = opts.take(usable)
-    stable, top = stable_rates(arch, sub, lengths, bound[usable])
 
     def ok_at(rates: np.ndarray) -> np.ndarray:  # options × rates, flattened for stream_metrics
-        return ok_for(sub.take(np.repeat(np.arange(len(sub)), rates.shape[1])), rates.ravel())
+        return meets_targets_at(arch, sub.take(np.repeat(np.arange(len(sub)), rates.shape[1])), lengths, targets, burstiness, rates.ravel())
 
-    lo, _, tested = grid_search(np.minimum(top * IDLE_SHARE, stable), top, ok_at, SLO_RATE_GRID)
-    # only a bracket floor never moved up still needs its own check
-    untested = np.nonzero(~tested)[0]
-    keep = np.ones(lo.size, dtype=bool)
-    if untested.size:
-        keep[untested] = ok_for(sub.take(untested), lo[untested])
-    out[usable] = np.where(keep, lo, 0.0)
+    # "stable and within every target" only gets harder as the rate grows: one search below the bound
+    lo, _, tested = grid_search(np.zeros(usable.size), np.asarray(bound, dtype=float)[usable], ok_at, SLO_RATE_GRID)
+    out[usable] = np.where(tested, lo, 0.0)
     return out
