@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from guideopt.analyses.simulate import LayoutSimulateRequest, Simulation, configuration, run_simulation
+from guideopt.analyses.simulate import Simulation, configuration, run_simulation
 from guideopt.catalog import Catalog
 from guideopt.cli import main
 from guideopt.costs.lengths import fixed_lengths
 from guideopt.costs.stream import sustainable_rate
+from guideopt.model.workload import SimulateRequest
 from guideopt.simulator.engine import simulate
 from guideopt.simulator.report import stream_report
 from guideopt.simulator.sampling import make_stream
@@ -27,14 +28,14 @@ RATE = 12.0  # requests/s for the whole replica: 1.5 per rank, well below what a
 DEP8 = {"tp": 1, "attention_dp": 8, "moe_ep": 8}
 
 
-def request(workload: dict, **layout) -> LayoutSimulateRequest:
+def request(workload: dict, **layout) -> SimulateRequest:
     lengths = {"input_len": IN, "output_len": OUT}
-    return LayoutSimulateRequest.model_validate(
+    return SimulateRequest.model_validate(
         {"model": R1, "gpu": H200, **layout, "workload": {**workload, "lengths": lengths, "num_requests": N, "seed": 0}}
     )
 
 
-def run(req: LayoutSimulateRequest, catalog: Catalog) -> Simulation:
+def run(req: SimulateRequest, catalog: Catalog) -> Simulation:
     with warnings.catch_warnings():  # R1's MTP-layer caveat
         warnings.simplefilter("ignore")
         return run_simulation(req, catalog=catalog)

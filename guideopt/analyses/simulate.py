@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
 
 from guideopt.analyses.predict import checked_layout
 from guideopt.catalog import Catalog, load_catalog, load_length_mix
@@ -28,7 +27,6 @@ from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_tab
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
-from guideopt.model.limits import MAX_PARALLEL_SIZE
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import REPORTED_PERCENTILES, SimulateRequest
 from guideopt.simulator.engine import EngineSpec, SimResult, simulate
@@ -42,19 +40,8 @@ TraceArrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 REPLICA_THROUGHPUT_KEYS = ("request_throughput_rps", "output_throughput_tok_s", "total_throughput_tok_s", "goodput_rps")
 
 
-class LayoutSimulateRequest(SimulateRequest):
-    """A ``SimulateRequest`` with a MoE layout (``predict``'s fields; the request rules are
-    predict's, checked by ``configuration``)."""
-
-    attention_dp: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="attention data-parallel ranks per replica")
-    moe_tp: int | None = Field(default=None, gt=0, le=MAX_PARALLEL_SIZE, description="TP of each expert; default tp·attention_dp/moe_ep")
-    moe_ep: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="expert-parallel ranks of the MoE layers")
-
-
 def layout(req: SimulateRequest) -> tuple[int, int | None, int]:
-    """(attention_dp, moe_tp as given, moe_ep) of the request (a plain ``SimulateRequest``: plain TP)."""
-    if not isinstance(req, LayoutSimulateRequest):
-        return 1, None, 1
+    """(attention_dp, moe_tp as given, moe_ep) of the request."""
     return req.attention_dp, req.moe_tp, req.moe_ep
 
 

@@ -93,8 +93,7 @@ def simulate(**kw) -> None:
 
 
 def _request(kw: dict):
-    from guideopt.analyses.simulate import LayoutSimulateRequest
-    from guideopt.model.workload import parse_percentile
+    from guideopt.model.workload import SimulateRequest, parse_percentile
 
     _check_positive(kw, "rate", "--rate", "requests/s")
     _check_positive(kw, "burstiness", "--burstiness", "(1 = Poisson)")
@@ -153,7 +152,7 @@ def _request(kw: dict):
     if data["dtype"] is None:  # the checkpoint's own precision
         del data["dtype"]
     try:
-        return LayoutSimulateRequest.model_validate(data), trace_path
+        return SimulateRequest.model_validate(data), trace_path
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
