@@ -376,9 +376,9 @@ def length_mix_ids(root: str | None = None) -> list[str]:
 def load_length_mix(mix_id: str, root: str | None = None) -> LengthMix:
     """A named length mix, validated; an unknown id is a one-line error with the choices."""
     base = Path(root) if root else catalog_dir()
+    ids = length_mix_ids(root)
     path = base / "length_mixes" / f"{mix_id}.yaml"
-    if not path.is_file():
-        ids = length_mix_ids(root)
+    if mix_id not in ids:  # an id, never a path: nothing outside length_mixes/ is opened
         close = difflib.get_close_matches(mix_id, ids, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise CatalogError(f"lengths: unknown length mix or file {mix_id!r} ({hint}mixes: {', '.join(ids)}; or give a CSV/JSONL file)")

@@ -14,6 +14,15 @@ from guideopt.errors import InvalidRequestError
 PROGRESS_MIN_REQUESTS = 20_000  # below this a run takes well under a second: no bar
 TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 # Whole-number flags that must be > 0 (the request models would name the key, not the flag).
+# Request fields whose flag is not their name with dashes (a validation error names the flag).
+REQUEST_FLAGS = {
+    "workload.rate_rps": "--rate",
+    "workload.concurrency": "--concurrency",
+    "workload.burstiness": "--burstiness",
+    "workload.num_requests": "--num-requests",
+    "workload.seed": "--seed",
+    "warmup_fraction": "--warmup",
+}
 POSITIVE_COUNTS: tuple[str, ...] = ("concurrency", "input_len", "output_len", "num_requests", "running_cap", "token_budget", "tp", "pp")
 POSITIVE_COUNTS += ("replicas", "attention_dp", "moe_tp", "moe_ep")
 
@@ -156,7 +165,8 @@ def _request(kw: dict):
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequestError(f"{loc}: {first['msg']}") from None
+        flag = REQUEST_FLAGS.get(loc) or (f"--{loc.replace('_', '-')}" if "." not in loc else loc)
+        raise InvalidRequestError(f"{flag}: {first['msg']}") from None
 
 
 def _check_positive(kw: dict, key: str, flag: str, unit: str) -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from guideopt.errors import InvalidRequestError
+from guideopt.model.limits import MAX_SIMULATED_REQUESTS
 
-MAX_TRACE_REQUESTS = 200_000
+MAX_TRACE_REQUESTS = MAX_SIMULATED_REQUESTS
 REQUIRED_COLUMNS = ("input_len", "output_len")
 ARRIVAL_COLUMN = "arrival_s"
 

@@ -82,6 +82,11 @@ MAX_LAYERS = 10_000
 
 # ---- what all of the above buys
 
+# Requests one simulation runs (a sampled stream, a trace, a plan's verifying run): the
+# event loop holds a few arrays of this length, and 200,000 requests of a 70B replica
+# simulate in about a minute here; a bigger sample tightens no percentile a plan uses.
+MAX_SIMULATED_REQUESTS = 200_000
+
 # Peak memory of one command on any input: with the limits above, a plan, prediction,
 # sweep or file stays far below this (~150 MB for a CLI plan); the fuzz suites assert it.
 MAX_PROCESS_MEMORY_BYTES = 2 * 1024**3

@@ -19,6 +19,7 @@ from guideopt.model.limits import (
     MAX_GPUS,
     MAX_PARALLEL_SIZE,
     MAX_SEQUENCE_TOKENS,
+    MAX_SIMULATED_REQUESTS,
     MAX_SLO_MS,
     MAX_SLO_THROUGHPUT_TOK_S,
 )
@@ -86,7 +87,9 @@ class Workload(StrictModel):
     rate_rps: float | None = Field(default=None, gt=0, description="stream: mean arrival rate of the whole deployment, requests/s")
     concurrency: int | None = Field(default=None, gt=0, description="stream: closed-loop clients of the whole deployment")
     burstiness: float = Field(default=POISSON_CV, gt=0, description="stream: coefficient of variation of inter-arrival times (1 = Poisson)")
-    num_requests: int = Field(default=VERIFY_NUM_REQUESTS, gt=0, description="stream: requests each verifying simulation samples")
+    num_requests: int = Field(
+        default=VERIFY_NUM_REQUESTS, gt=0, le=MAX_SIMULATED_REQUESTS, description="stream: requests each verifying simulation samples"
+    )
     seed: int = Field(default=0, ge=0, description="stream: seed of the verifying simulations")
 
     @field_validator("lengths", mode="before")

@@ -18,7 +18,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from guideopt.model.base import StrictModel
-from guideopt.model.limits import MAX_PARALLEL_SIZE
+from guideopt.model.limits import MAX_PARALLEL_SIZE, MAX_SIMULATED_REQUESTS
 
 DEFAULT_PERCENTILE = 90.0  # the percentile a bare SLO number applies at (common serving practice: P90)
 REPORTED_PERCENTILES = (50.0, 90.0, 99.0)
@@ -99,7 +99,7 @@ class StreamWorkload(StrictModel):
     concurrency: int | None = Field(default=None, gt=0, description="closed-loop clients")
     burstiness: float = Field(default=POISSON_CV, gt=0, description="coefficient of variation of inter-arrival times (1 = Poisson)")
     lengths: Lengths
-    num_requests: int = Field(default=DEFAULT_NUM_REQUESTS, gt=0, description="requests a simulation samples")
+    num_requests: int = Field(default=DEFAULT_NUM_REQUESTS, gt=0, le=MAX_SIMULATED_REQUESTS, description="requests a simulation samples")
     seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")

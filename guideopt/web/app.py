@@ -21,7 +21,8 @@ structure as a constraints file):
 Errors: a bad request is 422 ``{"field": "workload.input_len", "message": "..."}`` (the
 field is a key path of the request); an unexpected error is 500 ``{"message": ...}``
 with the traceback in the server's log only — never in a response.
-Only catalog model ids are accepted here: the server does not read local config.json paths.
+Only catalog model ids and length mixes are accepted here: the server reads no local config.json or
+trace file that a request names.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from guideopt.io.constraints_file import ConstraintsFileError, loads
 from guideopt.model.dtype import Dtype
 from guideopt.model.keypath import leading_key
 from guideopt.model.plan import PlanResult, infeasible_json
-from guideopt.model.request import PlanRequest
+from guideopt.model.request import TRACE_SUFFIXES, PlanRequest
 from guideopt.web import worker
 from guideopt.web.middleware import INTERNAL_ERROR, CatchAll
 from guideopt.web.presets import OBJECTIVE_ORDERS, PRESETS
@@ -104,6 +105,20 @@ def _check_model(payload: dict[str, Any], cat: Catalog) -> None:
             raise FieldError("model", str(exc).removeprefix("model: ")) from None
 
 
+def _check_lengths(payload: dict[str, Any]) -> None:
+    """A length mix by id or inline buckets only: the server opens no file a client names
+    (a trace path would let a request probe or read the server's files)."""
+    workload = payload.get("workload")
+    lengths = workload.get("lengths") if isinstance(workload, dict) else None
+    named_file = isinstance(lengths, dict) and "file" in lengths
+    if (isinstance(lengths, str) and lengths.lower().endswith(TRACE_SUFFIXES)) or named_file:
+        raise FieldError(
+            "workload.lengths",
+            "the web API reads no files on the server: give a mix id (catalog length mixes) or inline buckets "
+            "({buckets: [{input_len, output_len, weight}]}); run `guideopt plan --lengths FILE` for a trace",
+        )
+
+
 def parse_request(payload: Any, cat: Catalog | None = None) -> PlanRequest:
     """Validate a request body as a constraints file would be; a problem is a FieldError."""
     cat = cat or load_catalog()
@@ -113,6 +128,7 @@ def parse_request(payload: Any, cat: Catalog | None = None) -> PlanRequest:
             "the body must be a JSON object with model, workload and budget (the structure of a constraints file: `guideopt schema`)",
         )
     _check_model(payload, cat)
+    _check_lengths(payload)
     try:
         text = json.dumps(payload, allow_nan=True)
         return loads(text, "json", name="request", catalog=cat).request
