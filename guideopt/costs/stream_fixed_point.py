@@ -103,9 +103,17 @@ def _round(k: FixedPointInputs, s: FixedPointState) -> FixedPointState:
     # A decoding request sees itself plus the others: d + 1 decodes (the new prompt's
     # step, seen on arrival, holds the d others).
     d_seen = np.minimum(d + 1.0, k.slots)
-    tau_mix = _step(k, np.where(chunked, d, 0.0), p, seqs, q)
-    tau_mix_seen = _step(k, np.where(chunked, d_seen, 0.0), p, seqs, q)
-    tau_dec = _step(k, d_seen, 0.0, 0.0, 0.0)
+    # The three steps of a round (mixed, mixed as an arrival sees it, decode-only) priced in one
+    # call over a leading axis of 3: the same elementwise arithmetic, a third of the calls.
+    zero = np.zeros_like(p)
+    steps = _step(
+        k,
+        np.stack([np.where(chunked, d, 0.0), np.where(chunked, d_seen, 0.0), d_seen]),
+        np.stack([p, p, zero]),
+        np.stack([seqs, seqs, zero]),
+        np.stack([q, q, zero]),
+    )
+    tau_mix, tau_mix_seen, tau_dec = steps[0], steps[1], steps[2]
     new = f * tau_mix_seen + (1.0 - f) * tau_dec
     moved = np.abs(new - tau) / tau
     tau = (1.0 - FIXED_POINT_DAMPING) * tau + FIXED_POINT_DAMPING * new
