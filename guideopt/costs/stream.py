@@ -260,8 +260,12 @@ def stream_metrics(
 
     # Passes of a full room, then one with what remains of the prompt (not another full room).
     last = inp - (passes - 1.0) * room
-    tau_pass = pass_s(last)
-    tau_full = pass_s(room) if bool(np.any(passes > 1)) else 0.0 * tau_pass  # only multi-pass prompts use it
+    if bool(np.any(passes > 1)):  # only multi-pass prompts use a full room's pass: both in one call
+        both = pass_s(np.stack([last, np.broadcast_to(room, last.shape)]))
+        tau_pass, tau_full = both[0], both[1]
+    else:
+        tau_pass = pass_s(last)
+        tau_full = 0.0 * tau_pass
     tau = _col(st.tau_s)
     boundary_mean = _col((st.mixed_share * st.tau_mix_s**2 + (1 - st.mixed_share) * st.tau_dec_s**2) / (2.0 * st.tau_s))
     boundary_sd = tau * UNIFORM_SD
