@@ -356,13 +356,12 @@ def _stable(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, grid: np
 def options_from_table(table, calibration, *, running_cap, reserve_kv, kv_keep=1.0) -> StreamOptions:
     """Stream options for the rows of an ``OptionTable`` (its split is the token budget)."""
     space = table.space
-    frameworks = [space.frameworks[i] for i in table.fw_idx]
     hw = hardware_for_rows(space, calibration, table.gpu_idx, table.fw_idx, table.dtype_idx)
     n = len(table)
     cfg = StepConfig(
         tp=table.tp.astype(float),
         pp=table.pp.astype(float),
-        w_bytes=np.array([space.dtypes[i].bytes for i in table.dtype_idx], dtype=float),
+        w_bytes=np.array([dt.bytes for dt in space.dtypes], dtype=float)[table.dtype_idx],
         kv_bytes=table.kv_dtype_bytes.astype(float),
         flash=space.flash_attention,
         dp=table.dp.astype(float),
@@ -373,7 +372,7 @@ def options_from_table(table, calibration, *, running_cap, reserve_kv, kv_keep=1
         hw=hw,
         running_cap=np.broadcast_to(np.asarray(running_cap, dtype=float), (n,)).copy(),
         token_budget=table.split.astype(float),
-        chunked=np.array([fw.chunked_prefill for fw in frameworks]),
+        chunked=np.array([fw.chunked_prefill for fw in space.frameworks], dtype=bool)[table.fw_idx],
         kv_tokens=table.memory.kv_tokens.astype(float),
         reserve_kv=np.broadcast_to(np.asarray(reserve_kv, dtype=bool), (n,)).copy(),
         kv_keep=np.full(n, float(kv_keep)),

@@ -149,6 +149,18 @@ def capability_mask(space: OptionSpace, fw: Framework) -> np.ndarray:
     ).reshape(len(space.gpus), len(space.dtypes))
 
 
+def lex_ids(*columns: np.ndarray) -> np.ndarray:
+    """One integer per distinct row of the columns, numbered in their lexicographic order
+    (``np.unique(..., axis=0)``'s inverse, without its row sort): each column becomes its
+    rank among its own values, and the ranks a mixed-radix number."""
+    key = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    for col in columns:
+        values, rank = np.unique(np.asarray(col), return_inverse=True)
+        key = key * max(values.size, 1) + rank.reshape(-1)
+    _, dense = np.unique(key, return_inverse=True)
+    return dense.reshape(-1).astype(np.int64)
+
+
 def layout_mask(space: OptionSpace, fw: Framework, gpu_idx: np.ndarray, t, d, e, p) -> np.ndarray:
     """Rows whose layout the engine runs on that GPU type: TP inside the scale-up domain (an
     NVL72 rack's NVLink reaches across trays), one replica across nodes only where the engine
@@ -164,7 +176,10 @@ def layout_mask(space: OptionSpace, fw: Framework, gpu_idx: np.ndarray, t, d, e,
     moe = (d > 1) | (e > 1)
     if not moe.any():
         return ok
-    keys, inverse = np.unique(np.stack([t, d, e, p, node], axis=1), axis=0, return_inverse=True)
+    ids = lex_ids(t, d, e, p, node)
+    _, first = np.unique(ids, return_index=True)
+    keys = np.stack([t, d, e, p, node], axis=1)[first]
+    inverse = ids
     runs = np.array(
         [
             moe_layout_reason(
@@ -330,6 +345,8 @@ __all__ = [
     "capability_mask",
     "default_kv_dtype",
     "kv_dtype_for",
+    "layout_mask",
+    "lex_ids",
     "max_batch",
     "tp_is_valid",
 ]

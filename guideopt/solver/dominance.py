@@ -12,7 +12,7 @@ import bisect
 
 import numpy as np
 
-from guideopt.costs.tables import OptionTable
+from guideopt.costs.tables import OptionTable, lex_ids
 from guideopt.model.dtype import Dtype
 from guideopt.model.request import ObjectiveTerm
 from guideopt.solver.terms import metric_columns
@@ -169,11 +169,9 @@ def shape_key(table: OptionTable) -> np.ndarray:
     # fp16 and bf16 run at the same speed and size: one shape, not two near-identical plans.
     precision_class = np.array([Dtype.FP16.value if d.is_float16 else d.value for d in table.space.dtypes])
     _, dtype_class = np.unique(precision_class, return_inverse=True)
-    cols = (table.gpu_idx, table.fw_idx, dtype_class[table.dtype_idx], table.tp, table.dp, table.ep, table.pp)
     if len(table) == 0:
         return np.zeros(0, dtype=np.int64)
-    _, key = np.unique(np.stack([np.asarray(c, dtype=np.int64) for c in cols], axis=1), axis=0, return_inverse=True)
-    return key.reshape(-1).astype(np.int64)
+    return lex_ids(table.gpu_idx, table.fw_idx, dtype_class[table.dtype_idx], table.tp, table.dp, table.ep, table.pp)
 
 
 def non_dominated(table: OptionTable, terms: set[ObjectiveTerm] | None = None) -> np.ndarray:

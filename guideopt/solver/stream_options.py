@@ -18,14 +18,15 @@ import numpy as np
 from guideopt.catalog import Catalog, load_length_mix
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths
 from guideopt.costs.stream import StreamOptions, options_from_table, stream_metrics
-from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
+from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, lex_ids
 from guideopt.errors import InvalidRequestError
 from guideopt.model.llm import ModelArch
 from guideopt.model.request import PlanRequest
 from guideopt.model.workload import PercentileTargets
 from guideopt.simulator.policy import KvPolicy, kv_policy
 from guideopt.solver.options import layout_choices, plan_precisions
-from guideopt.solver.stream_rates import idle_rate_bound, slo_rates, usable_mask
+from guideopt.solver.stream_bounds import idle_rate_bound, rate_bounds
+from guideopt.solver.stream_rates import slo_rates, usable_mask
 from guideopt.units import MS_PER_S
 
 # Running-request caps the solver tries per engine: powers of four spanning the engines'
@@ -141,13 +142,21 @@ def _priced_slo_rates(
     burst = req.workload.burstiness
     if len(opts) == 0:
         return out
-    bound = idle_rate_bound(arch, opts, lengths, static_rows)
     if not prune or rate is None:
-        return slo_rates(arch, opts, lengths, targets, burst, bound=bound)
+        return slo_rates(arch, opts, lengths, targets, burst, bound=rate_bounds(arch, opts, lengths, static_rows, targets))
     price = table.usd_per_hour_per_gpu * table.gpus_per_replica
     ranks = table.dp  # the rates are one attention-DP rank's; a replica has dp of them
     budget = req.budget.usd_per_hour * (1 + 1e-9)
-    lower = np.where(bound > 0, np.ceil(rate / np.maximum(bound * ranks, 1e-12) - 1e-9) * price, np.inf)
+
+    def lower_cost(bound: np.ndarray) -> np.ndarray:
+        return np.where(bound > 0, np.ceil(rate / np.maximum(bound * ranks, 1e-12) - 1e-9) * price, np.inf)
+
+    # the one-step bounds first; the idle steady state only for what they leave within the budget
+    bound = rate_bounds(arch, opts, lengths, static_rows, targets, idle=False)
+    within = np.nonzero(lower_cost(bound) <= budget)[0]
+    rows = static_rows[within] if static_rows is not None else None
+    bound[within] = np.minimum(bound[within], idle_rate_bound(arch, opts.take(within), lengths, rows))
+    lower = lower_cost(bound)
     alive = np.nonzero(lower <= budget)[0]
     if req.objective[0] is not ObjectiveTerm.COST:
         out[alive] = slo_rates(arch, opts.take(alive), lengths, targets, burst, bound=bound[alive])
@@ -208,14 +217,15 @@ def effective_caps(table: OptionTable, cap: np.ndarray, lengths: LengthTable) ->
 
 
 def stream_options(table: OptionTable, cap: np.ndarray, calibration) -> StreamOptions:
-    reserve = np.array([kv_policy(table.space.frameworks[i].calibration_id) is KvPolicy.RESERVE for i in table.fw_idx], dtype=bool)
+    per_engine = np.array([kv_policy(fw.calibration_id) is KvPolicy.RESERVE for fw in table.space.frameworks], dtype=bool)
+    reserve = per_engine[table.fw_idx]
     return options_from_table(table, calibration, running_cap=cap, reserve_kv=reserve)
 
 
 def _distinct(table: OptionTable, cap: np.ndarray) -> np.ndarray:
     """Rows of distinct (static row, cap): clipping caps at the budget repeats some."""
-    key = np.stack([table.gpu_idx, table.fw_idx, table.dtype_idx, table.tp, table.dp, table.ep, table.pp, table.split, cap], axis=1)
-    _, first = np.unique(key, axis=0, return_index=True)
+    key = lex_ids(table.gpu_idx, table.fw_idx, table.dtype_idx, table.tp, table.dp, table.ep, table.pp, table.split, cap)
+    _, first = np.unique(key, return_index=True)
     return np.sort(first)
 
 

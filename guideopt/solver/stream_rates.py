@@ -15,59 +15,16 @@ from collections.abc import Callable
 import numpy as np
 
 from guideopt.costs.lengths import LengthTable
-from guideopt.costs.step import mixed_step_s
-from guideopt.costs.stream import StreamMetrics, StreamOptions, kv_tokens_per_request, steady_state, stream_metrics
+from guideopt.costs.stream import StreamMetrics, StreamOptions, steady_state, stream_metrics
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import PercentileTargets
+from guideopt.solver.stream_bounds import IDLE_SHARE, TINY_RATE_RPS, rate_bounds
 
 # Points per round of the grid searches: 16 × 16 = 2⁸ steps of the bracket for the stable
 # rate (steady state only) and 8⁴ = 2¹² of it for the SLO rate (stable and within every
 # target, searched directly below the rate bound: four rounds of 7 points).
 STABLE_RATE_GRID = (16, 16)
 SLO_RATE_GRID = (8, 8, 8, 8)
-IDLE_SHARE = 1.0 / 128  # an option that misses the SLOs at this share of its rate bound never meets them
-TINY_RATE_RPS = 1e-6  # "no load": the steady state of an empty replica
-
-
-def idle_rate_bound(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, static_rows: np.ndarray | None = None) -> np.ndarray:
-    """Per option, a rate no steady state reaches: where an empty replica's residence fills
-    its slots or its prompt service fills the steps (both only grow with the rate).
-
-    ``static_rows``: per option, its row of the static table (options differing only in
-    their running cap share one): an empty replica runs one request whatever its cap, so
-    the steady state is found once per static row and only the slots differ."""
-    if static_rows is None:
-        first, inverse = np.arange(len(opts)), np.arange(len(opts))
-    else:
-        _, first, inverse = np.unique(static_rows, return_index=True, return_inverse=True)
-    st = steady_state(arch, opts.take(first), lengths, np.full(first.size, TINY_RATE_RPS))
-    slots = np.maximum(np.minimum(opts.running_cap, np.floor(opts.kv_tokens / kv_tokens_per_request(lengths, opts.reserve_kv))), 1.0)
-    idle = np.minimum(slots / st.residence_s[inverse], 1.0 / st.prefill_service_s[inverse])
-    return np.minimum(idle, full_decode_rate_bound(arch, opts, lengths, slots))
-
-
-def full_decode_rate_bound(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, slots: np.ndarray) -> np.ndarray:
-    """A rate no option sustains: requests finish at most d / (E[O−1] · τ(d)) per second with d
-    decoding, τ(d) the decode-only step of d requests (prompts only add work), and d / τ(d)
-    grows with d (a step's weight reads are shared, its per-request work is not), so the
-    full slots give the largest. One step per option, against the ~30 fixed-point rounds of
-    the idle steady state: far tighter than it for large running caps."""
-    w, inp, out = lengths.weight, lengths.input_len, lengths.output_len
-    dec_steps = float(w @ np.maximum(out - 1.0, 0.0))
-    if dec_steps <= 0:
-        return np.full(len(opts), np.inf)
-    ctx = float(w @ (np.maximum(out - 1.0, 0.0) * (inp + out / 2.0))) / dec_steps
-    tau = mixed_step_s(
-        arch,
-        opts.cfg,
-        opts.hw,
-        decodes=slots,
-        decode_kv_tokens=slots * ctx * opts.kv_keep,
-        prefill_tokens=0.0,
-        prefill_seqs=0.0,
-        prefill_pair_count=0.0,
-    )
-    return slots / (dec_steps * tau)
 
 
 def meets_targets(m: StreamMetrics, targets: dict[str, PercentileTargets]) -> np.ndarray:
@@ -147,7 +104,7 @@ def slo_rates(
     ``usable_mask`` found)."""
     if len(opts) == 0:
         return np.zeros(0)
-    bound = idle_rate_bound(arch, opts, lengths) if bound is None else bound
+    bound = rate_bounds(arch, opts, lengths, None, targets) if bound is None else bound
     if not targets:
         return stable_rates(arch, opts, lengths, bound)[0]
 
