@@ -19,6 +19,7 @@ from guideopt.catalog import Catalog
 from guideopt.errors import InvalidRequestError
 from guideopt.model.base import StrictModel
 from guideopt.model.calibration import Calibration, ClosedLoopSync, FrameworkEfficiency
+from guideopt.model.gpu import Vendor
 
 OVERLAY_VERSION = "overlay"
 
@@ -59,7 +60,23 @@ def read_overlay(path: str | Path) -> CalibrationOverlay:
 def with_overlay(catalog: Catalog, path: str | Path | None) -> Catalog:
     if path is None:
         return catalog
-    return dataclasses.replace(catalog, calibration=apply_overlay(catalog.calibration, read_overlay(path)))
+    overlay = read_overlay(path)
+    check_engine_keys(overlay, catalog, str(path))
+    return dataclasses.replace(catalog, calibration=apply_overlay(catalog.calibration, overlay))
+
+
+def check_engine_keys(overlay: CalibrationOverlay, catalog: Catalog, where: str) -> None:
+    """Every ``frameworks`` key names an engine family, as ``vllm`` or ``vllm@amd`` (a
+    misspelt key would otherwise be laid over nothing and silently ignored)."""
+    engines = sorted({fw.calibration_id for fw in catalog.frameworks.values()})
+    vendors = {v.value for v in Vendor}
+    for key in overlay.frameworks:
+        engine, _, vendor = key.partition("@")
+        if engine not in engines or (vendor and vendor not in vendors):
+            raise InvalidRequestError(
+                f"--calibration: {where}: frameworks.{key}: not an engine (engines: {', '.join(engines)}; "
+                f"another vendor's terms as ENGINE@VENDOR, e.g. vllm@amd)"
+            )
 
 
 def fit_overlay(catalog: Catalog, items: list[CaseOrSkip]) -> CalibrationOverlay:

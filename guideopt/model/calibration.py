@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from guideopt.model.base import StrictModel
+from guideopt.model.limits import MIN_ENGINE_EFFICIENCY
 
 
 class DeviceEfficiency(StrictModel):
@@ -61,11 +62,13 @@ class FrameworkEfficiency(StrictModel):
     decode_step_overhead_ms: float = Field(ge=0, le=100, description="CPU scheduling, sampling and detokenising per decode step")
     prefill_step_overhead_ms: float = Field(ge=0, le=1000, description="fixed cost per prefill forward pass")
     kernel_efficiency: float = Field(
-        gt=0, le=1, description="engine kernels' speed relative to the measured kernels; memory-bound work (weights, KV, decode)"
+        ge=MIN_ENGINE_EFFICIENCY,
+        le=1,
+        description="engine kernels' speed relative to the measured kernels; memory-bound work (weights, KV, decode)",
     )
     compute_efficiency: float | None = Field(
         default=None,
-        gt=0,
+        ge=MIN_ENGINE_EFFICIENCY,
         le=1,
         description="the same for compute-bound work (GEMMs at many tokens, prompt attention): an engine's large-m GEMMs "
         "can be tuned apart from its decode kernels (vLLM on ROCm); None: kernel_efficiency",

@@ -82,6 +82,12 @@ MAX_LAYERS = 10_000
 
 # ---- what all of the above buys
 
+# Smallest engine efficiency (a fraction of the measured kernels' speed) a calibration may
+# hold: the lowest fitted value is 0.415 (vLLM's compute-bound kernels on ROCm); an engine
+# at under a tenth of its kernels' speed is a broken fit or a typo, and a value near 0 makes
+# every prediction astronomically slow (issue 25 item 3: 1e-300 printed a 300-digit TTFT).
+MIN_ENGINE_EFFICIENCY = 0.1
+
 # Requests one simulation runs (a sampled stream, a trace, a plan's verifying run): the
 # event loop holds a few arrays of this length, and 200,000 requests of a 70B replica
 # simulate in about a minute here; a bigger sample tightens no percentile a plan uses.
