@@ -39,6 +39,8 @@ def calibrate(files: tuple[str, ...], out_path: str, engine_version: str, as_jso
 
     Example: guideopt calibrate serve.json --gpu h100-sxm --framework vllm --dtype bf16 --out mine.yaml
     """
+    from pathlib import Path
+
     from guideopt.api import predict
     from guideopt.calibration.mapping import Case
     from guideopt.calibration.overlay import apply_overlay, fit_overlay, write_overlay
@@ -47,6 +49,8 @@ def calibrate(files: tuple[str, ...], out_path: str, engine_version: str, as_jso
     from guideopt.catalog import load_catalog
     from guideopt.errors import InvalidRequestError
 
+    if any(Path(f).resolve() == Path(out_path).resolve() for f in files):
+        raise InvalidRequestError(f"--out: {out_path} is one of the input files (write the overlay to another file)")
     catalog = load_catalog()
     items = load_user_files(list(files), RunContext(version=engine_version, **context), catalog)
     cases = [c for c in items if isinstance(c, Case)]

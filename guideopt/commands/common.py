@@ -324,6 +324,9 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
             if flags.get(key) is None:
                 raise click.UsageError(f"{name} is required (or give --lengths MIX|FILE with --rate, or --file FILE)")
     stream = flags.get("rate_rps") is not None or flags.get("concurrency") is not None
+    for key, name in (("burstiness", "--burstiness"), ("percentile", "--percentile")):
+        if flags.get(key) is not None and not stream:  # a stream's knob: silently ignored otherwise
+            raise click.UsageError(f"{name} describes a request stream: give --rate R or --concurrency C with it")
     workload = {k: flags.get(k) for k in ("input_len", "output_len", "batch", "rate_rps", "concurrency", "burstiness")}
     if flags.get("lengths"):
         workload["lengths"] = stream_lengths_value(flags["lengths"])

@@ -18,6 +18,7 @@ from guideopt.commands.common import (
     json_option,
     plan_request_options,
 )
+from guideopt.errors import InvalidRequestError
 from guideopt.model.request import DEFAULT_TOP
 
 
@@ -36,10 +37,15 @@ def plan(emit_dir: str | None, plot_path: str | None, as_json: bool, calibration
 
     Example: guideopt plan --model meta-llama/Llama-2-7b-hf --budget 12 --input-len 512 --output-len 256
 
-    Table columns: layout RxT·P is R replicas, each on tp·pp GPUs; batch is requests per replica;
+    Table columns: layout Rx(tpT·ppP) is R replicas, each on tp·pp GPUs (MoE: TEP8, DEP8, tp4·DEP8,
+    tp1·DP8 with the layout in words below; tp·attention_dp·pp GPUs); batch is requests per replica
+    (per attention-DP rank);
     split is tokens per forward pass; batch s is the time until the batch is done; GiB/gpu of
     GiB is memory used per GPU of its capacity (GiB = 2^30 bytes, the unit of a GPU's "80 GB").
     """
+    for value, name in ((emit_dir, "--emit"), (plot_path, "--plot")):
+        if value is not None and not value.strip():
+            raise InvalidRequestError(f"{name}: an empty path (give a folder for --emit, a file for --plot)")
     request = flags_request(flags)
     result = api.plan(request, catalog_with(calibration_file))
     emit_plan(result, as_json)

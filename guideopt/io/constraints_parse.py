@@ -290,10 +290,13 @@ def _check_data_size(value: Any, path: KeyPath, name: str, locator: Locator) -> 
 # ---------------------------------------------------------------------- values
 
 
+BOOLEAN_KEYS: tuple[KeyPath, ...] = (("heterogeneous",), ("robust",))  # the request's true/false keys
+
+
 def booleans_as_text(value: Any, path: KeyPath) -> Any:
     """Booleans become strings except where the schema wants one, so ``input_len: true`` is an error."""
     if isinstance(value, bool):
-        return value if path == ("heterogeneous",) else WrittenBool("true" if value else "false")
+        return value if path in BOOLEAN_KEYS else WrittenBool("true" if value else "false")
     if isinstance(value, dict):
         return {k: booleans_as_text(v, path + (str(k),)) for k, v in value.items()}
     if isinstance(value, list):

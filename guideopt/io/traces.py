@@ -37,7 +37,7 @@ def read_trace(path: str | Path, *, max_context: int | None = None, max_requests
     if not p.is_file():
         raise InvalidRequestError(f"lengths: file {p} does not exist (give a CSV or JSONL trace, or a mix name)")
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not part of the header
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"lengths: cannot read {p} ({exc})") from None
     rows = _jsonl_rows(p, text) if p.suffix.lower() in (".jsonl", ".ndjson") else _csv_rows(p, text)
@@ -119,6 +119,8 @@ def _row(p: Path, line_no: int, rec: dict) -> Row:
 
 
 def _positive_int(p: Path, line_no: int, col: str, value: object) -> int:
+    if isinstance(value, bool):  # JSON true is not 1 token
+        raise InvalidRequestError(f"{p}:{line_no}: {col}: {str(value).lower()} is not a number (give a positive whole number of tokens)")
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

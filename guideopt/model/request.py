@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from guideopt.model.base import StrictModel
@@ -240,14 +240,14 @@ class PlanRequest(StrictModel):
     slo: Slo = Field(default_factory=Slo)
     objective: list[ObjectiveTerm] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVE), min_length=1)
     top: int = Field(default=DEFAULT_TOP, ge=1, le=50)
-    heterogeneous: bool = False
+    heterogeneous: StrictBool = False  # true/false only: "yes" or 1 is refused, as on every input surface
     time_limit_s: float = Field(
         default=DEFAULT_TIME_LIMIT_S,
         gt=0,
         le=MAX_TIME_LIMIT_S,
         description="wall-clock limit of the search; when it hits, the plans found so far come back with status feasible",
     )
-    robust: bool = Field(
+    robust: StrictBool = Field(
         default=False, description="meet SLOs and budgets at the pessimistic end of the prediction intervals (held-out errors)"
     )
 

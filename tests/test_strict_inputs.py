@@ -1,0 +1,58 @@
+"""Issue 25 item 9: one strictness for every input surface — each was accepted or
+misread before (a byte-order mark, JSON true as 1 token, robust: "yes", stream flags
+without a stream, an empty --emit, calibrate overwriting its own input)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import README_PLAN_ARGS
+
+from guideopt.cli import main
+from guideopt.errors import InvalidRequestError
+from guideopt.io.traces import read_trace
+from guideopt.web.app import FieldError, parse_request
+
+
+def test_a_trace_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    f = tmp_path / "t.csv"
+    f.write_bytes("\ufeffinput_len,output_len\n100,20\n300,40\n".encode())
+    trace = read_trace(f)
+    assert list(trace.input_len) == [100, 300] and list(trace.output_len) == [20, 40]
+
+
+def test_json_true_is_not_one_token(tmp_path: Path) -> None:
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"input_len": true, "output_len": 20}\n')
+    with pytest.raises(InvalidRequestError, match="input_len: true is not a number"):
+        read_trace(f)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "true"])
+def test_robust_takes_true_or_false_only(value) -> None:
+    body = {"model": "meta-llama/Llama-2-7b-hf", "workload": {"input_len": 512, "output_len": 128}, "budget": {"usd_per_hour": 12}}
+    with pytest.raises(FieldError) as info:
+        parse_request({**body, "robust": value})
+    assert info.value.field == "robust"
+    assert parse_request({**body, "robust": True}).robust is True
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--percentile", "99"), ("--burstiness", "2")])
+def test_stream_flags_without_a_stream_are_refused(flag: str, value: str) -> None:
+    res = CliRunner().invoke(main, [*README_PLAN_ARGS, flag, value])
+    assert res.exit_code == 2 and f"{flag} describes a request stream" in res.output, res.output
+
+
+def test_an_empty_emit_path_is_refused() -> None:
+    res = CliRunner().invoke(main, [*README_PLAN_ARGS, "--emit", ""])
+    assert res.exit_code == 1 and res.stderr.strip() == "error: --emit: an empty path (give a folder for --emit, a file for --plot)"
+
+
+def test_calibrate_never_overwrites_its_input(tmp_path: Path) -> None:
+    f = tmp_path / "runs.csv"
+    f.write_text("model,gpu\n")
+    res = CliRunner().invoke(main, ["calibrate", str(f), "--out", str(f)])
+    assert res.exit_code == 1 and "--out:" in res.stderr and "one of the input files" in res.stderr, res.output
+    assert f.read_text() == "model,gpu\n"
