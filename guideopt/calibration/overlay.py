@@ -45,6 +45,8 @@ def read_overlay(path: str | Path) -> CalibrationOverlay:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InvalidRequestError(f"--calibration: {path}: no such file (write one with `guideopt calibrate`)") from None
+    except UnicodeDecodeError:
+        raise InvalidRequestError(f"--calibration: {path}: not UTF-8 text (write the file with `guideopt calibrate`)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -76,11 +76,16 @@ def _csv_rows(p: Path, text: str) -> list[Row]:
     if missing:
         raise InvalidRequestError(f"{p}:1: missing column {missing[0]} (the header needs input_len,output_len[,arrival_s])")
     rows: list[Row] = []
-    for line_no, raw in enumerate(reader, start=2):
-        rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-        if not any(rec.values()):
-            continue
-        rows.append(_row(p, line_no, rec))
+    try:
+        for line_no, raw in enumerate(reader, start=2):
+            if None in raw:  # DictReader puts the values beyond the header under None
+                raise InvalidRequestError(f"{p}:{line_no}: more values than the header's {len(header)} columns (one value per column)")
+            rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+            if not any(rec.values()):
+                continue
+            rows.append(_row(p, line_no, rec))
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit: no token count is that long
+        raise InvalidRequestError(f"{p}:{reader.line_num}: not a trace row ({exc})") from None
     return rows
 
 

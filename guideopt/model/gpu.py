@@ -208,6 +208,15 @@ class PriceSet(StrictModel):
     )
 
     @model_validator(mode="after")
+    def _bare_prices_bounded(self) -> PriceSet:
+        """A bare price is bounded as ``GpuPrice.usd_per_hour`` is (0 or 1e12 $/h broke a plan further on)."""
+        for where, prices in (("gpus", self.gpus), *((f"tiers.{t.value}", m) for t, m in self.tiers.items())):
+            for gpu_id, price in prices.items():
+                if isinstance(price, float | int) and not 0 < price <= MAX_BUDGET_USD_PER_HOUR:
+                    raise ValueError(f"{where}.{gpu_id}: {price:g} must be a price per GPU-hour in (0, {MAX_BUDGET_USD_PER_HOUR:,.0f}]")
+        return self
+
+    @model_validator(mode="after")
     def _tier_once(self) -> PriceSet:
         if self.tier in self.tiers:
             raise ValueError(f"tiers: {self.tier.value} is the set's own tier (its prices go under gpus)")

@@ -88,6 +88,16 @@ MAX_LAYERS = 10_000
 # every prediction astronomically slow (issue 25 item 3: 1e-300 printed a 300-digit TTFT).
 MIN_ENGINE_EFFICIENCY = 0.1
 
+# Largest coefficient of variation of inter-arrival times a stream may have: bursty
+# production traffic is a few times Poisson's 1, and 1e300 overflowed the queueing formulas
+# (Kingman's (ca² + cs²)/2) into tracebacks; beyond 100 the approximations say nothing.
+MAX_BURSTINESS = 100.0
+
+# Largest relative weight of one length bucket: weights are shares, normalised by their sum,
+# and two weights of 1e308 summed to infinity (a division by zero); a ratio of 10^9 between
+# buckets is already far beyond any mix a simulation of at most 200,000 requests can show.
+MAX_BUCKET_WEIGHT = 1e9
+
 # Requests one simulation runs (a sampled stream, a trace, a plan's verifying run): the
 # event loop holds a few arrays of this length, and 200,000 requests of a 70B replica
 # simulate in about a minute here; a bigger sample tightens no percentile a plan uses.

@@ -16,6 +16,7 @@ from guideopt.model.framework import newest_per_engine
 from guideopt.model.limits import (
     MAX_BATCH,
     MAX_BUDGET_USD_PER_HOUR,
+    MAX_BURSTINESS,
     MAX_GPUS,
     MAX_PARALLEL_SIZE,
     MAX_SEQUENCE_TOKENS,
@@ -86,7 +87,9 @@ class Workload(StrictModel):
     )
     rate_rps: float | None = Field(default=None, gt=0, description="stream: mean arrival rate of the whole deployment, requests/s")
     concurrency: int | None = Field(default=None, gt=0, description="stream: closed-loop clients of the whole deployment")
-    burstiness: float = Field(default=POISSON_CV, gt=0, description="stream: coefficient of variation of inter-arrival times (1 = Poisson)")
+    burstiness: float = Field(
+        default=POISSON_CV, gt=0, le=MAX_BURSTINESS, description="stream: coefficient of variation of inter-arrival times (1 = Poisson)"
+    )
     num_requests: int = Field(
         default=VERIFY_NUM_REQUESTS, gt=0, le=MAX_SIMULATED_REQUESTS, description="stream: requests each verifying simulation samples"
     )

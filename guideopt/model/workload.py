@@ -18,7 +18,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from guideopt.model.base import StrictModel
-from guideopt.model.limits import MAX_PARALLEL_SIZE, MAX_SIMULATED_REQUESTS
+from guideopt.model.limits import MAX_BUCKET_WEIGHT, MAX_BURSTINESS, MAX_PARALLEL_SIZE, MAX_SIMULATED_REQUESTS
 
 DEFAULT_PERCENTILE = 90.0  # the percentile a bare SLO number applies at (common serving practice: P90)
 REPORTED_PERCENTILES = (50.0, 90.0, 99.0)
@@ -43,7 +43,7 @@ def parse_percentile(key: str | float, field: str) -> float:
 class LengthBucket(StrictModel):
     input_len: int = Field(gt=0, description="prompt tokens")
     output_len: int = Field(gt=0, description="generated tokens")
-    weight: float = Field(default=1.0, gt=0, description="relative share of requests")
+    weight: float = Field(default=1.0, gt=0, le=MAX_BUCKET_WEIGHT, description="relative share of requests")
 
 
 class LengthMoments(StrictModel):
@@ -97,7 +97,9 @@ class StreamWorkload(StrictModel):
 
     rate_rps: float | None = Field(default=None, gt=0, description="mean arrival rate, requests/s")
     concurrency: int | None = Field(default=None, gt=0, description="closed-loop clients")
-    burstiness: float = Field(default=POISSON_CV, gt=0, description="coefficient of variation of inter-arrival times (1 = Poisson)")
+    burstiness: float = Field(
+        default=POISSON_CV, gt=0, le=MAX_BURSTINESS, description="coefficient of variation of inter-arrival times (1 = Poisson)"
+    )
     lengths: Lengths
     num_requests: int = Field(default=DEFAULT_NUM_REQUESTS, gt=0, le=MAX_SIMULATED_REQUESTS, description="requests a simulation samples")
     seed: int = Field(default=0, ge=0)
