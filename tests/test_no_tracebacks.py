@@ -70,3 +70,30 @@ def test_price_file_values_are_bounded(tmp_path: Path, price: str) -> None:
         "--prices",
         "gpus.h100-sxm",
     )
+
+
+RUN = '{"model_id": "meta-llama/Llama-3.1-8B", "completed": 100, "duration": 10, "mean_ttft_ms": 50, "mean_tpot_ms": 10, "max_concurrency": 8}'
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--tp", "0"], "--tp: must be >= 1"),
+        (["--tp", "3", "--model", LLAMA], "--tp: 3 does not divide"),
+        (["--dtype", "int3"], "--dtype: 'int3' is not a precision"),
+        (["--model", "nope/nope"], "--model: unknown model"),
+        (["--framework", "vlm"], "--framework: unknown id 'vlm'"),
+        (["--out", "/nonexistent-folder/o.yaml"], "--out: the folder"),
+    ],
+)
+def test_calibrate_checks_its_flags_before_the_fit(tmp_path: Path, extra: list[str], words: str) -> None:
+    f = tmp_path / "run.json"
+    f.write_text(RUN)
+    one_line(["calibrate", str(f), "--gpu", "h100-sxm", "--framework", "vllm", *extra], words)
+
+
+@pytest.mark.parametrize(("body", "words"), [(b"[" * 100_000 + b"]" * 100_000, "nested too deeply"), (b"\xff\xfe{}", "not UTF-8")])
+def test_calibrate_on_unreadable_json(tmp_path: Path, body: bytes, words: str) -> None:
+    f = tmp_path / "run.json"
+    f.write_bytes(body)
+    one_line(["calibrate", str(f), "--gpu", "h100-sxm", "--framework", "vllm"], words)

@@ -126,11 +126,16 @@ def latency_cases(doc: Mapping[str, Any], ctx: RunContext, where: str) -> list[C
 
 
 def _json_docs(path: Path) -> list[tuple[int, Any]]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidRequestError(f"{path}: not UTF-8 text (give the JSON a benchmark wrote)") from None
     try:
         return [(1, json.loads(text))]
     except json.JSONDecodeError:
         pass
+    except RecursionError:  # arrays nested thousands deep: no benchmark writes that
+        raise InvalidRequestError(f"{path}: nested too deeply to be a benchmark result") from None
     docs = []
     for number, line in enumerate(text.splitlines(), start=1):  # SGLang appends one JSON object per line
         if line.strip():
@@ -138,6 +143,8 @@ def _json_docs(path: Path) -> list[tuple[int, Any]]:
                 docs.append((number, json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise InvalidRequestError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise InvalidRequestError(f"{path}: line {number}: nested too deeply to be a benchmark result") from None
     if not docs:
         raise InvalidRequestError(f"{path}: empty (expected a benchmark result JSON object)")
     return docs

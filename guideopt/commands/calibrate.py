@@ -8,12 +8,35 @@ from typing import Any
 import click
 
 from guideopt.commands.common import echo_json, handle_errors, json_option
+from guideopt.errors import GuideoptError
 
 
 def _stats(report) -> dict[str, dict[str, float]]:
     from guideopt.calibration.aggregate import per_metric
 
     return {m: s.as_dict() for m, s in per_metric(report.results).items()}
+
+
+def check_run_context(context: dict[str, Any], catalog: Any) -> None:
+    """The flags that describe JSON runs, checked before any file is read or fit: a typo
+    would otherwise surface as "too few comparable rows" after the whole fit."""
+    from guideopt.errors import InvalidRequestError
+    from guideopt.model.dtype import Dtype
+
+    for key in ("tp", "pp", "batch", "input_len", "output_len"):
+        value = context.get(key)
+        if value is not None and value < 1:
+            raise InvalidRequestError(f"--{key.replace('_', '-')}: must be >= 1 (got {value})")
+    if context.get("dtype") not in {d.value for d in Dtype}:
+        raise InvalidRequestError(f"--dtype: {context.get('dtype')!r} is not a precision (one of {', '.join(d.value for d in Dtype)})")
+    for key, check in (("model", catalog.model), ("gpu", catalog.gpu), ("framework", catalog.framework)):
+        if context.get(key):
+            try:
+                check(context[key])
+            except GuideoptError as exc:
+                raise InvalidRequestError(f"--{key}: {str(exc).split(': ', 1)[-1]}") from None
+    if context.get("model") and (problem := catalog.model(context["model"]).tp_problem(int(context.get("tp") or 1))):
+        raise InvalidRequestError(f"--tp: {context.get('tp')} does not divide {context['model']}'s {problem} (use a divisor of it)")
 
 
 @click.command()
@@ -51,7 +74,10 @@ def calibrate(files: tuple[str, ...], out_path: str, engine_version: str, as_jso
 
     if any(Path(f).resolve() == Path(out_path).resolve() for f in files):
         raise InvalidRequestError(f"--out: {out_path} is one of the input files (write the overlay to another file)")
+    if not Path(out_path).resolve().parent.is_dir():
+        raise InvalidRequestError(f"--out: the folder of {out_path} does not exist (create it, or write elsewhere)")
     catalog = load_catalog()
+    check_run_context(context, catalog)
     items = load_user_files(list(files), RunContext(version=engine_version, **context), catalog)
     cases = [c for c in items if isinstance(c, Case)]
     if not cases:
