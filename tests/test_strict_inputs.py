@@ -56,3 +56,9 @@ def test_calibrate_never_overwrites_its_input(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["calibrate", str(f), "--out", str(f)])
     assert res.exit_code == 1 and "--out:" in res.stderr and "one of the input files" in res.stderr, res.output
     assert f.read_text() == "model,gpu\n"
+
+
+def test_a_stream_plan_names_the_engine_refusal_not_memory() -> None:
+    args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "t4", "--dtype", "bf16", "--rate", "1"]
+    res = CliRunner().invoke(main, [*args, "--input-len", "100", "--output-len", "20", "--budget", "10"])
+    assert res.exit_code == 3 and "t4 (turing) has no bf16 support (use fp16)" in res.stderr and "memory" not in res.stderr, res.output

@@ -23,7 +23,8 @@ from guideopt.model.request import PlanRequest
 from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, fewest_and_most, kinds_from_options, micro_seconds
 from guideopt.solver.constraints import STREAM_LOAD, STREAM_SLO, replica_range, satisfied, stream_slo_bounds, user_bounds, violations
 from guideopt.solver.dominance import shape_key
-from guideopt.solver.options import resolve_gpus
+from guideopt.solver.explain import explain_no_fitting_option
+from guideopt.solver.options import build_plan_options, resolve_gpus
 from guideopt.solver.single import ranked_plans
 from guideopt.solver.stream_extract import stream_plan_of
 from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_rank_rate
@@ -88,6 +89,9 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
     clock.lap("stream options")
     bounds = user_bounds(req, gpus)
     if len(space.table) == 0:
+        static = build_plan_options(req, cat)
+        if len(static.all_options) == 0:  # no engine, precision or layout at all: say which, not "memory"
+            raise NoFeasiblePlanError(*explain_no_fitting_option(static, req))
         raise NoFeasiblePlanError(
             f"memory: no allowed GPU, TP and PP holds {space.arch.id} with room for one request of up to {space.lengths.max_total} tokens "
             "(allow larger TP/PP, bigger GPUs or a lower precision)",
