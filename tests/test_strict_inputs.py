@@ -62,3 +62,11 @@ def test_a_stream_plan_names_the_engine_refusal_not_memory() -> None:
     args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "t4", "--dtype", "bf16", "--rate", "1"]
     res = CliRunner().invoke(main, [*args, "--input-len", "100", "--output-len", "20", "--budget", "10"])
     assert res.exit_code == 3 and "t4 (turing) has no bf16 support (use fp16)" in res.stderr and "memory" not in res.stderr, res.output
+
+
+def test_an_unstable_analytic_row_says_unstable() -> None:
+    args = ["simulate", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "l4", "--rate", "50", "--input-len", "1000", "--output-len", "200"]
+    res = CliRunner().invoke(main, [*args, "--num-requests", "200"])
+    assert res.exit_code == 0, res.output
+    analytic = [line for line in res.stdout.splitlines() if "analytic" in line and "sustainable" not in line]
+    assert analytic and all("unstable" in line and not any(ch.isdigit() for ch in line) for line in analytic), analytic

@@ -33,7 +33,10 @@ def simulation_text(sim: Simulation) -> str:
     for metric in ("ttft_ms", "tpot_ms", "e2e_ms", "queue_ms"):
         sim_m, ana_m = rep["metrics"][metric], ana[metric]
         rows.append([metric, "simulated", sim_m["mean"], *[sim_m[k] for k in pct_keys]])
-        rows.append(["", "analytic", ana_m["mean"], *[ana_m.get(k, float("nan")) for k in pct_keys]])
+        if d["analytic"]["stable"]:
+            rows.append(["", "analytic", ana_m["mean"], *[ana_m.get(k, float("nan")) for k in pct_keys]])
+        else:  # an unstable steady state's queue grows without bound: no number means anything
+            rows.append(["", "analytic", *["unstable"] * (1 + len(pct_keys))])
     body = table(["metric", "model", "mean", *pct_keys], rows)
     tail = [
         f"requests {rep['requests']:,}{' on the simulated rank' if dp > 1 else ''} over {rep['duration_s']:.1f} s: "
