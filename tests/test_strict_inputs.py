@@ -70,3 +70,12 @@ def test_an_unstable_analytic_row_says_unstable() -> None:
     assert res.exit_code == 0, res.output
     analytic = [line for line in res.stdout.splitlines() if line.startswith(" ") and line.split()[:1] == ["analytic"]]
     assert analytic and all("unstable" in line and not any(ch.isdigit() for ch in line) for line in analytic), analytic
+
+
+def test_plan_md_describes_a_stream_as_a_stream(tmp_path: Path) -> None:
+    args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--budget", "10", "--rate", "2", "--lengths", "sharegpt", "--ttft-ms", "1000"]
+    res = CliRunner().invoke(main, [*args, "--emit", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "PLAN.md").read_text()
+    assert "request stream of 2 requests/s" in text and "`sharegpt` mix" in text and "ttft_ms p90 1000" in text
+    assert "None input" not in text and "static batch" not in text

@@ -4,6 +4,7 @@ endpoints a router or load balancer should send requests to."""
 from __future__ import annotations
 
 from guideopt.io.launch.layout import GroupLaunch, tpot_text
+from guideopt.model.layout_names import layout_code
 from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import PlanRequest
 
@@ -22,6 +23,8 @@ def request_in_words(request: PlanRequest | None) -> str:
     if request is None:
         return "The request was not recorded with this plan."
     w = request.workload
+    if w.is_stream:
+        return _stream_in_words(request)
     batch = f"a fixed batch of {w.batch} per replica" if w.batch else "the batch chosen by the planner"
     gpus = ", ".join(_gpu_in_words(request, g) for g in request.gpus) if request.gpus else "any GPU in the catalog"
     frameworks = request.framework if isinstance(request.framework, str) else ", ".join(request.framework)
@@ -33,6 +36,30 @@ def request_in_words(request: PlanRequest | None) -> str:
         f"for at most ${request.budget.usd_per_hour:g}/h{limits}. GPUs: {gpus}. Engines: {frameworks}. "
         f"Weights: {', '.join(d.value for d in request.precision)}. SLOs: {slo_text}. "
         f"Objective: {' > '.join(t.value for t in request.objective)}."
+    )
+
+
+def _stream_in_words(request: PlanRequest) -> str:
+    """A request stream: its load, lengths and percentile SLOs."""
+    w = request.workload
+    load = f"{w.rate_rps:g} requests/s (burstiness {w.burstiness:g})" if w.rate_rps is not None else f"{w.concurrency} closed-loop clients"
+    spec = w.length_spec
+    if w.input_len is not None and w.output_len is not None:
+        lengths = f"{w.input_len} input and {w.output_len} output tokens per request"
+    elif spec is not None and spec.mix:
+        lengths = f"lengths from the `{spec.mix}` mix"
+    elif spec is not None and spec.file:
+        lengths = f"lengths from the trace `{spec.file}`"
+    else:
+        lengths = "lengths from the given buckets"
+    targets = request.slo.stream_targets()
+    slo_text = "; ".join(f"{m} " + ", ".join(f"p{p:g} {b:g}" for p, b in t.targets.items()) for m, t in targets.items()) or "none"
+    gpus = ", ".join(_gpu_in_words(request, g) for g in request.gpus) if request.gpus else "any GPU in the catalog"
+    frameworks = request.framework if isinstance(request.framework, str) else ", ".join(request.framework)
+    return (
+        f"Serve `{request.model}` to a request stream of {load}, {lengths}, for at most ${request.budget.usd_per_hour:g}/h. "
+        f"GPUs: {gpus}. Engines: {frameworks}. Weights: {', '.join(d.value for d in request.precision)}. "
+        f"SLOs (percentiles, ms): {slo_text}. Objective: {' > '.join(t.value for t in request.objective)}."
     )
 
 
@@ -48,7 +75,7 @@ def _group_row(launch: GroupLaunch, share: float) -> str:
     cells = [
         launch.index,
         f"{g.num_gpus} x {g.gpu}",
-        f"{g.replicas} x (tp{g.tp} pp{g.pp})",
+        f"{g.replicas} x ({layout_code(g.tp, g.pp, g.attention_dp, g.moe_ep)})",
         g.framework,
         g.dtype,
         g.batch,
@@ -130,6 +157,14 @@ CAVEAT = (
 )
 
 
+STREAM_CAVEAT = (
+    "All figures are predictions of guideopt's calibrated model of continuous batching under the request stream "
+    "(analytic percentiles, checked by the discrete-event simulator where the plan says so), not measurements; expect "
+    "errors of tens of percent (see docs/serving-model.md) and check with a benchmark on the real engine before committing. "
+    "Each script names the engine version its command line was written for; flags may differ in other versions."
+)
+
+
 def plan_markdown(result: PlanResult, launches: list[list[GroupLaunch]], request: PlanRequest | None = None) -> str:
     title = f"# Deployment plan for `{request.model}`" if request else "# Deployment plan"
     lines = [
@@ -145,5 +180,6 @@ def plan_markdown(result: PlanResult, launches: list[list[GroupLaunch]], request
     ]
     for plan, plan_launches_ in zip(result.plans, launches):
         lines += [plan_section(plan, plan_launches_), ""]
-    lines += ["## Caveats", "", CAVEAT, ""]
+    stream = request is not None and request.workload.is_stream
+    lines += ["## Caveats", "", STREAM_CAVEAT if stream else CAVEAT, ""]
     return "\n".join(lines)
