@@ -4,6 +4,7 @@ without a stream, an empty --emit, calibrate overwriting its own input)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,28 @@ def test_plan_md_describes_a_stream_as_a_stream(tmp_path: Path) -> None:
     text = (tmp_path / "PLAN.md").read_text()
     assert "request stream of 2 requests/s" in text and "`sharegpt` mix" in text and "ttft_ms p90 1000" in text
     assert "None input" not in text and "static batch" not in text
+
+
+def test_simulate_takes_the_calibration_overlay_a_plan_used(tmp_path: Path) -> None:
+    overlay = tmp_path / "slow.yaml"
+    overlay.write_text(
+        "frameworks:\n  vllm:\n    decode_step_overhead_ms: 30\n    prefill_step_overhead_ms: 30\n    kernel_efficiency: 0.5\n"
+    )
+    args = [
+        "simulate",
+        "--model",
+        "meta-llama/Llama-3.1-8B",
+        "--gpu",
+        "h100-sxm",
+        "--rate",
+        "2",
+        "--input-len",
+        "100",
+        "--output-len",
+        "20",
+    ]
+    plain = CliRunner().invoke(main, [*args, "--num-requests", "100", "--json"])
+    slow = CliRunner().invoke(main, [*args, "--num-requests", "100", "--json", "--calibration", str(overlay)])
+    assert plain.exit_code == 0 and slow.exit_code == 0, slow.output
+    tpot = [json.loads(r.stdout)["simulated"]["metrics"]["tpot_ms"]["mean"] for r in (plain, slow)]
+    assert tpot[1] > tpot[0] + 25  # the overlay's 30 ms per decode step shows

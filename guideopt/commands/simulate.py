@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from guideopt.commands.common import echo_json, handle_errors, json_option, layout_options
+from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option, layout_options
 from guideopt.errors import InvalidRequestError
 
 PROGRESS_MIN_REQUESTS = 20_000  # below this a run takes well under a second: no bar
@@ -60,6 +60,7 @@ POSITIVE_COUNTS += ("replicas", "attention_dp", "moe_tp", "moe_ep")
 @click.option("--percentile", type=float, default=90.0, show_default=True, help="Percentile the SLOs apply at, in (0, 100).")
 @click.option("--warmup", type=float, default=0.0, show_default=True, help="Share of the earliest requests left out of the metrics.")
 @click.option("--plot", "plot_path", default=None, help="Draw queue, running, KV use and throughput over time (.png/.svg).")
+@calibration_option
 @json_option
 @handle_errors
 def simulate(**kw) -> None:
@@ -72,11 +73,10 @@ def simulate(**kw) -> None:
     from guideopt.io.traces import read_trace
 
     request, trace_path = _request(kw)
+    catalog = catalog_with(kw.pop("calibration_file", None))  # the overlay a calibrated plan was made with
     trace = None
     if trace_path is not None:
-        from guideopt.catalog import load_catalog
-
-        context = load_catalog().model(kw["model"]).max_position_embeddings
+        context = catalog.model(kw["model"]).max_position_embeddings
         tr = read_trace(trace_path, max_context=context)
         trace = (tr.input_len, tr.output_len, tr.arrival_s)
     total = len(trace[0]) if trace else request.workload.num_requests
@@ -88,9 +88,9 @@ def simulate(**kw) -> None:
                 bar.update(done - state["done"])
                 state["done"] = done
 
-            sim = run_simulation(request, trace, progress=progress)
+            sim = run_simulation(request, trace, catalog, progress=progress)
     else:
-        sim = run_simulation(request, trace)
+        sim = run_simulation(request, trace, catalog)
     if kw["plot_path"]:
         plot_simulation(sim, kw["plot_path"])
     if kw["as_json"]:
