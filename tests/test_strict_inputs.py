@@ -105,3 +105,17 @@ def test_simulate_takes_the_calibration_overlay_a_plan_used(tmp_path: Path) -> N
     assert plain.exit_code == 0 and slow.exit_code == 0, slow.output
     tpot = [json.loads(r.stdout)["simulated"]["metrics"]["tpot_ms"]["mean"] for r in (plain, slow)]
     assert tpot[1] > tpot[0] + 25  # the overlay's 30 ms per decode step shows
+
+
+def test_the_most_clients_a_budget_serves_is_a_whole_number() -> None:
+    args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--budget", "3", "--gpu", "l4", "--concurrency", "5000", "--input-len", "1000"]
+    res = CliRunner().invoke(main, [*args, "--output-len", "200", "--ttft-ms", "2000"])
+    assert res.exit_code == 3, res.output
+    most = res.stderr.split("the most is ")[1].split(" clients")[0]
+    assert most.isdigit(), res.stderr
+    ok = CliRunner().invoke(
+        main,
+        ["plan", "--model", "meta-llama/Llama-3.1-8B", "--budget", "3", "--concurrency", most, "--input-len", "1000"]
+        + ["--output-len", "200", "--ttft-ms", "2000"],
+    )
+    assert ok.exit_code == 0, ok.output  # the suggested load is really served

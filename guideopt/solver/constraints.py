@@ -287,6 +287,12 @@ def _fewest_for_load(k: Any, b: Bound) -> np.ndarray:
     return np.where(per > 0, np.minimum(need, UNSERVABLE_REPLICAS), UNSERVABLE_REPLICAS).astype(np.int64)
 
 
+def _most_load(best_milli: float, unit: str) -> float:
+    """The largest load a plan serves, rounded down: whole clients, or req/s to the milli."""
+    load = math.floor(best_milli) / MILLI_LOAD_PER_LOAD
+    return float(math.floor(load)) if unit == "clients" else load
+
+
 # A replica kind that serves no load within the SLOs needs more replicas than any cap allows.
 UNSERVABLE_REPLICAS = np.iinfo(np.int32).max
 STREAM_LOAD = ConstraintKind(
@@ -297,9 +303,9 @@ STREAM_LOAD = ConstraintKind(
     lambda c, b: c.milli_load,
     lambda req, b, best: (
         f"{b.name}: {b.user_limit:g} {b.context} is more than any plan within the other limits serves; "
-        f"the most is {math.floor(best) / MILLI_LOAD_PER_LOAD:g} {b.context} (lower it, or raise budget.usd_per_hour)"
+        f"the most is {_most_load(best, b.context):g} {b.context} (lower it, or raise budget.usd_per_hour)"
     ),
-    lambda best: math.floor(best) / MILLI_LOAD_PER_LOAD,
+    lambda best: _most_load(best, "req/s"),
     min_replicas=_fewest_for_load,
     term=ObjectiveTerm.RATE,
 )
