@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from guideopt.commands.params import LOAD, LOAD_INT
 from guideopt.errors import GuideoptError, GuideoptWarning, InvalidRequestError, NoFeasiblePlanError
 from guideopt.io.constraints_parse import ConstraintsFileError
 from guideopt.io.render import plan_text
@@ -278,10 +279,18 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     (
         "--rate",
         "rate_rps",
-        {"type": float, "help": "Plan for a stream of this many requests/s (Poisson) instead of a static batch."},
+        {
+            "type": LOAD,
+            "help": "Plan for a stream of this many requests/s (Poisson) instead of a static batch; max: the most the budget serves.",
+        },
         False,
     ),
-    ("--concurrency", "concurrency", {"type": int, "help": "Plan for this many closed-loop clients instead of a static batch."}, False),
+    (
+        "--concurrency",
+        "concurrency",
+        {"type": LOAD_INT, "help": "Plan for this many closed-loop clients instead of a static batch; max: the most the budget serves."},
+        False,
+    ),
     ("--lengths", "lengths", {"help": "Stream lengths: a length-mix id or a CSV/JSONL trace (input_len,output_len)."}, False),
     (
         "--burstiness",
@@ -375,23 +384,3 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
     if flags.get("dtypes"):
         request["precision"] = list(flags["dtypes"])
     return clean_request(request)
-
-
-def layout_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The MoE layout flags of ``predict``, ``capacity`` and ``simulate`` (CONTRACT "Layouts")."""
-    for option in reversed(
-        (
-            click.option(
-                "--attention-dp",
-                type=int,
-                default=None,
-                help="Attention data-parallel ranks per replica (MoE: DEP); GPUs per replica = tp x attention-dp x pp.",
-            ),
-            click.option(
-                "--moe-tp", type=int, default=None, help="Tensor parallelism of each expert (default: tp x attention-dp / moe-ep)."
-            ),
-            click.option("--moe-ep", type=int, default=None, help="Expert-parallel ranks of the MoE layers (TEP: --tp 8 --moe-ep 8)."),
-        )
-    ):
-        func = option(func)
-    return func

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from guideopt import api
-from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option, layout_options
+from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
+from guideopt.commands.params import layout_options
 from guideopt.errors import GuideoptError
 from guideopt.io.render import prediction_text
 

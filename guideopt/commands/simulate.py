@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option, layout_options
+from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
+from guideopt.commands.params import layout_options
 from guideopt.errors import InvalidRequestError
 
 PROGRESS_MIN_REQUESTS = 20_000  # below this a run takes well under a second: no bar

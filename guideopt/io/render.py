@@ -194,6 +194,10 @@ def stream_lines(result: PlanResult) -> list[str]:
         lines.append("; ".join(parts))
     if lines and result.verification_rounds is not None:
         lines.append(f"verification: {result.verification_rounds} round(s) of rank, simulate, cut")
+    first = result.plans[0].stream if result.plans else None
+    if first and first.get("max_load"):
+        load = f"{first['rate_rps']:g} req/s" if first.get("rate_rps") is not None else f"{first['concurrency']} clients"
+        lines.insert(0, f"highest load the budget and limits serve within the SLOs: {load} (the plans below serve it)")
     return lines
 
 

@@ -64,6 +64,7 @@ MAX_TIME_LIMIT_S = 3600.0
 # each for a 70B replica here); 900 requests after the warm-up still put 90 beyond P90.
 VERIFY_NUM_REQUESTS = DEFAULT_NUM_REQUESTS // 2
 TRACE_SUFFIXES = (".csv", ".jsonl")  # a ``lengths`` string ending so is a trace file, else a mix id
+MAX_LOAD_PROBE_RPS = 1e-3  # the load a ``rate_rps: max`` request is priced at while its highest load is searched
 DEFAULT_BATCH_CHOICES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
@@ -85,8 +86,12 @@ class Workload(StrictModel):
     batch: int | None = Field(
         default=None, gt=0, le=MAX_BATCH, description="fixed batch per replica; else the solver picks it (offline only)"
     )
-    rate_rps: float | None = Field(default=None, gt=0, description="stream: mean arrival rate of the whole deployment, requests/s")
-    concurrency: int | None = Field(default=None, gt=0, description="stream: closed-loop clients of the whole deployment")
+    rate_rps: float | None = Field(
+        default=None, gt=0, description="stream: mean arrival rate of the whole deployment, requests/s (max: the highest the budget serves)"
+    )
+    concurrency: int | None = Field(
+        default=None, gt=0, description="stream: closed-loop clients of the whole deployment (max: the most the budget serves)"
+    )
     burstiness: float = Field(
         default=POISSON_CV, gt=0, le=MAX_BURSTINESS, description="stream: coefficient of variation of inter-arrival times (1 = Poisson)"
     )
@@ -94,6 +99,24 @@ class Workload(StrictModel):
         default=VERIFY_NUM_REQUESTS, gt=0, le=MAX_SIMULATED_REQUESTS, description="stream: requests each verifying simulation samples"
     )
     seed: int = Field(default=0, ge=0, description="stream: seed of the verifying simulations")
+    max_load: bool = Field(
+        default=False,
+        description="stream: find the highest load the budget and inventory serve within the SLOs (rate_rps: max or "
+        "concurrency: max), and plan for it",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_max(cls, data):
+        """``rate_rps: max`` / ``concurrency: max``: search the load (``max_load``); the probe load
+        that stands in meanwhile is the smallest one (one milli-request/s, or one client)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, probe in (("rate_rps", MAX_LOAD_PROBE_RPS), ("concurrency", 1)):
+            if isinstance(out.get(key), str) and out[key].strip().lower() == "max":
+                out[key], out["max_load"] = probe, True
+        return out
 
     @field_validator("lengths", mode="before")
     @classmethod

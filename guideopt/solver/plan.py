@@ -38,6 +38,10 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None, phases: dict
             )
         from guideopt.solver.stream_plan import solve_stream
 
+        if req.workload.max_load:
+            from guideopt.solver.stream_max import solve_max_load
+
+            return solve_max_load(req, cat, deadline, clock)
         return solve_stream(req, cat, deadline, clock)
     opts = build_plan_options(req, cat, clock)
     if len(opts.table) == 0:

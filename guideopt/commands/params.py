@@ -1,0 +1,50 @@
+"""Click parameter types and option groups shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+class LoadParam(click.ParamType):
+    """A stream load: a positive number, or ``max`` (the most the budget serves within the SLOs)."""
+
+    name = "NUMBER|max"
+
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "max":
+            return "max"
+        try:
+            return self.kind(value)
+        except (TypeError, ValueError):
+            what = "a whole number" if self.kind is int else "a number"
+            self.fail(f"{value!r} is not {what} or max", param, ctx)
+
+
+LOAD = LoadParam(float)
+LOAD_INT = LoadParam(int)
+
+
+def layout_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The MoE layout flags of ``predict``, ``capacity`` and ``simulate`` (CONTRACT "Layouts")."""
+    for option in reversed(
+        (
+            click.option(
+                "--attention-dp",
+                type=int,
+                default=None,
+                help="Attention data-parallel ranks per replica (MoE: DEP); GPUs per replica = tp x attention-dp x pp.",
+            ),
+            click.option(
+                "--moe-tp", type=int, default=None, help="Tensor parallelism of each expert (default: tp x attention-dp / moe-ep)."
+            ),
+            click.option("--moe-ep", type=int, default=None, help="Expert-parallel ranks of the MoE layers (TEP: --tp 8 --moe-ep 8)."),
+        )
+    ):
+        func = option(func)
+    return func
