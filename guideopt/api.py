@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from guideopt.errors import GuideoptError, InvalidRequestError
 from guideopt.model.plan import METRIC_KEYS
-from guideopt.model.request import PlanRequest, PredictRequest
+from guideopt.model.predict_request import PredictRequest
+from guideopt.model.request import PlanRequest
 from guideopt.model.validation import check_context, validated
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from guideopt.analyses.predict import predict_one
 from guideopt.cli import main
 from guideopt.costs.layouts import layout_table, moe_ep_problem
 from guideopt.errors import GuideoptError, NoFeasiblePlanError
-from guideopt.model.request import PlanRequest, PredictRequest
+from guideopt.model.predict_request import PredictRequest
+from guideopt.model.request import PlanRequest
 from guideopt.solver.plan import solve_request
 
 QWEN3_30B = "Qwen/Qwen3-30B-A3B"

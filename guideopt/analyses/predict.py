@@ -25,7 +25,7 @@ from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
 from guideopt.model.plan import MemoryBreakdown, Metrics
-from guideopt.model.request import PredictRequest
+from guideopt.model.predict_request import PredictRequest
 from guideopt.model.validation import check_context, validated
 from guideopt.units import BYTES_PER_GB, MS_PER_S
 

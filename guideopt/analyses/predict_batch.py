@@ -30,7 +30,7 @@ from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
 from guideopt.model.plan import METRIC_KEYS
-from guideopt.model.request import PredictRequest
+from guideopt.model.predict_request import PredictRequest
 from guideopt.units import BYTES_PER_GB, MS_PER_S
 
 THROUGHPUT_KEYS = METRIC_KEYS[3:]

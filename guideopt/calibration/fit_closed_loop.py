@@ -79,7 +79,7 @@ def simulated_ttft_ms(catalog, req: dict, requests_per_client: int = BENCH_REQUE
     """Mean TTFT the simulator gives one closed-loop configuration under the benchmark protocol."""
     from guideopt.analyses.predict import default_split
     from guideopt.analyses.simulate import run_simulation
-    from guideopt.model.request import PredictRequest
+    from guideopt.model.predict_request import PredictRequest
     from guideopt.model.workload import SimulateRequest
 
     pr = PredictRequest.model_validate(req)
