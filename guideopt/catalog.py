@@ -362,7 +362,10 @@ def _read_price_set(name_or_path: str, cat: Catalog) -> PriceSet:
     except GuideoptError as exc:
         raise CatalogError(f"prices: {path}: {exc}") from None
     for gpu_id in [g for tier in (prices.gpus, *prices.tiers.values()) for g in tier]:
-        cat.gpu(gpu_id)  # an unknown id is a CatalogError with a "did you mean"
+        try:
+            cat.gpu(gpu_id)
+        except CatalogError as exc:  # the price set's id, not a --gpu flag: say where it is
+            raise CatalogError(f"prices: {path}: {str(exc).removeprefix('gpu: ')}") from None
     return prices
 
 

@@ -97,3 +97,12 @@ def test_calibrate_on_unreadable_json(tmp_path: Path, body: bytes, words: str) -
     f = tmp_path / "run.json"
     f.write_bytes(body)
     one_line(["calibrate", str(f), "--gpu", "h100-sxm", "--framework", "vllm"], words)
+
+
+def test_an_unknown_id_in_a_price_file_names_the_price_file(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("h999: 2\n")
+    line = one_line(
+        ["plan", "--model", LLAMA, "--budget", "10", "--input-len", "100", "--output-len", "20", "--prices", str(f)], "unknown id 'h999'"
+    )
+    assert line.startswith("error: --prices:"), line
