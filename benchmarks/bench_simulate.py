@@ -22,7 +22,8 @@ import numpy as np
 from guideopt.analyses.simulate import configuration
 from guideopt.catalog import load_length_mix
 from guideopt.costs.lengths import LengthTable, fixed_lengths, mix_lengths
-from guideopt.costs.stream import stream_metrics, sustainable_rate
+from guideopt.costs.stream import stream_metrics
+from guideopt.costs.stream_search import sustainable_rate
 from guideopt.model.workload import SimulateRequest
 from guideopt.simulator.engine import simulate
 from guideopt.simulator.sampling import make_stream, sample_mix, sample_table

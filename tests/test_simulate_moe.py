@@ -15,7 +15,7 @@ from guideopt.analyses.simulate import Simulation, configuration, run_simulation
 from guideopt.catalog import Catalog
 from guideopt.cli import main
 from guideopt.costs.lengths import fixed_lengths
-from guideopt.costs.stream import sustainable_rate
+from guideopt.costs.stream_search import sustainable_rate
 from guideopt.model.workload import SimulateRequest
 from guideopt.simulator.engine import simulate
 from guideopt.simulator.report import stream_report

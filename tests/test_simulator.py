@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from guideopt.costs.lengths import fixed_lengths
 from guideopt.costs.step import mixed_step_s
-from guideopt.costs.stream import stream_metrics, sustainable_rate
+from guideopt.costs.stream import stream_metrics
+from guideopt.costs.stream_search import sustainable_rate
 from guideopt.costs.tables import OptionSpace, build_option_table
 from guideopt.model.dtype import Dtype
 from guideopt.simulator.engine import simulate

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from guideopt.catalog import load_length_mix
 from guideopt.costs.lengths import bucket_lengths, fixed_lengths, mix_lengths
 from guideopt.costs.queueing import Wait, erlang_c, kingman_wait, merge_buckets, mixture_cdf, mixture_quantiles, slot_wait
-from guideopt.costs.stream import stream_metrics, sustainable_rate
+from guideopt.costs.stream import stream_metrics
+from guideopt.costs.stream_search import sustainable_rate
 from guideopt.model.workload import LengthBucket
 from tests.stream_helpers import config
 

@@ -1,4 +1,4 @@
-"""The rate bounds that order and prune stream options (``solver/stream_bounds.py``) are
+"""The rate bounds that order and prune stream options (``costs/stream_bounds.py``) are
 upper bounds: just above each, the stream model says the option is unstable or misses the
 target the bound is about. Checked on real option tables, dense and MoE."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from guideopt.costs.stream_bounds import full_decode_rate_bound, rate_bounds, tpot_rate_bound, tpot_target_s
 from guideopt.model.request import PlanRequest
 from guideopt.model.workload import PercentileTargets
 from guideopt.solver.options import resolve_gpus
-from guideopt.solver.stream_bounds import full_decode_rate_bound, rate_bounds, tpot_rate_bound, tpot_target_s
 from guideopt.solver.stream_options import build_stream_space
 from guideopt.solver.stream_rates import meets_targets_at, slo_rates
 

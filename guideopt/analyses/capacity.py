@@ -102,6 +102,7 @@ class Capacity:
     usd_per_hour: float | None = None
     metrics: Metrics | None = None
     concurrency_per_replica: int | None = None
+    sustainable_rate_rps_per_replica: float | None = None  # within the SLOs: plan's and simulate's figure for the shape
     reason: str = ""
 
     def as_dict(self) -> dict:
@@ -145,6 +146,7 @@ class Capacity:
                     "num_gpus": self.num_gpus,
                     "usd_per_hour": self.usd_per_hour,
                     "concurrency_per_replica": self.concurrency_per_replica,
+                    "sustainable_rate_rps_per_replica": self.sustainable_rate_rps_per_replica,
                     "metrics": self.metrics.model_dump() if self.metrics else None,
                 }
             )
@@ -304,6 +306,7 @@ def _size_for_rate(out: Capacity, table: OptionTable, cat: Catalog, cap: int) ->
     gpus_per_replica = req.gpus_per_replica
     price = cat.gpu(req.gpu).usd_per_hour
     out.replicas, out.num_gpus = n, n * gpus_per_replica
+    out.sustainable_rate_rps_per_replica = dp * rank_rate
     out.usd_per_hour = round(n * gpus_per_replica * price, 4)
     out.concurrency_per_replica = dp * int(min(max(math.ceil(float(m.running[0])), 1), float(opts.running_cap[0])))
     pct = req.percentile

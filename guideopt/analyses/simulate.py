@@ -23,7 +23,8 @@ from guideopt.analyses.predict import checked_layout
 from guideopt.catalog import Catalog, load_catalog, load_length_mix
 from guideopt.costs.engine_defaults import token_budget
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths, sample_lengths
-from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_table, stream_metrics, sustainable_rate
+from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_table, stream_metrics
+from guideopt.costs.stream_search import sustainable_rate
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
@@ -65,6 +66,7 @@ class Simulation:
     rate_rps: float | None  # whole deployment, offered
     result: SimResult
     engine: EngineSpec
+    sustainable_within_slo_rps: float | None = None  # whole deployment, with the request's SLOs (plan's "sustains")
 
     def as_dict(self) -> dict:
         req = self.request
@@ -93,6 +95,7 @@ class Simulation:
             "rate_rps": self.rate_rps,
             "concurrency": req.workload.concurrency,
             "sustainable_rate_rps": self.sustainable_rate_rps,
+            "sustainable_within_slo_rps": self.sustainable_within_slo_rps,
             "simulated": {**rank, **{k: rank[k] * dp for k in REPLICA_THROUGHPUT_KEYS if rank[k] is not None}},  # a replica
             "analytic": {"metrics": analytic, "stable": bool(a.stable[0])},
         }
@@ -214,5 +217,10 @@ def run_simulation(
     report = stream_report(result, slo=req.slo or None, percentiles=pcts, warmup_fraction=req.warmup_fraction)
     offered = per_rate if per_rate is not None else report.request_throughput_rps
     analytic = stream_metrics(conf.arch, conf.options, lengths, np.array([offered]), burstiness=wl.burstiness, percentiles=pcts)
-    best = float(sustainable_rate(conf.arch, conf.options, lengths, burstiness=wl.burstiness)[0]) * ranks
-    return Simulation(req, report, analytic, best, wl.rate_rps, result, conf.engine)
+    best = float(sustainable_rate(conf.arch, conf.options, lengths)[0]) * ranks
+    within = None
+    if req.slo:  # the load plan and capacity call sustainable for these SLOs: the same search
+        from guideopt.solver.stream_rates import slo_rates
+
+        within = float(slo_rates(conf.arch, conf.options, lengths, req.slo, wl.burstiness)[0]) * ranks
+    return Simulation(req, report, analytic, best, wl.rate_rps, result, conf.engine, within)

@@ -32,7 +32,8 @@ from guideopt.calibration.fit_closed_loop import BENCH_REQUESTS_PER_CLIENT, MAX_
 from guideopt.calibration.validate import framework_rule, gpu_id, load_measurements, model_id
 from guideopt.catalog import load_catalog, load_length_mix
 from guideopt.costs.lengths import fixed_lengths, mix_lengths
-from guideopt.costs.stream import steady_state, stream_metrics, sustainable_rate
+from guideopt.costs.stream import steady_state, stream_metrics
+from guideopt.costs.stream_search import sustainable_rate
 from guideopt.errors import GuideoptError
 from guideopt.model.workload import SimulateRequest
 from guideopt.simulator.engine import simulate

@@ -38,8 +38,6 @@ from guideopt.units import MS_PER_S
 
 CONVERGED_REL = 1e-3  # a fixed point that still moves by more than this is overload
 UNIFORM_SD = 1.0 / np.sqrt(12.0)  # sd of a uniform wait over one step, in steps
-RATE_GRID_POINTS = 48  # λ values tried per round when searching the sustainable rate
-RATE_GRID_ROUNDS = 3  # each round narrows the bracket RATE_GRID_POINTS-fold
 
 
 @dataclass(frozen=True)
@@ -320,37 +318,6 @@ def _decode_ctx(lengths: LengthTable) -> float:
 
 def _wait_col(w: Wait) -> Wait:
     return Wait(_col(w.p_wait), _col(w.theta_s))
-
-
-def sustainable_rate(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, *, burstiness: float = 1.0) -> np.ndarray:
-    """Largest requests/s per replica whose steady state is stable, per option (grid refinement)."""
-    w = lengths.weight
-    tokens = float(w @ (lengths.input_len + lengths.output_len))
-    lo = np.zeros(len(opts))
-    single = mixed_step_s(
-        arch,
-        opts.cfg,
-        opts.hw,
-        decodes=1.0,
-        decode_kv_tokens=float(w @ lengths.input_len),
-        prefill_tokens=0.0,
-        prefill_seqs=0.0,
-        prefill_pair_count=0.0,
-    )
-    hi = 2.0 * np.asarray(opts.token_budget, dtype=float) / (tokens * single) + 1e-9  # beyond one full budget per fastest step
-    for _ in range(RATE_GRID_ROUNDS):
-        grid = lo[:, None] + (hi - lo)[:, None] * (np.arange(1, RATE_GRID_POINTS + 1) / RATE_GRID_POINTS)
-        ok = _stable(arch, opts, lengths, grid)
-        # the largest grid point below the first unstable one
-        first_bad = np.where(ok.all(axis=1), RATE_GRID_POINTS, np.argmin(ok, axis=1))
-        step = (hi - lo) / RATE_GRID_POINTS
-        lo, hi = lo + step * first_bad, lo + step * np.minimum(first_bad + 1, RATE_GRID_POINTS)
-    return lo
-
-
-def _stable(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, grid: np.ndarray) -> np.ndarray:
-    st = steady_state(arch, opts, lengths, grid)
-    return st.converged & (grid * st.residence_s < st.slots) & (grid * st.prefill_service_s < 1.0)
 
 
 def options_from_table(table, calibration, *, running_cap, reserve_kv, kv_keep=1.0) -> StreamOptions:

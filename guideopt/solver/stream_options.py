@@ -18,6 +18,7 @@ import numpy as np
 from guideopt.catalog import Catalog, load_length_mix
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths
 from guideopt.costs.stream import StreamOptions, options_from_table, stream_metrics
+from guideopt.costs.stream_bounds import idle_rate_bound, rate_bounds
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, lex_ids
 from guideopt.errors import InvalidRequestError
 from guideopt.model.llm import ModelArch
@@ -25,7 +26,6 @@ from guideopt.model.request import PlanRequest
 from guideopt.model.workload import PercentileTargets
 from guideopt.simulator.policy import KvPolicy, kv_policy
 from guideopt.solver.options import layout_choices, plan_precisions
-from guideopt.solver.stream_bounds import idle_rate_bound, rate_bounds
 from guideopt.solver.stream_rates import slo_rates, usable_mask
 from guideopt.units import MS_PER_S
 

@@ -10,20 +10,17 @@ fixed-point iterations one after another.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from guideopt.costs.lengths import LengthTable
-from guideopt.costs.stream import StreamMetrics, StreamOptions, steady_state, stream_metrics
+from guideopt.costs.stream import StreamMetrics, StreamOptions, stream_metrics
+from guideopt.costs.stream_bounds import IDLE_SHARE, TINY_RATE_RPS, rate_bounds
+from guideopt.costs.stream_search import grid_search, stable_rates
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import PercentileTargets
-from guideopt.solver.stream_bounds import IDLE_SHARE, TINY_RATE_RPS, rate_bounds
 
-# Points per round of the grid searches: 16 × 16 = 2⁸ steps of the bracket for the stable
-# rate (steady state only) and 8⁴ = 2¹² of it for the SLO rate (stable and within every
-# target, searched directly below the rate bound: four rounds of 7 points).
-STABLE_RATE_GRID = (16, 16)
+# Points per round of the SLO-rate search: 8⁴ = 2¹² steps of the bracket below the rate bound
+# (stable and within every target: four rounds of 7 points).
 SLO_RATE_GRID = (8, 8, 8, 8)
 
 
@@ -53,40 +50,6 @@ def usable_mask(
     if not targets:
         return np.ones(len(opts), dtype=bool)
     return meets_targets_at(arch, opts, lengths, targets, burstiness, np.minimum(bound * IDLE_SHARE, TINY_RATE_RPS * 1e3))
-
-
-def grid_search(
-    lo: np.ndarray, hi: np.ndarray, ok_at: Callable[[np.ndarray], np.ndarray], rounds: tuple[int, ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per option, a bracket (lo, hi) narrowed ``rounds`` times: each round tries the points
-    lo + (hi − lo)·i/g (i = 1 … g−1) of shape (options, g−1) with ``ok_at`` and keeps the
-    last point before the first failing one. Returns (lo, hi, whether lo passed a test)."""
-    lo, hi = np.asarray(lo, dtype=float).copy(), np.asarray(hi, dtype=float).copy()
-    tested = np.zeros(lo.size, dtype=bool)
-    rows = np.arange(lo.size)
-    for g in rounds:
-        if lo.size == 0:
-            break
-        points = lo[:, None] + (hi - lo)[:, None] * (np.arange(1, g) / g)
-        ok = np.asarray(ok_at(points), dtype=bool).reshape(points.shape)
-        passed = np.where(ok.all(axis=1), g - 1, np.argmin(ok, axis=1))  # leading points that pass
-        lo_new = np.where(passed > 0, points[rows, np.maximum(passed - 1, 0)], lo)
-        hi = np.where(passed < g - 1, points[rows, np.minimum(passed, g - 2)], hi)
-        lo, tested = lo_new, tested | (passed > 0)
-    return lo, hi, tested
-
-
-def stable_rates(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per option, a bracket (stable, unstable) around the largest stable per-replica rate
-    (below ``bound``)."""
-
-    def ok_at(rates: np.ndarray) -> np.ndarray:
-        s = steady_state(arch, opts, lengths, rates)
-        return s.converged & (rates * s.residence_s < s.slots) & (rates * s.prefill_service_s < 1.0)
-
-    hi = np.asarray(bound, dtype=float)
-    lo, hi, _ = grid_search(np.zeros_like(hi), hi, ok_at, STABLE_RATE_GRID)
-    return lo, hi
 
 
 def slo_rates(

@@ -22,9 +22,9 @@ from guideopt.units import MS_PER_S
 IDLE_SHARE = 1.0 / 128  # an option that misses the SLOs at this share of its rate bound never meets them
 TINY_RATE_RPS = 1e-6  # "no load": the steady state of an empty replica
 # Bisection steps for the most requests a decode step may hold within the TPOT target
-# (2^-12 of the largest running cap), and the slack the bound keeps for a steady state
+# (2^-16 of the requests the KV cache holds), and the slack the bound keeps for a steady state
 # that is converged only to within CONVERGED_REL (costs/stream.py).
-TPOT_DECODES_BISECTIONS = 12
+TPOT_DECODES_BISECTIONS = 16
 TPOT_BOUND_SLACK = 1.01
 
 
@@ -127,7 +127,10 @@ def tpot_rate_bound(
     first, inverse = rows
     sub = opts.take(first)
     fits_one = _decode_step_s(arch, sub, np.ones(first.size), ctx) <= target_s
-    lo, hi = np.ones(first.size), np.full(first.size, float(np.max(slots)))
+    # bracketed by the requests the row's KV cache holds (the same for every cap of the row), so an
+    # option's bound is the same whoever else is priced with it (plan, capacity and simulate agree)
+    kv_slots = np.floor(sub.kv_tokens / kv_tokens_per_request(lengths, sub.reserve_kv))
+    lo, hi = np.ones(first.size), np.maximum(kv_slots, 1.0)
     for _ in range(TPOT_DECODES_BISECTIONS):
         mid = (lo + hi) / 2.0
         ok = _decode_step_s(arch, sub, mid, ctx) <= target_s
