@@ -16,6 +16,7 @@ from guideopt.costs.capability import moe_layout_reason, request_refusal, runs_o
 from guideopt.costs.engine_defaults import token_budget as engine_token_budget
 from guideopt.costs.hardware import hardware_arrays
 from guideopt.costs.intervals import error_band, interval, regime_engine, regime_keys
+from guideopt.costs.layouts import moe_ep_problem
 from guideopt.costs.rows import memory_breakdown, scaled_metrics
 from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics, static_wave_cap
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, default_kv_dtype, tp_is_valid
@@ -128,15 +129,8 @@ def check_moe_layout(arch: ModelArch, req: PredictRequest) -> None:
         raise InvalidRequestError(f"attention_dp: {arch.id} has no experts; its data parallelism is replicas (leave --attention-dp out)")
     if moe is None:
         return
-    if moe.num_experts % req.moe_ep:
-        raise InvalidRequestError(
-            f"moe_ep: {req.moe_ep} does not divide {arch.id}'s {moe.num_experts} routed experts (use a divisor of {moe.num_experts})"
-        )
-    moe_tp = req.resolved_tp * req.attention_dp // req.moe_ep
-    if moe.expert_intermediate_size % moe_tp:
-        raise InvalidRequestError(
-            f"moe_tp: {moe_tp} does not divide {arch.id}'s moe_intermediate_size {moe.expert_intermediate_size} (raise moe_ep)"
-        )
+    if problem := moe_ep_problem(arch, req.moe_ep, req.resolved_tp * req.attention_dp):
+        raise InvalidRequestError(f"{problem[0]}: {problem[1]}")
 
 
 def per_replica_clients(req: PredictRequest) -> int:

@@ -41,11 +41,6 @@ TraceArrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 REPLICA_THROUGHPUT_KEYS = ("request_throughput_rps", "output_throughput_tok_s", "total_throughput_tok_s", "goodput_rps")
 
 
-def layout(req: SimulateRequest) -> tuple[int, int | None, int]:
-    """(attention_dp, moe_tp as given, moe_ep) of the request."""
-    return req.attention_dp, req.moe_tp, req.moe_ep
-
-
 @dataclass(frozen=True)
 class Configuration:
     """One replica, ready for both evaluators."""
@@ -70,7 +65,7 @@ class Simulation:
 
     def as_dict(self) -> dict:
         req = self.request
-        dp, moe_tp, moe_ep = layout(req)
+        dp, moe_tp, moe_ep = req.attention_dp, req.moe_tp, req.moe_ep
         rank = self.report.as_dict()
         a = self.analytic
         analytic = {
@@ -144,7 +139,7 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
     gpu, fw = cat.gpu(req.gpu), cat.framework(req.framework)
     dtype = _dtype(req.dtype, "dtype")
     kv_dtype = _dtype(req.kv_dtype, "kv_dtype") if req.kv_dtype else None
-    dp, moe_tp, moe_ep = layout(req)
+    dp, moe_tp, moe_ep = req.attention_dp, req.moe_tp, req.moe_ep
     mean_in, mean_out = max(int(round(lengths.mean_input)), 1), max(int(round(lengths.mean_output)), 1)
     fields = {"model": req.model, "gpu": req.gpu, "tp": req.tp, "pp": req.pp, "framework": req.framework, "dtype": dtype}
     fields |= {"kv_dtype": kv_dtype, "attention_dp": dp, "moe_tp": moe_tp, "moe_ep": moe_ep, "input_len": mean_in, "output_len": mean_out}
@@ -205,7 +200,7 @@ def run_simulation(
     lengths, inputs, outputs, arrival = resolve_lengths(req, arch, trace)
     conf = configuration(req, lengths, int(max(inputs.max() + outputs.max(), lengths.max_total)), cat)
     wl = req.workload
-    ranks = req.replicas * layout(req)[0]  # the load spreads evenly over replicas and their attention-DP ranks
+    ranks = req.replicas * req.attention_dp  # the load spreads evenly over replicas and their attention-DP ranks
     per_rate = wl.rate_rps / ranks if wl.rate_rps is not None else None
     clients = math.ceil(wl.concurrency / ranks) if wl.concurrency is not None else None
     if arrival is not None and ranks > 1:

@@ -48,18 +48,22 @@ class Layouts:
         return self.stage_gpus // self.ep
 
 
-def moe_ep_problem(arch: ModelArch, ep: int, stage_gpus: int) -> str | None:
-    """Why experts cannot be split over ``ep`` ranks of a ``stage_gpus``-GPU stage (None: they can)."""
+def moe_ep_problem(arch: ModelArch, ep: int, stage_gpus: int) -> tuple[str, str] | None:
+    """(field, why) when experts cannot be split over ``ep`` ranks of a ``stage_gpus``-GPU
+    stage (None: they can); ``predict``, ``capacity`` and ``simulate`` refuse with it."""
     moe = arch.moe
     if moe is None:
-        return None if ep == 1 else f"{arch.id} has no experts to split (leave EP at 1)"
+        return None if ep == 1 else ("moe_ep", f"{arch.id} has no experts (leave --moe-ep and --moe-tp out)")
     if stage_gpus % ep:
-        return f"moe_ep {ep} does not divide the stage's {stage_gpus} GPUs (tp × attention_dp)"
+        return (
+            "moe_ep",
+            f"{ep} does not divide the {stage_gpus} GPUs of a stage (tp × attention_dp; use a moe_ep that divides {stage_gpus})",
+        )
     if moe.num_experts % ep:
-        return f"moe_ep {ep} does not divide {arch.id}'s {moe.num_experts} routed experts (use a divisor of {moe.num_experts})"
+        return "moe_ep", f"{ep} does not divide {arch.id}'s {moe.num_experts} routed experts (use a divisor of {moe.num_experts})"
     moe_tp = stage_gpus // ep
     if moe.expert_intermediate_size % moe_tp:
-        return f"moe_tp {moe_tp} does not divide {arch.id}'s moe_intermediate_size {moe.expert_intermediate_size} (raise moe_ep)"
+        return "moe_tp", f"{moe_tp} does not divide {arch.id}'s moe_intermediate_size {moe.expert_intermediate_size} (raise moe_ep)"
     return None
 
 

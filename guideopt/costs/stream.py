@@ -162,6 +162,16 @@ def kv_tokens_per_request(lengths: LengthTable, reserve: np.ndarray) -> np.ndarr
     return np.where(reserve, full, held)
 
 
+def kv_slots(kv_tokens, lengths: LengthTable, reserve) -> np.ndarray:
+    """Requests the KV cache holds at once, each at its mean held length."""
+    return np.floor(np.asarray(kv_tokens, dtype=float) / kv_tokens_per_request(lengths, reserve))
+
+
+def running_slots(opts: StreamOptions, lengths: LengthTable) -> np.ndarray:
+    """Per option, the requests a replica runs at once: its cap, or fewer when the KV cache holds fewer (at least 1)."""
+    return np.maximum(np.minimum(opts.running_cap, kv_slots(opts.kv_tokens, lengths, opts.reserve_kv)), 1.0)
+
+
 def steady_state(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, rate_rps: np.ndarray) -> Steady:
     """The fixed point at ``rate_rps`` (shape (options,) or (options, k))."""
     lam = np.asarray(rate_rps, dtype=float)
@@ -179,8 +189,7 @@ def steady_state(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, rat
     pairs = float(w @ (inp * (inp + 1.0) / 2.0))
     chunked = ex(opts.chunked) > 0
     budget, keep = ex(opts.token_budget), ex(opts.kv_keep)
-    slots = np.minimum(ex(opts.running_cap), np.floor(ex(opts.kv_tokens) / kv_tokens_per_request(lengths, ex(opts.reserve_kv))))
-    slots = np.maximum(slots, 1.0)
+    slots = ex(running_slots(opts, lengths))
 
     k = FixedPointInputs(
         arch=arch,

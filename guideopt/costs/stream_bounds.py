@@ -14,7 +14,7 @@ import numpy as np
 
 from guideopt.costs.lengths import LengthTable
 from guideopt.costs.step import mixed_step_s
-from guideopt.costs.stream import StreamOptions, kv_tokens_per_request, steady_state
+from guideopt.costs.stream import StreamOptions, kv_slots, running_slots, steady_state
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import PercentileTargets
 from guideopt.units import MS_PER_S
@@ -43,7 +43,7 @@ def rate_bounds(
     ``static_rows``: per option, its row of the static table (options differing only in
     their running cap share one): what does not depend on the cap is found once per row."""
     first, inverse = _rows(len(opts), static_rows)
-    slots = np.maximum(np.minimum(opts.running_cap, np.floor(opts.kv_tokens / kv_tokens_per_request(lengths, opts.reserve_kv))), 1.0)
+    slots = running_slots(opts, lengths)
     bound = full_decode_rate_bound(arch, opts, lengths, slots)
     if idle:
         bound = np.minimum(bound, idle_rate_bound(arch, opts, lengths, static_rows))
@@ -66,7 +66,7 @@ def idle_rate_bound(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, 
     cap, so the steady state is found once per static row and only the slots differ."""
     first, inverse = _rows(len(opts), static_rows)
     st = steady_state(arch, opts.take(first), lengths, np.full(first.size, TINY_RATE_RPS))
-    slots = np.maximum(np.minimum(opts.running_cap, np.floor(opts.kv_tokens / kv_tokens_per_request(lengths, opts.reserve_kv))), 1.0)
+    slots = running_slots(opts, lengths)
     return np.minimum(slots / st.residence_s[inverse], 1.0 / st.prefill_service_s[inverse])
 
 
@@ -129,8 +129,7 @@ def tpot_rate_bound(
     fits_one = _decode_step_s(arch, sub, np.ones(first.size), ctx) <= target_s
     # bracketed by the requests the row's KV cache holds (the same for every cap of the row), so an
     # option's bound is the same whoever else is priced with it (plan, capacity and simulate agree)
-    kv_slots = np.floor(sub.kv_tokens / kv_tokens_per_request(lengths, sub.reserve_kv))
-    lo, hi = np.ones(first.size), np.maximum(kv_slots, 1.0)
+    lo, hi = np.ones(first.size), np.maximum(kv_slots(sub.kv_tokens, lengths, sub.reserve_kv), 1.0)
     for _ in range(TPOT_DECODES_BISECTIONS):
         mid = (lo + hi) / 2.0
         ok = _decode_step_s(arch, sub, mid, ctx) <= target_s
