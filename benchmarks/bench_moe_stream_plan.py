@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 import warnings
 
-import numpy as np
-from plan_timing import best_of  # benchmarks/plan_timing.py
+from plan_timing import best_of, probe_s  # benchmarks/plan_timing.py
 
 from guideopt.catalog import load_catalog
 from guideopt.model.request import PlanRequest
@@ -35,18 +33,6 @@ CASES = {
     "DeepSeek-R1 on h200-sxm, b200, gb200": {**BASE, "gpus": {"h200-sxm": {}, "b200": {}, "gb200": {}}},
     "DeepSeek-R1 on every GPU type": BASE,
 }
-
-
-def probe_s() -> float:
-    """A fixed numpy workload (best of 3): divide timings by it to compare machines or loads."""
-    a = np.random.default_rng(0).random((300, 300))
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(20):
-            a = np.tanh(a @ a.T / 300.0)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from guideopt.catalog import Catalog
 from guideopt.model.plan import PlanResult
 from guideopt.model.request import PlanRequest
@@ -22,3 +24,15 @@ def best_of(req: PlanRequest, cat: Catalog, repeat: int) -> tuple[float, dict[st
             best, best_phases = wall, phases
     assert result is not None, "repeat must be at least 1"
     return best, best_phases, result
+
+
+def probe_s() -> float:
+    """A fixed numpy workload (best of 3): divide timings by it to compare machines or loads."""
+    a = np.random.default_rng(0).random((300, 300))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(20):
+            a = np.tanh(a @ a.T / 300.0)
+        best = min(best, time.perf_counter() - start)
+    return best

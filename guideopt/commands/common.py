@@ -299,7 +299,12 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
         False,
     ),
     ("--percentile", "percentile", {"type": float, "help": "Stream: the percentile --ttft-ms/--tpot-ms bound (default 90)."}, False),
-    ("--time-limit-s", "time_limit_s", {"type": float, "help": "Wall-clock limit of the search (default 5 s)."}, False),
+    (
+        "--time-limit-s",
+        "time_limit_s",
+        {"type": float, "help": "Wall-clock safety net of the search, in seconds (default 60; searches are bounded by work)."},
+        False,
+    ),
 )
 REQUIRED_FLAGS = tuple((dest, flag) for flag, dest, _, required in PLAN_REQUEST_FLAGS if required)
 

@@ -35,7 +35,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "objective": "Lexicographic objective: the first term decides, later terms break ties "
     "(throughput, latency, ttft, tpot, cost, usd_per_million_output_tokens)",
     "top": "How many distinct plans (deployment shapes) to return",
-    "time_limit_s": "Wall-clock limit of the search in seconds (default 5); when it hits, the plans found so far "
+    "time_limit_s": "Wall-clock safety net of the search in seconds (default 60; searches are bounded by work); when it hits, the plans found so far "
     "are returned with status feasible and the optimality gap",
     "heterogeneous": "Allow plans that mix GPU types: one group of replicas per type, traffic split by throughput",
 }

@@ -362,10 +362,15 @@ def replica_range(k: Any, bounds: list[Bound], skip: frozenset[str], cap: int) -
     return np.minimum(lo, cap), hi
 
 
-def group_ok(k: Any, bounds: list[Bound]) -> np.ndarray:
-    """Replica kinds that meet every GROUP limit (each group on its own)."""
+def within(k: Any, bounds: list[Bound], scope: Scope) -> np.ndarray:
+    """Rows (replica kinds or candidates) that meet every limit of ``scope``."""
     ok = np.ones(len(k), dtype=bool)
     for b in bounds:
-        if b.kind.scope is Scope.GROUP:
+        if b.kind.scope is scope:
             ok &= ~b.violated(k)
     return ok
+
+
+def group_ok(k: Any, bounds: list[Bound]) -> np.ndarray:
+    """Replica kinds that meet every GROUP limit (each group on its own)."""
+    return within(k, bounds, Scope.GROUP)

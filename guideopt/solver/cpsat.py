@@ -31,6 +31,8 @@ from guideopt.solver.terms import TERMS
 SOLVER_SEED = 0
 SOLVER_WORKERS = 1  # one worker: the search, and so the plans, are deterministic
 STAGE_TIME_LIMIT_S = 10.0
+# Work bound per stage in CP-SAT deterministic time units (about a second of one core each).
+STAGE_DETERMINISTIC_TIME = 5.0
 
 
 @dataclass
@@ -71,7 +73,8 @@ def new_solver() -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = SOLVER_WORKERS
     solver.parameters.random_seed = SOLVER_SEED
-    solver.parameters.max_time_in_seconds = STAGE_TIME_LIMIT_S
+    solver.parameters.max_time_in_seconds = STAGE_TIME_LIMIT_S  # safety net
+    solver.parameters.max_deterministic_time = STAGE_DETERMINISTIC_TIME  # the bound: the same on any load
     # A pick-one model needs no presolve; its probing is quadratic in the candidates.
     solver.parameters.cp_model_presolve = False
     return solver

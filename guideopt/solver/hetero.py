@@ -126,10 +126,14 @@ def _prune_columns(c: Candidates, req: PlanRequest, bounds: list[Bound]) -> np.n
     return np.stack(cols, axis=1)
 
 
-def hetero_candidates(h: HeteroKinds, req: PlanRequest, bounds: list[Bound], per_shape: bool = False) -> Candidates:
+def hetero_candidates(
+    h: HeteroKinds, req: PlanRequest, bounds: list[Bound], per_shape: bool = False, drop_beaten_pipelines: bool = True
+) -> Candidates:
     """Every (kind, n) within its caps, pruned to the Pareto front of ``_prune_columns``
     among pairs of the same GPU type(s) — or of the same deployment shape with ``per_shape``,
-    which later top-k ranks need, since they must avoid the shapes of earlier plans."""
+    which later top-k ranks need, since they must avoid the shapes of earlier plans.
+    ``drop_beaten_pipelines``: also drop pipelines a single-type group beats (a smaller
+    CP-SAT model; the knapsack DP drops what its slot's front beats by itself)."""
     c = every_count(h.kinds, np.ones(len(h.kinds), dtype=np.int64), h.max_replicas.astype(np.int64))
     values = _prune_columns(c, req, bounds)
     # One group per GPU type: a candidate is replaceable by another using the same GPU
@@ -139,7 +143,7 @@ def hetero_candidates(h: HeteroKinds, req: PlanRequest, bounds: list[Bound], per
         _, group = np.unique(np.stack([group, c.shape], axis=1), axis=0, return_inverse=True)
         group = group.ravel()
     keep = prune_groups(np.arange(len(c)), group, values)
-    if not per_shape:
+    if not per_shape and drop_beaten_pipelines:
         keep = keep[~_dominated_pipelines(c.gpu_idx[keep], c.gpu_idx2[keep], values[keep])]
     return c.take(keep)
 

@@ -1,13 +1,16 @@
-"""Mixed GPU types: top-k plans, each the exact next-best one, under one deadline.
+"""Mixed GPU types: top-k plans, each the exact next-best one.
 
-Rank 1 solves the model over candidates pruned per GPU type. Later ranks must avoid the
+Most requests (a budget, inventories, SLOs, a throughput floor or a stream load) are solved
+by the ranked Pareto-front knapsack of ``hetero_ranks``: every rank exact, bounded by work.
+Requests with a cap on GPUs or nodes over the whole plan go to CP-SAT: rank 1 solves the
+model over candidates pruned per GPU type. Later ranks must avoid the
 shapes of earlier plans, so they use candidates pruned only inside each shape, and every
 earlier plan becomes one no-good cut ("not all of its shapes again"). With throughput
 first, a rank's model holds only candidates whose best completion (knapsack-DP upper
 bound) reaches a plan known to exist at that rank: one DP plan that leaves out one shape of
 every earlier plan (one DP per rank, so the work per extra plan stays about constant).
-When the deadline hits, the plans found so far are returned with status ``feasible``.
-"""
+CP-SAT calls are bounded by deterministic time; when that or the wall-clock safety net
+stops a stage, the plans found so far are returned with status ``feasible``."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from guideopt.catalog import Catalog
 from guideopt.costs.pipeline_table import PIPELINE_STAGES, build_pipeline_table
 from guideopt.model.plan import Plan
 from guideopt.model.request import ObjectiveTerm, PlanRequest
-from guideopt.solver import hetero, hetero_search
+from guideopt.solver import hetero, hetero_ranks, hetero_search
 from guideopt.solver.candidates import Candidates
 from guideopt.solver.constraints import BUDGET, Scope
 from guideopt.solver.extract import extract_plan, pipeline_group
@@ -42,10 +45,14 @@ class MixedRanks:
         self.first_values: list[int] = []
         self.gap: float | None = 0.0
         self.shown: list[dict[int, int]] = []  # per earlier plan: shape -> its group's throughput
+        self.work_note: str | None = None  # a work bound stopped the search before every rank
 
 
 def solve_mixed(req: PlanRequest, cat: Catalog, opts: PlanOptions, deadline: Deadline, phases: Phases) -> MixedRanks:
     pt = pipeline_table(req, cat, opts)
+    ranked = _solve_ranked_dp(req, opts, pt, deadline, phases)
+    if ranked is not None:
+        return ranked
     kinds = hetero.hetero_kinds(opts, req, pt)
     coarse = hetero.hetero_candidates(kinds, req, opts.bounds)
     exact: Candidates | None = None
@@ -72,13 +79,42 @@ def solve_mixed(req: PlanRequest, cat: Catalog, opts: PlanOptions, deadline: Dea
         phases.lap("model")
         result = hetero_search.solve_hetero_model(hm, list(req.objective), sub, bounds, deadline)
         phases.lap("solve")
-        if result.status == "unknown":  # the deadline cut this rank before any plan
-            deadline.hit = True
+        if result.status == "unknown":  # a limit cut this rank before any plan
+            deadline.hit |= not deadline.work_hit
             break
         if result.status == "infeasible":
             break
         _record(out, result, sub, opts, pt, rank)
         phases.lap("extract")
+    if deadline.work_hit:
+        out.work_note = (
+            f"a CP-SAT stage stopped at its work bound ({hetero_search.HETERO_DETERMINISTIC_TIME:g} deterministic "
+            "time units) before proving optimality"
+        )
+    return out
+
+
+def _solve_ranked_dp(req: PlanRequest, opts: PlanOptions, pt, deadline: Deadline, phases: Phases) -> MixedRanks | None:
+    """Every rank exact from the Pareto-front knapsack and a best-first split (``hetero_ranks``);
+    None when the request has a summed cap the DP does not model (CP-SAT then)."""
+    per_shape = req.top > 1  # later ranks must avoid earlier shapes: keep every shape's front
+    kinds = hetero.hetero_kinds(opts, req, pt, per_shape=per_shape)
+    c = hetero.hetero_candidates(kinds, req, opts.bounds, per_shape=per_shape, drop_beaten_pipelines=False)
+    problem = hetero_ranks.dp_problem(c, req, opts.bounds)
+    if problem is None:
+        return None
+    phases.lap("candidates")
+    found = hetero_ranks.RankedSearch(c, problem, hetero_ranks.type_allowed(c, opts.bounds), deadline).run(req.top)
+    phases.lap("solve")
+    out = MixedRanks()
+    for rank, (picks, values) in enumerate(zip(found.picks, found.values), start=1):
+        _record(out, hetero_search.Outcome("optimal", values, picks), c, opts, pt, rank)
+    if found.work_hit:
+        out.work_note = (
+            f"the ranked search stopped at its work bound ({found.passes} knapsack passes): "
+            f"{len(out.plans)} of the {req.top} plans asked, each exact"
+        )
+    phases.lap("extract")
     return out
 
 

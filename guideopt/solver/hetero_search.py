@@ -23,7 +23,10 @@ from guideopt.solver.timing import Deadline
 # Heterogeneous models are multiple-choice knapsacks that one CP-SAT worker proves in tens
 # of milliseconds; one worker keeps the search, and so the plans, deterministic.
 HETERO_WORKERS = 1
-HETERO_TIME_LIMIT_S = 20.0
+HETERO_TIME_LIMIT_S = 20.0  # wall-clock safety net of one call
+# Work bound of one CP-SAT call, in CP-SAT's deterministic time units (about a second of one
+# core's work each, whatever the machine's load): the same call stops at the same point.
+HETERO_DETERMINISTIC_TIME = 10.0
 
 
 # Budget grid of the upper-bound DP: costs are rounded *down* to budget / DP_LEVELS, so the
@@ -117,6 +120,7 @@ def _stage_solver() -> cp_model.CpSolver:
     solver.parameters.num_workers = HETERO_WORKERS
     solver.parameters.random_seed = SOLVER_SEED
     solver.parameters.max_time_in_seconds = HETERO_TIME_LIMIT_S
+    solver.parameters.max_deterministic_time = HETERO_DETERMINISTIC_TIME
     return solver
 
 
@@ -128,7 +132,10 @@ def _run(solver: cp_model.CpSolver, model: cp_model.CpModel, deadline: Deadline)
     solver.parameters.max_time_in_seconds = deadline.budget_s(HETERO_TIME_LIMIT_S)
     status = solver.solve(model)
     if status in (cp_model.UNKNOWN, cp_model.FEASIBLE):  # a limit stopped the search before a proof
-        deadline.hit = True
+        if solver.wall_time >= solver.parameters.max_time_in_seconds or deadline.expired():
+            deadline.hit = True
+        else:
+            deadline.work_hit = True
     return status
 
 

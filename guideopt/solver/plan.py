@@ -92,17 +92,18 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, dead
     if not plans:
         if baseline is None:
             solve_request(req.model_copy(update={"heterogeneous": False}), cat)  # raises with the explanation
-        if baseline is None or not deadline.hit:
+        if baseline is None or not (deadline.hit or deadline.work_hit):
             raise NoFeasiblePlanError("no heterogeneous plan satisfies the constraints", [])
         # cut before any mixed plan: the best single-type plan is a mixed plan too
         plans, values, gap = [baseline.model_copy(update={"rank": 1})], [], None
-    optimal = not deadline.hit and all(s == "optimal" for s in found.statuses)
+    optimal = not deadline.hit and found.work_note is None and all(s == "optimal" for s in found.statuses)
     return PlanResult(
         status="optimal" if optimal else "feasible",
         objective=[t.value for t in req.objective],
         solve_time_s=time.perf_counter() - deadline.start,
         plans=plans,
         objective_values=values,
+        explanation=found.work_note,
         homogeneous_best=_comparison(plans[0], baseline),
         optimality_gap=0.0 if optimal else gap,
         time_limit_reached=deadline.hit,

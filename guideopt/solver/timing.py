@@ -13,6 +13,7 @@ class Deadline:
         self.start = time.perf_counter() if start is None else start
         self.limit_s = limit_s
         self.hit = False  # some search was cut by it
+        self.work_hit = False  # some search stopped at its work bound (deterministic), not at the clock
 
     def remaining_s(self) -> float:
         return self.limit_s - (time.perf_counter() - self.start)
