@@ -51,24 +51,32 @@ class PipelineTable:
 
 
 def _rows(arch: ModelArch, space: OptionSpace) -> dict[str, np.ndarray]:
+    """Rows in (type a < type b, tp a, tp b, engine, precision, batch) order; the checks run
+    on the grid without batch sizes, which are only repeated onto the rows that pass."""
     n_gpu = len(space.gpus)
+    pair_a, pair_b = np.triu_indices(n_gpu, k=1)
+    tp = np.asarray(space.tp, dtype=np.int64)
     mesh = np.meshgrid(
-        np.arange(n_gpu),
-        np.arange(n_gpu),
-        space.tp,
-        space.tp,
+        np.arange(pair_a.size),
+        np.arange(tp.size),
+        np.arange(tp.size),
         np.arange(len(space.frameworks)),
         np.arange(len(space.dtypes)),
-        space.batch,
         indexing="ij",
     )
-    ga, gb, ta, tb, f, d, b = (m.ravel() for m in mesh)
+    pair, ia, ib, f, d = (m.ravel() for m in mesh)
+    ga, gb, ta, tb = pair_a[pair], pair_b[pair], tp[ia], tp[ib]
     node = np.array([g.gpus_per_node for g in space.gpus])
     serves = np.stack([capability_mask(space, fw) for fw in space.frameworks])  # [fw, gpu, dtype]
-    ok = (ga < gb) & tp_is_valid(arch, ta) & tp_is_valid(arch, tb) & (ta <= node[ga]) & (tb <= node[gb])
+    tp_ok = tp_is_valid(arch, tp)
+    ok = tp_ok[ia] & tp_ok[ib] & (ta <= node[ga]) & (tb <= node[gb])
     ok &= serves[f, ga, d] & serves[f, gb, d] & _mixed_ok(space)[f, ga, gb, (ta == tb).astype(int)]
     keep = np.nonzero(ok)[0]
-    return {"ga": ga[keep], "gb": gb[keep], "ta": ta[keep], "tb": tb[keep], "f": f[keep], "d": d[keep], "b": b[keep]}
+    batch = np.asarray(space.batch, dtype=np.int64)
+    rows = {"ga": ga[keep], "gb": gb[keep], "ta": ta[keep], "tb": tb[keep], "f": f[keep], "d": d[keep]}
+    out = {k: np.repeat(v, batch.size) for k, v in rows.items()}
+    out["b"] = np.tile(batch, keep.size)
+    return out
 
 
 def _mixed_ok(space: OptionSpace) -> np.ndarray:

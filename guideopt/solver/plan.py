@@ -86,7 +86,7 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, dead
     from guideopt.solver.hetero_plan import solve_mixed  # CP-SAT (and OR-Tools) only for mixed types
 
     found = solve_mixed(req, cat, opts, deadline, clock)
-    baseline = _homogeneous_baseline(req, cat)
+    baseline = _homogeneous_baseline(req, opts)
     clock.lap("baseline")
     plans, values, gap = found.plans, [unscale(t, v) for t, v in zip(req.objective, found.first_values)], found.gap
     if not plans:
@@ -110,9 +110,11 @@ def _solve_heterogeneous(req: PlanRequest, cat: Catalog, opts: PlanOptions, dead
     )
 
 
-def _homogeneous_baseline(req: PlanRequest, cat: Catalog) -> Plan | None:
+def _homogeneous_baseline(req: PlanRequest, opts: PlanOptions) -> Plan | None:
+    """The best single-type plan, from the same option table (it does not depend on mixing)."""
+    single = req.model_copy(update={"heterogeneous": False, "top": 1})
     try:
-        return solve_request(req.model_copy(update={"heterogeneous": False, "top": 1}), cat).plans[0]
+        return _solve_single(single, opts, Deadline(req.time_limit_s), Phases(None)).plans[0]
     except NoFeasiblePlanError:
         return None
 
