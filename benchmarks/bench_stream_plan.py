@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from plan_timing import best_of  # benchmarks/plan_timing.py
+from plan_timing import best_of, probe_s  # benchmarks/plan_timing.py
 
 from guideopt.catalog import load_catalog
 from guideopt.model.request import PlanRequest
@@ -38,6 +38,12 @@ CASES = {
         "budget": {"usd_per_hour": 30},
         "slo": {"ttft_ms": {"p99": 1000}, "tpot_ms": {"p90": 40}},
     },
+    "70B sharegpt 5 req/s, P99 TTFT 1 s, P90 TPOT 50 ms, $60/h": {
+        "model": "meta-llama/Llama-3.1-70B",
+        "workload": {"lengths": "sharegpt", "rate_rps": 5},
+        "budget": {"usd_per_hour": 60},
+        "slo": {"ttft_ms": {"p99": 1000}, "tpot_ms": {"p90": 50}},
+    },
 }
 
 
@@ -46,14 +52,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT)
     args = parser.parse_args()
     cat = load_catalog()
-    print(f"{platform.processor() or platform.machine()}, python {platform.python_version()}, {len(cat.gpus)} GPU types")
+    probe = probe_s()
+    print(
+        f"{platform.processor() or platform.machine()}, python {platform.python_version()}, {len(cat.gpus)} GPU types, probe {probe:.3f} s"
+    )
     for name, data in CASES.items():
         req = PlanRequest.model_validate(data)
         best, best_phases, result = best_of(req, cat, args.repeat)
         top = result.plans[0]
         g = top.groups[0]
         shown = ", ".join(f"{k} {v:.2f}" for k, v in best_phases.items())
-        print(f"{name}: {best:.2f} s wall ({shown}); {result.verification_rounds} round(s), status {result.status}")
+        print(
+            f"{name}: {best:.2f} s wall = {best / probe:.1f} probes ({shown}); {result.verification_rounds} round(s), status {result.status}"
+        )
         print(f"  best: {g.replicas} x {g.gpu} tp{g.tp} pp{g.pp} cap {g.batch} budget {g.split}, ${top.usd_per_hour}/h")
 
 

@@ -17,6 +17,7 @@ from guideopt.commands.predict import predict
 from guideopt.commands.serve import serve
 from guideopt.commands.simulate import simulate
 from guideopt.commands.solve import schema, solve
+from guideopt.commands.sweep import sweep
 from guideopt.commands.validate import validate
 
 
@@ -26,7 +27,7 @@ def main() -> None:
     """Plan LLM deployments: GPU type and count, DP/TP/PP, batch and split size under budget and SLOs."""
 
 
-for _command in (plan, solve, schema, predict, capacity, pareto, launch, catalog, validate, calibrate, serve, simulate):
+for _command in (plan, solve, schema, predict, capacity, pareto, launch, catalog, validate, calibrate, serve, simulate, sweep):
     main.add_command(_command)
 
 

@@ -224,3 +224,16 @@ def test_length_mix_stream_plans(catalog):
     data = small(workload={"lengths": "sharegpt", "rate_rps": 2.0, "num_requests": 300}, budget={"usd_per_hour": 30})
     plan = api.plan(data, catalog).plans[0]
     assert plan.stream is not None and plan.groups[0].stream["simulated"]["requests"] > 0
+
+
+def test_one_token_outputs_plan_with_a_tpot_slo():
+    """No request of a one-token output has a TPOT: the SLO holds, the plan is verified in one
+    round and its JSON has no NaN (the simulated TPOT is null)."""
+    args = "plan --model meta-llama/Llama-2-7b-hf --budget 10 --input-len 1000 --output-len 1 --rate 4 --ttft-ms 500 --tpot-ms 40"
+    res = CliRunner().invoke(main, [*args.split(), "--gpu", "a100-sxm4-80gb", "--top", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "NaN" not in res.stdout
+    out = json.loads(res.stdout)
+    plan = out["plans"][0]
+    assert plan["stream"]["simulated_meets_slo"] is True and out["verification_rounds"] == 1
+    assert plan["groups"][0]["stream"]["simulated"]["tpot_ms"]["p90"] is None

@@ -26,7 +26,6 @@ CAPACITY_COLUMNS = (
     "usd_per_hour",
     "reason",
 )
-PROGRESS_MIN_ROWS = 20
 
 
 @click.command()
@@ -86,8 +85,7 @@ def capacity(
 
     Example: guideopt capacity --model meta-llama/Llama-2-7b-hf --gpu a100-sxm4-80gb --input-len 512,1024,2048 --output-len 256 --rate 4
     """
-    from guideopt.analyses.capacity import CapacityRequest
-    from guideopt.analyses.capacity import capacity as run_capacity
+    from guideopt.analyses.capacity import CapacityRequest, capacities
     from guideopt.analyses.sweep import check_cases, parse_lengths
 
     inputs, outputs = parse_lengths(input_len, "input_len"), parse_lengths(output_len, "output_len")
@@ -115,12 +113,8 @@ def capacity(
     }
     base = {k: v for k, v in base.items() if v is not None}
     cat = catalog_with(calibration_file)
-    results: list[dict[str, Any]] = []
-    show_bar = len(combos) >= PROGRESS_MIN_ROWS and not as_json and not as_csv and sys.stderr.isatty()
-    with click.progressbar(combos, label="sweep", file=sys.stderr) if show_bar else _plain(combos) as items:
-        for i, o in items:
-            req = api.validated(CapacityRequest, {**base, "input_len": i, "output_len": o})
-            results.append(run_capacity(req, cat).as_dict())
+    reqs = [api.validated(CapacityRequest, {**base, "input_len": i, "output_len": o}) for i, o in combos]
+    results = [c.as_dict() for c in capacities(reqs, cat)]  # the cases priced together, as arrays
     if as_json:
         echo_json(results[0] if len(results) == 1 else results)
     elif as_csv:
@@ -142,19 +136,6 @@ def _not_fit_reason(r: dict[str, Any]) -> str:
     return str(r.get("reason") or "does not fit in memory")
 
 
-class _plain:
-    """A context manager yielding the items, standing in for a progress bar."""
-
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-
-    def __enter__(self) -> list[Any]:
-        return self.items
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _capacity_notes(r: dict[str, Any]) -> None:
     if r["attention_dp"] > 1:
         click.echo(
@@ -170,5 +151,5 @@ def _capacity_notes(r: dict[str, Any]) -> None:
         m = r["metrics"]
         click.echo(
             f"at {r['rate']:g} req/s: {r['replicas']} replica(s), {r['concurrency_per_replica']} in flight each, "
-            f"TTFT {m['ttft_ms']:.0f} ms, TPOT {'n/a' if m['tpot_ms'] is None else format(m['tpot_ms'], '.1f')} ms, ${r['usd_per_hour']:.2f}/h"
+            f"TTFT {m['ttft_ms']:.0f} ms, TPOT {'n/a' if m['tpot_ms'] is None else format(m['tpot_ms'], '.1f') + ' ms'}, ${r['usd_per_hour']:.2f}/h"
         )

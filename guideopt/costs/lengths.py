@@ -6,6 +6,11 @@ side is cut at the probabilities ``MIX_EDGES`` (eight even bins, then finer ones
 upper tail so that P90 and P99 of lengths are represented) and each bin is represented by
 its mid quantile; the two sides are crossed (independent, as the sources give no joint
 statistics).
+
+A table is shared by every option (arrays over buckets), or holds one distribution per
+option (``per_option``: arrays of options × buckets, as ``case_lengths`` makes for a sweep
+of fixed-length cases priced together); ``weighted`` and ``decode_terms`` give its means
+either way.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import lognorm
 
 from guideopt.model.workload import LengthBucket, LengthMix, LengthMoments
 
@@ -22,7 +26,8 @@ MIX_EDGES = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 0.95, 0.99, 0.998
 
 @dataclass(frozen=True)
 class LengthTable:
-    """Weighted request lengths; weights sum to 1."""
+    """Weighted request lengths; weights sum to 1 (per option, for a ``per_option`` table).
+    The ``mean_*`` properties are a shared table's (``weighted`` serves both kinds)."""
 
     input_len: np.ndarray
     output_len: np.ndarray
@@ -42,7 +47,40 @@ class LengthTable:
 
     @property
     def is_fixed(self) -> bool:
-        return self.input_len.size == 1
+        return self.input_len.shape[-1] == 1
+
+    @property
+    def per_option(self) -> bool:
+        return self.weight.ndim > 1
+
+    def take(self, idx) -> LengthTable:
+        """A per-option table's rows ``idx``."""
+        return LengthTable(self.input_len[idx], self.output_len[idx], self.weight[idx])
+
+
+def case_lengths(input_len, output_len) -> LengthTable:
+    """Per-option fixed lengths: option i's requests all have ``input_len[i]``, ``output_len[i]`` tokens."""
+    i = np.asarray(input_len, dtype=float).reshape(-1, 1)
+    o = np.asarray(output_len, dtype=float).reshape(-1, 1)
+    return LengthTable(i, o, np.ones_like(i))
+
+
+def weighted(lengths: LengthTable, values) -> float | np.ndarray:
+    """Σ_b w_b·x_b of per-bucket ``values``: a float for a shared table, one per option for a per-option one."""
+    if not lengths.per_option:
+        return float(lengths.weight @ values)
+    return (lengths.weight * values).sum(axis=-1)
+
+
+def decode_terms(lengths: LengthTable) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """(decode steps per request E[O−1], mean context of a decoding request: its prompt plus
+    half its output, weighted by decode steps; the mean prompt where no request decodes)."""
+    inp, out = lengths.input_len, lengths.output_len
+    dec = np.maximum(out - 1.0, 0.0)
+    steps, held, mean_in = weighted(lengths, dec), weighted(lengths, dec * (inp + out / 2.0)), weighted(lengths, inp)
+    if isinstance(steps, float):
+        return steps, held / steps if steps > 0 else mean_in
+    return steps, np.where(steps > 0, held / np.where(steps > 0, steps, 1.0), mean_in)
 
 
 def fixed_lengths(input_len: int, output_len: int) -> LengthTable:
@@ -70,6 +108,8 @@ def lognormal_sigma(side: LengthMoments) -> float:
 
 def side_quantiles(side: LengthMoments, probs: np.ndarray) -> np.ndarray:
     """Token counts at the given probabilities, rounded and clipped to [1, max]."""
+    from scipy.stats import lognorm  # scipy.stats takes ~1 s to import: only named mixes pay it
+
     values = lognorm.ppf(probs, s=max(lognormal_sigma(side), 1e-9), scale=side.median)
     return np.clip(np.round(values), 1, side.max)
 

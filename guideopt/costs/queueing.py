@@ -18,8 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr
-from scipy.stats import poisson
+from scipy.special import gammaln, log_ndtr, ndtr, pdtr, xlogy
 
 BISECTION_STEPS = 40  # halves the bracket to 1e-12 of its width
 MIN_SIGMA_S = 1e-9  # a point mass is treated as a normal this narrow
@@ -29,8 +28,14 @@ def erlang_c(servers: np.ndarray, offered: np.ndarray) -> np.ndarray:
     """Probability an arrival waits in M/M/c with c = ``servers`` and load a = λ·E[S] (< c)."""
     c = np.maximum(np.floor(servers), 1.0)
     a = np.minimum(offered, c * (1 - 1e-12))
-    top = poisson.pmf(c, a) * c / (c - a)
-    return np.clip(top / (poisson.cdf(c - 1, a) + top), 0.0, 1.0)
+    top = poisson_pmf(c, a) * c / (c - a)
+    return np.clip(top / (pdtr(c - 1, a) + top), 0.0, 1.0)  # pdtr: the Poisson CDF
+
+
+def poisson_pmf(k, mu) -> np.ndarray:
+    """P(N = k) for N ~ Poisson(mu), whole k ≥ 0: scipy.stats.poisson.pmf's own formula, from
+    scipy.special (scipy.stats takes about a second to import)."""
+    return np.exp(xlogy(k, mu) - gammaln(k + 1) - mu)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ from guideopt.units import BYTES_PER_GB
 THROUGHPUT_KEYS = ("decode_throughput_tok_s", "output_throughput_tok_s", "total_throughput_tok_s", "prefill_throughput_tok_s")
 
 
-def memory_breakdown(table: OptionTable, i: int, running: float | None = None) -> MemoryBreakdown:
+def memory_breakdown(table: OptionTable, i: int, running: float | None = None, seq_tokens: int | None = None) -> MemoryBreakdown:
+    """Row ``i``'s memory per GPU; ``seq_tokens``: the row's request length where rows have
+    their own (``table_for_rows``), else the space's."""
     mem = table.memory
-    per_seq = table.space.input_len + table.space.output_len
+    per_seq = seq_tokens if seq_tokens is not None else table.space.input_len + table.space.output_len
     if running is None:
         running = min(float(table.batch[i]), max(float(table.running_cap[i]), 1.0))
     # What the running requests hold at full length, but never more than the pool: an engine that

@@ -18,6 +18,9 @@ carries prompt tokens. With τ̄ the mean step time:
 Queueing on top (``costs.queueing``): admission into c = min(running cap, KV slots)
 slots as M/G/c, prompt tokens waiting for budget room as GI/G/1; each metric's
 percentiles come from the mixture over length buckets.
+
+Options serve the length table the functions are given, or each its own where they carry
+one (``StreamOptions.lengths``: ``capacity`` prices a sweep of cases as one array of options).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.costs.hardware import HardwareArrays
-from guideopt.costs.lengths import LengthTable
+from guideopt.costs.lengths import LengthTable, decode_terms, weighted
 from guideopt.costs.queueing import Wait, combine, kingman_wait, merge_buckets, mixture_cdf, mixture_mean, mixture_quantiles, slot_wait
 from guideopt.costs.step import StepConfig, mixed_step_s
 from guideopt.costs.stream_fixed_point import MIN_SHARE, FixedPointInputs, solve_fixed_point
@@ -52,6 +55,7 @@ class StreamOptions:
     kv_tokens: np.ndarray  # KV-cache capacity of the replica, tokens
     reserve_kv: np.ndarray  # bool: admission reserves prompt + output (TRT-LLM GUARANTEED_NO_EVICT)
     kv_keep: np.ndarray  # H2O keep ratio
+    lengths: LengthTable | None = None  # per option (a ``per_option`` table); None: the lengths each call is given
 
     def __len__(self) -> int:
         return int(np.asarray(self.running_cap).size)
@@ -80,7 +84,22 @@ class StreamOptions:
             sub(self.kv_tokens),
             sub(self.reserve_kv),
             sub(self.kv_keep),
+            None if self.lengths is None else self.lengths.take(idx),
         )
+
+
+def option_lengths(opts: StreamOptions, lengths: LengthTable) -> LengthTable:
+    """The lengths the options serve: their own where they carry them, else ``lengths``."""
+    return lengths if opts.lengths is None else opts.lengths
+
+
+def per_option(x, extra_dims: int = 0, lengths: LengthTable | None = None) -> float | np.ndarray:
+    """A length term (a float, or per option) shaped to broadcast against options × ``extra_dims``
+    trailing axes; with ``lengths`` (per option), a per-bucket array keeping its bucket axis last."""
+    if isinstance(x, float) or (lengths is not None and not lengths.per_option):
+        return x
+    a = np.asarray(x, dtype=float)
+    return a.reshape(a.shape[:1] + (1,) * extra_dims + a.shape[1:])
 
 
 @dataclass(frozen=True)
@@ -110,12 +129,14 @@ class Dist:
     parts: tuple[np.ndarray, np.ndarray, Wait, np.ndarray]  # μ, σ, wait (s), bucket weights
 
     def within(self, pct: float, bound_ms: float) -> np.ndarray:
-        """Per option, whether the ``pct`` percentile is at most ``bound_ms``: P(X ≤ bound) ≥ pct/100."""
-        if pct in self.percentiles:
-            return self.percentiles[pct] <= bound_ms
+        """Per option, whether the ``pct`` percentile is at most ``bound_ms``: P(X ≤ bound) ≥ pct/100.
+        A metric no request has (TPOT where every request is one token long) meets any bound."""
         mu, sd, wait, weight = self.parts
+        none = np.asarray(weight).sum(axis=-1) <= 0
+        if pct in self.percentiles:
+            return (self.percentiles[pct] <= bound_ms) | none
         x = np.full(mu.shape[:-1] + (1,), bound_ms / MS_PER_S)
-        return mixture_cdf(x, mu, sd, wait, weight) >= pct / 100.0
+        return (mixture_cdf(x, mu, sd, wait, weight) >= pct / 100.0) | none
 
 
 @dataclass(frozen=True)
@@ -157,8 +178,8 @@ def _broadcast(opts: StreamOptions, extra_dims: int) -> tuple[StepConfig, Hardwa
 
 def kv_tokens_per_request(lengths: LengthTable, reserve: np.ndarray) -> np.ndarray:
     """Mean KV a running request holds: prompt plus half its output (the whole output when reserved)."""
-    held = lengths.weight @ (lengths.input_len + lengths.output_len / 2.0)
-    full = lengths.weight @ (lengths.input_len + lengths.output_len)
+    held = weighted(lengths, lengths.input_len + lengths.output_len / 2.0)
+    full = weighted(lengths, lengths.input_len + lengths.output_len)
     return np.where(reserve, full, held)
 
 
@@ -169,6 +190,7 @@ def kv_slots(kv_tokens, lengths: LengthTable, reserve) -> np.ndarray:
 
 def running_slots(opts: StreamOptions, lengths: LengthTable) -> np.ndarray:
     """Per option, the requests a replica runs at once: its cap, or fewer when the KV cache holds fewer (at least 1)."""
+    lengths = option_lengths(opts, lengths)
     return np.maximum(np.minimum(opts.running_cap, kv_slots(opts.kv_tokens, lengths, opts.reserve_kv)), 1.0)
 
 
@@ -182,11 +204,11 @@ def steady_state(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, rat
         a = np.asarray(a, dtype=float)
         return a.reshape(a.shape + (1,) * extra)
 
-    w, inp, out = lengths.weight, lengths.input_len, lengths.output_len
-    mean_in = float(w @ inp)
-    dec_steps = float(w @ np.maximum(out - 1.0, 0.0))
-    ctx = float(w @ (np.maximum(out - 1.0, 0.0) * (inp + out / 2.0))) / dec_steps if dec_steps > 0 else mean_in
-    pairs = float(w @ (inp * (inp + 1.0) / 2.0))
+    lengths = option_lengths(opts, lengths)
+    inp = lengths.input_len
+    dec_steps, ctx = decode_terms(lengths)
+    terms = (weighted(lengths, inp), dec_steps, ctx, weighted(lengths, inp * (inp + 1.0) / 2.0))
+    mean_in, dec_steps, ctx, pairs = (per_option(x, extra) for x in terms)
     chunked = ex(opts.chunked) > 0
     budget, keep = ex(opts.token_budget), ex(opts.kv_keep)
     slots = ex(running_slots(opts, lengths))
@@ -200,12 +222,13 @@ def steady_state(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, rat
         budget=budget + np.zeros_like(lam),
         keep=keep + np.zeros_like(lam),
         slots=slots + np.zeros_like(lam),
-        w=w,
-        inp=inp,
+        w=np.asarray(per_option(lengths.weight, extra, lengths)),
+        inp=np.asarray(per_option(inp, extra, lengths)),
         mean_in=mean_in,
         dec_steps=dec_steps,
         ctx=ctx,
         pairs=pairs,
+        own_lengths=lengths.per_option,
     )
     it = solve_fixed_point(k)
     tau, tau_mix, tau_dec, f, d, room, passes, moved = it.tau, it.tau_mix, it.tau_dec, it.f, it.d, it.room, it.passes, it.moved
@@ -234,11 +257,12 @@ def stream_metrics(
     lam = np.asarray(rate_rps, dtype=float)
     st = steady_state(arch, opts, lengths, lam)
     ca2 = burstiness**2
+    lengths = option_lengths(opts, lengths)
     w, inp, out = lengths.weight, lengths.input_len, lengths.output_len
     dec = np.maximum(out - 1.0, 0.0)
-    mean_dec = float(w @ dec)
-    cs2_res = float(w @ (dec - mean_dec) ** 2) / max(mean_dec, 1.0) ** 2
-    cs2_in = float(w @ (inp - w @ inp) ** 2) / float(w @ inp) ** 2
+    mean_dec, mean_in = weighted(lengths, dec), weighted(lengths, inp)
+    cs2_res = weighted(lengths, (dec - per_option(mean_dec, 1)) ** 2) / np.maximum(mean_dec, 1.0) ** 2
+    cs2_in = weighted(lengths, (inp - per_option(mean_in, 1)) ** 2) / mean_in**2
     slot = slot_wait(st.slots, lam, st.residence_s, ca2, cs2_res)
     rho_pf = lam * st.prefill_service_s
     prompt = kingman_wait(lam, st.prefill_service_s, ca2, cs2_in)
@@ -250,7 +274,7 @@ def stream_metrics(
     passes = np.ceil(inp / room)
     # A prompt shares its step with the prompts that arrived during the step before (PASTA:
     # λ·τ̄·E[I] tokens on average), up to the room the budget leaves.
-    others = _col(lam * st.tau_s * lengths.mean_input)
+    others = _col(lam * st.tau_s * mean_in)
     d_mix = np.where(chunked, _col(st.decodes), 0.0)
 
     def pass_s(prompt_tokens):
@@ -259,9 +283,9 @@ def stream_metrics(
             cfg,
             hw,
             decodes=d_mix,
-            decode_kv_tokens=d_mix * _decode_ctx(lengths) * _col(opts.kv_keep),
+            decode_kv_tokens=d_mix * per_option(decode_terms(lengths)[1], 1) * _col(opts.kv_keep),
             prefill_tokens=np.minimum(prompt_tokens + others, room),
-            prefill_seqs=1.0 + others / lengths.mean_input,
+            prefill_seqs=1.0 + others / per_option(mean_in, 1),
             prefill_pair_count=inp * (inp + 1.0) / 2.0 / passes,
         )
 
@@ -292,37 +316,37 @@ def stream_metrics(
     e2e_mu = ttft_mu + dec * tpot_mu
     e2e_sd = np.sqrt(boundary_sd**2 + (dec * tpot_sd) ** 2)
     tpot_w = np.where(dec > 0, w, 0.0)
-    tpot_w = tpot_w / max(tpot_w.sum(), MIN_SHARE)
+    tpot_w = tpot_w / np.maximum(tpot_w.sum(axis=-1, keepdims=True), MIN_SHARE)
     queue_wait = Wait(_col(slot.p_wait) + 0 * tau_pass, _col(slot.theta_s) + 0 * tau_pass)
 
+    def keys(*cols):  # the lengths a metric depends on, per bucket (None: per-option lengths, kept apart)
+        return None if lengths.per_option else np.stack(cols, axis=1)
+
     def dist(metric, mu, sd, wait, weight, keys) -> Dist:
-        # buckets alike in ``keys`` (the lengths the metric depends on) share one distribution
-        mu, sd, wait, weight = merge_buckets(mu, sd + 0 * mu, wait, weight, keys)
+        # buckets alike in ``keys`` share one distribution
+        sd = sd + 0 * mu
+        if keys is not None:
+            mu, sd, wait, weight = merge_buckets(mu, sd, wait, weight, keys)
         pcts = percentiles.get(metric, ()) if isinstance(percentiles, dict) else percentiles
         q = mixture_quantiles(mu, sd, wait, weight, pcts)
-        return Dist(mixture_mean(mu, wait, weight) * MS_PER_S, {p: v * MS_PER_S for p, v in q.items()}, (mu, sd, wait, weight))
+        has = np.asarray(weight).sum(axis=-1) > 0  # 0 where no request has the metric (TPOT of one-token outputs)
+        mean = np.where(has, mixture_mean(mu, wait, weight), 0.0)
+        return Dist(mean * MS_PER_S, {p: np.where(has, v, 0.0) * MS_PER_S for p, v in q.items()}, (mu, sd, wait, weight))
 
     running = lam * st.residence_s
     kv_use = np.minimum(running, st.slots) * kv_tokens_per_request(lengths, np.asarray(opts.reserve_kv)) / np.maximum(opts.kv_tokens, 1.0)
     return StreamMetrics(
-        ttft_ms=dist("ttft_ms", ttft_mu, boundary_sd, waits, w, inp[:, None]),
-        tpot_ms=dist("tpot_ms", tpot_mu, tpot_sd, zero, tpot_w, out[:, None]),
-        e2e_ms=dist("e2e_ms", e2e_mu, e2e_sd, waits, w, np.stack([inp, out], axis=1)),
-        queue_ms=dist("queue_ms", boundary_mean + 0 * tau_pass, boundary_sd, queue_wait, w, np.zeros((inp.size, 1))),
+        ttft_ms=dist("ttft_ms", ttft_mu, boundary_sd, waits, w, keys(inp)),
+        tpot_ms=dist("tpot_ms", tpot_mu, tpot_sd, zero, tpot_w, keys(out)),
+        e2e_ms=dist("e2e_ms", e2e_mu, e2e_sd, waits, w, keys(inp, out)),
+        queue_ms=dist("queue_ms", boundary_mean + 0 * tau_pass, boundary_sd, queue_wait, w, keys(np.zeros(inp.size))),
         rate_rps=lam,
-        output_throughput_tok_s=lam * float(w @ out),
+        output_throughput_tok_s=lam * weighted(lengths, out),
         running=running,
         kv_use=kv_use,
         stable=stable,
         steady=st,
     )
-
-
-def _decode_ctx(lengths: LengthTable) -> float:
-    w, inp, out = lengths.weight, lengths.input_len, lengths.output_len
-    dec = np.maximum(out - 1.0, 0.0)
-    total = float(w @ dec)
-    return float(w @ (dec * (inp + out / 2.0))) / total if total > 0 else float(w @ inp)
 
 
 def _wait_col(w: Wait) -> Wait:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from guideopt.costs.lengths import LengthTable
+from guideopt.costs.lengths import LengthTable, decode_terms
 from guideopt.costs.step import mixed_step_s
-from guideopt.costs.stream import StreamOptions, kv_slots, running_slots, steady_state
+from guideopt.costs.stream import StreamOptions, kv_slots, option_lengths, running_slots, steady_state
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import PercentileTargets
 from guideopt.units import MS_PER_S
@@ -42,7 +42,7 @@ def rate_bounds(
 
     ``static_rows``: per option, its row of the static table (options differing only in
     their running cap share one): what does not depend on the cap is found once per row."""
-    first, inverse = _rows(len(opts), static_rows)
+    first, inverse = _rows(opts, static_rows)
     slots = running_slots(opts, lengths)
     bound = full_decode_rate_bound(arch, opts, lengths, slots)
     if idle:
@@ -53,9 +53,10 @@ def rate_bounds(
     return bound
 
 
-def _rows(n: int, static_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    if static_rows is None:
-        return np.arange(n), np.arange(n)
+def _rows(opts: StreamOptions, static_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(first option of each static row, each option's row); options with their own lengths are each their own row."""
+    if static_rows is None or opts.lengths is not None:
+        return np.arange(len(opts)), np.arange(len(opts))
     _, first, inverse = np.unique(static_rows, return_index=True, return_inverse=True)
     return first, inverse.reshape(-1)
 
@@ -64,21 +65,20 @@ def idle_rate_bound(arch: ModelArch, opts: StreamOptions, lengths: LengthTable, 
     """Where an empty replica's residence fills its slots or its prompt service fills the
     steps (both only grow with the rate). An empty replica runs one request whatever its
     cap, so the steady state is found once per static row and only the slots differ."""
-    first, inverse = _rows(len(opts), static_rows)
+    first, inverse = _rows(opts, static_rows)
     st = steady_state(arch, opts.take(first), lengths, np.full(first.size, TINY_RATE_RPS))
     slots = running_slots(opts, lengths)
     return np.minimum(slots / st.residence_s[inverse], 1.0 / st.prefill_service_s[inverse])
 
 
-def _decode_terms(lengths: LengthTable) -> tuple[float, float]:
-    """(decode steps per request E[O−1], mean context of a decoding request)."""
-    w, inp, out = lengths.weight, lengths.input_len, lengths.output_len
-    dec_steps = float(w @ np.maximum(out - 1.0, 0.0))
-    ctx = float(w @ (np.maximum(out - 1.0, 0.0) * (inp + out / 2.0))) / dec_steps if dec_steps > 0 else 0.0
-    return dec_steps, ctx
+def _finish_rate(decoding, dec_steps, step_s) -> np.ndarray:
+    """Requests/s that finish with ``decoding`` requests in decode, each for ``dec_steps`` steps
+    of ``step_s`` (unbounded for options whose requests do not decode)."""
+    denom = dec_steps * step_s
+    return np.divide(decoding, denom, out=np.full(np.shape(denom), np.inf), where=np.asarray(dec_steps) > 0)
 
 
-def _decode_step_s(arch: ModelArch, opts: StreamOptions, decodes, ctx: float) -> np.ndarray:
+def _decode_step_s(arch: ModelArch, opts: StreamOptions, decodes, ctx: float | np.ndarray) -> np.ndarray:
     """The decode-only step of ``decodes`` requests (the steady state's τ_dec)."""
     return mixed_step_s(
         arch,
@@ -97,10 +97,10 @@ def full_decode_rate_bound(arch: ModelArch, opts: StreamOptions, lengths: Length
     decode-only step of d requests (prompts only add work), and d / τ(d) grows with d (a
     step's weight reads are shared, its per-request work is not), so the full slots give the
     largest. One step per option, against the ~30 fixed-point rounds of the idle bound."""
-    dec_steps, ctx = _decode_terms(lengths)
-    if dec_steps <= 0:
+    dec_steps, ctx = decode_terms(option_lengths(opts, lengths))
+    if not np.any(np.asarray(dec_steps) > 0):
         return np.full(len(opts), np.inf)
-    return slots / (dec_steps * _decode_step_s(arch, opts, slots, ctx))
+    return _finish_rate(slots, dec_steps, _decode_step_s(arch, opts, slots, ctx))
 
 
 def tpot_target_s(targets: dict[str, PercentileTargets]) -> float | None:
@@ -121,20 +121,21 @@ def tpot_rate_bound(
     (d / τ(d) grows with d). D_T is bisected once per static row (τ does not depend on the
     running cap), then capped by each option's slots; an option whose single-request step
     already exceeds T gets 0."""
-    dec_steps, ctx = _decode_terms(lengths)
-    if dec_steps <= 0:
+    dec_steps, ctx = decode_terms(option_lengths(opts, lengths))
+    if not np.any(np.asarray(dec_steps) > 0):
         return np.full(len(opts), np.inf)
     first, inverse = rows
     sub = opts.take(first)
-    fits_one = _decode_step_s(arch, sub, np.ones(first.size), ctx) <= target_s
+    sub_ctx = ctx if isinstance(ctx, float) else ctx[first]
+    fits_one = _decode_step_s(arch, sub, np.ones(first.size), sub_ctx) <= target_s
     # bracketed by the requests the row's KV cache holds (the same for every cap of the row), so an
     # option's bound is the same whoever else is priced with it (plan, capacity and simulate agree)
-    lo, hi = np.ones(first.size), np.maximum(kv_slots(sub.kv_tokens, lengths, sub.reserve_kv), 1.0)
+    lo, hi = np.ones(first.size), np.maximum(kv_slots(sub.kv_tokens, option_lengths(sub, lengths), sub.reserve_kv), 1.0)
     for _ in range(TPOT_DECODES_BISECTIONS):
         mid = (lo + hi) / 2.0
-        ok = _decode_step_s(arch, sub, mid, ctx) <= target_s
+        ok = _decode_step_s(arch, sub, mid, sub_ctx) <= target_s
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
     # D_T lies in [lo, hi]; capped by the slots, the bound takes the larger count over the smaller step
     d_lo, d_hi = np.minimum(lo[inverse], slots), np.minimum(hi[inverse], slots)
-    bound = TPOT_BOUND_SLACK * d_hi / (dec_steps * _decode_step_s(arch, opts, d_lo, ctx))
+    bound = _finish_rate(TPOT_BOUND_SLACK * d_hi, dec_steps, _decode_step_s(arch, opts, d_lo, ctx))
     return np.where(fits_one[inverse], bound, 0.0)

@@ -25,6 +25,7 @@ FIXED_POINT_DAMPING = 0.5  # new = (1−a)·old + a·update keeps the iteration 
 CHECK_EVERY = 5  # rounds between checks of which options have settled
 SETTLED_REL = 1e-6  # relative change per round below which an option has settled (what is left to move is of that order)
 MIN_SHARE = 1e-12
+LENGTH_TERMS = ("w", "inp", "mean_in", "dec_steps", "ctx", "pairs")  # per option where the options carry their own lengths
 
 
 def _rows(a, idx: np.ndarray, n: int):
@@ -46,18 +47,22 @@ class FixedPointInputs:
     budget: np.ndarray  # tokens per step
     keep: np.ndarray  # H2O keep ratio
     slots: np.ndarray  # requests the replica runs at once
+    # The lengths: shared by the options (floats, buckets on the one axis), or each option's own
+    # (``own_lengths``: arrays with the options first, the buckets last).
     w: np.ndarray  # length buckets: weights, prompt tokens
     inp: np.ndarray
-    mean_in: float
-    dec_steps: float
-    ctx: float  # mean context of a decoding request
-    pairs: float  # mean attention pairs of a prompt
+    mean_in: float | np.ndarray
+    dec_steps: float | np.ndarray
+    ctx: float | np.ndarray  # mean context of a decoding request
+    pairs: float | np.ndarray  # mean attention pairs of a prompt
+    own_lengths: bool = False
 
     def take(self, idx: np.ndarray) -> FixedPointInputs:
         n = self.lam.shape[0]
         cfg = StepConfig(**{f.name: _rows(getattr(self.cfg, f.name), idx, n) for f in dataclasses.fields(StepConfig)})
         hw = HardwareArrays(**{f: _rows(getattr(self.hw, f), idx, n) for f in HardwareArrays.__dataclass_fields__})
-        per_option = {k: _rows(getattr(self, k), idx, n) for k in ("lam", "chunked", "budget", "keep", "slots")}
+        keys = ("lam", "chunked", "budget", "keep", "slots") + (LENGTH_TERMS if self.own_lengths else ())
+        per_option = {k: _rows(getattr(self, k), idx, n) for k in keys}
         return dataclasses.replace(self, cfg=cfg, hw=hw, **per_option)
 
 

@@ -222,16 +222,30 @@ def _framework_rows(arch: ModelArch, space: OptionSpace, layouts: Layouts, fw_i:
 
 
 def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibration, prices: Sequence[float] | None = None) -> OptionTable:
+    return table_for_rows(arch, space, calibration, option_rows(arch, space), prices)
+
+
+def option_rows(arch: ModelArch, space: OptionSpace) -> dict[str, np.ndarray]:
+    """The structurally valid rows of ``space``, as columns (GPU, framework and dtype indices, layout, PP, batch, split)."""
     layouts = layout_table(arch, [t for t in space.tp if tp_is_valid(arch, np.array([t]))[0]], space.attention_dp, space.moe_ep)
     parts = [_framework_rows(arch, space, layouts, i) for i in range(len(space.frameworks))]
-    rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def table_for_rows(
+    arch: ModelArch, space: OptionSpace, calibration: Calibration, rows: dict[str, np.ndarray], prices: Sequence[float] | None = None
+) -> OptionTable:
+    """The table of ``option_rows``' rows. Rows with ``input_len``/``output_len`` columns have
+    their own lengths (cases of a sweep priced at once: ``memory_breakdown`` then needs each
+    row's ``seq_tokens``); else every row has the space's."""
     n = rows["tp"].size
+    inp, out = (rows["input_len"], rows["output_len"]) if "input_len" in rows else (space.input_len, space.output_len)
     kv_dtypes = [kv_dtype_for(space, dt) for dt in space.dtypes]
     w_bytes = np.array([dt.bytes for dt in space.dtypes])[rows["dtype"]]
     kv_bytes = np.array([kd.bytes for kd in kv_dtypes])[rows["dtype"]]
     hw = hardware_for_rows(space, calibration, rows["gpu"], rows["fw"], rows["dtype"])
-    mem = _memory_for_rows(arch, space, rows, w_bytes, kv_bytes)
-    seq_len = space.input_len + space.output_len
+    seq_len = inp + out
+    mem = _memory_for_rows(arch, space, rows, w_bytes, kv_bytes, seq_len)
     blocks = np.array([fw.kv_block_tokens for fw in space.frameworks])[rows["fw"]]
     running_cap = max_batch(mem.kv_tokens, seq_len, blocks)
     batch = rows["batch"].astype(float)
@@ -242,13 +256,13 @@ def build_option_table(arch: ModelArch, space: OptionSpace, calibration: Calibra
     wave_cap = running_cap
     if space.allow_waves:  # predict: a batch beyond the KV cache runs as each engine admits it
         usage = _current_usage(space, calibration, rows)
-        wave_cap = static_wave_cap(running_cap, space.input_len, space.output_len, usage)
+        wave_cap = static_wave_cap(running_cap, inp, out, usage)
     inputs = StaticBatchInputs(
         tp=rows["tp"].astype(float),
         pp=rows["pp"].astype(float),
         batch=batch,
-        input_len=np.full(n, float(space.input_len)),
-        output_len=np.full(n, float(space.output_len)),
+        input_len=np.zeros(n) + inp,
+        output_len=np.zeros(n) + out,
         split=rows["split"].astype(float),
         chunked=chunked,
         w_bytes=w_bytes,
@@ -314,7 +328,7 @@ def hardware_for_rows(space: OptionSpace, calibration: Calibration, gpu_idx, fw_
     return HardwareArrays(**{f: getattr(base, f)[inverse.reshape(-1)] for f in HardwareArrays.__dataclass_fields__})
 
 
-def _memory_for_rows(arch, space: OptionSpace, rows, w_bytes, kv_bytes) -> MemoryArrays:
+def _memory_for_rows(arch, space: OptionSpace, rows, w_bytes, kv_bytes, seq_tokens) -> MemoryArrays:
     mem_bytes = np.array([g.memory_bytes for g in space.gpus])[rows["gpu"]]
     out = {f: np.zeros(rows["tp"].size) for f in MemoryArrays.__dataclass_fields__}
     for fw_i, fw in enumerate(space.frameworks):
@@ -329,7 +343,7 @@ def _memory_for_rows(arch, space: OptionSpace, rows, w_bytes, kv_bytes) -> Memor
             kv_bytes=kv_bytes[sel],
             token_budget=rows["split"][sel].astype(float),
             kv_keep=space.h2o_keep,
-            seq_tokens=space.input_len + space.output_len,
+            seq_tokens=seq_tokens if np.ndim(seq_tokens) == 0 else seq_tokens[sel],
             dp=rows["dp"][sel].astype(float),
             ep=rows["ep"][sel].astype(float),
         )
@@ -348,5 +362,7 @@ __all__ = [
     "layout_mask",
     "lex_ids",
     "max_batch",
+    "option_rows",
+    "table_for_rows",
     "tp_is_valid",
 ]
