@@ -61,6 +61,7 @@ FLAG_NAMES: dict[str, str] = {
     "slo.tpot_ms": "--tpot-ms",
     "slo.min_output_throughput_tok_s": "--min-throughput",
     "heterogeneous": "--heterogeneous",
+    "disaggregation": "--disaggregated",
     # predict and capacity take flat requests
     "gpu": "--gpu",
     "num_gpus": "--num-gpus",
@@ -377,6 +378,8 @@ def flags_request(flags: Mapping[str, Any]) -> dict[str, Any]:
         request["time_limit_s"] = flags["time_limit_s"]
     if "heterogeneous" in flags:  # only `plan` has the flag
         request["heterogeneous"] = bool(flags["heterogeneous"])
+    if flags.get("disaggregated"):  # only `plan` has the flag
+        request["disaggregation"] = flags["disaggregated"]
     if flags.get("robust"):
         request["robust"] = True
     if flags.get("gpus"):

@@ -26,6 +26,12 @@ from guideopt.model.request import DEFAULT_TOP
 @plan_request_options(required=True)
 @click.option("--top", type=int, default=DEFAULT_TOP, show_default=True, help="How many distinct plans.")
 @click.option("--heterogeneous", is_flag=True, help="Allow plans that mix GPU types (one group per type).")
+@click.option(
+    "--disaggregated",
+    type=click.Choice(["never", "allow", "only"]),
+    default=None,
+    help="Plans with separate prefill and decode pools: never (default), allow (ranked with aggregated plans) or only.",
+)
 @click.option("--robust", is_flag=True, help="Meet SLOs and budget at the pessimistic end of the prediction intervals.")
 @click.option("--emit", "emit_dir", type=click.Path(file_okay=False), default=None, help=EMIT_HELP)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help=PLOT_HELP)

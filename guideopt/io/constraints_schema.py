@@ -38,6 +38,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "time_limit_s": "Wall-clock safety net of the search in seconds (default 60; searches are bounded by work); when it hits, the plans found so far "
     "are returned with status feasible and the optimality gap",
     "heterogeneous": "Allow plans that mix GPU types: one group of replicas per type, traffic split by throughput",
+    "disaggregation": "never (default), allow or only: plans whose prefill and decode run in separate pools of workers "
+    "that hand the KV cache over a link (request streams at a rate)",
 }
 
 _DEF_FOR = {"workload": "Workload", "budget": "Budget", "parallelism": "Parallelism", "slo": "Slo", "gpus": "GpuAllowance"}

@@ -153,10 +153,12 @@ def plan_text(result: PlanResult) -> str:
     if sys.stdout.isatty():  # people read the legend; scripts reading a pipe get the rows only (--help has it too)
         text += f"\n{legend(PLAN_LEGEND)}"
     for p in result.plans:
-        shares = [f"{g.traffic_share:.0%} to {g.gpu}" for g in p.groups if len(p.groups) > 1]
+        shares = [f"{g.traffic_share:.0%} to {g.gpu}" for g in p.groups if len(p.groups) > 1 and g.role is None]
         if shares:
             text += f"\nplan {p.rank}: send " + ", ".join(shares) + " of the requests (in proportion to throughput)"
     text += "".join(f"\n{line}" for line in _layout_legend(result) + stream_lines(result))
+    if result.disaggregation and result.disaggregation.get("note"):
+        text += f"\n{result.disaggregation['note']}"
     best = result.homogeneous_best
     if best is not None:
         if best.get("plan") is None:
@@ -181,7 +183,10 @@ def stream_lines(result: PlanResult) -> list[str]:
         q = int(s["percentile"]) if float(s["percentile"]).is_integer() else s["percentile"]
         load = f"{s['rate_rps']:g} req/s" if s.get("rate_rps") is not None else f"{s['concurrency']} clients"
         parts = [f"plan {p.rank}: {load} (sustains {s['sustainable_load']:.1f} {s['sustainable_unit']})"]
-        for g in p.groups:
+        if p.kv_transfer:  # one stream for both pools: its percentiles once, and the hand-over
+            kv = p.kv_transfer
+            parts.append(f"KV hand-over {kv['bytes_per_request'] / 1e6:.1f} MB per request over {kv['link']}, {kv['ms']:.1f} ms")
+        for g in p.groups[:1] if p.kv_transfer else p.groups:
             stream = g.stream or {}
             for metric in ("ttft_ms", "tpot_ms"):
                 analytic = (stream.get("analytic") or {}).get(metric, {}).get(f"p{q}")
@@ -205,7 +210,8 @@ def _layout(g) -> str:
     if g.stages:  # a pipeline across GPU types: stage by stage
         stages = " → ".join(f"{st['gpu']} tp{st['tp']} {st['layers']}L" for st in g.stages)
         return f"{g.replicas}x[{stages}]"
-    return f"{g.replicas}x({layout_code(g.tp, g.pp, g.attention_dp, g.moe_ep)})"
+    role = f"{g.role} " if g.role else ""  # disaggregated: prefill / decode workers
+    return f"{role}{g.replicas}x({layout_code(g.tp, g.pp, g.attention_dp, g.moe_ep)})"
 
 
 def _layout_legend(result: PlanResult) -> list[str]:

@@ -54,4 +54,9 @@ class Capabilities(StrictModel):
     redundant_experts: bool = Field(default=False, description="redundant (replicated) experts with a load balancer (EPLB)")
     moe_tp_with_ep: bool = Field(default=False, description="experts split over fewer EP ranks than GPUs, each by TP (moe_tp > 1)")
     attention_tp_with_dp: bool = Field(default=True, description="attention TP > 1 inside each attention-DP rank")
+    disaggregation: bool = Field(default=False, description="prefill and decode workers that hand the KV cache over a connector")
+    kv_connectors: list[str] = Field(default_factory=list, description="KV-transfer backends for disaggregated serving, the default first")
+    disaggregation_mixed_types: bool = Field(
+        default=False, description="prefill and decode workers on different GPU types (of one vendor) with different TP"
+    )
     sources: list[str] = Field(min_length=1)

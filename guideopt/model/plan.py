@@ -70,6 +70,7 @@ class Group(_Out):
     # stream workloads: running_cap, token_budget, rate_rps per replica, and the per-request
     # percentiles of one replica: "analytic" (the solver's model) and "simulated" (the check)
     stream: dict | None = None
+    role: str | None = None  # disaggregated plans: "prefill" or "decode"; None: an aggregated group
 
 
 class Plan(_Out):
@@ -82,6 +83,7 @@ class Plan(_Out):
     metrics_low: Metrics | None = None  # groups' bands combined like the metrics (extension)
     metrics_high: Metrics | None = None
     stream: dict | None = None  # stream workloads: load, sustainable load, percentile, simulated_meets_slo
+    kv_transfer: dict | None = None  # disaggregated plans: bytes_per_request, link, ms (mean per request)
 
 
 class PlanResult(_Out):
@@ -92,6 +94,7 @@ class PlanResult(_Out):
     explanation: str | None = None
     objective_values: list[float] = Field(default_factory=list)
     homogeneous_best: dict | None = None  # heterogeneous plans: best single-type plan and the gain
+    disaggregation: dict | None = None  # disaggregation allowed: best aggregated and disaggregated $/h, the gain in words
     # Relative gap between the first plan's leading objective value and the best bound the
     # search proved (0: proven optimal; None: unknown, the search was cut before a bound).
     optimality_gap: float | None = 0.0

@@ -36,6 +36,14 @@ from guideopt.model.workload import (
 from guideopt.units import MS_PER_S
 
 
+class Disaggregation(str, Enum):
+    """Whether plans may split prefill and decode into two pools of workers (``disaggregation``)."""
+
+    NEVER = "never"  # aggregated replicas only (the default)
+    ALLOW = "allow"  # aggregated and disaggregated plans ranked together
+    ONLY = "only"  # disaggregated plans only
+
+
 class ObjectiveTerm(str, Enum):
     THROUGHPUT = "throughput"  # maximise whole-deployment output tokens/s
     LATENCY = "latency"  # minimise batch latency (per replica)
@@ -269,6 +277,9 @@ class PlanRequest(StrictModel):
     objective: list[ObjectiveTerm] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVE), min_length=1)
     top: int = Field(default=DEFAULT_TOP, ge=1, le=50)
     heterogeneous: StrictBool = False  # true/false only: "yes" or 1 is refused, as on every input surface
+    disaggregation: Disaggregation = Field(
+        default=Disaggregation.NEVER, description="never | allow | only: plans with separate prefill and decode pools (request streams)"
+    )
     time_limit_s: float = Field(
         default=DEFAULT_TIME_LIMIT_S,
         gt=0,

@@ -16,6 +16,12 @@ One replica, requests in FCFS order. Each step:
 Runs of pure decode steps with nothing to change the batch (no prompt in flight, no
 admissible arrival, no completion, enough free blocks) are advanced in one vectorised
 move: the step times of the whole run come from one table lookup.
+
+``EngineSpec.prompt_cached`` (off by default) models a disaggregated decode worker:
+requests arrive with their prompt already in the KV cache and their first token already
+generated (by a prefill worker). Admission allocates their prompt blocks as usual, no
+prefill is computed, and their first decode step emits token 2; ``first_token_s`` is then
+the time of that step (the first token reaches the client with the second).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class EngineSpec:
     block_tokens: int
     policy: KvPolicy
     kv_keep: float = 1.0
+    prompt_cached: bool = False  # requests arrive with prompt KV and first token (disaggregated decode)
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,10 @@ class _State:
             self.arrival[:c] = 0.0
             self.pending.extend(range(c))
             self.issued = c
+        if spec.prompt_cached:  # the state a prompt leaves behind when its prefill completes
+            self.done[:] = self.need
+            self.cache[:] = self.inp
+            self.gen[:] = 1
 
     def blocks_for(self, tokens: int) -> int:
         return -(-int(tokens) // self.spec.block_tokens)
@@ -171,6 +182,10 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress
             f"lengths: a request of {int(stream.input_len[i] + stream.output_len[i])} tokens does not fit the replica's KV cache of "
             f"{spec.kv_tokens} tokens (use more GPUs per replica or shorter requests)"
         )
+    if spec.prompt_cached and (stream.output_len < 2).any():
+        raise InvalidRequestError(
+            "output_len: a request arriving with its prompt cached needs at least 2 output tokens (its first came with the prompt)"
+        )
     st = _State(stream, spec)
     t = 0.0
     steps = 0
@@ -230,6 +245,8 @@ def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, t: float, tab
     st.cache[dec] = cache + 1
     gen = st.gen[dec] + 1
     st.gen[dec] = gen
+    if spec.prompt_cached:
+        _mark_token_two(st, dec, t)
     done_dec = dec[gen >= st.out[dec]]
     if pf.size:
         done = st.done[pf] + chunk
@@ -239,6 +256,8 @@ def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, t: float, tab
         if ready.size:
             st.first[ready[st.gen[ready] == 0]] = t
             st.gen[ready] += 1
+            if spec.prompt_cached:  # a decode recomputed after preemption before its token 2
+                _mark_token_two(st, ready, t)
             done_dec = np.concatenate([done_dec, ready[st.gen[ready] >= st.out[ready]]])
     if done_dec.size:
         st.complete(done_dec, t)
@@ -289,6 +308,8 @@ def _decode_run(st: _State, run: np.ndarray, t: float, table: StepTable) -> tupl
         k = min(k, max(int(np.searchsorted(ends - taus, st.arrival[st.pending[0]] - t, side="left")), 1))
         if k < 2:
             return None
+    if spec.prompt_cached:
+        _mark_token_two(st, run, t + float(ends[0]))
     t += float(ends[k - 1])
     st.gen[run] = gen + k
     cache = cache + k
@@ -324,3 +345,9 @@ def _steps_within_free_blocks(st: _State, run: np.ndarray, k: int) -> int:
         else:
             hi = mid - 1
     return lo
+
+
+def _mark_token_two(st: _State, ids: np.ndarray, t: float) -> None:
+    """``prompt_cached``: the first token time of requests emitting their second token now."""
+    new = ids[np.isnan(st.first[ids])]
+    st.first[new] = t

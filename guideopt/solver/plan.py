@@ -29,6 +29,7 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None, phases: dict
     cat = catalog or load_catalog()
     clock.lap("catalog")
     deadline = Deadline(req.time_limit_s)
+    _check_disaggregation(req)
     if req.workload.is_stream:
         if req.robust:
             raise InvalidRequestError("robust: prediction intervals are static-batch errors; drop --robust for a stream workload")
@@ -50,6 +51,21 @@ def solve_request(req: PlanRequest, catalog: Catalog | None = None, phases: dict
     if req.heterogeneous:
         return _solve_heterogeneous(req, cat, opts, deadline, clock)
     return _solve_single(req, opts, deadline, clock)
+
+
+def _check_disaggregation(req: PlanRequest) -> None:
+    """Disaggregated pools are sized for a request stream at a rate."""
+    from guideopt.model.request import Disaggregation
+
+    if req.disaggregation is Disaggregation.NEVER:
+        return
+    wl = req.workload
+    if wl.rate_rps is None or wl.max_load:
+        given = "a closed loop of clients" if wl.concurrency is not None else "a highest-load search" if wl.max_load else "a static batch"
+        raise InvalidRequestError(
+            f"disaggregation: prefill and decode pools are sized for a request rate, not {given} "
+            "(give workload.rate_rps / --rate R, or drop --disaggregated)"
+        )
 
 
 def _solve_single(req: PlanRequest, opts: PlanOptions, deadline: Deadline, clock: Phases) -> PlanResult:

@@ -19,14 +19,14 @@ import numpy as np
 from guideopt.catalog import Catalog
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.plan import Plan, PlanResult
-from guideopt.model.request import PlanRequest
+from guideopt.model.request import Disaggregation, PlanRequest
 from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, fewest_and_most, kinds_from_options, micro_seconds
 from guideopt.solver.constraints import STREAM_LOAD, STREAM_SLO, replica_range, satisfied, stream_slo_bounds, user_bounds, violations
+from guideopt.solver.disagg_compare import DISAGG_SOURCE, compare_roles, only_disagg
 from guideopt.solver.dominance import shape_key
 from guideopt.solver.explain import explain_no_fitting_option
 from guideopt.solver.options import build_plan_options, resolve_gpus
 from guideopt.solver.single import ranked_plans
-from guideopt.solver.stream_extract import stream_plan_of
 from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_rank_rate
 from guideopt.solver.stream_verify import verify_plan
 from guideopt.solver.terms import TERMS, unscale
@@ -98,12 +98,23 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
             ["memory"],
         )
     cands = stream_candidates(req, space, bounds)
+    n_agg, dt = len(cands), None
+    if req.disaggregation is not Disaggregation.NEVER:
+        from guideopt.solver.disagg_plan import concat_candidates, disagg_candidates, disagg_table
+
+        dt = disagg_table(req, space, cat)
+        split = disagg_candidates(req, space, dt, int(cands.shape.max(initial=-1)) + 1)
+        cands = concat_candidates(cands, split)
+        clock.lap("disaggregated groups")
     feasible = satisfied(cands, bounds)
+    if req.disaggregation is Disaggregation.ONLY:
+        only_disagg(req, cands, feasible, n_agg)
+        feasible[:n_agg] = False
     clock.lap("candidates")
     if not feasible.any():  # explain from every option, none skipped by the cheapest-first pricing
         full = build_stream_space(req, cat, gpus, prices, prune=False)
         _explain(req, stream_candidates(req, full, bounds), bounds)
-    plans, ranked, rounds, settled = _ranked_and_verified(req, space, cands, feasible, deadline)
+    plans, ranked, rounds, settled = _ranked_and_verified(req, space, cands, feasible, deadline, dt)
     clock.lap("verify")
     first = int(ranked[0])
     return PlanResult(
@@ -114,14 +125,15 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
         objective_values=[unscale(t, int(TERMS[t].values(cands)[first])) for t in req.objective],
         time_limit_reached=deadline.hit,
         verification_rounds=rounds,
+        disaggregation=compare_roles(req, cands, feasible, n_agg) if dt is not None else None,
     )
 
 
-def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates, feasible: np.ndarray, deadline: Deadline):
+def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates, feasible: np.ndarray, deadline: Deadline, dt=None):
     """Rank, simulate the shown plans, cut the options that fail, re-rank (bounded rounds)."""
     shapes = cands.shape
     cut: set[int] = set()  # deployment shapes
-    checked: dict[tuple[int, int], Plan] = {}
+    checked: dict[tuple[int, int, int], Plan] = {}
     rounds = 0
     while True:
         pool = feasible & ~np.isin(shapes, list(cut))
@@ -135,12 +147,12 @@ def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates
         failed = False
         plans: list[Plan] = []
         for rank, k in enumerate(ranked, start=1):
-            key = (int(cands.ref[k]), int(cands.replicas[k]))
+            key = (int(cands.source[k]), int(cands.ref[k]), int(cands.replicas[k]))
             if key not in checked:
                 if deadline.expired():
                     deadline.hit = True
                     break
-                checked[key] = verify_plan(req, space, key[0], key[1])
+                checked[key] = _verified(req, space, key, dt)
             plan = checked[key]
             if plan.stream is not None and plan.stream.get("simulated_meets_slo") is False:
                 cut.add(int(shapes[k]))  # the analytic model misjudges this shape: drop its other knobs too
@@ -151,10 +163,20 @@ def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates
             kept = list(plans)
             if not kept:  # out of rounds with every shown plan failing: the analytic best, flagged as failing
                 k = int(ranked[0])
-                key = (int(cands.ref[k]), int(cands.replicas[k]))
-                kept = [checked.get(key) or stream_plan_of(req, space, key[0], key[1], rank=1)]
+                key = (int(cands.source[k]), int(cands.ref[k]), int(cands.replicas[k]))
+                kept = [checked.get(key) or _verified(req, space, key, dt)]
             # settled: the last ranking's shown plans all passed the simulator
             return [p.model_copy(update={"rank": i}) for i, p in enumerate(kept, start=1)], ranked, rounds, not failed
+
+
+def _verified(req: PlanRequest, space: StreamSpace, key: tuple[int, int, int], dt) -> Plan:
+    """The simulator's check of candidate ``key`` (source, ref, replicas)."""
+    source, ref, replicas = key
+    if dt is not None and source == DISAGG_SOURCE:
+        from guideopt.solver.disagg_verify import verify_disagg
+
+        return verify_disagg(req, space, dt, ref)
+    return verify_plan(req, space, ref, replicas)
 
 
 def _slo_names(req: PlanRequest) -> list[tuple[str, float]]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from guideopt.model.plan import Plan
 from guideopt.model.request import PlanRequest
-from guideopt.simulator.engine import EngineSpec, simulate
+from guideopt.simulator.engine import EngineSpec, SimResult, simulate
 from guideopt.simulator.policy import kv_policy
 from guideopt.simulator.report import meets_slo, stream_report
 from guideopt.simulator.sampling import make_stream, sample_table
@@ -34,20 +34,39 @@ def verify_plan(req: PlanRequest, space: StreamSpace, row: int, replicas: int) -
     assert group.stream is not None, "a stream plan carries its stream block"
     wl = req.workload
     t = space.table
+    engine, steps = engine_of(space, row)
+    inputs, outputs = sampled_lengths(req, space)
+    ranks = replicas * int(t.dp[row])  # each attention-DP rank serves its own share (the router spreads requests)
+    if wl.concurrency is not None:
+        stream = make_stream(inputs, outputs, concurrency=math.ceil(wl.concurrency / ranks), seed=wl.seed)
+    else:
+        stream = make_stream(inputs, outputs, rate_rps=total_load(req) / ranks, burstiness=wl.burstiness, seed=wl.seed)
+    ok, simulated = simulated_block(req, space, simulate(stream, engine, steps))
+    stream_block = {**group.stream, "simulated": simulated}
+    plan_block = {**(plan.stream or {}), "simulated_meets_slo": ok}
+    return plan.model_copy(update={"groups": [group.model_copy(update={"stream": stream_block})], "stream": plan_block})
+
+
+def engine_of(space: StreamSpace, row: int) -> tuple[EngineSpec, StepTable]:
+    """Option ``row``'s scheduler settings and step table (one attention-DP rank)."""
+    t = space.table
     fw = t.space.frameworks[int(t.fw_idx[row])]
     cap = int(space.options.running_cap[row])
     budget = int(t.split[row])
     engine = EngineSpec(cap, budget, fw.chunked_prefill, int(t.memory.kv_tokens[row]), fw.kv_block_tokens, kv_policy(fw.calibration_id))
     opts = space.options.take(np.array([row]))
     steps = StepTable.build(space.arch, opts.cfg, opts.hw, cap=cap, budget=budget, max_context=space.lengths.max_total, pp=int(t.pp[row]))
-    rng = np.random.default_rng([wl.seed, 0])
-    inputs, outputs = sample_table(space.lengths, wl.num_requests, rng)
-    ranks = replicas * int(t.dp[row])  # each attention-DP rank serves its own share (the router spreads requests)
-    if wl.concurrency is not None:
-        stream = make_stream(inputs, outputs, concurrency=math.ceil(wl.concurrency / ranks), seed=wl.seed)
-    else:
-        stream = make_stream(inputs, outputs, rate_rps=total_load(req) / ranks, burstiness=wl.burstiness, seed=wl.seed)
-    result = simulate(stream, engine, steps)
+    return engine, steps
+
+
+def sampled_lengths(req: PlanRequest, space: StreamSpace) -> tuple[np.ndarray, np.ndarray]:
+    """The check's request lengths: ``workload.num_requests`` draws from the length table (seeded)."""
+    wl = req.workload
+    return sample_table(space.lengths, wl.num_requests, np.random.default_rng([wl.seed, 0]))
+
+
+def simulated_block(req: PlanRequest, space: StreamSpace, result: SimResult) -> tuple[bool, dict]:
+    """(meets every SLO, the simulated percentiles and counts) of a simulation."""
     targets = space.targets
     report = stream_report(result, slo=targets or None, percentiles=percentiles_wanted(req), warmup_fraction=VERIFY_WARMUP_FRACTION)
     ok = meets_slo(report, targets) if targets else True
@@ -58,6 +77,4 @@ def verify_plan(req: PlanRequest, space: StreamSpace, row: int, replicas: int) -
         "preemptions": report.preemptions,
         "kv_use_max": report.kv_use_max,
     }
-    stream_block = {**group.stream, "simulated": simulated}
-    plan_block = {**(plan.stream or {}), "simulated_meets_slo": ok}
-    return plan.model_copy(update={"groups": [group.model_copy(update={"stream": stream_block})], "stream": plan_block})
+    return ok, simulated

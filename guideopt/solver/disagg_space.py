@@ -1,0 +1,260 @@
+"""Disaggregated groups for a request stream: which prefill and decode workers, how many of
+each, and the link the KV cache crosses (issue 23).
+
+A *worker* is one replica of an option of the stream space (``StreamSpace``: GPU type,
+layout, engine, precision, token budget, running cap); a disaggregated group is x prefill
+workers and y decode workers of one engine and precision (the KV cache they hand over has
+one dtype and page layout), on one GPU type or, where the engine's connector allows it,
+two types of one vendor. Its costs are ``costs/disagg.py``'s.
+
+The search is exact over what it keeps, in three steps:
+
+1. Roles. Prefill workers: one per static row (the running cap does not matter to a
+   prefill-only worker), ranked by the $/h per prompt/s of its prefill service; decode
+   workers: every option, ranked by the $/h per request/s of its decode capacity. Per role
+   the ``ROLE_KEEP`` best of each GPU type, plus the fastest of each type (the one TTFT or
+   TPOT may need) are kept.
+2. Sizes. Per decode worker the fewest workers whose step meets the TPOT bound and whose
+   pool is stable at the rate (TPOT only falls with more workers, so a bisection over the
+   count); then per (prefill, decode) pair the fewest prefill workers that meet every SLO
+   with the full model (TTFT only falls with more prefill workers: a bisection again).
+   Where that fails, the decode pool grows by ``DECODE_GROWTH`` and the pair is sized again,
+   ``SIZE_ROUNDS`` times.
+3. Link. Both roles on one GPU type inside one scale-up domain (an NVL72 rack, or one HGX
+   node when the group fits) hand over on NVLink; otherwise over each GPU's scale-out NIC
+   (``catalogs/links.yaml``'s network row where the GPU lists none), the slower side's.
+
+The groups are the smallest that meet the SLOs at the rate, so they suit the cost-led
+objectives streams default to; more workers than that are not enumerated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from guideopt.catalog import Catalog
+from guideopt.costs.disagg import DisaggOptions, disagg_stream_metrics, kv_bytes_per_prompt_token
+from guideopt.costs.disagg_pools import decode_capacity_rps, decode_pool, prefill_moments, prefill_service_s
+from guideopt.costs.stream import StreamMetrics
+from guideopt.model.request import PlanRequest
+from guideopt.solver.stream_options import StreamSpace
+
+ROLE_KEEP = 6  # per GPU type and role: the workers with the best $/h per unit of work
+MAX_WORKERS_PER_ROLE = 256  # safety cap on workers of one role (beyond any budget the catalog prices)
+SIZE_ROUNDS = 3  # decode pool growths tried for a pair whose SLOs the first sizing misses
+DECODE_GROWTH = 1.5
+LINKS = ("nvlink", "rdma")  # link codes of ``DisaggTable.link``
+MIN_RATE_RPS = 1e-9
+
+
+@dataclass
+class DisaggTable:
+    """One row per sized group (pair of workers): rows of the stream space, counts, link, metrics."""
+
+    prefill_row: np.ndarray
+    decode_row: np.ndarray
+    prefill_replicas: np.ndarray  # x workers (replicas of the prefill row)
+    decode_replicas: np.ndarray  # y
+    link: np.ndarray  # index into LINKS
+    opts: DisaggOptions  # ranks: x·dp and y·dp workers of the cost model
+    metrics: StreamMetrics  # at the group's rate, percentiles of ``percentiles``
+    usd_per_hour: np.ndarray
+    max_rate_rps: np.ndarray  # the rate both pools sustain (stability)
+
+    def __len__(self) -> int:
+        return int(self.prefill_row.size)
+
+
+def disagg_roles(space: StreamSpace, cat: Catalog) -> tuple[np.ndarray, np.ndarray]:
+    """(prefill rows, decode rows) of the space worth pairing (step 1)."""
+    t = space.table
+    able = np.array([f.capabilities.disaggregation for f in t.space.frameworks], dtype=bool)[t.fw_idx]
+    rows = np.nonzero(able)[0]
+    if rows.size == 0:
+        return rows, rows
+    price = (t.usd_per_hour_per_gpu * t.gpus_per_replica / t.dp)[rows]  # one rank's: the rates below are a rank's
+    opts = space.options.take(rows)
+    inp = np.broadcast_to(space.lengths.input_len, (rows.size, space.lengths.input_len.size))
+    service, _ = prefill_moments(prefill_service_s(space.arch, opts, inp), space.lengths.weight)
+    static = _static_first(t, rows)  # one row per static row for prefill
+    prefill = _keep_best(rows[static], t.gpu_idx[rows[static]], (price * service)[static], service[static])
+    capacity = decode_capacity_rps(space.arch, opts, space.lengths)
+    step1 = decode_pool(space.arch, opts, space.lengths, np.full(rows.size, MIN_RATE_RPS)).step_s
+    decode = _keep_best(rows, t.gpu_idx[rows], price / np.maximum(capacity, 1e-12), step1)
+    return prefill, decode
+
+
+def _static_first(t, rows: np.ndarray) -> np.ndarray:
+    """Positions in ``rows`` of the first row per (GPU, engine, dtype, layout, token budget)."""
+    from guideopt.costs.tables import lex_ids
+
+    key = lex_ids(t.gpu_idx[rows], t.fw_idx[rows], t.dtype_idx[rows], t.tp[rows], t.dp[rows], t.ep[rows], t.pp[rows], t.split[rows])
+    _, first = np.unique(key, return_index=True)
+    return np.sort(first)
+
+
+def _keep_best(rows: np.ndarray, gpu: np.ndarray, per_work: np.ndarray, latency: np.ndarray) -> np.ndarray:
+    """Per GPU type, the ``ROLE_KEEP`` rows of least $/h per unit of work and the fastest one."""
+    keep: list[int] = []
+    for g in np.unique(gpu):
+        mine = np.nonzero(gpu == g)[0]
+        cheap = mine[np.lexsort((latency[mine], per_work[mine]))][:ROLE_KEEP]
+        fast = mine[np.lexsort((per_work[mine], latency[mine]))][:1]
+        keep.extend(int(i) for i in np.concatenate([cheap, fast]))
+    return rows[np.unique(np.array(keep, dtype=np.int64))]
+
+
+def pairs_of(space: StreamSpace, prefill: np.ndarray, decode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(prefill row, decode row) pairs that can hand over: one engine and precision, and one
+    GPU type unless the engine's connector moves KV between types (of one vendor)."""
+    t = space.table
+    p, d = np.repeat(prefill, decode.size), np.tile(decode, prefill.size)
+    gpus, fws = t.space.gpus, t.space.frameworks
+    same_type = t.gpu_idx[p] == t.gpu_idx[d]
+    mixed_ok = np.array([fws[i].capabilities.disaggregation_mixed_types for i in t.fw_idx[p]], dtype=bool)
+    vendor = np.array([gpus[i].vendor for i in t.gpu_idx[p]]) == np.array([gpus[i].vendor for i in t.gpu_idx[d]])
+    ok = (t.fw_idx[p] == t.fw_idx[d]) & (t.dtype_idx[p] == t.dtype_idx[d]) & (same_type | (mixed_ok & vendor))
+    return p[ok], d[ok]
+
+
+def _decode_counts(req: PlanRequest, space: StreamSpace, rows: np.ndarray, rate: float, floor: np.ndarray) -> np.ndarray:
+    """Per decode row, the fewest replicas (≥ ``floor``) stable at the rate with a step within the TPOT bound; 0: none."""
+    t = space.table
+    dp = t.dp[rows]
+    opts = space.options.take(rows)
+    tpot = _tpot_bound_s(space)
+
+    def ok(n: np.ndarray) -> np.ndarray:
+        pool = decode_pool(space.arch, opts, space.lengths, rate / (n * dp))
+        return pool.stable & (pool.step_s <= tpot)
+
+    return _fewest(ok, floor, np.full(rows.size, MAX_WORKERS_PER_ROLE))
+
+
+def _tpot_bound_s(space: StreamSpace) -> float:
+    t = space.targets.get("tpot_ms")
+    return min(t.targets.values()) / 1000.0 if t is not None and t.targets else np.inf
+
+
+def _fewest(ok, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per entry the least n in [lo, hi] with ok(n) (ok monotone in n); 0 where ok(hi) fails."""
+    lo = np.maximum(lo.astype(np.int64), 1)
+    hi = np.maximum(hi.astype(np.int64), lo)
+    good_hi = ok(hi.astype(float))
+    good_lo = ok(lo.astype(float))
+    a, b = lo.copy(), hi.copy()  # invariant: ok(b) where good_hi; a fails unless good_lo
+    while np.any((b - a > 1) & good_hi & ~good_lo):
+        mid = (a + b) // 2
+        m_ok = ok(mid.astype(float))
+        live = (b - a > 1) & good_hi & ~good_lo
+        b = np.where(live & m_ok, mid, b)
+        a = np.where(live & ~m_ok, mid, a)
+    return np.where(good_lo, lo, np.where(good_hi, b, 0))
+
+
+def link_of(space: StreamSpace, cat: Catalog, p: np.ndarray, d: np.ndarray, x: np.ndarray, y: np.ndarray):
+    """(link code, GB/s, latency s) of each group's KV hand-over (step 3)."""
+    t = space.table
+    gpus = t.space.gpus
+    net = cat.links.network
+    g_p, g_d = t.gpus_per_replica[p] / t.dp[p], t.gpus_per_replica[d] / t.dp[d]  # GPUs of one rank: its KV shards
+    domain = np.array([gpus[i].scale_up_domain_gpus for i in t.gpu_idx[p]])
+    nvlink = (t.gpu_idx[p] == t.gpu_idx[d]) & (x * t.gpus_per_replica[p] + y * t.gpus_per_replica[d] <= domain)
+    link_bw = np.array([gpus[i].link_bw_unidir_gb_s for i in t.gpu_idx[p]])
+    nvlink &= link_bw > 0
+    nic = np.array([[g.scale_out_nic_gb_s_per_gpu or net.bw_gb_s for g in gpus][i] for i in range(len(gpus))])
+    shards = np.minimum(g_p, g_d)
+    rdma_bw = np.minimum(nic[t.gpu_idx[p]], nic[t.gpu_idx[d]]) * shards
+    bw = np.where(nvlink, link_bw * shards, rdma_bw)
+    latency = np.full(p.size, net.latency_us / 1e6)
+    return np.where(nvlink, 0, 1), bw, latency
+
+
+def disagg_options(space: StreamSpace, cat: Catalog, p, d, x, y) -> tuple[DisaggOptions, np.ndarray]:
+    """The cost model's options for groups of x × row ``p`` and y × row ``d``, and their link codes."""
+    t = space.table
+    code, bw, latency = link_of(space, cat, p, d, x, y)
+    element = np.broadcast_to(np.asarray(space.options.cfg.kv_bytes, dtype=float), (len(t),))[p]
+    kv_bytes = kv_bytes_per_prompt_token(space.arch, element[:, None], space.lengths.input_len[None, :])  # options × buckets
+    fws = t.space.frameworks
+    layerwise = np.array([bool(fws[i].capabilities.kv_connectors) for i in t.fw_idx[p]], dtype=bool)
+    opts = DisaggOptions(
+        prefill=space.options.take(p),
+        decode=space.options.take(d),
+        prefill_workers=(x * t.dp[p]).astype(float),
+        decode_workers=(y * t.dp[d]).astype(float),
+        kv_link_gb_s=bw,
+        kv_link_latency_s=latency,
+        kv_bytes_per_token=kv_bytes,
+        layerwise=layerwise,
+    )
+    return opts, code
+
+
+def size_groups(req: PlanRequest, space: StreamSpace, cat: Catalog, prefill: np.ndarray, decode: np.ndarray) -> DisaggTable:
+    """The smallest group of each (prefill, decode) pair that meets every SLO at the rate (step 2)."""
+    from guideopt.solver.stream_extract import percentiles_wanted
+    from guideopt.solver.stream_rates import meets_targets
+
+    t, wl = space.table, req.workload
+    rate = float(wl.rate_rps or 0.0)
+    p, d = pairs_of(space, prefill, decode)
+    distinct, inverse = np.unique(d, return_inverse=True)
+    y = _decode_counts(req, space, distinct, rate, np.ones(distinct.size))[inverse.reshape(-1)]
+    p, d, y = p[y > 0], d[y > 0], y[y > 0]
+    price_p, price_d = (t.usd_per_hour_per_gpu * t.gpus_per_replica)[p], (t.usd_per_hour_per_gpu * t.gpus_per_replica)[d]
+    budget = req.budget.usd_per_hour * (1 + 1e-9)
+    x = np.zeros(p.size, dtype=np.int64)
+    for _ in range(SIZE_ROUNDS):
+        todo = np.nonzero((x == 0) & (y * price_d < budget))[0]
+        if todo.size == 0:
+            break
+        x[todo] = _prefill_counts(space, cat, (p[todo], d[todo], y[todo]), rate, wl.burstiness, budget - y[todo] * price_d[todo])
+        grow = todo[x[todo] == 0]
+        y[grow] = np.ceil(y[grow] * DECODE_GROWTH).astype(np.int64)
+    ok = x > 0
+    p, d, x, y = p[ok], d[ok], x[ok], y[ok]
+    opts, code = disagg_options(space, cat, p, d, x, y)
+    m = disagg_stream_metrics(
+        space.arch, opts, space.lengths, np.full(p.size, rate), burstiness=wl.burstiness, percentiles=percentiles_wanted(req)
+    )
+    good = meets_targets(m, space.targets) if space.targets else np.asarray(m.stable, dtype=bool)
+    idx = np.nonzero(good)[0]
+    from guideopt.costs.disagg import disagg_max_rate
+
+    sub = opts.take(idx)
+    return DisaggTable(
+        prefill_row=p[idx],
+        decode_row=d[idx],
+        prefill_replicas=x[idx],
+        decode_replicas=y[idx],
+        link=code[idx],
+        opts=sub,
+        metrics=disagg_stream_metrics(space.arch, sub, space.lengths, np.full(idx.size, rate), wl.burstiness, percentiles_wanted(req)),
+        usd_per_hour=(x * price_p[ok] + y * price_d[ok])[idx],
+        max_rate_rps=disagg_max_rate(space.arch, sub, space.lengths),
+    )
+
+
+def _prefill_counts(space: StreamSpace, cat: Catalog, group, rate: float, burstiness: float, left_usd: np.ndarray) -> np.ndarray:
+    """Per pair, the fewest prefill replicas that meet every SLO with ``y`` decode replicas, within what the budget leaves; 0: none."""
+    from guideopt.solver.stream_rates import meets_targets
+
+    p, d, y = group
+    t = space.table
+    price = (t.usd_per_hour_per_gpu * t.gpus_per_replica)[p]
+    w = space.lengths.weight
+    inp = np.broadcast_to(space.lengths.input_len, (p.size, w.size))
+    mean_s, _ = prefill_moments(prefill_service_s(space.arch, space.options.take(p), inp), w)
+    stable_floor = np.floor(rate * mean_s / t.dp[p]) + 1  # fewer replicas leave the prompt queue growing
+    most = np.minimum(np.floor(left_usd / price), MAX_WORKERS_PER_ROLE)
+
+    def ok(x: np.ndarray) -> np.ndarray:
+        opts, _ = disagg_options(space, cat, p, d, x, y)
+        m = disagg_stream_metrics(space.arch, opts, space.lengths, np.full(p.size, rate), burstiness=burstiness, percentiles=())
+        return meets_targets(m, space.targets) if space.targets else np.asarray(m.stable, dtype=bool)
+
+    counts = _fewest(ok, stable_floor, np.maximum(most, 1))
+    return np.where(most >= stable_floor, counts, 0)
