@@ -26,10 +26,14 @@ cache once at its achieved HBM bandwidth. MLA latents are replicated on every TP
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from guideopt.costs.disagg_options import DisaggOptions
+from guideopt.model.gpu import Gpu
 from guideopt.model.layers import MlaAttention
+from guideopt.model.link import NetworkLink
 from guideopt.model.llm import ModelArch
 from guideopt.units import BYTES_PER_S_PER_GB_S
 
@@ -101,3 +105,21 @@ def kv_transfer_s(arch: ModelArch, prompt_tokens, opts: DisaggOptions, prefill_s
     wire = kv / (opts.column("kv_link_gb_s") * BYTES_PER_S_PER_GB_S)
     exposed = exposed_wire_s(wire, prefill_s, arch.num_layers, opts.column("layerwise") > 0)
     return opts.column("kv_link_latency_s") + exposed + relayout_s(arch, kv, opts)
+
+
+def kv_link(gpus_p: Sequence[Gpu], gpus_d: Sequence[Gpu], rank_gpus_p, rank_gpus_d, group_gpus, network: NetworkLink):
+    """(on NVLink, GB/s, latency s) of each group's KV hand-over, per group.
+
+    ``gpus_p``/``gpus_d``: each group's prefill and decode GPU type; ``rank_gpus_*``: GPUs of
+    one worker rank (tp·pp: its KV shards, each sent by its own GPU); ``group_gpus``: all the
+    group's GPUs. Both roles on one GPU type inside one scale-up domain hand over on NVLink,
+    else over each GPU's scale-out NIC (``network``'s bandwidth where the GPU lists none), the
+    slower side's; shards move in parallel, so the bandwidth is a GPU's × the fewer shards."""
+    same = np.array([a.id == b.id for a, b in zip(gpus_p, gpus_d)], dtype=bool)
+    domain = np.array([g.scale_up_domain_gpus for g in gpus_p], dtype=float)
+    link_bw = np.array([g.link_bw_unidir_gb_s for g in gpus_p], dtype=float)
+    nvlink = same & (np.asarray(group_gpus, dtype=float) <= domain) & (link_bw > 0)
+    nic_p, nic_d = (np.array([g.scale_out_nic_gb_s_per_gpu or network.bw_gb_s for g in gs], dtype=float) for gs in (gpus_p, gpus_d))
+    shards = np.minimum(np.asarray(rank_gpus_p, dtype=float), np.asarray(rank_gpus_d, dtype=float))
+    bw = np.where(nvlink, link_bw, np.minimum(nic_p, nic_d)) * shards
+    return nvlink, bw, np.full(same.size, network.latency_us / 1e6)

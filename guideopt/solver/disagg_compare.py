@@ -56,11 +56,11 @@ def compare_roles(req: PlanRequest, cands: Candidates, feasible: np.ndarray, n_a
     return out
 
 
-def only_disagg(req: PlanRequest, cands: Candidates, feasible: np.ndarray, n_agg: int) -> None:
-    """With ``disaggregation: only``, raise when no disaggregated candidate is feasible: why, and what aggregated gives."""
-    if feasible[n_agg:].any():
-        return
-    if len(cands) == n_agg:
+def only_disagg(req: PlanRequest, cands: Candidates, feasible: np.ndarray, n_agg: int, engines_able: bool) -> None:
+    """``disaggregation: only`` found no disaggregated candidate: raise saying why, and what
+    aggregated plans give (``feasible``: the aggregated candidates', the first ``n_agg``)."""
+    feasible = np.concatenate([feasible, np.zeros(len(cands) - feasible.size, dtype=bool)])  # the disaggregated part: none feasible
+    if not engines_able:
         raise NoFeasiblePlanError(
             "disaggregation: no allowed engine version pairs prefill and decode workers on the allowed GPUs "
             "(allow one whose catalog entry has capabilities.disaggregation, e.g. --framework vllm-0.33 or sglang-0.5.23)",

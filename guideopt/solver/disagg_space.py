@@ -36,6 +36,7 @@ import numpy as np
 
 from guideopt.catalog import Catalog
 from guideopt.costs.disagg import DisaggOptions, disagg_stream_metrics, kv_bytes_per_prompt_token
+from guideopt.costs.disagg_kv import kv_link
 from guideopt.costs.disagg_pools import decode_capacity_rps, decode_pool, prefill_moments, prefill_service_s
 from guideopt.costs.stream import StreamMetrics
 from guideopt.model.request import PlanRequest
@@ -155,20 +156,12 @@ def _fewest(ok, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def link_of(space: StreamSpace, cat: Catalog, p: np.ndarray, d: np.ndarray, x: np.ndarray, y: np.ndarray):
-    """(link code, GB/s, latency s) of each group's KV hand-over (step 3)."""
+    """(link code, GB/s, latency s) of each group's KV hand-over (step 3, ``costs.disagg_kv.kv_link``)."""
     t = space.table
     gpus = t.space.gpus
-    net = cat.links.network
-    g_p, g_d = t.gpus_per_replica[p] / t.dp[p], t.gpus_per_replica[d] / t.dp[d]  # GPUs of one rank: its KV shards
-    domain = np.array([gpus[i].scale_up_domain_gpus for i in t.gpu_idx[p]])
-    nvlink = (t.gpu_idx[p] == t.gpu_idx[d]) & (x * t.gpus_per_replica[p] + y * t.gpus_per_replica[d] <= domain)
-    link_bw = np.array([gpus[i].link_bw_unidir_gb_s for i in t.gpu_idx[p]])
-    nvlink &= link_bw > 0
-    nic = np.array([[g.scale_out_nic_gb_s_per_gpu or net.bw_gb_s for g in gpus][i] for i in range(len(gpus))])
-    shards = np.minimum(g_p, g_d)
-    rdma_bw = np.minimum(nic[t.gpu_idx[p]], nic[t.gpu_idx[d]]) * shards
-    bw = np.where(nvlink, link_bw * shards, rdma_bw)
-    latency = np.full(p.size, net.latency_us / 1e6)
+    rank_p, rank_d = t.gpus_per_replica[p] / t.dp[p], t.gpus_per_replica[d] / t.dp[d]  # GPUs of one rank: its KV shards
+    group = x * t.gpus_per_replica[p] + y * t.gpus_per_replica[d]
+    nvlink, bw, latency = kv_link([gpus[i] for i in t.gpu_idx[p]], [gpus[i] for i in t.gpu_idx[d]], rank_p, rank_d, group, cat.links.network)
     return np.where(nvlink, 0, 1), bw, latency
 
 

@@ -72,9 +72,12 @@ def stream_lengths(req: PlanRequest, arch: ModelArch) -> LengthTable:
     return table
 
 
-def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float], *, prune: bool = True) -> StreamSpace:
+def build_stream_space(
+    req: PlanRequest, cat: Catalog, gpus, prices: list[float], *, prune: bool = True, priced: bool = True
+) -> StreamSpace:
     """The options and their SLO loads. ``prune``: with cost the leading objective, price the
-    options cheapest-first and stop once the rest cannot be among the plans shown (below)."""
+    options cheapest-first and stop once the rest cannot be among the plans shown (below).
+    ``priced`` False: no SLO loads (all 0; the options as workers of disaggregated pools only)."""
     arch = cat.model(req.model)
     lengths = stream_lengths(req, arch)
     frameworks = [cat.framework(f) for f in req.framework_ids(list(cat.frameworks))]
@@ -105,7 +108,11 @@ def build_stream_space(req: PlanRequest, cat: Catalog, gpus, prices: list[float]
     opts = stream_options(table, cap, cat.calibration)
     targets = req.slo.stream_targets()
     closed = req.workload.concurrency is not None
-    rate = _priced_slo_rates(req, arch, table, opts, lengths, targets, prune=prune and not closed, static_rows=rep[keep])
+    rate = (
+        _priced_slo_rates(req, arch, table, opts, lengths, targets, prune=prune and not closed, static_rows=rep[keep])
+        if priced
+        else np.zeros(len(opts))
+    )
     load = rate
     if closed and len(opts):  # clients one replica holds at that rate (Little's law)
         at = stream_metrics(arch, opts, lengths, np.maximum(rate, 1e-9), burstiness=req.workload.burstiness)

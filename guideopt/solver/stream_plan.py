@@ -85,7 +85,8 @@ def with_operating_point(req: PlanRequest, space: StreamSpace, c: Candidates) ->
 def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phases) -> PlanResult:
     gpus = resolve_gpus(req, cat)
     prices = [req.allowance(g.id).usd_per_hour or g.usd_per_hour for g in gpus]
-    space = build_stream_space(req, cat, gpus, prices)
+    only = req.disaggregation is Disaggregation.ONLY
+    space = build_stream_space(req, cat, gpus, prices, priced=not only)  # only: aggregated loads priced if nothing else serves
     clock.lap("stream options")
     bounds = user_bounds(req, gpus)
     if len(space.table) == 0:
@@ -107,14 +108,18 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
         cands = concat_candidates(cands, split)
         clock.lap("disaggregated groups")
     feasible = satisfied(cands, bounds)
-    if req.disaggregation is Disaggregation.ONLY:
-        only_disagg(req, cands, feasible, n_agg)
+    if only:
+        if not feasible[n_agg:].any():  # say why, and what aggregated plans give
+            full = build_stream_space(req, cat, gpus, prices)
+            agg = stream_candidates(req, full, bounds)
+            able = any(fw.capabilities.disaggregation for fw in space.table.space.frameworks)
+            only_disagg(req, concat_candidates(agg, cands.take(np.arange(n_agg, len(cands)))), satisfied(agg, bounds), len(agg), able)
         feasible[:n_agg] = False
     clock.lap("candidates")
     if not feasible.any():  # explain from every option, none skipped by the cheapest-first pricing
         full = build_stream_space(req, cat, gpus, prices, prune=False)
         _explain(req, stream_candidates(req, full, bounds), bounds)
-    plans, ranked, rounds, settled = _ranked_and_verified(req, space, cands, feasible, deadline, dt)
+    plans, ranked, rounds, settled, kept = _ranked_and_verified(req, space, cands, feasible, deadline, dt)
     clock.lap("verify")
     first = int(ranked[0])
     return PlanResult(
@@ -125,7 +130,7 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
         objective_values=[unscale(t, int(TERMS[t].values(cands)[first])) for t in req.objective],
         time_limit_reached=deadline.hit,
         verification_rounds=rounds,
-        disaggregation=compare_roles(req, cands, feasible, n_agg) if dt is not None else None,
+        disaggregation=compare_roles(req, cands, kept, n_agg) if dt is not None and not only else None,  # what the simulator did not cut
     )
 
 
@@ -166,7 +171,8 @@ def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates
                 key = (int(cands.source[k]), int(cands.ref[k]), int(cands.replicas[k]))
                 kept = [checked.get(key) or _verified(req, space, key, dt)]
             # settled: the last ranking's shown plans all passed the simulator
-            return [p.model_copy(update={"rank": i}) for i, p in enumerate(kept, start=1)], ranked, rounds, not failed
+            shown = [p.model_copy(update={"rank": i}) for i, p in enumerate(kept, start=1)]
+            return shown, ranked, rounds, not failed, pool & ~np.isin(shapes, list(cut))
 
 
 def _verified(req: PlanRequest, space: StreamSpace, key: tuple[int, int, int], dt) -> Plan:
