@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from guideopt.errors import GuideoptError, InvalidRequestError
+from guideopt.model.disagg_request import AGGREGATED_ONLY, DISAGG_FIELDS, DisaggPredictRequest
 from guideopt.model.plan import METRIC_KEYS
 from guideopt.model.predict_request import PredictRequest
 from guideopt.model.request import PlanRequest
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 PREDICT_CSV_INPUTS = ("model", "gpu", "num_gpus", "tp", "pp", "framework", "dtype", "batch", "input_len", "output_len")
 PREDICT_CSV_OPTIONAL = ("kv_dtype", "concurrency", "attention_dp", "moe_tp", "moe_ep")
+# A disaggregated deployment's columns (``model/disagg_request.py``): with any of them a row is one.
+PREDICT_CSV_DISAGG = (*DISAGG_FIELDS, "rate_rps")
 PREDICT_CSV_METRICS = (*METRIC_KEYS, "mem_per_gpu_gb")
 
 
@@ -76,7 +79,7 @@ class CsvReport:
     first_bad: list[tuple[int, str]] = field(default_factory=list)
 
 
-_ROW_KEYS = frozenset(PREDICT_CSV_INPUTS + PREDICT_CSV_OPTIONAL + ("split",))
+_ROW_KEYS = frozenset(PREDICT_CSV_INPUTS + PREDICT_CSV_OPTIONAL + PREDICT_CSV_DISAGG + ("split",))
 
 
 def _row_request(row: Mapping[str, str | None]) -> dict[str, Any]:
@@ -84,13 +87,26 @@ def _row_request(row: Mapping[str, str | None]) -> dict[str, Any]:
     return {key: text for key, value in row.items() if key in _ROW_KEYS and value and (text := value.strip())}
 
 
-def _request_or_error(data: dict[str, Any] | GuideoptError) -> PredictRequest | GuideoptError:
+def _request_or_error(data: dict[str, Any] | GuideoptError) -> PredictRequest | DisaggPredictRequest | GuideoptError:
     if isinstance(data, GuideoptError):
         return data
     try:
+        if any(key in data for key in PREDICT_CSV_DISAGG):
+            return _disagg_request(data)
         return validated(PredictRequest, data)
     except GuideoptError as exc:
         return exc
+
+
+def _disagg_request(data: dict[str, Any]) -> DisaggPredictRequest:
+    """A disaggregated row: its per-role columns replace the aggregated layout and batch."""
+    for key in AGGREGATED_ONLY:
+        if key in data and not (key == "pp" and data[key] == "1"):
+            raise InvalidRequestError(
+                f"a disaggregated row gives its layout per role (prefill_tp, decode_tp, ...) and its load as concurrency or rate_rps (leave {key} empty)",
+                field=key,
+            )
+    return validated(DisaggPredictRequest, {k: v for k, v in data.items() if k not in AGGREGATED_ONLY})
 
 
 _OUTPUT_KEYS = (*PREDICT_CSV_METRICS, "error")
@@ -124,7 +140,9 @@ def _predict_requests(data: Sequence[dict[str, Any] | GuideoptError], cat: Catal
     from guideopt.analyses.predict import metric_intervals, per_replica_clients
 
     for req, outcome, row in zip(reqs, outcomes, cells):
-        if isinstance(req, GuideoptError) or isinstance(outcome, GuideoptError):
+        if isinstance(req, (GuideoptError, DisaggPredictRequest)) or isinstance(
+            outcome, GuideoptError
+        ):  # no interval fitted for disaggregated rows
             row.extend([""] * len(PREDICT_CSV_INTERVAL_KEYS))
             continue
         low, high = metric_intervals(req, {m: outcome[m] for m in METRIC_KEYS}, per_replica_clients(req), cat)

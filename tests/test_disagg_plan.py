@@ -134,3 +134,35 @@ def test_the_file_key_is_checked(tmp_path):
     f.write_text("model: meta-llama/Llama-2-7b-hf\nworkload: {input_len: 1000, output_len: 100, rate_rps: 2}\nbudget: {usd_per_hour: 10}\ndisaggregation: maybe\n")
     result = CliRunner().invoke(main, ["solve", str(f)])
     assert result.exit_code == EXIT_BAD_INPUT and "disaggregation" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_roles_on_two_vendors_are_never_paired(catalog):
+    """A KV connector moves caches between GPUs of one vendor (NIXL/UCX, Mooncake): no NVIDIA prefill with AMD decode."""
+    req = _req(gpus={"l4": {}, "mi250": {}, "a100-sxm4-80gb": {}}, parallelism={"tp": [1, 2, 4, 8], "pp": [1]})
+    space = _space(req, catalog)
+    rows = np.arange(len(space.table))
+    p, d = pairs_of(space, rows, rows)
+    vendor = np.array([g.vendor.value for g in space.table.space.gpus])
+    assert p.size and np.all(vendor[space.table.gpu_idx[p]] == vendor[space.table.gpu_idx[d]])
+    assert np.any(space.table.gpu_idx[p] != space.table.gpu_idx[d])  # two NVIDIA types do pair (vLLM's NIXL connector)
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        {"input_len": 3000, "output_len": 200, "rate_rps": 6.0},
+        {"input_len": 1000, "output_len": 500, "rate_rps": 10.0},
+        {"lengths": "sharegpt", "rate_rps": 20.0},
+    ],
+)
+def test_the_analytic_model_agrees_with_the_two_pool_simulator(catalog, workload):
+    """The plan's analytic percentiles against its simulated ones (3,000 requests): TTFT within
+    25 %, TPOT within 15 %, at the load the plan sizes the pools for."""
+    data = {**SMALL, "workload": {**workload, "num_requests": 3000}, "budget": {"usd_per_hour": 40}}
+    plan = api.plan(data, catalog).plans[0]
+    stream = plan.groups[0].stream
+    assert stream is not None
+    analytic, simulated = stream["analytic"], stream["simulated"]
+    for metric, keys, tolerance in (("ttft_ms", ("mean", "p50", "p90"), 0.25), ("tpot_ms", ("mean", "p90"), 0.15)):
+        for key in keys:
+            assert analytic[metric][key] == pytest.approx(simulated[metric][key], rel=tolerance), (metric, key)

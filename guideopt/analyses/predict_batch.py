@@ -25,6 +25,7 @@ from guideopt.costs.metrics import StaticBatchInputs, static_batch_metrics
 from guideopt.costs.serving import ServingInputs, serving_cap, serving_metrics, static_wave_cap
 from guideopt.costs.tables import default_kv_dtype
 from guideopt.errors import GuideoptError, NoFeasiblePlanError
+from guideopt.model.disagg_request import DisaggPredictRequest
 from guideopt.model.dtype import Dtype
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
@@ -60,14 +61,18 @@ class _Rows:
     split: np.ndarray
 
 
-def predict_many(requests: Sequence[PredictRequest | GuideoptError], cat: Catalog) -> list[Outcome]:
-    """One outcome per request, in order; an error stays an error."""
+def predict_many(requests: Sequence[PredictRequest | DisaggPredictRequest | GuideoptError], cat: Catalog) -> list[Outcome]:
+    """One outcome per request, in order; an error stays an error; a disaggregated
+    deployment is predicted on its own (``disagg_deploy``)."""
     requests = list(requests)  # rows taking the checkpoint's precision are replaced in place
     out: list[Outcome | None] = [r if isinstance(r, GuideoptError) else None for r in requests]
     groups: dict[tuple, list[tuple[int, ModelArch, Gpu, Framework]]] = defaultdict(list)
     entries: dict[tuple[str, str, str], tuple[ModelArch, Gpu, Framework] | GuideoptError] = {}
     for i, req in enumerate(requests):
         if isinstance(req, GuideoptError):
+            continue
+        if isinstance(req, DisaggPredictRequest):
+            out[i] = _disagg(req, cat)
             continue
         parts = _entries(req, cat, entries)
         if isinstance(parts, GuideoptError):
@@ -98,6 +103,15 @@ def _one(req: PredictRequest, cat: Catalog) -> Outcome:
     except GuideoptError as exc:
         return exc
     return {**p.metrics.model_dump(), "mem_per_gpu_gb": p.memory.total_per_gpu_gb}
+
+
+def _disagg(req: DisaggPredictRequest, cat: Catalog) -> Outcome:
+    from guideopt.analyses.disagg_deploy import predict_disagg
+
+    try:
+        return predict_disagg(req, cat).metrics
+    except GuideoptError as exc:
+        return exc
 
 
 def _entries(req: PredictRequest, cat: Catalog, seen: dict) -> tuple[ModelArch, Gpu, Framework] | GuideoptError:

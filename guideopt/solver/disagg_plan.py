@@ -22,8 +22,7 @@ from guideopt.model.request import PlanRequest
 from guideopt.solver.candidates import Candidates, micro_seconds, milli_usd
 from guideopt.solver.constraints import stream_slo_bounds
 from guideopt.solver.disagg_compare import DISAGG_SOURCE
-from guideopt.solver.disagg_space import LINKS, DisaggTable, disagg_roles, size_groups
-from guideopt.solver.dominance import shape_key
+from guideopt.solver.disagg_space import LINKS, DisaggTable, disagg_roles, pair_shapes, size_groups
 from guideopt.solver.stream_extract import analytic_block, percentiles_wanted
 from guideopt.solver.stream_options import StreamSpace
 from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MS_PER_S, ROUNDING_EPS
@@ -54,9 +53,7 @@ def disagg_candidates(req: PlanRequest, space: StreamSpace, dt: DisaggTable, sha
     bounds = stream_slo_bounds(req)
     cols = [us(metric, q) for metric, q, _ in bounds]
     rate = float(req.workload.rate_rps or 0.0)
-    shapes = shape_key(t)
-    pair = shapes[p].astype(np.int64) * (int(shapes.max(initial=0)) + 1) + shapes[d]
-    _, pair_id = np.unique(pair, return_inverse=True)
+    _, pair_id = np.unique(pair_shapes(space, p, d), return_inverse=True)
     return Candidates(
         option=np.arange(n),
         replicas=np.ones(n, dtype=np.int64),

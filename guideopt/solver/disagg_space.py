@@ -48,6 +48,8 @@ SIZE_ROUNDS = 3  # decode pool growths tried for a pair whose SLOs the first siz
 DECODE_GROWTH = 1.5
 LINKS = ("nvlink", "rdma")  # link codes of ``DisaggTable.link``
 MIN_RATE_RPS = 1e-9
+PAIR_BATCH = 512  # pairs sized at a time, cheapest lower bound first
+PRUNE_SLACK_SHAPES = 4  # pair shapes sized beyond ``top``: room for plans the simulator cuts
 
 
 @dataclass
@@ -115,7 +117,8 @@ def pairs_of(space: StreamSpace, prefill: np.ndarray, decode: np.ndarray) -> tup
     gpus, fws = t.space.gpus, t.space.frameworks
     same_type = t.gpu_idx[p] == t.gpu_idx[d]
     mixed_ok = np.array([fws[i].capabilities.disaggregation_mixed_types for i in t.fw_idx[p]], dtype=bool)
-    vendor = np.array([gpus[i].vendor for i in t.gpu_idx[p]]) == np.array([gpus[i].vendor for i in t.gpu_idx[d]])
+    vendors = np.array([g.vendor.value for g in gpus])
+    vendor = vendors[t.gpu_idx[p]] == vendors[t.gpu_idx[d]]
     ok = (t.fw_idx[p] == t.fw_idx[d]) & (t.dtype_idx[p] == t.dtype_idx[d]) & (same_type | (mixed_ok & vendor))
     return p[ok], d[ok]
 
@@ -161,7 +164,9 @@ def link_of(space: StreamSpace, cat: Catalog, p: np.ndarray, d: np.ndarray, x: n
     gpus = t.space.gpus
     rank_p, rank_d = t.gpus_per_replica[p] / t.dp[p], t.gpus_per_replica[d] / t.dp[d]  # GPUs of one rank: its KV shards
     group = x * t.gpus_per_replica[p] + y * t.gpus_per_replica[d]
-    nvlink, bw, latency = kv_link([gpus[i] for i in t.gpu_idx[p]], [gpus[i] for i in t.gpu_idx[d]], rank_p, rank_d, group, cat.links.network)
+    nvlink, bw, latency = kv_link(
+        [gpus[i] for i in t.gpu_idx[p]], [gpus[i] for i in t.gpu_idx[d]], rank_p, rank_d, group, cat.links.network
+    )
     return np.where(nvlink, 0, 1), bw, latency
 
 
@@ -187,9 +192,15 @@ def disagg_options(space: StreamSpace, cat: Catalog, p, d, x, y) -> tuple[Disagg
 
 
 def size_groups(req: PlanRequest, space: StreamSpace, cat: Catalog, prefill: np.ndarray, decode: np.ndarray) -> DisaggTable:
-    """The smallest group of each (prefill, decode) pair that meets every SLO at the rate (step 2)."""
+    """The smallest group of each (prefill, decode) pair that meets every SLO at the rate (step 2).
+
+    With cost leading the objective, pairs are sized in order of a lower bound on their
+    price (the decode pool the TPOT bound needs, the prefill pool stability needs: sizing
+    only adds to both) and the search stops once ``top`` + ``PRUNE_SLACK_SHAPES`` pair shapes
+    cost less than the next bound: no later pair can rank among the plans shown."""
+    from guideopt.costs.disagg import disagg_max_rate
+    from guideopt.model.request import ObjectiveTerm
     from guideopt.solver.stream_extract import percentiles_wanted
-    from guideopt.solver.stream_rates import meets_targets
 
     t, wl = space.table, req.workload
     rate = float(wl.rate_rps or 0.0)
@@ -197,38 +208,81 @@ def size_groups(req: PlanRequest, space: StreamSpace, cat: Catalog, prefill: np.
     distinct, inverse = np.unique(d, return_inverse=True)
     y = _decode_counts(req, space, distinct, rate, np.ones(distinct.size))[inverse.reshape(-1)]
     p, d, y = p[y > 0], d[y > 0], y[y > 0]
-    price_p, price_d = (t.usd_per_hour_per_gpu * t.gpus_per_replica)[p], (t.usd_per_hour_per_gpu * t.gpus_per_replica)[d]
+    price = t.usd_per_hour_per_gpu * t.gpus_per_replica
+    lower = _prefill_floor(space, p, rate) * price[p] + y * price[d]
+    order = np.argsort(lower, kind="stable")
+    order = order[lower[order] <= req.budget.usd_per_hour * (1 + 1e-9)]
+    shapes = pair_shapes(space, p, d)
+    cost_first = req.objective[0] is ObjectiveTerm.COST
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    best: dict[int, float] = {}
+    for start in range(0, order.size, PAIR_BATCH if cost_first else max(order.size, 1)):
+        batch = order[start : start + (PAIR_BATCH if cost_first else order.size)]
+        want = sorted(best.values())[: req.top + PRUNE_SLACK_SHAPES]
+        if cost_first and len(want) == req.top + PRUNE_SLACK_SHAPES and lower[batch[0]] > want[-1]:
+            break
+        x, yy = _size_pairs(req, space, cat, (p[batch], d[batch], y[batch].copy()))
+        ok = x > 0
+        found.append((batch[ok], np.stack([x[ok], yy[ok]])))
+        for k, usd in zip(batch[ok], x[ok] * price[p[batch[ok]]] + yy[ok] * price[d[batch[ok]]]):
+            best[int(shapes[k])] = min(best.get(int(shapes[k]), np.inf), float(usd))
+    idx = np.concatenate([f[0] for f in found]) if found else np.zeros(0, dtype=np.int64)
+    xy = np.concatenate([f[1] for f in found], axis=1) if found else np.zeros((2, 0), dtype=np.int64)
+    p, d, x, y = p[idx], d[idx], xy[0], xy[1]
+    opts, code = disagg_options(space, cat, p, d, x, y)
+    return DisaggTable(
+        prefill_row=p,
+        decode_row=d,
+        prefill_replicas=x,
+        decode_replicas=y,
+        link=code,
+        opts=opts,
+        metrics=disagg_stream_metrics(space.arch, opts, space.lengths, np.full(p.size, rate), wl.burstiness, percentiles_wanted(req)),
+        usd_per_hour=x * price[p] + y * price[d],
+        max_rate_rps=disagg_max_rate(space.arch, opts, space.lengths),
+    )
+
+
+def pair_shapes(space: StreamSpace, p: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """One id per (prefill shape, decode shape): plans differ in pair shapes."""
+    from guideopt.solver.dominance import shape_key
+
+    shapes = shape_key(space.table)
+    return shapes[p].astype(np.int64) * (int(shapes.max(initial=0)) + 1) + shapes[d]
+
+
+def _prefill_floor(space: StreamSpace, p: np.ndarray, rate: float) -> np.ndarray:
+    """Per prefill row, the fewest replicas whose prompt queue drains at the rate."""
+    w = space.lengths.weight
+    inp = np.broadcast_to(space.lengths.input_len, (p.size, w.size))
+    mean_s, _ = prefill_moments(prefill_service_s(space.arch, space.options.take(p), inp), w)
+    return np.floor(rate * mean_s / space.table.dp[p]) + 1
+
+
+def _size_pairs(req: PlanRequest, space: StreamSpace, cat: Catalog, group) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) per pair: the fewest prefill replicas meeting every SLO with ``y`` decode replicas,
+    the decode pool grown where none does (x = 0: no group within the budget)."""
+    from guideopt.solver.stream_rates import meets_targets
+
+    p, d, y = group
+    t, wl = space.table, req.workload
+    rate = float(wl.rate_rps or 0.0)
+    price = t.usd_per_hour_per_gpu * t.gpus_per_replica
     budget = req.budget.usd_per_hour * (1 + 1e-9)
     x = np.zeros(p.size, dtype=np.int64)
     for _ in range(SIZE_ROUNDS):
-        todo = np.nonzero((x == 0) & (y * price_d < budget))[0]
+        todo = np.nonzero((x == 0) & (y * price[d] < budget))[0]
         if todo.size == 0:
             break
-        x[todo] = _prefill_counts(space, cat, (p[todo], d[todo], y[todo]), rate, wl.burstiness, budget - y[todo] * price_d[todo])
+        x[todo] = _prefill_counts(space, cat, (p[todo], d[todo], y[todo]), rate, wl.burstiness, budget - y[todo] * price[d[todo]])
         grow = todo[x[todo] == 0]
         y[grow] = np.ceil(y[grow] * DECODE_GROWTH).astype(np.int64)
-    ok = x > 0
-    p, d, x, y = p[ok], d[ok], x[ok], y[ok]
-    opts, code = disagg_options(space, cat, p, d, x, y)
-    m = disagg_stream_metrics(
-        space.arch, opts, space.lengths, np.full(p.size, rate), burstiness=wl.burstiness, percentiles=percentiles_wanted(req)
-    )
+    ok = np.nonzero(x > 0)[0]
+    opts, _ = disagg_options(space, cat, p[ok], d[ok], x[ok], y[ok])
+    m = disagg_stream_metrics(space.arch, opts, space.lengths, np.full(ok.size, rate), burstiness=wl.burstiness, percentiles=())
     good = meets_targets(m, space.targets) if space.targets else np.asarray(m.stable, dtype=bool)
-    idx = np.nonzero(good)[0]
-    from guideopt.costs.disagg import disagg_max_rate
-
-    sub = opts.take(idx)
-    return DisaggTable(
-        prefill_row=p[idx],
-        decode_row=d[idx],
-        prefill_replicas=x[idx],
-        decode_replicas=y[idx],
-        link=code[idx],
-        opts=sub,
-        metrics=disagg_stream_metrics(space.arch, sub, space.lengths, np.full(idx.size, rate), wl.burstiness, percentiles_wanted(req)),
-        usd_per_hour=(x * price_p[ok] + y * price_d[ok])[idx],
-        max_rate_rps=disagg_max_rate(space.arch, sub, space.lengths),
-    )
+    x[ok[~good]] = 0  # the link the final counts give (NVLink only inside one domain) may miss an SLO the search met
+    return x, y
 
 
 def _prefill_counts(space: StreamSpace, cat: Catalog, group, rate: float, burstiness: float, left_usd: np.ndarray) -> np.ndarray:

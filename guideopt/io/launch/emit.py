@@ -1,4 +1,7 @@
-"""Write a plan's launch outputs: one script and one Kubernetes manifest per group, and PLAN.md."""
+"""Write a plan's launch outputs: one script and one Kubernetes manifest per group, and PLAN.md.
+
+A disaggregated plan gets one script per pool (its group), a router script and, in place of the
+groups' manifests, one Dynamo DynamoGraphDeployment (dynamo.py) that starts both pools and the router."""
 
 from __future__ import annotations
 
@@ -9,11 +12,14 @@ from typing import Any
 
 from guideopt.catalog import Catalog, load_catalog
 from guideopt.errors import InvalidRequestError
+from guideopt.io.launch.dynamo import manifest_name, render_dgd
 from guideopt.io.launch.kubernetes import render_manifests
-from guideopt.io.launch.layout import plan_launches
+from guideopt.io.launch.layout import GroupLaunch, plan_launches
 from guideopt.io.launch.planmd import PLAN_FILE, plan_markdown
+from guideopt.io.launch.roles import is_disaggregated, pools
+from guideopt.io.launch.router import render_router, router_name
 from guideopt.io.launch.script import render_script
-from guideopt.model.plan import PlanResult
+from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import PlanRequest
 from guideopt.model.validation import validated
 
@@ -43,6 +49,18 @@ def _write(path: Path, text: str, executable: bool = False) -> Path:
     return path
 
 
+def _plan_files(plan: Plan, launches: list[GroupLaunch], cat: Catalog) -> dict[str, tuple[str, bool]]:
+    """name -> (text, executable) of one plan's scripts and manifests."""
+    files = {launch.script_name: (render_script(launch), True) for launch in launches}
+    if not is_disaggregated(plan):
+        return files | {launch.manifest_name: (render_manifests(launch, cat), False) for launch in launches}
+    p, d = pools(plan)
+    prefill, decode = launches[p], launches[d]
+    files[router_name(plan, prefill.group.framework)] = (render_router(plan, launches, prefill, decode), True)
+    files[manifest_name(plan, prefill.group.framework)] = (render_dgd(plan, prefill, decode, cat), False)
+    return files
+
+
 def emit(
     result: PlanResult,
     directory: str | os.PathLike[str],
@@ -64,9 +82,12 @@ def emit(
     except OSError as exc:
         raise InvalidRequestError(f"emit: cannot create directory {out} ({exc.strerror or exc})") from None
     launches = [plan_launches(plan, request=req, catalog=cat) for plan in result.plans]
-    groups = [launch for plan_launches_ in launches for launch in plan_launches_]
-    _remove_stale(out, {name for launch in groups for name in (launch.script_name, launch.manifest_name)})
-    paths = [_write(out / launch.script_name, render_script(launch), executable=True) for launch in groups]
-    paths += [_write(out / launch.manifest_name, render_manifests(launch, cat)) for launch in groups]
+    files: dict[str, tuple[str, bool]] = {}
+    for plan, plan_launches_ in zip(result.plans, launches):
+        files |= _plan_files(plan, plan_launches_, cat)
+    _remove_stale(out, set(files))
+    scripts = [name for name, (_, executable) in files.items() if executable]  # scripts first, then manifests
+    paths = [_write(out / name, files[name][0], executable=True) for name in scripts]
+    paths += [_write(out / name, text) for name, (text, executable) in files.items() if not executable]
     paths.append(_write(out / PLAN_FILE, plan_markdown(result, launches, req)))
     return paths

@@ -11,6 +11,7 @@ from typing import Any
 
 from guideopt.costs.capability import kv_reason, layout_reason, mixed_pipeline_reason, moe_layout_reason, weights_reason
 from guideopt.costs.engine_defaults import memory_fraction
+from guideopt.io.launch.roles import role_options
 from guideopt.model.dtype import Dtype
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu
@@ -56,6 +57,8 @@ def options_yaml(group: Group, launch: EngineLaunch) -> str:
     if launch.moe_options and is_moe_layout(group):
         on = "true" if group.attention_dp > 1 else "false"
         parts.append(launch.moe_options.format(attention_dp_on=on, moe_ep=group.moe_ep, moe_tp=moe_tp(group)))
+    if launch.extra_options_arg:  # a disaggregated worker's KV transceiver (TensorRT-LLM)
+        parts.append(role_options(group))
     return "".join(p if p.endswith("\n") else p + "\n" for p in parts if p)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from guideopt.catalog import Catalog
 from guideopt.io.launch.engines import MULTI_GPU_MARKER, blocker, notes, planned_fraction, replica_command, replica_gpu_count
+from guideopt.io.launch.roles import role_args, role_env
 from guideopt.model.framework import Framework
 from guideopt.model.gpu import Gpu, Vendor
 from guideopt.model.plan import Group, Plan
@@ -56,6 +57,8 @@ class GroupLaunch:
 
     @property
     def stem(self) -> str:
+        if self.group.role:  # a pool of a disaggregated plan
+            return f"rank{self.rank}-{self.group.role}-{self.group.gpu}-{self.group.framework}"
         group = "" if self.index == 1 else f"g{self.index}-"  # later groups of a multi-group plan
         return f"rank{self.rank}-{group}{self.group.gpu}-{self.group.framework}"
 
@@ -147,6 +150,8 @@ def group_launch(
         command = replica_command(
             group, fw, base_port + slot, gpus, fraction=fraction, max_len=max_len, slot=slot, name=f"guideopt-rank{rank}-g{index}-r{r}"
         )
+        if group.role:  # a worker of a disaggregated pool: its role and KV connector
+            command = " ".join(part for part in (role_env(group, fw, slot) + command, role_args(group, fw, slot)) if part)
         launch.replicas.append(
             Replica(index=r, slot=slot, nodes=nodes, gpus=gpus, gpus_per_node=shares, port=base_port + slot, command=command)
         )

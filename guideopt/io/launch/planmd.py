@@ -125,6 +125,19 @@ def endpoint_lines(launches: list[GroupLaunch], shares: list[float]) -> list[str
     return lines
 
 
+def _disagg_section(plan: Plan, launches: list[GroupLaunch], lines: list[str]) -> str:
+    from guideopt.io.launch.dynamo import manifest_name
+    from guideopt.io.launch.router import disagg_lines
+
+    lines += [_group_row(launch, 1.0).replace(f"| {launch.index} |", f"| {launch.index} ({launch.group.role}) |", 1) for launch in launches]
+    lines += ["", *disagg_lines(plan, launches, manifest_name(plan, launches[0].group.framework))]
+    for launch in launches:
+        if launch.blocker:
+            lines.append(f"\n**Group {launch.index} cannot be launched as planned:** {launch.blocker}.")
+        lines += [f"\nGroup {launch.index} note: {note}." for note in launch.notes]
+    return "\n".join(lines)
+
+
 def plan_section(plan: Plan, launches: list[GroupLaunch]) -> str:
     """The Markdown section of one ranked plan."""
     m = plan.metrics
@@ -138,6 +151,8 @@ def plan_section(plan: Plan, launches: list[GroupLaunch]) -> str:
         _TABLE_HEAD,
         "|" + "---|" * _TABLE_HEAD.count(" | ") + "---|",
     ]
+    if plan.kv_transfer is not None and any(g.role for g in plan.groups):
+        return _disagg_section(plan, launches, lines)
     lines += [_group_row(launch, share) for launch, share in zip(launches, shares)]
     lines += ["", _traffic_text(launches, shares), "", "Endpoints for a router or load balancer (node N = the host started with `NODE=N`):"]
     lines += endpoint_lines(launches, shares)

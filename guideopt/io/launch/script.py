@@ -12,6 +12,7 @@ import shlex
 
 from guideopt.io.launch.engines import moe_tp, options_yaml
 from guideopt.io.launch.layout import GroupLaunch, Replica, tpot_text
+from guideopt.io.launch.roles import NODE_ADDRESS_LINE, needs_node_address
 from guideopt.model.gpu import Vendor
 from guideopt.model.launch import MultiNode
 from guideopt.model.plan import Group
@@ -100,6 +101,8 @@ def _header(launch: GroupLaunch) -> list[str]:
         f"# predicted per replica: TTFT {g.metrics.ttft_ms:.0f} ms, TPOT {tpot_text(g.metrics.tpot_ms)}; "
         f"group: {g.metrics.output_throughput_tok_s:.0f} output tok/s, ${g.usd_per_hour:.2f}/h (predictions, not measurements)",
     ]
+    if g.role:
+        lines.append(f"# disaggregated: the {g.role} pool of the plan ({g.replicas} worker(s)); start the other pool and the router too")
     if launch.nodes > 1:
         lines.append(f"# run on each of the group's {launch.nodes} nodes with its node number: ./{launch.script_name} NODE")
     return lines + [f"# NOTE: {note}" for note in launch.notes]
@@ -206,5 +209,18 @@ def render_script(launch: GroupLaunch) -> str:
     if launch.blocker:
         lines += [f"echo {shlex.quote('cannot launch this group as planned: ' + launch.blocker)} >&2", "exit 1"]
         return "\n".join(lines) + "\n"
-    lines += [*_model_lines(launch), "export MODEL", *_options_lines(launch), "", _SUPERVISOR, "", *_body(launch), "", _WAIT_ALL, ""]
+    address = [NODE_ADDRESS_LINE] if needs_node_address(launch.group, launch.framework) else []
+    lines += [
+        *_model_lines(launch),
+        "export MODEL",
+        *address,
+        *_options_lines(launch),
+        "",
+        _SUPERVISOR,
+        "",
+        *_body(launch),
+        "",
+        _WAIT_ALL,
+        "",
+    ]
     return "\n".join(lines)
