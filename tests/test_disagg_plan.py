@@ -117,13 +117,33 @@ def test_aggregated_groups_have_no_role(catalog):
 @pytest.mark.parametrize(
     "args,code,needle",
     [
-        (["--concurrency", "32", "--disaggregated", "allow"], EXIT_BAD_INPUT, "--disaggregated: prefill and decode pools are sized for a request rate"),
+        (
+            ["--concurrency", "32", "--disaggregated", "allow"],
+            EXIT_BAD_INPUT,
+            "--disaggregated: prefill and decode pools are sized for a request rate",
+        ),
         (["--rate", "4", "--disaggregated", "sometimes"], 2, "--disaggregated"),
-        (["--rate", "4", "--disaggregated", "only", "--framework", "fastgen"], EXIT_INFEASIBLE, "disaggregation: no allowed engine version"),
+        (
+            ["--rate", "4", "--disaggregated", "only", "--framework", "fastgen"],
+            EXIT_INFEASIBLE,
+            "disaggregation: no allowed engine version",
+        ),
     ],
 )
 def test_bad_disaggregation_input_is_one_line(args, code, needle):
-    base = ["plan", "--model", "meta-llama/Llama-2-7b-hf", "--budget", "20", "--input-len", "1000", "--output-len", "100", "--gpu", "a100-sxm4-80gb"]
+    base = [
+        "plan",
+        "--model",
+        "meta-llama/Llama-2-7b-hf",
+        "--budget",
+        "20",
+        "--input-len",
+        "1000",
+        "--output-len",
+        "100",
+        "--gpu",
+        "a100-sxm4-80gb",
+    ]
     result = CliRunner().invoke(main, base + args)
     assert result.exit_code == code, result.output
     assert needle in result.output and "Traceback" not in result.output
@@ -131,7 +151,9 @@ def test_bad_disaggregation_input_is_one_line(args, code, needle):
 
 def test_the_file_key_is_checked(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("model: meta-llama/Llama-2-7b-hf\nworkload: {input_len: 1000, output_len: 100, rate_rps: 2}\nbudget: {usd_per_hour: 10}\ndisaggregation: maybe\n")
+    f.write_text(
+        "model: meta-llama/Llama-2-7b-hf\nworkload: {input_len: 1000, output_len: 100, rate_rps: 2}\nbudget: {usd_per_hour: 10}\ndisaggregation: maybe\n"
+    )
     result = CliRunner().invoke(main, ["solve", str(f)])
     assert result.exit_code == EXIT_BAD_INPUT and "disaggregation" in result.output and len(result.output.strip().splitlines()) == 1
 

@@ -92,7 +92,12 @@ def test_bad_rows_keep_their_place_with_an_error():
 
 def test_output_header_is_the_contracts():
     row = {**BASE, "prefill_workers": 1, "decode_workers": 1, "rate_rps": 0.5}
-    text = predict_csv_text(",".join(list(CONTRACT_INPUTS) + list(DISAGG)) + "\n" + ",".join(str(row.get(c, "")) for c in list(CONTRACT_INPUTS) + list(DISAGG)) + "\n")
+    text = predict_csv_text(
+        ",".join(list(CONTRACT_INPUTS) + list(DISAGG))
+        + "\n"
+        + ",".join(str(row.get(c, "")) for c in list(CONTRACT_INPUTS) + list(DISAGG))
+        + "\n"
+    )
     header = text.splitlines()[0].split(",")
     assert header == list(CONTRACT_INPUTS) + list(DISAGG) + list(CONTRACT_OUTPUTS)
 

@@ -61,7 +61,7 @@ def test_catalog_lists_the_length_mixes(client: TestClient) -> None:
 
 def test_page_has_the_stream_controls(client: TestClient) -> None:
     page = client.get("/").text
-    for element_id in ("workload-kind", "rate", "concurrency", "lengths", "percentile", "stream"):
+    for element_id in ("workload-kind", "rate", "concurrency", "lengths", "percentile", "stream", "disaggregation"):
         assert f'id="{element_id}"' in page
     assert client.get("/static/stream.js").status_code == 200
 
@@ -105,3 +105,22 @@ def test_bad_stream_input_is_422_naming_the_field(client: TestClient, workload: 
     assert resp.status_code == 422, resp.text
     body = resp.json()
     assert body["field"] == field and words in body["message"], body
+
+
+def test_disaggregated_plan_through_the_api_matches_the_cli(client: TestClient) -> None:
+    request = {
+        **STREAM_REQUEST,
+        "framework": "vllm-0.33",
+        "disaggregation": "only",
+        "top": 1,
+        "workload": {"rate_rps": 5, "input_len": 3000, "output_len": 200},
+    }
+    body = client.post("/api/plan", json=request).json()
+    args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--rate", "5", "--input-len", "3000", "--output-len", "200", "--budget", "20"]
+    args += ["--gpu", "l4", "--gpu", "l40s", "--ttft-ms", "800", "--tpot-ms", "60", "--percentile", "90", "--top", "1"]
+    args += ["--time-limit-s", "60", "--framework", "vllm-0.33", "--disaggregated", "only", "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert _plans(body) == _plans(json.loads(result.stdout))
+    plan = body["plans"][0]
+    assert [g["role"] for g in plan["groups"]] == ["prefill", "decode"] and plan["kv_transfer"]["bytes_per_request"] > 0

@@ -288,7 +288,7 @@ function showResult(result) {
       const m = g.metrics;
       const tr = el("tr", { "data-rank": plan.rank });
       const cells = {
-        rank: plan.rank, gpu: g.gpu, gpus: g.num_gpus, layout: g.replicas + "× " + layoutText(g),
+        rank: plan.rank, gpu: g.gpu, gpus: g.num_gpus, layout: (g.role ? g.role + " " : "") + g.replicas + "× " + layoutText(g),
         engine: g.framework, dtype: g.dtype, batch: g.batch, split: g.split, usd: usd(plan.usd_per_hour),
         throughput: ranged(g, "output_throughput_tok_s"), ttft: ranged(g, "ttft_ms"), tpot: ranged(g, "tpot_ms"),
         latency: ranged(g, "batch_latency_s"), mem: gb(g.memory.total_per_gpu_gb) + " / " + gb(g.memory.gpu_memory_gb),

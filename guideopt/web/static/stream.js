@@ -10,6 +10,7 @@ const STREAM_FIELD_IDS = {
   "workload.lengths": "lengths",
   "slo.percentile": "percentile",
   "time_limit_s": "time-limit",
+  "disaggregation": "disaggregation",
 };
 const STREAM_PERCENTILES = ["p50", "p90", "p99"];
 
@@ -41,6 +42,8 @@ function streamToRequest(req) {
     delete req.workload.output_len;
     req.workload.lengths = mix;
   }
+  const split = document.getElementById("disaggregation").value;
+  if (split !== "never") req.disaggregation = split;
   delete req.workload.batch;
   req.slo = Object.assign(req.slo || {}, { percentile: Number(document.getElementById("percentile").value) });
   return req;
@@ -66,6 +69,7 @@ function fillStream(req) {
   setValue("ttft", ttft);
   setValue("tpot", tpot);
   setValue("percentile", slo.percentile || ttftP || tpotP || 90);
+  setValue("disaggregation", req.disaggregation || "never");
   applyStreamMode();
 }
 
@@ -117,7 +121,7 @@ function showStream(result) {
       const st = g.stream || {};
       const tr = el("tr", { "data-rank": plan.rank });
       tr.appendChild(el("th", { scope: "row", className: "rank" }, plan.rank));
-      const cells = [g.gpu, perReplica(st.rate_rps_per_replica), perReplica(st.sustainable_rate_rps_per_replica), st.running_cap];
+      const cells = [g.role ? g.gpu + " (" + g.role + ")" : g.gpu, perReplica(st.rate_rps_per_replica), perReplica(st.sustainable_rate_rps_per_replica), st.running_cap];
       for (const p of STREAM_PERCENTILES) cells.push(pair(st, "ttft_ms", p));
       for (const p of STREAM_PERCENTILES) cells.push(pair(st, "tpot_ms", p));
       const meets = plan.stream.simulated_meets_slo;
@@ -130,4 +134,12 @@ function showStream(result) {
   }
   table.appendChild(body);
   box.appendChild(table);
+  for (const plan of plans.filter((p) => p.kv_transfer)) {
+    const kv = plan.kv_transfer;
+    box.appendChild(el("p", { className: "help kv-transfer" }, "Plan " + plan.rank + ": prefill and decode pools; KV hand-over "
+      + fmt(kv.bytes_per_request / 1e6) + " MB per request over " + kv.link + ", " + fmt(kv.ms) + " ms."));
+  }
+  if (result.disaggregation && result.disaggregation.note) {
+    box.appendChild(el("p", { className: "help", id: "disaggregation-note" }, result.disaggregation.note));
+  }
 }
