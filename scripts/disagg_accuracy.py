@@ -44,6 +44,7 @@ from fit_moe_kernels import SYSTEMS  # noqa: E402
 from guideopt.analyses.disagg_deploy import predict_disagg  # noqa: E402
 from guideopt.calibration.labels import model_id  # noqa: E402
 from guideopt.catalog import Catalog, load_catalog  # noqa: E402
+from guideopt.costs.disagg_pools import decode_step_s, prefill_service_s  # noqa: E402
 from guideopt.errors import GuideoptError  # noqa: E402
 from guideopt.model.disagg_request import ROLES, DisaggPredictRequest  # noqa: E402
 from guideopt.model.framework import parse_version, split_version_id  # noqa: E402
@@ -159,9 +160,51 @@ def predict_all(rows: list[dict], cat: Catalog) -> tuple[list[Result], Counter]:
             skipped[f"refused: {re.sub(r'[0-9]+', 'N', str(exc))[:90]}"] += 1
             continue
         measured = {"ttft_ms": float(row["silicon_ttft_ms"]), "tpot_ms": float(row["silicon_tpot_ms"])}
-        extra = {"rate_rps": p.rate_rps, "transfer_ms": p.kv_transfer_ms, "stable": float(p.stable)}
+        extra = {"rate_rps": p.rate_rps, "transfer_ms": p.kv_transfer_ms, **idle_terms(p)}
         results.append(Result(row, req.model, gpu, req.framework, gap, int(req.concurrency or 0), p.metrics, measured, extra))
     return results, skipped
+
+
+def idle_terms(p) -> dict[str, float]:
+    """The prompt's service on one prefill rank, the idle TTFT (service + hand-over + one decode
+    step) and the prefill ranks: what the mechanism table compares the measured TTFT with."""
+    dep = p.deployment
+    service_ms = float(prefill_service_s(dep.arch, dep.opts.prefill, dep.lengths.input_len[None, :])[0, 0]) * 1e3
+    step_ms = float(decode_step_s(dep.arch, dep.opts.decode, 1.0, float(dep.lengths.input_len[0]))[0]) * 1e3
+    return {"service_ms": service_ms, "idle_ttft_ms": service_ms + p.kv_transfer_ms + step_ms, "ranks": float(dep.opts.prefill_workers[0])}
+
+
+def mechanism_table(results: list[Result]) -> list[str]:
+    """Measured TTFT against the idle TTFT and against a lockstep bound, by clients per prefill rank."""
+    lines = [
+        "## Where the TTFT error comes from",
+        "",
+        "By clients per prefill rank (C / x, x = prefill workers × their attention-DP ranks): the measured TTFT over",
+        "guideopt's idle TTFT (one prompt's prefill + KV hand-over + one decode step, no queueing); guideopt's TTFT over",
+        "the measured; and a lockstep bound over the measured, where all C clients submit together each wave (fixed",
+        "OSL keeps them in step) and each prefill rank serves its ⌈C/x⌉ prompts one after another: mean TTFT =",
+        "service × (⌈C/x⌉ + 1)/2 + hand-over + one step.",
+        "",
+        "| C / x | rows | measured / idle TTFT | guideopt / measured | lockstep bound / measured | lockstep bound median error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lo, hi in ((0, 1), (1, 4), (4, 16), (16, 64), (64, float("inf"))):
+        rs = [r for r in results if lo < r.concurrency / r.extra["ranks"] <= hi + 1e-9]
+        if not rs:
+            continue
+        idle = [r.measured["ttft_ms"] / r.extra["idle_ttft_ms"] for r in rs]
+        lock = [(_lockstep_ms(r)) / r.measured["ttft_ms"] for r in rs]
+        ratio = [r.ratio("ttft_ms") for r in rs]
+        lines.append(
+            f"| ({lo}, {hi}] | {len(rs)} | {statistics.median(idle):.2f} | {statistics.median(ratio):.2f} | "
+            f"{statistics.median(lock):.2f} | {statistics.median(abs(v - 1) for v in lock):.0%} |"
+        )
+    return [*lines, ""]
+
+
+def _lockstep_ms(r: Result) -> float:
+    waves = np.ceil(r.concurrency / r.extra["ranks"])
+    return r.extra["service_ms"] * (waves + 1) / 2 + r.extra["idle_ttft_ms"] - r.extra["service_ms"]
 
 
 def summary(rs: list[Result], metric: str) -> str:
@@ -226,7 +269,11 @@ def markdown(results: list[Result], skipped: Counter, choice: list[str], seconds
     ]
     for title, key in BREAKDOWNS:
         lines += breakdown(results, title, key)
-    return "\n".join(lines + choice) + "\n"
+    return "\n".join(lines + mechanism_table(results) + MECHANISMS + choice) + "\n"
+
+
+MECHANISMS_FILE = ROOT / "scripts" / "disagg_mechanisms.md"
+MECHANISMS = MECHANISMS_FILE.read_text().splitlines() + [""] if MECHANISMS_FILE.exists() else []
 
 
 def main() -> None:

@@ -188,3 +188,14 @@ def test_the_analytic_model_agrees_with_the_two_pool_simulator(catalog, workload
     for metric, keys, tolerance in (("ttft_ms", ("mean", "p50", "p90"), 0.25), ("tpot_ms", ("mean", "p90"), 0.15)):
         for key in keys:
             assert analytic[metric][key] == pytest.approx(simulated[metric][key], rel=tolerance), (metric, key)
+
+
+def test_only_says_what_the_aggregated_plan_gives(catalog):
+    args = ["plan", "--model", "meta-llama/Llama-2-7b-hf", "--budget", "3", "--rate", "6", "--input-len", "200", "--output-len", "400"]
+    args += ["--ttft-ms", "200", "--tpot-ms", "40", "--gpu", "l4", "--gpu", "a100-sxm4-80gb"]
+    only = CliRunner().invoke(main, [*args, "--disaggregated", "only"])
+    assert only.exit_code == EXIT_INFEASIBLE and "prompts shorter than their outputs" in only.output
+    aggregated = CliRunner().invoke(main, [*args, "--json"])
+    assert aggregated.exit_code == 0, aggregated.output
+    cost = json.loads(aggregated.stdout)["plans"][0]["usd_per_hour"]
+    assert f"the best aggregated plan costs ${cost:.2f}/h" in only.output

@@ -56,7 +56,7 @@ def compare_roles(req: PlanRequest, cands: Candidates, feasible: np.ndarray, n_a
     return out
 
 
-def only_disagg(req: PlanRequest, cands: Candidates, feasible: np.ndarray, n_agg: int, engines_able: bool) -> None:
+def only_disagg(req: PlanRequest, cands: Candidates, feasible: np.ndarray, n_agg: int, engines_able: bool, short_prompts: bool) -> None:
     """``disaggregation: only`` found no disaggregated candidate: raise saying why, and what
     aggregated plans give (``feasible``: the aggregated candidates', the first ``n_agg``)."""
     feasible = np.concatenate([feasible, np.zeros(len(cands) - feasible.size, dtype=bool)])  # the disaggregated part: none feasible
@@ -74,8 +74,8 @@ def only_disagg(req: PlanRequest, cands: Candidates, feasible: np.ndarray, n_agg
         if a is not None
         else ""
     )
+    why = " (prompts shorter than their outputs gain little from a prefill pool of their own)" if short_prompts else ""
     raise NoFeasiblePlanError(
-        "disaggregation: no prefill and decode pools meet the SLOs within the budget and limits "
-        f"(short prompts gain little from a KV hand-over){tail}",
+        f"disaggregation: no prefill and decode pools meet the SLOs within the budget and limits{why}{tail}",
         ["disaggregation", "budget.usd_per_hour"],
     )

@@ -113,7 +113,14 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
             full = build_stream_space(req, cat, gpus, prices)
             agg = stream_candidates(req, full, bounds)
             able = any(fw.capabilities.disaggregation for fw in space.table.space.frameworks)
-            only_disagg(req, concat_candidates(agg, cands.take(np.arange(n_agg, len(cands)))), satisfied(agg, bounds), len(agg), able)
+            only_disagg(
+                req,
+                concat_candidates(agg, cands.take(np.arange(n_agg, len(cands)))),
+                satisfied(agg, bounds),
+                len(agg),
+                able,
+                space.lengths.mean_input < space.lengths.mean_output,
+            )
         feasible[:n_agg] = False
     clock.lap("candidates")
     if not feasible.any():  # explain from every option, none skipped by the cheapest-first pricing

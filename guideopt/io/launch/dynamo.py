@@ -143,7 +143,9 @@ def render_dgd(plan: Plan, prefill: GroupLaunch, decode: GroupLaunch, catalog: C
     """The DGD manifest (with a comment header), or only the header when the plan cannot run on Dynamo here."""
     fw = prefill.framework
     fam = family(fw)
-    head = [f"# guideopt Kubernetes manifest: plan rank {plan.rank}, disaggregated; {fw.name} {fw.launch.version} under NVIDIA Dynamo {DYNAMO_VERSION}"]
+    head = [
+        f"# guideopt Kubernetes manifest: plan rank {plan.rank}, disaggregated; {fw.name} {fw.launch.version} under NVIDIA Dynamo {DYNAMO_VERSION}"
+    ]
     why = prefill.blocker or decode.blocker
     if why or fam not in DYNAMO_FAMILIES:
         head.append(f"# not written: {why or f'{fw.name} is not emitted as a Dynamo graph here'}")

@@ -135,7 +135,10 @@ def disagg_lines(plan: Plan, launches: list[GroupLaunch], manifest: str) -> list
     ]
     for title, launch in (("Prefill pool", prefill), ("Decode pool", decode)):
         g = launch.group
-        lines += ["", f"{title}: group {launch.index}, {g.replicas} worker(s) of {g.tp * g.attention_dp * g.pp} x {g.gpu}, `{launch.script_name}`:"]
+        lines += [
+            "",
+            f"{title}: group {launch.index}, {g.replicas} worker(s) of {g.tp * g.attention_dp * g.pp} x {g.gpu}, `{launch.script_name}`:",
+        ]
         for r in launch.replicas:
             extra = f", bootstrap port {bootstrap_port(r.slot)}" if family(launch.framework) == "sglang" and g.role == "prefill" else ""
             lines.append(f"- worker {r.index}: `http://<{g.role}-node{r.nodes[0]}>:{r.port}`{extra}")
