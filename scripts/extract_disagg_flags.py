@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from extract_engine_flags import OUT_DIR, class_fields, literal_values, read_member, version_of  # noqa: E402
+from extract_engine_flags import OUT_DIR, class_fields, literal_values, read_member, version_of
 
 SCHEMA_OUT = OUT_DIR.parent / "dynamo-dgd-v1beta1.schema.json"
 DGD_CLASSES = ("DgdModel", "Container", "PodSpec", "PodTemplate", "MultinodeConfig", "Component", "Spec", "Metadata", "Config")
