@@ -12,8 +12,8 @@ from click.testing import CliRunner
 import guideopt.solver.disagg_space as disagg_space
 from guideopt import api
 from guideopt.cli import main
-from guideopt.errors import NoFeasiblePlanError
 from guideopt.costs.disagg import disagg_stream_metrics
+from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.request import PlanRequest
 from guideopt.solver.disagg_plan import disagg_table
 from guideopt.solver.disagg_space import disagg_options, pairs_of
