@@ -185,7 +185,10 @@ def stream_lines(result: PlanResult) -> list[str]:
         parts = [f"plan {p.rank}: {load} (sustains {s['sustainable_load']:.1f} {s['sustainable_unit']})"]
         if p.kv_transfer:  # one stream for both pools: its percentiles once, and the hand-over
             kv = p.kv_transfer
-            parts.append(f"KV hand-over {kv['bytes_per_request'] / 1e6:.1f} MB per request over {kv['link']}, {kv['ms']:.1f} ms")
+            wire = f" ({kv['wire_ms']:.1f} ms on the wire, overlapped with the prompt)" if kv.get("wire_ms", 0) > kv["ms"] else ""
+            parts.append(
+                f"KV hand-over {kv['bytes_per_request'] / 1e6:.1f} MB per request over {kv['link']}: {kv['ms']:.1f} ms after the prompt{wire}"
+            )
         for g in p.groups[:1] if p.kv_transfer else p.groups:
             stream = g.stream or {}
             for metric in ("ttft_ms", "tpot_ms"):

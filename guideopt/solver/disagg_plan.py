@@ -25,7 +25,7 @@ from guideopt.solver.disagg_compare import DISAGG_SOURCE
 from guideopt.solver.disagg_space import LINKS, DisaggTable, disagg_roles, pair_shapes, size_groups
 from guideopt.solver.stream_extract import analytic_block, percentiles_wanted
 from guideopt.solver.stream_options import StreamSpace
-from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MS_PER_S, ROUNDING_EPS
+from guideopt.units import BYTES_PER_S_PER_GB_S, DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MS_PER_S, ROUNDING_EPS
 
 UNSTABLE_US = np.iinfo(np.int64).max // 4
 
@@ -112,7 +112,13 @@ def disagg_plan_of(req: PlanRequest, space: StreamSpace, dt: DisaggTable, k: int
         usd_per_hour=round(sum(g.usd_per_hour for g in groups), 4),
         metrics=metrics,
         groups=groups,
-        kv_transfer={"bytes_per_request": round(kv_bytes), "link": LINKS[int(dt.link[k])], "ms": transfer_ms},
+        kv_transfer={
+            "bytes_per_request": round(kv_bytes),
+            "link": LINKS[int(dt.link[k])],
+            "ms": transfer_ms,  # what TTFT pays after the prompt (layer-wise streaming hides the rest)
+            "wire_ms": kv_bytes / (float(sub.kv_link_gb_s[0]) * BYTES_PER_S_PER_GB_S) * MS_PER_S,  # the link's time for the bytes
+            "link_gb_s": float(sub.kv_link_gb_s[0]),
+        },
         stream={
             "rate_rps": req.workload.rate_rps,
             "concurrency": None,
