@@ -65,7 +65,9 @@ def agg_runs(e2e: Path, cat: Catalog, keys: set[tuple[str, str, str, str]]) -> l
             continue
         gpus = int(r.get("num_gpus") or r.get("tp", 1))
         key = (r["model"], r["gpu"], str(r["input_len"]), str(r["output_len"]))
-        runs.append(AggRun(key, gpus, int(r["concurrency"]), measured[k], {"ttft_ms": m.ttft_ms, "tpot_ms": m.tpot_ms}))
+        runs.append(
+            AggRun(key, gpus, int(r["concurrency"]), measured[k], {"ttft_ms": float(m.ttft_ms or 0.0), "tpot_ms": float(m.tpot_ms or 0.0)})
+        )
     return runs
 
 
@@ -102,7 +104,10 @@ def choice_table(results: list, runs: list[AggRun]) -> list[str]:
 
 def _gpus(r) -> int:
     row = r.row
-    return sum(int(row[f"{role}_num_workers"]) * int(row[f"{role}_tp_size"]) * int(row[f"{role}_attention_dp_size"] or 1) for role in ("prefill", "decode"))
+    return sum(
+        int(row[f"{role}_num_workers"]) * int(row[f"{role}_tp_size"]) * int(row[f"{role}_attention_dp_size"] or 1)
+        for role in ("prefill", "decode")
+    )
 
 
 def _choice_markdown(counts: dict[tuple, list[int]], by_key: dict[tuple, list[AggRun]]) -> list[str]:
@@ -119,5 +124,7 @@ def _choice_markdown(counts: dict[tuple, list[int]], by_key: dict[tuple, list[Ag
         lines.append(f"| {key[0]} | {key[1]} | {key[2]}/{key[3]} | {len(by_key[key])} | {n} | {better} | {agree} ({agree / n:.0%}) |")
         total = [total[0] + n, total[1] + agree, total[2] + better]
     if total[0]:
-        lines.append(f"| **all** | | | {sum(len(by_key[k]) for k in counts)} | {total[0]} | {total[2]} | {total[1]} ({total[1] / total[0]:.0%}) |")
+        lines.append(
+            f"| **all** | | | {sum(len(by_key[k]) for k in counts)} | {total[0]} | {total[2]} | {total[1]} ({total[1] / total[0]:.0%}) |"
+        )
     return [*lines, ""]
