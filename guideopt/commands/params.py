@@ -48,3 +48,19 @@ def layout_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ):
         func = option(func)
     return func
+
+
+def disagg_role_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The disaggregated deployment flags of ``simulate`` (``predict --csv``'s disaggregated columns)."""
+    helps = {
+        "workers": "workers (replicas) in the {role} pool",
+        "tp": "TP of each {role} worker (default 1)",
+        "attention-dp": "attention-DP ranks of each {role} worker (default 1)",
+        "moe-ep": "expert-parallel ranks of each {role} worker (default 1)",
+    }
+    for role in ("decode", "prefill"):
+        for name in reversed(helps):
+            func = click.option(f"--{role}-{name}", type=int, default=None, help="Disaggregated: " + helps[name].format(role=role) + ".")(
+                func
+            )
+    return func

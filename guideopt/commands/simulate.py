@@ -9,7 +9,7 @@ import click
 from pydantic import ValidationError
 
 from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
-from guideopt.commands.params import layout_options
+from guideopt.commands.params import disagg_role_options, layout_options
 from guideopt.errors import InvalidRequestError
 
 PROGRESS_MIN_REQUESTS = 20_000  # below this a run takes well under a second: no bar
@@ -44,6 +44,7 @@ POSITIVE_COUNTS += ("replicas", "attention_dp", "moe_tp", "moe_ep")
 @click.option("--dtype", default=None, help="Weight precision (default: the checkpoint's, e.g. fp8 for DeepSeek-R1; else fp16).")
 @click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
 @layout_options
+@disagg_role_options
 @click.option(
     "--running-cap", type=int, default=None, help="Max running requests per engine rank (vLLM max_num_seqs; default: the engine's)."
 )
@@ -73,6 +74,7 @@ def simulate(**kw) -> None:
     from guideopt.io.simulation import plot_simulation, simulation_text
     from guideopt.io.traces import read_trace
 
+    roles = _roles(kw)
     request, trace_path = _request(kw)
     catalog = catalog_with(kw.pop("calibration_file", None))  # the overlay a calibrated plan was made with
     trace = None
@@ -80,6 +82,9 @@ def simulate(**kw) -> None:
         context = catalog.model(kw["model"]).max_position_embeddings
         tr = read_trace(trace_path, max_context=context)
         trace = (tr.input_len, tr.output_len, tr.arrival_s)
+    if roles:
+        _simulate_disagg(request, roles, trace, catalog, kw)
+        return
     total = len(trace[0]) if trace else request.workload.num_requests
     if total >= PROGRESS_MIN_REQUESTS and not kw["as_json"]:
         with click.progressbar(length=total, label="simulating", file=sys.stderr) as bar:
@@ -100,6 +105,42 @@ def simulate(**kw) -> None:
         click.echo(simulation_text(sim))
         if kw["plot_path"]:
             click.echo(f"chart: {kw['plot_path']}")
+
+
+ROLE_KEYS = tuple(f"{role}_{f}" for role in ("prefill", "decode") for f in ("workers", "tp", "attention_dp", "moe_ep"))
+
+
+def _roles(kw: dict) -> dict[str, int]:
+    """The disaggregated deployment's flags (none: an aggregated simulation)."""
+    roles = {k: kw.pop(k) for k in ROLE_KEYS}
+    given = {k: v for k, v in roles.items() if v is not None}
+    if not given:
+        return {}
+    for key, value in given.items():
+        if value <= 0:
+            raise InvalidRequestError(f"--{key.replace('_', '-')}: must be > 0 (got {value})")
+    for key in ("prefill_workers", "decode_workers"):
+        if key not in given:
+            raise InvalidRequestError(f"--{key.replace('_', '-')}: a disaggregated deployment needs both pools (give it)")
+    for flag in ("tp", "pp", "replicas", "attention_dp", "moe_tp", "moe_ep", "running_cap"):
+        if kw.get(flag) not in (None, 1):  # 1: the aggregated flags' defaults
+            raise InvalidRequestError(
+                f"--{flag.replace('_', '-')}: a disaggregated deployment takes each pool's layout (--prefill-tp, --decode-tp, ...)"
+            )
+    return given
+
+
+def _simulate_disagg(request, roles: dict[str, int], trace, catalog, kw: dict) -> None:
+    from guideopt.analyses.simulate_disagg import run_disagg_simulation
+    from guideopt.io.simulation import disagg_simulation_text
+
+    if kw["plot_path"]:
+        raise InvalidRequestError("--plot: not drawn for a disaggregated deployment yet (drop --plot)")
+    sim = run_disagg_simulation(request, roles, trace, catalog)
+    if kw["as_json"]:
+        echo_json(sim.as_dict())
+    else:
+        click.echo(disagg_simulation_text(sim))
 
 
 def _request(kw: dict):

@@ -52,6 +52,41 @@ def simulation_text(sim: Simulation) -> str:
     return "\n".join([head, "", body, "", *tail])
 
 
+def disagg_simulation_text(sim) -> str:
+    """A disaggregated deployment's simulation (``analyses/simulate_disagg.py``), as ``simulation_text``."""
+    d = sim.as_dict()
+    rep, ana = d["simulated"], d["analytic"]["metrics"]
+    pools = ", ".join(
+        f"{role} {r['workers']} x (tp={r['tp']}, attention_dp={r['attention_dp']}, moe_ep={r['moe_ep']})"
+        for role, r in d["disaggregated"].items()
+    )
+    kv = d["kv_transfer"]
+    head = (
+        f"{d['model']} on {d['num_gpus']} {d['gpu']} ({d['framework']}, {d['dtype']}), disaggregated: {pools}; rate {d['rate_rps']:g} req/s\n"
+        f"KV hand-over over {kv['link']}: {kv['ms_mean']:.1f} ms after the prompt on average; "
+        f"sustainable rate (analytic) {d['sustainable_rate_rps']:.2f} req/s"
+    )
+    pct_keys = [k for k in rep["metrics"]["ttft_ms"] if k != "mean"]
+    rows = []
+    for metric in ("ttft_ms", "tpot_ms", "e2e_ms", "queue_ms"):
+        sim_m, ana_m = rep["metrics"][metric], ana[metric]
+        rows.append([metric, "simulated", *[sim_m[k] if sim_m[k] is not None else "-" for k in ("mean", *pct_keys)]])
+        stable = d["analytic"]["stable"]
+        rows.append(
+            [
+                "",
+                "analytic",
+                *([ana_m["mean"], *[ana_m.get(k, float("nan")) for k in pct_keys]] if stable else ["unstable"] * (1 + len(pct_keys))),
+            ]
+        )
+    tail = [
+        f"requests {rep['requests']:,} over {rep['duration_s']:.1f} s: {rep['request_throughput_rps']:.2f} req/s, {rep['output_throughput_tok_s']:,.0f} output tok/s"
+    ]
+    if rep["goodput_rps"] is not None:
+        tail.append(f"goodput {rep['goodput_rps']:.2f} req/s ({rep['slo_attainment']:.1%} of requests meet every SLO)")
+    return "\n".join([head, "", table(["metric", "model", "mean", *pct_keys], rows), "", *tail])
+
+
 def plot_simulation(sim: Simulation, path: str | os.PathLike[str]) -> Path:
     """Queue length, running requests, KV-cache use and token throughput over time."""
     target = check_plot_path(path)

@@ -49,13 +49,17 @@ def verify_plan(req: PlanRequest, space: StreamSpace, row: int, replicas: int) -
 
 def engine_of(space: StreamSpace, row: int) -> tuple[EngineSpec, StepTable]:
     """Option ``row``'s scheduler settings and step table (one attention-DP rank)."""
-    t = space.table
-    fw = t.space.frameworks[int(t.fw_idx[row])]
-    cap = int(space.options.running_cap[row])
-    budget = int(t.split[row])
-    engine = EngineSpec(cap, budget, fw.chunked_prefill, int(t.memory.kv_tokens[row]), fw.kv_block_tokens, kv_policy(fw.calibration_id))
-    opts = space.options.take(np.array([row]))
-    steps = StepTable.build(space.arch, opts.cfg, opts.hw, cap=cap, budget=budget, max_context=space.lengths.max_total, pp=int(t.pp[row]))
+    return engine_for(space.arch, space.table, space.options, row, space.lengths.max_total)
+
+
+def engine_for(arch, table, options, row: int, max_context: int) -> tuple[EngineSpec, StepTable]:
+    """Row ``row`` of an option ``table`` (its stream ``options``): scheduler settings and step table."""
+    fw = table.space.frameworks[int(table.fw_idx[row])]
+    cap = int(options.running_cap[row])
+    budget = int(table.split[row])
+    engine = EngineSpec(cap, budget, fw.chunked_prefill, int(table.memory.kv_tokens[row]), fw.kv_block_tokens, kv_policy(fw.calibration_id))
+    opts = options.take(np.array([row]))
+    steps = StepTable.build(arch, opts.cfg, opts.hw, cap=cap, budget=budget, max_context=max_context, pp=int(table.pp[row]))
     return engine, steps
 
 
