@@ -75,6 +75,7 @@ def main() -> None:
         links=fit_links(catalog, args.data / "kernels.csv", prior.links),
         frameworks=dict(prior.frameworks),
         moe=prior.moe,  # fitted on MoE kernel tables by scripts/fit_moe_kernels.py
+        disaggregation=prior.disaggregation,  # fitted on disaggregated runs by scripts/fit_disagg.py
     )
     print("stage 1: devices", sorted(gpus))
     if not args.skip_e2e:

@@ -199,3 +199,20 @@ def test_only_says_what_the_aggregated_plan_gives(catalog):
     assert aggregated.exit_code == 0, aggregated.output
     cost = json.loads(aggregated.stdout)["plans"][0]["usd_per_hour"]
     assert f"the best aggregated plan costs ${cost:.2f}/h" in only.output
+
+
+@pytest.mark.parametrize("rate,tpot", [(6.0, 40), (20.0, 25), (2.0, 15)])
+def test_decode_counts_are_the_fewest_the_pool_model_accepts(catalog, rate, tpot):
+    """The closed-form count per decode worker equals a scan over counts with the pool model."""
+    from guideopt.costs.disagg_pools import decode_pool
+
+    req = _req(workload={**SMALL["workload"], "rate_rps": rate}, slo={"ttft_ms": 5000, "tpot_ms": tpot})
+    space = _space(req, catalog)
+    rows = np.arange(len(space.table))
+    counts = disagg_space._decode_counts(req, space, rows, rate, np.ones(rows.size))
+    scan = np.zeros(rows.size, dtype=np.int64)
+    opts, dp = space.options.take(rows), space.table.dp[rows]
+    for n in range(disagg_space.MAX_WORKERS_PER_ROLE, 0, -1):
+        pool = decode_pool(space.arch, opts, space.lengths, rate / (n * dp))
+        scan = np.where(pool.stable & (pool.step_s <= tpot / 1000.0), n, scan)
+    assert (scan > 0).any() and np.array_equal(counts, scan)

@@ -14,6 +14,11 @@ turned into the rate at which Little's law holds, C = λ × mean E2E(λ), found 
 the analytic model over [0, the largest rate both pools sustain): E2E grows with λ, so the
 root is unique. The open-loop waits at that rate stand in for the closed loop's (a closed
 loop never has more than C requests inside, so near saturation they overstate its queueing).
+Clients that start together with one fixed length finish and send again together, so a
+prompt also waits behind the other prompts of its wave on its prefill rank
+(``costs.disagg_pools.wave_wait_s``); ``Calibration.disagg_lockstep_share`` of that wait (the
+clients drift out of step) is added to TTFT and E2E, in the Little's-law solve as well.
+Open-loop rates (and the planner) see no wave.
 
 Reported (the contract's columns): TTFT and TPOT means (and their percentiles), mean E2E as
 ``batch_latency_s``, whole-deployment throughputs at the rate, and the larger per-GPU memory
@@ -34,7 +39,7 @@ from guideopt.catalog import Catalog
 from guideopt.costs.disagg import disagg_max_rate, disagg_stream_metrics, kv_bytes_per_prompt_token
 from guideopt.costs.disagg_kv import kv_link, kv_transfer_s
 from guideopt.costs.disagg_options import DisaggOptions
-from guideopt.costs.disagg_pools import prefill_service_s
+from guideopt.costs.disagg_pools import prefill_service_s, wave_wait_s
 from guideopt.costs.lengths import LengthTable, fixed_lengths
 from guideopt.costs.rows import memory_breakdown
 from guideopt.costs.stream import StreamMetrics, StreamOptions
@@ -62,6 +67,7 @@ class Deployment:
     lengths: LengthTable
     tables: dict[str, OptionTable]  # per role: its one-row option table
     nvlink: bool  # the KV crosses NVLink (else the scale-out NIC)
+    wave_share: float = 0.0  # share of the closed-loop wave wait added to TTFT (Calibration.disagg_lockstep_share)
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ def build_deployment(req: DisaggPredictRequest, cat: Catalog) -> Deployment:
         role: stream_options(t, effective_caps(t, cap, lengths) if role == "decode" else cap, cat.calibration) for role, t in tables.items()
     }
     opts, nvlink = _disagg_options(req, arch, options, lengths, cat)
-    return Deployment(req, arch, opts, lengths, tables, nvlink)
+    return Deployment(req, arch, opts, lengths, tables, nvlink, cat.calibration.disagg_lockstep_share)
 
 
 def _role_request(req: DisaggPredictRequest, role: str) -> CapacityRequest:
@@ -136,7 +142,15 @@ def _disagg_options(req, arch, options: dict[str, StreamOptions], lengths, cat: 
     gpu, fw = cat.gpu(req.gpu), cat.framework(req.framework)
     dp = {r: int(getattr(req, f"{r}_attention_dp")) for r in ROLES}
     rank_gpus = {r: req.worker_gpus(r) // dp[r] for r in ROLES}  # tp: a rank's KV shards
-    nvlink, bw, latency = kv_link([gpu], [gpu], [rank_gpus["prefill"]], [rank_gpus["decode"]], [req.total_gpus], cat.links.network)
+    nvlink, bw, latency = kv_link(
+        [gpu],
+        [gpu],
+        [rank_gpus["prefill"]],
+        [rank_gpus["decode"]],
+        [req.total_gpus],
+        cat.links.network,
+        cat.calibration.disaggregation.handoff_s,
+    )
     element = np.asarray(options["prefill"].cfg.kv_bytes, dtype=float).reshape(-1)[:1]
     opts = DisaggOptions(
         prefill=options["prefill"],
@@ -151,15 +165,22 @@ def _disagg_options(req, arch, options: dict[str, StreamOptions], lengths, cat: 
     return opts, bool(nvlink[0])
 
 
+def closed_loop_wave_s(dep: Deployment, clients: float) -> float:
+    """What a closed-loop prompt waits behind its wave: the share of ``wave_wait_s`` (seconds)."""
+    ranks = dep.opts.prefill_workers
+    return dep.wave_share * float(wave_wait_s(dep.arch, dep.opts.prefill, ranks, dep.lengths.input_len[None, :], clients)[0, 0])
+
+
 def closed_loop_rate(dep: Deployment, clients: float) -> float:
-    """The rate at which ``clients`` closed-loop clients are all inside: C = λ × mean E2E(λ)
-    (bisection in ``SEARCH_ROUNDS`` rounds of ``SEARCH_POINTS`` rates each)."""
+    """The rate at which ``clients`` closed-loop clients are all inside: C = λ × (mean E2E(λ) +
+    the wave wait) (bisection in ``SEARCH_ROUNDS`` rounds of ``SEARCH_POINTS`` rates each)."""
     lo, hi = 0.0, float(disagg_max_rate(dep.arch, dep.opts, dep.lengths)[0]) * EDGE
+    wave_ms = closed_loop_wave_s(dep, clients) * MS_PER_S
     many = dep.opts.take(np.zeros(SEARCH_POINTS, dtype=np.int64))
     for _ in range(SEARCH_ROUNDS):
         rates = lo + (hi - lo) * np.arange(1, SEARCH_POINTS + 1) / SEARCH_POINTS
         m = disagg_stream_metrics(dep.arch, many, dep.lengths, rates, percentiles=())
-        inside = rates * m.e2e_ms.mean / MS_PER_S
+        inside = rates * (m.e2e_ms.mean + wave_ms) / MS_PER_S
         above = np.nonzero(inside >= clients)[0]
         k = int(above[0]) if above.size else SEARCH_POINTS - 1
         lo, hi = (float(rates[k - 1]) if k > 0 else lo), float(rates[k])
@@ -169,12 +190,14 @@ def closed_loop_rate(dep: Deployment, clients: float) -> float:
 def predict_disagg(req: DisaggPredictRequest, cat: Catalog) -> DisaggPrediction:
     """The deployment's metrics at its load (see the module docstring)."""
     dep = build_deployment(req, cat)
-    rate = float(req.rate_rps) if req.rate_rps is not None else closed_loop_rate(dep, float(req.concurrency or 0))
+    closed = req.rate_rps is None
+    rate = closed_loop_rate(dep, float(req.concurrency or 0)) if closed else float(req.rate_rps or 0.0)
     m = disagg_stream_metrics(dep.arch, dep.opts, dep.lengths, np.array([rate]), percentiles=REPORTED_PERCENTILES)
-    e2e_s = float(m.e2e_ms.mean[0]) / MS_PER_S
+    wave_ms = closed_loop_wave_s(dep, float(req.concurrency or 0)) * MS_PER_S if closed else 0.0
+    e2e_s = (float(m.e2e_ms.mean[0]) + wave_ms) / MS_PER_S
     inp, out = float(req.input_len), float(req.output_len)
     metrics = {
-        "ttft_ms": float(m.ttft_ms.mean[0]),
+        "ttft_ms": float(m.ttft_ms.mean[0]) + wave_ms,
         "tpot_ms": float(m.tpot_ms.mean[0]) if req.output_len > 1 else 0.0,
         "batch_latency_s": e2e_s,
         "decode_throughput_tok_s": rate * max(out - 1.0, 0.0),
@@ -183,7 +206,8 @@ def predict_disagg(req: DisaggPredictRequest, cat: Catalog) -> DisaggPrediction:
         "prefill_throughput_tok_s": rate * inp,
         "mem_per_gpu_gb": _mem_per_gpu_gb(dep, m),
     }
-    pcts = {k: {p: float(v[0]) for p, v in getattr(m, k).percentiles.items()} for k in ("ttft_ms", "tpot_ms", "e2e_ms")}
+    shift = {"ttft_ms": wave_ms, "tpot_ms": 0.0, "e2e_ms": wave_ms}  # the wave moves every percentile alike (mean shift)
+    pcts = {k: {p: float(v[0]) + shift[k] for p, v in getattr(m, k).percentiles.items()} for k in shift}
     return DisaggPrediction(dep, rate, rate * e2e_s, metrics, pcts, transfer_ms(dep), bool(m.stable[0]))
 
 

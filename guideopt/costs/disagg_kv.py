@@ -15,7 +15,8 @@ Time per request, per option × length bucket:
                                                        keeps up (only the last layer's share
                                                        is left) or lags by what it cannot hide
   relayout = 2·head-split bytes / (tp_d·pp_d · HBM B/s of the decode GPU)   when TP differs
-  transfer = latency + exposed + relayout
+  transfer = latency + exposed + relayout                latency: the link's, plus the fitted
+                                                       per-request hand-off cost (``kv_link``)
 
 The re-layout is a physical stand-in for the KV layout conversion a connector does when
 the two roles split the KV heads differently (vLLM's NIXL connector for heterogeneous TP,
@@ -107,8 +108,14 @@ def kv_transfer_s(arch: ModelArch, prompt_tokens, opts: DisaggOptions, prefill_s
     return opts.column("kv_link_latency_s") + exposed + relayout_s(arch, kv, opts)
 
 
-def kv_link(gpus_p: Sequence[Gpu], gpus_d: Sequence[Gpu], rank_gpus_p, rank_gpus_d, group_gpus, network: NetworkLink):
+def kv_link(
+    gpus_p: Sequence[Gpu], gpus_d: Sequence[Gpu], rank_gpus_p, rank_gpus_d, group_gpus, network: NetworkLink, handoff_s: float = 0.0
+):
     """(on NVLink, GB/s, latency s) of each group's KV hand-over, per group.
+
+    Latency: the network's small-message latency plus ``handoff_s``, the fixed cost of
+    handing a request from one pool to the other (``Calibration.disaggregation.handoff_s``:
+    router hop, transfer setup and handshake, the decode side's scheduling), on any link.
 
     ``gpus_p``/``gpus_d``: each group's prefill and decode GPU type; ``rank_gpus_*``: GPUs of
     one worker rank (tp·pp: its KV shards, each sent by its own GPU); ``group_gpus``: all the
@@ -122,4 +129,4 @@ def kv_link(gpus_p: Sequence[Gpu], gpus_d: Sequence[Gpu], rank_gpus_p, rank_gpus
     nic_p, nic_d = (np.array([g.scale_out_nic_gb_s_per_gpu or network.bw_gb_s for g in gs], dtype=float) for gs in (gpus_p, gpus_d))
     shards = np.minimum(np.asarray(rank_gpus_p, dtype=float), np.asarray(rank_gpus_d, dtype=float))
     bw = np.where(nvlink, link_bw, np.minimum(nic_p, nic_d)) * shards
-    return nvlink, bw, np.full(same.size, network.latency_us / 1e6)
+    return nvlink, bw, np.full(same.size, network.latency_us / 1e6 + handoff_s)

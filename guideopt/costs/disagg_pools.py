@@ -59,6 +59,37 @@ def prefill_service_s(arch: ModelArch, opts: StreamOptions, prompt_tokens) -> np
     return steps[0] + (passes - 1.0) * steps[1]
 
 
+def wave_wait_s(arch: ModelArch, opts: StreamOptions, ranks, prompt_tokens, clients) -> np.ndarray:
+    """Mean wait of a prompt behind the other prompts of its wave on its prefill rank, when all
+    ``clients`` send at once and are spread over ``ranks`` (per option × bucket).
+
+    A rank gets n = C / ranks prompts and prefills as many whole prompts per pass as its token
+    budget takes (w = max(⌊budget / I⌋, 1)): P = ⌈n / w⌉ passes of n / P prompts each, the
+    prompt of pass j done after j passes, so the mean completion is (P + 1)/2 passes; the wait
+    is that less one prompt alone (``prefill_service_s``). One prompt per pass (w = 1, and
+    every prompt longer than the budget): (n − 1)/2 prompts ahead."""
+    cfg, hw = _columns(opts)
+    inp = np.asarray(prompt_tokens, dtype=float)
+    budget = np.asarray(opts.token_budget, dtype=float).reshape(-1, 1)
+    n = np.asarray(clients, dtype=float).reshape(-1, 1) / np.asarray(ranks, dtype=float).reshape(-1, 1)
+    whole = np.maximum(np.floor(budget / inp), 1.0)
+    passes = np.maximum(np.ceil(n / whole - 1e-9), 1.0)
+    per_pass = n / passes
+    alone = prefill_service_s(arch, opts, inp)
+    packed = mixed_step_s(
+        arch,
+        cfg,
+        hw,
+        decodes=0.0,
+        decode_kv_tokens=0.0,
+        prefill_tokens=per_pass * inp,
+        prefill_seqs=per_pass,
+        prefill_pair_count=per_pass * inp * (inp + 1.0) / 2.0,
+    )
+    pass_s = np.where(whole > 1.0, packed, per_pass * alone)
+    return np.maximum((passes + 1.0) / 2.0 * pass_s - alone, 0.0)
+
+
 def decode_step_s(arch: ModelArch, opts: StreamOptions, decodes, context_tokens) -> np.ndarray:
     """A decode-only step of ``decodes`` requests holding ``context_tokens`` each on average."""
     d = np.asarray(decodes, dtype=float)

@@ -135,6 +135,26 @@ class ClosedLoopSync(StrictModel):
     fitted_from: str = ""
 
 
+class DisaggregationTerms(StrictModel):
+    """Terms of disaggregated serving beyond the kernels and the link
+    (``scripts/fit_disagg.py``, on the measured disaggregated runs' training folds)."""
+
+    handoff_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=5,
+        description="fixed cost per request handed from a prefill to a decode worker (router hop, KV transfer setup and "
+        "handshake, the connector's scheduling of the decode side), added to the link's latency",
+    )
+    lockstep_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="share of the closed-loop wave wait on a prefill rank added to disaggregated TTFT; None: closed_loop.lockstep_share",
+    )
+    fitted_from: str = ""
+
+
 class MoeKernelEfficiency(StrictModel):
     """An engine's fused-MoE (grouped GEMM) kernels against the dense GEMM model of the same GPU
     and precision: achieved FLOP/s = dense rate × compute_fraction × t/(t + m_half_tokens) ×
@@ -172,11 +192,18 @@ class Calibration(StrictModel):
     links: dict[str, LinkEfficiency]
     frameworks: dict[str, FrameworkEfficiency]
     closed_loop: ClosedLoopSync = Field(default_factory=ClosedLoopSync)
+    disaggregation: DisaggregationTerms = Field(default_factory=DisaggregationTerms)
     moe: MoeEfficiency = Field(default_factory=MoeEfficiency)
     intervals: dict[str, ErrorBand] = Field(
         default_factory=dict,
         description="prediction error bands by regime key (see guideopt.costs.intervals), from leave-one-source-out residuals",
     )
+
+    @property
+    def disagg_lockstep_share(self) -> float:
+        """The wave-wait share of disaggregated closed loops: its own where fitted, else the aggregated one."""
+        own = self.disaggregation.lockstep_share
+        return self.closed_loop.lockstep_share if own is None else own
 
     def framework(self, framework_id: str, vendor: str) -> FrameworkEfficiency:
         """The engine's costs on a GPU vendor: ``<id>@<vendor>`` (e.g. vLLM's ROCm build) when fitted, else ``<id>``."""

@@ -48,6 +48,9 @@ SIZE_ROUNDS = 3  # decode pool growths tried for a pair whose SLOs the first siz
 DECODE_GROWTH = 1.5
 LINKS = ("nvlink", "rdma")  # link codes of ``DisaggTable.link``
 MIN_RATE_RPS = 1e-9
+DECODE_BISECTIONS = 30  # halves the decode count's bracket to 1e-9 of the slots
+DECODE_CONFIRM_ROUNDS = 3  # counts added where the pool model finds a rounded count short
+STABLE_MARGIN = 1e-6  # a pool exactly at its capacity never drains
 PAIR_BATCH = 512  # pairs sized at a time, cheapest lower bound first
 PRUNE_SLACK_SHAPES = 4  # pair shapes sized beyond ``top``: room for plans the simulator cuts
 
@@ -124,17 +127,44 @@ def pairs_of(space: StreamSpace, prefill: np.ndarray, decode: np.ndarray) -> tup
 
 
 def _decode_counts(req: PlanRequest, space: StreamSpace, rows: np.ndarray, rate: float, floor: np.ndarray) -> np.ndarray:
-    """Per decode row, the fewest replicas (≥ ``floor``) stable at the rate with a step within the TPOT bound; 0: none."""
-    t = space.table
-    dp = t.dp[rows]
+    """Per decode row, the fewest replicas (≥ ``floor``) stable at the rate with a step within the TPOT bound; 0: none.
+
+    A worker's step at its fixed point d = λ_w·K·τ(d+1) grows with its rate, so the most a
+    worker takes is where the step reaches the bound: λ_w = D/(K·τ(D+1)) with D the most
+    decodes whose step τ(D+1) is within it (found once per row), and below what keeps the pool
+    stable (slots/(K·τ(slots))). The count follows; the pool model confirms it (a count more
+    where rounding left it short)."""
+    from guideopt.costs.disagg_pools import decode_step_s, decode_steps_per_request
+    from guideopt.costs.lengths import decode_terms
+    from guideopt.costs.stream import running_slots
+
+    dp = space.table.dp[rows]
     opts = space.options.take(rows)
     tpot = _tpot_bound_s(space)
+    lengths = space.lengths
+    slots, ctx, k = running_slots(opts, lengths), decode_terms(lengths)[1], decode_steps_per_request(lengths)
 
-    def ok(n: np.ndarray) -> np.ndarray:
-        pool = decode_pool(space.arch, opts, space.lengths, rate / (n * dp))
-        return pool.stable & (pool.step_s <= tpot)
+    def step(d: np.ndarray) -> np.ndarray:
+        return decode_step_s(space.arch, opts, np.minimum(d + 1.0, slots), ctx)
 
-    return _fewest(ok, floor, np.full(rows.size, MAX_WORKERS_PER_ROLE))
+    lo, hi = np.zeros(rows.size), slots.astype(float)  # d up to the slots (the step of d ≥ slots - 1 is τ(slots))
+    for _ in range(DECODE_BISECTIONS):
+        mid = (lo + hi) / 2.0
+        ok_mid = step(mid) <= tpot
+        lo, hi = np.where(ok_mid, mid, lo), np.where(ok_mid, hi, mid)
+    within = np.where(step(hi) <= tpot, hi, lo)
+    per_worker = np.minimum(within / (k * step(within)), slots / (k * step(slots)) * (1.0 - STABLE_MARGIN))
+    usable = (step(np.zeros(rows.size)) <= tpot) & (per_worker > 0)
+    need = np.where(usable, np.ceil(rate / np.maximum(per_worker * dp, 1e-300) - 1e-9), 0.0)
+    counts = np.clip(np.maximum(need, floor), 0, MAX_WORKERS_PER_ROLE + 1).astype(np.int64)
+    for _ in range(DECODE_CONFIRM_ROUNDS):
+        pool = decode_pool(space.arch, opts, lengths, rate / (np.maximum(counts, 1) * dp))
+        short = usable & (counts <= MAX_WORKERS_PER_ROLE) & ~(pool.stable & (pool.step_s <= tpot))
+        if not short.any():
+            break
+        counts = counts + short
+    ok = usable & (counts <= MAX_WORKERS_PER_ROLE)
+    return np.where(ok, counts, 0)
 
 
 def _tpot_bound_s(space: StreamSpace) -> float:
@@ -165,7 +195,13 @@ def link_of(space: StreamSpace, cat: Catalog, p: np.ndarray, d: np.ndarray, x: n
     rank_p, rank_d = t.gpus_per_replica[p] / t.dp[p], t.gpus_per_replica[d] / t.dp[d]  # GPUs of one rank: its KV shards
     group = x * t.gpus_per_replica[p] + y * t.gpus_per_replica[d]
     nvlink, bw, latency = kv_link(
-        [gpus[i] for i in t.gpu_idx[p]], [gpus[i] for i in t.gpu_idx[d]], rank_p, rank_d, group, cat.links.network
+        [gpus[i] for i in t.gpu_idx[p]],
+        [gpus[i] for i in t.gpu_idx[d]],
+        rank_p,
+        rank_d,
+        group,
+        cat.links.network,
+        cat.calibration.disaggregation.handoff_s,
     )
     return np.where(nvlink, 0, 1), bw, latency
 
