@@ -11,6 +11,8 @@ group's percentiles are those of one replica at load / n.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +50,7 @@ class StreamSpace:
     slo_rate_rps: np.ndarray  # per replica: largest rate within every SLO (0: none)
     slo_load: np.ndarray  # per replica: the same in the workload's unit (req/s or clients)
     closed_loop: bool
+    static_rows: np.ndarray | None = None  # per option, its row of the static table (options differing only in their cap share one)
 
 
 def stream_lengths(req: PlanRequest, arch: ModelArch) -> LengthTable:
@@ -106,19 +109,26 @@ def build_stream_space(
     keep = _distinct(table, cap)
     table, cap = table.take(keep), cap[keep]
     opts = stream_options(table, cap, cat.calibration)
-    targets = req.slo.stream_targets()
     closed = req.workload.concurrency is not None
-    rate = (
-        _priced_slo_rates(req, arch, table, opts, lengths, targets, prune=prune and not closed, static_rows=rep[keep])
-        if priced
-        else np.zeros(len(opts))
+    zero = np.zeros(len(opts))
+    unpriced = StreamSpace(arch, table, opts, lengths, req.slo.stream_targets(), zero, zero, closed, rep[keep])
+    return priced_space(req, unpriced, prune=prune) if priced else unpriced
+
+
+def priced_space(req: PlanRequest, space: StreamSpace, *, prune: bool = True, known_usd: Sequence[float] = ()) -> StreamSpace:
+    """``space`` with its SLO loads. ``known_usd``: $/h of plans of other shapes already known
+    (disaggregated groups), which the cheapest-first pricing counts among the plans shown."""
+    arch, table, opts, lengths = space.arch, space.table, space.options, space.lengths
+    closed = space.closed_loop
+    rate = _priced_slo_rates(
+        req, arch, table, opts, lengths, space.targets, prune=prune and not closed, static_rows=space.static_rows, known_usd=known_usd
     )
     load = rate
     if closed and len(opts):  # clients one replica holds at that rate (Little's law)
         at = stream_metrics(arch, opts, lengths, np.maximum(rate, 1e-9), burstiness=req.workload.burstiness)
         load = np.where(rate > 0, rate * at.e2e_ms.mean / MS_PER_S, 0.0)
     # the options are attention-DP ranks (each serves its own requests); a replica is dp of them
-    return StreamSpace(arch, table, opts, lengths, targets, rate * table.dp, load * table.dp, closed)
+    return dataclasses.replace(space, slo_rate_rps=rate * table.dp, slo_load=load * table.dp)
 
 
 def _priced_slo_rates(
@@ -131,6 +141,7 @@ def _priced_slo_rates(
     *,
     prune: bool,
     static_rows: np.ndarray | None = None,
+    known_usd: Sequence[float] = (),
 ) -> np.ndarray:
     """SLO rates of the options that can matter; the rest stay 0 (serve nothing).
 
@@ -169,13 +180,13 @@ def _priced_slo_rates(
         out[alive] = slo_rates(arch, opts.take(alive), lengths, targets, burst, bound=bound[alive])
         return out
     order = alive[np.argsort(lower[alive], kind="stable")]
-    priced = _cheapest_first(req, arch, opts, lengths, targets, order, lower, bound, shape_key(table), (price, ranks))
+    priced = _cheapest_first(req, arch, opts, lengths, targets, order, lower, bound, shape_key(table), (price, ranks), known_usd)
     out[priced[0]] = priced[1]
     return out
 
 
 def _cheapest_first(
-    req: PlanRequest, arch, opts, lengths, targets, order, lower, bound, shapes, priced_as
+    req: PlanRequest, arch, opts, lengths, targets, order, lower, bound, shapes, priced_as, known_usd: Sequence[float] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     """(options, SLO rates) priced in ``order`` of their cost bound ``lower``, until no later
     option can rank among the plans shown. Options are first screened nearly idle in chunks
@@ -184,7 +195,7 @@ def _cheapest_first(
     attention-DP ranks (the rates are one rank's)."""
     price, ranks = priced_as
     rate, burst, budget = float(req.workload.rate_rps or 0), req.workload.burstiness, req.budget.usd_per_hour * (1 + 1e-9)
-    best: dict[int, float] = {}
+    best: dict[int, float] = {-1 - i: float(c) for i, c in enumerate(known_usd)}  # other shapes' plans (negative keys)
     want = req.top + PRUNE_SLACK_SHAPES
     done_i: list[np.ndarray] = []
     done_r: list[np.ndarray] = []

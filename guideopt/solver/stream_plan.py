@@ -22,12 +22,12 @@ from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import Disaggregation, PlanRequest
 from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, fewest_and_most, kinds_from_options, micro_seconds
 from guideopt.solver.constraints import STREAM_LOAD, STREAM_SLO, replica_range, satisfied, stream_slo_bounds, user_bounds, violations
-from guideopt.solver.disagg_compare import DISAGG_SOURCE, compare_roles, only_disagg
+from guideopt.solver.disagg_compare import DISAGG_SOURCE, best_per_shape, compare_roles, only_disagg
 from guideopt.solver.dominance import shape_key
 from guideopt.solver.explain import explain_no_fitting_option
 from guideopt.solver.options import build_plan_options, resolve_gpus
 from guideopt.solver.single import ranked_plans
-from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_rank_rate
+from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_rank_rate, priced_space
 from guideopt.solver.stream_verify import verify_plan
 from guideopt.solver.terms import TERMS, unscale
 from guideopt.solver.timing import Deadline, Phases
@@ -86,7 +86,17 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
     gpus = resolve_gpus(req, cat)
     prices = [req.allowance(g.id).usd_per_hour or g.usd_per_hour for g in gpus]
     only = req.disaggregation is Disaggregation.ONLY
-    space = build_stream_space(req, cat, gpus, prices, priced=not only)  # only: aggregated loads priced if nothing else serves
+    dt = None
+    if req.disaggregation is Disaggregation.NEVER:
+        space = build_stream_space(req, cat, gpus, prices)
+    else:  # the disaggregated groups first: their costs cut the aggregated pricing short (only: no aggregated loads)
+        from guideopt.solver.disagg_plan import disagg_table
+
+        space = build_stream_space(req, cat, gpus, prices, priced=False)
+        dt = disagg_table(req, space, cat)
+        clock.lap("disaggregated groups")
+        if not only:
+            space = priced_space(req, space, known_usd=best_per_shape(req, space, dt, user_bounds(req, gpus)))
     clock.lap("stream options")
     bounds = user_bounds(req, gpus)
     if len(space.table) == 0:
@@ -99,14 +109,11 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
             ["memory"],
         )
     cands = stream_candidates(req, space, bounds)
-    n_agg, dt = len(cands), None
-    if req.disaggregation is not Disaggregation.NEVER:
-        from guideopt.solver.disagg_plan import concat_candidates, disagg_candidates, disagg_table
+    n_agg = len(cands)
+    if dt is not None:
+        from guideopt.solver.disagg_plan import concat_candidates, disagg_candidates
 
-        dt = disagg_table(req, space, cat)
-        split = disagg_candidates(req, space, dt, int(cands.shape.max(initial=-1)) + 1)
-        cands = concat_candidates(cands, split)
-        clock.lap("disaggregated groups")
+        cands = concat_candidates(cands, disagg_candidates(req, space, dt, int(cands.shape.max(initial=-1)) + 1))
     feasible = satisfied(cands, bounds)
     if only:
         if not feasible[n_agg:].any():  # say why, and what aggregated plans give
