@@ -79,17 +79,3 @@ def only_disagg(req: PlanRequest, cands: Candidates, feasible: np.ndarray, n_agg
         f"disaggregation: no prefill and decode pools meet the SLOs within the budget and limits{why}{tail}",
         ["disaggregation", "budget.usd_per_hour"],
     )
-
-
-def best_per_shape(req: PlanRequest, space, dt, bounds) -> list[float]:
-    """$/h of the cheapest disaggregated group of each pair shape within every limit of the
-    request (inventories, GPU caps): what the aggregated pricing may count as plans found."""
-    from guideopt.solver.constraints import satisfied
-    from guideopt.solver.disagg_plan import disagg_candidates
-
-    cands = disagg_candidates(req, space, dt, 0)
-    ok = satisfied(cands, bounds)
-    best: dict[int, float] = {}
-    for shape, milli in zip(cands.shape[ok], cands.milli_usd_per_hour[ok]):
-        best[int(shape)] = min(best.get(int(shape), np.inf), float(milli) / MILLI_USD_PER_USD)
-    return sorted(best.values())

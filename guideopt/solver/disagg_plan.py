@@ -25,7 +25,7 @@ from guideopt.solver.disagg_compare import DISAGG_SOURCE
 from guideopt.solver.disagg_space import LINKS, DisaggTable, disagg_roles, pair_shapes, size_groups
 from guideopt.solver.stream_extract import analytic_block, percentiles_wanted
 from guideopt.solver.stream_options import StreamSpace
-from guideopt.units import BYTES_PER_S_PER_GB_S, DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MS_PER_S, ROUNDING_EPS
+from guideopt.units import BYTES_PER_S_PER_GB_S, DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MILLI_USD_PER_USD, MS_PER_S, ROUNDING_EPS
 
 UNSTABLE_US = np.iinfo(np.int64).max // 4
 
@@ -164,4 +164,25 @@ def _role_group(space: StreamSpace, row: int, replicas: int, role: str, metrics:
     )
 
 
-__all__ = ["DISAGG_SOURCE", "concat_candidates", "disagg_candidates", "disagg_plan_of", "disagg_table", "percentiles_wanted"]
+def best_per_shape(req: PlanRequest, space, dt, bounds) -> list[float]:
+    """$/h of the cheapest disaggregated group of each pair shape within every limit of the
+    request (inventories, GPU caps): what the aggregated pricing may count as plans found."""
+    from guideopt.solver.constraints import satisfied
+
+    cands = disagg_candidates(req, space, dt, 0)
+    ok = satisfied(cands, bounds)
+    best: dict[int, float] = {}
+    for shape, milli in zip(cands.shape[ok], cands.milli_usd_per_hour[ok]):
+        best[int(shape)] = min(best.get(int(shape), np.inf), float(milli) / MILLI_USD_PER_USD)
+    return sorted(best.values())
+
+
+__all__ = [
+    "DISAGG_SOURCE",
+    "best_per_shape",
+    "concat_candidates",
+    "disagg_candidates",
+    "disagg_plan_of",
+    "disagg_table",
+    "percentiles_wanted",
+]

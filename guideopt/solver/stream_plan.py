@@ -22,7 +22,7 @@ from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import Disaggregation, PlanRequest
 from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, fewest_and_most, kinds_from_options, micro_seconds
 from guideopt.solver.constraints import STREAM_LOAD, STREAM_SLO, replica_range, satisfied, stream_slo_bounds, user_bounds, violations
-from guideopt.solver.disagg_compare import DISAGG_SOURCE, best_per_shape, compare_roles, only_disagg
+from guideopt.solver.disagg_compare import DISAGG_SOURCE, compare_roles, only_disagg
 from guideopt.solver.dominance import shape_key
 from guideopt.solver.explain import explain_no_fitting_option
 from guideopt.solver.options import build_plan_options, resolve_gpus
@@ -90,7 +90,7 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
     if req.disaggregation is Disaggregation.NEVER:
         space = build_stream_space(req, cat, gpus, prices)
     else:  # the disaggregated groups first: their costs cut the aggregated pricing short (only: no aggregated loads)
-        from guideopt.solver.disagg_plan import disagg_table
+        from guideopt.solver.disagg_plan import best_per_shape, disagg_table
 
         space = build_stream_space(req, cat, gpus, prices, priced=False)
         dt = disagg_table(req, space, cat)
