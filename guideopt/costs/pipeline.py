@@ -11,7 +11,7 @@ different nodes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -37,6 +37,34 @@ class Stage:
     hw: HardwareArrays
     tp: np.ndarray
     layers: np.ndarray
+    # (each distinct stage's first row, each row's distinct stage): with it, ``hw`` and ``tp``
+    # hold one entry per distinct stage (rows whose stage has the same per-layer inputs: GPU
+    # class, TP, engine, precision, batch); without it, one per row
+    distinct: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def distinct_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct key, each row's position among them)."""
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
+def take_shape(shape: PassShape, rows: np.ndarray) -> PassShape:
+    """The pass of some rows (scalar fields hold for every row)."""
+    return PassShape(*(v if np.ndim(v) == 0 else np.asarray(v)[rows] for v in (getattr(shape, f.name) for f in fields(shape))))
+
+
+def take_hw(hw: HardwareArrays, rows: np.ndarray) -> HardwareArrays:
+    return HardwareArrays(**{k: getattr(hw, k)[rows] for k in HardwareArrays.__dataclass_fields__})
+
+
+def _stage_s(st: Stage, shape: PassShape, figure) -> np.ndarray:
+    """``figure(shape, tp, hw, rows)`` per row of a stage, computed once per distinct stage
+    (rows None: all of them)."""
+    if st.distinct is None:
+        return figure(shape, st.tp, st.hw, None)
+    first, inverse = st.distinct
+    return np.asarray(figure(take_shape(shape, first), st.tp, st.hw, first))[inverse]
 
 
 def kv_layer_bytes_per_token(arch: ModelArch, *, tp, kv_bytes) -> np.ndarray:
@@ -84,7 +112,16 @@ def pipeline_forward_s(
     slower stage sets the pace (as for uniform PP), plus the activation send between them."""
     micro = np.maximum(np.minimum(STAGES, np.maximum(shape.seqs, 1.0)), 1.0)
     mb = _scaled(shape, 1.0 / micro)
-    time_a = a.layers * layer_s(arch, mb, a.tp, w_bytes, kv_bytes, a.hw, flash=flash)
-    time_b = b.layers * layer_s(arch, mb, b.tp, w_bytes, kv_bytes, b.hw, flash=flash) + lm_head_s(arch, mb, b.tp, b.hw)
+
+    def per_layer(sh: PassShape, tp, hw: HardwareArrays, rows) -> np.ndarray:
+        w, kv = (w_bytes, kv_bytes) if rows is None else (_at(w_bytes, rows), _at(kv_bytes, rows))
+        return layer_s(arch, sh, tp, w, kv, hw, flash=flash)
+
+    time_a = a.layers * _stage_s(a, mb, per_layer)
+    time_b = b.layers * _stage_s(b, mb, per_layer) + _stage_s(b, mb, lambda sh, tp, hw, rows: lm_head_s(arch, sh, tp, hw))
     send = link.latency_s + mb.new_tokens * arch.hidden_size * ACT_BYTES / link.bytes_per_s
     return np.maximum(micro, STAGES) * np.maximum(time_a, time_b) + (STAGES - 1) * send
+
+
+def _at(values, rows: np.ndarray):
+    return values if np.ndim(values) == 0 else np.asarray(values)[rows]

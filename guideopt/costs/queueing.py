@@ -98,12 +98,46 @@ def merge_buckets(mu, sigma, wait: Wait, weight, keys) -> tuple[np.ndarray, np.n
     The caller vouches that such buckets have the same distribution for every option (TTFT
     depends on the prompt only, TPOT on the output only), so the mixture is unchanged; this
     compares a few lengths per bucket instead of every option's values (``collapse_buckets``)."""
-    _, first, inverse = np.unique(np.asarray(keys), axis=0, return_index=True, return_inverse=True)
-    if first.size == np.shape(keys)[0]:
+    first, w = merged_columns(keys, weight)
+    if first is None:
         return mu, sigma, wait, weight
-    w = np.bincount(inverse.ravel(), weights=np.asarray(weight, dtype=float), minlength=first.size)
     wait = Wait(*(np.broadcast_to(a, np.shape(mu))[..., first] for a in (wait.p_wait, wait.theta_s)))
     return np.asarray(mu)[..., first], np.broadcast_to(sigma, np.shape(mu))[..., first], wait, w
+
+
+def merged_columns(keys, weight) -> tuple[np.ndarray | None, np.ndarray]:
+    """(the first bucket of each distinct row of ``keys``, the merged weights): what
+    ``merge_buckets`` keeps; (None, ``weight``) where every row is distinct. A caller computing
+    per-bucket values elementwise may compute them at these columns only."""
+    _, first, inverse = np.unique(np.asarray(keys), axis=0, return_index=True, return_inverse=True)
+    if first.size == np.shape(keys)[0]:
+        return None, weight
+    return first, np.bincount(inverse.ravel(), weights=np.asarray(weight, dtype=float), minlength=first.size)
+
+
+class _MixtureCdf:
+    """``mixture_cdf`` at many x for the same mixture: what does not depend on x computed once
+    (the same operations in the same order as ``_cdf``, so the same values)."""
+
+    def __init__(self, mu, sigma, wait: Wait, weight) -> None:
+        s = np.maximum(sigma, MIN_SIGMA_S)
+        self.waits = wait.theta_s > 0
+        self.any_wait = bool(np.any(self.waits))
+        theta = np.where(self.waits, wait.theta_s, 1.0)
+        self.mu, self.s, self.theta, self.weight = mu, s, theta, weight
+        self.var_term = s**2 / (2 * theta**2)
+        self.shift = s / theta
+        self.p, self.q = wait.p_wait, 1.0 - wait.p_wait
+
+    def __call__(self, x) -> np.ndarray:
+        dx = x - self.mu
+        u = dx / self.s
+        normal = ndtr(u)
+        emg = normal
+        if self.any_wait:  # without any wait the exponential term is masked out everywhere
+            expo = np.exp(np.minimum(-dx / self.theta + self.var_term + log_ndtr(u - self.shift), 0.0))
+            emg = np.where(self.waits, normal - expo, normal)
+        return ((self.q * normal + self.p * emg) * self.weight).sum(axis=-1)
 
 
 def mixture_quantiles(mu, sigma, wait: Wait, weight, percentiles: tuple[float, ...]) -> dict[float, np.ndarray]:
@@ -111,13 +145,15 @@ def mixture_quantiles(mu, sigma, wait: Wait, weight, percentiles: tuple[float, .
     s = np.maximum(sigma, MIN_SIGMA_S)
     lo = (mu - 10 * s).min(axis=-1)
     hi = (mu + 10 * s + 50 * np.where(wait.p_wait > 0, wait.theta_s, 0.0)).max(axis=-1)
-    out = {}
+    out: dict[float, np.ndarray] = {}
+    cdf = _MixtureCdf(mu, sigma, wait, weight) if percentiles else None
     for pct in percentiles:
+        assert cdf is not None
         target = pct / 100.0
         a, b = lo.copy(), hi.copy()
         for _ in range(BISECTION_STEPS):
             mid = (a + b) / 2.0
-            below = mixture_cdf(mid[..., None], mu, sigma, wait, weight) < target
+            below = cdf(mid[..., None]) < target
             a = np.where(below, mid, a)
             b = np.where(below, b, mid)
         out[pct] = (a + b) / 2.0

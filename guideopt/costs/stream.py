@@ -31,7 +31,7 @@ import numpy as np
 
 from guideopt.costs.hardware import HardwareArrays
 from guideopt.costs.lengths import LengthTable, decode_terms, weighted
-from guideopt.costs.queueing import Wait, combine, kingman_wait, merge_buckets, mixture_cdf, mixture_mean, mixture_quantiles, slot_wait
+from guideopt.costs.queueing import Wait, combine, kingman_wait, merged_columns, mixture_cdf, mixture_mean, mixture_quantiles, slot_wait
 from guideopt.costs.step import StepConfig, mixed_step_s
 from guideopt.costs.stream_fixed_point import MIN_SHARE, FixedPointInputs, solve_fixed_point
 from guideopt.costs.tables import hardware_for_rows
@@ -271,7 +271,12 @@ def stream_metrics(
     cfg, hw = _broadcast(opts, 1)
     chunked = _col(opts.chunked) > 0
     room = _col(st.room)
-    passes = np.ceil(inp / room)
+    # A prompt's passes and their times depend on its bucket only through its length: priced
+    # once per distinct prompt length (a crossed mix repeats each one per output length).
+    inp_u, inv = (inp, None) if lengths.per_option else np.unique(inp, return_inverse=True)
+    if inv is not None and inp_u.size == inp.size:
+        inp_u, inv = inp, None
+    passes = np.ceil(inp_u / room)
     # A prompt shares its step with the prompts that arrived during the step before (PASTA:
     # λ·τ̄·E[I] tokens on average), up to the room the budget leaves.
     others = _col(lam * st.tau_s * mean_in)
@@ -286,47 +291,60 @@ def stream_metrics(
             decode_kv_tokens=d_mix * per_option(decode_terms(lengths)[1], 1) * _col(opts.kv_keep),
             prefill_tokens=np.minimum(prompt_tokens + others, room),
             prefill_seqs=1.0 + others / per_option(mean_in, 1),
-            prefill_pair_count=inp * (inp + 1.0) / 2.0 / passes,
+            prefill_pair_count=inp_u * (inp_u + 1.0) / 2.0 / passes,
         )
 
     # Passes of a full room, then one with what remains of the prompt (not another full room).
-    last = inp - (passes - 1.0) * room
+    last = inp_u - (passes - 1.0) * room
     if bool(np.any(passes > 1)):  # only multi-pass prompts use a full room's pass: both in one call
         both = pass_s(np.stack([last, np.broadcast_to(room, last.shape)]))
         tau_pass, tau_full = both[0], both[1]
     else:
         tau_pass = pass_s(last)
         tau_full = 0.0 * tau_pass
-    tau = _col(st.tau_s)
     boundary_mean = _col((st.mixed_share * st.tau_mix_s**2 + (1 - st.mixed_share) * st.tau_dec_s**2) / (2.0 * st.tau_s))
-    boundary_sd = tau * UNIFORM_SD
+    boundary_sd = _col(st.tau_s) * UNIFORM_SD
     f = _col(st.mixed_share)
     spread = _col(st.tau_mix_s - st.tau_dec_s)
-    n_dec = np.maximum(dec, 1.0)
-    tpot_sd = np.where(
-        chunked,
-        np.abs(spread) * np.sqrt(f * (1 - f) / n_dec),
-        _col(st.tau_mix_s) * np.sqrt(f) / np.maximum(1 - f, MIN_SHARE) / np.sqrt(n_dec),
-    )
-    zero = Wait(np.zeros_like(tau_pass), np.zeros_like(tau_pass))
     waits = combine(_wait_col(slot), _wait_col(prompt))
-    waits = Wait(waits.p_wait + 0 * tau_pass, waits.theta_s + 0 * tau_pass)
-    ttft_mu = boundary_mean + (passes - 1.0) * tau_full + tau_pass
-    tpot_mu = _col(st.tpot_s) + 0 * tau_pass
-    e2e_mu = ttft_mu + dec * tpot_mu
-    e2e_sd = np.sqrt(boundary_sd**2 + (dec * tpot_sd) ** 2)
     tpot_w = np.where(dec > 0, w, 0.0)
     tpot_w = tpot_w / np.maximum(tpot_w.sum(axis=-1, keepdims=True), MIN_SHARE)
-    queue_wait = Wait(_col(slot.p_wait) + 0 * tau_pass, _col(slot.theta_s) + 0 * tau_pass)
 
-    def keys(*cols):  # the lengths a metric depends on, per bucket (None: per-option lengths, kept apart)
-        return None if lengths.per_option else np.stack(cols, axis=1)
+    # A metric's buckets alike in the lengths it depends on share one distribution (``merge_buckets``): only the
+    # first of each is computed (every term is elementwise over buckets: the values computing all and merging gives).
+    def columns(c):
+        """(passes, prompt's last pass, full pass, decode steps) at bucket columns ``c`` (None: all)."""
+        idx = inv if c is None else (c if inv is None else inv[c])
+        at = (lambda a: a) if idx is None else (lambda a: np.take(a, idx, axis=-1))  # C order, as computed on all buckets
+        return at(passes), at(tau_pass), at(tau_full), (dec if c is None else np.take(dec, c, axis=-1))
 
-    def dist(metric, mu, sd, wait, weight, keys) -> Dist:
-        # buckets alike in ``keys`` share one distribution
+    def ttft(c):
+        n_passes, t_pass, t_full, _ = columns(c)
+        mu = boundary_mean + (n_passes - 1.0) * t_full + t_pass
+        return mu, boundary_sd, Wait(waits.p_wait + 0 * t_pass, waits.theta_s + 0 * t_pass)
+
+    def tpot(c):
+        _, t_pass, _, d = columns(c)
+        n_dec = np.maximum(d, 1.0)
+        sd_chunked = np.abs(spread) * np.sqrt(f * (1 - f) / n_dec)
+        sd = np.where(chunked, sd_chunked, _col(st.tau_mix_s) * np.sqrt(f) / np.maximum(1 - f, MIN_SHARE) / np.sqrt(n_dec))
+        return _col(st.tpot_s) + 0 * t_pass, sd, Wait(np.zeros_like(t_pass), np.zeros_like(t_pass))
+
+    def e2e(c):
+        (ttft_mu, _, wait), (tpot_mu, tpot_sd, _), d = ttft(c), tpot(c), columns(c)[3]
+        return ttft_mu + d * tpot_mu, np.sqrt(boundary_sd**2 + (d * tpot_sd) ** 2), wait
+
+    def queue(c):
+        t_pass = columns(c)[1]
+        return boundary_mean + 0 * t_pass, boundary_sd, Wait(_col(slot.p_wait) + 0 * t_pass, _col(slot.theta_s) + 0 * t_pass)
+
+    def dist(metric, parts, weight, *keys) -> Dist:
+        cols, weight = (None, weight) if lengths.per_option else merged_columns(np.stack(keys, axis=1), weight)
+        mu, sd, wait = parts(cols)
         sd = sd + 0 * mu
-        if keys is not None:
-            mu, sd, wait, weight = merge_buckets(mu, sd, wait, weight, keys)
+        if cols is not None:  # the shapes and memory order ``merge_buckets`` gives (sums over buckets follow it)
+            mu, sd = np.asfortranarray(mu), np.asfortranarray(np.broadcast_to(sd, np.shape(mu)))
+            wait = Wait(*(np.asfortranarray(np.broadcast_to(a, np.shape(mu))) for a in (wait.p_wait, wait.theta_s)))
         pcts = percentiles.get(metric, ()) if isinstance(percentiles, dict) else percentiles
         q = mixture_quantiles(mu, sd, wait, weight, pcts)
         has = np.asarray(weight).sum(axis=-1) > 0  # 0 where no request has the metric (TPOT of one-token outputs)
@@ -336,10 +354,10 @@ def stream_metrics(
     running = lam * st.residence_s
     kv_use = np.minimum(running, st.slots) * kv_tokens_per_request(lengths, np.asarray(opts.reserve_kv)) / np.maximum(opts.kv_tokens, 1.0)
     return StreamMetrics(
-        ttft_ms=dist("ttft_ms", ttft_mu, boundary_sd, waits, w, keys(inp)),
-        tpot_ms=dist("tpot_ms", tpot_mu, tpot_sd, zero, tpot_w, keys(out)),
-        e2e_ms=dist("e2e_ms", e2e_mu, e2e_sd, waits, w, keys(inp, out)),
-        queue_ms=dist("queue_ms", boundary_mean + 0 * tau_pass, boundary_sd, queue_wait, w, keys(np.zeros(inp.size))),
+        ttft_ms=dist("ttft_ms", ttft, w, inp),
+        tpot_ms=dist("tpot_ms", tpot, tpot_w, out),
+        e2e_ms=dist("e2e_ms", e2e, w, inp, out),
+        queue_ms=dist("queue_ms", queue, w, np.zeros(np.shape(inp)[-1])),
         rate_rps=lam,
         output_throughput_tok_s=lam * weighted(lengths, out),
         running=running,

@@ -91,12 +91,30 @@ def _step(k: FixedPointInputs, d, p, seqs, q) -> np.ndarray:
     )
 
 
+def _passes(k: FixedPointInputs, room: np.ndarray) -> np.ndarray:
+    """Σ_b w_b·⌈I_b / room⌉, the mean steps a prompt takes. Where the room holds the longest
+    prompt every term is w_b·1, so the sum is Σ_b w_b (the same sum, term for term); only the
+    rest are divided bucket by bucket."""
+    w = np.asarray(k.w)
+    inp = np.asarray(k.inp)
+    multi = ~(room >= inp.max(axis=-1))  # NaN rooms take the full path too
+    passes = w.sum(axis=-1) + np.zeros_like(room)
+    if multi.all():
+        return (w * np.ceil(inp / room[..., None])).sum(axis=-1)
+    if multi.any():
+        b = w.shape[-1]
+        w_m = w if w.ndim == 1 else np.broadcast_to(w, room.shape + (b,))[multi]
+        inp_m = inp if inp.ndim == 1 else np.broadcast_to(inp, room.shape + (b,))[multi]
+        passes[multi] = (w_m * np.ceil(inp_m / room[multi][..., None])).sum(axis=-1)
+    return passes
+
+
 def _round(k: FixedPointInputs, s: FixedPointState) -> FixedPointState:
     lam, chunked, tau, f = k.lam, k.chunked, s.tau, s.f
     tpot = np.where(chunked, tau, tau / np.maximum(1.0 - f, MIN_SHARE))
     d = np.minimum(lam * k.dec_steps * tpot, k.slots)
     room = np.where(chunked, np.maximum(k.budget - d, 1.0), k.budget)
-    passes = (k.w * np.ceil(k.inp / room[..., None])).sum(axis=-1)
+    passes = _passes(k, room)
     # The next step carries prompt tokens when a prompt arrived during this one; long
     # mixed steps collect more arrivals (a two-state Markov chain over step kinds).
     units = lam * np.where(chunked, passes, 1.0)

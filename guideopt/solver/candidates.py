@@ -177,3 +177,11 @@ def every_count(k: ReplicaKinds, lo: np.ndarray, hi: np.ndarray) -> Candidates:
     option = np.repeat(np.arange(len(k)), counts)
     starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
     return expand(k, option, starts + np.arange(option.size))
+
+
+def type_use(k: ReplicaKinds | Candidates) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per row, (GPU type, its GPUs) of the first and of the second type it uses (type −1:
+    none): ``k.gpus_on(t)`` for every t at once, since t is one of the two or gets 0."""
+    first = k.gpus + np.where(k.gpu_idx2 == k.gpu_idx, k.gpus2, 0)
+    second = k.gpus2 + np.where(k.gpu_idx == k.gpu_idx2, k.gpus, 0)
+    return [(k.gpu_idx, first), (k.gpu_idx2, second)]

@@ -25,6 +25,7 @@ import numpy as np
 
 from guideopt.model.gpu import Gpu
 from guideopt.model.request import ObjectiveTerm, PlanRequest
+from guideopt.solver.candidates import Candidates, ReplicaKinds, type_use
 from guideopt.units import CENTS_PER_USD, DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MILLI_USD_PER_USD, ROUNDING_EPS, US_PER_MS, US_PER_S
 
 # Budgets beyond this many milli-dollars are treated as unbounded: CP-SAT sums costs of
@@ -340,20 +341,20 @@ def violations(c: Any, bounds: list[Bound], skip: frozenset[str] = frozenset()) 
 
 
 def satisfied(c: Any, bounds: list[Bound], skip: frozenset[str] = frozenset()) -> np.ndarray:
-    ok = np.ones(len(c), dtype=bool)
-    for mask in violations(c, bounds, skip).values():
-        ok &= ~mask
-    return ok
+    return _meets(c, [b for b in bounds if b.name not in skip])
 
 
 def replica_range(k: Any, bounds: list[Bound], skip: frozenset[str], cap: int) -> tuple[np.ndarray, np.ndarray]:
     """Per replica kind: the fewest replicas the limits need and the most they allow (the
     latter may be 0: not even one replica fits)."""
-    n = len(k)
-    hi = np.full(n, cap, dtype=np.int64)
-    lo = np.ones(n, dtype=np.int64)
+    hi, lo = np.full(len(k), cap, dtype=np.int64), np.ones(len(k), dtype=np.int64)
+    stock = _inventories(k, [b for b in bounds if b.name not in skip])
+    if stock:  # every inventory at once: the tightest per type, on the (at most two) types of a row
+        for t, used in type_use(k):
+            limit = np.array([stock.get(g, (np.iinfo(np.int64).max, 0))[0] for g in range(int(t.max(initial=-1)) + 1)] + [0])
+            hi = np.minimum(hi, np.where((used > 0) & np.isin(t, list(stock)), limit[t] // np.maximum(used, 1), np.iinfo(np.int64).max))
     for b in bounds:
-        if b.name in skip:
+        if b.name in skip or (stock and b.kind is INVENTORY):
             continue
         if b.kind.max_replicas is not None:
             hi = np.minimum(hi, b.kind.max_replicas(k, b))
@@ -364,11 +365,32 @@ def replica_range(k: Any, bounds: list[Bound], skip: frozenset[str], cap: int) -
 
 def within(k: Any, bounds: list[Bound], scope: Scope) -> np.ndarray:
     """Rows (replica kinds or candidates) that meet every limit of ``scope``."""
+    return _meets(k, [b for b in bounds if b.kind.scope is scope])
+
+
+def _meets(k: Any, bounds: list[Bound]) -> np.ndarray:
+    """Rows that meet every one of ``bounds`` (inventories checked at once)."""
     ok = np.ones(len(k), dtype=bool)
+    stock = _inventories(k, bounds)
+    for t, used in type_use(k) if stock else ():
+        limit = np.array([stock.get(g, (0, np.inf))[1] for g in range(int(t.max(initial=-1)) + 1)] + [np.inf])
+        ok &= ~(used > limit[t])
     for b in bounds:
-        if b.kind.scope is scope:
+        if not (stock and b.kind is INVENTORY):
             ok &= ~b.violated(k)
     return ok
+
+
+def _inventories(k: Any, bounds: list[Bound]) -> dict[int, tuple[int, float]]:
+    """Per GPU type, its tightest inventory (integer, as given); empty: check one by one."""
+    rows = [b for b in bounds if b.kind is INVENTORY]
+    if not rows or not isinstance(k, ReplicaKinds | Candidates) or min(b.limit for b in rows) < 0 or min(b.gpu for b in rows) < 0:
+        return {}
+    out: dict[int, tuple[int, float]] = {}
+    for b in rows:
+        most, limit = out.get(b.gpu, (np.iinfo(np.int64).max, np.inf))
+        out[b.gpu] = (min(most, b.int_limit()), min(limit, b.limit))
+    return out
 
 
 def group_ok(k: Any, bounds: list[Bound]) -> np.ndarray:

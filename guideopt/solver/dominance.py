@@ -19,9 +19,11 @@ from guideopt.solver.terms import metric_columns
 
 # Comparisons held at once by the many-column skyline (booleans; bounds its memory).
 SKYLINE_BLOCK_CELLS = 1 << 22
-# Groups up to this many rows are compared all pairs at once (padded into one array);
-# larger ones are swept one by one against their growing front.
-SMALL_GROUP = 128
+# Groups up to this many rows are compared all pairs at once (padded to a multiple of
+# WIDTH_STEP rows, into one array per width); larger ones are swept one by one against
+# their growing front.
+SMALL_GROUP = 512
+WIDTH_STEP = 16
 
 
 def skyline(group: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -32,7 +34,7 @@ def skyline(group: np.ndarray, values: np.ndarray) -> np.ndarray:
     it. Two columns: a row is dominated when the running minimum of column 2 over the
     earlier rows of its group is no larger — one vectorised sweep, O(n log n) in all. More
     columns: each row is compared with the earlier rows of its group only (groups padded
-    to one array, in blocks), O(n·m) for groups of at most m rows.
+    to one array per width, in blocks), O(n·m) for groups of at most m rows.
     """
     n = values.shape[0]
     keep = np.zeros(n, dtype=bool)
@@ -47,8 +49,13 @@ def skyline(group: np.ndarray, values: np.ndarray) -> np.ndarray:
         keep[order] = _sweep_2d(g[order], values[order, 1])
         return keep
     sizes = np.bincount(g)
-    small = sizes[g[order]] <= SMALL_GROUP
-    keep[order[small]] = _blocks(g[order][small], values[order][small]) if small.any() else keep[order[small]]
+    # groups padded to the next multiple of WIDTH_STEP rows, each width compared on its own
+    width = -(-sizes // WIDTH_STEP) * WIDTH_STEP
+    width[sizes > SMALL_GROUP] = 0
+    sorted_g, sorted_values, row_width = g[order], values[order], width[g[order]]
+    for w in np.unique(width[width > 0]).tolist():
+        mine = row_width == w
+        keep[order[mine]] = _blocks(sorted_g[mine], sorted_values[mine], w)
     for big in np.nonzero(sizes > SMALL_GROUP)[0]:  # few, large groups: one sweep each
         rows = np.nonzero(g == big)[0]
         keep[rows[_large_front(values[rows])]] = True
@@ -68,13 +75,12 @@ def _sweep_2d(g: np.ndarray, second: np.ndarray) -> np.ndarray:
     return first | (stacked < prior)
 
 
-def _blocks(g: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rows sorted by (group, columns): kept when no earlier row of the group is no worse in
-    every column."""
+def _blocks(g: np.ndarray, v: np.ndarray, width: int) -> np.ndarray:
+    """Rows sorted by (group, columns), groups of at most ``width`` rows: kept when no
+    earlier row of the group is no worse in every column."""
     n, d = v.shape
     starts = np.concatenate([[0], np.nonzero(g[1:] != g[:-1])[0] + 1])
     sizes = np.diff(np.concatenate([starts, [n]]))
-    width = int(sizes.max())
     pos = np.arange(n) - np.repeat(starts, sizes)
     padded = np.full((starts.size, width, d), np.inf)
     padded[np.repeat(np.arange(starts.size), sizes), pos] = v

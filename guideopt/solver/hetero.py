@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
+from guideopt.costs.tables import lex_ids
 from guideopt.model.request import ObjectiveTerm, PlanRequest
 from guideopt.solver.candidates import (
     MAX_REPLICAS_PER_OPTION,
@@ -140,8 +141,7 @@ def hetero_candidates(
     # type(s) that costs no more and is no worse in throughput or latency.
     group = c.gpu_idx.astype(np.int64) * GPU_TYPE_SLOTS + (c.gpu_idx2 + 1)
     if per_shape:
-        _, group = np.unique(np.stack([group, c.shape], axis=1), axis=0, return_inverse=True)
-        group = group.ravel()
+        group = lex_ids(group, c.shape)  # the (type(s), shape) pairs, numbered
     keep = prune_groups(np.arange(len(c)), group, values)
     if not per_shape and drop_beaten_pipelines:
         keep = keep[~_dominated_pipelines(c.gpu_idx[keep], c.gpu_idx2[keep], values[keep])]

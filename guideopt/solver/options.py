@@ -7,15 +7,17 @@ same shape (hence the same cost) — are pruned before the model is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from guideopt.catalog import Catalog
 from guideopt.costs.intervals import pessimistic_table
 from guideopt.costs.layouts import DEFAULT_ATTENTION_DP
-from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
+from guideopt.costs.pipeline_table import hardware_classes
+from guideopt.costs.tables import OptionSpace, OptionTable, lex_ids, option_rows, table_for_rows
 from guideopt.errors import InvalidRequestError
+from guideopt.model.calibration import Calibration
 from guideopt.model.dtype import Dtype
 from guideopt.model.gpu import Gpu
 from guideopt.model.llm import ModelArch
@@ -92,7 +94,7 @@ def build_plan_options(req: PlanRequest, catalog: Catalog, phases: Phases | None
         output_len=int(req.workload.output_len or 0),
         kv_dtype=req.kv_dtype,
     )
-    table = build_option_table(arch, space, catalog.calibration, prices=prices)
+    table = option_table(arch, space, catalog.calibration, prices)
     table = pessimistic_table(table, catalog.calibration.intervals) if req.robust else table
     if phases is not None:
         phases.lap("table")
@@ -102,6 +104,25 @@ def build_plan_options(req: PlanRequest, catalog: Catalog, phases: Phases | None
         phases.lap("prune")
     inventory = {i: req.allowance(g.id).max for i, g in enumerate(gpus)}
     return PlanOptions(arch=arch, all_options=table, table=pruned, inventory=inventory, prices=prices, bounds=user_bounds(req, gpus))
+
+
+def option_table(arch: ModelArch, space: OptionSpace, calibration: Calibration, prices: list[float]) -> OptionTable:
+    """``build_option_table``, computed once per hardware class (GPU types that differ only
+    in name and price) and repeated onto each of its types with the type's price."""
+    cls, reps = hardware_classes(list(space.gpus), calibration)
+    rows = option_rows(arch, space)
+    if len(reps) == len(space.gpus):
+        return table_for_rows(arch, space, calibration, rows, prices)
+    by_class = {**rows, "gpu": cls[rows["gpu"]]}
+    _, first, inverse = np.unique(lex_ids(*by_class.values()), return_index=True, return_inverse=True)
+    class_space = replace(space, gpus=[space.gpus[i] for i in reps])
+    once = table_for_rows(arch, class_space, calibration, {k: v[first] for k, v in by_class.items()}, [prices[i] for i in reps])
+    return replace(
+        once.take(inverse.ravel()),
+        space=space,
+        gpu_idx=rows["gpu"],
+        usd_per_hour_per_gpu=np.asarray(prices, dtype=float)[rows["gpu"]],
+    )
 
 
 def relevant_terms(req: PlanRequest) -> set[ObjectiveTerm]:
