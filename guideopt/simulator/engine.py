@@ -26,6 +26,7 @@ the time of that step (the first token reaches the client with the second).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class _State:
         self.issued = 0
         self.finished = 0
         self.just_preempted = False
+        self.run_arr: np.ndarray | None = None  # ``running`` as an array; None when it changed
         self.series = Series()
         if stream.arrival_s is not None:
             self.arrival[:] = stream.arrival_s
@@ -135,11 +137,13 @@ class _State:
             self.free -= want
             self.blocks[r] += want
             self.running.append(r)
-            if np.isnan(self.admitted[r]):
+            self.run_arr = None
+            if math.isnan(self.admitted[r]):
                 self.admitted[r] = t
 
     def preempt_last(self) -> None:
         r = self.running.pop()
+        self.run_arr = None
         self.free += int(self.blocks[r])
         self.blocks[r] = 0
         self.cache[r] = 0
@@ -149,14 +153,15 @@ class _State:
         self.waiting.appendleft(r)
         self.just_preempted = True
 
-    def complete(self, ids: np.ndarray, t: float) -> None:
-        self.finished += int(ids.size)
-        for r in ids.tolist():
+    def complete(self, ids: list[int], t: float) -> None:
+        self.finished += len(ids)
+        self.run_arr = None
+        for r in ids:
             self.finish[r] = t
             self.running.remove(r)
             self.free += int(self.blocks[r])
             self.blocks[r] = 0
-            if self.issued < self.inp.size and np.isnan(self.arrival[self.issued]):
+            if self.issued < self.inp.size and math.isnan(self.arrival[self.issued]):
                 self.arrival[self.issued] = t  # closed loop: the client sends its next request
                 self.pending.append(self.issued)
                 self.issued += 1
@@ -202,9 +207,12 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress
                 break
             t = float(st.arrival[st.pending[0]])
             continue
-        run = np.fromiter(st.running, np.int64, len(st.running))
+        run = st.run_arr
+        if run is None:
+            run = st.run_arr = np.fromiter(st.running, np.int64, len(st.running))
         in_prefill = st.done[run] < st.need[run]
-        if not in_prefill.any():
+        any_pf = bool(in_prefill.any())
+        if not any_pf:
             moved = _decode_run(st, run, t, table)
             if moved is not None:
                 t, k = moved
@@ -212,43 +220,79 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress
                 if progress is not None:
                     progress(st.finished)
                 continue
-        t = _one_step(st, run, in_prefill, t, table)
+        t = _one_step(st, run, in_prefill, any_pf, t, table)
         steps += 1
         if progress is not None and steps % PROGRESS_EVERY_STEPS == 0:
             progress(st.finished)
     return SimResult(st.arrival, st.admitted, st.first, st.finish, st.inp, st.out, st.preempt, steps, spec.kv_tokens, st.series)
 
 
-def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, t: float, table: StepTable) -> float:
+def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, any_pf: bool, t: float, table: StepTable) -> float:
     spec = st.spec
-    dec = run[~in_prefill] if spec.chunked or not in_prefill.any() else run[:0]
+    dec = run if not any_pf else run[~in_prefill] if spec.chunked else run[:0]
     # KV growth of the decodes; the policy decides when blocks run short.
-    cache = st.cache[dec]
-    grow = np.maximum((cache + spec.block_tokens) // spec.block_tokens - st.blocks[dec], 0)
-    grown = int(grow.sum())
-    if grown > st.free:
-        keep = np.cumsum(grow) <= st.free
-        if spec.policy is KvPolicy.STALL and (keep.any() or in_prefill.any()):
-            dec, grow, cache = dec[keep], grow[keep], cache[keep]
-            grown = int(grow.sum())
-        else:  # recompute (reserve never gets here; a stall with nothing left to run falls back to it)
-            st.preempt_last()
-            return t
-    pf, chunk, pairs = _prompt_chunks(st, run[in_prefill], dec.size)
-    p = float(chunk.sum())
     n_dec = int(dec.size)
-    tau = table.step_s(n_dec, p, float((int(cache.sum()) + n_dec) * spec.kv_keep), pairs, int(pf.size))
+    if n_dec:
+        cache = st.cache[dec]
+        grow = np.maximum((cache + spec.block_tokens) // spec.block_tokens - st.blocks[dec], 0)
+        grown = int(grow.sum())
+        if grown > st.free:
+            keep = np.cumsum(grow) <= st.free
+            if spec.policy is KvPolicy.STALL and (keep.any() or any_pf):
+                dec, grow, cache = dec[keep], grow[keep], cache[keep]
+                grown = int(grow.sum())
+                n_dec = int(dec.size)
+            else:  # recompute (reserve never gets here; a stall with nothing left to run falls back to it)
+                st.preempt_last()
+                return t
+        kv = int(cache.sum()) + n_dec
+    else:
+        grown = kv = 0
+    # The prompts: one (the common case) in Python scalars, several in arrays.
+    pf_ids = run[in_prefill] if any_pf else run[:0]
+    one = -1
+    if pf_ids.size == 1:
+        one = int(pf_ids[0])
+        done1 = int(st.done[one])
+        c = int(st.need[one]) - done1
+        if spec.chunked:
+            c = min(c, max(spec.token_budget - n_dec, 0))
+        if c <= 0:
+            one = -1
+        p, pairs, n_pf = (float(c), c * (done1 + (c + 1) / 2.0), 1) if one >= 0 else (0.0, 0.0, 0)
+        pf = chunk = pf_ids[:0]
+    else:
+        pf, chunk, pairs = _prompt_chunks(st, pf_ids, n_dec)
+        p, n_pf = float(chunk.sum()), int(pf.size)
+    tau = table.step_s(n_dec, p, float(kv * spec.kv_keep), pairs, n_pf)
     t += tau
-    st.free -= grown
-    if grown:
-        st.blocks[dec] += grow
-    st.cache[dec] = cache + 1
-    gen = st.gen[dec] + 1
-    st.gen[dec] = gen
-    if spec.prompt_cached:
-        _mark_token_two(st, dec, t)
-    done_dec = dec[gen >= st.out[dec]]
-    if pf.size:
+    finished: list[int] = []
+    if n_dec:
+        st.free -= grown
+        if grown:
+            st.blocks[dec] += grow
+        st.cache[dec] = cache + 1
+        gen = st.gen[dec] + 1
+        st.gen[dec] = gen
+        if spec.prompt_cached:
+            _mark_token_two(st, dec, t)
+        fin = gen >= st.out[dec]
+        if fin.any():
+            finished = dec[fin].tolist()
+    if one >= 0:
+        done1 += c
+        st.done[one] = done1
+        st.cache[one] += c
+        if done1 >= st.need[one]:
+            g = int(st.gen[one])
+            if g == 0:
+                st.first[one] = t
+            st.gen[one] = g + 1
+            if spec.prompt_cached and math.isnan(st.first[one]):  # a decode recomputed after preemption before its token 2
+                st.first[one] = t
+            if g + 1 >= st.out[one]:
+                finished.append(one)
+    elif pf.size:
         done = st.done[pf] + chunk
         st.done[pf] = done
         st.cache[pf] += chunk
@@ -258,9 +302,9 @@ def _one_step(st: _State, run: np.ndarray, in_prefill: np.ndarray, t: float, tab
             st.gen[ready] += 1
             if spec.prompt_cached:  # a decode recomputed after preemption before its token 2
                 _mark_token_two(st, ready, t)
-            done_dec = np.concatenate([done_dec, ready[st.gen[ready] >= st.out[ready]]])
-    if done_dec.size:
-        st.complete(done_dec, t)
+            finished += ready[st.gen[ready] >= st.out[ready]].tolist()
+    if finished:
+        st.complete(finished, t)
     st.record(t, p + n_dec)
     return t
 
@@ -321,7 +365,7 @@ def _decode_run(st: _State, run: np.ndarray, t: float, table: StepTable) -> tupl
         st.blocks[run] = blocks
     finished = left <= k
     if finished.any():
-        st.complete(run[finished], t)
+        st.complete(run[finished].tolist(), t)
     st.record(t, float(d * k))
     return t, k
 
@@ -332,8 +376,10 @@ def _steps_within_free_blocks(st: _State, run: np.ndarray, k: int) -> int:
     if run.size * (k // b + 2) <= st.free:  # every sequence may cross k/b + 1 boundaries at most
         return k
 
+    cache, held = st.cache[run], st.blocks[run]
+
     def need(j: int) -> int:
-        return int(np.maximum(-(-(st.cache[run] + j) // b) - st.blocks[run], 0).sum()) if j else 0
+        return int(np.maximum(-(-(cache + j) // b) - held, 0).sum()) if j else 0
 
     if need(k) <= st.free:
         return k

@@ -29,6 +29,7 @@ from guideopt.model.llm import ModelArch
 
 DECODE_KV_POINTS = 48  # geometric points of the decode-KV axis (2-D decode table)
 MIXED_POINTS = (14, 14, 16, 12)  # points per axis of the 4-D mixed table (decodes, prompt tokens, decode KV, pairs)
+MEMO_SIZE = 1 << 16  # mixed steps remembered by their arguments (cleared when full)
 EXACT_SMALL_COUNTS = 8  # decode/prompt counts 0..8 are grid points (step time bends most at small batches)
 
 
@@ -81,20 +82,32 @@ class StepTable:
         return np.interp(kv_tokens, self.decode_kv_axis, self.decode_values[decodes])
 
     def step_s(self, decodes: int, prompt_tokens: float, kv_tokens: float, pairs: float, prompts: int = 1) -> float:
-        """One step (scalar, pure Python: a few µs)."""
+        """One step (scalar, pure Python: a few µs; repeated arguments come from a memo)."""
         if prompt_tokens <= 0:
             return _interp1(self._kv_list, self._decode_rows[decodes], kv_tokens)
+        key = (decodes, prompt_tokens, kv_tokens, pairs, prompts)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
         base = (min(max(prompts, 1), self._prompt_levels) - 1) * self._slab
-        weights = [1.0]
-        offsets = [0]
+        fs = []
         for axis, stride, x in zip(self._axes_lists, self._strides, (decodes, prompt_tokens, kv_tokens, pairs)):
             i = min(max(bisect.bisect_right(axis, x) - 1, 0), len(axis) - 2)
-            f = min(max((x - axis[i]) / (axis[i + 1] - axis[i]), 0.0), 1.0)
+            fs.append(min(max((x - axis[i]) / (axis[i + 1] - axis[i]), 0.0), 1.0))
             base += i * stride
-            weights = [w * (1.0 - f) for w in weights] + [w * f for w in weights]
-            offsets = offsets + [o + stride for o in offsets]
+        # The corner weights, products taken axis by axis (axis 0 the lowest bit of the corner).
+        f0, f1, f2, f3 = fs
+        g0 = 1.0 * (1.0 - f0)
+        f0 = 1.0 * f0
+        w = [g0 * (1.0 - f1), f0 * (1.0 - f1), g0 * f1, f0 * f1]
+        w = [v * (1.0 - f2) for v in w] + [v * f2 for v in w]
+        w = [v * (1.0 - f3) for v in w] + [v * f3 for v in w]
         flat = self._flat
-        return sum(w * flat[base + o] for w, o in zip(weights, offsets) if w)
+        total = sum(v * flat[base + o] for v, o in zip(w, self._offsets) if v)
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = total
+        return total
 
     def __post_init__(self) -> None:
         self._kv_list = self.decode_kv_axis.tolist()
@@ -102,6 +115,11 @@ class StepTable:
         self._strides = [int(np.prod(sizes[i + 1 :])) for i in range(len(sizes))]
         self._slab = int(np.prod(sizes))
         self._prompt_levels = int(self.values.shape[0])
+        offsets = [0]
+        for stride in self._strides:
+            offsets = offsets + [o + stride for o in offsets]
+        self._offsets = offsets
+        self._memo: dict[tuple[int, float, float, float, int], float] = {}
 
 
 def _interp1(xs: list[float], ys: list[float], x: float) -> float:
