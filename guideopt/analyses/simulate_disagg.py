@@ -19,8 +19,7 @@ import numpy as np
 from guideopt.analyses.disagg_deploy import Deployment, build_deployment
 from guideopt.analyses.simulate import TraceArrays, resolve_lengths
 from guideopt.catalog import Catalog, load_catalog
-from guideopt.costs.disagg import DisaggOptions, disagg_max_rate, disagg_stream_metrics, kv_bytes_per_prompt_token, kv_transfer_s
-from guideopt.costs.disagg_pools import prefill_service_s
+from guideopt.costs.disagg import at_prompt_lengths, disagg_max_rate, disagg_stream_metrics, handover_s
 from guideopt.costs.stream import StreamMetrics
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.disagg_request import DisaggPredictRequest
@@ -92,12 +91,10 @@ def run_disagg_simulation(
     for role, table in dep.tables.items():
         if float(table.memory.kv_tokens[0]) < need[role]:
             raise NoFeasiblePlanError(f"{role} workers: the longest request ({need[role]} tokens) does not fit their KV cache", ["memory"])
-    opts = _with_lengths(dep.opts, arch, lengths.input_len)
+    opts = at_prompt_lengths(arch, dep.opts, lengths.input_len)
     longest = int((inputs + outputs).max())
     (pre, pre_steps), (dec, dec_steps) = (engine_for(arch, dep.tables[r], getattr(opts, r), 0, longest) for r in ("prefill", "decode"))
-    per_request = _with_lengths(opts, arch, inputs)
-    prompt = np.asarray(inputs, dtype=float)[None, :]
-    transfer = kv_transfer_s(arch, prompt, per_request, prefill_s=prefill_service_s(arch, opts.prefill, prompt))[0]
+    transfer = handover_s(arch, opts, inputs)  # each sampled request its own prompt
     stream = make_stream(inputs, outputs, rate_rps=wl.rate_rps, arrival_s=arrival, burstiness=wl.burstiness, seed=wl.seed)
     x, y = (int(opts.prefill_workers[0]), int(opts.decode_workers[0]))  # attention-DP ranks of each pool
     result = simulate_disagg(stream, pre, pre_steps, x, dataclasses.replace(dec, chunked=False), dec_steps, y, transfer)
@@ -106,10 +103,3 @@ def run_disagg_simulation(
     analytic = disagg_stream_metrics(arch, opts, lengths, np.array([wl.rate_rps]), burstiness=wl.burstiness, percentiles=pcts)
     best = float(disagg_max_rate(arch, opts, lengths)[0])
     return DisaggSimulation(req, dep, report, analytic, transfer * MS_PER_S, best)
-
-
-def _with_lengths(opts: DisaggOptions, arch, prompt_tokens) -> DisaggOptions:
-    """``opts`` with its KV bytes per token at these prompt lengths (buckets, or sampled requests)."""
-    element = np.asarray(opts.prefill.cfg.kv_bytes, dtype=float).reshape(-1)[:1]
-    per_token = kv_bytes_per_prompt_token(arch, element[:, None], np.asarray(prompt_tokens, dtype=float)[None, :])
-    return dataclasses.replace(opts, kv_bytes_per_token=per_token)

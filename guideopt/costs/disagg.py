@@ -36,6 +36,8 @@ as ``tau_mix_s`` and ``prefill_service_s``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from guideopt.costs.disagg_kv import kv_bytes_per_prompt_token, kv_transfer_s, prompt_kv_bytes
@@ -58,9 +60,11 @@ from guideopt.units import MS_PER_S
 
 __all__ = [
     "DisaggOptions",
+    "at_prompt_lengths",
     "disagg_lengths",
     "disagg_max_rate",
     "disagg_stream_metrics",
+    "handover_s",
     "kv_bytes_per_prompt_token",
     "kv_transfer_s",
     "prompt_kv_bytes",
@@ -227,3 +231,18 @@ def disagg_stream_metrics(
         stable=(rho < 1.0) & pool.stable,
         steady=_steady(pool, prefill_moments(service, w)[0], opts),
     )
+
+
+def at_prompt_lengths(arch: ModelArch, opts: DisaggOptions, prompt_tokens) -> DisaggOptions:
+    """``opts`` (one option) with its KV bytes per token at these prompt lengths: length
+    buckets, or the sampled requests of a simulation."""
+    element = np.asarray(opts.prefill.cfg.kv_bytes, dtype=float).reshape(-1)[:1]
+    per_token = kv_bytes_per_prompt_token(arch, element[:, None], np.asarray(prompt_tokens, dtype=float)[None, :])
+    return dataclasses.replace(opts, kv_bytes_per_token=per_token)
+
+
+def handover_s(arch: ModelArch, opts: DisaggOptions, prompt_tokens) -> np.ndarray:
+    """Seconds each prompt of ``prompt_tokens`` waits for its KV hand-over after it, on option 0 of ``opts``."""
+    prompt = np.asarray(prompt_tokens, dtype=float)[None, :]
+    sized = at_prompt_lengths(arch, opts, prompt_tokens)
+    return kv_transfer_s(arch, prompt, sized, prefill_s=prefill_service_s(arch, opts.prefill, prompt))[0]

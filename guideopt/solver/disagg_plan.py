@@ -16,14 +16,13 @@ import numpy as np
 
 from guideopt.catalog import Catalog
 from guideopt.costs.disagg import prompt_kv_bytes
-from guideopt.costs.rows import layout_fields, memory_breakdown
 from guideopt.model.plan import Group, Metrics, Plan
 from guideopt.model.request import PlanRequest
 from guideopt.solver.candidates import Candidates, micro_seconds, milli_usd
 from guideopt.solver.constraints import stream_slo_bounds
 from guideopt.solver.disagg_compare import DISAGG_SOURCE
 from guideopt.solver.disagg_space import LINKS, DisaggTable, disagg_roles, pair_shapes, size_groups
-from guideopt.solver.stream_extract import analytic_block, percentiles_wanted
+from guideopt.solver.stream_extract import analytic_block, percentiles_wanted, plan_metrics, row_group
 from guideopt.solver.stream_options import StreamSpace
 from guideopt.units import BYTES_PER_S_PER_GB_S, DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MILLI_USD_PER_USD, MS_PER_S, ROUNDING_EPS
 
@@ -85,15 +84,7 @@ def disagg_plan_of(req: PlanRequest, space: StreamSpace, dt: DisaggTable, k: int
     m, lengths = dt.metrics, space.lengths
     rate = float(req.workload.rate_rps or 0.0)
     pct = req.slo.percentile
-    metrics = Metrics(
-        ttft_ms=float(m.ttft_ms.percentiles[pct][k]),
-        tpot_ms=float(m.tpot_ms.percentiles[pct][k]),
-        batch_latency_s=float(m.e2e_ms.percentiles[pct][k]) / MS_PER_S,
-        decode_throughput_tok_s=rate * float(lengths.weight @ np.maximum(lengths.output_len - 1.0, 0.0)),
-        output_throughput_tok_s=rate * lengths.mean_output,
-        total_throughput_tok_s=rate * (lengths.mean_input + lengths.mean_output),
-        prefill_throughput_tok_s=rate * lengths.mean_input,
-    )
+    metrics = plan_metrics(m, k, pct, rate, lengths)
     analytic = analytic_block(m, k)
     groups = [
         _role_group(space, int(dt.prefill_row[k]), int(dt.prefill_replicas[k]), "prefill", metrics, {"analytic": analytic}),
@@ -132,36 +123,15 @@ def disagg_plan_of(req: PlanRequest, space: StreamSpace, dt: DisaggTable, k: int
 
 def _transfer_ms(space: StreamSpace, dt: DisaggTable, k: int) -> float:
     """Mean seconds a request's KV hand-over adds after its prompt, in ms."""
-    from guideopt.costs.disagg import kv_transfer_s
-    from guideopt.costs.disagg_pools import prefill_service_s
+    from guideopt.costs.disagg import handover_s
 
-    sub = dt.opts.take(np.array([k]))
-    inp = space.lengths.input_len[None, :]
-    service = prefill_service_s(space.arch, sub.prefill, inp)
-    s = kv_transfer_s(space.arch, inp, sub, prefill_s=service)[0]
+    s = handover_s(space.arch, dt.opts.take(np.array([k])), space.lengths.input_len)
     return float((s * space.lengths.weight).sum()) * MS_PER_S
 
 
 def _role_group(space: StreamSpace, row: int, replicas: int, role: str, metrics: Metrics, stream: dict) -> Group:
-    t = space.table
-    cap = int(space.options.running_cap[row])
-    per_replica = int(t.gpus_per_replica[row])
-    return Group(
-        gpu=t.space.gpus[int(t.gpu_idx[row])].id,
-        framework=t.space.frameworks[int(t.fw_idx[row])].id,
-        dtype=t.space.dtypes[int(t.dtype_idx[row])].value,
-        kv_dtype=t.kv_dtype_names[row],
-        replicas=replicas,
-        **layout_fields(t, row),
-        batch=cap,
-        split=int(t.split[row]),
-        metrics=metrics,
-        memory=memory_breakdown(t, row, running=float(cap)),
-        usd_per_hour=round(replicas * per_replica * float(t.usd_per_hour_per_gpu[row]), 4),
-        num_gpus=replicas * per_replica,
-        role=role,
-        stream={"running_cap": cap, "token_budget": int(t.split[row]), **stream},
-    )
+    cap = float(space.options.running_cap[row])
+    return row_group(space, row, replicas, metrics, running=cap, stream=stream, role=role)
 
 
 def best_per_shape(req: PlanRequest, space, dt, bounds) -> list[float]:

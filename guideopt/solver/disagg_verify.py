@@ -12,8 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from guideopt.costs.disagg import kv_bytes_per_prompt_token, kv_transfer_s
-from guideopt.costs.disagg_pools import prefill_service_s
+from guideopt.costs.disagg import handover_s
 from guideopt.model.plan import Plan
 from guideopt.model.request import PlanRequest
 from guideopt.simulator.disagg import simulate_disagg
@@ -33,11 +32,7 @@ def verify_disagg(req: PlanRequest, space: StreamSpace, dt: DisaggTable, k: int)
     (pre, pre_steps), (dec, dec_steps) = engine_of(space, p), engine_of(space, d)
     inputs, outputs = sampled_lengths(req, space)
     stream = make_stream(inputs, outputs, rate_rps=float(wl.rate_rps or 0.0), burstiness=wl.burstiness, seed=wl.seed)
-    prompt = np.asarray(inputs, dtype=float)[None, :]
-    sub = dt.opts.take(np.array([k]))
-    element = np.broadcast_to(np.asarray(sub.prefill.cfg.kv_bytes, dtype=float), (1,))[:, None]
-    sub = dataclasses.replace(sub, kv_bytes_per_token=kv_bytes_per_prompt_token(space.arch, element, prompt))  # per sampled request
-    transfer = kv_transfer_s(space.arch, prompt, sub, prefill_s=prefill_service_s(space.arch, sub.prefill, prompt))[0]
+    transfer = handover_s(space.arch, dt.opts.take(np.array([k])), inputs)  # each sampled request its own prompt
     result = simulate_disagg(
         stream,
         pre,

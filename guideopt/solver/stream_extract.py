@@ -51,33 +51,15 @@ def stream_plan_of(req: PlanRequest, space: StreamSpace, row: int, replicas: int
     pct = req.slo.percentile
     lengths = space.lengths
     total_rate = rate * replicas
-    metrics = Metrics(
-        ttft_ms=float(m.ttft_ms.percentiles[pct][0]),
-        tpot_ms=float(m.tpot_ms.percentiles[pct][0]),
-        batch_latency_s=float(m.e2e_ms.percentiles[pct][0]) / MS_PER_S,
-        decode_throughput_tok_s=total_rate * float(lengths.weight @ np.maximum(lengths.output_len - 1.0, 0.0)),
-        output_throughput_tok_s=total_rate * lengths.mean_output,
-        total_throughput_tok_s=total_rate * (lengths.mean_input + lengths.mean_output),
-        prefill_throughput_tok_s=total_rate * lengths.mean_input,
-    )
-    per_replica_gpus = int(t.gpus_per_replica[row])
+    metrics = plan_metrics(m, 0, pct, total_rate, lengths)
     cap = int(space.options.running_cap[row])
-    group = Group(
-        gpu=t.space.gpus[int(t.gpu_idx[row])].id,
-        framework=t.space.frameworks[int(t.fw_idx[row])].id,
-        dtype=t.space.dtypes[int(t.dtype_idx[row])].value,
-        kv_dtype=t.kv_dtype_names[row],
-        replicas=replicas,
-        **layout_fields(t, row),
-        batch=cap,
-        split=int(t.split[row]),
-        metrics=metrics,
-        memory=memory_breakdown(t, row, running=float(min(cap, max(float(m.running[0]), 1.0)))),
-        usd_per_hour=round(replicas * per_replica_gpus * float(t.usd_per_hour_per_gpu[row]), 4),
-        num_gpus=replicas * per_replica_gpus,
+    group = row_group(
+        space,
+        row,
+        replicas,
+        metrics,
+        running=float(min(cap, max(float(m.running[0]), 1.0))),
         stream={
-            "running_cap": cap,
-            "token_budget": int(t.split[row]),
             "rate_rps_per_replica": rate,
             "sustainable_rate_rps_per_replica": float(space.slo_rate_rps[row]),
             "running_mean": float(m.running[0]),
@@ -99,4 +81,43 @@ def stream_plan_of(req: PlanRequest, space: StreamSpace, row: int, replicas: int
             "sustainable_load": float(space.slo_load[row]) * replicas,
             "sustainable_unit": "clients" if space.closed_loop else "req/s",
         },
+    )
+
+
+def plan_metrics(m: StreamMetrics, k: int, pct: float, rate_rps: float, lengths) -> Metrics:
+    """The contract's metrics of option ``k`` of ``m`` serving ``rate_rps`` requests/s: its
+    ``pct``-th percentiles, and the throughputs of that load."""
+    return Metrics(
+        ttft_ms=float(m.ttft_ms.percentiles[pct][k]),
+        tpot_ms=float(m.tpot_ms.percentiles[pct][k]),
+        batch_latency_s=float(m.e2e_ms.percentiles[pct][k]) / MS_PER_S,
+        decode_throughput_tok_s=rate_rps * float(lengths.weight @ np.maximum(lengths.output_len - 1.0, 0.0)),
+        output_throughput_tok_s=rate_rps * lengths.mean_output,
+        total_throughput_tok_s=rate_rps * (lengths.mean_input + lengths.mean_output),
+        prefill_throughput_tok_s=rate_rps * lengths.mean_input,
+    )
+
+
+def row_group(
+    space: StreamSpace, row: int, replicas: int, metrics: Metrics, *, running: float, stream: dict, role: str | None = None
+) -> Group:
+    """``replicas`` × option ``row`` as a plan group (``running``: requests a replica holds, for its memory)."""
+    t = space.table
+    cap = int(space.options.running_cap[row])
+    per_replica_gpus = int(t.gpus_per_replica[row])
+    return Group(
+        gpu=t.space.gpus[int(t.gpu_idx[row])].id,
+        framework=t.space.frameworks[int(t.fw_idx[row])].id,
+        dtype=t.space.dtypes[int(t.dtype_idx[row])].value,
+        kv_dtype=t.kv_dtype_names[row],
+        replicas=replicas,
+        **layout_fields(t, row),
+        batch=cap,
+        split=int(t.split[row]),
+        metrics=metrics,
+        memory=memory_breakdown(t, row, running=running),
+        usd_per_hour=round(replicas * per_replica_gpus * float(t.usd_per_hour_per_gpu[row]), 4),
+        num_gpus=replicas * per_replica_gpus,
+        role=role,
+        stream={"running_cap": cap, "token_budget": int(t.split[row]), **stream},
     )
