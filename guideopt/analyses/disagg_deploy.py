@@ -36,7 +36,7 @@ from guideopt.analyses.capacity_cases import case_table
 from guideopt.analyses.capacity_request import CapacityRequest
 from guideopt.analyses.predict import checked_layout
 from guideopt.catalog import Catalog
-from guideopt.costs.disagg import disagg_max_rate, disagg_stream_metrics, kv_bytes_per_prompt_token
+from guideopt.costs.disagg import disagg_max_rate, disagg_stream_metrics, group_options
 from guideopt.costs.disagg_kv import kv_link, kv_transfer_s
 from guideopt.costs.disagg_options import DisaggOptions
 from guideopt.costs.disagg_pools import prefill_service_s, wave_wait_s
@@ -151,17 +151,9 @@ def _disagg_options(req, arch, options: dict[str, StreamOptions], lengths, cat: 
         cat.links.network,
         cat.calibration.disaggregation.handoff_s,
     )
-    element = np.asarray(options["prefill"].cfg.kv_bytes, dtype=float).reshape(-1)[:1]
-    opts = DisaggOptions(
-        prefill=options["prefill"],
-        decode=options["decode"],
-        prefill_workers=np.array([float(req.prefill_workers * dp["prefill"])]),
-        decode_workers=np.array([float(req.decode_workers * dp["decode"])]),
-        kv_link_gb_s=bw,
-        kv_link_latency_s=latency,
-        kv_bytes_per_token=kv_bytes_per_prompt_token(arch, element[:, None], lengths.input_len[None, :]),
-        layerwise=np.array([bool(fw.capabilities.kv_connectors)]),
-    )
+    ranks = ([float(req.prefill_workers * dp["prefill"])], [float(req.decode_workers * dp["decode"])])
+    layerwise = [bool(fw.capabilities.kv_connectors)]
+    opts = group_options(arch, options["prefill"], options["decode"], ranks, (bw, latency), layerwise, lengths.input_len)
     return opts, bool(nvlink[0])
 
 

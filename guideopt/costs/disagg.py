@@ -53,7 +53,7 @@ from guideopt.costs.disagg_pools import (
 )
 from guideopt.costs.lengths import LengthTable
 from guideopt.costs.queueing import Wait, merge_buckets, mixture_mean, mixture_quantiles, slot_wait
-from guideopt.costs.stream import Dist, Steady, StreamMetrics, kv_tokens_per_request
+from guideopt.costs.stream import Dist, Steady, StreamMetrics, StreamOptions, kv_tokens_per_request
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import REPORTED_PERCENTILES
 from guideopt.units import MS_PER_S
@@ -64,6 +64,7 @@ __all__ = [
     "disagg_lengths",
     "disagg_max_rate",
     "disagg_stream_metrics",
+    "group_options",
     "handover_s",
     "kv_bytes_per_prompt_token",
     "kv_transfer_s",
@@ -233,10 +234,29 @@ def disagg_stream_metrics(
     )
 
 
+def group_options(
+    arch: ModelArch, prefill: StreamOptions, decode: StreamOptions, ranks: tuple, link: tuple, layerwise, prompt_tokens
+) -> DisaggOptions:
+    """Groups of ``ranks`` = (prefill, decode) attention-DP ranks of these workers, handing
+    over on ``link`` = (GB/s, latency s), with the KV bytes per token of prompts of
+    ``prompt_tokens`` (length buckets, per option)."""
+    opts = DisaggOptions(
+        prefill=prefill,
+        decode=decode,
+        prefill_workers=np.asarray(ranks[0], dtype=float),
+        decode_workers=np.asarray(ranks[1], dtype=float),
+        kv_link_gb_s=np.asarray(link[0], dtype=float),
+        kv_link_latency_s=np.asarray(link[1], dtype=float),
+        kv_bytes_per_token=np.zeros(1),
+        layerwise=np.asarray(layerwise, dtype=bool),
+    )
+    return at_prompt_lengths(arch, opts, prompt_tokens)
+
+
 def at_prompt_lengths(arch: ModelArch, opts: DisaggOptions, prompt_tokens) -> DisaggOptions:
-    """``opts`` (one option) with its KV bytes per token at these prompt lengths: length
+    """``opts`` with its KV bytes per token at these prompt lengths (options × prompts): length
     buckets, or the sampled requests of a simulation."""
-    element = np.asarray(opts.prefill.cfg.kv_bytes, dtype=float).reshape(-1)[:1]
+    element = np.broadcast_to(np.asarray(opts.prefill.cfg.kv_bytes, dtype=float), (len(opts),))
     per_token = kv_bytes_per_prompt_token(arch, element[:, None], np.asarray(prompt_tokens, dtype=float)[None, :])
     return dataclasses.replace(opts, kv_bytes_per_token=per_token)
 

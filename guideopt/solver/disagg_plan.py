@@ -22,7 +22,7 @@ from guideopt.solver.candidates import Candidates, micro_seconds, milli_usd
 from guideopt.solver.constraints import stream_slo_bounds
 from guideopt.solver.disagg_compare import DISAGG_SOURCE
 from guideopt.solver.disagg_space import LINKS, DisaggTable, disagg_roles, pair_shapes, size_groups
-from guideopt.solver.stream_extract import analytic_block, percentiles_wanted, plan_metrics, row_group
+from guideopt.solver.stream_extract import analytic_block, plan_metrics, row_group
 from guideopt.solver.stream_options import StreamSpace
 from guideopt.units import BYTES_PER_S_PER_GB_S, DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MILLI_USD_PER_USD, MS_PER_S, ROUNDING_EPS
 
@@ -154,5 +154,4 @@ __all__ = [
     "disagg_candidates",
     "disagg_plan_of",
     "disagg_table",
-    "percentiles_wanted",
 ]

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.catalog import Catalog
-from guideopt.costs.disagg import DisaggOptions, disagg_stream_metrics, kv_bytes_per_prompt_token
+from guideopt.costs.disagg import DisaggOptions, disagg_stream_metrics, group_options
 from guideopt.costs.disagg_kv import kv_link
 from guideopt.costs.disagg_pools import decode_capacity_rps, decode_pool, prefill_moments, prefill_service_s
 from guideopt.costs.stream import StreamMetrics
@@ -210,20 +210,10 @@ def disagg_options(space: StreamSpace, cat: Catalog, p, d, x, y) -> tuple[Disagg
     """The cost model's options for groups of x × row ``p`` and y × row ``d``, and their link codes."""
     t = space.table
     code, bw, latency = link_of(space, cat, p, d, x, y)
-    element = np.broadcast_to(np.asarray(space.options.cfg.kv_bytes, dtype=float), (len(t),))[p]
-    kv_bytes = kv_bytes_per_prompt_token(space.arch, element[:, None], space.lengths.input_len[None, :])  # options × buckets
     fws = t.space.frameworks
     layerwise = np.array([bool(fws[i].capabilities.kv_connectors) for i in t.fw_idx[p]], dtype=bool)
-    opts = DisaggOptions(
-        prefill=space.options.take(p),
-        decode=space.options.take(d),
-        prefill_workers=(x * t.dp[p]).astype(float),
-        decode_workers=(y * t.dp[d]).astype(float),
-        kv_link_gb_s=bw,
-        kv_link_latency_s=latency,
-        kv_bytes_per_token=kv_bytes,
-        layerwise=layerwise,
-    )
+    ranks = ((x * t.dp[p]).astype(float), (y * t.dp[d]).astype(float))
+    opts = group_options(space.arch, space.options.take(p), space.options.take(d), ranks, (bw, latency), layerwise, space.lengths.input_len)
     return opts, code
 
 

@@ -27,6 +27,7 @@ from guideopt.solver.dominance import shape_key
 from guideopt.solver.explain import explain_no_fitting_option
 from guideopt.solver.options import build_plan_options, resolve_gpus
 from guideopt.solver.single import ranked_plans
+from guideopt.solver.stream_extract import stream_plan_of
 from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_rank_rate, priced_space
 from guideopt.solver.stream_verify import verify_plan
 from guideopt.solver.terms import TERMS, unscale
@@ -86,6 +87,7 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
     gpus = resolve_gpus(req, cat)
     prices = [req.allowance(g.id).usd_per_hour or g.usd_per_hour for g in gpus]
     only = req.disaggregation is Disaggregation.ONLY
+    bounds = user_bounds(req, gpus)
     dt = None
     if req.disaggregation is Disaggregation.NEVER:
         space = build_stream_space(req, cat, gpus, prices)
@@ -96,9 +98,8 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
         dt = disagg_table(req, space, cat)
         clock.lap("disaggregated groups")
         if not only:
-            space = priced_space(req, space, known_usd=best_per_shape(req, space, dt, user_bounds(req, gpus)))
+            space = priced_space(req, space, known_usd=best_per_shape(req, space, dt, bounds))
     clock.lap("stream options")
-    bounds = user_bounds(req, gpus)
     if len(space.table) == 0:
         static = build_plan_options(req, cat)
         if len(static.all_options) == 0:  # no engine, precision or layout at all: say which, not "memory"
@@ -183,7 +184,7 @@ def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates
             if not kept:  # out of rounds with every shown plan failing: the analytic best, flagged as failing
                 k = int(ranked[0])
                 key = (int(cands.source[k]), int(cands.ref[k]), int(cands.replicas[k]))
-                kept = [checked.get(key) or _verified(req, space, key, dt)]
+                kept = [checked.get(key) or _analytic(req, space, key, dt)]
             # settled: the last ranking's shown plans all passed the simulator
             shown = [p.model_copy(update={"rank": i}) for i, p in enumerate(kept, start=1)]
             return shown, ranked, rounds, not failed, pool & ~np.isin(shapes, list(cut))
@@ -197,6 +198,16 @@ def _verified(req: PlanRequest, space: StreamSpace, key: tuple[int, int, int], d
 
         return verify_disagg(req, space, dt, ref)
     return verify_plan(req, space, ref, replicas)
+
+
+def _analytic(req: PlanRequest, space: StreamSpace, key: tuple[int, int, int], dt) -> Plan:
+    """Candidate ``key``'s plan from the analytic model alone (not simulated)."""
+    source, ref, replicas = key
+    if dt is not None and source == DISAGG_SOURCE:
+        from guideopt.solver.disagg_plan import disagg_plan_of
+
+        return disagg_plan_of(req, space, dt, ref, rank=1)
+    return stream_plan_of(req, space, ref, replicas, rank=1)
 
 
 def _slo_names(req: PlanRequest) -> list[tuple[str, float]]:
