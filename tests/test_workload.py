@@ -135,7 +135,7 @@ def test_trace_limits(tmp_path):
     path.write_text("input_len,output_len\n10,5\n4000,200\n")
     with pytest.raises(InvalidRequestError, match=r"t\.csv:3: input_len\+output_len = 4200 exceeds the model's context of 4096"):
         read_trace(path, max_context=4096)
-    with pytest.raises(InvalidRequestError, match="2 requests, over the simulation limit of 1"):
+    with pytest.raises(InvalidRequestError, match="more than 1 requests, the simulation limit"):
         read_trace(path, max_requests=1)
     with pytest.raises(InvalidRequestError, match="does not exist"):
         read_trace(tmp_path / "nope.csv")

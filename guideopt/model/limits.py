@@ -117,3 +117,23 @@ WEB_REQUEST_TIMEOUT_S = 120.0
 WEB_SHUTDOWN_GRACE_S = 3.0
 # Bytes in one web request body (a request is ~1 KB).
 MAX_WEB_BODY_BYTES = 256 * 1024
+
+# ---- request lengths and trace files (issue 25 item 5)
+
+# Buckets of one length table the analytic stream model prices. Its cost grows with options
+# x buckets: a 5,000-row trace kept as its ~4,990 distinct pairs planned for 221 s in 2.4 GB
+# (8B, --rate 5, $20/h); a named mix has 11 x 11 = 121 quantile buckets, so a trace or a
+# bucket list with more distinct pairs is condensed into the same quantile cells
+# (costs/lengths.py): the same plan then takes ~25 s in 190 MB, its sustainable rate within
+# 0.3 % and P90 TTFT/TPOT within 3 % of the full table's (tests/test_bounds_traces.py).
+MAX_LENGTH_BUCKETS = 128
+
+# Bytes of one trace file, checked before it is opened. A row of lengths is 10-60 bytes
+# (200,000 rows, the most a simulation runs, are under 12 MB even with arrival times); 64 MiB
+# leaves room for rows that carry a few extra fields, and reading that much line by line
+# takes seconds. Rows are counted while reading too: a 40 MB file of 5,000,000 short rows
+# stops at row 200,001 (it was parsed whole, 45-52 s and 1.2 GB, before being refused).
+MAX_TRACE_FILE_BYTES = 64 * 1024**2
+# Characters of one trace line: a row is a few numbers; a file with no line ends would
+# otherwise be held whole. 128 Ki is the csv module's own field limit.
+MAX_TRACE_LINE_CHARS = 128 * 1024
