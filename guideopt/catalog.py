@@ -29,7 +29,8 @@ from guideopt.model.limits import MAX_CONFIG_JSON_BYTES, MAX_CONSTRAINTS_FILE_BY
 from guideopt.model.link import Links, NetworkLink
 from guideopt.model.llm import ModelArch
 from guideopt.model.model_ids import base_model_id, quantized_suffix_dtype
-from guideopt.model.validation import validated
+from guideopt.model.unique_keys import DuplicateKeyError, loads_yaml
+from guideopt.model.validation import booleans_as_text, validated
 from guideopt.model.workload import LengthMix
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -348,19 +349,20 @@ def _read_price_set(name_or_path: str, cat: Catalog) -> PriceSet:
         try:
             if path.stat().st_size > MAX_CONSTRAINTS_FILE_BYTES:
                 raise CatalogError(f"prices: {path} is over {MAX_CONSTRAINTS_FILE_BYTES // 1024} KiB (list GPU ids and prices only)")
-            data = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
+            data = booleans_as_text(loads_yaml(path.read_bytes().decode("utf-8-sig")))  # true is not a price
         except OSError as exc:
             raise CatalogError(f"prices: cannot read {path} ({exc.strerror or exc})") from None
+        except DuplicateKeyError as exc:
+            raise CatalogError(f"prices: {exc.located(str(path))}") from None
         except (UnicodeDecodeError, yaml.YAMLError) as exc:
             raise CatalogError(f"prices: {path} is not a UTF-8 YAML or JSON file ({str(exc).splitlines()[0]})") from None
     else:
         data = _read_yaml(path)
-    if isinstance(data, dict) and "gpus" not in data:
-        data = {"gpus": data}  # a bare {id: price} mapping
+    bare = not isinstance(data, dict) or "gpus" not in data  # a bare {id: price} mapping
     try:
-        prices = validated(PriceSet, data if isinstance(data, dict) else {"gpus": data})
-    except GuideoptError as exc:
-        raise CatalogError(f"prices: {path}: {exc}") from None
+        prices = validated(PriceSet, {"gpus": data} if bare else data)
+    except GuideoptError as exc:  # named as written: a bare mapping has no gpus key
+        raise CatalogError(f"prices: {path}: {str(exc).removeprefix('gpus.') if bare else exc}") from None
     for gpu_id in [g for tier in (prices.gpus, *prices.tiers.values()) for g in tier]:
         try:
             cat.gpu(gpu_id)

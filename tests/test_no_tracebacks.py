@@ -68,7 +68,7 @@ def test_price_file_values_are_bounded(tmp_path: Path, price: str) -> None:
     one_line(
         ["plan", "--model", LLAMA, "--budget", "10", "--input-len", "100", "--output-len", "20", "--prices", str(f)],
         "--prices",
-        "gpus.h100-sxm",
+        "p.yaml: h100-sxm: ",  # named as written: a bare {id: price} mapping has no gpus key
     )
 
 

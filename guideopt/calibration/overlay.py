@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from guideopt.calibration.mapping import Case, CaseOrSkip
 from guideopt.catalog import Catalog
@@ -20,6 +20,8 @@ from guideopt.errors import InvalidRequestError
 from guideopt.model.base import StrictModel
 from guideopt.model.calibration import Calibration, ClosedLoopSync, FrameworkEfficiency
 from guideopt.model.gpu import Vendor
+from guideopt.model.unique_keys import DuplicateKeyError, loads_yaml
+from guideopt.model.validation import booleans_as_text, validated
 
 OVERLAY_VERSION = "overlay"
 
@@ -42,7 +44,9 @@ def apply_overlay(cal: Calibration, overlay: CalibrationOverlay) -> Calibration:
 
 def read_overlay(path: str | Path) -> CalibrationOverlay:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = loads_yaml(Path(path).read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise InvalidRequestError(f"--calibration: {exc.located(str(path))}") from None
     except FileNotFoundError:
         raise InvalidRequestError(f"--calibration: {path}: no such file (write one with `guideopt calibrate`)") from None
     except UnicodeDecodeError:
@@ -51,12 +55,14 @@ def read_overlay(path: str | Path) -> CalibrationOverlay:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise InvalidRequestError(f"--calibration: {path}: {where}not valid YAML") from None
-    try:
-        return CalibrationOverlay.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise InvalidRequestError(f"--calibration: {path}: {key}: {err['msg']} (write the file with `guideopt calibrate`)") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError(
+            f"--calibration: {path}: expected a mapping with a frameworks key (write the file with `guideopt calibrate`)"
+        )
+    try:  # the wording every surface shares; true/false is not a number here either
+        return validated(CalibrationOverlay, booleans_as_text(data))
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(f"--calibration: {path}: {exc}") from None
 
 
 def with_overlay(catalog: Catalog, path: str | Path | None) -> Catalog:

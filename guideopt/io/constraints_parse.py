@@ -22,7 +22,8 @@ import yaml
 from guideopt.errors import InvalidRequestError
 from guideopt.model.keypath import KeyPath, Segment, one_line, render_path
 from guideopt.model.limits import MAX_COLLECTION_ITEMS, MAX_YAML_NODES
-from guideopt.model.validation import WrittenBool
+from guideopt.model.unique_keys import DUPLICATE_KEY, DuplicateKeyError, loads_json, yaml_duplicate
+from guideopt.model.validation import booleans_as_text as written_booleans
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -149,64 +150,23 @@ def _parse_yaml(text: str, name: str) -> tuple[Any, Locator]:
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. an impossible date such as 2024-13-01
         line = node.start_mark.line + 1 if node is not None else 1
         raise syntax_error(name, line, f"a value cannot be read: {exc}", "quote values that are not meant as dates or numbers") from None
-    dup = _yaml_duplicate(node, ())
+    dup = yaml_duplicate(node)
     if dup is not None:
         line, path = dup
-        raise ConstraintsFileError(name, line, render_path(path), "key given twice (keep one)")
+        raise ConstraintsFileError(name, line, render_path(path), DUPLICATE_KEY)
     return data, _YamlLocator(node)
-
-
-def _yaml_duplicate(node: yaml.Node | None, path: KeyPath, visited: set[int] | None = None) -> tuple[int, KeyPath] | None:
-    """The first key written twice in one mapping (PyYAML would silently keep the last)."""
-    visited = set() if visited is None else visited
-    if node is None or id(node) in visited:  # aliases: each node once
-        return None
-    visited.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen and key.value != "<<":
-                    return key.start_mark.line + 1, path + (key.value,)
-                seen.add(key.value)
-            hit = _yaml_duplicate(value, path + (str(getattr(key, "value", "?")),), visited)
-            if hit is not None:
-                return hit
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            hit = _yaml_duplicate(item, path + (i,), visited)
-            if hit is not None:
-                return hit
-    return None
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
 
 
 def _parse_json(text: str, name: str) -> tuple[Any, Locator]:
     locator = _TextLocator(text, "json")
     try:
-        data = json.loads(text, object_pairs_hook=_unique_pairs)
+        data = loads_json(text)
     except json.JSONDecodeError as exc:
         raise syntax_error(
             name, exc.lineno, exc.msg, "check the JSON near this line: quotes around keys, commas between items, no trailing comma"
         ) from None
-    except _DuplicateKey as exc:
-        pattern = re.compile(re.escape(json.dumps(exc.key)) + r"\s*:")
-        hits = [i + 1 for i, s in enumerate(locator.lines) if pattern.search(s)]
-        line = hits[1] if len(hits) > 1 else (hits[0] if hits else 1)
-        raise ConstraintsFileError(name, line, exc.key, "key given twice (keep one)") from None
+    except DuplicateKeyError as exc:
+        raise ConstraintsFileError(name, exc.line, render_path(exc.path), DUPLICATE_KEY) from None
     except RecursionError:
         raise syntax_error(name, 1, "nested too deeply", "a constraints file needs only a few levels") from None
     _check_data_size(data, (), name, locator)
@@ -295,13 +255,7 @@ BOOLEAN_KEYS: tuple[KeyPath, ...] = (("heterogeneous",), ("robust",))  # the req
 
 def booleans_as_text(value: Any, path: KeyPath) -> Any:
     """Booleans become strings except where the schema wants one, so ``input_len: true`` is an error."""
-    if isinstance(value, bool):
-        return value if path in BOOLEAN_KEYS else WrittenBool("true" if value else "false")
-    if isinstance(value, dict):
-        return {k: booleans_as_text(v, path + (str(k),)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [booleans_as_text(v, path + (i,)) for i, v in enumerate(value)]
-    return value
+    return written_booleans(value, path, BOOLEAN_KEYS)
 
 
 def non_finite(value: Any, path: KeyPath) -> KeyPath | None:

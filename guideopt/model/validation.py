@@ -29,6 +29,19 @@ class WrittenBool(str):
         return str(self)
 
 
+def booleans_as_text(value: Any, path: KeyPath = (), keep: Sequence[KeyPath] = ()) -> Any:
+    """Parsed YAML/JSON with its booleans as :class:`WrittenBool` text except at the ``keep``
+    paths (the schema's true/false keys): pydantic would read ``true`` as 1, so a file's
+    ``input_len: true`` or a price of ``true`` becomes an error, as on every surface."""
+    if isinstance(value, bool):
+        return value if path in keep else WrittenBool("true" if value else "false")
+    if isinstance(value, dict):
+        return {k: booleans_as_text(v, path + (str(k),), keep) for k, v in value.items()}
+    if isinstance(value, list):
+        return [booleans_as_text(v, path + (i,), keep) for i, v in enumerate(value)]
+    return value
+
+
 # What a missing required key of a PlanRequest could look like (format-neutral).
 REQUEST_EXAMPLES: dict[str, str] = {
     "model": "model: meta-llama/Llama-3.1-8B",
@@ -44,6 +57,8 @@ _UNION_HINTS = {
     "framework": ("a framework id or a list of ids", "an id such as vllm, a list such as [vllm, sglang], or any"),
     "slo": ("a finite number of ms or a mapping per percentile", "a number such as 800, or a mapping such as {p90: 800}"),
 }
+_PRICE = ("a price or a mapping", "a price per GPU-hour such as 2.5, or a mapping such as {usd_per_hour: 2.5}")
+_PRICE_HINTS = {"gpus": _PRICE, "tiers": _PRICE}  # a --prices file: {GPU id: price}
 _BOUND_OPS = {
     "greater_than": (">", "gt"),
     "greater_than_equal": (">=", "ge"),
@@ -134,8 +149,9 @@ def _unknown_key(root: type[BaseModel], path: KeyPath) -> str:
     return "unknown key (remove it)"
 
 
-def union_message(path: KeyPath, value: Any) -> str:
-    kinds, example = _UNION_HINTS.get(str(path[0]) if path else "", ("another kind of value", "a value `guideopt schema` allows"))
+def union_message(path: KeyPath, value: Any, root: type[BaseModel] | None = None) -> str:
+    hints = _PRICE_HINTS if root is not None and root.__name__ == "PriceSet" else _UNION_HINTS
+    kinds, example = hints.get(str(path[0]) if path else "", ("another kind of value", "a value `guideopt schema` allows"))
     return f"expected {kinds}, got {show(value)} (write {example})"
 
 
@@ -270,7 +286,7 @@ def schema_problems(exc: ValidationError, data: Any, root: type[BaseModel]) -> l
         if branch is not None and not _branch_fits(branch, union_value):
             if union_path in fitting_unions:
                 continue
-            path, message = union_path, union_message(union_path, union_value)
+            path, message = union_path, union_message(union_path, union_value, root)
         else:
             message = problem_message(root, dict(err), path)
         if path not in seen:

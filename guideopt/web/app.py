@@ -17,6 +17,8 @@ structure as a constraints file):
   (``guideopt.io.launch.emit``; 501 when that module is missing).
 * ``POST /api/pareto`` — an SVG chart of the (cost, throughput) and (latency, throughput)
   Pareto fronts (``guideopt.analyses.pareto``; 501 when it or matplotlib is missing).
+* ``GET /api/docs`` — these endpoints on a plain HTML page (``web.docs``: nothing loaded
+  from a CDN, so it works offline); ``GET /api/openapi.json`` — their OpenAPI description.
 
 Errors: a bad request is 422 ``{"field": "workload.input_len", "message": "..."}`` (the
 field is a key path of the request); an unexpected error is 500 ``{"message": ...}``
@@ -30,7 +32,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
-import json
 import logging
 import os
 import tempfile
@@ -44,13 +45,14 @@ import yaml
 
 from guideopt import api
 from guideopt.catalog import Catalog, length_mix_ids, load_catalog, load_length_mix
-from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning, NoFeasiblePlanError
-from guideopt.io.constraints_file import ConstraintsFileError, loads
+from guideopt.errors import GuideoptError, GuideoptWarning, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
 from guideopt.model.keypath import leading_key
 from guideopt.model.plan import PlanResult, infeasible_json
-from guideopt.model.request import TRACE_SUFFIXES, PlanRequest
+from guideopt.model.request import PlanRequest
 from guideopt.web import worker
+from guideopt.web.bodies import FieldError, parse_request
+from guideopt.web.docs import OPENAPI_URL, docs_html
 from guideopt.web.middleware import INTERNAL_ERROR, CatchAll
 from guideopt.web.presets import OBJECTIVE_ORDERS, PRESETS
 
@@ -59,8 +61,8 @@ try:  # endpoint annotations are resolved in this module's namespace
 except ImportError:  # pragma: no cover - without the web extra
     Request = Any  # type: ignore[misc,assignment]
 
-# FastAPI is imported inside create_app(): the helpers here (parse_request, solve,
-# constraints_yaml, catalog_json) work, and this module imports, without the web extra.
+# FastAPI is imported inside create_app(): the helpers here (solve, constraints_yaml,
+# catalog_json; parse_request from web.bodies) work, and this module imports, without the web extra.
 
 log = logging.getLogger("guideopt.web")
 
@@ -68,14 +70,6 @@ SHIPPED_CALIBRATION = "shipped (catalogs/calibration.yaml)"  # what the page nam
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LAUNCH_MISSING = "launch commands are not available in this installation (guideopt.io.launch is missing)"
 PARETO_MISSING = "the Pareto chart is not available in this installation (it needs guideopt.analyses.pareto and matplotlib)"
-
-
-class FieldError(Exception):
-    """A bad request: 422 with the key path of the field and what is wrong."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
 
 
 class NotAvailable(Exception):
@@ -92,49 +86,7 @@ def _optional_module(name: str) -> Any | None:
         return None
 
 
-# ---------------------------------------------------------------------- request handling
-
-
-def _check_model(payload: dict[str, Any], cat: Catalog) -> None:
-    """The catalog's one model resolver, as on the command line, but no local paths here."""
-    model = payload.get("model")
-    if isinstance(model, str) and model:
-        try:
-            cat.resolve_model(model, allow_paths=False)
-        except CatalogError as exc:
-            raise FieldError("model", str(exc).removeprefix("model: ")) from None
-
-
-def _check_lengths(payload: dict[str, Any]) -> None:
-    """A length mix by id or inline buckets only: the server opens no file a client names
-    (a trace path would let a request probe or read the server's files)."""
-    workload = payload.get("workload")
-    lengths = workload.get("lengths") if isinstance(workload, dict) else None
-    named_file = isinstance(lengths, dict) and "file" in lengths
-    if (isinstance(lengths, str) and lengths.lower().endswith(TRACE_SUFFIXES)) or named_file:
-        raise FieldError(
-            "workload.lengths",
-            "the web API reads no files on the server: give a mix id (catalog length mixes) or inline buckets "
-            "({buckets: [{input_len, output_len, weight}]}); run `guideopt plan --lengths FILE` for a trace",
-        )
-
-
-def parse_request(payload: Any, cat: Catalog | None = None) -> PlanRequest:
-    """Validate a request body as a constraints file would be; a problem is a FieldError."""
-    cat = cat or load_catalog()
-    if not isinstance(payload, dict):
-        raise FieldError(
-            "request",
-            "the body must be a JSON object with model, workload and budget (the structure of a constraints file: `guideopt schema`)",
-        )
-    _check_model(payload, cat)
-    _check_lengths(payload)
-    try:
-        text = json.dumps(payload, allow_nan=True)
-        return loads(text, "json", name="request", catalog=cat).request
-    except ConstraintsFileError as exc:
-        field = exc.key if exc.key and exc.key not in ("(top level)", "syntax error") else "request"
-        raise FieldError(field, exc.problem) from None
+# ---------------------------------------------------------------------- planning
 
 
 def _leading_field(exc: GuideoptError) -> tuple[str, str]:
@@ -277,7 +229,7 @@ def create_app(catalog: Catalog | None = None, calibration: str = SHIPPED_CALIBR
     cat = catalog or load_catalog()
     from fastapi import Body, FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -285,9 +237,9 @@ def create_app(catalog: Catalog | None = None, calibration: str = SHIPPED_CALIBR
         title="guideopt",
         description="Plan LLM deployments (GUIDE): the web page's API.",
         version=_version(),
-        docs_url="/api/docs",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN (blank offline): docs_html instead
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=OPENAPI_URL,
     )
     app.add_middleware(CatchAll)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -337,6 +289,10 @@ def create_app(catalog: Catalog | None = None, calibration: str = SHIPPED_CALIBR
     def index():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
+    @app.get("/api/docs", include_in_schema=False)
+    def docs():
+        return HTMLResponse(docs_html(app.openapi()))
+
     @app.get("/api/catalog")
     def get_catalog():
         """Model, GPU and framework ids (with a few fields), precisions, objective orders and presets."""
@@ -345,12 +301,12 @@ def create_app(catalog: Catalog | None = None, calibration: str = SHIPPED_CALIBR
     @app.post("/api/plan")
     async def post_plan(http: Request, payload: Any = body):
         """The JSON of `guideopt plan --json`; infeasible is 200 with status, explanation and conflicts."""
-        return JSONResponse(await stoppable(http, solve, parse_request(payload, cat)))
+        return JSONResponse(await stoppable(http, solve, parse_request(payload, cat, await http.body())))
 
     @app.post("/api/constraints")
-    def post_constraints(payload: Any = body):
+    async def post_constraints(http: Request, payload: Any = body):
         """The request as a YAML constraints file, for `guideopt solve FILE`."""
-        text = constraints_yaml(parse_request(payload, cat))
+        text = constraints_yaml(parse_request(payload, cat, await http.body()))
         return Response(
             text, media_type="application/yaml", headers={"Content-Disposition": 'attachment; filename="guideopt-constraints.yaml"'}
         )
@@ -358,7 +314,7 @@ def create_app(catalog: Catalog | None = None, calibration: str = SHIPPED_CALIBR
     @app.post("/api/launch")
     async def post_launch(http: Request, payload: Any = body):
         """A zip of launch scripts (one per plan group) and a PLAN.md; 501 without guideopt.io.launch."""
-        request = parse_request(payload, cat)
+        request = parse_request(payload, cat, await http.body())
         if not launch_available():
             raise NotAvailable(LAUNCH_MISSING)
         return Response(
@@ -370,7 +326,7 @@ def create_app(catalog: Catalog | None = None, calibration: str = SHIPPED_CALIBR
     @app.post("/api/pareto")
     async def post_pareto(http: Request, payload: Any = body):
         """An SVG chart of the Pareto front of a request; 501 without guideopt.analyses.pareto."""
-        return Response(await stoppable(http, pareto_for, parse_request(payload, cat)), media_type="image/svg+xml")
+        return Response(await stoppable(http, pareto_for, parse_request(payload, cat, await http.body())), media_type="image/svg+xml")
 
     return app
 
