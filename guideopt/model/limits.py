@@ -137,3 +137,8 @@ MAX_TRACE_FILE_BYTES = 64 * 1024**2
 # Characters of one trace line: a row is a few numbers; a file with no line ends would
 # otherwise be held whole. 128 Ki is the csv module's own field limit.
 MAX_TRACE_LINE_CHARS = 128 * 1024
+
+# Bytes of one calibration overlay (`--calibration FILE`), checked before it is read: the
+# overlays `guideopt calibrate` writes hold a few engine entries of ~10 numbers each (1-5 KB);
+# a 200 MB overlay was parsed for 92 s before anything was said.
+MAX_OVERLAY_FILE_BYTES = 1024**2
