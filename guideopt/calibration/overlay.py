@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from guideopt.calibration.mapping import Case, CaseOrSkip
 from guideopt.catalog import Catalog
@@ -21,6 +21,8 @@ from guideopt.model.base import StrictModel
 from guideopt.model.calibration import Calibration, ClosedLoopSync, FrameworkEfficiency
 from guideopt.model.gpu import Vendor
 from guideopt.model.limits import MAX_OVERLAY_FILE_BYTES
+from guideopt.model.unique_keys import DuplicateKeyError, loads_yaml
+from guideopt.model.validation import booleans_as_text, validated
 
 OVERLAY_VERSION = "overlay"
 
@@ -48,7 +50,9 @@ def read_overlay(path: str | Path) -> CalibrationOverlay:
             f"--calibration: {path} is {size:,} bytes, over the {MAX_OVERLAY_FILE_BYTES:,}-byte limit for an overlay (write the file with `guideopt calibrate`)"
         )
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = loads_yaml(Path(path).read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise InvalidRequestError(f"--calibration: {exc.located(str(path))}") from None
     except FileNotFoundError:
         raise InvalidRequestError(f"--calibration: {path}: no such file (write one with `guideopt calibrate`)") from None
     except UnicodeDecodeError:
@@ -57,12 +61,14 @@ def read_overlay(path: str | Path) -> CalibrationOverlay:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise InvalidRequestError(f"--calibration: {path}: {where}not valid YAML") from None
-    try:
-        return CalibrationOverlay.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise InvalidRequestError(f"--calibration: {path}: {key}: {err['msg']} (write the file with `guideopt calibrate`)") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError(
+            f"--calibration: {path}: expected a mapping with a frameworks key (write the file with `guideopt calibrate`)"
+        )
+    try:  # the wording every surface shares; true/false is not a number here either
+        return validated(CalibrationOverlay, booleans_as_text(data))
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(f"--calibration: {path}: {exc}") from None
 
 
 def with_overlay(catalog: Catalog, path: str | Path | None) -> Catalog:
