@@ -123,7 +123,7 @@ def capacity(
         for r in results:
             writer.writerow([r.get(c, "") for c in CAPACITY_COLUMNS])
     else:
-        click.echo(table(CAPACITY_COLUMNS, [[r.get(c, "") for c in CAPACITY_COLUMNS] for r in results]))
+        click.echo(table(CAPACITY_COLUMNS, [[r.get(c, "") for c in CAPACITY_COLUMNS] for r in results], key=2))  # input_len, output_len
         if len(results) == 1:
             click.echo(memory_table(results[0]["memory"]))
             _capacity_notes(results[0])

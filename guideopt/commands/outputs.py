@@ -18,12 +18,13 @@ import click
 
 from guideopt import api
 from guideopt.commands.common import flags_request, handle_errors, json_option, plan_request_options
-from guideopt.io.render import plan_text, table
+from guideopt.io.render import fit_lines, plan_text, table
 from guideopt.model.plan import PlanResult
 from guideopt.model.request import DEFAULT_TOP, PlanRequest
 
 FRONT_COLUMNS = ["", "gpu", "gpus", "layout", "engine", "dtype", "batch", "split", "$/h", "out tok/s", "batch s", "ttft ms", "tpot ms"]
 CHOSEN_MARK = "*"
+FRONT_KEY_COLUMNS = 4  # the chosen mark, gpu, gpus, layout: repeated in each part of a folded front table
 
 
 def plan_inputs(with_top: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -118,14 +119,14 @@ def pareto_text(result: Any) -> str:
     lines += [
         "",
         f"cost vs throughput front ({len(result.cost_front)} points, cheapest first)",
-        table(FRONT_COLUMNS, _front_rows(result.cost_front)),
+        table(FRONT_COLUMNS, _front_rows(result.cost_front), key=FRONT_KEY_COLUMNS),
         "",
         f"latency vs throughput front ({len(result.latency_front)} points, fastest first)",
-        table(FRONT_COLUMNS, _front_rows(result.latency_front)),
+        table(FRONT_COLUMNS, _front_rows(result.latency_front), key=FRONT_KEY_COLUMNS),
         "",
         "All figures are predictions (see docs/accuracy.md).",
     ]
-    return "\n".join(lines)
+    return fit_lines("\n".join(lines))
 
 
 @click.command()

@@ -1,7 +1,10 @@
 """Human-readable text tables for plans, predictions and catalogs (no I/O here).
 
-Tables are drawn by ``rich``: on a terminal they fit its width (long cells wrap); piped
-or redirected, they are never wrapped, so scripts and ``grep`` see whole rows. Memory in
+Tables are drawn by ``rich`` and fit the terminal's width, or ``COLUMNS`` when it is set
+(``COLUMNS=80 guideopt plan ... | less``): a table too wide is folded into several, each
+repeating its key columns (rank, gpu), and long prose lines wrap; cells never wrap (a value
+split over lines misreads). Piped or redirected without ``COLUMNS``, nothing is folded or
+wrapped, so scripts and ``grep`` see whole rows. Memory in
 tables is in GiB (2^30 bytes), the unit GPU makers mean by "80 GB": an H100 shows 80,
 as in ``guideopt catalog gpus``. The JSON keeps the contract's SI gigabytes (``*_gb``).
 On a terminal each plan table is followed by a legend of its column names (``plan
@@ -11,6 +14,7 @@ On a terminal each plan table is followed by a legend of its column names (``pla
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import sys
 import textwrap
@@ -29,6 +33,10 @@ from guideopt.units import BYTES_PER_GB, BYTES_PER_GIB
 UNWRAPPED_WIDTH = 1000
 # Legend lines are wrapped to the terminal, or to this many columns when piped.
 LEGEND_WIDTH = 100
+# The narrowest width fitted to: a key column and one value column still show whole.
+MIN_WIDTH = 40
+# Prose lines wrapped to the width continue under a hanging indent of this many spaces.
+WRAP_INDENT = "  "
 # A header underlined with dashes, columns two spaces apart, no borders (plain ASCII,
 # so the output reads the same in any terminal, file or diff).
 PLAIN_HEAD = Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
@@ -51,8 +59,7 @@ PLAN_COLUMNS = (
     "GiB/gpu",
     "of GiB",
 )
-# Columns a narrow terminal loses first (the JSON always has them all).
-PLAN_DROP_ORDER = ("split", "of GiB", "dtype", "engine", "batch s", "GiB/gpu", "tpot ms", "batch")
+PLAN_KEY_COLUMNS = 2  # rank, gpu: repeated in each part of a folded plan table
 PLAN_LEGEND = (
     "layout RxT·P: R replicas, each on tp·pp GPUs (tensor x pipeline parallel); batch: requests per replica; "
     "split: tokens per forward pass (chunked prefill); $/h: the whole plan; out tok/s: output tokens/s of the group; "
@@ -61,29 +68,42 @@ PLAN_LEGEND = (
 )
 
 
-def _width() -> int:
-    return shutil.get_terminal_size().columns if sys.stdout.isatty() else UNWRAPPED_WIDTH
+def terminal_width() -> int:
+    """The width to fit: ``COLUMNS`` when set, else the terminal's; unwrapped when piped."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return max(int(columns), MIN_WIDTH)
+    return max(shutil.get_terminal_size().columns, MIN_WIDTH) if sys.stdout.isatty() else UNWRAPPED_WIDTH
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None, drop: Sequence[str] = ()) -> str:
-    """A plain table: a header, a rule, one line per row, fitted to ``width`` (default: the
-    terminal's). Too wide, it leaves out the columns named in ``drop``, in that order, and
-    says so; cells are never wrapped (a value split over lines misreads)."""
-    width = width or _width()
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None, key: int = 1) -> str:
+    """A plain table: a header, a rule, one line per row, fitted to ``width`` (default:
+    :func:`terminal_width`). Too wide, it is folded into parts stacked one under the other,
+    each starting with the first ``key`` columns (which name the row); cells never wrap."""
+    width = width or terminal_width()
     cells = [[_fmt(v) for v in row] for row in rows]
-    keep = list(range(len(headers)))
-    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False, highlight=False, emoji=False)
-    grid = _grid(headers, cells, keep)
+    parts = [_render(_grid(headers, cells, cols), width) for cols in _fold(headers, cells, width, key)]
+    return "\n\n".join(parts)
+
+
+def _fold(headers: Sequence[str], cells: list[list[str]], width: int, key: int) -> list[list[int]]:
+    """Column indices of each part: the key columns, then as many of the rest as fit."""
     ruler = Console(file=io.StringIO(), width=UNWRAPPED_WIDTH, color_system=None)  # measures the natural width
-    for name in drop:
-        if ruler.measure(grid).maximum <= width or name not in headers:
-            continue
-        keep.remove(list(headers).index(name))
-        grid = _grid(headers, cells, keep)
+    key = min(key, len(headers))
+    rest = list(range(key, len(headers)))
+    parts: list[list[int]] = []
+    while rest or not parts:
+        cols = list(range(key))
+        while rest and (len(cols) == key or ruler.measure(_grid(headers, cells, cols + rest[:1])).maximum <= width):
+            cols.append(rest.pop(0))
+        parts.append(cols)
+    return parts
+
+
+def _render(grid: Table, width: int) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False, highlight=False, emoji=False)
     console.print(grid)
-    text = "\n".join(line.rstrip() for line in console.file.getvalue().splitlines() if line.strip())  # type: ignore[attr-defined]
-    hidden = [str(h) for i, h in enumerate(headers) if i not in keep]
-    return text + (f"\n(not shown to fit the terminal: {', '.join(hidden)}; widen it, or use --json)" if hidden else "")
+    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines() if line.strip())  # type: ignore[attr-defined]
 
 
 def _grid(headers: Sequence[str], cells: list[list[str]], keep: list[int]) -> Table:
@@ -95,10 +115,26 @@ def _grid(headers: Sequence[str], cells: list[list[str]], keep: list[int]) -> Ta
     return grid
 
 
+def fit_lines(text: str, width: int | None = None) -> str:
+    """Text with each line longer than the width wrapped under a hanging indent (tables,
+    already fitted, are left as they are); piped without ``COLUMNS`` nothing changes."""
+    width = width or terminal_width()
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+        else:
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(
+                textwrap.fill(line, width=width, subsequent_indent=indent + WRAP_INDENT, break_long_words=False, break_on_hyphens=False)
+            )
+    return "\n".join(out)
+
+
 def legend(text: str) -> str:
     """A legend wrapped to the terminal (or LEGEND_WIDTH when piped)."""
-    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else LEGEND_WIDTH
-    return textwrap.fill(text, width=max(width, 40))
+    width = terminal_width()
+    return textwrap.fill(text, width=LEGEND_WIDTH if width == UNWRAPPED_WIDTH else width)
 
 
 def _fmt(value: Any) -> str:
@@ -146,10 +182,10 @@ def plan_text(result: PlanResult) -> str:
                 + [m.output_throughput_tok_s, m.ttft_ms, m.tpot_ms, m.batch_latency_s]
                 + [gib(g.memory.total_per_gpu_gb), gib(g.memory.gpu_memory_gb)]
             )
-    text = f"{head}\n{table(PLAN_COLUMNS, rows, drop=PLAN_DROP_ORDER)}"
+    text = f"{head}\n{table(PLAN_COLUMNS, rows, key=PLAN_KEY_COLUMNS)}"
     ranges = _interval_rows(result)
     if ranges:
-        text += f"\nprediction intervals (held-out errors in each group's regime, docs/accuracy.md):\n{table(INTERVAL_COLUMNS, ranges)}"
+        text += f"\nprediction intervals (held-out errors in each group's regime, docs/accuracy.md):\n{table(INTERVAL_COLUMNS, ranges, key=PLAN_KEY_COLUMNS)}"
     if sys.stdout.isatty():  # people read the legend; scripts reading a pipe get the rows only (--help has it too)
         text += f"\n{legend(PLAN_LEGEND)}"
     for p in result.plans:
@@ -170,7 +206,7 @@ def plan_text(result: PlanResult) -> str:
                 f"${single['usd_per_hour']:.2f}/h on {', '.join(single['gpu_counts'])}; plan 1 gives "
                 f"{best['throughput_gain']:+.1%} throughput, {best['throughput_per_usd_gain']:+.1%} per dollar"
             )
-    return text
+    return fit_lines(text)
 
 
 def stream_lines(result: PlanResult) -> list[str]:
@@ -258,4 +294,4 @@ def prediction_text(pred: dict[str, Any]) -> str:
         memory_table(mem),
         f"KV cache holds {pred['kv_cache_tokens']:,} tokens: at most {pred['max_batch']} requests of this length at once per replica",
     ]
-    return "\n".join(lines)
+    return fit_lines("\n".join(lines))

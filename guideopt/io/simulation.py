@@ -10,7 +10,7 @@ import numpy as np
 from guideopt.analyses.simulate import Simulation
 from guideopt.errors import GuideoptError
 from guideopt.io.plots import PLOT_DPI, check_plot_path
-from guideopt.io.render import table
+from guideopt.io.render import fit_lines, table
 
 SERIES_SIZE_IN = (12.0, 7.0)
 THROUGHPUT_BINS = 200  # time bins of the token-throughput panel
@@ -49,7 +49,7 @@ def simulation_text(sim: Simulation) -> str:
         tail.append(f"goodput {rep['goodput_rps']:.2f} req/s ({rep['slo_attainment']:.1%} of requests meet every SLO)")
     if not d["analytic"]["stable"]:
         tail.append("analytic model: this rate is beyond what the replica sustains (queues grow)")
-    return "\n".join([head, "", body, "", *tail])
+    return fit_lines("\n".join([head, "", body, "", *tail]))
 
 
 def disagg_simulation_text(sim) -> str:
@@ -84,7 +84,7 @@ def disagg_simulation_text(sim) -> str:
     ]
     if rep["goodput_rps"] is not None:
         tail.append(f"goodput {rep['goodput_rps']:.2f} req/s ({rep['slo_attainment']:.1%} of requests meet every SLO)")
-    return "\n".join([head, "", table(["metric", "model", "mean", *pct_keys], rows), "", *tail])
+    return fit_lines("\n".join([head, "", table(["metric", "model", "mean", *pct_keys], rows), "", *tail]))
 
 
 def plot_simulation(sim: Simulation, path: str | os.PathLike[str]) -> Path:
