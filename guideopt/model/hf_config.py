@@ -33,6 +33,18 @@ _MINIMAX_SOFTMAX = 1
 # ``layer_types`` values: softmax attention over the context or a window, or Gated DeltaNet.
 _FULL, _SLIDING, _LINEAR = ("full_attention", "attention"), ("sliding_attention", "chunked_attention"), ("linear_attention",)
 _TEXT_KEYS = ("hidden_size", "num_hidden_layers")
+# Keys a family's transformers config class fills in when config.json leaves them out: the
+# multimodal Gemma 3 configs omit these from text_config (transformers Gemma3TextConfig's
+# defaults; every sliding_window_pattern-th layer attends globally, the others locally).
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {
+        "vocab_size": 262_208,
+        "max_position_embeddings": 131_072,
+        "tie_word_embeddings": True,
+        "sliding_window": 4096,
+        "sliding_window_pattern": 6,
+    },
+}
 
 
 def arch_from_hf_config(cfg: dict[str, Any], model_id: str, source: str = "") -> ModelArch:
@@ -41,6 +53,7 @@ def arch_from_hf_config(cfg: dict[str, Any], model_id: str, source: str = "") ->
     try:
         cfg = _text_config(cfg)
         model_type = text(cfg, "model_type", "")
+        cfg = {**_FAMILY_DEFAULTS.get(model_type, {}), **cfg}
         _refuse_unmodelled(cfg, model_type)
         if model_type == "chatglm" or "multi_query_group_num" in cfg:
             groups, common = _chatglm(cfg)
@@ -154,6 +167,9 @@ def _windows(cfg: dict[str, Any], model_type: str, layers: int, context: int) ->
         return [None] * layers
     if model_type == "gemma2":  # alternating local/global, local first (Gemma 2 report §2)
         return [window if i % 2 == 0 else None for i in range(layers)]
+    if cfg.get("sliding_window_pattern") is not None:  # Gemma 3: global every pattern-th layer
+        every = whole(cfg, "sliding_window_pattern")
+        return [None if (i + 1) % every == 0 else window for i in range(layers)]
     return [window] * layers
 
 
