@@ -112,3 +112,15 @@ def test_a_number_written_as_text_reads_the_same_everywhere(tmp_path: Path) -> N
     overlay.write_text(f'frameworks:\n  vllm:\n    decode_step_overhead_ms: "1"\n{OVERLAY_TERMS}')
     assert CliRunner().invoke(main, [*PREDICT, "--calibration", str(overlay)]).exit_code == 0
     assert parse_request({**BODY, "budget": {"usd_per_hour": "10"}}).budget.usd_per_hour == 10
+
+
+def test_a_flag_and_a_file_key_get_the_same_words(tmp_path: Path) -> None:
+    """simulate's flags said pydantic's own words ("Input should be less than or equal to 200000")."""
+    flag = _one_error_line([*SIMULATE[:-2], "--input-len", "100", "--output-len", "20", "--num-requests", "10000000"])
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        f"model: {MODEL}\nworkload: {{input_len: 100, output_len: 20, rate_rps: 1, num_requests: 10000000}}\nbudget: {{usd_per_hour: 10}}\n"
+    )
+    key = _one_error_line(["solve", str(f)])
+    words = "must be <= 200,000, got 10000000 (give at most 200,000)"
+    assert flag == f"error: --num-requests: {words}" and key.endswith(f"workload.num_requests: {words}"), (flag, key)

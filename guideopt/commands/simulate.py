@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 
 from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
 from guideopt.commands.params import disagg_role_options, layout_options
 from guideopt.errors import InvalidRequestError
+from guideopt.model.validation import validated
 
 PROGRESS_MIN_REQUESTS = 20_000  # below this a run takes well under a second: no bar
 TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
@@ -202,13 +202,12 @@ def _request(kw: dict):
     }
     if data["dtype"] is None:  # the checkpoint's own precision
         del data["dtype"]
-    try:
-        return SimulateRequest.model_validate(data), trace_path
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
+    try:  # the wording every surface shares (files, web, plan flags), named by the flag
+        return validated(SimulateRequest, data), trace_path
+    except InvalidRequestError as exc:
+        loc = exc.field or ""
         flag = REQUEST_FLAGS.get(loc) or (f"--{loc.replace('_', '-')}" if "." not in loc else loc)
-        raise InvalidRequestError(f"{flag}: {first['msg']}") from None
+        raise InvalidRequestError(f"{flag}: {exc.problem}") from None
 
 
 def _check_positive(kw: dict, key: str, flag: str, unit: str) -> None:
