@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.analyses.predict import checked_layout
+from guideopt.analyses.simulate_bounds import check_prompt_steps
 from guideopt.catalog import Catalog, load_catalog, load_length_mix
 from guideopt.costs.engine_defaults import token_budget
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths, sample_lengths
@@ -207,6 +208,7 @@ def run_simulation(
         arrival = arrival[::ranks]  # every n-th recorded request goes to the simulated rank
         inputs, outputs = inputs[::ranks], outputs[::ranks]
     stream = make_stream(inputs, outputs, rate_rps=per_rate, concurrency=clients, arrival_s=arrival, burstiness=wl.burstiness, seed=wl.seed)
+    check_prompt_steps(req, stream.input_len, conf.engine)
     result = simulate(stream, conf.engine, conf.step_table, progress)
     pcts = tuple(sorted(set(REPORTED_PERCENTILES) | {p for t in req.slo.values() for p in t.targets}))
     report = stream_report(result, slo=req.slo or None, percentiles=pcts, warmup_fraction=req.warmup_fraction)

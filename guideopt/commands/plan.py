@@ -18,6 +18,7 @@ from guideopt.commands.common import (
     json_option,
     plan_request_options,
 )
+from guideopt.commands.progress import Progress
 from guideopt.errors import InvalidRequestError
 from guideopt.model.request import DEFAULT_TOP
 
@@ -53,7 +54,9 @@ def plan(emit_dir: str | None, plot_path: str | None, as_json: bool, calibration
         if value is not None and not value.strip():
             raise InvalidRequestError(f"{name}: an empty path (give a folder for --emit, a file for --plot)")
     request = flags_request(flags)
-    result = api.plan(request, catalog_with(calibration_file))
+    catalog = catalog_with(calibration_file)
+    with Progress("plan"):  # stderr, only once the search runs long
+        result = api.plan(request, catalog)
     emit_plan(result, as_json)
     if emit_dir or plot_path:
         from guideopt.commands.outputs import write_outputs

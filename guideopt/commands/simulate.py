@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
 from guideopt.commands.params import disagg_role_options, layout_options
+from guideopt.commands.progress import Progress
 from guideopt.errors import InvalidRequestError
 from guideopt.model.validation import validated
 
-PROGRESS_MIN_REQUESTS = 20_000  # below this a run takes well under a second: no bar
 TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 # Whole-number flags that must be > 0 (the request models would name the key, not the flag).
 # Request fields whose flag is not their name with dashes (a validation error names the flag).
@@ -21,6 +20,7 @@ REQUEST_FLAGS = {
     "workload.concurrency": "--concurrency",
     "workload.burstiness": "--burstiness",
     "workload.num_requests": "--num-requests",
+    "workload.lengths": "--lengths",
     "workload.seed": "--seed",
     "warmup_fraction": "--warmup",
 }
@@ -71,6 +71,7 @@ def simulate(**kw) -> None:
     Example: guideopt simulate --model meta-llama/Llama-3.1-8B --gpu h100-sxm --rate 10 --lengths sharegpt
     """
     from guideopt.analyses.simulate import run_simulation
+    from guideopt.analyses.simulate_bounds import simulated_requests
     from guideopt.io.simulation import plot_simulation, simulation_text
     from guideopt.io.traces import read_trace
 
@@ -85,18 +86,14 @@ def simulate(**kw) -> None:
     if roles:
         _simulate_disagg(request, roles, trace, catalog, kw)
         return
-    total = len(trace[0]) if trace else request.workload.num_requests
-    if total >= PROGRESS_MIN_REQUESTS and not kw["as_json"]:
-        with click.progressbar(length=total, label="simulating", file=sys.stderr) as bar:
-            state = {"done": 0}
-
-            def progress(done: int) -> None:
-                bar.update(done - state["done"])
-                state["done"] = done
-
+    total = simulated_requests(request, len(trace[0]) if trace else None, trace is not None and trace[2] is not None)
+    with Progress("simulate", total=total, unit="requests") as progress:  # stderr, only for a long run
+        try:
             sim = run_simulation(request, trace, catalog, progress=progress)
-    else:
-        sim = run_simulation(request, trace, catalog)
+        except InvalidRequestError as exc:
+            if exc.field is None:
+                raise
+            raise InvalidRequestError(f"{_flag(exc.field)}: {exc.problem}") from None
     if kw["plot_path"]:
         plot_simulation(sim, kw["plot_path"])
     if kw["as_json"]:
@@ -205,9 +202,12 @@ def _request(kw: dict):
     try:  # the wording every surface shares (files, web, plan flags), named by the flag
         return validated(SimulateRequest, data), trace_path
     except InvalidRequestError as exc:
-        loc = exc.field or ""
-        flag = REQUEST_FLAGS.get(loc) or (f"--{loc.replace('_', '-')}" if "." not in loc else loc)
-        raise InvalidRequestError(f"{flag}: {exc.problem}") from None
+        raise InvalidRequestError(f"{_flag(exc.field or '')}: {exc.problem}") from None
+
+
+def _flag(loc: str) -> str:
+    """A request field's flag (``token_budget`` → ``--token-budget``)."""
+    return REQUEST_FLAGS.get(loc) or (f"--{loc.replace('_', '-')}" if "." not in loc else loc)
 
 
 def _check_positive(kw: dict, key: str, flag: str, unit: str) -> None:

@@ -16,6 +16,7 @@ import click
 
 from guideopt import api
 from guideopt.commands.common import emit_plan, handle_errors, infeasible_json, json_option
+from guideopt.commands.progress import Progress
 from guideopt.errors import GuideoptError, NoFeasiblePlanError
 
 
@@ -63,7 +64,8 @@ def solve(file: str, as_json: bool, emit_dir: str | None = None, plot_path: str 
         return
     request = loaded.request
     try:
-        result = api.plan(request)
+        with Progress("solve"):  # stderr, only once the search runs long
+            result = api.plan(request)
     except NoFeasiblePlanError as exc:
         conflicts = list(exc.conflicts)
         line = next((loaded.line_of(c) for c in conflicts if loaded.line_of(c) > 1), 1)

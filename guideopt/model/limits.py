@@ -142,3 +142,12 @@ MAX_TRACE_LINE_CHARS = 128 * 1024
 # overlays `guideopt calibrate` writes hold a few engine entries of ~10 numbers each (1-5 KB);
 # a 200 MB overlay was parsed for 92 s before anything was said.
 MAX_OVERLAY_FILE_BYTES = 1024**2
+
+# Scheduler steps that compute prompt tokens in one simulation (`guideopt simulate`), counted
+# before it runs as Σ input_len / token_budget: each is simulated on its own, 25-110 µs of CPU
+# measured (8B on one H100, budgets 1-16), so this many take up to about a minute, as the
+# largest sampled run does (MAX_SIMULATED_REQUESTS), with progress shown. Sensible budgets are
+# far below it (2,000 prompts of 1,024 tokens at 2,048 per step: 1,000 steps; a 200,000-row
+# trace of ~1,000-token prompts: ~100,000); `--token-budget 1` on those 2,000 prompts (2
+# million steps) ran 172 s with no output.
+MAX_SIMULATED_PROMPT_STEPS = 500_000
