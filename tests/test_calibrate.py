@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -14,9 +15,10 @@ from click.testing import CliRunner
 from conftest import LLAMA2_7B
 
 from guideopt import api
+from guideopt.calibration.bench_runs import RunContext, json_cases
 from guideopt.calibration.measurements import CSV_COLUMNS
 from guideopt.calibration.overlay import read_overlay, with_overlay
-from guideopt.calibration.user_data import RunContext, json_cases, load_user_files
+from guideopt.calibration.user_data import load_user_files
 from guideopt.cli import main
 from guideopt.errors import InvalidRequestError
 
@@ -127,15 +129,27 @@ def test_unknown_format_is_refused(tmp_path):
 
 def test_calibrate_fits_the_users_engine_and_writes_an_overlay(catalog, tmp_path):
     data = _user_csv(catalog, tmp_path / "mine.csv")
+    with data.open("a") as f:  # a row guideopt cannot compare: skipped, and said so
+        f.write(f"my lab,,vLLM,0.5.0,abacus-9000,1,1,,{LLAMA2_7B},fp16,,8,128,128,tpot,9.0,ms,static batch\n")
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(data.read_bytes())
     out = tmp_path / "overlay.yaml"
-    result = CliRunner().invoke(main, ["calibrate", str(data), "--out", str(out), "--json"])
+    result = CliRunner().invoke(main, ["calibrate", str(data), str(copy), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)  # progress and the skipped rows go to stderr only
     assert set(summary["fitted"]) == {"vllm"}  # only what the rows support
     assert summary["after"]["batch_latency_s"]["median_ape"] < summary["before"]["batch_latency_s"]["median_ape"]
     assert summary["after"]["tpot_ms"]["median_ape"] < 0.05
+    assert summary["rows"] == 3 * len(SHAPES) and summary["skipped"]["runs"] == 1 and len(summary["duplicates"]) == 1
+    assert f"skipped {data}: line {2 + 3 * len(SHAPES)}: GPU not in catalog: abacus-9000" in result.stderr
+    assert f"{copy}: the same content as {data}" in result.stderr and "calibrate: fitting vllm" in result.stderr
     overlay = read_overlay(out)
     assert overlay.frameworks["vllm"].versions == ["0.5.0"]
+    # provenance: the user's file (base name and hash), not the shipped data
+    digest = hashlib.sha256(data.read_bytes()).hexdigest()
+    assert [(f.file, f.sha256, f.rows_fitted) for f in overlay.fitted_on] == [("mine.csv", digest, 3 * len(SHAPES))]
+    assert overlay.frameworks["vllm"].fitted_from.startswith("your measurements: mine.csv lines 2-")
+    assert "e2e.csv" not in overlay.frameworks["vllm"].fitted_from and overlay.prior.startswith("the shipped calibration")
     assert set(with_overlay(catalog, out).calibration.frameworks) == set(catalog.calibration.frameworks)
     # every command takes the overlay
     args = ["--model", LLAMA2_7B, "--gpu", "h100-sxm", "--batch", "8", "--input-len", "256", "--output-len", "256", "--json"]

@@ -114,29 +114,35 @@ def _with_engine(catalog, cal: Calibration, key: str, fw: FrameworkEfficiency):
     return dataclasses.replace(catalog, calibration=cal.model_copy(update={"frameworks": {**cal.frameworks, key: fw}}))
 
 
-def _log_predictions(catalog, configs: dict[tuple, dict], cases: list[Case], predict_fn) -> np.ndarray:
-    preds: dict[tuple, dict | None] = {}
-    for key, req in configs.items():
-        try:
-            preds[key] = predict_fn(req, catalog).metrics.model_dump()
-        except GuideoptError:
-            preds[key] = None
+def _log_predictions(catalog, configs: dict[tuple, dict], cases: list[Case]) -> np.ndarray:
+    from guideopt.calibration.predictions import predict_requests
+
+    preds = predict_requests(configs.values(), catalog)
     out = []
     for c in cases:
         p = preds[c.config_key]
-        out.append(np.nan if p is None or p[c.metric] <= 0 else np.log(p[c.metric]))
+        out.append(np.nan if isinstance(p, GuideoptError) or not p[c.metric] > 0 else np.log(p[c.metric]))
     return np.array(out)
 
 
 def linearise(
-    catalog, cal: Calibration, key: str, base: FrameworkEfficiency, cases: list[Case], theta0: np.ndarray, prior: np.ndarray
+    catalog,
+    cal: Calibration,
+    key: str,
+    base: FrameworkEfficiency,
+    cases: list[Case],
+    theta0: np.ndarray,
+    prior: np.ndarray,
+    tick: Callable[[], None] | None = None,
 ) -> Linearised:
-    from guideopt.api import predict
-
+    """``tick`` (if given) is called after each of the ``1 + len(STEPS)`` prediction passes."""
     configs = {c.config_key: c.request for c in cases}
 
     def at(theta):
-        return _log_predictions(_with_engine(catalog, cal, key, efficiency(theta, base)), configs, cases, predict)
+        out = _log_predictions(_with_engine(catalog, cal, key, efficiency(theta, base)), configs, cases)
+        if tick is not None:
+            tick()
+        return out
 
     log_p0 = at(theta0)
     cols = []
@@ -182,11 +188,26 @@ def select_cases(cases: list[Case]) -> list[Case]:
     return [c for c in cases if c.config_key in chosen]
 
 
+def shipped_rows(cases: list[Case]) -> str:
+    """The rows of the shipped data a fit came from (``fitted_from``)."""
+    lines = sorted({c.line for c in cases})
+    return f"e2e.csv lines {lines[0]}-{lines[-1]} ({len(lines)} rows, {len({c.config_key for c in cases})} configurations)"
+
+
 def fit_engine(
-    catalog, cal: Calibration, key: str, cases: list[Case], prior_cal: Calibration | None = None, rounds: int = ROUNDS
+    catalog,
+    cal: Calibration,
+    key: str,
+    cases: list[Case],
+    prior_cal: Calibration | None = None,
+    rounds: int = ROUNDS,
+    describe: Callable[[list[Case]], str] = shipped_rows,
+    tick: Callable[[], None] | None = None,
 ) -> tuple[FrameworkEfficiency, Linearised] | None:
     """Fit one engine key on its cases, starting from ``cal`` and pulled weakly toward
-    ``prior_cal`` (the hand-written priors; default ``cal``); None with too few cases."""
+    ``prior_cal`` (the hand-written priors; default ``cal``); None with too few cases.
+    ``describe`` names the data in ``fitted_from``; ``tick`` hears each of the
+    ``rounds x (1 + len(STEPS))`` prediction passes."""
     prior_cal = prior_cal or cal
     cases = select_cases([c for c in cases if usable_for_fit(c)])
     if len(cases) < MIN_CASES:
@@ -195,15 +216,13 @@ def fit_engine(
     start = _with_link(catalog, prior_cal, prior_cal.frameworks.get(key) or prior_cal.frameworks[key.split("@")[0]], cases)
     prior = _terms(start, prior_cal)
     theta = _terms(base, cal)
-    lin = linearise(catalog, cal, key, base, cases, theta, prior)
+    lin = linearise(catalog, cal, key, base, cases, theta, prior, tick)
+    if len(lin.cases) < MIN_CASES:  # guideopt cannot predict the rest (does not fit, unknown ids)
+        return None
     for _ in range(rounds - 1):
         theta = lin.solve()
-        lin = linearise(catalog, cal, key, base, cases, theta, prior)
+        lin = linearise(catalog, cal, key, base, cases, theta, prior, tick)
     theta = lin.solve()
     residual = lin.log_p0 - lin.log_measured + lin.jac @ (theta - lin.theta0)
-    lines = sorted({c.line for c in lin.cases})
-    note = (
-        f"e2e.csv lines {lines[0]}-{lines[-1]} ({len(lines)} rows, {len({c.config_key for c in lin.cases})} configurations); "
-        f"median abs error {np.median(np.abs(np.expm1(residual))):.1%}"
-    )
+    note = f"{describe(lin.cases)}; median abs error {np.median(np.abs(np.expm1(residual))):.1%}"
     return efficiency(theta, base, note, (c.framework_version for c in lin.cases)), lin

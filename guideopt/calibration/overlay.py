@@ -8,13 +8,11 @@ other value stays as shipped.
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from pathlib import Path
 
 import yaml
 from pydantic import Field
 
-from guideopt.calibration.mapping import Case, CaseOrSkip
 from guideopt.catalog import Catalog
 from guideopt.errors import InvalidRequestError
 from guideopt.model.base import StrictModel
@@ -27,9 +25,21 @@ from guideopt.model.validation import booleans_as_text, validated
 OVERLAY_VERSION = "overlay"
 
 
+class FittedFile(StrictModel):
+    """One of the user's measurement files a fit came from."""
+
+    file: str = Field(min_length=1, description="base name of the file as given to `guideopt calibrate`")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hash of its content: the same file gives the same hash anywhere")
+    rows_fitted: int = Field(default=0, ge=0, description="its rows (a serving run has one per metric) the fit used")
+
+
 class CalibrationOverlay(StrictModel):
     version: str = OVERLAY_VERSION
     generated_by: str = "guideopt calibrate"
+    fitted_on: list[FittedFile] = Field(
+        default_factory=list, description="the user's files given to the fit, with the rows it used of each"
+    )
+    prior: str = Field(default="", description="what the fit started from and was pulled toward (the shipped calibration)")
     frameworks: dict[str, FrameworkEfficiency] = Field(default_factory=dict)
     closed_loop: ClosedLoopSync | None = Field(
         default=None, description="replaces the shipped closed-loop lockstep share (e.g. 0 for clients that do not start together)"
@@ -91,22 +101,6 @@ def check_engine_keys(overlay: CalibrationOverlay, catalog: Catalog, where: str)
                 f"--calibration: {where}: frameworks.{key}: not an engine (engines: {', '.join(engines)}; "
                 f"another vendor's terms as ENGINE@VENDOR, e.g. vllm@amd)"
             )
-
-
-def fit_overlay(catalog: Catalog, items: list[CaseOrSkip]) -> CalibrationOverlay:
-    """Fit the engine terms of every engine key the cases cover, pulled toward the shipped values."""
-    from guideopt.calibration.fit_engines import engine_key, fit_engine  # scipy: only when fitting
-
-    by_key: dict[str, list[Case]] = defaultdict(list)
-    for c in items:
-        if isinstance(c, Case) and c.request.get("gpu") in catalog.gpus and c.request.get("framework") in catalog.frameworks:
-            by_key[engine_key(c, lambda g: catalog.gpus[g].vendor.value)].append(c)
-    fitted = {}
-    for key, cases in sorted(by_key.items()):
-        result = fit_engine(catalog, catalog.calibration, key, cases, catalog.calibration)
-        if result is not None:
-            fitted[key] = result[0]
-    return CalibrationOverlay(frameworks=fitted)
 
 
 def write_overlay(overlay: CalibrationOverlay, path: str | Path) -> None:

@@ -57,12 +57,14 @@ from guideopt.calibration.mapping import (
     workload,
 )
 from guideopt.calibration.measurements import CSV_COLUMNS, Measurement, load_measurements
+from guideopt.calibration.open_loop import BeyondSustainableRate
 from guideopt.calibration.results import Report, Result
 from guideopt.catalog import Catalog
 from guideopt.errors import CatalogError, GuideoptError, InvalidRequestError, NoFeasiblePlanError
 
 # Error class -> skip reason; the message (e.g. "does not fit: … needs 45 GB") is the detail.
 PREDICTION_ERROR_REASONS: tuple[tuple[type[GuideoptError], str], ...] = (
+    (BeyondSustainableRate, "prediction: rate beyond what the stream model sustains"),
     (NoFeasiblePlanError, "prediction: does not fit in memory"),
     (InvalidRequestError, "prediction: configuration rejected"),
     (CatalogError, "prediction: unknown catalog id"),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
 from typing import Any
 
 import click
 
 from guideopt.commands.common import echo_json, handle_errors, json_option
-from guideopt.errors import GuideoptError
+from guideopt.errors import GuideoptError, InvalidRequestError
 
 
 def _stats(report) -> dict[str, dict[str, float]]:
@@ -20,7 +22,6 @@ def _stats(report) -> dict[str, dict[str, float]]:
 def check_run_context(context: dict[str, Any], catalog: Any) -> None:
     """The flags that describe JSON runs, checked before any file is read or fit: a typo
     would otherwise surface as "too few comparable rows" after the whole fit."""
-    from guideopt.errors import InvalidRequestError
     from guideopt.model.dtype import Dtype
 
     for key in ("tp", "pp", "batch", "input_len", "output_len"):
@@ -58,49 +59,151 @@ def calibrate(files: tuple[str, ...], out_path: str, engine_version: str, as_jso
     """Fit guideopt's engine terms to your measurements; write an overlay for --calibration.
 
     FILES are measured-data CSVs (shared/data/measured format) or the JSON results of vLLM's
-    benchmark_serving / benchmark_latency and SGLang's bench_serving.
+    `vllm bench serve` / benchmark_serving (closed loop with --max-concurrency, open loop with
+    --request-rate) and benchmark_latency, and SGLang's bench_serving. Runs it does not
+    compare are listed on stderr with the reason; a file or run given twice counts once.
 
     Example: guideopt calibrate serve.json --gpu h100-sxm --framework vllm --dtype bf16 --out mine.yaml
     """
-    from pathlib import Path
-
-    from guideopt.api import predict
-    from guideopt.calibration.mapping import Case
-    from guideopt.calibration.overlay import apply_overlay, fit_overlay, write_overlay
+    from guideopt.calibration.overlay import write_overlay
     from guideopt.calibration.user_data import RunContext, load_user_files
-    from guideopt.calibration.validate import validate
+    from guideopt.calibration.user_report import skip_lines, skipped_runs
     from guideopt.catalog import load_catalog
-    from guideopt.errors import InvalidRequestError
+
+    _check_out(files, out_path)
+    catalog = load_catalog()
+    check_run_context(context, catalog)
+    data = load_user_files(list(files), RunContext(version=engine_version, **context), catalog)
+    unread = skipped_runs(data.skipped)
+    for line in data.duplicates + skip_lines(unread):
+        click.echo(line, err=True)
+    _need_rows(files[0], data.cases, len(unread))
+    progress = _Progress()
+    try:
+        overlay, summary = _fit_and_score(data, catalog, progress, files[0])
+    finally:
+        progress.close()
+    write_overlay(overlay, out_path)
+    summary = {"overlay": out_path, **summary}
+    if as_json:
+        echo_json(summary)
+    else:
+        _echo_text(summary)
+
+
+def _fit_and_score(data: Any, catalog: Any, progress: _Progress, first: str) -> tuple[Any, dict[str, Any]]:
+    """Score the shipped calibration, fit, score the fit; every skipped run and fit note on stderr."""
+    from guideopt.calibration.overlay import apply_overlay
+    from guideopt.calibration.user_fit import PASSES_PER_KEY, fit_user_overlay
+    from guideopt.calibration.user_report import skip_lines, skipped_runs
+
+    before = _score(data.cases, catalog, progress, "scoring the shipped calibration")
+    for line in skip_lines(skipped_runs(before.skipped)):
+        click.echo(line, err=True)
+    runs = skipped_runs(data.skipped + before.skipped)
+    compared = [r.case for r in before.results]
+    _need_rows(first, compared, len(runs))
+    progress.offset, progress.total = progress.done, progress.done + PASSES_PER_KEY * len({_key(c, catalog) for c in compared}) + 1
+    fit = fit_user_overlay(catalog, compared, data.files, progress)
+    for line in fit.notes:
+        click.echo(line, err=True)
+    if not fit.overlay.frameworks:
+        raise InvalidRequestError(f"{first}: too few comparable rows to fit (at least 5 per engine and vendor)")
+    fitted = dataclasses.replace(catalog, calibration=apply_overlay(catalog.calibration, fit.overlay))
+    after = _score(compared, fitted, progress, "scoring the fit")
+    return fit.overlay, {
+        "fitted": {k: v.model_dump(exclude={"fitted_from"}) for k, v in fit.overlay.frameworks.items()},
+        "fitted_on": [f.model_dump() for f in fit.overlay.fitted_on],
+        "rows": len(compared),
+        "skipped": {"runs": len(runs), "list": runs},
+        "duplicates": data.duplicates,
+        "notes": fit.notes,
+        "before": _stats(before),
+        "after": _stats(after),
+    }
+
+
+def _check_out(files: tuple[str, ...], out_path: str) -> None:
+    from pathlib import Path
 
     if any(Path(f).resolve() == Path(out_path).resolve() for f in files):
         raise InvalidRequestError(f"--out: {out_path} is one of the input files (write the overlay to another file)")
     if not Path(out_path).resolve().parent.is_dir():
         raise InvalidRequestError(f"--out: the folder of {out_path} does not exist (create it, or write elsewhere)")
-    catalog = load_catalog()
-    check_run_context(context, catalog)
-    items = load_user_files(list(files), RunContext(version=engine_version, **context), catalog)
-    cases = [c for c in items if isinstance(c, Case)]
-    if not cases:
-        raise InvalidRequestError(f"{files[0]}: no row can be compared (check GPU, model and engine ids)")
-    overlay = fit_overlay(catalog, items)
-    if not overlay.frameworks:
-        raise InvalidRequestError(f"{files[0]}: too few comparable rows to fit (at least 5 per engine and vendor)")
-    after = dataclasses.replace(catalog, calibration=apply_overlay(catalog.calibration, overlay))
-    before_report = validate(cases, lambda r: predict(r, catalog))
-    after_report = validate(cases, lambda r: predict(r, after))
-    write_overlay(overlay, out_path)
-    summary = {
-        "overlay": out_path,
-        "fitted": {k: v.model_dump(exclude={"fitted_from"}) for k, v in overlay.frameworks.items()},
-        "rows": len(cases),
-        "before": _stats(before_report),
-        "after": _stats(after_report),
-    }
-    if as_json:
-        echo_json(summary)
-        return
-    click.echo(f"{len(cases)} rows; fitted {', '.join(overlay.frameworks)}; wrote {out_path} (use with --calibration {out_path})")
-    before, after_stats = _stats(before_report), _stats(after_report)
-    for metric in after_stats:
-        b, a = before[metric], after_stats[metric]
-        click.echo(f"  {metric}: median error {b['median_ape']:.1%} before, {a['median_ape']:.1%} after ({a['count']} rows)")
+
+
+def _need_rows(first: str, compared: list, runs: int) -> None:
+    if not compared:
+        why = f"{runs} runs or rows skipped: see above" if runs else "check GPU, model and engine ids"
+        raise InvalidRequestError(f"{first}: no row can be compared ({why})")
+
+
+def _key(case: Any, catalog: Any) -> str:
+    from guideopt.calibration.fit_engines import engine_key
+
+    return engine_key(case, lambda g: catalog.gpus[g].vendor.value)
+
+
+def _score(cases: list, catalog: Any, progress: _Progress, what: str) -> Any:
+    """Every case predicted in one go, compared with its measurement."""
+    from guideopt.calibration.predictions import PredictionTable
+    from guideopt.calibration.validate import validate
+
+    progress.stage(what)
+    report = validate(cases, PredictionTable((c.request for c in cases), catalog))
+    progress.step()
+    return report
+
+
+def _echo_text(summary: dict[str, Any]) -> None:
+    out = summary["overlay"]
+    skipped, dups = summary["skipped"]["runs"], len(summary["duplicates"])
+    parts = ([f"{skipped} runs or rows skipped"] if skipped else []) + ([f"{dups} given twice, counted once"] if dups else [])
+    extra = f"; {', '.join(parts)} (listed on stderr)" if parts else ""
+    click.echo(f"{summary['rows']} rows{extra}; fitted {', '.join(summary['fitted'])}; wrote {out} (use with --calibration {out})")
+    for metric, a in summary["after"].items():
+        b = summary["before"].get(metric)
+        was = f"{b['median_ape']:.1%} before, " if b else ""
+        click.echo(f"  {metric}: median error {was}{a['median_ape']:.1%} after ({a['count']} rows)")
+
+
+class _Progress:
+    """The fit's progress on stderr, never on stdout: a bar on a terminal, else a line per stage."""
+
+    def __init__(self) -> None:
+        self.terminal = sys.stderr.isatty()
+        self.total, self.done, self.offset, self.what = 1, 0, 0, ""
+        self.bar: Any = None
+        self.task: Any = None
+        self.start = time.perf_counter()
+
+    def stage(self, what: str) -> None:
+        if what != self.what and not self.terminal:
+            click.echo(f"calibrate: {what} ({time.perf_counter() - self.start:.0f} s)", err=True)
+        self.what = what
+        self._draw()
+
+    def step(self) -> None:
+        self.done += 1
+        self._draw()
+
+    def __call__(self, what: str, done: int, total: int) -> None:  # the fit's passes
+        self.done = self.offset + done
+        self.stage(what)
+
+    def _draw(self) -> None:
+        if not self.terminal:
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self.bar = Progress(*columns, console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.what, total=self.total)
+        self.bar.update(self.task, description=self.what, completed=self.done, total=max(self.total, self.done))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -118,6 +118,24 @@ WEB_SHUTDOWN_GRACE_S = 3.0
 # Bytes in one web request body (a request is ~1 KB).
 MAX_WEB_BODY_BYTES = 256 * 1024
 
+# ---- measured runs (`guideopt calibrate`)
+
+# Floating-point operations per weight and generated token: every output token passes each
+# active weight once, a multiply and an add. With the GPU's densest datasheet tensor peak
+# (FP4 or FP8 where it has one, dense) this bounds a run's output tokens/s from above:
+# num_gpus x peak / (2 x the model's active GEMM weights). A run beyond it names the wrong
+# model or GPU count, or its numbers are not tokens/s (Llama-3.1-8B on one H100: ~132k tok/s;
+# the closest of shared/data/measured/e2e.csv's rows, Llama-2-70B FP8 on one H200 at batch
+# 1024, reaches 28 % of its bound).
+FLOPS_PER_WEIGHT_PER_TOKEN = 2.0
+# Longest mean latency (TTFT, TPOT or E2E) a benchmark run may report: one day. Serving
+# runs last minutes; a day-long mean is a unit error (ns or µs read as ms) or a typo.
+MAX_MEASURED_LATENCY_MS = 86_400_000.0
+# Relative slack of the checks between a run's own numbers (output_throughput against
+# total_output_tokens / duration; requests in flight against max_concurrency): vLLM and
+# SGLang compute them from one timer and print full floats, so 1 % covers any rounding.
+RUN_CONSISTENCY_SLACK = 0.01
+
 # ---- request lengths and trace files (issue 25 item 5)
 
 # Buckets of one length table the analytic stream model prices. Its cost grows with options
