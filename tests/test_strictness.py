@@ -124,3 +124,10 @@ def test_a_flag_and_a_file_key_get_the_same_words(tmp_path: Path) -> None:
     key = _one_error_line(["solve", str(f)])
     words = "must be <= 200,000, got 10000000 (give at most 200,000)"
     assert flag == f"error: --num-requests: {words}" and key.endswith(f"workload.num_requests: {words}"), (flag, key)
+
+
+def test_a_token_budget_too_big_to_fit_is_named() -> None:
+    """Item 8: a 10^12-token budget leaves no KV memory; the refusal said only "use more TP/PP"."""
+    args = [*SIMULATE[:-2], "--input-len", "100", "--output-len", "20", "--num-requests", "20", "--token-budget", str(10**12)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 3 and "use a smaller --token-budget" in res.stderr, res.output

@@ -171,7 +171,8 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
     kv_tokens = int(table.memory.kv_tokens[0]) if len(table) else 0  # a rank's pool
     if len(table) == 0 or kv_tokens < lengths.max_total:
         raise NoFeasiblePlanError(
-            f"does not fit: {arch.id} on {gpu.id} at tp={req.tp}, pp={req.pp} leaves {kv_tokens} KV tokens, fewer than the longest request's {lengths.max_total} (use more TP/PP, a larger GPU or a lower precision)",
+            f"does not fit: {arch.id} on {gpu.id} at tp={req.tp}, pp={req.pp} leaves {kv_tokens} KV tokens, fewer than the longest request's {lengths.max_total} "
+            f"(use {'a smaller --token-budget, whose activations take memory, or ' if req.token_budget else ''}more TP/PP, a larger GPU or a lower precision)",
             ["memory"],
         )
     policy = kv_policy(fw.calibration_id)

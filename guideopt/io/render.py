@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from guideopt.model.layout_names import layout_code, layout_words
-from guideopt.model.plan import PlanResult
+from guideopt.model.plan import Plan, PlanResult
 from guideopt.units import BYTES_PER_GB, BYTES_PER_GIB
 
 # Width when the output is not a terminal: wide enough that no table row ever wraps.
@@ -209,33 +209,41 @@ def plan_text(result: PlanResult) -> str:
     return fit_lines(text)
 
 
+def stream_percentile(plan: Plan) -> float | int:
+    """The percentile a stream plan's SLOs are set at (90, not 90.0, when whole)."""
+    q = (plan.stream or {}).get("percentile", 90)
+    return int(q) if float(q).is_integer() else q
+
+
+def plan_stream_text(plan: Plan) -> str:
+    """A stream plan in one line: the load, what one shape sustains, the percentiles
+    (analytic and simulated) and the simulation's verdict (PLAN.md says the same)."""
+    s = plan.stream or {}
+    q = stream_percentile(plan)
+    load = f"{s['rate_rps']:g} req/s" if s.get("rate_rps") is not None else f"{s['concurrency']} clients"
+    parts = [f"{load} (sustains {s['sustainable_load']:.1f} {s['sustainable_unit']})"]
+    if plan.kv_transfer:  # one stream for both pools: its percentiles once, and the hand-over
+        kv = plan.kv_transfer
+        wire = f" ({kv['wire_ms']:.1f} ms on the wire, overlapped with the prompt)" if kv.get("wire_ms", 0) > kv["ms"] else ""
+        parts.append(
+            f"KV hand-over {kv['bytes_per_request'] / 1e6:.1f} MB per request over {kv['link']}: {kv['ms']:.1f} ms after the prompt{wire}"
+        )
+    for g in plan.groups[:1] if plan.kv_transfer else plan.groups:
+        stream = g.stream or {}
+        for metric in ("ttft_ms", "tpot_ms"):
+            analytic = (stream.get("analytic") or {}).get(metric, {}).get(f"p{q}")
+            simulated = (stream.get("simulated") or {}).get(metric, {}).get(f"p{q}")
+            if analytic is not None:
+                sim = f" / {simulated:.1f} simulated" if simulated is not None else ""
+                parts.append(f"P{q} {metric.removesuffix('_ms').upper()} {analytic:.1f} ms analytic{sim}")
+    verdict = {True: "yes", False: "no", None: "not simulated"}[s.get("simulated_meets_slo")]
+    parts.append(f"simulation meets the SLOs: {verdict}")
+    return "; ".join(parts)
+
+
 def stream_lines(result: PlanResult) -> list[str]:
     """For a request stream: the load each plan serves and its percentiles, analytic and simulated."""
-    lines = []
-    for p in result.plans:
-        if not p.stream:
-            continue
-        s = p.stream
-        q = int(s["percentile"]) if float(s["percentile"]).is_integer() else s["percentile"]
-        load = f"{s['rate_rps']:g} req/s" if s.get("rate_rps") is not None else f"{s['concurrency']} clients"
-        parts = [f"plan {p.rank}: {load} (sustains {s['sustainable_load']:.1f} {s['sustainable_unit']})"]
-        if p.kv_transfer:  # one stream for both pools: its percentiles once, and the hand-over
-            kv = p.kv_transfer
-            wire = f" ({kv['wire_ms']:.1f} ms on the wire, overlapped with the prompt)" if kv.get("wire_ms", 0) > kv["ms"] else ""
-            parts.append(
-                f"KV hand-over {kv['bytes_per_request'] / 1e6:.1f} MB per request over {kv['link']}: {kv['ms']:.1f} ms after the prompt{wire}"
-            )
-        for g in p.groups[:1] if p.kv_transfer else p.groups:
-            stream = g.stream or {}
-            for metric in ("ttft_ms", "tpot_ms"):
-                analytic = (stream.get("analytic") or {}).get(metric, {}).get(f"p{q}")
-                simulated = (stream.get("simulated") or {}).get(metric, {}).get(f"p{q}")
-                if analytic is not None:
-                    sim = f" / {simulated:.1f} simulated" if simulated is not None else ""
-                    parts.append(f"P{q} {metric.removesuffix('_ms').upper()} {analytic:.1f} ms analytic{sim}")
-        verdict = {True: "yes", False: "no", None: "not simulated"}[s.get("simulated_meets_slo")]
-        parts.append(f"simulation meets the SLOs: {verdict}")
-        lines.append("; ".join(parts))
+    lines = [f"plan {p.rank}: {plan_stream_text(p)}" for p in result.plans if p.stream]
     if lines and result.verification_rounds is not None:
         lines.append(f"verification: {result.verification_rounds} round(s) of rank, simulate, cut")
     first = result.plans[0].stream if result.plans else None

@@ -4,6 +4,7 @@ endpoints a router or load balancer should send requests to."""
 from __future__ import annotations
 
 from guideopt.io.launch.layout import GroupLaunch, tpot_text
+from guideopt.io.render import plan_stream_text, stream_percentile
 from guideopt.model.layout_names import layout_code
 from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import PlanRequest
@@ -67,9 +68,15 @@ _TABLE_HEAD = (
     "| group | GPUs | layout | engine | dtype | batch | split | $/h | TTFT ms | TPOT ms | batch s "
     "| out tok/s | mem GB/GPU | traffic | script |"
 )
+# A stream's group: its engine's running cap and token budget, its percentile latencies (no batch to finish).
+_STREAM_TABLE_HEAD = (
+    "| group | GPUs | layout | engine | dtype | running cap | token budget | $/h | P{q} TTFT ms | P{q} TPOT ms "
+    "| out tok/s | mem GB/GPU | traffic | script |"
+)
+_BATCH_SECONDS_CELL = 10  # the static batch's "batch s" cell, which a stream's row leaves out
 
 
-def _group_row(launch: GroupLaunch, share: float) -> str:
+def _group_row(launch: GroupLaunch, share: float, stream: bool = False) -> str:
     g = launch.group
     m = g.metrics
     cells = [
@@ -89,6 +96,8 @@ def _group_row(launch: GroupLaunch, share: float) -> str:
         f"{share:.0%}",
         f"`{launch.script_name}`",
     ]
+    if stream:
+        del cells[_BATCH_SECONDS_CELL]
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -129,7 +138,10 @@ def _disagg_section(plan: Plan, launches: list[GroupLaunch], lines: list[str]) -
     from guideopt.io.launch.dynamo import manifest_name
     from guideopt.io.launch.router import disagg_lines
 
-    lines += [_group_row(launch, 1.0).replace(f"| {launch.index} |", f"| {launch.index} ({launch.group.role}) |", 1) for launch in launches]
+    lines += [
+        _group_row(launch, 1.0, plan.stream is not None).replace(f"| {launch.index} |", f"| {launch.index} ({launch.group.role}) |", 1)
+        for launch in launches
+    ]
     lines += ["", *disagg_lines(plan, launches, manifest_name(plan, launches[0].group.framework))]
     for launch in launches:
         if launch.blocker:
@@ -142,18 +154,19 @@ def plan_section(plan: Plan, launches: list[GroupLaunch]) -> str:
     """The Markdown section of one ranked plan."""
     m = plan.metrics
     shares = traffic_shares(plan)
-    lines = [
-        f"## Rank {plan.rank}: {plan.num_gpus} GPUs, ${plan.usd_per_hour:.2f}/h",
-        "",
-        f"Predicted: {m.output_throughput_tok_s:,.0f} output tok/s in all; TTFT {m.ttft_ms:.0f} ms, "
-        f"TPOT {tpot_text(m.tpot_ms)}, batch latency {m.batch_latency_s:.2f} s (worst group, per replica).",
-        "",
-        _TABLE_HEAD,
-        "|" + "---|" * _TABLE_HEAD.count(" | ") + "---|",
-    ]
+    stream = plan.stream is not None
+    head = _STREAM_TABLE_HEAD.format(q=stream_percentile(plan)) if stream else _TABLE_HEAD
+    predicted = (
+        f"Predicted for the request stream: {plan_stream_text(plan)}."
+        if stream
+        else f"Predicted: {m.output_throughput_tok_s:,.0f} output tok/s in all; TTFT {m.ttft_ms:.0f} ms, "
+        f"TPOT {tpot_text(m.tpot_ms)}, batch latency {m.batch_latency_s:.2f} s (worst group, per replica)."
+    )
+    lines = [f"## Rank {plan.rank}: {plan.num_gpus} GPUs, ${plan.usd_per_hour:.2f}/h", "", predicted, "", head]
+    lines.append("|" + "---|" * head.count(" | ") + "---|")
     if plan.kv_transfer is not None and any(g.role for g in plan.groups):
         return _disagg_section(plan, launches, lines)
-    lines += [_group_row(launch, share) for launch, share in zip(launches, shares)]
+    lines += [_group_row(launch, share, stream) for launch, share in zip(launches, shares)]
     lines += ["", _traffic_text(launches, shares), "", "Endpoints for a router or load balancer (node N = the host started with `NODE=N`):"]
     lines += endpoint_lines(launches, shares)
     for launch in launches:
