@@ -131,3 +131,12 @@ def test_a_token_budget_too_big_to_fit_is_named() -> None:
     args = [*SIMULATE[:-2], "--input-len", "100", "--output-len", "20", "--num-requests", "20", "--token-budget", str(10**12)]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 3 and "use a smaller --token-budget" in res.stderr, res.output
+
+
+@pytest.mark.parametrize("lengths", ["sharegp", "../../README", {"mix": "x"}])
+def test_the_web_names_mixes_and_buckets_not_files_for_an_unknown_mix(lengths) -> None:
+    """Item 6: the web reads no files, so its refusal must not offer "or give a CSV/JSONL file"."""
+    with pytest.raises(FieldError) as info:
+        parse_request({**BODY, "workload": {"rate_rps": 1, "lengths": lengths}})
+    assert info.value.field == "workload.lengths" and "sharegpt" in info.value.message and "inline buckets" in info.value.message
+    assert "file" not in info.value.message

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from guideopt.catalog import Catalog, load_catalog
+from guideopt.catalog import Catalog, length_mix_ids, load_catalog
 from guideopt.errors import CatalogError
 from guideopt.io.constraints_file import ConstraintsFileError, loads
 from guideopt.model.keypath import render_path
 from guideopt.model.request import TRACE_SUFFIXES, PlanRequest
 from guideopt.model.unique_keys import DUPLICATE_KEY, DuplicateKeyError, loads_json
+from guideopt.model.validation import close_match
+
+INLINE_BUCKETS = "{buckets: [{input_len, output_len, weight}]}"
 
 
 class FieldError(Exception):
@@ -45,7 +48,15 @@ def _check_lengths(payload: dict[str, Any]) -> None:
         raise FieldError(
             "workload.lengths",
             "the web API reads no files on the server: give a mix id (catalog length mixes) or inline buckets "
-            "({buckets: [{input_len, output_len, weight}]}); run `guideopt plan --lengths FILE` for a trace",
+            f"({INLINE_BUCKETS}); run `guideopt plan --lengths FILE` for a trace",
+        )
+    mix = lengths.get("mix") if isinstance(lengths, dict) else lengths
+    if isinstance(mix, str) and mix not in length_mix_ids():  # the catalog's words would offer a CSV/JSONL file
+        guess = close_match(mix, length_mix_ids())
+        hint = f"did you mean {guess!r}? " if guess else ""
+        raise FieldError(
+            "workload.lengths",
+            f"unknown length mix {mix!r} ({hint}mixes: {', '.join(length_mix_ids())}; or inline buckets {INLINE_BUCKETS})",
         )
 
 
