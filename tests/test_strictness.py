@@ -70,6 +70,13 @@ def test_a_jsonl_trace_refuses_a_key_written_twice(tmp_path: Path) -> None:
     assert CliRunner().invoke(main, [*SIMULATE, "--lengths", str(f)]).exit_code == 0
 
 
+def test_a_csv_trace_refuses_a_column_written_twice(tmp_path: Path) -> None:
+    """As predict --csv does; the trace reader used one of the two silently."""
+    f = tmp_path / "t.csv"
+    f.write_text("input_len,output_len,input_len\n100,20,300\n")
+    assert _one_error_line([*SIMULATE, "--lengths", str(f)]) == f"error: {f}:1: column 'input_len' is given twice (keep one)"
+
+
 def test_a_constraints_file_names_the_whole_path(tmp_path: Path) -> None:
     f = tmp_path / "c.json"
     body = {**BODY, "gpus": {"h100-sxm": {"max": 8, "usd_per_hour": 2}}}

@@ -101,7 +101,7 @@ def _bounded_lines(p: Path, f: TextIO) -> Iterator[str]:
     for line_no, line in enumerate(iter(lambda: f.readline(MAX_TRACE_LINE_CHARS + 1), ""), start=1):
         if len(line) > MAX_TRACE_LINE_CHARS:
             raise InvalidRequestError(
-                f"{p}:{line_no}: line over {MAX_TRACE_LINE_CHARS} characters (a trace row is input_len,output_len[,arrival_s])"
+                f"{p}:{line_no}: line over {MAX_TRACE_LINE_CHARS:,} characters (a trace row is input_len,output_len[,arrival_s])"
             )
         yield line
 
@@ -113,6 +113,9 @@ def _csv_rows(p: Path, lines: Iterable[str], rows: _Rows) -> None:
         if header is None:
             raise InvalidRequestError(f"lengths: {p} is empty (add a header input_len,output_len and one row per request)")
         names = [h.strip() for h in header]
+        twice = next((n for i, n in enumerate(names) if n and n in names[:i]), None)
+        if twice:  # DictReader-style last-wins would silently read one of them: refused, as predict --csv does
+            raise InvalidRequestError(f"{p}:{reader.line_num}: column {twice!r} is given twice (keep one)")
         missing = [c for c in REQUIRED_COLUMNS if c not in names]
         if missing:
             raise InvalidRequestError(
