@@ -158,7 +158,8 @@ def _score(cases: list, catalog: Any, progress: _Progress, what: str) -> Any:
 def _echo_text(summary: dict[str, Any]) -> None:
     out = summary["overlay"]
     skipped, dups = summary["skipped"]["runs"], len(summary["duplicates"])
-    parts = ([f"{skipped} runs or rows skipped"] if skipped else []) + ([f"{dups} given twice, counted once"] if dups else [])
+    runs = f"{skipped} run{'s' if skipped != 1 else ''} or row{'s' if skipped != 1 else ''} skipped"
+    parts = ([runs] if skipped else []) + ([f"{dups} given twice, counted once"] if dups else [])
     extra = f"; {', '.join(parts)} (listed on stderr)" if parts else ""
     click.echo(f"{summary['rows']} rows{extra}; fitted {', '.join(summary['fitted'])}; wrote {out} (use with --calibration {out})")
     for metric, a in summary["after"].items():
