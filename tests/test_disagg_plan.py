@@ -62,7 +62,7 @@ def _brute_cheapest(req: PlanRequest, space, catalog) -> float:
     pp, dd, xx, yy, cost = pp[within], dd[within], xx[within], yy[within], cost[within]
     opts, _ = disagg_options(space, catalog, pp, dd, xx, yy)
     m = disagg_stream_metrics(space.arch, opts, space.lengths, np.full(pp.size, req.workload.rate_rps), percentiles=())
-    ok = meets_targets(m, space.targets)
+    ok = meets_targets(m, space.targets, req.workload.num_requests)
     assert ok.any(), "the instance has a disaggregated plan"
     return float(cost[ok].min())
 

@@ -231,6 +231,7 @@ def disagg_stream_metrics(
         kv_use=np.minimum(running, pool.slots) * held / np.maximum(np.asarray(opts.decode.kv_tokens, dtype=float), 1.0),
         stable=(rho < 1.0) & pool.stable,
         steady=_steady(pool, prefill_moments(service, w)[0], opts),
+        running_sd=None,  # Poisson
     )
 
 

@@ -171,6 +171,23 @@ def fewest_and_most(k: ReplicaKinds, lo: np.ndarray, hi: np.ndarray) -> Candidat
     return expand(k, option, np.concatenate([hi, lo[lo != hi]]))
 
 
+def concat_candidates(a: Candidates, b: Candidates) -> Candidates:
+    return Candidates(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(a)})
+
+
+def fewest_spares_and_most(k: ReplicaKinds, lo: np.ndarray, hi: np.ndarray, spares: int) -> Candidates:
+    """``fewest_and_most`` plus up to ``spares`` counts above the fewest (below the most): where
+    the simulator finds the fewest replicas of an option too few, the next counts are still
+    candidates."""
+    base = fewest_and_most(k, lo, hi)
+    extra = [np.nonzero(lo + j < hi)[0] for j in range(1, spares + 1)]
+    counts = [lo[e] + j for j, e in enumerate(extra, start=1)]
+    if not any(e.size for e in extra):
+        return base
+    more = expand(k, np.concatenate(extra), np.concatenate(counts))
+    return concat_candidates(base, more)
+
+
 def every_count(k: ReplicaKinds, lo: np.ndarray, hi: np.ndarray) -> Candidates:
     """Per kind, every replica count from ``lo`` to ``hi``."""
     counts = np.maximum(hi - lo + 1, 0)

@@ -18,7 +18,7 @@ from guideopt.catalog import Catalog
 from guideopt.costs.disagg import prompt_kv_bytes
 from guideopt.model.plan import Group, Metrics, Plan
 from guideopt.model.request import PlanRequest
-from guideopt.solver.candidates import Candidates, micro_seconds, milli_usd
+from guideopt.solver.candidates import Candidates, concat_candidates, micro_seconds, milli_usd
 from guideopt.solver.constraints import stream_slo_bounds
 from guideopt.solver.disagg_compare import DISAGG_SOURCE
 from guideopt.solver.disagg_space import LINKS, DisaggTable, disagg_roles, pair_shapes, size_groups
@@ -71,12 +71,6 @@ def disagg_candidates(req: PlanRequest, space: StreamSpace, dt: DisaggTable, sha
         milli_load=np.full(n, math.ceil(rate * MILLI_LOAD_PER_LOAD - ROUNDING_EPS), dtype=np.int64),
         slo_us=np.stack(cols, axis=1) if cols else np.zeros((n, 0), dtype=np.int64),
     )
-
-
-def concat_candidates(a: Candidates, b: Candidates) -> Candidates:
-    from dataclasses import fields
-
-    return Candidates(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(a)})
 
 
 def disagg_plan_of(req: PlanRequest, space: StreamSpace, dt: DisaggTable, k: int, rank: int) -> Plan:

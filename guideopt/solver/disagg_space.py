@@ -300,22 +300,26 @@ def _size_pairs(req: PlanRequest, space: StreamSpace, cat: Catalog, group) -> tu
         todo = np.nonzero((x == 0) & (y * price[d] < budget))[0]
         if todo.size == 0:
             break
-        x[todo] = _prefill_counts(space, cat, (p[todo], d[todo], y[todo]), rate, wl.burstiness, budget - y[todo] * price[d[todo]])
+        x[todo] = _prefill_counts(
+            space, cat, (p[todo], d[todo], y[todo]), (rate, wl.burstiness, wl.num_requests), budget - y[todo] * price[d[todo]]
+        )
         grow = todo[x[todo] == 0]
         y[grow] = np.ceil(y[grow] * DECODE_GROWTH).astype(np.int64)
     ok = np.nonzero(x > 0)[0]
     opts, _ = disagg_options(space, cat, p[ok], d[ok], x[ok], y[ok])
     m = disagg_stream_metrics(space.arch, opts, space.lengths, np.full(ok.size, rate), burstiness=wl.burstiness, percentiles=())
-    good = meets_targets(m, space.targets) if space.targets else np.asarray(m.stable, dtype=bool)
+    good = meets_targets(m, space.targets, wl.num_requests) if space.targets else np.asarray(m.stable, dtype=bool)
     x[ok[~good]] = 0  # the link the final counts give (NVLink only inside one domain) may miss an SLO the search met
     return x, y
 
 
-def _prefill_counts(space: StreamSpace, cat: Catalog, group, rate: float, burstiness: float, left_usd: np.ndarray) -> np.ndarray:
-    """Per pair, the fewest prefill replicas that meet every SLO with ``y`` decode replicas, within what the budget leaves; 0: none."""
+def _prefill_counts(space: StreamSpace, cat: Catalog, group, load: tuple[float, float, int], left_usd: np.ndarray) -> np.ndarray:
+    """Per pair, the fewest prefill replicas that meet every SLO with ``y`` decode replicas, within what the budget leaves; 0: none.
+    ``load``: the rate, its burstiness and the requests of one run the SLOs are judged on."""
     from guideopt.solver.stream_rates import meets_targets
 
     p, d, y = group
+    rate, burstiness, run_requests = load
     t = space.table
     price = (t.usd_per_hour_per_gpu * t.gpus_per_replica)[p]
     w = space.lengths.weight
@@ -327,7 +331,7 @@ def _prefill_counts(space: StreamSpace, cat: Catalog, group, rate: float, bursti
     def ok(x: np.ndarray) -> np.ndarray:
         opts, _ = disagg_options(space, cat, p, d, x, y)
         m = disagg_stream_metrics(space.arch, opts, space.lengths, np.full(p.size, rate), burstiness=burstiness, percentiles=())
-        return meets_targets(m, space.targets) if space.targets else np.asarray(m.stable, dtype=bool)
+        return meets_targets(m, space.targets, run_requests) if space.targets else np.asarray(m.stable, dtype=bool)
 
     counts = _fewest(ok, stable_floor, np.maximum(most, 1))
     return np.where(most >= stable_floor, counts, 0)

@@ -4,9 +4,10 @@ An option is a row of the static option table (GPU type, TP×PP, engine, precisi
 budget = the engine's chunk choices) at one running-request cap from
 ``STREAM_RUNNING_CAPS``. Per option, ``costs.stream`` gives the largest per-replica load
 that keeps every percentile SLO (``slo_load``): requests/s for an open-loop stream,
-clients for a closed loop (Little: clients = rate × mean end-to-end time at that rate).
-Replicas of one option share the load evenly, so n replicas serve n × slo_load, and a
-group's percentiles are those of one replica at load / n.
+clients for a closed loop (the clients whose closed loop drives that rate, and back: the
+rate a replica's clients drive, both from ``costs.closed_loop``, the function ``predict
+--concurrency`` and ``simulate`` use). Replicas of one option share the load evenly, so n
+replicas serve n × slo_load, and a group's percentiles are those of one replica at load / n.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.catalog import Catalog, load_length_mix
+from guideopt.costs.closed_loop import closed_loop_clients, closed_loop_rate
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths
-from guideopt.costs.stream import StreamOptions, options_from_table, stream_metrics
+from guideopt.costs.stream import StreamOptions, options_from_table
 from guideopt.costs.stream_bounds import idle_rate_bound, rate_bounds
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, lex_ids
 from guideopt.errors import InvalidRequestError
@@ -29,7 +31,6 @@ from guideopt.model.workload import PercentileTargets
 from guideopt.simulator.policy import KvPolicy, kv_policy
 from guideopt.solver.options import layout_choices, plan_precisions
 from guideopt.solver.stream_rates import slo_rates, usable_mask
-from guideopt.units import MS_PER_S
 
 # Running-request caps the solver tries per engine: powers of four spanning the engines'
 # defaults (vLLM max_num_seqs 256 (V1: 1024 on H100-class), SGLang derives it from memory,
@@ -51,6 +52,7 @@ class StreamSpace:
     slo_load: np.ndarray  # per replica: the same in the workload's unit (req/s or clients)
     closed_loop: bool
     static_rows: np.ndarray | None = None  # per option, its row of the static table (options differing only in their cap share one)
+    lockstep_share: float = 0.0  # Calibration.closed_loop: the closed loop's rate as predict --concurrency prices it
 
 
 def stream_lengths(req: PlanRequest, arch: ModelArch) -> LengthTable:
@@ -111,7 +113,8 @@ def build_stream_space(
     opts = stream_options(table, cap, cat.calibration)
     closed = req.workload.concurrency is not None
     zero = np.zeros(len(opts))
-    unpriced = StreamSpace(arch, table, opts, lengths, req.slo.stream_targets(), zero, zero, closed, rep[keep])
+    share = cat.calibration.closed_loop.lockstep_share
+    unpriced = StreamSpace(arch, table, opts, lengths, req.slo.stream_targets(), zero, zero, closed, rep[keep], share)
     return priced_space(req, unpriced, prune=prune) if priced else unpriced
 
 
@@ -124,9 +127,8 @@ def priced_space(req: PlanRequest, space: StreamSpace, *, prune: bool = True, kn
         req, arch, table, opts, lengths, space.targets, prune=prune and not closed, static_rows=space.static_rows, known_usd=known_usd
     )
     load = rate
-    if closed and len(opts):  # clients one replica holds at that rate (Little's law)
-        at = stream_metrics(arch, opts, lengths, np.maximum(rate, 1e-9), burstiness=req.workload.burstiness)
-        load = np.where(rate > 0, rate * at.e2e_ms.mean / MS_PER_S, 0.0)
+    if closed and len(opts):  # the clients whose closed loop drives that rate (the inverse of ``per_replica_rate``)
+        load = closed_loop_clients(arch, opts, lengths, rate, lockstep_share=space.lockstep_share)
     # the options are attention-DP ranks (each serves its own requests); a replica is dp of them
     return dataclasses.replace(space, slo_rate_rps=rate * table.dp, slo_load=load * table.dp)
 
@@ -158,10 +160,13 @@ def _priced_slo_rates(
     out = np.zeros(len(opts))
     rate = req.workload.rate_rps
     burst = req.workload.burstiness
+    runs = req.workload.num_requests
     if len(opts) == 0:
         return out
     if not prune or rate is None:
-        return slo_rates(arch, opts, lengths, targets, burst, bound=rate_bounds(arch, opts, lengths, static_rows, targets))
+        return slo_rates(
+            arch, opts, lengths, targets, burst, bound=rate_bounds(arch, opts, lengths, static_rows, targets), run_requests=runs
+        )
     price = table.usd_per_hour_per_gpu * table.gpus_per_replica
     ranks = table.dp  # the rates are one attention-DP rank's; a replica has dp of them
     budget = req.budget.usd_per_hour * (1 + 1e-9)
@@ -177,7 +182,7 @@ def _priced_slo_rates(
     lower = lower_cost(bound)
     alive = np.nonzero(lower <= budget)[0]
     if req.objective[0] is not ObjectiveTerm.COST:
-        out[alive] = slo_rates(arch, opts.take(alive), lengths, targets, burst, bound=bound[alive])
+        out[alive] = slo_rates(arch, opts.take(alive), lengths, targets, burst, bound=bound[alive], run_requests=runs)
         return out
     order = alive[np.argsort(lower[alive], kind="stable")]
     priced = _cheapest_first(req, arch, opts, lengths, targets, order, lower, bound, shape_key(table), (price, ranks), known_usd)
@@ -195,6 +200,7 @@ def _cheapest_first(
     attention-DP ranks (the rates are one rank's)."""
     price, ranks = priced_as
     rate, burst, budget = float(req.workload.rate_rps or 0), req.workload.burstiness, req.budget.usd_per_hour * (1 + 1e-9)
+    runs = req.workload.num_requests
     best: dict[int, float] = {-1 - i: float(c) for i, c in enumerate(known_usd)}  # other shapes' plans (negative keys)
     want = req.top + PRUNE_SLACK_SHAPES
     done_i: list[np.ndarray] = []
@@ -208,11 +214,11 @@ def _cheapest_first(
         while queue.size < size and pos < order.size:
             chunk = order[pos : pos + USABLE_CHUNK]
             pos += chunk.size
-            queue = np.concatenate([queue, chunk[usable_mask(arch, opts.take(chunk), lengths, targets, burst, bound[chunk])]])
+            queue = np.concatenate([queue, chunk[usable_mask(arch, opts.take(chunk), lengths, targets, burst, bound[chunk], runs)]])
         batch, queue = queue[:size], queue[size:]
         if batch.size == 0:
             break
-        got = slo_rates(arch, opts.take(batch), lengths, targets, burst, bound=bound[batch], known_usable=True)
+        got = slo_rates(arch, opts.take(batch), lengths, targets, burst, bound=bound[batch], known_usable=True, run_requests=runs)
         done_i.append(batch)
         done_r.append(got)
         cost = np.where(got > 0, np.ceil(rate / np.maximum(got * ranks[batch], 1e-12) - 1e-9) * price[batch], np.inf)
@@ -248,14 +254,16 @@ def _distinct(table: OptionTable, cap: np.ndarray) -> np.ndarray:
 
 
 def per_replica_rate(space: StreamSpace, rows: np.ndarray, total_load: float, replicas: np.ndarray, burstiness: float) -> np.ndarray:
-    """Requests/s one replica of ``rows`` gets when ``replicas`` share ``total_load``."""
-    share = total_load / np.maximum(replicas, 1)
+    """Requests/s one replica of ``rows`` gets when ``replicas`` share ``total_load``: for a
+    closed loop, the rate its busiest rank's clients drive (``closed_loop_rate``: the closed
+    loop of ``predict --concurrency`` and ``simulate``, clients beyond the cap waiting), times
+    its ranks."""
     if not space.closed_loop:
-        return share
-    # closed loop: the replica's load in clients → its rate, scaled along the SLO point (rate ∝ clients
-    # below it, as E2E changes little there); exact enough for ordering, the simulator checks it
-    per_client = np.where(space.slo_load[rows] > 0, space.slo_rate_rps[rows] / np.maximum(space.slo_load[rows], 1e-12), 0.0)
-    return share * per_client
+        return total_load / np.maximum(replicas, 1)
+    dp = space.table.dp[rows].astype(float)
+    clients = np.ceil(total_load / np.maximum(replicas * dp, 1.0) - 1e-9)  # as the simulator and predict split them
+    rank = closed_loop_rate(space.arch, space.options.take(rows), space.lengths, clients, lockstep_share=space.lockstep_share)
+    return rank * dp
 
 
 def per_rank_rate(space: StreamSpace, rows: np.ndarray, total_load: float, replicas: np.ndarray, burstiness: float) -> np.ndarray:

@@ -1,13 +1,13 @@
 """Plans for a request stream: rank with the analytic model, check with the simulator, cut, re-rank.
 
-Candidates are (option, replica count) groups as for the static batch
-(``candidates.fewest_and_most`` under the limits); a group's percentiles are those of one
-replica at its share of the load. The objective and constraint rows of ``terms`` and
+Candidates are (option, replica count) groups as for the static batch, with up to
+``SPARE_REPLICAS`` counts above the fewest (``candidates.fewest_spares_and_most`` under the
+limits); a group's percentiles are those of one replica at its share of the load. The objective and constraint rows of ``terms`` and
 ``constraints`` rank and filter them (``STREAM_LOAD``: the replicas must serve the load
 within the SLOs; ``STREAM_SLO``: every percentile bound). The top plans are then simulated
-(``stream_verify``); a plan whose simulated percentiles break an SLO has its option cut and
-the ranking is redone, until the shown plans all pass or the deadline or the round limit
-hits. Mixed GPU types are not planned for streams (refused in ``plan``).
+(``stream_verify``: several seeded runs, ``simulator.runs``); a plan not shown to keep its
+SLOs has its shape cut at that replica count and the ranking is redone, until the shown plans
+all pass or the deadline or the round limit hits. Mixed GPU types are not planned for streams (refused in ``plan``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from guideopt.catalog import Catalog
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.plan import Plan, PlanResult
 from guideopt.model.request import Disaggregation, PlanRequest
-from guideopt.solver.candidates import MAX_REPLICAS_PER_OPTION, Candidates, fewest_and_most, kinds_from_options, micro_seconds
+from guideopt.solver.candidates import (
+    MAX_REPLICAS_PER_OPTION,
+    Candidates,
+    concat_candidates,
+    fewest_spares_and_most,
+    kinds_from_options,
+    micro_seconds,
+)
 from guideopt.solver.constraints import STREAM_LOAD, STREAM_SLO, replica_range, satisfied, stream_slo_bounds, user_bounds, violations
 from guideopt.solver.disagg_compare import DISAGG_SOURCE, compare_roles, only_disagg
 from guideopt.solver.dominance import shape_key
@@ -36,6 +43,9 @@ from guideopt.units import MILLI_LOAD_PER_LOAD, MS_PER_S
 
 # Rounds of simulate → cut → re-rank before the plans found so far are returned.
 MAX_VERIFICATION_ROUNDS = 8
+# Replica counts above an option's fewest that stay candidates: where the simulator finds the
+# fewest too few (the analytic edge of a shape), one or two more are tried before other shapes.
+SPARE_REPLICAS = 2
 UNSTABLE_US = np.iinfo(np.int64).max // 4  # latency of a group whose queue never drains: never within an SLO
 
 
@@ -46,7 +56,7 @@ def stream_candidates(req: PlanRequest, space: StreamSpace, bounds) -> Candidate
     kinds.tok_s = space.slo_rate_rps * space.lengths.mean_output
     kinds = kinds.take(np.nonzero(kinds.milli_load > 0)[0])  # an option serving nothing within the SLOs is no group
     lo, hi = replica_range(kinds, bounds, frozenset(), MAX_REPLICAS_PER_OPTION)
-    cands = fewest_and_most(kinds, np.minimum(lo, MAX_REPLICAS_PER_OPTION), np.maximum(hi, 1))
+    cands = fewest_spares_and_most(kinds, np.minimum(lo, MAX_REPLICAS_PER_OPTION), np.maximum(hi, 1), SPARE_REPLICAS)
     return with_operating_point(req, space, cands)
 
 
@@ -112,7 +122,7 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
     cands = stream_candidates(req, space, bounds)
     n_agg = len(cands)
     if dt is not None:
-        from guideopt.solver.disagg_plan import concat_candidates, disagg_candidates
+        from guideopt.solver.disagg_plan import disagg_candidates
 
         cands = concat_candidates(cands, disagg_candidates(req, space, dt, int(cands.shape.max(initial=-1)) + 1))
     feasible = satisfied(cands, bounds)
@@ -151,8 +161,12 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
 
 def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates, feasible: np.ndarray, deadline: Deadline, dt=None):
     """Rank, simulate the shown plans, cut the options that fail, re-rank (bounded rounds)."""
-    shapes = cands.shape
-    cut: set[int] = set()  # deployment shapes
+    # a failing aggregated group cuts its shape at that replica count (every knob of it: the
+    # analytic model misjudges the shape there), leaving more replicas of it; a failing
+    # disaggregated group cuts its shape (its pools were sized as a whole)
+    counts = np.where(cands.source == DISAGG_SOURCE, 0, cands.replicas).astype(np.int64)
+    shapes = cands.shape.astype(np.int64) * (MAX_REPLICAS_PER_OPTION + 1) + counts
+    cut: set[int] = set()  # deployment shapes at a replica count
     checked: dict[tuple[int, int, int], Plan] = {}
     rounds = 0
     while True:
@@ -175,7 +189,7 @@ def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates
                 checked[key] = _verified(req, space, key, dt)
             plan = checked[key]
             if plan.stream is not None and plan.stream.get("simulated_meets_slo") is False:
-                cut.add(int(shapes[k]))  # the analytic model misjudges this shape: drop its other knobs too
+                cut.add(int(shapes[k]))  # the analytic model misjudges this shape at this count: drop its other knobs too
                 failed = True
                 continue
             plans.append(plan.model_copy(update={"rank": rank}))

@@ -1,30 +1,31 @@
 """Check a stream plan with the discrete-event simulator: one replica at its share of the load.
 
 The simulator (``guideopt.simulator``) replays ``workload.num_requests`` requests sampled
-from the plan's length table (seeded by ``workload.seed``) through the engine's scheduler,
-on the step table of the same step-time function the analytic model uses. Replicas share
-the load evenly, so one replica at load / n stands for the group.
+from the plan's length table through the engine's scheduler, on the step table of the same
+step-time function the analytic model uses. Replicas share the load evenly, so one replica
+at load / n stands for the group. Run i uses seed ``workload.seed`` + i and is exactly what
+``guideopt simulate --seed`` gives at the plan's settings with ``--warmup 0.1``; the plan is
+verified when its SLOs hold run after run (``simulator.runs.check_runs``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from guideopt.model.plan import Plan
 from guideopt.model.request import PlanRequest
+from guideopt.model.workload import VERIFY_WARMUP_FRACTION
 from guideopt.simulator.engine import EngineSpec, SimResult, simulate
 from guideopt.simulator.policy import kv_policy
-from guideopt.simulator.report import meets_slo, stream_report
+from guideopt.simulator.report import StreamReport, stream_report
+from guideopt.simulator.runs import RUN_CONFIDENCE, RunsVerdict, check_runs
 from guideopt.simulator.sampling import make_stream, sample_table
 from guideopt.simulator.table import StepTable
 from guideopt.solver.stream_extract import percentiles_wanted, stream_plan_of, total_load
 from guideopt.solver.stream_options import StreamSpace
-
-# Share of the earliest arrivals left out of the check: the simulation starts with an empty
-# replica, so its first requests see no queue and would flatter the percentiles.
-VERIFY_WARMUP_FRACTION = 0.1
 
 
 def verify_plan(req: PlanRequest, space: StreamSpace, row: int, replicas: int) -> Plan:
@@ -33,15 +34,18 @@ def verify_plan(req: PlanRequest, space: StreamSpace, row: int, replicas: int) -
     group = plan.groups[0]
     assert group.stream is not None, "a stream plan carries its stream block"
     wl = req.workload
-    t = space.table
     engine, steps = engine_of(space, row)
-    inputs, outputs = sampled_lengths(req, space)
-    ranks = replicas * int(t.dp[row])  # each attention-DP rank serves its own share (the router spreads requests)
-    if wl.concurrency is not None:
-        stream = make_stream(inputs, outputs, concurrency=math.ceil(wl.concurrency / ranks), seed=wl.seed)
-    else:
-        stream = make_stream(inputs, outputs, rate_rps=total_load(req) / ranks, burstiness=wl.burstiness, seed=wl.seed)
-    ok, simulated = simulated_block(req, space, simulate(stream, engine, steps))
+    ranks = replicas * int(space.table.dp[row])  # each attention-DP rank serves its own share (the router spreads requests)
+
+    def one_run(seed: int) -> SimResult:
+        inputs, outputs = sampled_lengths(req, space, seed)
+        if wl.concurrency is not None:
+            stream = make_stream(inputs, outputs, concurrency=math.ceil(wl.concurrency / ranks), seed=seed)
+        else:
+            stream = make_stream(inputs, outputs, rate_rps=total_load(req) / ranks, burstiness=wl.burstiness, seed=seed)
+        return simulate(stream, engine, steps)
+
+    ok, simulated = simulated_runs(req, space, one_run)
     stream_block = {**group.stream, "simulated": simulated}
     plan_block = {**(plan.stream or {}), "simulated_meets_slo": ok}
     return plan.model_copy(update={"groups": [group.model_copy(update={"stream": stream_block})], "stream": plan_block})
@@ -63,22 +67,59 @@ def engine_for(arch, table, options, row: int, max_context: int) -> tuple[Engine
     return engine, steps
 
 
-def sampled_lengths(req: PlanRequest, space: StreamSpace) -> tuple[np.ndarray, np.ndarray]:
-    """The check's request lengths: ``workload.num_requests`` draws from the length table (seeded)."""
+def sampled_lengths(req: PlanRequest, space: StreamSpace, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A run's request lengths: ``workload.num_requests`` draws from the length table, seeded
+    as ``guideopt simulate --seed`` seeds them (``seed``; default ``workload.seed``)."""
     wl = req.workload
-    return sample_table(space.lengths, wl.num_requests, np.random.default_rng([wl.seed, 0]))
+    s = wl.seed if seed is None else seed
+    return sample_table(space.lengths, wl.num_requests, np.random.default_rng([s, 0]))
 
 
-def simulated_block(req: PlanRequest, space: StreamSpace, result: SimResult) -> tuple[bool, dict]:
-    """(meets every SLO, the simulated percentiles and counts) of a simulation."""
+def simulated_runs(req: PlanRequest, space: StreamSpace, one_run: Callable[[int], SimResult]) -> tuple[bool, dict]:
+    """(the SLOs hold run after run, the simulated block) for runs of seeds ``workload.seed`` + i."""
     targets = space.targets
-    report = stream_report(result, slo=targets or None, percentiles=percentiles_wanted(req), warmup_fraction=VERIFY_WARMUP_FRACTION)
-    ok = meets_slo(report, targets) if targets else True
-    simulated = {
-        **{m: d.as_dict() for m, d in report.metrics.items()},
-        "requests": report.requests,
-        "request_throughput_rps": report.request_throughput_rps,
-        "preemptions": report.preemptions,
-        "kv_use_max": report.kv_use_max,
+    pcts = percentiles_wanted(req)
+
+    def report(seed: int) -> StreamReport:
+        return stream_report(one_run(seed), slo=targets or None, percentiles=pcts, warmup_fraction=VERIFY_WARMUP_FRACTION)
+
+    verdict = check_runs(report, req.workload.seed, targets)
+    return verdict.holds, simulated_block(verdict, req.workload.seed)
+
+
+def simulated_block(verdict: RunsVerdict, seed: int) -> dict:
+    """The runs' figures: each percentile averaged over the runs, the worst run's and the
+    next run's upper prediction bound for the SLO percentiles, and the seeds run."""
+    reports = verdict.reports
+    metrics = {m: _mean_dist([r.metrics[m].as_dict() for r in reports]) for m in reports[0].metrics}
+    block: dict = {
+        **metrics,
+        "requests": reports[0].requests,
+        "request_throughput_rps": float(np.mean([r.request_throughput_rps for r in reports])),
+        "preemptions": int(sum(r.preemptions for r in reports)),
+        "kv_use_max": max(r.kv_use_max for r in reports),
+        "runs": len(reports),
+        "seeds": [seed + i for i in range(len(reports))],
     }
-    return ok, simulated
+    if verdict.bound:
+        block["worst_run"] = {m: {f"p{p:g}": _max([r.metrics[m].at(p) for r in reports]) for p in b} for m, b in verdict.bound.items()}
+        block["next_run_bound"] = {
+            m: {f"p{p:g}": (v if math.isfinite(v) else None) for p, v in b.items()} for m, b in verdict.bound.items()
+        }
+        block["bound_confidence"] = RUN_CONFIDENCE
+    if verdict.failed_seed is not None:
+        block["failed_seed"] = verdict.failed_seed
+    return block
+
+
+def _mean_dist(dists: list[dict[str, float | None]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key in dists[0]:
+        vals = [v for d in dists if (v := d[key]) is not None]
+        out[key] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def _max(values: list[float]) -> float | None:
+    v = [x for x in values if not math.isnan(x)]
+    return max(v) if v else None
