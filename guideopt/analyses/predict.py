@@ -255,28 +255,10 @@ def does_not_fit_reason(
 
 
 def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, replicas: int, per_replica: int) -> Prediction:
-    """Closed-loop clients; ``replicas`` counts attention-DP ranks, each serving its own clients."""
-    """Closed-loop steady state (``concurrency`` clients) instead of a static batch."""
-    fw = table.space.frameworks[0]
-    hw = hardware_arrays(table.space.gpus, [fw], table.space.dtypes, cat.calibration)
-    cap = np.full(1, serving_running_cap(req, table, cat))
-    x = ServingInputs(
-        tp=table.tp.astype(float),
-        pp=table.pp.astype(float),
-        concurrency=np.array([float(per_replica)]),
-        input_len=np.array([float(req.input_len)]),
-        output_len=np.array([float(req.output_len)]),
-        split=table.split.astype(float),
-        chunked=np.array([fw.chunked_prefill]),
-        w_bytes=np.array([req.dtype.bytes]),
-        kv_bytes=table.kv_dtype_bytes,
-        running_cap=cap,
-        kv_keep=np.array([req.h2o_keep]),
-        flash=req.flash_attention,
-        lockstep_share=cat.calibration.closed_loop.lockstep_share,
-        dp=float(req.attention_dp),
-        ep=float(req.moe_ep),
-    )
+    """Closed-loop steady state (``concurrency`` clients) instead of a static batch; ``replicas``
+    counts attention-DP ranks, each serving its own clients."""
+    hw = hardware_arrays(table.space.gpus, table.space.frameworks[:1], table.space.dtypes, cat.calibration)
+    x = serving_inputs(req, table, cat, per_replica)
     m = serving_metrics(table.arch, x, hw)
     rate = float(m.output_throughput_tok_s[0]) / req.output_len * replicas  # requests/s, whole deployment
     metrics = Metrics(
@@ -297,6 +279,29 @@ def _serving_prediction(req: PredictRequest, table: OptionTable, cat: Catalog, r
         waves=1,
         kv_cache_tokens=int(table.memory.kv_tokens[0]),
         max_batch=int(table.running_cap[0]),
+    )
+
+
+def serving_inputs(req: PredictRequest, table: OptionTable, cat: Catalog, per_replica: int) -> ServingInputs:
+    """The closed loop of ``per_replica`` clients on row 0 of ``table`` (``predict --concurrency``;
+    ``simulate`` evaluates its closed loop with the same inputs)."""
+    fw = table.space.frameworks[0]
+    return ServingInputs(
+        tp=table.tp[:1].astype(float),
+        pp=table.pp[:1].astype(float),
+        concurrency=np.array([float(per_replica)]),
+        input_len=np.array([float(req.input_len)]),
+        output_len=np.array([float(req.output_len)]),
+        split=table.split[:1].astype(float),
+        chunked=np.array([fw.chunked_prefill]),
+        w_bytes=np.array([req.dtype.bytes]),
+        kv_bytes=table.kv_dtype_bytes[:1],
+        running_cap=np.full(1, serving_running_cap(req, table, cat)),
+        kv_keep=np.array([req.h2o_keep]),
+        flash=req.flash_attention,
+        lockstep_share=cat.calibration.closed_loop.lockstep_share,
+        dp=float(req.attention_dp),
+        ep=float(req.moe_ep),
     )
 
 

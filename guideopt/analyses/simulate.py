@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guideopt.analyses.predict import checked_layout
+from guideopt.analyses.predict import checked_layout, serving_inputs
 from guideopt.analyses.simulate_bounds import check_prompt_steps
 from guideopt.catalog import Catalog, load_catalog, load_length_mix
+from guideopt.costs.closed_loop import closed_loop_metrics
 from guideopt.costs.engine_defaults import token_budget
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths, sample_lengths
 from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_table, stream_metrics
@@ -30,6 +31,7 @@ from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table
 from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
 from guideopt.model.llm import ModelArch
+from guideopt.model.predict_request import PredictRequest
 from guideopt.model.workload import REPORTED_PERCENTILES, SimulateRequest
 from guideopt.simulator.engine import EngineSpec, SimResult, simulate
 from guideopt.simulator.policy import KvPolicy, kv_policy
@@ -51,6 +53,7 @@ class Configuration:
     options: StreamOptions
     engine: EngineSpec
     step_table: StepTable
+    layout: PredictRequest  # the configuration as ``predict`` takes it (mean lengths): its closed loop is predict's
 
 
 @dataclass
@@ -144,7 +147,8 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
     mean_in, mean_out = max(int(round(lengths.mean_input)), 1), max(int(round(lengths.mean_output)), 1)
     fields = {"model": req.model, "gpu": req.gpu, "tp": req.tp, "pp": req.pp, "framework": req.framework, "dtype": dtype}
     fields |= {"kv_dtype": kv_dtype, "attention_dp": dp, "moe_tp": moe_tp, "moe_ep": moe_ep, "input_len": mean_in, "output_len": mean_out}
-    checked_layout({k: v for k, v in fields.items() if v is not None}, cat)  # engine, TP, PP and expert-split refusals, as predict's
+    # engine, TP, PP and expert-split refusals, as predict's
+    layout = checked_layout({k: v for k, v in fields.items() if v is not None}, cat)
     longest = int(lengths.input_len.max())
     budget = token_budget(fw, gpu.memory_bytes, requested=req.token_budget, longest_prompt=longest)
     if not fw.chunked_prefill and budget < longest:
@@ -182,7 +186,26 @@ def configuration(req: SimulateRequest, lengths: LengthTable, max_context: int, 
     opts = options_from_table(table, cat.calibration, running_cap=cap, reserve_kv=policy is KvPolicy.RESERVE)
     engine = EngineSpec(cap, budget, fw.chunked_prefill, kv_tokens, fw.kv_block_tokens, policy)
     steps = StepTable.build(arch, opts.cfg, opts.hw, cap=cap, budget=budget, max_context=max(max_context, lengths.max_total), pp=req.pp)
-    return Configuration(arch, table, opts, engine, steps)
+    return Configuration(arch, table, opts, engine, steps, layout.model_copy(update={"max_num_seqs": cap, "split": budget}))
+
+
+def analytic_metrics(
+    conf: Configuration,
+    lengths: LengthTable,
+    rate_rps: float,
+    clients: int | None,
+    burstiness: float,
+    pcts: tuple[float, ...],
+    cat: Catalog,
+) -> StreamMetrics:
+    """The analytic model of what was simulated, one rank: the stream model at the offered (or
+    recorded) rate, or the closed loop of ``clients`` as ``predict --concurrency`` prices it
+    (the same inputs, so the same means; an open-loop evaluation at the measured throughput
+    would leave out the clients waiting beyond the running cap)."""
+    if clients is None:
+        return stream_metrics(conf.arch, conf.options, lengths, np.array([rate_rps]), burstiness=burstiness, percentiles=pcts)
+    x = serving_inputs(conf.layout, conf.table, cat, clients)
+    return closed_loop_metrics(conf.arch, conf.options, lengths, x, percentiles=pcts)
 
 
 def _dtype(value: str, field: str) -> Dtype:
@@ -193,8 +216,15 @@ def _dtype(value: str, field: str) -> Dtype:
 
 
 def run_simulation(
-    req: SimulateRequest, trace: TraceArrays | None = None, catalog: Catalog | None = None, progress: Callable[[int], None] | None = None
+    req: SimulateRequest,
+    trace: TraceArrays | None = None,
+    catalog: Catalog | None = None,
+    progress: Callable[[int], None] | None = None,
+    *,
+    clients_together: bool = False,
 ) -> Simulation:
+    """``clients_together``: a closed loop's clients all send their first request at t = 0, as
+    a benchmark starts them (``simulator/clients.py``; default: spread over a request's time)."""
     cat = catalog or load_catalog()
     arch = cat.model(req.model)
     if "dtype" not in req.model_fields_set and arch.checkpoint_dtype:  # a quantized checkpoint runs in its own precision
@@ -208,13 +238,22 @@ def run_simulation(
     if arrival is not None and ranks > 1:
         arrival = arrival[::ranks]  # every n-th recorded request goes to the simulated rank
         inputs, outputs = inputs[::ranks], outputs[::ranks]
-    stream = make_stream(inputs, outputs, rate_rps=per_rate, concurrency=clients, arrival_s=arrival, burstiness=wl.burstiness, seed=wl.seed)
+    stream = make_stream(
+        inputs,
+        outputs,
+        rate_rps=per_rate,
+        concurrency=clients,
+        arrival_s=arrival,
+        burstiness=wl.burstiness,
+        seed=wl.seed,
+        together=clients_together,
+    )
     check_prompt_steps(req, stream.input_len, conf.engine)
     result = simulate(stream, conf.engine, conf.step_table, progress)
     pcts = tuple(sorted(set(REPORTED_PERCENTILES) | {p for t in req.slo.values() for p in t.targets}))
     report = stream_report(result, slo=req.slo or None, percentiles=pcts, warmup_fraction=req.warmup_fraction)
     offered = per_rate if per_rate is not None else report.request_throughput_rps
-    analytic = stream_metrics(conf.arch, conf.options, lengths, np.array([offered]), burstiness=wl.burstiness, percentiles=pcts)
+    analytic = analytic_metrics(conf, lengths, offered, clients, wl.burstiness, pcts, cat)
     best = float(sustainable_rate(conf.arch, conf.options, lengths)[0]) * ranks
     within = None
     if req.slo:  # the load plan and capacity call sustainable for these SLOs: the same search

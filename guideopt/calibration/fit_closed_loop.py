@@ -103,7 +103,7 @@ def simulated_ttft_ms(catalog, req: dict, requests_per_client: int = BENCH_REQUE
             },
         }
     )
-    return float(run_simulation(sim, catalog=catalog).report.metrics["ttft_ms"].mean)
+    return float(run_simulation(sim, catalog=catalog, clients_together=True).report.metrics["ttft_ms"].mean)
 
 
 def share_samples(catalog, cal: Calibration, cases: list[Case]) -> list[ShareSample]:

@@ -12,7 +12,8 @@ Sources (rows with a known rate or concurrency):
 * aiconfigurator closed-loop rows: client concurrency, fixed ISL/OSL, mean TTFT/TPOT;
   dense Llama-3.1 8B/70B only (the clean rows, README), concurrency up to MAX_CONCURRENCY.
   Simulated as that benchmark runs: all clients start together and each sends
-  BENCH_REQUESTS_PER_CLIENT requests, all of them measured.
+  BENCH_REQUESTS_PER_CLIENT requests, all of them measured. Their analytic figures are the
+  closed loop ``predict --concurrency`` and ``simulate`` price (``costs/closed_loop.py``).
 
 For each configuration both evaluators run with the engine defaults of the catalog; the
 error is predicted / measured - 1, summarised per source, metric and statistic as the
@@ -27,13 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from guideopt.analyses.simulate import configuration
+from guideopt.analyses.simulate import analytic_metrics, configuration
 from guideopt.calibration.fit_closed_loop import BENCH_REQUESTS_PER_CLIENT, MAX_SIM_REQUESTS
 from guideopt.calibration.validate import framework_rule, gpu_id, load_measurements, model_id
 from guideopt.catalog import load_catalog, load_length_mix
 from guideopt.costs.lengths import fixed_lengths, mix_lengths
-from guideopt.costs.stream import steady_state, stream_metrics
-from guideopt.costs.stream_search import sustainable_rate
 from guideopt.errors import GuideoptError
 from guideopt.model.workload import SimulateRequest
 from guideopt.simulator.engine import simulate
@@ -171,12 +170,11 @@ def evaluate(case: dict, cat):
         inputs, outputs = sample_mix(mix, n, np.random.default_rng(0))
     conf = _config(mid, gpu, case["tp"], rule.framework, case["dtype"], lengths, lengths.max_total)
     rate = case.get("rate")
-    if rate is None:
-        rate = closed_loop_rate(conf, lengths, case["concurrency"])
-        stream = make_stream(inputs, outputs, concurrency=case["concurrency"])
+    if rate is None:  # the closed loop as predict --concurrency prices it; simulated as the benchmark started it
+        stream = make_stream(inputs, outputs, concurrency=clients, together=True)
     else:
         stream = make_stream(inputs, outputs, rate_rps=rate, seed=0)
-    ana = stream_metrics(conf.arch, conf.options, lengths, np.array([rate]), percentiles=PCT)
+    ana = analytic_metrics(conf, lengths, float(rate or 0.0), clients if rate is None else None, 1.0, PCT, cat)
     rep = stream_report(simulate(stream, conf.engine, conf.step_table), percentiles=PCT, warmup_fraction=0.0 if clients else WARMUP)
 
     def pick(metric: str, stat: str) -> tuple[float, float]:
@@ -186,16 +184,6 @@ def evaluate(case: dict, cat):
         return a, s
 
     return pick, bool(ana.stable[0])
-
-
-def closed_loop_rate(conf, lengths, clients: int) -> float:
-    """The request rate at which C clients keep C requests in flight (Little's law)."""
-    best = float(sustainable_rate(conf.arch, conf.options, lengths)[0])
-    grid = np.linspace(best / 200, best, 200)
-    st = steady_state(conf.arch, conf.options.take(np.zeros(grid.size, dtype=int)), lengths, grid)
-    in_flight = grid * st.residence_s
-    i = int(np.searchsorted(in_flight, clients))
-    return float(grid[min(i, grid.size - 1)])
 
 
 def serving_errors(data_path: str, max_configs: int = 40) -> dict[str, Any]:

@@ -50,7 +50,12 @@ POSITIVE_COUNTS += ("replicas", "attention_dp", "moe_tp", "moe_ep")
 )
 @click.option("--token-budget", type=int, default=None, help="Tokens per step (max_num_batched_tokens; default: the engine's).")
 @click.option("--rate", type=float, default=None, help="Open-loop arrivals, requests/s for the whole deployment.")
-@click.option("--concurrency", type=int, default=None, help="Closed-loop clients for the whole deployment.")
+@click.option(
+    "--concurrency",
+    type=int,
+    default=None,
+    help="Closed-loop clients for the whole deployment (first requests spread over one request's time).",
+)
 @click.option("--burstiness", type=float, default=1.0, show_default=True, help="CV of inter-arrival times (1 = Poisson).")
 @click.option("--lengths", "lengths", default=None, help="A trace (CSV/JSONL with input_len,output_len[,arrival_s]) or a mix name.")
 @click.option("--input-len", type=int, default=None, help="Fixed prompt tokens (instead of --lengths).")

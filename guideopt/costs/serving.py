@@ -66,6 +66,8 @@ class ServingMetrics:
     request_latency_s: np.ndarray
     output_throughput_tok_s: np.ndarray  # per replica
     running: np.ndarray  # requests in the engine
+    request_rate_rps: np.ndarray  # per replica: running / cycle (Little)
+    client_wait_s: np.ndarray  # a client's wait for a running place (beyond the cap; in TTFT and latency)
 
 
 def serving_cap(max_num_seqs, kv_full_cap, input_len, output_len, current_usage) -> np.ndarray:
@@ -164,4 +166,6 @@ def serving_metrics(arch: ModelArch, x: ServingInputs, hw: HardwareArrays) -> Se
         request_latency_s=cycle + queue_wait,
         output_throughput_tok_s=request_rate * x.output_len,
         running=running,
+        request_rate_rps=request_rate,
+        client_wait_s=queue_wait,
     )

@@ -13,9 +13,9 @@ One replica, requests in FCFS order. Each step:
 5. the step's time from the step table; prompts that complete emit their first token,
    decodes one token each; finished requests free their blocks.
 
-Runs of pure decode steps with nothing to change the batch (no prompt in flight, no
-admissible arrival, no completion, enough free blocks) are advanced in one vectorised
-move: the step times of the whole run come from one table lookup.
+Runs of pure decode steps with nothing to change the batch (no prompt in flight, no admissible
+arrival, no completion, enough free blocks) are advanced in one vectorised move (one table lookup).
+A closed loop's clients send their first requests when ``clients.py`` says.
 
 ``EngineSpec.prompt_cached`` (off by default) models a disaggregated decode worker:
 requests arrive with their prompt already in the KV cache and their first token already
@@ -35,6 +35,7 @@ import numpy as np
 
 from guideopt.costs.step import prefill_pairs
 from guideopt.errors import InvalidRequestError
+from guideopt.simulator.clients import client_starts_s
 from guideopt.simulator.policy import KvPolicy
 from guideopt.simulator.table import StepTable
 
@@ -57,6 +58,7 @@ class RequestStream:
     output_len: np.ndarray
     arrival_s: np.ndarray | None  # open loop (or a replayed trace); None: closed loop
     concurrency: int | None = None
+    together: bool = False  # closed loop: every client's first request at t = 0 (a benchmark's start); else spread (clients.py)
 
 
 @dataclass
@@ -83,7 +85,7 @@ class SimResult:
 
 
 class _State:
-    def __init__(self, stream: RequestStream, spec: EngineSpec) -> None:
+    def __init__(self, stream: RequestStream, spec: EngineSpec, starts_s: np.ndarray | None) -> None:
         n = stream.input_len.size
         self.spec = spec
         self.inp = stream.input_len.astype(np.int64)
@@ -112,11 +114,10 @@ class _State:
             self.arrival[:] = stream.arrival_s
             self.pending.extend(np.argsort(stream.arrival_s, kind="stable").tolist())
             self.issued = n
-        else:
-            c = min(int(stream.concurrency or 1), n)
-            self.arrival[:c] = 0.0
-            self.pending.extend(range(c))
-            self.issued = c
+        elif starts_s is not None:
+            self.arrival[: starts_s.size] = starts_s  # closed loop: the clients' first requests (``clients.py``)
+            self.pending.extend(range(starts_s.size))
+            self.issued = starts_s.size
         if spec.prompt_cached:  # the state a prompt leaves behind when its prefill completes
             self.done[:] = self.need
             self.cache[:] = self.inp
@@ -191,7 +192,7 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress
         raise InvalidRequestError(
             "output_len: a request arriving with its prompt cached needs at least 2 output tokens (its first came with the prompt)"
         )
-    st = _State(stream, spec)
+    st = _State(stream, spec, client_starts_s(stream, spec, table))
     t = 0.0
     steps = 0
     while True:

@@ -44,11 +44,13 @@ def make_stream(
     arrival_s: np.ndarray | None = None,
     burstiness: float = 1.0,
     seed: int = 0,
+    together: bool = False,
 ) -> RequestStream:
-    """A stream from lengths and one arrival rule (recorded times, a rate, or clients)."""
+    """A stream from lengths and one arrival rule (recorded times, a rate, or clients; with
+    ``together`` the clients all start at t = 0, else spread over a cycle: ``clients.py``)."""
     if arrival_s is None and rate_rps is not None:
         arrival_s = arrival_times(rate_rps, inputs.size, np.random.default_rng([seed, 1]), burstiness)
-    return RequestStream(inputs.astype(float), outputs.astype(float), arrival_s, concurrency)
+    return RequestStream(inputs.astype(float), outputs.astype(float), arrival_s, concurrency, together)
 
 
 def static_batch_stream(batch: int, input_len: int, output_len: int) -> RequestStream:
