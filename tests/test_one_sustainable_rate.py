@@ -10,6 +10,7 @@ import json
 from click.testing import CliRunner
 
 from guideopt.cli import main
+from guideopt.solver.stream_plan import SPARE_REPLICAS
 
 MODEL, GPU = "meta-llama/Llama-3.1-8B", "l40s"
 WORK = ["--input-len", "1024", "--output-len", "256"]
@@ -44,9 +45,10 @@ def test_plan_simulate_and_capacity_agree_on_the_sustainable_rate() -> None:
     ]
     sim = _json(
         ["simulate", *shape, "--replicas", "1", "--running-cap", str(g["batch"]), "--token-budget", str(g["split"])]
-        + ["--rate", "1", *WORK, *SLO, "--num-requests", "100"]
+        + ["--rate", "1", *WORK, *SLO]  # runs of the plan's length (2,000): the SLO rate keeps one run's margin
     )
     assert sim["sustainable_within_slo_rps"] == per_replica
     cap = _json(["capacity", *shape, "--running-cap", str(g["batch"]), "--split", str(g["split"]), "--rate", "8", *WORK, *SLO])
     assert cap["sustainable_rate_rps_per_replica"] == per_replica
-    assert cap["replicas"] == g["replicas"]
+    # capacity sizes analytically; the plan adds up to SPARE_REPLICAS where its simulated runs show the fewest fall short
+    assert cap["replicas"] <= g["replicas"] <= cap["replicas"] + SPARE_REPLICAS

@@ -63,3 +63,14 @@ def test_verified_plans_keep_their_slos_on_every_seed(name, catalog):
             if ttft > body["slo"]["ttft_ms"] or tpot > body["slo"]["tpot_ms"]:
                 misses.append(f"rank {plan.rank} {group.replicas} x {group.gpu} seed {seed}: P90 TTFT {ttft:.0f} ms, TPOT {tpot:.1f} ms")
     assert not misses, misses
+
+
+def test_the_ranking_does_not_change_with_the_seed(catalog):
+    """The check's runs start at ``workload.seed``; the plans shown must not depend on it."""
+    body = CASES["8B rtx-6000-ada $10"]
+
+    def shown(seed: int) -> list[tuple]:
+        b = {**body, "workload": {**body["workload"], "seed": seed}}
+        return [(g.gpu, g.replicas, g.tp, g.pp, g.batch, g.split) for p in api.plan(b, catalog).plans for g in p.groups]
+
+    assert shown(0) == shown(3)

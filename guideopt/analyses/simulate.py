@@ -259,5 +259,5 @@ def run_simulation(
     if req.slo:  # the load plan and capacity call sustainable for these SLOs: the same search
         from guideopt.solver.stream_rates import slo_rates
 
-        within = float(slo_rates(conf.arch, conf.options, lengths, req.slo, wl.burstiness)[0]) * ranks
+        within = float(slo_rates(conf.arch, conf.options, lengths, req.slo, wl.burstiness, run_requests=wl.num_requests)[0]) * ranks
     return Simulation(req, report, analytic, best, wl.rate_rps, result, conf.engine, within)
