@@ -205,6 +205,7 @@ def stream_metrics(
     clump = _col(weighted(lengths, inp**2.0) / np.maximum(mean_in, 1.0) ** 2)  # E[I²]/E[I]²
     arrivals_per_step = _col(lam * st.tau_s)
     per_decode = _per_decode_s(arch, cfg, hw, st, per_option(decode_terms(lengths)[1], 1) * _col(opts.kv_keep))
+    c_p = np.abs(spread) * f / np.maximum(arrivals_per_step, MIN_SHARE)  # the mean extra time one prompt brings (below)
     tpot_w = np.where(dec > 0, w, 0.0)
     tpot_w = tpot_w / np.maximum(tpot_w.sum(axis=-1, keepdims=True), MIN_SHARE)
 
@@ -231,7 +232,6 @@ def stream_metrics(
         # n/2 steps on average, c_d = (∂τ/∂d)·n/2. A window with more arrivals is longer and so
         # gathers more: the count's sd grows by 1/(1 − λ·(c_p + c_d)). Measured on the simulator
         # (8B, RTX 6000 Ada, 2.5 req/s): 5.4 arrivals' sd for Poisson's 4.3, 0.35 ms of TPOT each.
-        c_p = np.abs(spread) * f / np.maximum(arrivals_per_step, MIN_SHARE)
         c_d = per_decode * n_dec / 2.0
         arrivals = np.maximum(arrivals_per_step * n_dec, MIN_SHARE)
         spread2 = ca2 * (c_p**2 * clump + 2.0 * c_p * c_d + c_d**2)
@@ -266,8 +266,7 @@ def stream_metrics(
     # arrivals), widened by the same feedback as TPOT: an arrival slows every running request by
     # its prompt (c_p) and by one more decode over their remaining steps (n̄·∂τ/∂d), so a busy spell
     # keeps them longer and gathers more.
-    c_p_mean = np.abs(st.tau_mix_s - st.tau_dec_s) * st.mixed_share / np.maximum(lam * st.tau_s, MIN_SHARE)
-    slows = lam * (c_p_mean + per_decode[..., 0] * mean_dec)
+    slows = lam * (c_p[..., 0] + per_decode[..., 0] * mean_dec)
     running_sd = np.sqrt(running * (1.0 + ca2) / 2.0) / np.maximum(1.0 - slows, MIN_SHARE)
     kv_use = np.minimum(running, st.slots) * kv_tokens_per_request(lengths, np.asarray(opts.reserve_kv)) / np.maximum(opts.kv_tokens, 1.0)
     return StreamMetrics(
