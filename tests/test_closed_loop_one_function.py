@@ -99,3 +99,55 @@ def test_closed_loop_plan_answers_and_runs_at_predicts_rate(catalog):
         catalog,
     )
     assert plan.metrics.output_throughput_tok_s == pytest.approx(pred.metrics.output_throughput_tok_s, rel=1e-9)
+
+
+def test_closed_loop_plan_prices_its_percentiles_and_clients_as_simulate_does(catalog):
+    """One function for a closed loop's analytic figures: a closed-loop plan's percentiles (its
+    SLO check and what it prints) and the clients it sustains within the SLOs are those of
+    ``simulate`` at the plan's settings, to the last digit (the plan used to evaluate the open-loop
+    stream model at the clients' rate: P90 TTFT 305 ms where simulate said 541)."""
+    req = {"model": QWEN32B, "budget": {"usd_per_hour": 100}, "gpus": {"h200-sxm": 4}, "framework": "trtllm"}
+    req |= {"parallelism": {"tp": [2], "pp": [1]}, "slo": {"ttft_ms": 1000, "tpot_ms": 50}}
+    req["workload"] = {"concurrency": 40, "input_len": 4000, "output_len": 500, "num_requests": 200}
+    plan = api.plan(req, catalog).plans[0]
+    group = plan.groups[0]
+    sim = run_simulation(
+        SimulateRequest.model_validate(
+            {"model": QWEN32B, "gpu": "h200-sxm", "tp": 2, "replicas": group.replicas, "framework": "trtllm"}
+            | {
+                "running_cap": group.batch,
+                "token_budget": group.split,
+                "slo": {"ttft_ms": {"targets": {90: 1000}}, "tpot_ms": {"targets": {90: 50}}},
+            }
+            | {"workload": {"concurrency": 40, "lengths": {"input_len": 4000, "output_len": 500}, "num_requests": 200}}
+            | {"warmup_fraction": 0.1}
+        ),
+        catalog=catalog,
+    ).as_dict()
+    for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        for key in ("mean", "p90"):
+            assert group.stream["analytic"][metric][key] == pytest.approx(sim["analytic"]["metrics"][metric][key], rel=1e-9)
+    assert plan.metrics.ttft_ms == pytest.approx(sim["analytic"]["metrics"]["ttft_ms"]["p90"], rel=1e-9)
+    assert plan.stream["sustainable_load"] == pytest.approx(sim["sustainable_within_slo_clients"], rel=1e-12)
+    assert plan.stream["sustainable_load"] >= 40
+
+
+def test_slo_clients_is_the_most_clients_within_the_slos(catalog):
+    """The bisection over whole clients lands on the last count whose closed loop keeps every
+    bound (checked one count above and at it, against the same closed-loop function)."""
+    from guideopt.costs.lengths import fixed_lengths
+    from guideopt.model.workload import PercentileTargets
+    from guideopt.solver.stream_rates import closed_loop_at, meets_closed_targets, slo_clients
+
+    conf, lengths = config("70b-h100-trtllm", 2048, 256), fixed_lengths(2048, 256)
+    targets = {"ttft_ms": PercentileTargets(targets={90.0: 1500.0}), "tpot_ms": PercentileTargets(targets={90.0: 60.0})}
+    share = catalog.calibration.closed_loop.lockstep_share
+    n = float(slo_clients(conf.arch, conf.options, lengths, targets, lockstep_share=share)[0])
+    assert n >= 1
+
+    def ok(clients: float) -> bool:
+        m = closed_loop_at(conf.arch, conf.options, lengths, np.array([clients]), lockstep_share=share)
+        return bool(meets_closed_targets(m, targets)[0])
+
+    assert ok(n)
+    assert not ok(n + 1) or n == float(conf.engine.running_cap)

@@ -22,7 +22,7 @@ import numpy as np
 from guideopt.analyses.predict import checked_layout, serving_inputs
 from guideopt.analyses.simulate_bounds import check_prompt_steps
 from guideopt.catalog import Catalog, load_catalog, load_length_mix
-from guideopt.costs.closed_loop import closed_loop_metrics
+from guideopt.costs.closed_loop import closed_loop_metrics, closed_loop_rate
 from guideopt.costs.engine_defaults import token_budget
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths, sample_lengths
 from guideopt.costs.stream import StreamMetrics, StreamOptions, options_from_table, stream_metrics
@@ -66,6 +66,7 @@ class Simulation:
     result: SimResult
     engine: EngineSpec
     sustainable_within_slo_rps: float | None = None  # whole deployment, with the request's SLOs (plan's "sustains")
+    sustainable_within_slo_clients: float | None = None  # closed loop: the most clients within the SLOs (plan's "sustains")
 
     def as_dict(self) -> dict:
         req = self.request
@@ -95,6 +96,7 @@ class Simulation:
             "concurrency": req.workload.concurrency,
             "sustainable_rate_rps": self.sustainable_rate_rps,
             "sustainable_within_slo_rps": self.sustainable_within_slo_rps,
+            "sustainable_within_slo_clients": self.sustainable_within_slo_clients,
             "simulated": {**rank, **{k: rank[k] * dp for k in REPLICA_THROUGHPUT_KEYS if rank[k] is not None}},  # a replica
             "analytic": {"metrics": analytic, "stable": bool(a.stable[0])},
         }
@@ -255,9 +257,23 @@ def run_simulation(
     offered = per_rate if per_rate is not None else report.request_throughput_rps
     analytic = analytic_metrics(conf, lengths, offered, clients, wl.burstiness, pcts, cat)
     best = float(sustainable_rate(conf.arch, conf.options, lengths)[0]) * ranks
-    within = None
-    if req.slo:  # the load plan and capacity call sustainable for these SLOs: the same search
-        from guideopt.solver.stream_rates import slo_rates
+    within, within_clients = _within_slo(conf, lengths, req, cat)
+    return Simulation(req, report, analytic, best, wl.rate_rps, result, conf.engine, within, within_clients)
 
-        within = float(slo_rates(conf.arch, conf.options, lengths, req.slo, wl.burstiness, run_requests=wl.num_requests)[0]) * ranks
-    return Simulation(req, report, analytic, best, wl.rate_rps, result, conf.engine, within)
+
+def _within_slo(conf: Configuration, lengths: LengthTable, req: SimulateRequest, cat: Catalog) -> tuple[float | None, float | None]:
+    """The load plan and capacity call sustainable for these SLOs, from the same search, for
+    the whole deployment: req/s, and for a closed loop the most clients (``slo_clients``) with
+    the rate they drive."""
+    from guideopt.solver.stream_rates import slo_clients, slo_rates
+
+    if not req.slo:
+        return None, None
+    wl = req.workload
+    ranks = req.replicas * req.attention_dp
+    if wl.concurrency is None:
+        return float(slo_rates(conf.arch, conf.options, lengths, req.slo, wl.burstiness, run_requests=wl.num_requests)[0]) * ranks, None
+    share = cat.calibration.closed_loop.lockstep_share
+    clients = slo_clients(conf.arch, conf.options, lengths, req.slo, lockstep_share=share, run_requests=wl.num_requests)
+    rate = closed_loop_rate(conf.arch, conf.options, lengths, clients, lockstep_share=share)
+    return float(rate[0]) * ranks, float(clients[0]) * ranks

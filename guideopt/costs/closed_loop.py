@@ -27,14 +27,10 @@ from guideopt.costs.lengths import LengthTable, weighted
 from guideopt.costs.queueing import Wait, mixture_mean, mixture_quantiles
 from guideopt.costs.serving import ServingInputs, serving_metrics
 from guideopt.costs.stream import Dist, StreamMetrics, StreamOptions, kv_tokens_per_request, option_lengths, running_slots, stream_metrics
-from guideopt.costs.stream_search import grid_search
 from guideopt.model.llm import ModelArch
 from guideopt.model.workload import REPORTED_PERCENTILES
 from guideopt.units import MS_PER_S
 
-# Points per round of the clients search: 8³ = 2⁹ steps of the running places (a few clients
-# in a thousand, rounded down).
-CLIENT_GRID = (8, 8, 8)
 TINY_RATE_RPS = 1e-12  # the stream model's spread at a closed loop that drives no requests (an empty engine)
 
 
@@ -70,26 +66,6 @@ def closed_loop_rate(arch: ModelArch, opts: StreamOptions, lengths: LengthTable,
     """Per option, the requests/s ``clients`` closed-loop clients drive through one rank."""
     x = stream_serving_inputs(opts, lengths, clients, lockstep_share=lockstep_share)
     return serving_metrics(arch, x, opts.hw).request_rate_rps
-
-
-def closed_loop_clients(
-    arch: ModelArch, opts: StreamOptions, lengths: LengthTable, rate_rps: np.ndarray, *, lockstep_share: float
-) -> np.ndarray:
-    """Per option, the most clients of one rank whose closed loop drives at most ``rate_rps``
-    requests/s (``closed_loop_rate`` grows with the clients up to the running places, where it
-    stays): the inverse a plan needs to turn its SLO rate into clients, searched below the
-    running places on a grid refined in rounds (``CLIENT_GRID``; the answer errs low)."""
-    rate = np.asarray(rate_rps, dtype=float)
-    hi = running_slots(opts, option_lengths(opts, lengths)) + np.zeros_like(rate)
-
-    def ok_at(clients: np.ndarray) -> np.ndarray:  # options × points
-        k = clients.shape[1]
-        rows = opts.take(np.repeat(np.arange(len(opts)), k))
-        got = closed_loop_rate(arch, rows, lengths, clients.ravel(), lockstep_share=lockstep_share)
-        return got.reshape(clients.shape) <= rate[:, None] * (1 + 1e-9)
-
-    lo, _, tested = grid_search(np.zeros_like(hi), hi, ok_at, CLIENT_GRID)
-    return np.where(rate > 0, np.where(tested, lo, 0.0), 0.0)
 
 
 def closed_loop_metrics(

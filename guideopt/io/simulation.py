@@ -28,7 +28,9 @@ def simulation_text(sim: Simulation) -> str:
         f"running cap {d['running_cap']}, token budget {d['token_budget']}, KV cache {d['kv_cache_tokens']:,} tokens "
         f"(when full: {d['kv_policy']}){rank}; sustainable rate (analytic) {d['sustainable_rate_rps']:.2f} req/s"
     )
-    if d.get("sustainable_within_slo_rps") is not None:
+    if d.get("sustainable_within_slo_clients") is not None:
+        head += f", {d['sustainable_within_slo_clients']:g} clients within the SLOs ({d['sustainable_within_slo_rps']:.2f} req/s)"
+    elif d.get("sustainable_within_slo_rps") is not None:
         head += f", {d['sustainable_within_slo_rps']:.2f} req/s within the SLOs"
     pct_keys = [k for k in rep["metrics"]["ttft_ms"] if k != "mean"]
     rows = []

@@ -15,7 +15,8 @@ from guideopt.costs.stream import StreamMetrics, stream_metrics
 from guideopt.model.plan import Group, Metrics, Plan
 from guideopt.model.request import PlanRequest
 from guideopt.model.workload import REPORTED_PERCENTILES, STREAM_SLO_METRICS
-from guideopt.solver.stream_options import StreamSpace, per_replica_rate
+from guideopt.solver.stream_options import StreamSpace, per_replica_rate, rank_clients
+from guideopt.solver.stream_rates import closed_loop_at
 from guideopt.units import MS_PER_S
 
 
@@ -36,18 +37,30 @@ def total_load(req: PlanRequest) -> float:
     return float(wl.rate_rps if wl.rate_rps is not None else wl.concurrency or 0)
 
 
+def operating_metrics(
+    req: PlanRequest, space: StreamSpace, rows: np.ndarray, replicas: np.ndarray, rank_rate: np.ndarray, percentiles: tuple[float, ...]
+) -> StreamMetrics:
+    """One attention-DP rank of each of ``rows`` when ``replicas`` of it share the load: the stream
+    model at ``rank_rate`` req/s, or, for a closed loop, the closed loop of its share of the
+    clients as ``predict --concurrency`` and ``simulate`` price it (``stream_rates.closed_loop_at``)."""
+    wl = req.workload
+    if not space.closed_loop:
+        opts = space.options.take(rows)
+        return stream_metrics(
+            space.arch, opts, space.lengths, np.maximum(rank_rate, 1e-12), burstiness=wl.burstiness, percentiles=percentiles
+        )
+    clients = rank_clients(space, rows, total_load(req), replicas)
+    return closed_loop_at(
+        space.arch, space.options.take(rows), space.lengths, clients, lockstep_share=space.lockstep_share, percentiles=percentiles
+    )
+
+
 def stream_plan_of(req: PlanRequest, space: StreamSpace, row: int, replicas: int, rank: int) -> Plan:
     t = space.table
     wl = req.workload
     rate = float(per_replica_rate(space, np.array([row]), total_load(req), np.array([replicas]), wl.burstiness)[0])
-    m = stream_metrics(
-        space.arch,
-        space.options.take(np.array([row])),
-        space.lengths,
-        np.array([max(rate / float(t.dp[row]), 1e-12)]),  # one attention-DP rank's share
-        burstiness=wl.burstiness,
-        percentiles=percentiles_wanted(req),
-    )
+    rank_rate = np.array([rate / float(t.dp[row])])  # one attention-DP rank's share
+    m = operating_metrics(req, space, np.array([row]), np.array([replicas]), rank_rate, percentiles_wanted(req))
     pct = req.slo.percentile
     lengths = space.lengths
     total_rate = rate * replicas

@@ -4,9 +4,8 @@ An option is a row of the static option table (GPU type, TP×PP, engine, precisi
 budget = the engine's chunk choices) at one running-request cap from
 ``STREAM_RUNNING_CAPS``. Per option, ``costs.stream`` gives the largest per-replica load
 that keeps every percentile SLO (``slo_load``): requests/s for an open-loop stream,
-clients for a closed loop (the clients whose closed loop drives that rate, and back: the
-rate a replica's clients drive, both from ``costs.closed_loop``, the function ``predict
---concurrency`` and ``simulate`` use). Replicas of one option share the load evenly, so n
+clients for a closed loop (``stream_rates.slo_clients``: the closed loop priced by
+``costs.closed_loop``, the function ``predict --concurrency`` and ``simulate`` use). Replicas of one option share the load evenly, so n
 replicas serve n × slo_load, and a group's percentiles are those of one replica at load / n.
 """
 
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.catalog import Catalog, load_length_mix
-from guideopt.costs.closed_loop import closed_loop_clients, closed_loop_rate
+from guideopt.costs.closed_loop import closed_loop_rate
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths
 from guideopt.costs.stream import StreamOptions, options_from_table
 from guideopt.costs.stream_bounds import idle_rate_bound, rate_bounds
@@ -30,7 +29,7 @@ from guideopt.model.request import PlanRequest
 from guideopt.model.workload import PercentileTargets
 from guideopt.simulator.policy import KvPolicy, kv_policy
 from guideopt.solver.options import layout_choices, plan_precisions
-from guideopt.solver.stream_rates import slo_rates, usable_mask
+from guideopt.solver.stream_rates import slo_clients, slo_rates, usable_mask
 
 # Running-request caps the solver tries per engine: powers of four spanning the engines'
 # defaults (vLLM max_num_seqs 256 (V1: 1024 on H100-class), SGLang derives it from memory,
@@ -122,13 +121,15 @@ def priced_space(req: PlanRequest, space: StreamSpace, *, prune: bool = True, kn
     """``space`` with its SLO loads. ``known_usd``: $/h of plans of other shapes already known
     (disaggregated groups), which the cheapest-first pricing counts among the plans shown."""
     arch, table, opts, lengths = space.arch, space.table, space.options, space.lengths
-    closed = space.closed_loop
-    rate = _priced_slo_rates(
-        req, arch, table, opts, lengths, space.targets, prune=prune and not closed, static_rows=space.static_rows, known_usd=known_usd
-    )
-    load = rate
-    if closed and len(opts):  # the clients whose closed loop drives that rate (the inverse of ``per_replica_rate``)
-        load = closed_loop_clients(arch, opts, lengths, rate, lockstep_share=space.lockstep_share)
+    if space.closed_loop:  # the most clients whose closed loop keeps the SLOs, and the rate they drive
+        share, runs = space.lockstep_share, req.workload.num_requests
+        load = slo_clients(arch, opts, lengths, space.targets, lockstep_share=share, run_requests=runs)
+        rate = closed_loop_rate(arch, opts, lengths, load, lockstep_share=share) if len(opts) else np.zeros(0)
+    else:
+        rate = _priced_slo_rates(
+            req, arch, table, opts, lengths, space.targets, prune=prune, static_rows=space.static_rows, known_usd=known_usd
+        )
+        load = rate
     # the options are attention-DP ranks (each serves its own requests); a replica is dp of them
     return dataclasses.replace(space, slo_rate_rps=rate * table.dp, slo_load=load * table.dp)
 
@@ -261,9 +262,16 @@ def per_replica_rate(space: StreamSpace, rows: np.ndarray, total_load: float, re
     if not space.closed_loop:
         return total_load / np.maximum(replicas, 1)
     dp = space.table.dp[rows].astype(float)
-    clients = np.ceil(total_load / np.maximum(replicas * dp, 1.0) - 1e-9)  # as the simulator and predict split them
+    clients = rank_clients(space, rows, total_load, replicas)
     rank = closed_loop_rate(space.arch, space.options.take(rows), space.lengths, clients, lockstep_share=space.lockstep_share)
     return rank * dp
+
+
+def rank_clients(space: StreamSpace, rows: np.ndarray, total_load: float, replicas: np.ndarray) -> np.ndarray:
+    """Closed-loop clients of the busiest attention-DP rank when ``replicas`` of ``rows`` share
+    ``total_load`` clients, as the simulator and ``predict`` split them."""
+    dp = space.table.dp[rows].astype(float)
+    return np.ceil(total_load / np.maximum(replicas * dp, 1.0) - 1e-9)
 
 
 def per_rank_rate(space: StreamSpace, rows: np.ndarray, total_load: float, replicas: np.ndarray, burstiness: float) -> np.ndarray:

@@ -34,7 +34,7 @@ from guideopt.solver.dominance import shape_key
 from guideopt.solver.explain import explain_no_fitting_option
 from guideopt.solver.options import build_plan_options, resolve_gpus
 from guideopt.solver.single import ranked_plans
-from guideopt.solver.stream_extract import stream_plan_of
+from guideopt.solver.stream_extract import operating_metrics, stream_plan_of
 from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_rank_rate, priced_space
 from guideopt.solver.stream_verify import verify_plan
 from guideopt.solver.terms import TERMS, unscale
@@ -62,8 +62,6 @@ def stream_candidates(req: PlanRequest, space: StreamSpace, bounds) -> Candidate
 
 def with_operating_point(req: PlanRequest, space: StreamSpace, c: Candidates) -> Candidates:
     """Latency columns at each group's share of the load (percentile ``slo.percentile``)."""
-    from guideopt.costs.stream import stream_metrics
-
     if len(c) == 0:
         c.slo_us = np.zeros((0, len(stream_slo_bounds(req))), dtype=np.int64)
         return c
@@ -77,9 +75,7 @@ def with_operating_point(req: PlanRequest, space: StreamSpace, c: Candidates) ->
         metric: tuple(sorted({pct} | {p for m, p, _ in bounds if m == metric}))
         for metric in {"ttft_ms", "tpot_ms", "e2e_ms"} | {m for m, _, _ in bounds}
     }
-    m = stream_metrics(
-        space.arch, space.options.take(c.ref), space.lengths, np.maximum(rate, 1e-12), burstiness=wl.burstiness, percentiles=pcts
-    )
+    m = operating_metrics(req, space, c.ref, c.replicas, rate, tuple(sorted({p for ps in pcts.values() for p in ps})))
     unstable = ~np.asarray(m.stable, dtype=bool)
 
     def us(metric: str, p: float) -> np.ndarray:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from guideopt.costs.closed_loop import closed_loop_metrics, stream_serving_inputs
 from guideopt.costs.lengths import LengthTable
-from guideopt.costs.stream import StreamMetrics, StreamOptions, stream_metrics
+from guideopt.costs.stream import StreamMetrics, StreamOptions, option_lengths, running_slots, stream_metrics
 from guideopt.costs.stream_bounds import IDLE_SHARE, TINY_RATE_RPS, rate_bounds
 from guideopt.costs.stream_search import grid_search, stable_rates
 from guideopt.model.llm import ModelArch
@@ -135,3 +136,63 @@ def slo_rates(
     lo, _, tested = grid_search(np.zeros(usable.size), np.asarray(bound, dtype=float)[usable], ok_at, SLO_RATE_GRID)
     out[usable] = np.where(tested, lo, 0.0)
     return out
+
+
+def closed_loop_at(
+    arch: ModelArch,
+    opts: StreamOptions,
+    lengths: LengthTable,
+    clients: np.ndarray,
+    *,
+    lockstep_share: float,
+    percentiles: tuple[float, ...] = (),
+) -> StreamMetrics:
+    """Per option (one attention-DP rank), the closed loop of ``clients`` clients as ``predict
+    --concurrency`` and ``simulate`` price it (``costs.closed_loop``)."""
+    x = stream_serving_inputs(opts, lengths, clients, lockstep_share=lockstep_share)
+    return closed_loop_metrics(arch, opts, lengths, x, percentiles=percentiles)
+
+
+def meets_closed_targets(m: StreamMetrics, targets: dict[str, PercentileTargets], run_requests: int = RUN_REQUESTS) -> np.ndarray:
+    """Per option, every percentile bound of a closed loop kept by one run of ``run_requests``
+    requests (``run_level``; a closed loop has no queue that grows without bound, and its
+    clients never outnumber the running places it is searched below)."""
+    ok = np.ones(np.shape(m.running), dtype=bool)
+    for metric, t in targets.items():
+        dist = m.dist(metric)
+        for pct, bound in t.targets.items():
+            ok &= dist.within(pct, bound, run_level(pct, m.running, run_requests))
+    return ok
+
+
+def slo_clients(
+    arch: ModelArch,
+    opts: StreamOptions,
+    lengths: LengthTable,
+    targets: dict[str, PercentileTargets],
+    *,
+    lockstep_share: float,
+    run_requests: int = RUN_REQUESTS,
+) -> np.ndarray:
+    """Per option (one rank), the most closed-loop clients, at most its running places, whose
+    closed loop (``closed_loop_at``: the function ``predict --concurrency`` and ``simulate``
+    use) meets every target in one run: a bisection over whole clients (latencies grow with
+    the clients), about log2 of the running places in vectorised rounds. 0: not even one."""
+    hi = np.floor(running_slots(opts, option_lengths(opts, lengths))).astype(np.int64)
+
+    def ok(rows: np.ndarray, clients: np.ndarray) -> np.ndarray:
+        m = closed_loop_at(arch, opts.take(rows), lengths, clients.astype(float), lockstep_share=lockstep_share)
+        return meets_closed_targets(m, targets, run_requests)
+
+    lo = np.zeros_like(hi)  # 0 clients: the sentinel below every tested load
+    top = ok(np.arange(len(hi)), hi) if len(hi) else np.zeros(0, dtype=bool)
+    lo[top] = hi[top]
+    # lo passed (or is 0) and hi failed: bisect the whole clients between them
+    open_ = np.nonzero(~top & (hi - lo > 1))[0]
+    while open_.size:
+        mid = (lo[open_] + hi[open_]) // 2
+        good = ok(open_, mid)
+        lo[open_[good]] = mid[good]
+        hi[open_[~good]] = mid[~good]
+        open_ = open_[hi[open_] - lo[open_] > 1]
+    return lo.astype(float)
