@@ -120,6 +120,10 @@ def _round(k: FixedPointInputs, s: FixedPointState) -> FixedPointState:
     units = lam * np.where(chunked, passes, 1.0)
     stay_dec = np.exp(-units * s.tau_dec)
     f = np.maximum((1.0 - stay_dec) / (1.0 - stay_dec + np.exp(-units * s.tau_mix)), MIN_SHARE)
+    # ... and at least the share that carries the prompt tokens within the room (flow balance):
+    # a prompt of many passes keeps the steps mixed for all of them, which the chain of
+    # arrivals alone undercounts (a budget of 1 token: every prompt token is a step of its own)
+    f = np.minimum(np.maximum(f, lam * k.mean_in * tau / room), 1.0)
     p = np.minimum(lam * k.mean_in * tau / f, room)
     seqs = np.maximum(lam * passes * tau / f, 1.0)
     q = lam * k.pairs * tau / f * np.minimum(1.0, room / np.maximum(lam * k.mean_in * tau / f, 1e-300))
