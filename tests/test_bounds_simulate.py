@@ -88,7 +88,17 @@ def test_a_short_run_shows_nothing() -> None:
 
 
 def test_a_long_plan_says_it_is_running_on_stderr_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from guideopt import api
+    from guideopt.commands import plan as plan_command
+
     monkeypatch.setattr(progress_module, "PROGRESS_LINE_EVERY_S", 0.01)
+    real_plan = api.plan
+
+    def slow_plan(*a, **k):  # a plan on warm caches can end before the first line is due
+        time.sleep(0.2)
+        return real_plan(*a, **k)
+
+    monkeypatch.setattr(plan_command.api, "plan", slow_plan)
     args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--budget", "5", "--gpu", "l4", *FIXED, "--top", "1", "--json"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output

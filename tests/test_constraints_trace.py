@@ -63,7 +63,7 @@ def test_solve_with_trace_matches_plan_lengths(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("lengths", "trace", "expected"),
     [
-        ("t.csv", "input_len,output_len\n512,x\n", ":4: workload.lengths: {sub}/t.csv:2: output_len: 'x' is not a number"),
+        ("t.csv", "input_len,output_len\n512,x\n", ":4: workload.lengths: {sub}/t.csv:2: output_len: 'x' is not a whole number"),
         ("nope.csv", TRACE, ":4: workload.lengths: file {sub}/nope.csv does not exist"),
         ("{file: t.csv}", "", ":4: workload.lengths.file: {sub}/t.csv is empty"),
         ("t.csv", "input_len\n5\n", ":4: workload.lengths: {sub}/t.csv:1: missing column output_len"),

@@ -119,3 +119,25 @@ def test_the_most_clients_a_budget_serves_is_a_whole_number() -> None:
         + ["--output-len", "200", "--ttft-ms", "2000"],
     )
     assert ok.exit_code == 0, ok.output  # the suggested load is really served
+
+
+@pytest.mark.parametrize(("text", "accepted"), [("512", True), ("512.0", True), ("5e2", False), ("512.5", False)])
+def test_a_whole_number_is_read_by_one_rule_on_flags_files_and_traces(tmp_path: Path, text: str, accepted: bool) -> None:
+    """512.0 was refused as a flag and accepted in a file; 5e2 was accepted in a trace and
+    refused in a file. Now all three surfaces take 512 and 512.0 and refuse the others."""
+    base = ["predict", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "h100-sxm", "--output-len", "128"]
+    flag = CliRunner().invoke(main, [*base, "--input-len", text])
+    assert (flag.exit_code == 0) is accepted, flag.output
+    if not accepted:
+        assert f"'{text}' is not a whole number" in flag.output
+    f = tmp_path / "t.csv"
+    f.write_text(f"input_len,output_len\n{text},20\n")
+    if accepted:
+        assert list(read_trace(f).input_len) == [512]
+    else:
+        with pytest.raises(InvalidRequestError, match=f"input_len: '{text}' is not a whole number"):
+            read_trace(f)
+    c = tmp_path / "c.yaml"
+    c.write_text(f"model: meta-llama/Llama-3.1-8B\nbudget: {{usd_per_hour: 10}}\nworkload: {{input_len: {text}, output_len: 128}}\n")
+    solved = CliRunner().invoke(main, ["solve", str(c), "--json"])
+    assert (solved.exit_code == 0) is accepted, solved.output

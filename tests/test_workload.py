@@ -112,7 +112,7 @@ def test_trace_csv_and_jsonl(tmp_path):
         ("empty.csv", "", r"empty"),
         ("header.csv", "input_len,output_len\n", r"no requests"),
         ("cols.csv", "input,output\n1,2\n", r"cols\.csv:1: missing column input_len"),
-        ("num.csv", "input_len,output_len\n10,5\n10,x\n", r"num\.csv:3: output_len: 'x' is not a number"),
+        ("num.csv", "input_len,output_len\n10,5\n10,x\n", r"num\.csv:3: output_len: 'x' is not a whole number"),
         ("zero.csv", "input_len,output_len\n0,5\n", r"zero\.csv:2: input_len: '0' must be a whole number >= 1"),
         ("frac.csv", "input_len,output_len\n1.5,5\n", r"frac\.csv:2: input_len"),
         ("arr.csv", "input_len,output_len,arrival_s\n1,5,0\n2,3,\n", r"arr\.csv:3: arrival_s: missing"),

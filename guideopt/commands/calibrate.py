@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from guideopt.commands.common import echo_json, handle_errors, json_option
+from guideopt.commands.params import WHOLE
 from guideopt.errors import GuideoptError, InvalidRequestError
 
 
@@ -47,11 +48,11 @@ def check_run_context(context: dict[str, Any], catalog: Any) -> None:
 @click.option("--gpu", default=None, help="GPU id the JSON runs used.")
 @click.option("--framework", default=None, help="Engine id of the JSON runs (vllm, sglang, trtllm, fastgen).")
 @click.option("--dtype", default="fp16", show_default=True, help="Weight precision of the JSON runs.")
-@click.option("--tp", type=int, default=1, show_default=True)
-@click.option("--pp", type=int, default=1, show_default=True)
-@click.option("--batch", type=int, default=None, help="benchmark_latency JSON: the batch size it ran.")
-@click.option("--input-len", type=int, default=None, help="benchmark_latency JSON: prompt tokens.")
-@click.option("--output-len", type=int, default=None, help="benchmark_latency JSON: generated tokens.")
+@click.option("--tp", type=WHOLE, default=1, show_default=True)
+@click.option("--pp", type=WHOLE, default=1, show_default=True)
+@click.option("--batch", type=WHOLE, default=None, help="benchmark_latency JSON: the batch size it ran.")
+@click.option("--input-len", type=WHOLE, default=None, help="benchmark_latency JSON: prompt tokens.")
+@click.option("--output-len", type=WHOLE, default=None, help="benchmark_latency JSON: generated tokens.")
 @click.option("--engine-version", default="", help="Engine version to record with the fit.")
 @json_option
 @handle_errors

@@ -10,7 +10,7 @@ import click
 
 from guideopt import api
 from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
-from guideopt.commands.params import layout_options
+from guideopt.commands.params import WHOLE, layout_options
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.io.render import memory_table, table
 
@@ -31,24 +31,24 @@ CAPACITY_COLUMNS = (
 @click.command()
 @click.option("--model", required=True, help="Hugging Face id from the catalog, or a path to a config.json.")
 @click.option("--gpu", required=True, help="GPU id (see `guideopt catalog gpus`).")
-@click.option("--tp", type=int, default=None, help="Tensor-parallel size (default: num_gpus / pp, or 1).")
-@click.option("--pp", type=int, default=1, show_default=True)
-@click.option("--num-gpus", type=int, default=None, help="GPUs per replica when --tp is not given (tp = num-gpus / (pp x attention-dp)).")
+@click.option("--tp", type=WHOLE, default=None, help="Tensor-parallel size (default: num_gpus / pp, or 1).")
+@click.option("--pp", type=WHOLE, default=1, show_default=True)
+@click.option("--num-gpus", type=WHOLE, default=None, help="GPUs per replica when --tp is not given (tp = num-gpus / (pp x attention-dp)).")
 @click.option("--framework", default="vllm", show_default=True)
 @click.option("--dtype", default=None, help="Weight precision (default: the checkpoint's, e.g. fp8 for DeepSeek-R1; else fp16).")
 @click.option("--kv-dtype", default=None)
 @layout_options
 @click.option("--input-len", required=True, help="Prompt length: 512, a list 512,1024 or a range 128:8192:x2.")
 @click.option("--output-len", required=True, help="Output length: same forms as --input-len.")
-@click.option("--batch", type=int, default=None, help="A batch to check; too large a batch is split into sub-batches.")
-@click.option("--split", type=int, default=None, help="Token budget per pass (default: the engine's).")
+@click.option("--batch", type=WHOLE, default=None, help="A batch to check; too large a batch is split into sub-batches.")
+@click.option("--split", type=WHOLE, default=None, help="Token budget per pass (default: the engine's).")
 @click.option("--rate", type=float, default=None, help="Requests/s to size the deployment for.")
 @click.option("--ttft-ms", type=float, default=None, help="SLO for --rate sizing.")
 @click.option("--tpot-ms", type=float, default=None, help="SLO for --rate sizing.")
 @click.option("--percentile", type=float, default=None, help="The percentile --ttft-ms/--tpot-ms bound (default 90), as in plan --rate.")
 @click.option(
     "--running-cap",
-    type=int,
+    type=WHOLE,
     default=None,
     help="Max running requests per replica (per attention-DP rank) for --rate (default: the engine's).",
 )

@@ -16,10 +16,10 @@ from typing import Any
 
 import click
 
-from guideopt.commands.params import LOAD, LOAD_INT
+from guideopt.commands.params import LOAD, LOAD_INT, WHOLE
 from guideopt.errors import GuideoptError, GuideoptWarning, InvalidRequestError, NoFeasiblePlanError
 from guideopt.io.constraints_parse import ConstraintsFileError
-from guideopt.io.render import plan_text
+from guideopt.io.render import fit_lines, plan_text
 from guideopt.model.keypath import leading_key
 from guideopt.model.plan import infeasible_json
 from guideopt.model.request import DEFAULT_OBJECTIVE, DEFAULT_TOP
@@ -220,7 +220,7 @@ def emit_plan(result: Any, as_json: bool) -> None:
     else:
         click.echo(plan_text(result))
         for note in price_notes(result):
-            click.echo(note)
+            click.echo(fit_lines(note))
 
 
 MODEL_HELP = "Hugging Face id from the catalog, or a path to a config.json."
@@ -232,9 +232,9 @@ PLOT_HELP = "Also draw the Pareto fronts to this .png or .svg."
 PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     ("--model", "model", {"help": MODEL_HELP}, True),
     ("--budget", "budget", {"type": float, "help": "Ceiling in USD per hour for the whole deployment."}, True),
-    ("--input-len", "input_len", {"type": int, "help": "Prompt tokens per request (required unless --lengths)."}, False),
-    ("--output-len", "output_len", {"type": int, "help": "Generated tokens per request (required unless --lengths)."}, False),
-    ("--batch", "batch", {"type": int, "help": "Fixed batch per replica (default: the solver picks)."}, False),
+    ("--input-len", "input_len", {"type": WHOLE, "help": "Prompt tokens per request (required unless --lengths)."}, False),
+    ("--output-len", "output_len", {"type": WHOLE, "help": "Generated tokens per request (required unless --lengths)."}, False),
+    ("--batch", "batch", {"type": WHOLE, "help": "Fixed batch per replica (default: the solver picks)."}, False),
     (
         "--objective",
         "objective",
@@ -242,18 +242,18 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
         False,
     ),
     ("--gpu", "gpus", {"multiple": True, "help": "Allowed GPU type (repeatable; default: the whole catalog)."}, False),
-    ("--max-gpus", "max_gpus", {"type": int, "help": "At most this many GPUs in all."}, False),
-    ("--max-nodes", "max_nodes", {"type": int, "help": "At most this many nodes in all (gpus_per_node GPUs of one type each)."}, False),
+    ("--max-gpus", "max_gpus", {"type": WHOLE, "help": "At most this many GPUs in all."}, False),
+    ("--max-nodes", "max_nodes", {"type": WHOLE, "help": "At most this many nodes in all (gpus_per_node GPUs of one type each)."}, False),
     ("--framework", "frameworks", {"multiple": True, "help": "Allowed engine (repeatable, or 'any'; default vllm)."}, False),
     ("--dtype", "dtypes", {"multiple": True, "help": "Allowed weight precision (repeatable; default fp16)."}, False),
-    ("--tp", "tps", {"multiple": True, "type": int, "help": "Allowed TP sizes (repeatable; default 1,2,4,8)."}, False),
-    ("--pp", "pps", {"multiple": True, "type": int, "help": "Allowed PP sizes (repeatable; default 1,2,4)."}, False),
+    ("--tp", "tps", {"multiple": True, "type": WHOLE, "help": "Allowed TP sizes (repeatable; default 1,2,4,8)."}, False),
+    ("--pp", "pps", {"multiple": True, "type": WHOLE, "help": "Allowed PP sizes (repeatable; default 1,2,4)."}, False),
     (
         "--ep",
         "eps",
         {
             "multiple": True,
-            "type": int,
+            "type": WHOLE,
             "help": "MoE: allowed expert-parallel sizes (repeatable; default 1 or the whole stage: TP, TEP, DEP).",
         },
         False,
@@ -261,7 +261,7 @@ PLAN_REQUEST_FLAGS: tuple[tuple[str, str, dict[str, Any], bool], ...] = (
     (
         "--attention-dp",
         "attention_dps",
-        {"multiple": True, "type": int, "help": "MoE: allowed attention data-parallel ranks per replica (repeatable; default 1-64)."},
+        {"multiple": True, "type": WHOLE, "help": "MoE: allowed attention data-parallel ranks per replica (repeatable; default 1-64)."},
         False,
     ),
     (

@@ -18,6 +18,7 @@ import click
 
 from guideopt import api
 from guideopt.commands.common import flags_request, handle_errors, json_option, plan_request_options
+from guideopt.commands.params import WHOLE
 from guideopt.io.render import fit_lines, plan_text, table
 from guideopt.model.plan import PlanResult
 from guideopt.model.request import DEFAULT_TOP, PlanRequest
@@ -32,7 +33,7 @@ def plan_inputs(with_top: bool = False) -> Callable[[Callable[..., Any]], Callab
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         if with_top:
-            func = click.option("--top", type=int, default=None, help=f"How many distinct plans (default {DEFAULT_TOP}).")(func)
+            func = click.option("--top", type=WHOLE, default=None, help=f"How many distinct plans (default {DEFAULT_TOP}).")(func)
         func = plan_request_options(required=False)(func)
         return click.option(
             "--file",

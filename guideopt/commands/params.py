@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from guideopt.model.numbers import whole_number
+
 
 class LoadParam(click.ParamType):
     """A stream load: a positive number, or ``max`` (the most the budget serves within the SLOs)."""
@@ -20,12 +22,26 @@ class LoadParam(click.ParamType):
         if isinstance(value, str) and value.strip().lower() == "max":
             return "max"
         try:
-            return self.kind(value)
+            return whole_number(value) if self.kind is int else self.kind(value)
         except (TypeError, ValueError):
             what = "a whole number" if self.kind is int else "a number"
             self.fail(f"{value!r} is not {what} or max", param, ctx)
 
 
+class WholeParam(click.ParamType):
+    """An integer flag read by the rule files and traces use (``model.numbers.whole_number``):
+    ``512`` and ``512.0`` are 512; ``5e2``, ``512.5`` and ``true`` are refused."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return whole_number(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+
+
+WHOLE = WholeParam()
 LOAD = LoadParam(float)
 LOAD_INT = LoadParam(int)
 
@@ -36,14 +52,14 @@ def layout_options(func: Callable[..., Any]) -> Callable[..., Any]:
         (
             click.option(
                 "--attention-dp",
-                type=int,
+                type=WHOLE,
                 default=None,
                 help="Attention data-parallel ranks per replica (MoE: DEP); GPUs per replica = tp x attention-dp x pp.",
             ),
             click.option(
-                "--moe-tp", type=int, default=None, help="Tensor parallelism of each expert (default: tp x attention-dp / moe-ep)."
+                "--moe-tp", type=WHOLE, default=None, help="Tensor parallelism of each expert (default: tp x attention-dp / moe-ep)."
             ),
-            click.option("--moe-ep", type=int, default=None, help="Expert-parallel ranks of the MoE layers (TEP: --tp 8 --moe-ep 8)."),
+            click.option("--moe-ep", type=WHOLE, default=None, help="Expert-parallel ranks of the MoE layers (TEP: --tp 8 --moe-ep 8)."),
         )
     ):
         func = option(func)
@@ -60,7 +76,7 @@ def disagg_role_options(func: Callable[..., Any]) -> Callable[..., Any]:
     }
     for role in ("decode", "prefill"):
         for name in reversed(helps):
-            func = click.option(f"--{role}-{name}", type=int, default=None, help="Disaggregated: " + helps[name].format(role=role) + ".")(
+            func = click.option(f"--{role}-{name}", type=WHOLE, default=None, help="Disaggregated: " + helps[name].format(role=role) + ".")(
                 func
             )
     return func

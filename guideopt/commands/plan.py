@@ -18,6 +18,7 @@ from guideopt.commands.common import (
     json_option,
     plan_request_options,
 )
+from guideopt.commands.params import WHOLE
 from guideopt.commands.progress import Progress
 from guideopt.errors import InvalidRequestError
 from guideopt.model.request import DEFAULT_TOP
@@ -25,7 +26,7 @@ from guideopt.model.request import DEFAULT_TOP
 
 @click.command()
 @plan_request_options(required=True)
-@click.option("--top", type=int, default=DEFAULT_TOP, show_default=True, help="How many distinct plans.")
+@click.option("--top", type=WHOLE, default=DEFAULT_TOP, show_default=True, help="How many distinct plans.")
 @click.option("--heterogeneous", is_flag=True, help="Allow plans that mix GPU types (one group per type).")
 @click.option(
     "--disaggregated",

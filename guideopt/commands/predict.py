@@ -10,7 +10,7 @@ import click
 
 from guideopt import api
 from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
-from guideopt.commands.params import layout_options
+from guideopt.commands.params import WHOLE, layout_options
 from guideopt.errors import GuideoptError
 from guideopt.io.render import prediction_text
 
@@ -18,18 +18,18 @@ from guideopt.io.render import prediction_text
 @click.command()
 @click.option("--model", help="Hugging Face id from the catalog, or a path to a config.json.")
 @click.option("--gpu", help="GPU id (see `guideopt catalog gpus`).")
-@click.option("--num-gpus", type=int, default=None, help="All GPUs; replicas = num_gpus / (tp·pp).")
-@click.option("--tp", type=int, default=None, help="Tensor-parallel size (default: num_gpus / pp).")
-@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
+@click.option("--num-gpus", type=WHOLE, default=None, help="All GPUs; replicas = num_gpus / (tp·pp).")
+@click.option("--tp", type=WHOLE, default=None, help="Tensor-parallel size (default: num_gpus / pp).")
+@click.option("--pp", type=WHOLE, default=1, show_default=True, help="Pipeline-parallel size.")
 @click.option("--framework", default="vllm", show_default=True)
 @click.option("--dtype", default=None, help="Weight precision (default: the checkpoint's, e.g. fp8 for DeepSeek-R1; else fp16).")
 @click.option("--kv-dtype", default=None, help="KV-cache precision (default: 16-bit).")
 @layout_options
-@click.option("--batch", type=int, default=None, help="Requests submitted together (default 1; or give --concurrency).")
-@click.option("--input-len", type=int, help="Prompt tokens per request.")
-@click.option("--output-len", type=int, help="Generated tokens per request.")
-@click.option("--split", type=int, default=None, help="Token budget per forward pass (default: the engine's).")
-@click.option("--concurrency", type=int, default=None, help="Closed-loop clients instead of a static batch.")
+@click.option("--batch", type=WHOLE, default=None, help="Requests submitted together (default 1; or give --concurrency).")
+@click.option("--input-len", type=WHOLE, help="Prompt tokens per request.")
+@click.option("--output-len", type=WHOLE, help="Generated tokens per request.")
+@click.option("--split", type=WHOLE, default=None, help="Token budget per forward pass (default: the engine's).")
+@click.option("--concurrency", type=WHOLE, default=None, help="Closed-loop clients instead of a static batch.")
 @click.option("--h2o-keep", type=float, default=1.0, show_default=True, help="H2O KV keep ratio.")
 @click.option("--no-flash-attention", is_flag=True, help="Materialise the attention score matrix.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True), help="Predict every row of this CSV.")

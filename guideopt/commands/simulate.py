@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from guideopt.commands.common import calibration_option, catalog_with, echo_json, handle_errors, json_option
-from guideopt.commands.params import disagg_role_options, layout_options
+from guideopt.commands.params import WHOLE, disagg_role_options, layout_options
 from guideopt.commands.progress import Progress
 from guideopt.errors import InvalidRequestError
 from guideopt.model.validation import validated
@@ -31,11 +31,11 @@ POSITIVE_COUNTS += ("replicas", "attention_dp", "moe_tp", "moe_ep")
 @click.command()
 @click.option("--model", required=True, help="Hugging Face id from the catalog, or a path to a config.json.")
 @click.option("--gpu", required=True, help="GPU id (see `guideopt catalog gpus`).")
-@click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel size per replica.")
-@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size per replica.")
+@click.option("--tp", type=WHOLE, default=1, show_default=True, help="Tensor-parallel size per replica.")
+@click.option("--pp", type=WHOLE, default=1, show_default=True, help="Pipeline-parallel size per replica.")
 @click.option(
     "--replicas",
-    type=int,
+    type=WHOLE,
     default=1,
     show_default=True,
     help="Replicas sharing the stream (one is simulated; one attention-DP rank of it).",
@@ -46,22 +46,22 @@ POSITIVE_COUNTS += ("replicas", "attention_dp", "moe_tp", "moe_ep")
 @layout_options
 @disagg_role_options
 @click.option(
-    "--running-cap", type=int, default=None, help="Max running requests per engine rank (vLLM max_num_seqs; default: the engine's)."
+    "--running-cap", type=WHOLE, default=None, help="Max running requests per engine rank (vLLM max_num_seqs; default: the engine's)."
 )
-@click.option("--token-budget", type=int, default=None, help="Tokens per step (max_num_batched_tokens; default: the engine's).")
+@click.option("--token-budget", type=WHOLE, default=None, help="Tokens per step (max_num_batched_tokens; default: the engine's).")
 @click.option("--rate", type=float, default=None, help="Open-loop arrivals, requests/s for the whole deployment.")
 @click.option(
     "--concurrency",
-    type=int,
+    type=WHOLE,
     default=None,
     help="Closed-loop clients for the whole deployment (first requests spread over one request's time).",
 )
 @click.option("--burstiness", type=float, default=1.0, show_default=True, help="CV of inter-arrival times (1 = Poisson).")
 @click.option("--lengths", "lengths", default=None, help="A trace (CSV/JSONL with input_len,output_len[,arrival_s]) or a mix name.")
-@click.option("--input-len", type=int, default=None, help="Fixed prompt tokens (instead of --lengths).")
-@click.option("--output-len", type=int, default=None, help="Fixed output tokens (instead of --lengths).")
-@click.option("--num-requests", type=int, default=2000, show_default=True, help="Requests to sample (ignored for a trace).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--input-len", type=WHOLE, default=None, help="Fixed prompt tokens (instead of --lengths).")
+@click.option("--output-len", type=WHOLE, default=None, help="Fixed output tokens (instead of --lengths).")
+@click.option("--num-requests", type=WHOLE, default=2000, show_default=True, help="Requests to sample (ignored for a trace).")
+@click.option("--seed", type=WHOLE, default=0, show_default=True)
 @click.option("--ttft-ms", type=float, default=None, help="TTFT SLO at --percentile.")
 @click.option("--tpot-ms", type=float, default=None, help="TPOT SLO at --percentile.")
 @click.option("--percentile", type=float, default=90.0, show_default=True, help="Percentile the SLOs apply at, in (0, 100).")

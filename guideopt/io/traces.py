@@ -22,6 +22,7 @@ import numpy as np
 from guideopt.costs.lengths import sample_lengths
 from guideopt.errors import InvalidRequestError
 from guideopt.model.limits import MAX_SIMULATED_REQUESTS, MAX_TRACE_FILE_BYTES, MAX_TRACE_LINE_CHARS
+from guideopt.model.numbers import whole_number
 from guideopt.model.unique_keys import DuplicateKeyError, loads_json
 
 MAX_TRACE_REQUESTS = MAX_SIMULATED_REQUESTS
@@ -195,12 +196,14 @@ def _positive_int(p: Path, line_no: int, col: str, value: object) -> int:
     if isinstance(value, bool):  # JSON true is not 1 token
         raise InvalidRequestError(f"{p}:{line_no}: {col}: {str(value).lower()} is not a number (give a positive whole number of tokens)")
     try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidRequestError(f"{p}:{line_no}: {col}: {value!r} is not a number (give a positive whole number of tokens)") from None
-    if not math.isfinite(number) or number < 1 or number != int(number):
+        number = whole_number(value)  # the rule of flags and files: 512 and 512.0, not 5e2
+    except ValueError:
+        raise InvalidRequestError(
+            f"{p}:{line_no}: {col}: {value!r} is not a whole number (give a positive whole number of tokens)"
+        ) from None
+    if number < 1:
         raise InvalidRequestError(f"{p}:{line_no}: {col}: {value!r} must be a whole number >= 1")
-    return int(number)
+    return number
 
 
 def trace_length_buckets(path: str | Path) -> dict[str, list[dict[str, int]]]:

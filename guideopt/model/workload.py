@@ -18,7 +18,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from guideopt.model.base import StrictModel
-from guideopt.model.limits import MAX_BUCKET_WEIGHT, MAX_BURSTINESS, MAX_PARALLEL_SIZE, MAX_SIMULATED_REQUESTS
+from guideopt.model.limits import MAX_BUCKET_WEIGHT, MAX_BURSTINESS, MAX_GPUS, MAX_PARALLEL_SIZE, MAX_SIMULATED_REQUESTS
 
 DEFAULT_PERCENTILE = 90.0  # the percentile a bare SLO number applies at (common serving practice: P90)
 REPORTED_PERCENTILES = (50.0, 90.0, 99.0)
@@ -167,7 +167,7 @@ class SimulateRequest(StrictModel):
     attention_dp: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="attention data-parallel ranks per replica")
     moe_tp: int | None = Field(default=None, gt=0, le=MAX_PARALLEL_SIZE, description="TP of each expert; default tp·attention_dp/moe_ep")
     moe_ep: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="expert-parallel ranks of the MoE layers")
-    replicas: int = Field(default=1, gt=0, description="replicas sharing the stream evenly; one attention-DP rank of one is simulated")
+    replicas: int = Field(default=1, gt=0, le=MAX_GPUS, description="replicas sharing the stream evenly; one attention-DP rank of one is simulated")
     framework: str = "vllm"
     dtype: str = "fp16"
     kv_dtype: str | None = None
