@@ -9,7 +9,8 @@ carries prompt tokens. With τ̄ the mean step time:
                                             request shares its steps with d others + itself
   f      = (1−e^(−u·τ_dec)) / (1−e^(−u·τ_dec)+e^(−u·τ_mix)), u = λ·E[passes]
                                             share of mixed steps: a step is mixed when a
-                                            prompt arrived during the step before
+                                            prompt arrived during the step before; at
+                                            least λ·E[I]·τ̄/room (the prompts' passes)
   p      = min(λ·E[I]·τ̄ / f, room)          prompt tokens per mixed step (flow balance)
   τ_mix  = step(d, p), τ_dec = step(d, 0)   from ``costs.step`` (prefill-first: step(0, p))
   τ̄      = f·τ_mix + (1−f)·τ_dec            solved by damped fixed-point iteration
