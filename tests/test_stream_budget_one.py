@@ -21,17 +21,21 @@ from guideopt.model.workload import SimulateRequest
 LLAMA8B = "meta-llama/Llama-3.1-8B"
 
 
-def _budget_one():
+def _configuration(token_budget: int):
     req = SimulateRequest.model_validate(
         {
             "model": LLAMA8B,
             "gpu": "h100-sxm",
-            "token_budget": 1,
+            "token_budget": token_budget,
             "workload": {"rate_rps": 1, "lengths": {"input_len": 1024, "output_len": 256}},
         }
     )
     lengths = fixed_lengths(1024, 256)
     return configuration(req, lengths, 1280), lengths
+
+
+def _budget_one():
+    return _configuration(1)
 
 
 def test_a_budget_of_one_token_sustains_one_request_at_a_time() -> None:
@@ -49,16 +53,7 @@ def test_a_budget_of_one_token_sustains_one_request_at_a_time() -> None:
 def test_flow_balance_leaves_single_pass_prompts_as_they_were() -> None:
     """Where the chain of arrivals already carries the prompt tokens (a prompt in one pass),
     the share is unchanged: the steady state at a budget of 8,192 meets flow balance on its own."""
-    req = SimulateRequest.model_validate(
-        {
-            "model": LLAMA8B,
-            "gpu": "h100-sxm",
-            "token_budget": 8192,
-            "workload": {"rate_rps": 1, "lengths": {"input_len": 1024, "output_len": 256}},
-        }
-    )
-    lengths = fixed_lengths(1024, 256)
-    conf = configuration(req, lengths, 1280)
+    conf, lengths = _configuration(8192)
     st = steady_state(conf.arch, conf.options, lengths, np.array([5.0]))
     flow_share = 5.0 * 1024 * float(st.tau_s[0]) / float(st.room[0])
     assert float(st.mixed_share[0]) > flow_share
