@@ -9,7 +9,10 @@ dynamo/profiler/templates/dgd/{vllm,sglang}/disagg.yaml): ``spec.components`` li
 ``replicas`` = the pool's workers, a ``podTemplate`` whose ``main`` container runs
 ``python3 -m dynamo.<engine>`` with the engine's own flags plus ``--disaggregation-mode``, and
 ``multinode.nodeCount`` when a worker spans nodes. Dynamo 1.6.1's runtime images pin their
-engines (vLLM 0.31.0, SGLang 0.5.21: the package's extras); the header says so.
+engines (vLLM 0.31.0, SGLang 0.5.21: the package's extras); the header says so. No graph is
+written for TensorRT-LLM: Dynamo's worker (``python3 -m dynamo.trtllm``) takes flags of its own
+(dynamo/trtllm/backend_args.py: ``--tensor-parallel-size``, ``--extra-engine-args``, …), not
+trtllm-serve's, and the package's ``trtllm`` extra pins TensorRT-LLM 1.3.0rc29, not the catalog's 1.2.1.
 """
 
 from __future__ import annotations

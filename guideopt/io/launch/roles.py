@@ -14,9 +14,13 @@ Sources, per engine family:
   prefill|decode``, ``--disaggregation-transfer-backend`` (default mooncake; nixl chosen here,
   the connector the other stacks use), ``--disaggregation-bootstrap-port`` on prefill servers
   (default 8998).
-* TensorRT-LLM 1.2 (recalled, no wheel read): workers read ``cache_transceiver_config: {backend:
-  UCX}`` from their LLM API options file, context (prefill) workers also
-  ``disable_overlap_scheduler: true``.
+* TensorRT-LLM 1.2 (no wheel readable; second-hand from ai-dynamo 1.6.1, which drives TensorRT-LLM
+  1.3.0rc29, tests/data/engine_flags/trtllm-from-dynamo-1.6.1.json): workers read
+  ``cache_transceiver_config: {backend: DEFAULT}`` from their LLM API options file, context
+  (prefill) workers also ``disable_overlap_scheduler: true`` — the options of Dynamo's own
+  disaggregated prefill worker (dynamo/profiler/tests/unit/test_trtllm_override_merge.py:49-50;
+  dynamo/profiler/utils/config_modifiers/trtllm.py:331-338 turns both off to make a prefill worker
+  aggregated, :374-380 drops the transceiver of a decode worker).
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ SGLANG_BOOTSTRAP_BASE_PORT = 8998  # sglang disaggregation_bootstrap_port defaul
 NODE_ADDRESS_LINE = (
     "NODE_ADDRESS=\"${NODE_ADDRESS:-$(hostname -I | awk '{print $1}')}\"  # this host's address, as the other pool reaches it"
 )
-TRTLLM_CACHE_BACKEND = "UCX"  # TensorRT-LLM cache_transceiver_config.backend (recalled)
+# TensorRT-LLM cache_transceiver_config.backend: DEFAULT lets the engine pick its transceiver; the
+# value Dynamo 1.6.1 writes (test_trtllm_override_merge.py:49). UCX / NIXL name one (recalled).
+TRTLLM_CACHE_BACKEND = "DEFAULT"
 
 
 def family(fw: Framework) -> str:

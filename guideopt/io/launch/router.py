@@ -11,8 +11,10 @@ it builds every worker's URL (the ports are the plan's). Routers, per engine fam
   (tests/v1/kv_connector/nixl_integration/toy_proxy_server.py at the engine's release tag; it is
   not in the wheel, so its path and flags ``--prefiller-hosts/-ports --decoder-hosts/-ports`` are
   recalled). Production routers: Dynamo (the Kubernetes manifest) or llm-d.
-* TensorRT-LLM: ``trtllm-serve disaggregated -c CONFIG`` with ``context_servers`` and
-  ``generation_servers`` (``num_instances``, ``urls``), recalled (no wheel read).
+* TensorRT-LLM: ``trtllm-serve disaggregated -c CONFIG`` with ``hostname``, ``port``, ``backend``,
+  ``context_servers`` and ``generation_servers`` (``num_instances``, ``urls``): recalled. Nothing
+  readable confirms it (no wheel; ai-dynamo 1.6.1 routes TensorRT-LLM workers through its own
+  frontend), so tests/data/engine_flags/trtllm-from-dynamo-1.6.1.json lists it as "recalled".
 """
 
 from __future__ import annotations
