@@ -13,13 +13,13 @@ evaluated once on a grid, in one vectorised call, and interpolated (multilinear)
   many micro-batches fill the pipeline; beyond PP they no longer matter).
 
 ``tests/test_simulator.py`` checks the interpolation against direct calls of
-``costs.step.mixed_step_s`` (stated tolerance there).
+``costs.step.mixed_step_s`` (stated tolerance there). The interpolation itself is compiled
+(``interp.py``, numba): the simulator's kernel calls it once per step, and ``step_s`` here.
 """
 
 from __future__ import annotations
 
-import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,7 +29,6 @@ from guideopt.model.llm import ModelArch
 
 DECODE_KV_POINTS = 48  # geometric points of the decode-KV axis (2-D decode table)
 MIXED_POINTS = (14, 14, 16, 12)  # points per axis of the 4-D mixed table (decodes, prompt tokens, decode KV, pairs)
-MEMO_SIZE = 1 << 16  # mixed steps remembered by their arguments (cleared when full)
 EXACT_SMALL_COUNTS = 8  # decode/prompt counts 0..8 are grid points (step time bends most at small batches)
 
 
@@ -40,15 +39,18 @@ def _axis(top: float, points: int, *, exact_small: int = 0) -> np.ndarray:
     return np.unique(np.concatenate([[0.0], small, np.round(geo) if exact_small else geo, [top]]))
 
 
+# What ``interp.mixed_s`` and the simulator's kernel take: the decode KV axis, the decode rows,
+# the four mixed axes and the mixed values flattened (prompt count first).
+KernelTable = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
 @dataclass
 class StepTable:
     decode_kv_axis: np.ndarray
     decode_values: np.ndarray  # [decodes, kv]
     axes: tuple[np.ndarray, ...]  # mixed: decodes, prompt tokens, decode KV, prompt pairs
     values: np.ndarray  # [prompts in the step − 1, *axes]
-    _decode_rows: list[list[float]]
-    _axes_lists: tuple[list[float], ...]
-    _flat: list[float]
+    _kernel: KernelTable = field(init=False, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -74,55 +76,29 @@ class StepTable:
         n, d, p, s, q = (m.ravel() for m in mesh)
         mixed = mixed_step_s(arch, cfg, hw, decodes=d, decode_kv_tokens=s, prefill_tokens=p, prefill_seqs=n, prefill_pair_count=q)
         values = mixed.reshape(mesh[0].shape)
-        dvals = dec.reshape(dd.shape)
-        return cls(kv_axis, dvals, axes, values, dvals.tolist(), tuple(a.tolist() for a in axes), values.ravel().tolist())
+        return cls(kv_axis, dec.reshape(dd.shape), axes, values)
 
     def decode_s(self, decodes: int, kv_tokens: np.ndarray) -> np.ndarray:
         """Vectorised over KV totals, at a fixed decode count (a run of pure decode steps)."""
         return np.interp(kv_tokens, self.decode_kv_axis, self.decode_values[decodes])
 
     def step_s(self, decodes: int, prompt_tokens: float, kv_tokens: float, pairs: float, prompts: int = 1) -> float:
-        """One step (scalar, pure Python: a few µs; repeated arguments come from a memo)."""
-        if prompt_tokens <= 0:
-            return _interp1(self._kv_list, self._decode_rows[decodes], kv_tokens)
-        key = (decodes, prompt_tokens, kv_tokens, pairs, prompts)
-        hit = self._memo.get(key)
-        if hit is not None:
-            return hit
-        base = (min(max(prompts, 1), self._prompt_levels) - 1) * self._slab
-        fs = []
-        for axis, stride, x in zip(self._axes_lists, self._strides, (decodes, prompt_tokens, kv_tokens, pairs)):
-            i = min(max(bisect.bisect_right(axis, x) - 1, 0), len(axis) - 2)
-            fs.append(min(max((x - axis[i]) / (axis[i + 1] - axis[i]), 0.0), 1.0))
-            base += i * stride
-        # The corner weights, products taken axis by axis (axis 0 the lowest bit of the corner).
-        f0, f1, f2, f3 = fs
-        g0 = 1.0 * (1.0 - f0)
-        f0 = 1.0 * f0
-        w = [g0 * (1.0 - f1), f0 * (1.0 - f1), g0 * f1, f0 * f1]
-        w = [v * (1.0 - f2) for v in w] + [v * f2 for v in w]
-        w = [v * (1.0 - f3) for v in w] + [v * f3 for v in w]
-        flat = self._flat
-        total = sum(v * flat[base + o] for v, o in zip(w, self._offsets) if v)
-        if len(self._memo) >= MEMO_SIZE:
-            self._memo.clear()
-        self._memo[key] = total
-        return total
+        """One step (scalar): decode-only steps from their decode count's row, steps with prompt
+        tokens from the 4-D table of their prompt count (at most PP)."""
+        from guideopt.simulator.interp import mixed_s  # numba: imported when first needed
+
+        return float(mixed_s(*self._kernel, int(decodes), float(prompt_tokens), float(kv_tokens), float(pairs), int(prompts)))
+
+    def kernel_arrays(self) -> KernelTable:
+        """The table as ``interp.mixed_s`` and the simulator's kernel take it."""
+        return self._kernel
 
     def __post_init__(self) -> None:
-        self._kv_list = self.decode_kv_axis.tolist()
-        sizes = [len(a) for a in self._axes_lists]
-        self._strides = [int(np.prod(sizes[i + 1 :])) for i in range(len(sizes))]
-        self._slab = int(np.prod(sizes))
-        self._prompt_levels = int(self.values.shape[0])
-        offsets = [0]
-        for stride in self._strides:
-            offsets = offsets + [o + stride for o in offsets]
-        self._offsets = offsets
-        self._memo: dict[tuple[int, float, float, float, int], float] = {}
-
-
-def _interp1(xs: list[float], ys: list[float], x: float) -> float:
-    i = min(max(bisect.bisect_right(xs, x) - 1, 0), len(xs) - 2)
-    f = min(max((x - xs[i]) / (xs[i + 1] - xs[i]), 0.0), 1.0)
-    return ys[i] + f * (ys[i + 1] - ys[i])
+        contiguous = np.ascontiguousarray
+        d, p, s, q = (contiguous(a, dtype=float) for a in self.axes)
+        self._kernel = (
+            contiguous(self.decode_kv_axis, dtype=float),
+            contiguous(self.decode_values, dtype=float),
+            (d, p, s, q),
+            contiguous(self.values, dtype=float).ravel(),
+        )
