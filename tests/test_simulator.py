@@ -218,7 +218,10 @@ def test_ten_thousand_requests_simulate_quickly():
     conf = config("8b-h100-vllm", 512, 128)
     n = 10_000
     stream = make_stream(np.full(n, 512.0), np.full(n, 128.0), rate_rps=30.0, seed=0)
+    simulate(
+        make_stream(np.full(4, 512.0), np.full(4, 128.0), rate_rps=30.0, seed=0), conf.engine, conf.step_table
+    )  # compiled once per install (numba's cache)
     start = time.perf_counter()
     res = simulate(stream, conf.engine, conf.step_table)
-    assert time.perf_counter() - start < 5.0
+    assert time.perf_counter() - start < 1.0  # compiled: ~0.02-0.04 s (0.8-2 s as a Python loop)
     assert np.isfinite(res.finish_s).all()

@@ -15,8 +15,8 @@ import pytest
 
 # Heavy packages and what pulls them in: OR-Tools (and pandas, which OR-Tools imports) for
 # the solver, numpy for the cost model, scipy for kernel fits, matplotlib for plots,
-# FastAPI/uvicorn for `serve`.
-HEAVY = ("ortools", "pandas", "numpy", "scipy", "matplotlib", "fastapi", "uvicorn", "starlette")
+# FastAPI/uvicorn for `serve`, numba (and its llvmlite) for the simulator's compiled loop.
+HEAVY = ("ortools", "pandas", "numpy", "scipy", "matplotlib", "fastapi", "uvicorn", "starlette", "numba", "llvmlite")
 
 # Runs `guideopt ARGS...` in-process (click's standalone mode off) and prints the
 # top-level packages loaded afterwards, as JSON.
