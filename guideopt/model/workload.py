@@ -167,7 +167,9 @@ class SimulateRequest(StrictModel):
     attention_dp: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="attention data-parallel ranks per replica")
     moe_tp: int | None = Field(default=None, gt=0, le=MAX_PARALLEL_SIZE, description="TP of each expert; default tp·attention_dp/moe_ep")
     moe_ep: int = Field(default=1, gt=0, le=MAX_PARALLEL_SIZE, description="expert-parallel ranks of the MoE layers")
-    replicas: int = Field(default=1, gt=0, le=MAX_GPUS, description="replicas sharing the stream evenly; one attention-DP rank of one is simulated")
+    replicas: int = Field(
+        default=1, gt=0, le=MAX_GPUS, description="replicas sharing the stream evenly; one attention-DP rank of one is simulated"
+    )
     framework: str = "vllm"
     dtype: str = "fp16"
     kv_dtype: str | None = None
