@@ -124,7 +124,8 @@ def priced_space(req: PlanRequest, space: StreamSpace, *, prune: bool = True, kn
     if space.closed_loop:  # the most clients whose closed loop keeps the SLOs, and the rate they drive
         share, runs = space.lockstep_share, req.workload.num_requests
         load = slo_clients(arch, opts, lengths, space.targets, lockstep_share=share, run_requests=runs)
-        rate = closed_loop_rate(arch, opts, lengths, load, lockstep_share=share) if len(opts) else np.zeros(0)
+        driven = closed_loop_rate(arch, opts, lengths, np.maximum(load, 1.0), lockstep_share=share) if len(opts) else np.zeros(0)
+        rate = np.where(load > 0, driven, 0.0)  # no client within the SLOs: no rate (and no 0/0)
     else:
         rate = _priced_slo_rates(
             req, arch, table, opts, lengths, space.targets, prune=prune, static_rows=space.static_rows, known_usd=known_usd
