@@ -31,9 +31,13 @@ MAX_RUN_LEVEL = 1.0 - 1e-6  # a share of requests the model may be asked to put 
 
 def meets_targets(m: StreamMetrics, targets: dict[str, PercentileTargets], run_requests: int = RUN_REQUESTS) -> np.ndarray:
     """Per option, stable and every percentile bound kept by one run of ``run_requests`` (``run_level``)."""
-    ok = np.asarray(m.stable, dtype=bool).copy()
-    if targets:
-        ok &= slots_to_spare(m)
+    ok = np.asarray(m.stable, dtype=bool) & within_targets(m, targets, run_requests)
+    return ok & slots_to_spare(m) if targets else ok
+
+
+def within_targets(m: StreamMetrics, targets: dict[str, PercentileTargets], run_requests: int = RUN_REQUESTS) -> np.ndarray:
+    """Per option, every percentile bound kept by one run of ``run_requests`` requests (``run_level``)."""
+    ok = np.ones(np.shape(m.running), dtype=bool)
     for metric, t in targets.items():
         dist = m.dist(metric)
         for pct, bound in t.targets.items():
@@ -154,15 +158,10 @@ def closed_loop_at(
 
 
 def meets_closed_targets(m: StreamMetrics, targets: dict[str, PercentileTargets], run_requests: int = RUN_REQUESTS) -> np.ndarray:
-    """Per option, every percentile bound of a closed loop kept by one run of ``run_requests``
-    requests (``run_level``; a closed loop has no queue that grows without bound, and its
-    clients never outnumber the running places it is searched below)."""
-    ok = np.ones(np.shape(m.running), dtype=bool)
-    for metric, t in targets.items():
-        dist = m.dist(metric)
-        for pct, bound in t.targets.items():
-            ok &= dist.within(pct, bound, run_level(pct, m.running, run_requests))
-    return ok
+    """Per option, every percentile bound of a closed loop kept by one run (``within_targets``;
+    a closed loop has no queue that grows without bound, and its clients never outnumber the
+    running places it is searched below, so neither stability nor spare slots is tested)."""
+    return within_targets(m, targets, run_requests)
 
 
 def slo_clients(
