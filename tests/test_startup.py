@@ -100,3 +100,14 @@ def test_the_library_api_is_still_reachable_from_the_package():
     assert guideopt.plan is api.plan and guideopt.predict is api.predict and guideopt.predict_rows is api.predict_rows
     with pytest.raises(AttributeError):
         _ = guideopt.no_such_name
+
+
+def test_a_stream_plan_with_a_length_mix_does_not_import_scipy_stats():
+    """Issue 24: a named length mix's quantiles come from scipy.special (``costs.lengths``);
+    scipy.stats alone took ~1 s to import."""
+    probe = PROBE.replace('{m.split(".")[0] for m in sys.modules}', "set(sys.modules)")
+    args = ("plan", "--model", "meta-llama/Llama-3.1-8B", "--lengths", "sharegpt", "--rate", "2", "--budget", "5", "--gpu", "l4")
+    out = subprocess.run([sys.executable, "-c", probe, *args, "--ttft-ms", "2000"], capture_output=True, text=True, check=True)
+    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "guideopt.costs.lengths" in modules and "guideopt.simulator.kernel" in modules  # it did plan and simulate
+    assert "scipy.stats" not in modules

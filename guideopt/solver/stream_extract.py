@@ -56,28 +56,36 @@ def operating_metrics(
 
 
 def stream_plan_of(req: PlanRequest, space: StreamSpace, row: int, replicas: int, rank: int) -> Plan:
+    return stream_plans_of(req, space, np.array([row]), np.array([replicas]), rank)[0]
+
+
+def stream_plans_of(req: PlanRequest, space: StreamSpace, rows: np.ndarray, replicas: np.ndarray, rank: int = 1) -> list[Plan]:
+    """The plans of ``replicas[i]`` × option ``rows[i]``, their operating points in one call."""
     t = space.table
     wl = req.workload
-    rate = float(per_replica_rate(space, np.array([row]), total_load(req), np.array([replicas]), wl.burstiness)[0])
-    rank_rate = np.array([rate / float(t.dp[row])])  # one attention-DP rank's share
-    m = operating_metrics(req, space, np.array([row]), np.array([replicas]), rank_rate, percentiles_wanted(req))
+    rates = per_replica_rate(space, rows, total_load(req), replicas, wl.burstiness)
+    m = operating_metrics(req, space, rows, replicas, rates / t.dp[rows], percentiles_wanted(req))  # one attention-DP rank's share
+    return [_plan(req, space, m, k, int(row), int(n), float(rate), rank) for k, (row, n, rate) in enumerate(zip(rows, replicas, rates))]
+
+
+def _plan(req: PlanRequest, space: StreamSpace, m: StreamMetrics, k: int, row: int, replicas: int, rate: float, rank: int) -> Plan:
+    """Plan ``k`` of the operating points ``m``: ``replicas`` × option ``row`` at ``rate`` req/s each."""
+    wl = req.workload
     pct = req.slo.percentile
-    lengths = space.lengths
-    total_rate = rate * replicas
-    metrics = plan_metrics(m, 0, pct, total_rate, lengths)
+    metrics = plan_metrics(m, k, pct, rate * replicas, space.lengths)
     cap = int(space.options.running_cap[row])
     group = row_group(
         space,
         row,
         replicas,
         metrics,
-        running=float(min(cap, max(float(m.running[0]), 1.0))),
+        running=float(min(cap, max(float(m.running[k]), 1.0))),
         stream={
             "rate_rps_per_replica": rate,
             "sustainable_rate_rps_per_replica": float(space.slo_rate_rps[row]),
-            "running_mean": float(m.running[0]),
-            "kv_use": float(m.kv_use[0]),
-            "analytic": analytic_block(m),
+            "running_mean": float(m.running[k]),
+            "kv_use": float(m.kv_use[k]),
+            "analytic": analytic_block(m, k),
         },
     )
     return Plan(

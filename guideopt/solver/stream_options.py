@@ -21,7 +21,6 @@ from guideopt.catalog import Catalog, load_length_mix
 from guideopt.costs.closed_loop import closed_loop_rate
 from guideopt.costs.lengths import LengthTable, bucket_lengths, fixed_lengths, mix_lengths
 from guideopt.costs.stream import StreamOptions, options_from_table
-from guideopt.costs.stream_bounds import idle_rate_bound, rate_bounds
 from guideopt.costs.tables import OptionSpace, OptionTable, build_option_table, lex_ids
 from guideopt.errors import InvalidRequestError
 from guideopt.model.llm import ModelArch
@@ -29,15 +28,13 @@ from guideopt.model.request import PlanRequest
 from guideopt.model.workload import PercentileTargets
 from guideopt.simulator.policy import KvPolicy, kv_policy
 from guideopt.solver.options import layout_choices, plan_precisions
-from guideopt.solver.stream_rates import slo_clients, slo_rates, usable_mask
+from guideopt.solver.stream_pricing import priced_slo_rates
+from guideopt.solver.stream_rates import slo_clients, slo_rates
 
 # Running-request caps the solver tries per engine: powers of four spanning the engines'
 # defaults (vLLM max_num_seqs 256 (V1: 1024 on H100-class), SGLang derives it from memory,
 # TRT-LLM max_batch_size 2048 by default but 8-512 in its tuning guides).
 STREAM_RUNNING_CAPS = (8, 32, 128, 512)
-PRUNE_BATCH = 512  # options priced per batch when pricing cheapest-first
-USABLE_CHUNK = 4096  # options screened nearly idle at a time, cheapest bound first
-PRUNE_SLACK_SHAPES = 4  # shapes priced beyond ``top``: room for plans the simulator cuts  # "no load": the steady state of an empty replica
 
 
 @dataclass
@@ -52,6 +49,9 @@ class StreamSpace:
     closed_loop: bool
     static_rows: np.ndarray | None = None  # per option, its row of the static table (options differing only in their cap share one)
     lockstep_share: float = 0.0  # Calibration.closed_loop: the closed loop's rate as predict --concurrency prices it
+    # per option, the rate bound (one rank's) its SLO rate is searched below where that rate is
+    # still a provisional one it meets them at (``refine_rates``); NaN or None: final
+    rate_ceiling: np.ndarray | None = None
 
 
 def stream_lengths(req: PlanRequest, arch: ModelArch) -> LengthTable:
@@ -77,11 +77,12 @@ def stream_lengths(req: PlanRequest, arch: ModelArch) -> LengthTable:
 
 
 def build_stream_space(
-    req: PlanRequest, cat: Catalog, gpus, prices: list[float], *, prune: bool = True, priced: bool = True
+    req: PlanRequest, cat: Catalog, gpus, prices: list[float], *, prune: bool = True, priced: bool = True, refine_later: bool = False
 ) -> StreamSpace:
     """The options and their SLO loads. ``prune``: with cost the leading objective, price the
     options cheapest-first and stop once the rest cannot be among the plans shown (below).
-    ``priced`` False: no SLO loads (all 0; the options as workers of disaggregated pools only)."""
+    ``priced`` False: no SLO loads (all 0; the options as workers of disaggregated pools only).
+    ``refine_later``: as ``priced_space``."""
     arch = cat.model(req.model)
     lengths = stream_lengths(req, arch)
     frameworks = [cat.framework(f) for f in req.framework_ids(list(cat.frameworks))]
@@ -114,122 +115,64 @@ def build_stream_space(
     zero = np.zeros(len(opts))
     share = cat.calibration.closed_loop.lockstep_share
     unpriced = StreamSpace(arch, table, opts, lengths, req.slo.stream_targets(), zero, zero, closed, rep[keep], share)
-    return priced_space(req, unpriced, prune=prune) if priced else unpriced
+    return priced_space(req, unpriced, prune=prune, refine_later=refine_later) if priced else unpriced
 
 
-def priced_space(req: PlanRequest, space: StreamSpace, *, prune: bool = True, known_usd: Sequence[float] = ()) -> StreamSpace:
+def priced_space(
+    req: PlanRequest, space: StreamSpace, *, prune: bool = True, known_usd: Sequence[float] = (), refine_later: bool = False
+) -> StreamSpace:
     """``space`` with its SLO loads. ``known_usd``: $/h of plans of other shapes already known
-    (disaggregated groups), which the cheapest-first pricing counts among the plans shown."""
+    (disaggregated groups), which the cheapest-first pricing counts among the plans shown.
+    ``refine_later``: the options the cheapest-first pricing found keep a rate they were shown to
+    meet the SLOs at (their fewest replicas are final) until ``refine_rates`` searches their
+    largest; otherwise every rate is searched here."""
     arch, table, opts, lengths = space.arch, space.table, space.options, space.lengths
+    ceiling = None
     if space.closed_loop:  # the most clients whose closed loop keeps the SLOs, and the rate they drive
         share, runs = space.lockstep_share, req.workload.num_requests
         load = slo_clients(arch, opts, lengths, space.targets, lockstep_share=share, run_requests=runs)
         driven = closed_loop_rate(arch, opts, lengths, np.maximum(load, 1.0), lockstep_share=share) if len(opts) else np.zeros(0)
         rate = np.where(load > 0, driven, 0.0)  # no client within the SLOs: no rate (and no 0/0)
     else:
-        rate = _priced_slo_rates(
+        rate, ceiling = priced_slo_rates(
             req, arch, table, opts, lengths, space.targets, prune=prune, static_rows=space.static_rows, known_usd=known_usd
         )
         load = rate
     # the options are attention-DP ranks (each serves its own requests); a replica is dp of them
-    return dataclasses.replace(space, slo_rate_rps=rate * table.dp, slo_load=load * table.dp)
-
-
-def _priced_slo_rates(
-    req: PlanRequest,
-    arch: ModelArch,
-    table: OptionTable,
-    opts: StreamOptions,
-    lengths: LengthTable,
-    targets,
-    *,
-    prune: bool,
-    static_rows: np.ndarray | None = None,
-    known_usd: Sequence[float] = (),
-) -> np.ndarray:
-    """SLO rates of the options that can matter; the rest stay 0 (serve nothing).
-
-    An empty replica's residence and prompt service bound the stable rate, hence the SLO
-    rate, from above (one steady state), so ceil(rate / bound) × price bounds an option's
-    cost from below. With ``prune``: options whose bound exceeds the budget cannot serve the
-    rate within it, and with cost leading the objective the rest are priced in batches in
-    order of that bound; once the ``top + PRUNE_SLACK_SHAPES``-th cheapest shape found costs
-    less than the next bound, no later option can rank among the plans shown (nor replace
-    one the simulator cuts, up to that slack)."""
-    from guideopt.model.request import ObjectiveTerm
-    from guideopt.solver.dominance import shape_key
-
-    out = np.zeros(len(opts))
-    rate = req.workload.rate_rps
-    burst = req.workload.burstiness
-    runs = req.workload.num_requests
-    if len(opts) == 0:
-        return out
-    if not prune or rate is None:
-        return slo_rates(
-            arch, opts, lengths, targets, burst, bound=rate_bounds(arch, opts, lengths, static_rows, targets), run_requests=runs
-        )
-    price = table.usd_per_hour_per_gpu * table.gpus_per_replica
-    ranks = table.dp  # the rates are one attention-DP rank's; a replica has dp of them
-    budget = req.budget.usd_per_hour * (1 + 1e-9)
-
-    def lower_cost(bound: np.ndarray) -> np.ndarray:
-        return np.where(bound > 0, np.ceil(rate / np.maximum(bound * ranks, 1e-12) - 1e-9) * price, np.inf)
-
-    # the one-step bounds first; the idle steady state only for what they leave within the budget
-    bound = rate_bounds(arch, opts, lengths, static_rows, targets, idle=False)
-    within = np.nonzero(lower_cost(bound) <= budget)[0]
-    rows = static_rows[within] if static_rows is not None else None
-    bound[within] = np.minimum(bound[within], idle_rate_bound(arch, opts.take(within), lengths, rows))
-    lower = lower_cost(bound)
-    alive = np.nonzero(lower <= budget)[0]
-    if req.objective[0] is not ObjectiveTerm.COST:
-        out[alive] = slo_rates(arch, opts.take(alive), lengths, targets, burst, bound=bound[alive], run_requests=runs)
-        return out
-    order = alive[np.argsort(lower[alive], kind="stable")]
-    priced = _cheapest_first(req, arch, opts, lengths, targets, order, lower, bound, shape_key(table), (price, ranks), known_usd)
-    out[priced[0]] = priced[1]
+    out = dataclasses.replace(space, slo_rate_rps=rate * table.dp, slo_load=load * table.dp, rate_ceiling=ceiling)
+    if not refine_later:
+        refine_rates(req, out, np.arange(len(table)))
     return out
 
 
-def _cheapest_first(
-    req: PlanRequest, arch, opts, lengths, targets, order, lower, bound, shapes, priced_as, known_usd: Sequence[float] = ()
-) -> tuple[np.ndarray, np.ndarray]:
-    """(options, SLO rates) priced in ``order`` of their cost bound ``lower``, until no later
-    option can rank among the plans shown. Options are first screened nearly idle in chunks
-    of ``USABLE_CHUNK`` (one that misses the SLOs idle never meets them), and the usable ones
-    priced in batches of ``PRUNE_BATCH``. ``priced_as``: per option, the replica's $/h and its
-    attention-DP ranks (the rates are one rank's)."""
-    price, ranks = priced_as
-    rate, burst, budget = float(req.workload.rate_rps or 0), req.workload.burstiness, req.budget.usd_per_hour * (1 + 1e-9)
-    runs = req.workload.num_requests
-    best: dict[int, float] = {-1 - i: float(c) for i, c in enumerate(known_usd)}  # other shapes' plans (negative keys)
-    want = req.top + PRUNE_SLACK_SHAPES
-    done_i: list[np.ndarray] = []
-    done_r: list[np.ndarray] = []
-    queue = np.zeros(0, dtype=np.int64)
-    pos, size = 0, PRUNE_BATCH
-    while queue.size or pos < order.size:
-        nxt = queue[0] if queue.size else order[pos]
-        if len(best) >= want and lower[nxt] > sorted(best.values())[want - 1]:
-            break
-        while queue.size < size and pos < order.size:
-            chunk = order[pos : pos + USABLE_CHUNK]
-            pos += chunk.size
-            queue = np.concatenate([queue, chunk[usable_mask(arch, opts.take(chunk), lengths, targets, burst, bound[chunk], runs)]])
-        batch, queue = queue[:size], queue[size:]
-        if batch.size == 0:
-            break
-        got = slo_rates(arch, opts.take(batch), lengths, targets, burst, bound=bound[batch], known_usable=True, run_requests=runs)
-        done_i.append(batch)
-        done_r.append(got)
-        cost = np.where(got > 0, np.ceil(rate / np.maximum(got * ranks[batch], 1e-12) - 1e-9) * price[batch], np.inf)
-        for i, c in zip(batch, cost):
-            if c <= budget:
-                best[int(shapes[i])] = min(best.get(int(shapes[i]), np.inf), float(c))
-    if not done_i:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    return np.concatenate(done_i), np.concatenate(done_r)
+def refine_rates(req: PlanRequest, space: StreamSpace, rows: np.ndarray) -> np.ndarray:
+    """Search the largest SLO rate of those of ``rows`` that still hold a provisional one (in
+    place: ``space.slo_rate_rps`` and ``slo_load``); returns the rows refined. The search is the
+    one ``simulate`` and ``capacity`` run (``slo_rates`` below the rate bound), which finds at
+    least the provisional rate (``stream_pricing.cheapest_first`` tested its grid point); kept
+    at least that where rounding says otherwise, so the fewest replicas never change."""
+    if space.rate_ceiling is None:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.unique(rows)
+    rows = rows[np.isfinite(space.rate_ceiling[rows])]
+    if rows.size:
+        dp = space.table.dp[rows]
+        wl = req.workload
+        got = slo_rates(
+            space.arch,
+            space.options.take(rows),
+            space.lengths,
+            space.targets,
+            wl.burstiness,
+            bound=space.rate_ceiling[rows],
+            known_usable=True,
+            run_requests=wl.num_requests,
+        )
+        rate = np.maximum(got * dp, space.slo_rate_rps[rows])
+        space.slo_rate_rps[rows] = rate
+        space.slo_load[rows] = rate
+        space.rate_ceiling[rows] = np.nan
+    return rows
 
 
 def effective_caps(table: OptionTable, cap: np.ndarray, lengths: LengthTable) -> np.ndarray:

@@ -8,18 +8,22 @@ within the SLOs; ``STREAM_SLO``: every percentile bound). The top plans are then
 (``stream_verify``: several seeded runs, ``simulator.runs``); a plan not shown to keep its
 SLOs has its shape cut at that replica count and the ranking is redone, until the shown plans
 all pass or the deadline or the round limit hits. Mixed GPU types are not planned for streams (refused in ``plan``).
+Aggregated plans compute each candidate's operating point, and the largest SLO rate of its
+option, only where the ranking reads them (``stream_lazy``): cheapest first, most never.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
 from guideopt.catalog import Catalog
 from guideopt.errors import NoFeasiblePlanError
 from guideopt.model.plan import Plan, PlanResult
-from guideopt.model.request import Disaggregation, PlanRequest
+from guideopt.model.request import Disaggregation, ObjectiveTerm, PlanRequest
 from guideopt.solver.candidates import (
     MAX_REPLICAS_PER_OPTION,
     Candidates,
@@ -33,13 +37,13 @@ from guideopt.solver.disagg_compare import DISAGG_SOURCE, compare_roles, only_di
 from guideopt.solver.dominance import shape_key
 from guideopt.solver.explain import explain_no_fitting_option
 from guideopt.solver.options import build_plan_options, resolve_gpus
-from guideopt.solver.single import ranked_plans
 from guideopt.solver.stream_extract import operating_metrics, stream_plan_of
-from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_rank_rate, priced_space
-from guideopt.solver.stream_verify import verify_plan
+from guideopt.solver.stream_lazy import LATENCY_COLUMNS, LATENCY_FREE, LazyLatencies
+from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_rank_rate, priced_space, refine_rates
+from guideopt.solver.stream_verify import verify_plan, verify_plans
 from guideopt.solver.terms import TERMS, unscale
 from guideopt.solver.timing import Deadline, Phases
-from guideopt.units import MILLI_LOAD_PER_LOAD, MS_PER_S
+from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MS_PER_S, ROUNDING_EPS
 
 # Rounds of simulate → cut → re-rank before the plans found so far are returned.
 MAX_VERIFICATION_ROUNDS = 8
@@ -49,15 +53,68 @@ SPARE_REPLICAS = 2
 UNSTABLE_US = np.iinfo(np.int64).max // 4  # latency of a group whose queue never drains: never within an SLO
 
 
-def stream_candidates(req: PlanRequest, space: StreamSpace, bounds) -> Candidates:
-    """Every option at its fewest and most replicas, with its percentiles at its share of the load."""
+def stream_candidates(req: PlanRequest, space: StreamSpace, bounds, *, latencies: bool = True) -> Candidates:
+    """Every option at its fewest and most replicas, with its percentiles at its share of the
+    load (``latencies`` False: 0 until ``stream_lazy`` computes them)."""
     kinds = kinds_from_options(space.table, shape_key(space.table))
-    kinds.milli_load = np.floor(space.slo_load * MILLI_LOAD_PER_LOAD).astype(np.int64)
-    kinds.tok_s = space.slo_rate_rps * space.lengths.mean_output
+    kinds.milli_load, kinds.tok_s = _milli_load(space, slice(None)), space.slo_rate_rps * space.lengths.mean_output
     kinds = kinds.take(np.nonzero(kinds.milli_load > 0)[0])  # an option serving nothing within the SLOs is no group
     lo, hi = replica_range(kinds, bounds, frozenset(), MAX_REPLICAS_PER_OPTION)
     cands = fewest_spares_and_most(kinds, np.minimum(lo, MAX_REPLICAS_PER_OPTION), np.maximum(hi, 1), SPARE_REPLICAS)
-    return with_operating_point(req, space, cands)
+    if latencies:
+        return with_operating_point(req, space, cands)
+    zero = np.zeros(len(cands), dtype=np.int64)
+    cands.ttft_us, cands.tpot_us, cands.latency_us = zero, zero.copy(), zero.copy()
+    cands.slo_us = np.zeros((len(cands), len(stream_slo_bounds(req))), dtype=np.int64)
+    return cands
+
+
+def _milli_load(space: StreamSpace, rows) -> np.ndarray:
+    """Per option of ``rows``, thousandths of the load one replica serves within the SLOs."""
+    return np.floor(space.slo_load[rows] * MILLI_LOAD_PER_LOAD).astype(np.int64)
+
+
+def _refreshed_loads(space: StreamSpace, c: Candidates, at: np.ndarray) -> None:
+    """Candidates ``at``: their load and throughput columns from the options' SLO rates now
+    (as ``stream_candidates`` and ``candidates.expand`` set them), in place."""
+    ref, n = c.ref[at], c.replicas[at]
+    c.milli_load[at] = _milli_load(space, ref) * n
+    tok_s = space.slo_rate_rps[ref] * space.lengths.mean_output
+    c.deci_tok_s[at] = np.floor(tok_s * n * DECI_TOK_S_PER_TOK_S + ROUNDING_EPS).astype(np.int64)
+
+
+def lazy_stream_candidates(req: PlanRequest, space: StreamSpace, bounds) -> LazyLatencies:
+    """The candidates with their operating points, and the SLO rates the cheapest-first pricing
+    left provisional, computed as the ranking reads them (``stream_lazy``)."""
+    cands = stream_candidates(req, space, bounds, latencies=False)
+
+    def compute(idx: np.ndarray) -> None:
+        part = with_operating_point(req, space, cands.take(idx))
+        for name in LATENCY_COLUMNS:
+            getattr(cands, name)[idx] = getattr(part, name)
+
+    return lazy_ranking(req, space, cands, compute)
+
+
+def lazy_ranking(req: PlanRequest, space: StreamSpace, cands: Candidates, compute=None) -> LazyLatencies:
+    """The ranking of ``cands`` that computes their operating points with ``compute`` (None:
+    they are computed already) and makes their options' provisional SLO rates final where it
+    reads them. Candidates of other sources (disaggregated groups) are final as they are."""
+    aggregated = cands.source != DISAGG_SOURCE
+
+    def refine(idx: np.ndarray) -> bool:
+        rows = refine_rates(req, space, cands.ref[idx[aggregated[idx]]])
+        if rows.size:  # the load every candidate of those options serves, now searched
+            _refreshed_loads(space, cands, np.nonzero(np.isin(cands.ref, rows) & aggregated)[0])
+        return bool(rows.size)
+
+    pending = space.rate_ceiling is not None and bool(np.isfinite(space.rate_ceiling).any())
+    known = frozenset({ObjectiveTerm.COST}) if pending else LATENCY_FREE
+    lazy = LazyLatencies(cands, list(req.objective), compute or (lambda idx: None), known, refine if pending else None)
+    if compute is None:
+        lazy.done[:] = True
+        lazy.pos = lazy.order.size
+    return lazy
 
 
 def with_operating_point(req: PlanRequest, space: StreamSpace, c: Candidates) -> Candidates:
@@ -95,8 +152,9 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
     only = req.disaggregation is Disaggregation.ONLY
     bounds = user_bounds(req, gpus)
     dt = None
+    refine_later = not req.slo.min_output_throughput_tok_s  # rates searched where the ranking reads them (below)
     if req.disaggregation is Disaggregation.NEVER:
-        space = build_stream_space(req, cat, gpus, prices)
+        space = build_stream_space(req, cat, gpus, prices, refine_later=refine_later)
     else:  # the disaggregated groups first: their costs cut the aggregated pricing short (only: no aggregated loads)
         from guideopt.solver.disagg_plan import best_per_shape, disagg_table
 
@@ -104,7 +162,7 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
         dt = disagg_table(req, space, cat)
         clock.lap("disaggregated groups")
         if not only:
-            space = priced_space(req, space, known_usd=best_per_shape(req, space, dt, bounds))
+            space = priced_space(req, space, known_usd=best_per_shape(req, space, dt, bounds), refine_later=refine_later)
     clock.lap("stream options")
     if len(space.table) == 0:
         static = build_plan_options(req, cat)
@@ -115,32 +173,41 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
             "(allow larger TP/PP, bigger GPUs or a lower precision)",
             ["memory"],
         )
-    cands = stream_candidates(req, space, bounds)
-    n_agg = len(cands)
-    if dt is not None:
+    if dt is None:  # the operating points computed where the ranking reads them (``stream_lazy``)
+        lazy = lazy_stream_candidates(req, space, bounds)
+        n_agg = len(lazy.cands)
+    else:  # every operating point computed; the SLO rates where the ranking reads them
         from guideopt.solver.disagg_plan import disagg_candidates
 
-        cands = concat_candidates(cands, disagg_candidates(req, space, dt, int(cands.shape.max(initial=-1)) + 1))
-    feasible = satisfied(cands, bounds)
-    if only:
-        if not feasible[n_agg:].any():  # say why, and what aggregated plans give
-            full = build_stream_space(req, cat, gpus, prices)
-            agg = stream_candidates(req, full, bounds)
-            able = any(fw.capabilities.disaggregation for fw in space.table.space.frameworks)
-            only_disagg(
-                req,
-                concat_candidates(agg, cands.take(np.arange(n_agg, len(cands)))),
-                satisfied(agg, bounds),
-                len(agg),
-                able,
-                space.lengths.mean_input < space.lengths.mean_output,
-            )
-        feasible[:n_agg] = False
+        agg = stream_candidates(req, space, bounds)
+        n_agg = len(agg)
+        lazy = lazy_ranking(req, space, concat_candidates(agg, disagg_candidates(req, space, dt, int(agg.shape.max(initial=-1)) + 1)))
+    cands = lazy.cands
+    allowed = np.ones(len(cands), dtype=bool)
+    allowed[:n_agg] = not only
+
+    def feasible_of() -> np.ndarray:  # read again as operating points come in
+        return satisfied(cands, bounds) & allowed
+
+    lazy.ranked(feasible_of, cands.shape, req.top)  # settled: nothing left uncomputed can be feasible where it finds none
+    feasible = feasible_of()
+    if only and not feasible.any():  # say why, and what aggregated plans give
+        full = build_stream_space(req, cat, gpus, prices)
+        agg = stream_candidates(req, full, bounds)
+        able = any(fw.capabilities.disaggregation for fw in space.table.space.frameworks)
+        only_disagg(
+            req,
+            concat_candidates(agg, cands.take(np.arange(n_agg, len(cands)))),
+            satisfied(agg, bounds),
+            len(agg),
+            able,
+            space.lengths.mean_input < space.lengths.mean_output,
+        )
     clock.lap("candidates")
     if not feasible.any():  # explain from every option, none skipped by the cheapest-first pricing
         full = build_stream_space(req, cat, gpus, prices, prune=False)
         _explain(req, stream_candidates(req, full, bounds), bounds)
-    plans, ranked, rounds, settled, kept = _ranked_and_verified(req, space, cands, feasible, deadline, dt)
+    plans, ranked, rounds, settled, kept = _ranked_and_verified(req, space, lazy, feasible_of, deadline, dt)
     clock.lap("verify")
     first = int(ranked[0])
     return PlanResult(
@@ -155,8 +222,13 @@ def solve_stream(req: PlanRequest, cat: Catalog, deadline: Deadline, clock: Phas
     )
 
 
-def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates, feasible: np.ndarray, deadline: Deadline, dt=None):
-    """Rank, simulate the shown plans, cut the options that fail, re-rank (bounded rounds)."""
+def _ranked_and_verified(
+    req: PlanRequest, space: StreamSpace, lazy: LazyLatencies, feasible_of: Callable[[], np.ndarray], deadline: Deadline, dt=None
+):
+    """Rank, simulate the shown plans, cut the options that fail, re-rank (bounded rounds).
+    ``lazy``: the candidates, computed as the ranking reads them; ``feasible_of``: which of
+    them meet every limit (read again as they are computed)."""
+    cands = lazy.cands
     # a failing aggregated group cuts its shape at that replica count (every knob of it: the
     # analytic model misjudges the shape there), leaving more replicas of it; a failing
     # disaggregated group cuts its shape (its pools were sized as a whole)
@@ -164,20 +236,26 @@ def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates
     shapes = cands.shape.astype(np.int64) * (MAX_REPLICAS_PER_OPTION + 1) + counts
     cut: set[int] = set()  # deployment shapes at a replica count
     checked: dict[tuple[int, int, int], Plan] = {}
+    engines: dict = {}  # option row → its scheduler settings and step table, once per solve
     rounds = 0
     while True:
-        pool = feasible & ~np.isin(shapes, list(cut))
+        kept_shapes = ~np.isin(shapes, list(cut))
+        ranked = lazy.ranked(partial(_and, feasible_of, kept_shapes), cands.shape, req.top)
+        pool = feasible_of() & kept_shapes
         if not pool.any():
             raise NoFeasiblePlanError(
                 "slo: every plan the analytic model accepts breaks an SLO in simulation (loosen the SLOs or raise the budget)",
                 [b for b, _ in _slo_names(req)],
             )
-        ranked = ranked_plans(cands, pool, list(req.objective), cands.shape, req.top)
         rounds += 1
         failed = False
         plans: list[Plan] = []
-        for rank, k in enumerate(ranked, start=1):
-            key = (int(cands.source[k]), int(cands.ref[k]), int(cands.replicas[k]))
+        keys = [(int(cands.source[k]), int(cands.ref[k]), int(cands.replicas[k])) for k in ranked]
+        fresh = [key for key in keys if key not in checked and (dt is None or key[0] != DISAGG_SOURCE)]
+        if fresh and not deadline.expired():  # the aggregated ones together (``verify_plans``)
+            got = verify_plans(req, space, np.array([key[1] for key in fresh]), np.array([key[2] for key in fresh]), engines)
+            checked.update(zip(fresh, got))
+        for rank, (k, key) in enumerate(zip(ranked, keys), start=1):
             if key not in checked:
                 if deadline.expired():
                     deadline.hit = True
@@ -198,6 +276,10 @@ def _ranked_and_verified(req: PlanRequest, space: StreamSpace, cands: Candidates
             # settled: the last ranking's shown plans all passed the simulator
             shown = [p.model_copy(update={"rank": i}) for i, p in enumerate(kept, start=1)]
             return shown, ranked, rounds, not failed, pool & ~np.isin(shapes, list(cut))
+
+
+def _and(feasible_of: Callable[[], np.ndarray], mask: np.ndarray) -> np.ndarray:
+    return feasible_of() & mask
 
 
 def _verified(req: PlanRequest, space: StreamSpace, key: tuple[int, int, int], dt) -> Plan:

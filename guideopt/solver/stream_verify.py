@@ -24,17 +24,37 @@ from guideopt.simulator.report import StreamReport, stream_report
 from guideopt.simulator.runs import RUN_CONFIDENCE, RunsVerdict, check_runs
 from guideopt.simulator.sampling import make_stream, sample_table
 from guideopt.simulator.table import StepTable
-from guideopt.solver.stream_extract import percentiles_wanted, stream_plan_of, total_load
+from guideopt.solver.stream_extract import percentiles_wanted, stream_plans_of, total_load
 from guideopt.solver.stream_options import StreamSpace
 
 
 def verify_plan(req: PlanRequest, space: StreamSpace, row: int, replicas: int) -> Plan:
     """The plan of ``replicas`` × option ``row`` with its simulated percentiles and verdict."""
-    plan = stream_plan_of(req, space, row, replicas, rank=1)
+    return verify_plans(req, space, np.array([row]), np.array([replicas]))[0]
+
+
+def verify_plans(req: PlanRequest, space: StreamSpace, rows: np.ndarray, replicas: np.ndarray, engines: dict | None = None) -> list[Plan]:
+    """``verify_plan`` of each (``rows[i]``, ``replicas[i]``): their analytic operating points
+    computed in one call, then each simulated. ``engines``: option row → (scheduler settings,
+    step table) already built (filled in: more replicas of one option share them)."""
+    plans = stream_plans_of(req, space, rows, replicas)
+    engines = {} if engines is None else engines
+    out = []
+    for plan, row, n in zip(plans, rows, replicas):
+        if int(row) not in engines:
+            engines[int(row)] = engine_of(space, int(row))
+        out.append(_simulated(req, space, plan, int(row), int(n), engines[int(row)]))
+    return out
+
+
+def _simulated(
+    req: PlanRequest, space: StreamSpace, plan: Plan, row: int, replicas: int, engine_table: tuple[EngineSpec, StepTable]
+) -> Plan:
+    """``plan`` (``replicas`` × option ``row``) with its simulated percentiles and verdict."""
     group = plan.groups[0]
     assert group.stream is not None, "a stream plan carries its stream block"
     wl = req.workload
-    engine, steps = engine_of(space, row)
+    engine, steps = engine_table
     ranks = replicas * int(space.table.dp[row])  # each attention-DP rank serves its own share (the router spreads requests)
 
     def one_run(seed: int) -> SimResult:
