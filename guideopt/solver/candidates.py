@@ -141,6 +141,11 @@ class Candidates:
         return np.where(self.gpu_idx == gpu, self.gpus, 0) + np.where(self.gpu_idx2 == gpu, self.gpus2, 0)
 
 
+def deci_tok_s(tok_s_per_replica: np.ndarray, replicas: np.ndarray) -> np.ndarray:
+    """Tenths of the output tokens/s ``replicas`` of a kind serve, rounded down once."""
+    return np.floor(tok_s_per_replica * replicas * DECI_TOK_S_PER_TOK_S + ROUNDING_EPS).astype(np.int64)
+
+
 def expand(k: ReplicaKinds, option: np.ndarray, replicas: np.ndarray) -> Candidates:
     """Candidates for ``replicas[i]`` replicas of kind ``option[i]``."""
     return Candidates(
@@ -151,7 +156,7 @@ def expand(k: ReplicaKinds, option: np.ndarray, replicas: np.ndarray) -> Candida
         gpu_idx=k.gpu_idx[option],
         gpus2=k.gpus2[option] * replicas,
         gpu_idx2=k.gpu_idx2[option],
-        deci_tok_s=np.floor(k.tok_s[option] * replicas * DECI_TOK_S_PER_TOK_S + ROUNDING_EPS).astype(np.int64),
+        deci_tok_s=deci_tok_s(k.tok_s[option], replicas),
         ttft_us=k.ttft_us[option],
         tpot_us=k.tpot_us[option],
         latency_us=k.latency_us[option],

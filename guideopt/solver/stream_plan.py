@@ -28,6 +28,7 @@ from guideopt.solver.candidates import (
     MAX_REPLICAS_PER_OPTION,
     Candidates,
     concat_candidates,
+    deci_tok_s,
     fewest_spares_and_most,
     kinds_from_options,
     micro_seconds,
@@ -43,7 +44,7 @@ from guideopt.solver.stream_options import StreamSpace, build_stream_space, per_
 from guideopt.solver.stream_verify import verify_plan, verify_plans
 from guideopt.solver.terms import TERMS, unscale
 from guideopt.solver.timing import Deadline, Phases
-from guideopt.units import DECI_TOK_S_PER_TOK_S, MILLI_LOAD_PER_LOAD, MS_PER_S, ROUNDING_EPS
+from guideopt.units import MILLI_LOAD_PER_LOAD, MS_PER_S
 
 # Rounds of simulate → cut → re-rank before the plans found so far are returned.
 MAX_VERIFICATION_ROUNDS = 8
@@ -79,8 +80,7 @@ def _refreshed_loads(space: StreamSpace, c: Candidates, at: np.ndarray) -> None:
     (as ``stream_candidates`` and ``candidates.expand`` set them), in place."""
     ref, n = c.ref[at], c.replicas[at]
     c.milli_load[at] = _milli_load(space, ref) * n
-    tok_s = space.slo_rate_rps[ref] * space.lengths.mean_output
-    c.deci_tok_s[at] = np.floor(tok_s * n * DECI_TOK_S_PER_TOK_S + ROUNDING_EPS).astype(np.int64)
+    c.deci_tok_s[at] = deci_tok_s(space.slo_rate_rps[ref] * space.lengths.mean_output, n)
 
 
 def lazy_stream_candidates(req: PlanRequest, space: StreamSpace, bounds) -> LazyLatencies:

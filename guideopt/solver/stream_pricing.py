@@ -77,8 +77,7 @@ def _tested(arch, opts, lengths, targets, burst, runs, n, bound, ranks, fresh, r
     simulate and capacity report) then finds at least that share exactly when the test passes,
     so the fewest replicas found here are the ones its rate gives."""
     counts = n[:, None] + np.arange(COUNTS_PER_TEST)
-    milli = np.ceil(rate * MILLI_LOAD_PER_LOAD / counts - ROUNDING_EPS)
-    point = grid_point_above(milli / MILLI_LOAD_PER_LOAD / ranks[:, None] * (1 + ROUNDING_EPS), bound[:, None])
+    point = grid_point_above(rank_share(rate, counts, ranks[:, None]), bound[:, None])
     fresh = fresh & bool(targets)  # without targets every option is usable (``usable_mask``)
     idle = np.minimum(bound * IDLE_SHARE, TINY_RATE_RPS * 1e3)[fresh]
     rows = np.concatenate([np.repeat(np.arange(len(opts)), COUNTS_PER_TEST), np.nonzero(fresh)[0]])
@@ -88,6 +87,14 @@ def _tested(arch, opts, lengths, targets, burst, runs, n, bound, ranks, fresh, r
     idle_ok = np.ones(len(opts), dtype=bool)
     idle_ok[fresh] = met[point.size :]
     return ok, idle_ok
+
+
+def rank_share(rate: float, replicas: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Req/s one attention-DP rank must serve when ``replicas`` share ``rate``: each replica's
+    share rounded up to the milli-load the candidates count (so that that many replicas hold
+    it), split over its ``ranks``."""
+    milli = np.ceil(rate * MILLI_LOAD_PER_LOAD / replicas - ROUNDING_EPS)
+    return milli / MILLI_LOAD_PER_LOAD / ranks * (1 + ROUNDING_EPS)
 
 
 def grid_point_above(rate: np.ndarray, bound: np.ndarray) -> np.ndarray:
@@ -136,8 +143,7 @@ def cheapest_first(
         hit = ok.any(axis=1) & idle_ok
         n[batch] += np.where(hit, first, COUNTS_PER_TEST)
         batch, ok = batch[idle_ok], hit[idle_ok]
-        milli = np.ceil(rate * MILLI_LOAD_PER_LOAD / n[batch] - ROUNDING_EPS)
-        at = milli / MILLI_LOAD_PER_LOAD / ranks[batch] * (1 + ROUNDING_EPS)
+        at = rank_share(rate, n[batch], ranks[batch])
         passed = batch[ok]
         waiting[passed] = False
         found.append((passed, at[ok]))
