@@ -168,8 +168,10 @@ How far guideopt's predictions are from published measurements (`../shared/data/
 Regenerate with `python scripts/accuracy_report.py` (a few minutes; refit the calibration first
 with `python scripts/fit_calibration.py`). One run at a time: `guideopt validate ../shared/data/measured/e2e.csv`.
 
-Dense models only: the mixture-of-experts rows never enter a fit and are scored in `docs/accuracy-moe.md`
-(`python scripts/moe_accuracy.py`; by model family, system, precision, layout family, EP size and batch band).
+Dense models only: the mixture-of-experts rows are scored in `docs/accuracy-moe.md`
+(`python scripts/moe_accuracy.py --kernels DIR`; by model family, system, precision, layout family, EP size and batch band).
+They enter one fit, the engines' MoE serving terms (`scripts/fit_moe_serving.py`, docs/serving-model.md), which is
+refitted without each scored model's rows there.
 
 Columns:
 * **before (main)**: the calibration shipped on main before the added physics (GEMM efficiency vs

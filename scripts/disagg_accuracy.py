@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from disagg_pairs import AggRun, agg_runs, choice_table  # noqa: E402
+from disagg_pairs import AggRun, agg_runs, choice_table, held_out_serving  # noqa: E402
 from fit_disagg import FOLD_KEYS, fold_fits, load_tabs, unfitted, with_terms  # noqa: E402
 from fit_moe_kernels import SYSTEMS  # noqa: E402
 
@@ -280,7 +280,9 @@ def markdown(runs: dict[str, list[Result]], skipped: Counter, choice: list[str],
         "`Calibration.disaggregation` (no hand-off cost, no closed-loop wave); after, with the per-request hand-off",
         "cost and the closed-loop wave share **held out**: fitted by `scripts/fit_disagg.py`'s procedure on the other",
         "models' rows (leave-one-model-out) or the other systems' rows (leave-one-system-out), each row predicted with",
-        "its own fold's terms. The per-system table is leave-one-system-out, every other table leave-one-model-out.",
+        "its own fold's terms. The per-system table is leave-one-system-out, every other table leave-one-model-out",
+        "(with `--serving-folds FOLDS.json`, written by `scripts/fit_moe_serving.py --folds`, the engines' MoE serving terms",
+        "too are the ones fitted without the model's rows).",
         "",
         f"{len(before)} rows predicted; skipped: " + "; ".join(f"{n} {why}" for why, n in skipped.most_common()) + ".",
         "",
@@ -338,6 +340,12 @@ def main() -> None:
     parser.add_argument("--sample", type=Path, default=Path("/tmp/aic/aiconfigurator_core/systems/silicon_sample.csv"))
     parser.add_argument("--e2e", type=Path, default=ROOT.parent / "shared" / "data" / "measured" / "e2e.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy-disagg.md")
+    parser.add_argument(
+        "--serving-folds",
+        type=Path,
+        default=None,
+        help="scripts/fit_moe_serving.py --folds output: aggregated runs predicted with their model's held-out MoE serving terms",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     start = time.time()
@@ -353,7 +361,10 @@ def main() -> None:
     folded = {by: {g: with_terms(cat, terms(*f)) for g, f in fs.items()} for by, fs in fits.items()}
     runs: dict[str, list[Result]] = {}
     runs["before"], skipped = predict_all(rows, unfitted(cat))
-    runs["model"], _ = predict_all(rows, cat, lambda model, gpu: folded["model"][model])
+    serving = held_out_serving(cat, args.serving_folds)  # the MoE serving terms held out by model too, where given
+    runs["model"], _ = predict_all(
+        rows, cat, lambda model, gpu: serving(model, folded["model"][model]) if serving else folded["model"][model]
+    )
     runs["system"], _ = predict_all(rows, cat, lambda model, gpu: folded["system"][gpu])
     runs["all"], _ = predict_all(rows, cat)
     note = [
@@ -362,10 +373,14 @@ def main() -> None:
     ]
     shipped = cat.calibration.disaggregation
     note.append(f"* shipped (all rows): {cat.calibration.disagg_lockstep_share:.2f}, {shipped.handoff_s * 1e3:.0f} ms")
-    agg: list[AggRun] = agg_runs(args.e2e, cat, {(r.model, r.gpu, r.row["isl"], r.row["osl"]) for r in runs["model"]})
+    keys = {(r.model, r.gpu, r.row["isl"], r.row["osl"]) for r in runs["model"]}
+    agg: list[AggRun] = agg_runs(args.e2e, cat, keys, serving)
     choice = choice_table(runs["model"], agg)
-    choice[4:4] = ["The disaggregated runs are predicted leave-one-model-out (before: 77 % matched).", ""]
-    command = "python scripts/disagg_accuracy.py --sample .../aiconfigurator_core/systems/silicon_sample.csv"
+    held = ", and both sides with their model's held-out MoE serving terms" if serving else " (MoE serving terms: shipped)"
+    choice[4:4] = [f"The disaggregated runs are predicted leave-one-model-out{held} (before: 77 % matched).", ""]
+    command = "python scripts/disagg_accuracy.py --sample .../aiconfigurator_core/systems/silicon_sample.csv" + (
+        " --serving-folds FOLDS.json" if serving else ""
+    )
     args.out.write_text(markdown(runs, skipped, choice, note, time.time() - start, command))
     print(f"{len(runs['before'])} rows; wrote {args.out}")
 

@@ -15,12 +15,15 @@ measured numbers and to guideopt's predictions of the same runs (aggregated runs
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from guideopt.api import predict
 from guideopt.calibration.cases import Case
+from guideopt.calibration.fit_moe_serving import held_out_unit
+from guideopt.calibration.fit_moe_serving import with_terms as with_serving_terms
 from guideopt.calibration.layouts import AIC_SOURCE
 from guideopt.calibration.mapping import cases_from_file
 from guideopt.catalog import Catalog
@@ -44,8 +47,9 @@ def per_gpu_throughput(concurrency: float, gpus: int, osl: int, ttft_ms: float, 
     return concurrency * osl / e2e_s / gpus
 
 
-def agg_runs(e2e: Path, cat: Catalog, keys: set[tuple[str, str, str, str]]) -> list[AggRun]:
-    """The silicon sample's aggregated runs of ``keys``, measured and predicted."""
+def agg_runs(e2e: Path, cat: Catalog, keys: set[tuple[str, str, str, str]], catalog_of=None) -> list[AggRun]:
+    """The silicon sample's aggregated runs of ``keys``, measured and predicted (``catalog_of(model)``: the
+    catalog a model's runs are predicted with, e.g. its held-out serving terms; default ``cat``)."""
     measured: dict[tuple, dict[str, float]] = defaultdict(dict)
     requests: dict[tuple, dict] = {}
     for c in cases_from_file(e2e, cat):
@@ -60,7 +64,7 @@ def agg_runs(e2e: Path, cat: Catalog, keys: set[tuple[str, str, str, str]]) -> l
         if len(measured[k]) < 2:
             continue
         try:
-            m = predict(r, cat).metrics
+            m = predict(r, catalog_of(r["model"]) if catalog_of else cat).metrics
         except GuideoptError:
             continue
         gpus = int(r.get("num_gpus") or r.get("tp", 1))
@@ -128,3 +132,21 @@ def _choice_markdown(counts: dict[tuple, list[int]], by_key: dict[tuple, list[Ag
             f"| **all** | | | {sum(len(by_key[k]) for k in counts)} | {total[0]} | {total[2]} | {total[1]} ({total[1] / total[0]:.0%}) |"
         )
     return [*lines, ""]
+
+
+def held_out_serving(cat: Catalog, folds: Path | None):
+    """``catalog_of(model, base=cat)``: ``base`` with the model's leave-one-model-out MoE serving terms
+    (``scripts/fit_moe_serving.py --folds``); None without ``folds``."""
+    if folds is None:
+        return None
+    terms = json.loads(folds.read_text())
+    cache: dict[tuple[str, int], Catalog] = {}
+
+    def catalog_of(model: str, base: Catalog | None = None) -> Catalog:
+        base = base or cat
+        unit = held_out_unit(cat, model)
+        if (unit, id(base)) not in cache:
+            cache[unit, id(base)] = with_serving_terms(base, terms.get(unit, {}))
+        return cache[unit, id(base)]
+
+    return catalog_of

@@ -4,12 +4,13 @@
     python scripts/moe_accuracy.py [--data ../shared/data/measured/e2e.csv] [--out docs/accuracy-moe.md]
         [--kernels /tmp/aic/aiconfigurator_core/systems/data]
 
-No MoE row enters any fit: the engine terms are fitted on dense models
-(scripts/fit_calibration.py) and the fused-MoE kernel terms on kernel timings
-(scripts/fit_moe_kernels.py). Those kernel tables hold timings of each model's own expert
+The engine terms are fitted on dense models (scripts/fit_calibration.py), the fused-MoE kernel
+terms on kernel timings (scripts/fit_moe_kernels.py) and the engines' MoE serving terms on the
+MoE closed-loop TPOT rows (scripts/fit_moe_serving.py). Those kernel tables hold timings of each model's own expert
 shape, so with ``--kernels`` (the unpacked aiconfigurator-core package's systems/data) each
 model's rows are predicted with the fused-MoE terms refitted without the kernel rows of its
-shape (hidden, expert width, experts, top-k): leave-one-model-out, about 1 min per model;
+shape (hidden, expert width, experts, top-k) and the engines' MoE serving terms
+(``fit_moe_serving.py``) refitted without its rows: leave-one-model-out, about 1 min per model;
 models of one shape (DeepSeek-R1 and -V3, whose measured rows coincide) are held out together.
 Breakdowns: model family, system,
 precision, layout family (TP, TEP, DEP, attention DP with TP experts), expert-parallel size,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -37,6 +39,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from guideopt.api import predict  # noqa: E402
 from guideopt.calibration.aggregate import batch_bucket, cases_by, stats  # noqa: E402
 from guideopt.calibration.fit_moe import fit_moe_without, moe_shape  # noqa: E402
+from guideopt.calibration.fit_moe_serving import ASYNC, MOE_LAYER, chosen_terms, fit_terms, probe, serving_rows, with_terms  # noqa: E402
 from guideopt.calibration.intervals_fit import HIGH_Q, LOW_Q  # noqa: E402
 from guideopt.calibration.mapping import Case, cases_from_file  # noqa: E402
 from guideopt.calibration.results import Report  # noqa: E402
@@ -97,21 +100,30 @@ MECHANISMS = """Layout mechanisms, each kept only if it lowers this held-out err
 * DeepEP low-latency vs normal all-to-all: no compared row runs it (every DEP row is TensorRT-LLM's gather/scatter path); not priced.
 * Redundant experts (EPLB: SGLang `--ep-num-redundant-experts`, vLLM `--enable-eplb`, TensorRT-LLM's MoE load balancer):
   not recorded in any row; not priced.
+* Engine MoE serving terms (`scripts/fit_moe_serving.py`, refitted without each held-out model's rows; docs/serving-model.md):
+  the decode-step overhead of vLLM versions that schedule asynchronously (0.14 and later: 0.2 ms against the 1.80 ms of
+  the synchronous versions' dense rows) and SGLang's cost per MoE layer beyond the kernel tables (37 µs), with FP4-on-Hopper
+  and INT4 priced by their own weight-only fused-MoE kernel terms: all rows 19.4 -> 14.6 %, TEP 16.5 -> 12.7 %
+  (ep 2 / 4 / 8: 14.4 / 15.3 / 21.7 -> 13.8 / 11.8 / 14.1 %), DEP 21.3 -> 21.2 % (every DEP row is TensorRT-LLM, which keeps
+  no term: its DeepSeek rows of the 2026-03-25 / 04-06 exports run faster than the db-dump export's by up to 1.7x for one
+  configuration, the mark of MTP speculative decoding the sample does not record). Kept.
 """
 
 
 def markdown(report: Report, leave_one_model_out: bool = False) -> str:
     held = (
         "Leave-one-model-out: each model's rows are predicted with the fused-MoE kernel terms refitted without the kernel\n"
-        "timings of its own expert shape (`--kernels`); engine terms come from dense rows and no MoE row enters a fit."
+        "timings of its own expert shape (`--kernels`) and the engines' MoE serving terms (`scripts/fit_moe_serving.py`) refitted\n"
+        "on the other models' closed-loop TPOT rows; the other engine terms come from dense rows."
         if leave_one_model_out
-        else "No MoE row enters a fit (engine terms: dense rows; fused-MoE terms: kernel timings, including each model's own\n"
-        "expert shape: run with `--kernels` for leave-one-model-out)."
+        else "In sample: the shipped terms (engine terms: dense rows; MoE serving terms: every MoE closed-loop TPOT row;\n"
+        "fused-MoE terms: kernel timings, including each model's own expert shape): run with `--kernels` for leave-one-model-out)."
     )
     lines = [
         "# Accuracy on mixture-of-experts models",
         "",
-        "Written by `python scripts/moe_accuracy.py --kernels DIR` (about fifteen minutes). Median absolute error and median",
+        "Written by `python scripts/moe_accuracy.py --kernels DIR [--serving-folds FOLDS.json]` (about fifteen minutes). Median",
+        "absolute error and median",
         "predicted ÷ measured. " + held,
         "Layouts: TP (attention and experts tensor-parallel), TEP (attention TP, experts EP), DEP (attention DP, experts EP),",
         f"wide EP (EP ≥ {WIDE_EP_MIN}: no compared row; the GB200 rows beyond 8 GPUs do not record their split and are skipped).",
@@ -135,8 +147,9 @@ def markdown(report: Report, leave_one_model_out: bool = False) -> str:
 
 def moe_bands(report: Report, cat) -> dict[str, ErrorBand]:
     """Error bands of MoE regimes ("moe:" keys, same back-off as the dense ones): 10th and 90th
-    percentiles of log(measured / predicted). No MoE row is fitted, so the residuals are out of
-    sample as they stand (no widening); ``sources`` counts distinct models behind a band."""
+    percentiles of log(measured / predicted). With ``--kernels`` every model's residuals come from terms fitted
+    without its rows, so they are out of sample as they stand (no widening); ``sources`` counts distinct models
+    behind a band."""
     members: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for r in report.results:
         if r.predicted <= 0:
@@ -168,8 +181,18 @@ def _write_bands(found: dict[str, ErrorBand], path: Path) -> None:
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=200))
 
 
-def held_out_predictions(cases: list, cat, kernels: Path | None) -> Report:
-    """Predict every case; with ``kernels``, each model shape with the MoE terms refitted without it."""
+def serving_folds(cases: list, cat, folds: Path | None) -> dict[str, dict]:
+    """Each held-out unit's MoE serving terms: read from ``scripts/fit_moe_serving.py --folds``, else fitted here
+    (three predictions of every MoE closed-loop TPOT row, the kept terms of ``chosen_terms``)."""
+    if folds is not None:
+        return json.loads(folds.read_text())
+    served = probe(serving_rows(cases), cat, lambda cs, c: validate(cs, lambda r: predict(r, c)))
+    chosen = chosen_terms(served)
+    return {str(u): fit_terms(served, served.unit != u, chosen) for u in sorted(set(served.unit))}
+
+
+def held_out_predictions(cases: list, cat, kernels: Path | None, folds: Path | None = None) -> Report:
+    """Predict every case; with ``kernels``, each model shape with the MoE kernel and serving terms refitted without it."""
     if kernels is None:
         return validate(cases, lambda r: predict(r, cat))
     from fit_moe_kernels import read_rows  # the parquet reader (pandas) lives with the fitting script
@@ -179,13 +202,18 @@ def held_out_predictions(cases: list, cat, kernels: Path | None) -> Report:
     for c in cases:
         arch = cat.models[c.request["model"]] if isinstance(c, Case) else None
         by_shape[moe_shape(arch.hidden_size, arch.moe) if arch is not None and arch.moe else ()].append(c)
+    held_terms = serving_folds(cases, cat, folds)
+    unfitted = {e: {ASYNC: None, MOE_LAYER: 0.0} for e in {fw.calibration_id for fw in cat.frameworks.values()}}
     report = Report()
     for shape, members in by_shape.items():
         held = cat
         if shape:
             moe = fit_moe_without(cat, rows, shape)
             held = dataclasses.replace(cat, calibration=cat.calibration.model_copy(update={"moe": moe}))
-            print(f"shape {shape}: {len(members)} rows, MoE terms refitted without it")
+            fold = held_terms.get(repr(shape))  # None: no serving row of this model, so the shipped terms never saw it
+            terms = {**unfitted, **fold} if fold is not None else {}
+            held = with_terms(held, terms)
+            print(f"shape {shape}: {len(members)} rows, MoE kernel and serving terms refitted without it: {terms}")
         part = validate(members, lambda r, c=held: predict(r, c))
         report.results += part.results
         report.skipped += part.skipped
@@ -198,10 +226,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "measured" / "e2e.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy-moe.md")
     parser.add_argument("--kernels", type=Path, default=None, help="aiconfigurator_core/systems/data: refit MoE terms per held-out model")
+    parser.add_argument("--serving-folds", type=Path, default=None, help="scripts/fit_moe_serving.py --folds output (else fitted here)")
     args = parser.parse_args()
     cat = load_catalog()
     start = time.perf_counter()
-    report = held_out_predictions(cases_from_file(args.data, cat, family="moe"), cat, args.kernels)
+    report = held_out_predictions(cases_from_file(args.data, cat, family="moe"), cat, args.kernels, args.serving_folds)
     report.seconds = time.perf_counter() - start
     args.out.write_text(markdown(report, leave_one_model_out=args.kernels is not None))
     found = moe_bands(report, cat)

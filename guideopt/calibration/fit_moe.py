@@ -5,7 +5,7 @@ hidden and expert sizes, experts and top-k, moe_tp and moe_ep, the weight precis
 routing distribution (balanced, or power-law skewed). The cost model prices it with the
 same function the planner uses (``costs.layer_ops.routed_expert_work`` and
 ``grouped_moe_s``) on the dense GEMM and HBM rates of that GPU and engine; the fit finds,
-per engine, the fraction of the dense GEMM rate the grouped GEMM reaches, its tokens per
+per engine (native precisions) and per weight-only kernel path (``fit_kernels``), the fraction of the dense GEMM rate the grouped GEMM reaches, its tokens per
 expert at half rate, its weight-streaming fraction and a fixed cost per layer (balanced
 rows), then one imbalance growth per doubling of expert ranks (skewed rows with ep > 1).
 The loss is the mean absolute log error: robust to outliers, yet every token range weighs in (a
@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from guideopt.catalog import Catalog
-from guideopt.costs.hardware import HardwareArrays, hardware_arrays
+from guideopt.costs.hardware import WEIGHT_ONLY, HardwareArrays, hardware_arrays, moe_kernel_path
 from guideopt.costs.layer_ops import grouped_moe_s, routed_expert_work
 from guideopt.model.calibration import MoeEfficiency, MoeKernelEfficiency
 from guideopt.model.dtype import Dtype
@@ -34,6 +34,9 @@ from guideopt.units import S_PER_MS, S_PER_US
 # power_law_1.01 and power_law_1.2; 1.01 is the mild skew of a trained router).
 SKEWED = "power_law_1.01"
 BALANCED = "balanced"
+# A weight-only kernel path with fewer balanced timings than this takes its engine's terms: 300 spans
+# the table's token counts on at least two expert shapes.
+MIN_PATH_ROWS = 300
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class _Prepared:
     ep: np.ndarray
     measured_s: np.ndarray
     hw: HardwareArrays
+    paths: np.ndarray  # each row's kernel path (``costs.hardware.moe_kernel_path``)
 
 
 def prepare(catalog: Catalog, rows: list[MoeKernelRow]) -> _Prepared:
@@ -91,6 +95,7 @@ def prepare(catalog: Catalog, rows: list[MoeKernelRow]) -> _Prepared:
         np.array([float(r.moe_ep) for r in rows]),
         np.array([r.latency_ms * S_PER_MS for r in rows]),
         hw,
+        np.array([moe_kernel_path(catalog.gpu(r.gpu), r.dtype) for r in rows]),
     )
 
 
@@ -115,8 +120,31 @@ def _subset(p: _Prepared, keep: np.ndarray) -> _Prepared:
     idx = np.nonzero(keep)[0]
     hw = HardwareArrays(**{f: getattr(p.hw, f)[idx] for f in HardwareArrays.__dataclass_fields__})
     return _Prepared(
-        [p.rows[i] for i in idx], p.flops[idx], p.bytes_moved[idx], p.per_expert[idx], p.width[idx], p.ep[idx], p.measured_s[idx], hw
+        [p.rows[i] for i in idx],
+        p.flops[idx],
+        p.bytes_moved[idx],
+        p.per_expert[idx],
+        p.width[idx],
+        p.ep[idx],
+        p.measured_s[idx],
+        hw,
+        p.paths[idx],
     )
+
+
+def _engine_rows(p: _Prepared, engine: str) -> np.ndarray:
+    return np.array([r.engine == engine for r in p.rows], dtype=bool)
+
+
+def predicted_all(p: _Prepared, moe: MoeEfficiency) -> np.ndarray:
+    """Every row priced with the kernels of its engine and kernel path."""
+    out = np.empty(len(p.rows))
+    for engine in sorted({r.engine for r in p.rows}):
+        for path in sorted(set(p.paths)):
+            sel = _engine_rows(p, engine) & (p.paths == path)
+            if sel.any():
+                out[sel] = predicted_s(_subset(p, sel), moe.kernels(engine, path), moe.imbalance_per_rank)
+    return out
 
 
 def _loss(p: _Prepared, k: MoeKernelEfficiency, imbalance: float) -> float:
@@ -145,14 +173,36 @@ def fit_engine_kernels(p: _Prepared) -> MoeKernelEfficiency:
 
 def fit_imbalance(p: _Prepared, kernels: dict[str, MoeKernelEfficiency]) -> float:
     """One growth of the busiest rank's load per doubling of expert ranks, on skewed rows with ep > 1."""
-    by_engine = {e: _subset(p, np.array([r.engine == e for r in p.rows])) for e in kernels}
 
     def loss(a: float) -> float:
-        errs = [np.abs(np.log(predicted_s(q, kernels[e], a) / q.measured_s)) for e, q in by_engine.items() if q.rows]
-        return float(np.median(np.concatenate(errs)))
+        pred = predicted_all(p, MoeEfficiency(imbalance_per_rank=a, engines=kernels))
+        return float(np.median(np.abs(np.log(pred / p.measured_s))))
 
     grid = np.linspace(0.0, 0.5, 51)
     return round(float(grid[int(np.argmin([loss(a) for a in grid]))]), 3)
+
+
+def fit_kernels(p: _Prepared) -> dict[str, MoeKernelEfficiency]:
+    """Per engine on its native-precision balanced rows, and per engine and weight-only path (a different
+    kernel: dequantisation in the main loop) where the path has ``MIN_PATH_ROWS`` balanced timings:
+    ``MoeEfficiency.engines``. Native precisions share the engine's terms, ratios to the dense GEMM
+    rate of each precision (fitting them apart lowered the kernel error by 1-5 points but raised
+    TensorRT-LLM's FP4 serving error, docs/serving-model.md)."""
+    kernels: dict[str, MoeKernelEfficiency] = {}
+    weight_only = np.char.endswith(p.paths.astype(str), WEIGHT_ONLY)
+    for e in sorted({r.engine for r in p.rows}):
+        native = _engine_rows(p, e) & ~weight_only
+        groups = [(e, native if native.any() else _engine_rows(p, e))]
+        groups += [(f"{e}:{path}", _engine_rows(p, e) & (p.paths == path)) for path in sorted(set(p.paths[weight_only]))]
+        for key, sel in groups:
+            if key != e and sel.sum() < MIN_PATH_ROWS:
+                continue
+            q = _subset(p, sel)
+            gpus = sorted({r.gpu for r in q.rows})
+            kernels[key] = fit_engine_kernels(q).model_copy(
+                update={"fitted_from": f"{len(q.rows)} balanced fused-MoE timings on {', '.join(gpus)} ({_sources(q.rows)})"}
+            )
+    return kernels
 
 
 def fit_moe(catalog: Catalog, rows: list[MoeKernelRow]) -> tuple[MoeEfficiency, dict[str, dict[str, float]]]:
@@ -164,23 +214,15 @@ def fit_moe(catalog: Catalog, rows: list[MoeKernelRow]) -> tuple[MoeEfficiency, 
 
 
 def _fit_terms(p: _Prepared) -> MoeEfficiency:
-    rows = p.rows
-    balanced = np.array([r.distribution == BALANCED for r in rows])
-    skewed = np.array([r.distribution == SKEWED and r.moe_ep > 1 for r in rows])
-    engines = sorted({r.engine for r in rows})
-    kernels: dict[str, MoeKernelEfficiency] = {}
-    for e in engines:
-        sel = _subset(p, balanced & np.array([r.engine == e for r in rows]))
-        k = fit_engine_kernels(sel)
-        gpus = sorted({r.gpu for r in sel.rows})
-        kernels[e] = k.model_copy(
-            update={"fitted_from": f"{len(sel.rows)} balanced fused-MoE timings on {', '.join(gpus)} ({_sources(sel.rows)})"}
-        )
+    balanced = np.array([r.distribution == BALANCED for r in p.rows])
+    skewed = np.array([r.distribution == SKEWED and r.moe_ep > 1 for r in p.rows])
+    kernels = fit_kernels(_subset(p, balanced))
     imbalance = fit_imbalance(_subset(p, skewed), kernels)
     return MoeEfficiency(
         imbalance_per_rank=imbalance,
         engines=kernels,
-        fitted_from=f"imbalance: {int(skewed.sum())} {SKEWED} fused-MoE timings with moe_ep > 1; kernels: per engine, see each entry",
+        fitted_from=f"imbalance: {int(skewed.sum())} {SKEWED} fused-MoE timings with moe_ep > 1; kernels: per engine and kernel path, "
+        "see each entry",
     )
 
 
@@ -195,11 +237,11 @@ def report(catalog: Catalog, p: _Prepared, moe: MoeEfficiency, keep: np.ndarray)
     for engine, gpu in groups:
         sel = keep & np.array([r.engine == engine and r.gpu == gpu for r in p.rows])
         q = _subset(p, sel)
-        fitted = predicted_s(q, moe.kernels(engine), moe.imbalance_per_rank)
+        fitted = predicted_all(q, moe)
         out[f"{engine} {gpu}"]["fitted"] = float(np.median(np.abs(fitted / q.measured_s - 1.0)))
         others = _subset(p, keep & np.array([r.engine == engine and r.gpu != gpu and r.distribution == BALANCED for r in p.rows]))
         if others.rows:
-            held = predicted_s(q, fit_engine_kernels(others), moe.imbalance_per_rank)
+            held = predicted_all(q, MoeEfficiency(imbalance_per_rank=moe.imbalance_per_rank, engines=fit_kernels(others)))
             out[f"{engine} {gpu}"]["held_out_gpu"] = float(np.median(np.abs(held / q.measured_s - 1.0)))
         out[f"{engine} {gpu}"]["rows"] = float(len(q.rows))
     return dict(out)

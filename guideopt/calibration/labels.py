@@ -188,9 +188,13 @@ class FrameworkRule:
     framework: str  # guideopt framework id
     proxy_of: str | None  # set when the profile only stands in for another engine
     why: str
+    min_version: tuple[int, ...] | None = None  # only rows whose stated version is at least this
 
 
 FRAMEWORK_RULES: tuple[FrameworkRule, ...] = (
+    # vLLM schedules asynchronously by default from 0.14.0 (config/scheduler.py async_scheduling
+    # Field(default=None) -> on; False up to 0.13.0): such rows are the vllm-0.33 entry's kind.
+    FrameworkRule("vllm", "vllm-0.33", None, "vLLM 0.14 and later: asynchronous scheduling by default", min_version=(0, 14)),
     FrameworkRule("vllm", "vllm", None, "vLLM, any version or harness"),
     FrameworkRule("tensorrt-llm", "trtllm", None, "TensorRT-LLM, also behind Triton or the MLPerf harness"),
     FrameworkRule("sglang", "sglang", None, "SGLang"),
@@ -204,6 +208,20 @@ FRAMEWORK_RULES: tuple[FrameworkRule, ...] = (
 )
 
 
-def framework_rule(label: str) -> FrameworkRule | None:
-    low = label.strip().lower()
-    return next((r for r in FRAMEWORK_RULES if low.startswith(r.prefix)), None)
+def release(version: str) -> tuple[int, ...] | None:
+    """The numeric release of a version label ("0.15.1" -> (0, 15, 1)); None for builds without one ("nightly-…")."""
+    found = re.match(r"v?(\d+(?:\.\d+)*)", (version or "").strip())
+    return tuple(int(x) for x in found.group(1).split(".")) if found else None
+
+
+def framework_rule(label: str, version: str = "") -> FrameworkRule | None:
+    """The catalog engine of a source's label; a rule with ``min_version`` takes rows of that version or later only."""
+    low, stated = label.strip().lower(), release(version)
+    return next(
+        (
+            r
+            for r in FRAMEWORK_RULES
+            if low.startswith(r.prefix) and (r.min_version is None or (stated is not None and stated >= r.min_version))
+        ),
+        None,
+    )

@@ -235,7 +235,7 @@ def _to_case(m: Measurement, cat: Catalog) -> CaseOrSkip:
     model = model_id(m.model, cat)
     if model is None:
         return Skip("model not in catalog", annotation_free(m.model))
-    rule = framework_rule(m.framework)
+    rule = framework_rule(m.framework, m.framework_version)
     if rule is None:
         return Skip("framework not modelled", m.framework)
     prec = precision(m, model[1])

@@ -83,10 +83,11 @@ def catalog(kind: str, as_json: bool) -> None:
                 "kv_block_tokens": f.kv_block_tokens,
                 "max_num_batched_tokens": f.max_num_batched_tokens,
                 "chunked_prefill": f.chunked_prefill,
+                "async_scheduling": f.async_scheduling,
             }
             for f in cat.frameworks.values()
         ]
-        cols = ["id", "version", "memory_fraction", "memory_fraction_of", "kv_block_tokens", "max_num_batched_tokens"]
+        cols = ["id", "version", "memory_fraction", "memory_fraction_of", "kv_block_tokens", "max_num_batched_tokens", "async_scheduling"]
     if as_json:
         echo_json(rows)
     else:

@@ -34,7 +34,7 @@ class HardwareArrays:
     allreduce_latency_s: np.ndarray
     p2p_latency_s: np.ndarray
     p2p_bytes_per_s: np.ndarray
-    decode_step_overhead_s: np.ndarray
+    decode_step_overhead_s: np.ndarray  # per decode step (the asynchronous value where the engine schedules ahead)
     prefill_step_overhead_s: np.ndarray
     memory_bytes: np.ndarray
     gemm_m_half: np.ndarray  # tokens at which GEMM FLOP/s is half its large-m value
@@ -71,12 +71,31 @@ def _allreduce_latency_us(fw_eff: FrameworkEfficiency, link_cal: LinkEfficiency,
     return link_cal.allreduce_latency_us
 
 
+WEIGHT_ONLY = "-weight-only"
+
+
+def moe_kernel_path(gpu: Gpu, dtype: Dtype) -> str:
+    """Which fused-MoE kernels a precision runs on a GPU: its own tensor cores' (the precision), or
+    weight-only kernels (low-precision storage, 16-bit math: Marlin, Triton w4a16 / w8a16) for INT4
+    and for FP8 or FP4 without such tensor cores (FP4 on Hopper, FP8 on Ampere)."""
+    if dtype is Dtype.INT4 or (dtype in (Dtype.FP8, Dtype.FP4) and gpu.native_tflops(dtype) is None):
+        return f"{dtype.value}{WEIGHT_ONLY}"
+    return dtype.value
+
+
+def _decode_overhead_ms(fw: Framework, fw_eff: FrameworkEfficiency) -> float:
+    """Per-step CPU cost of a decode step: the asynchronous versions' where the engine schedules ahead."""
+    if fw.async_scheduling and fw_eff.async_decode_step_overhead_ms is not None:
+        return fw_eff.async_decode_step_overhead_ms
+    return fw_eff.decode_step_overhead_ms
+
+
 def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, float]:
     dev, _ = cal.device(gpu.id, gpu.arch)
     fw_eff = cal.framework(fw.calibration_id, gpu.vendor.value)
     link_cal = cal.links[gpu.link.value]
     pcie_cal = cal.links[LinkClass.PCIE.value]
-    moe = cal.moe.kernels(fw.calibration_id)
+    moe = cal.moe.kernels(fw.calibration_id, moe_kernel_path(gpu, dtype))
     speed = fw_eff.kernel_efficiency
     compute_speed = fw_eff.compute_efficiency or speed
     link_bw = gpu.link_bw_bytes_per_s()
@@ -110,7 +129,7 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         "allreduce_latency_s": _allreduce_latency_us(fw_eff, link_cal, gpu.link) * S_PER_US,
         "p2p_latency_s": link_cal.p2p_latency_us * S_PER_US,
         "p2p_bytes_per_s": link_bw * link_cal.busbw_fraction if gpu.link is not LinkClass.PCIE else pcie_bw * pcie_cal.busbw_fraction,
-        "decode_step_overhead_s": fw_eff.decode_step_overhead_ms * S_PER_MS,
+        "decode_step_overhead_s": _decode_overhead_ms(fw, fw_eff) * S_PER_MS,
         "prefill_step_overhead_s": fw_eff.prefill_step_overhead_ms * S_PER_MS,
         "memory_bytes": gpu.memory_bytes,
         "gemm_m_half": dev.gemm_m_half_tokens,
@@ -123,5 +142,5 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         "moe_m_half": moe.m_half_tokens,
         "moe_n_half": moe.n_half_columns,
         "moe_bandwidth_fraction": moe.bandwidth_fraction,
-        "moe_overhead_s": moe.overhead_us * S_PER_US,
+        "moe_overhead_s": (moe.overhead_us + fw_eff.moe_layer_overhead_us) * S_PER_US,
     }

@@ -99,6 +99,21 @@ class FrameworkEfficiency(StrictModel):
         "(fitted on its multi-GPU PCIe rows); None: the pcie link class's kernel fit",
     )
     versions: list[str] = Field(default_factory=list, description="engine versions of the rows this fit came from")
+    async_decode_step_overhead_ms: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="decode-step overhead of the engine's versions that schedule step n+1 while step n runs (catalog "
+        "``async_scheduling``), fitted on rows of such versions; None: decode_step_overhead_ms",
+    )
+    moe_layer_overhead_us: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="per MoE layer and forward pass, the engine's serving path beyond the fused-MoE kernel timings "
+        "(routing, permutation, launch gaps), fitted on its MoE serving rows",
+    )
+    serving_terms_from: str = Field(default="", description="where async_decode_step_overhead_ms and moe_layer_overhead_us came from")
     fitted_from: str = ""
 
 
@@ -176,11 +191,15 @@ class MoeEfficiency(StrictModel):
     the mean × (1 + imbalance_per_rank · log2(ep)). 0 means perfectly balanced routing."""
 
     imbalance_per_rank: float = Field(default=0.0, ge=0, le=1, description="busiest rank's excess load per doubling of expert ranks")
-    engines: dict[str, MoeKernelEfficiency] = Field(default_factory=dict, description="fused-MoE kernels by engine calibration id")
+    engines: dict[str, MoeKernelEfficiency] = Field(
+        default_factory=dict,
+        description="fused-MoE kernels by engine calibration id (all precisions) and by engine and kernel path "
+        "(``vllm:fp4``, ``vllm:fp4-weight-only``: the precision's own kernels, where the timings suffice)",
+    )
     fitted_from: str = ""
 
-    def kernels(self, engine: str) -> MoeKernelEfficiency:
-        return self.engines.get(engine) or MoeKernelEfficiency()
+    def kernels(self, engine: str, path: str = "") -> MoeKernelEfficiency:
+        return self.engines.get(f"{engine}:{path}") or self.engines.get(engine) or MoeKernelEfficiency()
 
 
 class Calibration(StrictModel):

@@ -82,6 +82,11 @@ class Framework(StrictModel):
         default=None, description="the engine derives its memory fraction and chunk size from the GPU (SGLang >= 0.5)"
     )
     flash_attention: bool = True
+    async_scheduling: bool = Field(
+        default=False,
+        description="by default the engine schedules step n+1 while step n runs on the GPU, hiding its per-step CPU cost "
+        "(calibration ``async_decode_step_overhead_ms``, where fitted); false: off, or not read from this version's source",
+    )
     launch: EngineLaunch
     sources: list[str] = Field(min_length=1)
     notes: str = ""
