@@ -139,7 +139,7 @@ def held_out_serving(cat: Catalog, folds: Path | None):
     (``scripts/fit_moe_serving.py --folds``); None without ``folds``."""
     if folds is None:
         return None
-    terms = json.loads(folds.read_text())
+    terms = json.loads(folds.read_text())["model"]
     cache: dict[tuple[str, int], Catalog] = {}
 
     def catalog_of(model: str, base: Catalog | None = None) -> Catalog:

@@ -100,9 +100,13 @@ def main() -> None:
     terms = fit_terms(p, fitted=chosen)
     print("kept per engine:", chosen, "fitted on every row:", terms)
     if args.folds is not None:
-        folds = {str(u): fit_terms(p, p.unit != u, chosen) for u in sorted(set(p.unit))}
+        gpus = np.array([c.request["gpu"] for c in p.cases])
+        folds = {
+            "model": {str(u): fit_terms(p, p.unit != u, chosen) for u in sorted(set(p.unit))},
+            "system": {str(g): fit_terms(p, gpus != g, chosen) for g in sorted(set(gpus))},
+        }
         args.folds.write_text(json.dumps(folds, indent=1, sort_keys=True))
-        print(f"wrote the leave-one-model-out terms of {len(folds)} units to {args.folds}")
+        print(f"wrote the held-out terms of {len(folds['model'])} models and {len(folds['system'])} GPUs to {args.folds}")
     if not args.dry_run:
         lines = sorted({c.line for c in p.cases})
         note = (

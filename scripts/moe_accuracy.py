@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from guideopt.api import predict  # noqa: E402
 from guideopt.calibration.aggregate import batch_bucket, cases_by, stats  # noqa: E402
-from guideopt.calibration.fit_moe import fit_moe_without, moe_shape  # noqa: E402
+from guideopt.calibration.fit_moe import fit_moe_rows, moe_shape  # noqa: E402
 from guideopt.calibration.fit_moe_serving import ASYNC, MOE_LAYER, chosen_terms, fit_terms, probe, serving_rows, with_terms  # noqa: E402
 from guideopt.calibration.intervals_fit import HIGH_Q, LOW_Q  # noqa: E402
 from guideopt.calibration.mapping import Case, cases_from_file  # noqa: E402
@@ -110,9 +110,13 @@ MECHANISMS = """Layout mechanisms, each kept only if it lowers this held-out err
 """
 
 
-def markdown(report: Report, leave_one_model_out: bool = False) -> str:
+def markdown(report: Report, leave_one_model_out: bool = False, by: str = "model") -> str:
     held = (
-        "Leave-one-model-out: each model's rows are predicted with the fused-MoE kernel terms refitted without the kernel\n"
+        "Leave-one-system-out (`--by system`): each GPU's rows are predicted with the fused-MoE kernel terms refitted without\n"
+        "that GPU's kernel timings (`--kernels`) and the engines' MoE serving terms (`scripts/fit_moe_serving.py`) refitted on\n"
+        "the other GPUs' closed-loop TPOT rows; the other engine terms come from dense rows."
+        if leave_one_model_out and by == "system"
+        else "Leave-one-model-out: each model's rows are predicted with the fused-MoE kernel terms refitted without the kernel\n"
         "timings of its own expert shape (`--kernels`) and the engines' MoE serving terms (`scripts/fit_moe_serving.py`) refitted\n"
         "on the other models' closed-loop TPOT rows; the other engine terms come from dense rows."
         if leave_one_model_out
@@ -122,14 +126,15 @@ def markdown(report: Report, leave_one_model_out: bool = False) -> str:
     lines = [
         "# Accuracy on mixture-of-experts models",
         "",
-        "Written by `python scripts/moe_accuracy.py --kernels DIR [--serving-folds FOLDS.json]` (about fifteen minutes). Median",
+        "Written by `python scripts/moe_accuracy.py --kernels DIR [--serving-folds FOLDS.json] [--by system]` (about fifteen",
+        "minutes). Median",
         "absolute error and median",
         "predicted ÷ measured. " + held,
         "Layouts: TP (attention and experts tensor-parallel), TEP (attention TP, experts EP), DEP (attention DP, experts EP),",
         f"wide EP (EP ≥ {WIDE_EP_MIN}: no compared row; the GB200 rows beyond 8 GPUs do not record their split and are skipped).",
         f"{len(report.results)} MoE rows compared ({report.distinct_configs} configurations, {report.seconds:.0f} s).",
         "",
-        MECHANISMS,
+        MECHANISMS if by == "model" else "Mechanisms kept and their leave-one-model-out effect: `docs/accuracy-moe.md`.\n",
     ]
     by_workload = cases_by(report.results, lambda c: c.workload)
     for workload in sorted(by_workload):
@@ -181,39 +186,49 @@ def _write_bands(found: dict[str, ErrorBand], path: Path) -> None:
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=200))
 
 
-def serving_folds(cases: list, cat, folds: Path | None) -> dict[str, dict]:
-    """Each held-out unit's MoE serving terms: read from ``scripts/fit_moe_serving.py --folds``, else fitted here
-    (three predictions of every MoE closed-loop TPOT row, the kept terms of ``chosen_terms``)."""
+def serving_folds(cases: list, cat, folds: Path | None, by: str) -> dict[str, dict]:
+    """Each held-out unit's MoE serving terms (``by`` "model": a model's MoE shape; "system": a GPU): read from
+    ``scripts/fit_moe_serving.py --folds``, else fitted here (three predictions of every MoE closed-loop TPOT row,
+    the kept terms of ``chosen_terms``)."""
     if folds is not None:
-        return json.loads(folds.read_text())
+        return json.loads(folds.read_text())[by]
     served = probe(serving_rows(cases), cat, lambda cs, c: validate(cs, lambda r: predict(r, c)))
     chosen = chosen_terms(served)
-    return {str(u): fit_terms(served, served.unit != u, chosen) for u in sorted(set(served.unit))}
+    units = served.unit if by == "model" else np.array([c.request["gpu"] for c in served.cases])
+    return {str(u): fit_terms(served, units != u, chosen) for u in sorted(set(units))}
 
 
-def held_out_predictions(cases: list, cat, kernels: Path | None, folds: Path | None = None) -> Report:
-    """Predict every case; with ``kernels``, each model shape with the MoE kernel and serving terms refitted without it."""
+def _unit(c, cat, by: str) -> str:
+    """What a fold holds out: the model's MoE shape ("" for a dense model) or the GPU."""
+    if by == "system":
+        return c.request["gpu"]
+    arch = cat.models[c.request["model"]]
+    return repr(moe_shape(arch.hidden_size, arch.moe)) if arch.moe else ""
+
+
+def held_out_predictions(cases: list, cat, kernels: Path | None, folds: Path | None = None, by: str = "model") -> Report:
+    """Predict every case; with ``kernels``, each model shape (``by`` "model") or GPU ("system") with the MoE
+    kernel and serving terms refitted without it."""
     if kernels is None:
         return validate(cases, lambda r: predict(r, cat))
     from fit_moe_kernels import read_rows  # the parquet reader (pandas) lives with the fitting script
 
     rows = read_rows(kernels, cat)
-    by_shape: dict[tuple, list] = defaultdict(list)
+    by_unit: dict[str, list] = defaultdict(list)
     for c in cases:
-        arch = cat.models[c.request["model"]] if isinstance(c, Case) else None
-        by_shape[moe_shape(arch.hidden_size, arch.moe) if arch is not None and arch.moe else ()].append(c)
-    held_terms = serving_folds(cases, cat, folds)
+        by_unit[_unit(c, cat, by) if isinstance(c, Case) else ""].append(c)
+    held_terms = serving_folds(cases, cat, folds, by)
     unfitted = {e: {ASYNC: None, MOE_LAYER: 0.0} for e in {fw.calibration_id for fw in cat.frameworks.values()}}
     report = Report()
-    for shape, members in by_shape.items():
+    for unit, members in by_unit.items():
         held = cat
-        if shape:
-            moe = fit_moe_without(cat, rows, shape)
-            held = dataclasses.replace(cat, calibration=cat.calibration.model_copy(update={"moe": moe}))
-            fold = held_terms.get(repr(shape))  # None: no serving row of this model, so the shipped terms never saw it
+        if unit:
+            kept = [r for r in rows if (repr((r.hidden, r.inter, r.experts, r.topk)) if by == "model" else r.gpu) != unit]
+            held = dataclasses.replace(cat, calibration=cat.calibration.model_copy(update={"moe": fit_moe_rows(cat, kept)}))
+            fold = held_terms.get(unit)  # None: no serving row of this unit, so the shipped terms never saw it
             terms = {**unfitted, **fold} if fold is not None else {}
             held = with_terms(held, terms)
-            print(f"shape {shape}: {len(members)} rows, MoE kernel and serving terms refitted without it: {terms}")
+            print(f"{by} {unit}: {len(members)} rows, MoE kernel and serving terms refitted without it: {terms}")
         part = validate(members, lambda r, c=held: predict(r, c))
         report.results += part.results
         report.skipped += part.skipped
@@ -227,15 +242,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy-moe.md")
     parser.add_argument("--kernels", type=Path, default=None, help="aiconfigurator_core/systems/data: refit MoE terms per held-out model")
     parser.add_argument("--serving-folds", type=Path, default=None, help="scripts/fit_moe_serving.py --folds output (else fitted here)")
+    parser.add_argument(
+        "--by", choices=("model", "system"), default="model", help="hold out each model (default; writes the MoE error bands) or each GPU"
+    )
     args = parser.parse_args()
     cat = load_catalog()
     start = time.perf_counter()
-    report = held_out_predictions(cases_from_file(args.data, cat, family="moe"), cat, args.kernels, args.serving_folds)
+    report = held_out_predictions(cases_from_file(args.data, cat, family="moe"), cat, args.kernels, args.serving_folds, args.by)
     report.seconds = time.perf_counter() - start
-    args.out.write_text(markdown(report, leave_one_model_out=args.kernels is not None))
-    found = moe_bands(report, cat)
-    _write_bands(found, ROOT / "catalogs" / "calibration.yaml")
-    print(f"wrote {args.out}: {len(report.results)} rows; {len(found)} MoE error bands in catalogs/calibration.yaml")
+    args.out.write_text(markdown(report, leave_one_model_out=args.kernels is not None, by=args.by))
+    if args.by == "model":
+        found = moe_bands(report, cat)
+        _write_bands(found, ROOT / "catalogs" / "calibration.yaml")
+        print(f"{len(found)} MoE error bands in catalogs/calibration.yaml")
+    print(f"wrote {args.out}: {len(report.results)} rows")
 
 
 if __name__ == "__main__":

@@ -252,7 +252,6 @@ def moe_shape(hidden: int, f: MoeFfn) -> tuple[int, int, int, int]:
     return hidden, f.expert_intermediate_size, f.num_experts, f.experts_per_token
 
 
-def fit_moe_without(catalog: Catalog, rows: list[MoeKernelRow], shape: tuple[int, int, int, int]) -> MoeEfficiency:
-    """The fused-MoE terms refitted without the kernel rows of one model shape (leave-one-model-out)."""
-    kept = [r for r in rows if (r.hidden, r.inter, r.experts, r.topk) != shape]
-    return _fit_terms(prepare(catalog, kept))
+def fit_moe_rows(catalog: Catalog, rows: list[MoeKernelRow]) -> MoeEfficiency:
+    """The fused-MoE terms fitted on ``rows`` alone (e.g. without one GPU's timings: leave-one-system-out)."""
+    return _fit_terms(prepare(catalog, rows))
