@@ -157,12 +157,18 @@ def lognormal_sigma(side: LengthMoments) -> float:
 
 
 def side_quantiles(side: LengthMoments, probs: np.ndarray) -> np.ndarray:
-    """Token counts at the given probabilities of the side's lognormal, rounded and clipped to
-    [1, max]: median · exp(σ·Φ⁻¹(p)) (scipy.special's Φ⁻¹; scipy.stats, whose ``lognorm.ppf``
-    is the same, takes ~1 s to import)."""
-    from scipy.special import ndtri
+    """Token counts at the given probabilities, rounded and clipped to [1, max]: the published
+    percentiles, linear between them (``min`` at 0, ``max`` at 1), or the side's lognormal,
+    median · exp(σ·Φ⁻¹(p)) (scipy.special's Φ⁻¹; scipy.stats, whose ``lognorm.ppf`` is the same,
+    takes ~1 s to import)."""
+    probs = np.asarray(probs, dtype=float)
+    if side.percentiles is not None:
+        qs = sorted(side.percentiles)
+        values = np.interp(probs, [0.0, *qs, 1.0], [side.min, *(side.percentiles[q] for q in qs), side.max])
+    else:
+        from scipy.special import ndtri
 
-    values = side.median * np.exp(max(lognormal_sigma(side), 1e-9) * ndtri(np.asarray(probs, dtype=float)))
+        values = side.median * np.exp(max(lognormal_sigma(side), 1e-9) * ndtri(probs))
     return np.clip(np.round(values), 1, side.max)
 
 

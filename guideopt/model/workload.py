@@ -50,17 +50,31 @@ class LengthBucket(StrictModel):
 
 
 class LengthMoments(StrictModel):
-    """One side (prompt or output) of a published length distribution, as a log-normal."""
+    """One side (prompt or output) of a published length distribution: its published percentiles
+    (piecewise linear between them, from ``min`` to ``max``) where the source gives them, else a
+    log-normal through the median and mean."""
 
     median: float = Field(gt=0, description="median tokens")
     mean: float = Field(gt=0, description="mean tokens (>= median for a log-normal)")
     max: int = Field(gt=0, description="largest length the source allows")
-    source: str = Field(min_length=1, description="where the median and mean come from")
+    min: int = Field(default=1, gt=0, description="smallest length (the 0th percentile with ``percentiles``)")
+    percentiles: dict[float, float] | None = Field(
+        default=None, description="tokens at probabilities in (0, 1), e.g. {0.1: 85, 0.5: 152, 0.9: 519}; None: the log-normal"
+    )
+    source: str = Field(min_length=1, description="where the median and mean (and percentiles) come from")
 
     @model_validator(mode="after")
-    def _mean_at_least_median(self) -> LengthMoments:
-        if self.mean < self.median:
-            raise ValueError(f"mean {self.mean} is below median {self.median} (a log-normal needs mean >= median)")
+    def _a_distribution(self) -> LengthMoments:
+        if self.percentiles is None:
+            if self.mean < self.median:
+                raise ValueError(f"mean {self.mean} is below median {self.median} (a log-normal needs mean >= median; give percentiles)")
+            return self
+        probs = sorted(self.percentiles)
+        values = [self.min, *(self.percentiles[q] for q in probs), self.max]
+        if probs[0] <= 0 or probs[-1] >= 1:
+            raise ValueError(f"percentiles must be at probabilities strictly between 0 and 1, not {probs[0]} or {probs[-1]}")
+        if any(b < a for a, b in zip(values, values[1:], strict=False)):
+            raise ValueError(f"percentiles must not decrease from min {self.min} to max {self.max}: {values}")
         return self
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from guideopt.costs.lengths import LengthTable, lognormal_sigma
+from guideopt.costs.lengths import LengthTable, lognormal_sigma, side_quantiles
 from guideopt.model.workload import LengthMix
 from guideopt.simulator.engine import RequestStream
 
@@ -26,9 +26,12 @@ def sample_table(table: LengthTable, n: int, rng: np.random.Generator) -> tuple[
 
 
 def sample_mix(mix: LengthMix, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Independent log-normal prompt and output lengths, rounded, clipped to [1, max]."""
+    """Independent prompt and output lengths, rounded, clipped to [1, max]: drawn through the published
+    percentiles (inverse transform) where the mix has them, else log-normal."""
 
     def side(moments) -> np.ndarray:
+        if moments.percentiles is not None:
+            return side_quantiles(moments, rng.random(n))
         x = rng.lognormal(np.log(moments.median), lognormal_sigma(moments), size=n)
         return np.clip(np.round(x), 1, moments.max)
 
