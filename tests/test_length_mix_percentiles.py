@@ -61,3 +61,18 @@ def test_a_left_skewed_side_needs_its_percentiles() -> None:
 def test_bad_percentiles_are_refused(percentiles: dict[float, float], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         LengthMoments(median=100, mean=120, max=1000, min=1, percentiles=percentiles, source="s")
+
+
+def test_catalog_mixes_lists_every_bundled_mix() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from guideopt.cli import main
+
+    out = CliRunner().invoke(main, ["catalog", "mixes", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["id"]: r for r in json.loads(out.output)}
+    assert set(rows) == set(length_mix_ids())
+    assert rows["mlperf-deepseek-r1"]["percentiles"] and not rows["sharegpt"]["percentiles"]
+    assert rows["mlperf-openorca"]["input_mean"] == pytest.approx(222.33)

@@ -9,16 +9,19 @@ from guideopt.io.render import table
 
 
 @click.command()
-@click.argument("kind", type=click.Choice(["gpus", "models", "frameworks"]))
+@click.argument("kind", type=click.Choice(["gpus", "models", "frameworks", "mixes"]))
 @json_option
 @handle_errors
 def catalog(kind: str, as_json: bool) -> None:
-    """List the bundled GPUs, models or frameworks.
+    """List the bundled GPUs, models, frameworks or request-length mixes (``--lengths MIX``).
 
     Example: guideopt catalog gpus --json
     """
     from guideopt.catalog import load_catalog
 
+    if kind == "mixes":
+        _echo(_mix_rows(), ["id", "input_mean", "input_median", "output_mean", "output_median", "percentiles"], as_json)
+        return
     cat = load_catalog()
     if kind == "gpus":
         rows = [
@@ -88,7 +91,34 @@ def catalog(kind: str, as_json: bool) -> None:
             for f in cat.frameworks.values()
         ]
         cols = ["id", "version", "memory_fraction", "memory_fraction_of", "kv_block_tokens", "max_num_batched_tokens", "async_scheduling"]
+    _echo(rows, cols, as_json)
+
+
+def _echo(rows: list[dict], cols: list[str], as_json: bool) -> None:
     if as_json:
         echo_json(rows)
     else:
         click.echo(table(cols, [[r[c] for c in cols] for r in rows]))
+
+
+def _mix_rows() -> list[dict]:
+    """The bundled length mixes: tokens per side, and whether they follow published percentiles (else a log-normal)."""
+    from guideopt.catalog import length_mix_ids, load_length_mix
+
+    rows = []
+    for mix in (load_length_mix(i) for i in length_mix_ids()):
+        rows.append(
+            {
+                "id": mix.id,
+                "name": mix.name,
+                "input_mean": mix.input.mean,
+                "input_median": mix.input.median,
+                "input_max": mix.input.max,
+                "output_mean": mix.output.mean,
+                "output_median": mix.output.median,
+                "output_max": mix.output.max,
+                "percentiles": mix.input.percentiles is not None or mix.output.percentiles is not None,
+                "sources": mix.sources,
+            }
+        )
+    return rows
