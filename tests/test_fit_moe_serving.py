@@ -137,3 +137,19 @@ def test_probe_varies_each_term_once_and_leaves_async_engines_to_their_own_overh
     assert p.slope[ASYNC].tolist() == pytest.approx([1.0, 0.0, 0.0])  # sglang's overlap scheduler is its decode overhead
     assert p.slope[MOE_LAYER].tolist() == pytest.approx([0.06] * 3)
     assert set(p.unit) == {p.unit[0]}  # one model: one held-out unit
+
+
+def test_an_engine_fit_on_asynchronous_rows_moves_the_asynchronous_overhead_only(catalog) -> None:
+    """``calibrate`` on runs of vLLM >= 0.14 (predicted as vllm-0.33) fits the overhead those rows pay and keeps
+    the synchronous versions' one."""
+    from conftest import LLAMA2_7B, model_cases, predict_request, with_engine_terms
+
+    from guideopt.calibration.fit_engines import fit_engine
+
+    truth = with_engine_terms(catalog, async_decode_step_overhead_ms=1.4, per_token_step_us=0.0)
+    shapes = [(1, 128, 256), (4, 64, 512), (8, 512, 128), (16, 256, 256), (32, 128, 128), (2, 2048, 64)]
+    reqs = [predict_request(LLAMA2_7B, "h100-sxm", framework="vllm-0.33", batch=b, input_len=i, output_len=o) for b, i, o in shapes]
+    start = with_engine_terms(catalog, async_decode_step_overhead_ms=0.2, per_token_step_us=0.0)
+    fitted, _ = fit_engine(start, start.calibration, "vllm", model_cases(truth, reqs))
+    assert fitted.async_decode_step_overhead_ms == pytest.approx(1.4, abs=0.25)
+    assert fitted.decode_step_overhead_ms == start.calibration.frameworks["vllm"].decode_step_overhead_ms

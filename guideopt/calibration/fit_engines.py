@@ -214,6 +214,10 @@ def fit_engine(
         return None
     base = _with_link(catalog, cal, cal.frameworks.get(key) or cal.frameworks[key.split("@")[0]], cases)
     start = _with_link(catalog, prior_cal, prior_cal.frameworks.get(key) or prior_cal.frameworks[key.split("@")[0]], cases)
+    sync_ms = base.decode_step_overhead_ms
+    ahead = _all_asynchronous(catalog, cases, base)
+    if ahead:  # the rows' decode steps pay the asynchronous overhead: fit that one, keep the synchronous one
+        base, start = _asynchronous_view(base), _asynchronous_view(start)
     prior = _terms(start, prior_cal)
     theta = _terms(base, cal)
     lin = linearise(catalog, cal, key, base, cases, theta, prior, tick)
@@ -225,4 +229,22 @@ def fit_engine(
     theta = lin.solve()
     residual = lin.log_p0 - lin.log_measured + lin.jac @ (theta - lin.theta0)
     note = f"{describe(lin.cases)}; median abs error {np.median(np.abs(np.expm1(residual))):.1%}"
-    return efficiency(theta, base, note, (c.framework_version for c in lin.cases)), lin
+    fitted = efficiency(theta, base, note, (c.framework_version for c in lin.cases))
+    if ahead:
+        fitted = fitted.model_copy(
+            update={"async_decode_step_overhead_ms": fitted.decode_step_overhead_ms, "decode_step_overhead_ms": sync_ms}
+        )
+    return fitted, lin
+
+
+def _all_asynchronous(catalog, cases: list[Case], base: FrameworkEfficiency) -> bool:
+    """Every row is of an engine version that schedules ahead and the calibration prices those apart."""
+    return base.async_decode_step_overhead_ms is not None and all(
+        catalog.frameworks[c.request["framework"]].async_scheduling for c in cases
+    )
+
+
+def _asynchronous_view(fw: FrameworkEfficiency) -> FrameworkEfficiency:
+    """``fw`` with the asynchronous decode-step overhead as its only one (what those rows pay), so the
+    fit's ``decode_step_overhead_ms`` term moves it."""
+    return fw.model_copy(update={"decode_step_overhead_ms": fw.async_decode_step_overhead_ms, "async_decode_step_overhead_ms": None})
