@@ -113,6 +113,16 @@ def _targets(report, family, engine) -> str:
 
 
 SERVING_CONFIGS = 30  # closed-loop configurations sampled for the stream table (as docs/serving-model.md)
+# The MoE and disaggregated summaries are written by hand from docs/accuracy-moe*.md and docs/accuracy-disagg.md
+# (their scripts take minutes each); a regenerated report keeps the text between these markers.
+KEPT_START, KEPT_END = "<!-- summaries: kept when this report is regenerated -->", "<!-- end of kept summaries -->"
+
+
+def kept_summaries(path: Path) -> str:
+    """The marked hand-written block of the current report (empty if none)."""
+    old = path.read_text() if path.is_file() else ""
+    i, j = old.find(KEPT_START), old.find(KEPT_END)
+    return old[i : j + len(KEPT_END)] + "\n\n" if 0 <= i < j else ""
 
 
 def main() -> None:
@@ -173,7 +183,7 @@ Dense models only: the mixture-of-experts rows are scored in `docs/accuracy-moe.
 They enter one fit, the engines' MoE serving terms (`scripts/fit_moe_serving.py`, docs/serving-model.md), which is
 refitted without each scored model's rows there.
 
-Columns:
+{kept_summaries(args.out)}Columns:
 * **before (main)**: the calibration shipped on main before the added physics (GEMM efficiency vs
   m, decode attention vs KV length, all-reduce latency per rank, engine per-sequence/per-token costs,
   FP8 GEMM rates, AMD device and xGMI fits, per-vendor engine fits), on the same rows.
