@@ -25,6 +25,13 @@ CASES = {
     "8B rtx-6000-ada 1024/256 5 req/s $10": (
         "--model meta-llama/Llama-3.1-8B --gpu rtx-6000-ada --rate 5 --input-len 1024 --output-len 256 --ttft-ms 500 --tpot-ms 50 --budget 10"
     ),
+    "8B mlperf-openorca (percentiles) 10 req/s $10": (
+        "--model meta-llama/Llama-3.1-8B --rate 10 --lengths mlperf-openorca --ttft-ms 1000 --tpot-ms 50 --budget 10"
+    ),
+    "Qwen3-30B-A3B sglang-0.5.23 (MoE-layer term) 5 req/s $20": (
+        "--model Qwen/Qwen3-30B-A3B --framework sglang-0.5.23 --rate 5 --input-len 1024 --output-len 256 --ttft-ms 1000 --tpot-ms 50"
+        " --budget 20"
+    ),
 }
 WORKLOAD_FLAGS = ("--model", "--rate", "--input-len", "--output-len", "--ttft-ms", "--tpot-ms", "--percentile", "--lengths")
 

@@ -33,6 +33,7 @@ from guideopt.calibration.fit_moe_serving import (  # noqa: E402
     chosen_terms,
     fit_terms,
     held_out_predicted,
+    held_out_terms,
     probe,
     serving_rows,
 )
@@ -100,11 +101,7 @@ def main() -> None:
     terms = fit_terms(p, fitted=chosen)
     print("kept per engine:", chosen, "fitted on every row:", terms)
     if args.folds is not None:
-        gpus = np.array([c.request["gpu"] for c in p.cases])
-        folds = {
-            "model": {str(u): fit_terms(p, p.unit != u, chosen) for u in sorted(set(p.unit))},
-            "system": {str(g): fit_terms(p, gpus != g, chosen) for g in sorted(set(gpus))},
-        }
+        folds = {"model": held_out_terms(p, chosen), "system": held_out_terms(p, chosen, np.array([c.request["gpu"] for c in p.cases]))}
         args.folds.write_text(json.dumps(folds, indent=1, sort_keys=True))
         print(f"wrote the held-out terms of {len(folds['model'])} models and {len(folds['system'])} GPUs to {args.folds}")
     if not args.dry_run:

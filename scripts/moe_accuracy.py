@@ -38,8 +38,17 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from guideopt.api import predict  # noqa: E402
 from guideopt.calibration.aggregate import batch_bucket, cases_by, stats  # noqa: E402
-from guideopt.calibration.fit_moe import fit_moe_rows, moe_shape  # noqa: E402
-from guideopt.calibration.fit_moe_serving import ASYNC, MOE_LAYER, chosen_terms, fit_terms, probe, serving_rows, with_terms  # noqa: E402
+from guideopt.calibration.fit_moe import fit_moe_rows  # noqa: E402
+from guideopt.calibration.fit_moe_serving import (  # noqa: E402
+    ASYNC,
+    MOE_LAYER,
+    chosen_terms,
+    held_out_terms,
+    held_out_unit,
+    probe,
+    serving_rows,
+    with_terms,
+)
 from guideopt.calibration.intervals_fit import HIGH_Q, LOW_Q  # noqa: E402
 from guideopt.calibration.mapping import Case, cases_from_file  # noqa: E402
 from guideopt.calibration.results import Report  # noqa: E402
@@ -195,15 +204,14 @@ def serving_folds(cases: list, cat, folds: Path | None, by: str) -> dict[str, di
     served = probe(serving_rows(cases), cat, lambda cs, c: validate(cs, lambda r: predict(r, c)))
     chosen = chosen_terms(served)
     units = served.unit if by == "model" else np.array([c.request["gpu"] for c in served.cases])
-    return {str(u): fit_terms(served, units != u, chosen) for u in sorted(set(units))}
+    return held_out_terms(served, chosen, units)
 
 
 def _unit(c, cat, by: str) -> str:
     """What a fold holds out: the model's MoE shape ("" for a dense model) or the GPU."""
     if by == "system":
         return c.request["gpu"]
-    arch = cat.models[c.request["model"]]
-    return repr(moe_shape(arch.hidden_size, arch.moe)) if arch.moe else ""
+    return held_out_unit(cat, c.request["model"]) if cat.models[c.request["model"]].moe else ""
 
 
 def held_out_predictions(cases: list, cat, kernels: Path | None, folds: Path | None = None, by: str = "model") -> Report:

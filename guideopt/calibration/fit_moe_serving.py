@@ -58,7 +58,7 @@ class Probed:
         return self.base[rows] + sum(values.get(t, 0.0) * self.slope[t][rows] for t in PROBES)
 
 
-def with_terms(cat: Catalog, terms: dict[str, dict[str, float | None]]) -> Catalog:
+def with_terms(cat: Catalog, terms: Terms) -> Catalog:
     """``cat`` with the engines' serving terms replaced (``{engine: {term: value}}``)."""
     frameworks = dict(cat.calibration.frameworks)
     for key, update in terms.items():  # the NVIDIA entry only: a vendor's own entry ("vllm@amd") has no such rows
@@ -123,16 +123,22 @@ def fit_terms(p: Probed, keep: np.ndarray | None = None, fitted: dict[str, tuple
     return out
 
 
+def held_out_terms(p: Probed, fitted: dict[str, tuple[str, ...]] | None = None, units: np.ndarray | None = None) -> dict[str, Terms]:
+    """For each unit, the terms fitted without its rows (``fitted``: as in ``fit_terms``; ``units``: what a fold
+    holds out, default the model's ``p.unit``, e.g. each row's GPU for leave-one-system-out)."""
+    units = p.unit if units is None else units
+    return {str(u): fit_terms(p, units != u, fitted) for u in sorted(set(units))}
+
+
 def held_out_predicted(p: Probed, fitted: dict[str, tuple[str, ...]] | None = None, units: np.ndarray | None = None) -> np.ndarray:
-    """Each row predicted with the terms fitted without its unit (``fitted``: as in ``fit_terms``; ``units``: what a
-    fold holds out, default the model's ``p.unit``, e.g. each row's GPU for leave-one-system-out)."""
+    """Each row predicted with the terms fitted without its unit (``held_out_terms``)."""
     units = p.unit if units is None else units
     out = p.before(np.arange(len(p.cases)))  # an engine no other unit ran keeps its terms out
-    for unit in sorted(set(units)):
-        for engine, values in fit_terms(p, units != unit, fitted).items():
+    for unit, terms in held_out_terms(p, fitted, units).items():
+        for engine, values in terms.items():
             rows = np.nonzero((units == unit) & (p.engine == engine))[0]
-            async_ms, layer_us = values[ASYNC], values[MOE_LAYER]
-            out[rows] = p.predicted({ASYNC: p.sync_ms[engine] if async_ms is None else async_ms, MOE_LAYER: layer_us or 0.0}, rows)
+            async_ms = values[ASYNC]
+            out[rows] = p.predicted({ASYNC: p.sync_ms[engine] if async_ms is None else async_ms, MOE_LAYER: values[MOE_LAYER] or 0.0}, rows)
     return out
 
 

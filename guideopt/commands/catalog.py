@@ -105,20 +105,14 @@ def _mix_rows() -> list[dict]:
     """The bundled length mixes: tokens per side, and whether they follow published percentiles (else a log-normal)."""
     from guideopt.catalog import length_mix_ids, load_length_mix
 
-    rows = []
-    for mix in (load_length_mix(i) for i in length_mix_ids()):
-        rows.append(
-            {
-                "id": mix.id,
-                "name": mix.name,
-                "input_mean": mix.input.mean,
-                "input_median": mix.input.median,
-                "input_max": mix.input.max,
-                "output_mean": mix.output.mean,
-                "output_median": mix.output.median,
-                "output_max": mix.output.max,
-                "percentiles": mix.input.percentiles is not None or mix.output.percentiles is not None,
-                "sources": mix.sources,
-            }
-        )
-    return rows
+    mixes = [load_length_mix(i) for i in length_mix_ids()]
+    return [
+        {
+            "id": mix.id,
+            "name": mix.name,
+            **{f"{side}_{key}": getattr(getattr(mix, side), key) for side in ("input", "output") for key in ("mean", "median", "max")},
+            "percentiles": mix.input.percentiles is not None or mix.output.percentiles is not None,
+            "sources": mix.sources,
+        }
+        for mix in mixes
+    ]
