@@ -23,8 +23,10 @@ from guideopt.model.validation import check_context, validated
 
 if TYPE_CHECKING:
     from guideopt.analyses.predict import Prediction
+    from guideopt.analyses.simulate import Simulation
     from guideopt.catalog import Catalog
     from guideopt.model.plan import PlanResult
+    from guideopt.model.workload import SimulateRequest
 
 PREDICT_CSV_INPUTS = ("model", "gpu", "num_gpus", "tp", "pp", "framework", "dtype", "batch", "input_len", "output_len")
 PREDICT_CSV_OPTIONAL = ("kv_dtype", "concurrency", "attention_dp", "moe_tp", "moe_ep")
@@ -55,6 +57,16 @@ def predict(request: PredictRequest | Mapping[str, Any], catalog: Catalog | None
     from guideopt.analyses.predict import predict_one
 
     return predict_one(validated(PredictRequest, request), catalog)  # checks the context too (check_request)
+
+
+def simulate(request: SimulateRequest | Mapping[str, Any], catalog: Catalog | None = None) -> Simulation:
+    """One configuration against a request stream, simulated step by step (``guideopt simulate``).
+    A ``protocol`` key runs the stream under that benchmark protocol (``guideopt catalog
+    protocols``): its arrivals, client start, length sampling, warm-up and request count; a
+    dataset protocol's length mix stands in for absent ``workload.lengths``."""
+    from guideopt.analyses.simulate import run_simulation
+
+    return run_simulation(request, catalog=catalog)
 
 
 # Rows read, predicted and written at a time by ``predict --csv``: the first chunk is small

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning
+from guideopt.errors import CatalogError, GuideoptError, GuideoptWarning, InvalidRequestError
 from guideopt.model.calibration import Calibration
 from guideopt.model.capability import Architecture, unknown_fallbacks
 from guideopt.model.framework import Framework, parse_version, split_version_id
@@ -29,6 +29,7 @@ from guideopt.model.limits import MAX_CONFIG_JSON_BYTES, MAX_CONSTRAINTS_FILE_BY
 from guideopt.model.link import Links, NetworkLink
 from guideopt.model.llm import ModelArch
 from guideopt.model.model_ids import base_model_id, quantized_suffix_dtype
+from guideopt.model.protocol import BenchmarkProtocol
 from guideopt.model.unique_keys import DuplicateKeyError, loads_yaml
 from guideopt.model.validation import booleans_as_text, validated
 from guideopt.model.workload import LengthMix
@@ -67,6 +68,7 @@ class Catalog:
     links: Links
     architectures: dict[str, Architecture]
     kubernetes: KubernetesCatalog
+    protocols: dict[str, BenchmarkProtocol]
 
     @property
     def network_link(self) -> NetworkLink:
@@ -74,6 +76,14 @@ class Catalog:
 
     def gpu(self, gpu_id: str) -> Gpu:
         return _lookup(self.gpus, gpu_id, "gpu", "guideopt catalog gpus")
+
+    def protocol(self, protocol_id: str) -> BenchmarkProtocol:
+        """A benchmark protocol by id; an unknown id names ``protocol`` and lists the known ones."""
+        if protocol_id not in self.protocols:
+            close = difflib.get_close_matches(protocol_id, list(self.protocols), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InvalidRequestError(f"unknown protocol {protocol_id!r} ({hint}one of {', '.join(self.protocols)})", "protocol")
+        return self.protocols[protocol_id]
 
     def framework(self, framework_id: str) -> Framework:
         return _lookup(self.frameworks, framework_id, "framework", "guideopt catalog frameworks")
@@ -164,17 +174,25 @@ def load_model_config(path: Path) -> ModelArch:
     return arch_from_hf_config(cfg, model_id, source=str(path))
 
 
-def _load_gpus(root: Path) -> dict[str, Gpu]:
-    out: dict[str, Gpu] = {}
-    for path in sorted((root / "gpus").glob("*.yaml")):
-        try:
-            gpu = Gpu.model_validate(_read_yaml(path))
-        except ValidationError as exc:
-            raise CatalogError(_validation_message(path, exc)) from None
-        if gpu.id != path.stem:
-            raise CatalogError(f"{path}: id {gpu.id!r} must match the file name {path.stem!r}")
-        out[gpu.id] = gpu
+def _load_folder(root: Path, folder: str, schema: Any) -> dict[str, Any]:
+    """Every ``folder/<id>.yaml`` validated against ``schema``, keyed by its id (= its file name)."""
+    out: dict[str, Any] = {}
+    for path in sorted((root / folder).glob("*.yaml")):
+        item = _load_file(path, schema)
+        if item.id != path.stem:
+            raise CatalogError(f"{path}: id {item.id!r} must match the file name {path.stem!r}")
+        out[item.id] = item
     return out
+
+
+def _load_protocols(root: Path) -> dict[str, BenchmarkProtocol]:
+    """The benchmark protocols; a dataset protocol's length mix must be a bundled one."""
+    protocols: dict[str, BenchmarkProtocol] = _load_folder(root, "protocols", BenchmarkProtocol)
+    mixes = length_mix_ids(str(root))
+    for p in protocols.values():
+        if p.length_mix is not None and p.length_mix not in mixes:
+            raise CatalogError(f"{root / 'protocols' / p.id}.yaml: length_mix: unknown mix {p.length_mix!r} (one of {', '.join(mixes)})")
+    return protocols
 
 
 def _load_models(root: Path) -> dict[str, ModelArch]:
@@ -191,14 +209,7 @@ def _load_models(root: Path) -> dict[str, ModelArch]:
 
 
 def _load_frameworks(root: Path) -> dict[str, Framework]:
-    out: dict[str, Framework] = {}
-    for path in sorted((root / "frameworks").glob("*.yaml")):
-        try:
-            fw = Framework.model_validate(_read_yaml(path))
-        except ValidationError as exc:
-            raise CatalogError(_validation_message(path, exc)) from None
-        out[fw.id] = fw
-    return out
+    return {fw.id: fw for fw in (_load_file(p, Framework) for p in sorted((root / "frameworks").glob("*.yaml")))}
 
 
 _Schema = TypeVar("_Schema", bound=BaseModel)
@@ -212,14 +223,6 @@ def _load_file(path: Path, schema: type[_Schema], missing_hint: str = "") -> _Sc
         raise CatalogError(_validation_message(path, exc)) from None
     except FileNotFoundError:
         raise CatalogError(f"{path} is missing{missing_hint}") from None
-
-
-def _load_calibration(root: Path) -> Calibration:
-    return _load_file(root / "calibration.yaml", Calibration, " (run scripts/fit_calibration.py)")
-
-
-def _load_links(root: Path) -> Links:
-    return _load_file(root / "links.yaml", Links)
 
 
 def _check_calibration_ids(root: Path, gpus: dict[str, Gpu], frameworks: dict[str, Framework], calibration: Calibration) -> None:
@@ -306,7 +309,8 @@ def _load_kubernetes(root: Path, gpus: dict[str, Gpu]) -> KubernetesCatalog:
 @lru_cache(maxsize=4)
 def load_catalog(root: str | None = None) -> Catalog:
     base = Path(root) if root else catalog_dir()
-    gpus, frameworks, calibration = _load_gpus(base), _load_frameworks(base), _load_calibration(base)
+    gpus, frameworks = _load_folder(base, "gpus", Gpu), _load_frameworks(base)
+    calibration = _load_file(base / "calibration.yaml", Calibration, " (run scripts/fit_calibration.py)")
     _check_calibration_ids(base, gpus, frameworks, calibration)
     archs = _load_architectures(base)
     _check_capabilities(base, gpus, frameworks, archs)
@@ -317,9 +321,10 @@ def load_catalog(root: str | None = None) -> Catalog:
         models=_load_models(base),
         frameworks=frameworks,
         calibration=calibration,
-        links=_load_links(base),
+        links=_load_file(base / "links.yaml", Links),
         architectures=archs,
         kubernetes=_load_kubernetes(base, gpus),
+        protocols=_load_protocols(base),
     )
 
 
@@ -387,10 +392,7 @@ def load_length_mix(mix_id: str, root: str | None = None) -> LengthMix:
         close = difflib.get_close_matches(mix_id, ids, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise CatalogError(f"lengths: unknown length mix or file {mix_id!r} ({hint}mixes: {', '.join(ids)}; or give a CSV/JSONL file)")
-    try:
-        mix = LengthMix.model_validate(_read_yaml(path))
-    except ValidationError as exc:
-        raise CatalogError(_validation_message(path, exc)) from None
+    mix = _load_file(path, LengthMix)
     if mix.id != path.stem:
         raise CatalogError(f"{path}: id {mix.id!r} must match the file name {path.stem!r}")
     return mix

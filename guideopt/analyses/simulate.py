@@ -14,12 +14,14 @@ times the rank's.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from guideopt.analyses.predict import checked_layout, serving_inputs
+from guideopt.analyses.protocol import expand_protocol
 from guideopt.analyses.simulate_bounds import check_prompt_steps
 from guideopt.catalog import Catalog, load_catalog, load_length_mix
 from guideopt.costs.closed_loop import closed_loop_metrics, closed_loop_rate
@@ -32,6 +34,7 @@ from guideopt.errors import InvalidRequestError, NoFeasiblePlanError
 from guideopt.model.dtype import Dtype
 from guideopt.model.llm import ModelArch
 from guideopt.model.predict_request import PredictRequest
+from guideopt.model.protocol import BenchmarkProtocol
 from guideopt.model.workload import REPORTED_PERCENTILES, SimulateRequest
 from guideopt.simulator.engine import EngineSpec, SimResult, simulate
 from guideopt.simulator.policy import KvPolicy, kv_policy
@@ -67,6 +70,7 @@ class Simulation:
     engine: EngineSpec
     sustainable_within_slo_rps: float | None = None  # whole deployment, with the request's SLOs (plan's "sustains")
     sustainable_within_slo_clients: float | None = None  # closed loop: the most clients within the SLOs (plan's "sustains")
+    protocol: str | None = None  # the benchmark protocol the stream was run under (``request`` is its expansion)
 
     def as_dict(self) -> dict:
         req = self.request
@@ -97,6 +101,7 @@ class Simulation:
             "sustainable_rate_rps": self.sustainable_rate_rps,
             "sustainable_within_slo_rps": self.sustainable_within_slo_rps,
             "sustainable_within_slo_clients": self.sustainable_within_slo_clients,
+            "protocol": self.protocol,
             "simulated": {**rank, **{k: rank[k] * dp for k in REPLICA_THROUGHPUT_KEYS if rank[k] is not None}},  # a replica
             "analytic": {"metrics": analytic, "stable": bool(a.stable[0])},
         }
@@ -218,16 +223,23 @@ def _dtype(value: str, field: str) -> Dtype:
 
 
 def run_simulation(
-    req: SimulateRequest,
+    req: SimulateRequest | Mapping[str, Any],
     trace: TraceArrays | None = None,
     catalog: Catalog | None = None,
     progress: Callable[[int], None] | None = None,
     *,
     clients_together: bool = False,
+    protocol: BenchmarkProtocol | None = None,
 ) -> Simulation:
     """``clients_together``: a closed loop's clients all send their first request at t = 0, as
-    a benchmark starts them (``simulator/clients.py``; default: spread over a request's time)."""
+    a benchmark starts them (``simulator/clients.py``; default: spread over a request's time).
+    A request naming a ``protocol`` is run under it (``analyses/protocol.py``), which then
+    decides the clients' start; ``protocol``: the one an already expanded request was made under."""
     cat = catalog or load_catalog()
+    if not isinstance(req, SimulateRequest) or req.protocol is not None:
+        req, protocol = expand_protocol(req, cat)
+    if protocol is not None:
+        clients_together = protocol.together
     arch = cat.model(req.model)
     if "dtype" not in req.model_fields_set and arch.checkpoint_dtype:  # a quantized checkpoint runs in its own precision
         req = req.model_copy(update={"dtype": arch.checkpoint_dtype})
@@ -252,13 +264,17 @@ def run_simulation(
     )
     check_prompt_steps(req, stream.input_len, conf.engine)
     result = simulate(stream, conf.engine, conf.step_table, progress)
-    pcts = tuple(sorted(set(REPORTED_PERCENTILES) | {p for t in req.slo.values() for p in t.targets}))
+    pcts = tuple(
+        sorted(set(REPORTED_PERCENTILES) | {p for t in req.slo.values() for p in t.targets} | set(protocol.percentiles if protocol else ()))
+    )
     report = stream_report(result, slo=req.slo or None, percentiles=pcts, warmup_fraction=req.warmup_fraction)
     offered = per_rate if per_rate is not None else report.request_throughput_rps
     analytic = analytic_metrics(conf, lengths, offered, clients, wl.burstiness, pcts, cat)
     best = float(sustainable_rate(conf.arch, conf.options, lengths)[0]) * ranks
     within, within_clients = _within_slo(conf, lengths, req, cat)
-    return Simulation(req, report, analytic, best, wl.rate_rps, result, conf.engine, within, within_clients)
+    return Simulation(
+        req, report, analytic, best, wl.rate_rps, result, conf.engine, within, within_clients, protocol.id if protocol else None
+    )
 
 
 def _within_slo(conf: Configuration, lengths: LengthTable, req: SimulateRequest, cat: Catalog) -> tuple[float | None, float | None]:

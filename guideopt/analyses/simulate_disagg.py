@@ -82,6 +82,8 @@ def run_disagg_simulation(
 ) -> DisaggSimulation:
     cat = catalog or load_catalog()
     wl = req.workload
+    if req.protocol is not None:
+        raise InvalidRequestError("not applied to a disaggregated deployment yet (drop it)", "protocol")
     if wl.rate_rps is None:
         raise InvalidRequestError("--concurrency: a disaggregated deployment is simulated at a request rate (give --rate R)")
     arch = cat.model(req.model)

@@ -9,11 +9,12 @@ from guideopt.io.render import table
 
 
 @click.command()
-@click.argument("kind", type=click.Choice(["gpus", "models", "frameworks", "mixes"]))
+@click.argument("kind", type=click.Choice(["gpus", "models", "frameworks", "mixes", "protocols"]))
 @json_option
 @handle_errors
 def catalog(kind: str, as_json: bool) -> None:
-    """List the bundled GPUs, models, frameworks or request-length mixes (``--lengths MIX``).
+    """List the bundled GPUs, models, frameworks, request-length mixes (``--lengths MIX``) or
+    benchmark protocols (``simulate --protocol ID``).
 
     Example: guideopt catalog gpus --json
     """
@@ -23,6 +24,16 @@ def catalog(kind: str, as_json: bool) -> None:
         _echo(_mix_rows(), ["id", "input_mean", "input_median", "output_mean", "output_median", "percentiles"], as_json)
         return
     cat = load_catalog()
+    if kind == "protocols":
+        rows = [p.model_dump(mode="json") for p in cat.protocols.values()]
+        for row in rows:
+            row["lengths"] = _lengths_in_words(row)
+        _echo(
+            rows,
+            ["id", "arrival", "client_start", "lengths", "warmup_requests_per_client", "requests_per_client", "tpot_definition"],
+            as_json,
+        )
+        return
     if kind == "gpus":
         rows = [
             {
@@ -116,3 +127,10 @@ def _mix_rows() -> list[dict]:
         }
         for mix in mixes
     ]
+
+
+def _lengths_in_words(row: dict) -> str:
+    """A protocol's length sampling in a few words (``uniform_range below r=0.8``, ``dataset mlperf-openorca``)."""
+    if row["length_sampling"] == "uniform_range":
+        return f"uniform_range {row['range_form']} r={row['range_ratio']:g}"
+    return f"dataset {row['length_mix']}" if row["length_sampling"] == "dataset" else row["length_sampling"]

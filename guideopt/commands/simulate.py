@@ -10,7 +10,6 @@ from guideopt.commands.common import calibration_option, catalog_with, echo_json
 from guideopt.commands.params import WHOLE, disagg_role_options, layout_options
 from guideopt.commands.progress import Progress
 from guideopt.errors import InvalidRequestError
-from guideopt.model.validation import validated
 
 TRACE_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 # Whole-number flags that must be > 0 (the request models would name the key, not the flag).
@@ -23,6 +22,8 @@ REQUEST_FLAGS = {
     "workload.lengths": "--lengths",
     "workload.seed": "--seed",
     "warmup_fraction": "--warmup",
+    "workload.input_len": "--input-len",
+    "workload.output_len": "--output-len",
 }
 POSITIVE_COUNTS: tuple[str, ...] = ("concurrency", "input_len", "output_len", "num_requests", "running_cap", "token_budget", "tp", "pp")
 POSITIVE_COUNTS += ("replicas", "attention_dp", "moe_tp", "moe_ep")
@@ -60,7 +61,14 @@ POSITIVE_COUNTS += ("replicas", "attention_dp", "moe_tp", "moe_ep")
 @click.option("--lengths", "lengths", default=None, help="A trace (CSV/JSONL with input_len,output_len[,arrival_s]) or a mix name.")
 @click.option("--input-len", type=WHOLE, default=None, help="Fixed prompt tokens (instead of --lengths).")
 @click.option("--output-len", type=WHOLE, default=None, help="Fixed output tokens (instead of --lengths).")
-@click.option("--num-requests", type=WHOLE, default=2000, show_default=True, help="Requests to sample (ignored for a trace).")
+@click.option(
+    "--num-requests", type=WHOLE, default=None, help="Requests to sample (default 2000, or the protocol's count; ignored for a trace)."
+)
+@click.option(
+    "--protocol",
+    default=None,
+    help="Benchmark protocol (`guideopt catalog protocols`): arrivals, client start, length sampling, warm-up, requests.",
+)
 @click.option("--seed", type=WHOLE, default=0, show_default=True)
 @click.option("--ttft-ms", type=float, default=None, help="TTFT SLO at --percentile.")
 @click.option("--tpot-ms", type=float, default=None, help="TPOT SLO at --percentile.")
@@ -74,6 +82,9 @@ def simulate(**kw) -> None:
     """Replay a request stream through one configuration and print TTFT/TPOT/E2E/queueing percentiles.
 
     Example: guideopt simulate --model meta-llama/Llama-3.1-8B --gpu h100-sxm --rate 10 --lengths sharegpt
+
+    Under a benchmark's protocol: guideopt simulate --model meta-llama/Llama-3.1-8B --gpu h100-sxm
+    --protocol inferencex-random --input-len 1024 --output-len 1024 --concurrency 8
     """
     from guideopt.analyses.simulate import run_simulation
     from guideopt.analyses.simulate_bounds import simulated_requests
@@ -81,8 +92,10 @@ def simulate(**kw) -> None:
     from guideopt.io.traces import read_trace
 
     roles = _roles(kw)
-    request, trace_path = _request(kw)
+    if roles and kw["protocol"]:
+        raise InvalidRequestError("--protocol: not applied to a disaggregated deployment yet (drop --protocol or the pool flags)")
     catalog = catalog_with(kw.pop("calibration_file", None))  # the overlay a calibrated plan was made with
+    (request, protocol), trace_path = _request(kw, catalog)
     trace = None
     if trace_path is not None:
         context = catalog.model(kw["model"]).max_position_embeddings
@@ -94,11 +107,11 @@ def simulate(**kw) -> None:
     total = simulated_requests(request, len(trace[0]) if trace else None, trace is not None and trace[2] is not None)
     with Progress("simulate", total=total, unit="requests") as progress:  # stderr, only for a long run
         try:
-            sim = run_simulation(request, trace, catalog, progress=progress)
+            sim = run_simulation(request, trace, catalog, progress=progress, protocol=protocol)
         except InvalidRequestError as exc:
             if exc.field is None:
                 raise
-            raise InvalidRequestError(f"{_flag(exc.field)}: {exc.problem}") from None
+            raise type(exc)(f"{_flag(exc.field)}: {exc.problem}") from None
     if kw["plot_path"]:
         plot_simulation(sim, kw["plot_path"])
     if kw["as_json"]:
@@ -145,8 +158,10 @@ def _simulate_disagg(request, roles: dict[str, int], trace, catalog, kw: dict) -
         click.echo(disagg_simulation_text(sim))
 
 
-def _request(kw: dict):
-    from guideopt.model.workload import SimulateRequest, parse_percentile
+def _request(kw: dict, catalog):
+    """(the request as it runs, its protocol or None), and the trace file to read."""
+    from guideopt.analyses.protocol import expand_protocol
+    from guideopt.model.workload import parse_percentile
 
     _check_positive(kw, "rate", "--rate", "requests/s")
     _check_positive(kw, "burstiness", "--burstiness", "(1 = Poisson)")
@@ -170,9 +185,11 @@ def _request(kw: dict):
             lengths = {"mix": value}
     elif kw["input_len"] and kw["output_len"]:
         lengths = {"input_len": kw["input_len"], "output_len": kw["output_len"]}
-    else:
+    elif kw["protocol"] and (kw["input_len"] or kw["output_len"]):
+        lengths = {k: kw[k] for k in ("input_len", "output_len") if kw[k]}  # the protocol names the missing one
+    if not lengths and not kw["protocol"]:
         raise InvalidRequestError("--lengths: give a trace file or mix name, or both --input-len and --output-len")
-    if kw["rate"] is None and kw["concurrency"] is None and trace_path is None:
+    if kw["rate"] is None and kw["concurrency"] is None and trace_path is None and not kw["protocol"]:
         raise InvalidRequestError("--rate: give --rate R or --concurrency C (or a trace with arrival_s)")
     slo = {m: {"targets": {pct: kw[m]}} for m in ("ttft_ms", "tpot_ms") if kw[m] is not None}
     _check_positive(kw, "ttft_ms", "--ttft-ms", "ms")
@@ -201,13 +218,18 @@ def _request(kw: dict):
         },
         "slo": slo,
         "warmup_fraction": kw["warmup"],
+        "protocol": kw["protocol"],
     }
+    wl = data["workload"]
+    for key in ("lengths", "num_requests", "rate_rps", "concurrency"):  # not given: the protocol's or the default
+        if not wl[key]:
+            del wl[key]
     if data["dtype"] is None:  # the checkpoint's own precision
         del data["dtype"]
     try:  # the wording every surface shares (files, web, plan flags), named by the flag
-        return validated(SimulateRequest, data), trace_path
+        return expand_protocol(data, catalog), trace_path
     except InvalidRequestError as exc:
-        raise InvalidRequestError(f"{_flag(exc.field or '')}: {exc.problem}") from None
+        raise type(exc)(f"{_flag(exc.field or '')}: {exc.problem}") from None
 
 
 def _flag(loc: str) -> str:

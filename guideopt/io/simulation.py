@@ -20,6 +20,8 @@ def simulation_text(sim: Simulation) -> str:
     d = sim.as_dict()
     rep, ana = d["simulated"], d["analytic"]["metrics"]
     load = f"rate {d['rate_rps']:g} req/s" if d["rate_rps"] is not None else f"concurrency {d['concurrency']}"
+    if d.get("protocol"):
+        load += f" under protocol {d['protocol']}"
     dp = d["attention_dp"]
     moe = f", attention_dp={dp}, moe_tp={d['moe_tp']}, moe_ep={d['moe_ep']}" if dp > 1 or d["moe_ep"] > 1 else ""
     rank = f" per attention-DP rank (one of {dp} per replica simulated; throughputs below are the replica's)" if dp > 1 else ""

@@ -192,3 +192,6 @@ class SimulateRequest(StrictModel):
     workload: StreamWorkload
     slo: dict[str, PercentileTargets] = Field(default_factory=dict)
     warmup_fraction: float = Field(default=0.0, ge=0, lt=1, description="share of the earliest arrivals left out of the metrics")
+    protocol: str | None = Field(
+        default=None, min_length=1, description="a benchmark protocol id (catalogs/protocols): arrivals, lengths, warm-up, requests"
+    )
