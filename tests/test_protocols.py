@@ -245,3 +245,13 @@ def test_the_docs_name_the_command():
     root = Path(__file__).resolve().parents[1]
     assert "--protocol" in (root / "docs" / "serving-model.md").read_text()
     assert "catalog gpus\\|models\\|frameworks\\|mixes\\|protocols" in (root / "README.md").read_text()
+
+
+def test_the_validation_benchmark_is_the_bundled_protocol(catalog) -> None:
+    """The closed-loop rows' benchmark (aiconfigurator's aiperf run) is read from catalogs/protocols by
+    the closed-loop share fit and the serving report, not from a constant of their own."""
+    from guideopt.calibration.fit_closed_loop import BENCH_PROTOCOL, BENCH_REQUESTS_PER_CLIENT
+
+    proto = catalog.protocol(BENCH_PROTOCOL)
+    assert proto.together and proto.requests_per_client == BENCH_REQUESTS_PER_CLIENT
+    assert any("bench_run.sh.j2" in s for s in proto.sources)

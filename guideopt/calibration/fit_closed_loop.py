@@ -38,7 +38,8 @@ from guideopt.model.calibration import Calibration, ClosedLoopSync
 # bench_run.sh.j2) runs `aiperf profile --concurrency C --num-requests C×AICONFIGURATOR_BENCH_MULTI_ROUND`
 # with that variable's default 20, after `--warmup-request-count 2C`, with fixed ISL/OSL and
 # ignore_eos; the profiling phase starts its C clients together.
-BENCH_REQUESTS_PER_CLIENT = 20
+BENCH_PROTOCOL = "aiconfigurator-aiperf"  # catalogs/protocols: that benchmark as data (its requests per client)
+BENCH_REQUESTS_PER_CLIENT = 20  # the protocol's requests_per_client (tests/test_protocols.py keeps them equal)
 # Configurations simulated (evenly spread over the rows) and the largest simulation.
 MAX_CONFIGS = 24
 MAX_SIM_REQUESTS = 6000
@@ -75,13 +76,16 @@ def _configs(catalog, cases: list[Case]) -> list[dict]:
     return distinct[::stride]
 
 
-def simulated_ttft_ms(catalog, req: dict, requests_per_client: int = BENCH_REQUESTS_PER_CLIENT) -> float:
-    """Mean TTFT the simulator gives one closed-loop configuration under the benchmark protocol."""
+def simulated_ttft_ms(catalog, req: dict, requests_per_client: int | None = None) -> float:
+    """Mean TTFT the simulator gives one closed-loop configuration under the benchmark protocol
+    (``BENCH_PROTOCOL`` in catalogs/protocols: its requests per client and its clients' start)."""
     from guideopt.analyses.predict import default_split
     from guideopt.analyses.simulate import run_simulation
     from guideopt.model.predict_request import PredictRequest
     from guideopt.model.workload import SimulateRequest
 
+    proto = catalog.protocol(BENCH_PROTOCOL)
+    per_client = requests_per_client or proto.requests_per_client or BENCH_REQUESTS_PER_CLIENT
     pr = PredictRequest.model_validate(req)
     fw, gpu = catalog.framework(pr.framework), catalog.gpu(pr.gpu)
     clients = math.ceil(int(req["concurrency"]) / max(pr.replicas, 1))
@@ -99,11 +103,11 @@ def simulated_ttft_ms(catalog, req: dict, requests_per_client: int = BENCH_REQUE
             "workload": {
                 "concurrency": clients,
                 "lengths": {"input_len": pr.input_len, "output_len": pr.output_len},
-                "num_requests": min(clients * requests_per_client, MAX_SIM_REQUESTS),
+                "num_requests": min(clients * per_client, MAX_SIM_REQUESTS),
             },
         }
     )
-    return float(run_simulation(sim, catalog=catalog, clients_together=True).report.metrics["ttft_ms"].mean)
+    return float(run_simulation(sim, catalog=catalog, clients_together=proto.together).report.metrics["ttft_ms"].mean)
 
 
 def share_samples(catalog, cal: Calibration, cases: list[Case]) -> list[ShareSample]:
