@@ -116,6 +116,11 @@ MECHANISMS = """Layout mechanisms, each kept only if it lowers this held-out err
   (ep 2 / 4 / 8: 14.4 / 15.3 / 21.7 -> 13.8 / 11.8 / 14.1 %), DEP 21.3 -> 21.2 % (every DEP row is TensorRT-LLM, which keeps
   no term: its DeepSeek rows of the 2026-03-25 / 04-06 exports run faster than the db-dump export's by up to 1.7x for one
   configuration, the mark of MTP speculative decoding the sample does not record). Kept.
+* The server's path to the first token (`first_token_us_per_layer`, `scripts/fit_first_token.py` --folds: refitted
+  without each held-out model's or GPU's TTFT rows; docs/serving-model.md): per request and model layer, outside the GPU
+  steps (vLLM 575, SGLang 4,150, TensorRT-LLM 2,175 µs): closed-loop TTFT held out by model 60.2 -> 24.9 %, by GPU
+  61.0 -> 26.6 %; TPOT unchanged (it is not in a step). Tested beside it and not kept: a lockstep wave share per
+  engine, and an eager floor on passes with prompt tokens (it raised TPOT error to 22-33 %). Kept.
 """
 
 

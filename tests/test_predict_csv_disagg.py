@@ -12,6 +12,7 @@ from guideopt.analyses.disagg_deploy import build_deployment, predict_disagg, tr
 from guideopt.api import predict_csv_text
 from guideopt.catalog import load_catalog
 from guideopt.costs.disagg_pools import decode_step_s, prefill_service_s
+from guideopt.costs.metrics import first_token_path_s
 from guideopt.model.disagg_request import DisaggPredictRequest
 
 CONTRACT_INPUTS = ("model", "gpu", "num_gpus", "tp", "pp", "framework", "dtype", "batch", "input_len", "output_len")
@@ -53,7 +54,8 @@ def test_low_load_ttft_is_prefill_transfer_and_one_decode_step(cat):
     inp = dep.lengths.input_len[None, :]
     prefill_ms = float(prefill_service_s(dep.arch, dep.opts.prefill, inp)[0, 0]) * 1e3
     step_ms = float(decode_step_s(dep.arch, dep.opts.decode, 1.0, BASE["input_len"])[0]) * 1e3
-    expected = prefill_ms + transfer_ms(dep) + step_ms
+    path_ms = float(first_token_path_s(dep.arch, dep.opts.prefill.hw)[0]) * 1e3  # the server's path, once
+    expected = prefill_ms + transfer_ms(dep) + step_ms + path_ms
     assert transfer_ms(dep) > 0  # TP 2 → 1: the hand-over and the re-layout are priced
     assert got == pytest.approx(expected, rel=0.02)
 

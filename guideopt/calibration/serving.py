@@ -15,6 +15,10 @@ Sources (rows with a known rate or concurrency):
   BENCH_REQUESTS_PER_CLIENT requests, all of them measured. Their analytic figures are the
   closed loop ``predict --concurrency`` and ``simulate`` price (``costs/closed_loop.py``).
 
+The first two sources reach the engine without a Python server (Triton's C++ backend; LoadGen
+in-process), so they run without the engines' first-token path (``without_server_path``),
+which the closed-loop rows of trtllm-serve, vLLM and SGLang measure.
+
 For each configuration both evaluators run with the engine defaults of the catalog; the
 error is predicted / measured - 1, summarised per source, metric and statistic as the
 median absolute and median signed error.
@@ -22,6 +26,7 @@ median absolute and median signed error.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from typing import Any
@@ -29,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from guideopt.analyses.simulate import analytic_metrics, configuration
-from guideopt.calibration.fit_closed_loop import BENCH_REQUESTS_PER_CLIENT, MAX_SIM_REQUESTS
+from guideopt.calibration.fit_closed_loop import BENCH_PROTOCOL, BENCH_REQUESTS_PER_CLIENT, MAX_SIM_REQUESTS
 from guideopt.calibration.validate import framework_rule, gpu_id, load_measurements, model_id
 from guideopt.catalog import load_catalog, load_length_mix
 from guideopt.costs.lengths import fixed_lengths, mix_lengths
@@ -49,7 +54,7 @@ TARGET = re.compile(r"target_qps=(\d+(\.\d+)?)")
 STAT = re.compile(r"statistic=(\w+)")
 
 
-def _config(model: str, gpu: str, tp: int, framework: str, dtype: str, lengths, max_total: int):
+def _config(model: str, gpu: str, tp: int, framework: str, dtype: str, lengths, max_total: int, cat=None):
     req = SimulateRequest.model_validate(
         {
             "model": model,
@@ -60,7 +65,7 @@ def _config(model: str, gpu: str, tp: int, framework: str, dtype: str, lengths, 
             "workload": {"concurrency": 1, "lengths": {"input_len": 1, "output_len": 1}},
         }
     )
-    return configuration(req, lengths, max_total)
+    return configuration(req, lengths, max_total, cat)
 
 
 def _norm_dtype(text: str) -> str:
@@ -81,7 +86,7 @@ def trtllm_online(rows):
     for (gpu, model, tp, i, o, qps), measured in sorted(groups.items()):
         yield (
             "TRT-LLM online",
-            dict(gpu=gpu, model=model, tp=tp, framework="TensorRT-LLM", dtype="bf16", lengths=("fixed", i, o), rate=qps),
+            dict(gpu=gpu, model=model, tp=tp, framework="TensorRT-LLM", dtype="bf16", lengths=("fixed", i, o), rate=qps, server_path=False),
             measured,
         )
 
@@ -107,7 +112,17 @@ def mlperf_server(rows):
     for (gpu, model, tp, replicas, qps, dtype, fw), measured in sorted(groups.items()):
         yield (
             "MLPerf Server",
-            dict(gpu=gpu, model=model, tp=tp, framework=fw, dtype=dtype, lengths=("mix", "mlperf-openorca"), rate=qps / max(replicas, 1)),
+            dict(
+                gpu=gpu,
+                model=model,
+                tp=tp,
+                framework=fw,
+                dtype=dtype,
+                lengths=("mix", "mlperf-openorca"),
+                rate=qps / max(replicas, 1),
+                server_path=False,
+                protocol="mlperf-server",
+            ),
             measured,
         )
 
@@ -128,7 +143,7 @@ def aiconfigurator(rows, max_configs: int):
         gpu, model, tp, fw, dtype, i, o, c = key
         yield (
             "aiconfigurator closed loop",
-            dict(gpu=gpu, model=model, tp=tp, framework=fw, dtype=dtype, lengths=("fixed", i, o), concurrency=c),
+            dict(gpu=gpu, model=model, tp=tp, framework=fw, dtype=dtype, lengths=("fixed", i, o), concurrency=c, protocol=BENCH_PROTOCOL),
             groups[key],
         )
 
@@ -151,7 +166,17 @@ def _model(name: str, cat) -> str | None:
         return None
 
 
+def without_server_path(cat):
+    """``cat`` with no engine's first-token path (``first_token_us_per_layer`` 0): for runs whose requests
+    reach the engine without a Python server (TensorRT-LLM 0.14's C++ executor behind Triton's
+    tensorrtllm_backend; MLPerf's LoadGen harnesses, in-process)."""
+    frameworks = {k: v.model_copy(update={"first_token_us_per_layer": 0.0}) for k, v in cat.calibration.frameworks.items()}
+    return dataclasses.replace(cat, calibration=cat.calibration.model_copy(update={"frameworks": frameworks}))
+
+
 def evaluate(case: dict, cat):
+    if not case.get("server_path", True):
+        cat = without_server_path(cat)
     gpu = _gpu(case["gpu"], cat)
     mid = _model(case["model"], cat)
     rule = framework_rule(case["framework"])
@@ -159,8 +184,11 @@ def evaluate(case: dict, cat):
         return None
     kind = case["lengths"]
     clients = case.get("concurrency")
-    # Closed loop: the benchmark's protocol (clients start together, a fixed number of requests each, no warm-up cut).
-    n = min(clients * BENCH_REQUESTS_PER_CLIENT, MAX_SIM_REQUESTS) if clients else SIM_REQUESTS
+    proto = cat.protocol(case["protocol"]) if case.get("protocol") else None
+    # Closed loop: the benchmark's protocol (catalogs/protocols: clients starting together, its requests per
+    # client, all measured); open loop: a long run without its start (the simulation begins empty).
+    per_client = proto.requests_per_client if proto and proto.requests_per_client else BENCH_REQUESTS_PER_CLIENT
+    n = min(clients * per_client, MAX_SIM_REQUESTS) if clients else SIM_REQUESTS
     if kind[0] == "fixed":
         lengths = fixed_lengths(kind[1], kind[2])
         inputs, outputs = np.full(n, float(kind[1])), np.full(n, float(kind[2]))
@@ -168,10 +196,10 @@ def evaluate(case: dict, cat):
         mix = load_length_mix(kind[1])
         lengths = mix_lengths(mix)
         inputs, outputs = sample_mix(mix, n, np.random.default_rng(0))
-    conf = _config(mid, gpu, case["tp"], rule.framework, case["dtype"], lengths, lengths.max_total)
+    conf = _config(mid, gpu, case["tp"], rule.framework, case["dtype"], lengths, lengths.max_total, cat)
     rate = case.get("rate")
     if rate is None:  # the closed loop as predict --concurrency prices it; simulated as the benchmark started it
-        stream = make_stream(inputs, outputs, concurrency=clients, together=True)
+        stream = make_stream(inputs, outputs, concurrency=clients, together=proto.together if proto else True)
     else:
         stream = make_stream(inputs, outputs, rate_rps=rate, seed=0)
     ana = analytic_metrics(conf, lengths, float(rate or 0.0), clients if rate is None else None, 1.0, PCT, cat)

@@ -2,8 +2,9 @@
 
 Per engine key the fit is the shipped one (``fit_engines.fit_engine``: started from and
 pulled weakly toward the shipped terms), on the user's cases only. What it leaves out is
-said, one note per engine key: closed-loop TTFTs (the benchmark clients' lockstep, not the
-engine: they are scored, not fitted), configurations beyond the fit's bound (taken evenly),
+said, one note per engine key: closed-loop TTFTs (they also measure the benchmark clients'
+lockstep: they fit only the server's path to the first token, ``fit_first_token``, after the
+step terms), configurations beyond the fit's bound (taken evenly),
 and keys with too few rows. The overlay names the user's files (base name and sha256) in
 ``fitted_on``, the shipped calibration only as the ``prior``.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from guideopt.calibration.cases import Case
 from guideopt.calibration.fit_engines import MAX_CONFIGS_PER_ENGINE, MIN_CASES, ROUNDS, STEPS, engine_key, fit_engine, usable_for_fit
+from guideopt.calibration.fit_first_token import TERM, fit_user_first_token
 from guideopt.calibration.overlay import CalibrationOverlay, FittedFile
 from guideopt.calibration.user_data import UserFile
 from guideopt.catalog import Catalog
@@ -49,7 +51,10 @@ def _left_out(key: str, cases: list[Case]) -> list[str]:
     notes = []
     lockstep = sum(not usable_for_fit(c) for c in cases)
     if lockstep:
-        notes.append(f"{key}: {lockstep} closed-loop TTFT rows scored, not fitted (they measure the clients' lockstep, not the engine)")
+        notes.append(
+            f"{key}: {lockstep} closed-loop TTFT rows fit only the server's path to the first token ({TERM}), not the step terms "
+            "(they also measure the clients' lockstep)"
+        )
     configs = len({c.config_key for c in cases if usable_for_fit(c)})
     if configs > MAX_CONFIGS_PER_ENGINE:
         notes.append(
@@ -84,6 +89,11 @@ def fit_user_overlay(catalog: Catalog, cases: list[Case], files: list[UserFile],
             continue
         fw, lin = result
         used.update(c.source for c in lin.cases)
+        path = fit_user_first_token(catalog, key, fw, mine)
+        if path is not None:
+            value, rows = path
+            fit.notes.append(f"{key}: {TERM} {value:g} (shipped {fw.first_token_us_per_layer:g}) from {rows} closed-loop TTFT rows")
+            fw = fw.model_copy(update={TERM: value})
         # The user's engine versions only (none given: none claimed), never the shipped rows'.
         fit.overlay.frameworks[key] = fw.model_copy(update={"versions": sorted({c.framework_version for c in lin.cases} - {""})})
     fitted_on = [FittedFile(file=f.file, sha256=f.sha256, rows_fitted=used[f.given]) for f in files]

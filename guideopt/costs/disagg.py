@@ -52,6 +52,7 @@ from guideopt.costs.disagg_pools import (
     split_scv,
 )
 from guideopt.costs.lengths import LengthTable
+from guideopt.costs.metrics import first_token_path_s
 from guideopt.costs.queueing import Wait, merge_buckets, mixture_mean, mixture_quantiles, slot_wait
 from guideopt.costs.stream import Dist, Steady, StreamMetrics, StreamOptions, kv_tokens_per_request
 from guideopt.model.llm import ModelArch
@@ -220,7 +221,8 @@ def disagg_stream_metrics(
     prefill_wait, admit, pool, rho = _waits(arch, opts, lengths, lam, burstiness**2, service, w)
     tau = pool.step_s[:, None]
     boundary = tuple(a[:, None] for a in _busy_boundary(pool))
-    dists = _dists(lengths, service + transfer + boundary[0] + tau, tau, boundary, (prefill_wait, admit), percentiles)
+    first = first_token_path_s(arch, opts.prefill.hw)[:, None]  # the request enters through the prefill worker's server
+    dists = _dists(lengths, service + transfer + boundary[0] + tau + first, tau, boundary, (prefill_wait, admit), percentiles)
     running = lam / _per_option(opts.decode_workers, n) * pool.residence_s
     held = kv_tokens_per_request(lengths, np.asarray(opts.decode.reserve_kv))
     return StreamMetrics(

@@ -48,6 +48,7 @@ class HardwareArrays:
     moe_n_half: np.ndarray  # expert width per GPU at which fused-MoE FLOP/s is half its wide value
     moe_bandwidth_fraction: np.ndarray  # fused-MoE weight streaming ÷ the dense rate
     moe_overhead_s: np.ndarray  # fixed cost per MoE layer
+    first_token_layer_s: np.ndarray  # per request and model layer, the server's path to the first token (costs.metrics)
 
 
 def hardware_arrays(
@@ -143,4 +144,5 @@ def _row(gpu: Gpu, fw: Framework, dtype: Dtype, cal: Calibration) -> dict[str, f
         "moe_n_half": moe.n_half_columns,
         "moe_bandwidth_fraction": moe.bandwidth_fraction,
         "moe_overhead_s": (moe.overhead_us + fw_eff.moe_layer_overhead_us) * S_PER_US,
+        "first_token_layer_s": fw_eff.first_token_us_per_layer * S_PER_US,
     }

@@ -78,6 +78,14 @@ def engine_step_s(hw: HardwareArrays, *, seqs, tokens) -> np.ndarray:
     return hw.seq_step_overhead_s * seqs + hw.token_step_overhead_s * tokens
 
 
+def first_token_path_s(arch: ModelArch, hw: HardwareArrays) -> np.ndarray:
+    """Per option, the online server's time on a request's path to its first token outside the GPU
+    steps (API server, tokenizer, scheduler admission, detokenizer, streaming; per model layer, as
+    aiconfigurator-core 0.12.0 prices vLLM's prefill dispatch): it adds to a served request's TTFT
+    and E2E, not to an offline batch's."""
+    return arch.num_layers * np.asarray(hw.first_token_layer_s, dtype=float)
+
+
 def _forward(arch, x: StaticBatchInputs, hw, shape: PassShape) -> np.ndarray:
     if x.forward is not None:
         return x.forward(shape)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.costs.hardware import HardwareArrays
-from guideopt.costs.metrics import engine_step_s
+from guideopt.costs.metrics import engine_step_s, first_token_path_s
 from guideopt.costs.roofline import PassShape, forward_pass_s
 from guideopt.model.llm import ModelArch
 
@@ -156,7 +156,7 @@ def serving_metrics(arch: ModelArch, x: ServingInputs, hw: HardwareArrays) -> Se
         new_ttft = MEAN_WAIT_STEPS * step + _prefill_s(arch, x, hw, decoding, room)
         tpot = (1 - FIXED_POINT_DAMPING) * tpot + FIXED_POINT_DAMPING * step
         ttft = (1 - FIXED_POINT_DAMPING) * ttft + FIXED_POINT_DAMPING * new_ttft
-    ttft = ttft + x.lockstep_share * lockstep_wait_s(arch, x, hw, decoding, room, running)
+    ttft = ttft + x.lockstep_share * lockstep_wait_s(arch, x, hw, decoding, room, running) + first_token_path_s(arch, hw)
     cycle = ttft + steps * tpot
     request_rate = running / cycle
     queue_wait = np.maximum(c / request_rate - cycle, 0.0)

@@ -30,6 +30,7 @@ import numpy as np
 
 from guideopt.costs.hardware import HardwareArrays
 from guideopt.costs.lengths import LengthTable, decode_terms, weighted
+from guideopt.costs.metrics import first_token_path_s
 from guideopt.costs.queueing import Wait, combine, kingman_wait, merged_columns, mixture_mean, mixture_quantiles, slot_wait
 from guideopt.costs.step import StepConfig, mixed_step_s
 from guideopt.costs.stream_fixed_point import MIN_SHARE, FixedPointInputs, solve_fixed_point
@@ -218,9 +219,11 @@ def stream_metrics(
         at = (lambda a: a) if idx is None else (lambda a: np.take(a, idx, axis=-1))  # C order, as computed on all buckets
         return at(passes), at(tau_pass), at(tau_full), (dec if c is None else np.take(dec, c, axis=-1))
 
+    first = _col(first_token_path_s(arch, opts.hw))  # the server's path to the first token, outside the steps
+
     def ttft(c):
         n_passes, t_pass, t_full, _ = columns(c)
-        mu = boundary_mean + (n_passes - 1.0) * t_full + t_pass
+        mu = boundary_mean + first + (n_passes - 1.0) * t_full + t_pass
         return mu, boundary_sd, Wait(waits.p_wait + 0 * t_pass, waits.theta_s + 0 * t_pass)
 
     def tpot(c):

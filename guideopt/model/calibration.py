@@ -113,7 +113,17 @@ class FrameworkEfficiency(StrictModel):
         description="per MoE layer and forward pass, the engine's serving path beyond the fused-MoE kernel timings "
         "(routing, permutation, launch gaps), fitted on its MoE serving rows",
     )
-    serving_terms_from: str = Field(default="", description="where async_decode_step_overhead_ms and moe_layer_overhead_us came from")
+    first_token_us_per_layer: float = Field(
+        default=0.0,
+        ge=0,
+        le=20000,
+        description="per request and model layer, the online server's time on a request's path to its first token outside "
+        "the GPU steps (the form of aiconfigurator-core 0.12.0's vLLM _prefill_dispatch_overhead_ms), fitted on closed-loop "
+        "TTFT rows; adds to TTFT and E2E of served streams, not to offline batches",
+    )
+    serving_terms_from: str = Field(
+        default="", description="where async_decode_step_overhead_ms, moe_layer_overhead_us and first_token_us_per_layer came from"
+    )
     fitted_from: str = ""
 
 

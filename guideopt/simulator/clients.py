@@ -65,7 +65,8 @@ def client_starts_s(stream: Clients, spec: EngineKnobs, table: StepTable) -> np.
     if stream.together or c <= 1:
         return np.zeros(c)
     mean_in, mean_out = float(np.mean(stream.input_len)), float(np.mean(stream.output_len))
-    return np.arange(c) * (request_time_s(mean_in, mean_out, c, spec, table) / c)
+    cycle = request_time_s(mean_in, mean_out, c, spec, table) + table.first_token_s  # a client's whole cycle: the server's path too
+    return np.arange(c) * (cycle / c)
 
 
 def request_time_s(inp: float, out: float, clients: int, spec: EngineKnobs, table: StepTable) -> float:

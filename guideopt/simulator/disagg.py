@@ -169,6 +169,7 @@ def _run_pool(ids: np.ndarray, inp: np.ndarray, out: np.ndarray, arrival_s: np.n
         res.first_token_s[share] = one.first_token_s
         res.finish_s[share] = one.finish_s
         res.preemptions[share] = one.preemptions
+        res.path_s = one.path_s
         res.steps += one.steps
         parts.append(one.series)
     res.series = merge_series(parts)
@@ -180,7 +181,7 @@ def _combine(arrival: np.ndarray, inp: np.ndarray, out: np.ndarray, pre: SimResu
     decoded = out >= 2
     first = np.where(decoded, dec.first_token_s, ready)
     finish = np.where(decoded, dec.finish_s, ready)
-    waits_s = (pre.admitted_s - arrival) + np.where(decoded, dec.admitted_s - ready, 0.0)
+    waits_s = (pre.admitted_s - arrival - pre.path_s) + np.where(decoded, dec.admitted_s - ready, 0.0)
     return SimResult(
         arrival_s=arrival.copy(),
         admitted_s=arrival + waits_s,

@@ -81,6 +81,7 @@ class SimResult:
     steps: int
     kv_tokens: int
     series: Series
+    path_s: float = 0.0  # the server's path from a client's send to the engine: in TTFT and E2E, not in queue_ms
 
 
 SERIES_START = 4096  # time-series points allocated first (doubled when full; a run records at most one per step)
@@ -103,7 +104,7 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress
     from guideopt.simulator import kernel  # numba: imported when a command first simulates
     from guideopt.simulator import kernel_queues as q
 
-    st = _initial_state(stream, spec, client_starts_s(stream, spec, table))
+    st = _initial_state(stream, spec, client_starts_s(stream, spec, table), _path_s(spec, table))
     series = np.empty((q.SERIES_ROWS, SERIES_START))
     events = np.empty(PROGRESS_BUFFER, np.int64)
     args = (st.req, st.times, st.order, st.waiting, st.running, st.state, st.clock)
@@ -121,7 +122,7 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress
             series = np.concatenate([series, np.empty_like(series)], axis=1)
     req, times = st.req, st.times
     return SimResult(
-        times[q.T_ARRIVAL],
+        times[q.T_ARRIVAL] - _path_s(spec, table),  # when the client sent it
         times[q.T_ADMITTED],
         times[q.T_FIRST],
         times[q.T_FINISH],
@@ -131,6 +132,7 @@ def simulate(stream: RequestStream, spec: EngineSpec, table: StepTable, progress
         int(st.state[q.S_STEPS]),
         spec.kv_tokens,
         _series(series[:, : st.state[q.S_RECORDS]]),
+        _path_s(spec, table),
     )
 
 
@@ -148,7 +150,13 @@ class _KernelState:
     conf: np.ndarray
 
 
-def _initial_state(stream: RequestStream, spec: EngineSpec, starts_s: np.ndarray | None) -> _KernelState:
+def _path_s(spec: EngineSpec, table: StepTable) -> float:
+    """The server's path from a client's send to the engine (``StepTable.first_token_s``); a decode pool's
+    requests took it at their prefill worker."""
+    return 0.0 if spec.prompt_cached else table.first_token_s
+
+
+def _initial_state(stream: RequestStream, spec: EngineSpec, starts_s: np.ndarray | None, path_s: float) -> _KernelState:
     from guideopt.simulator import kernel_queues as q
 
     n = stream.input_len.size
@@ -161,12 +169,12 @@ def _initial_state(stream: RequestStream, spec: EngineSpec, starts_s: np.ndarray
     total_blocks = spec.kv_tokens // spec.block_tokens
     state[q.S_FREE] = total_blocks
     if stream.arrival_s is not None:
-        times[q.T_ARRIVAL] = stream.arrival_s
+        times[q.T_ARRIVAL] = stream.arrival_s + path_s  # the engine's view: the path after the client's send
         order = np.argsort(stream.arrival_s, kind="stable").astype(np.int64)
         state[q.S_ISSUED] = n
     else:  # closed loop: the clients' first requests (``clients.py``), then one per finished request, in index order
         assert starts_s is not None
-        times[q.T_ARRIVAL, : starts_s.size] = starts_s
+        times[q.T_ARRIVAL, : starts_s.size] = starts_s + path_s
         order = np.arange(n, dtype=np.int64)
         state[q.S_ISSUED] = starts_s.size
     if spec.prompt_cached:  # the state a prompt leaves behind when its prefill completes
@@ -175,7 +183,7 @@ def _initial_state(stream: RequestStream, spec: EngineSpec, starts_s: np.ndarray
         req[q.R_GEN] = 1
     policy = {KvPolicy.RECOMPUTE: q.P_RECOMPUTE, KvPolicy.RESERVE: q.P_RESERVE, KvPolicy.STALL: q.P_STALL}[spec.policy]
     conf = np.zeros(q.CONF_SIZE, np.int64)
-    conf[[q.C_CAP, q.C_BUDGET, q.C_CHUNKED, q.C_BLOCK, q.C_POLICY, q.C_CACHED, q.C_TOTAL_BLOCKS]] = (
+    conf[[q.C_CAP, q.C_BUDGET, q.C_CHUNKED, q.C_BLOCK, q.C_POLICY, q.C_CACHED, q.C_TOTAL_BLOCKS, q.C_PATH_NS]] = (
         spec.running_cap,
         spec.token_budget,
         spec.chunked,
@@ -183,6 +191,7 @@ def _initial_state(stream: RequestStream, spec: EngineSpec, starts_s: np.ndarray
         policy,
         spec.prompt_cached,
         total_blocks,
+        round(path_s * 1e9),
     )
     running = np.zeros(max(spec.running_cap, 1), np.int64)
     return _KernelState(req, times, order, np.zeros(max(n, 1), np.int64), running, state, np.zeros(1), conf)

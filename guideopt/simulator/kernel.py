@@ -166,7 +166,7 @@ def _one_step(req, times, waiting, running, state, series, conf, kv_keep, table,
                 fin[done] = r
                 done += 1
     if done:
-        complete(req, times, running, state, fin, done, t)
+        complete(req, times, running, state, conf, fin, done, t)
     record(state, series, conf, t, float(tokens) + n_dec)
     return t
 
@@ -287,6 +287,6 @@ def _finish_run(req, times, running, state, series, conf, t, k, end, first_end, 
             done += 1
     t += end
     if done:
-        complete(req, times, running, state, fin, done, t)
+        complete(req, times, running, state, conf, fin, done, t)
     record(state, series, conf, t, float(d * k))
     return t

@@ -23,8 +23,8 @@ TIME_ROWS = 4
 # waiting head and length, running count, series records, progress counts
 S_FREE, S_ISSUED, S_FINISHED, S_JUST_PREEMPTED, S_STEPS, S_PENDING, S_WAIT_HEAD, S_WAITING, S_RUNNING, S_RECORDS, S_EVENTS = range(11)
 STATE_SIZE = 11
-C_CAP, C_BUDGET, C_CHUNKED, C_BLOCK, C_POLICY, C_CACHED, C_TOTAL_BLOCKS = range(7)
-CONF_SIZE = 7
+C_CAP, C_BUDGET, C_CHUNKED, C_BLOCK, C_POLICY, C_CACHED, C_TOTAL_BLOCKS, C_PATH_NS = range(8)
+CONF_SIZE = 8  # C_PATH_NS: the server's path to the first token (ns), between a client's send and the engine
 P_RECOMPUTE, P_RESERVE, P_STALL = range(3)  # ``conf[C_POLICY]``: policy.KvPolicy
 SERIES_ROWS = 5  # t_s, waiting, running, kv_used_tokens, tokens (engine.Series)
 
@@ -75,9 +75,10 @@ def preempt_last(req, waiting, running, state):
 
 
 @internal
-def complete(req, times, running, state, ids, count, t):
+def complete(req, times, running, state, conf, ids, count, t):
     """``ids[:count]`` finish at ``t``: they leave the batch and free their blocks; in a closed
-    loop each one's client sends its next request."""
+    loop each one's client sends its next request, which reaches the engine after the server's
+    path (``C_PATH_NS``)."""
     n = times.shape[1]
     state[S_FINISHED] += count
     for j in range(count):
@@ -94,7 +95,7 @@ def complete(req, times, running, state, ids, count, t):
         req[R_BLOCKS, r] = 0
         issued = state[S_ISSUED]
         if issued < n and math.isnan(times[T_ARRIVAL, issued]):
-            times[T_ARRIVAL, issued] = t
+            times[T_ARRIVAL, issued] = t + conf[C_PATH_NS] * 1e-9
             state[S_ISSUED] += 1
 
 

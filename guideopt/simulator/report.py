@@ -44,7 +44,7 @@ def per_request_ms(res: SimResult) -> dict[str, np.ndarray]:
         "ttft_ms": (res.first_token_s - res.arrival_s) * MS_PER_S,
         "tpot_ms": tpot * MS_PER_S,
         "e2e_ms": (res.finish_s - res.arrival_s) * MS_PER_S,
-        "queue_ms": (res.admitted_s - res.arrival_s) * MS_PER_S,
+        "queue_ms": (res.admitted_s - res.arrival_s - res.path_s) * MS_PER_S,
     }
 
 

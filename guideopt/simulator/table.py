@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from guideopt.costs.hardware import HardwareArrays
+from guideopt.costs.metrics import first_token_path_s
 from guideopt.costs.step import StepConfig, mixed_step_s
 from guideopt.model.llm import ModelArch
 
@@ -50,6 +51,7 @@ class StepTable:
     decode_values: np.ndarray  # [decodes, kv]
     axes: tuple[np.ndarray, ...]  # mixed: decodes, prompt tokens, decode KV, prompt pairs
     values: np.ndarray  # [prompts in the step − 1, *axes]
+    first_token_s: float = 0.0  # the server's path to a request's first token, outside the steps (costs.metrics)
     _kernel: KernelTable = field(init=False, repr=False, compare=False)
 
     @classmethod
@@ -76,7 +78,8 @@ class StepTable:
         n, d, p, s, q = (m.ravel() for m in mesh)
         mixed = mixed_step_s(arch, cfg, hw, decodes=d, decode_kv_tokens=s, prefill_tokens=p, prefill_seqs=n, prefill_pair_count=q)
         values = mixed.reshape(mesh[0].shape)
-        return cls(kv_axis, dec.reshape(dd.shape), axes, values)
+        first = float(np.max(first_token_path_s(arch, hw)))  # one option's (equal across the table's rows)
+        return cls(kv_axis, dec.reshape(dd.shape), axes, values, first)
 
     def decode_s(self, decodes: int, kv_tokens: np.ndarray) -> np.ndarray:
         """Vectorised over KV totals, at a fixed decode count (a run of pure decode steps)."""
