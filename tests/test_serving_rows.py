@@ -48,3 +48,17 @@ def test_mlperf_precision_comes_from_quant_or_notes(quant, notes, dtype):
     assert case["dtype"] == dtype
     assert case["rate"] == pytest.approx(8.6 / 8)  # one model copy per GPU: the rate per replica
     assert measured[("ttft_ms", "mean")][0] == pytest.approx(400.0) and measured[("tpot_ms", "mean")][0] == pytest.approx(30.0)
+
+
+def test_the_capacity_table_keeps_each_configurations_highest_stable_rate() -> None:
+    """Issue 22: the analytic sustainable rate against the highest rate a stable (MLPerf) run reached."""
+    from guideopt.calibration.serving import capacity_markdown, keep_highest_rate
+
+    capacity: dict = {}
+    case = {"gpu": "H100", "model": "Llama-2-70b", "tp": 1, "framework": "TensorRT-LLM", "dtype": "fp8", "lengths": ("mix", "x")}
+    for rate in (8.0, 10.0, 9.0):
+        keep_highest_rate(capacity, "MLPerf Server", {**case, "rate": rate}, 9.5)
+    (row,) = capacity.values()
+    assert row["measured_max_rps"] == 10.0 and row["ratio"] == pytest.approx(0.95)
+    table = "\n".join(capacity_markdown({"capacity": [row]}))
+    assert "| MLPerf Server | 1 | 0.95 | 1 | 0.95 / 0.95 |" in table

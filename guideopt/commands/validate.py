@@ -40,7 +40,14 @@ def validate(file: str, calibration: str, leave_one_gpu_out: bool, serving: bool
 
         result = serving_errors(file, max_configs)
         if as_json:
-            echo_json({"configurations": result["configurations"], "skipped": result["skipped"], "rows": serving_rows(result)})
+            echo_json(
+                {
+                    "configurations": result["configurations"],
+                    "skipped": result["skipped"],
+                    "rows": serving_rows(result),
+                    "capacity": result["capacity"],
+                }
+            )
         else:
             click.echo(serving_markdown(result))
         return
