@@ -43,13 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-
 from guideopt.analyses.disagg_deploy import EDGE, build_deployment  # noqa: E402
+from guideopt.calibration.calibration_file import edit_calibration_file  # noqa: E402
 from guideopt.catalog import Catalog, load_catalog  # noqa: E402
 from guideopt.costs.disagg import disagg_max_rate, disagg_stream_metrics  # noqa: E402
 from guideopt.costs.disagg_pools import wave_wait_s  # noqa: E402
@@ -192,11 +191,7 @@ def terms_of(share: float, handoff_s: float, variant: str, tabs: list[Tab], cat:
 
 
 def write_terms(path: Path, terms: DisaggregationTerms) -> None:
-    text = path.read_text()
-    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
-    data = yaml.safe_load(text)
-    data["disaggregation"] = terms.model_dump()
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=200))
+    edit_calibration_file(path, lambda data: data.update(disaggregation=terms.model_dump()))
 
 
 def main() -> None:

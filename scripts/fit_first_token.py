@@ -24,12 +24,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 from guideopt.api import predict  # noqa: E402
+from guideopt.calibration.calibration_file import edit_calibration_file  # noqa: E402
 from guideopt.calibration.fit_first_token import TERM, Probed, chosen, fit_values, held_out_predicted, held_out_values, probe, ttft_rows  # noqa: E402
 from guideopt.calibration.mapping import cases_from_file  # noqa: E402
 from guideopt.calibration.validate import validate  # noqa: E402
@@ -85,14 +84,13 @@ def fold_spans(p: Probed) -> str:
 
 
 def write_values(path: Path, values: dict[str, float], note: str) -> None:
-    text = path.read_text()
-    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
-    data = yaml.safe_load(text)
-    for key, value in values.items():
-        entry = data["frameworks"][key]
-        entry[TERM] = value
-        entry["serving_terms_from"] = f"{entry.get('serving_terms_from', '').split('; ' + TERM)[0]}; {TERM}: {note}".lstrip("; ")
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=200))
+    def edit(data: dict) -> None:
+        for key, value in values.items():
+            entry = data["frameworks"][key]
+            entry[TERM] = value
+            entry["serving_terms_from"] = f"{entry.get('serving_terms_from', '').split('; ' + TERM)[0]}; {TERM}: {note}".lstrip("; ")
+
+    edit_calibration_file(path, edit)
 
 
 def add_to_folds(path: Path, p: Probed, kept: list[str]) -> None:

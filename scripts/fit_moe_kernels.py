@@ -20,11 +20,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+from guideopt.calibration.calibration_file import edit_calibration_file  # noqa: E402
 from guideopt.calibration.fit_moe import BALANCED, SKEWED, MoeKernelRow, fit_moe  # noqa: E402
 from guideopt.catalog import load_catalog  # noqa: E402
 from guideopt.model.dtype import Dtype  # noqa: E402
@@ -124,11 +122,7 @@ def main() -> None:
         held = f"{e['held_out_gpu']:.1%}" if "held_out_gpu" in e else "-"
         print(f"{key:28s} rows {int(e['rows']):5d}  fitted {e['fitted']:.1%}  GPU held out {held}")
     print("moe:", moe.model_dump())
-    text = args.out.read_text()
-    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
-    data = yaml.safe_load(text)
-    data["moe"] = moe.model_dump()
-    args.out.write_text(header + yaml.safe_dump(data, sort_keys=False, width=200))
+    edit_calibration_file(args.out, lambda data: data.update(moe=moe.model_dump()))
     print(f"wrote the moe block of {args.out}")
 
 

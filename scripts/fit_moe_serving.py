@@ -20,12 +20,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 from guideopt.api import predict  # noqa: E402
+from guideopt.calibration.calibration_file import edit_calibration_file  # noqa: E402
 from guideopt.calibration.fit_moe_serving import (  # noqa: E402
     ASYNC,
     MOE_LAYER,
@@ -74,15 +73,14 @@ def probed_rows(data: Path, cache: Path | None) -> Probed:
 
 
 def write_terms(path: Path, terms: dict, note: str) -> None:
-    text = path.read_text()
-    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
-    data = yaml.safe_load(text)
-    for key, values in terms.items():  # vendor entries ("vllm@amd") keep theirs: no MoE serving row of theirs
-        entry = data["frameworks"][key]
-        entry[ASYNC] = values[ASYNC]
-        entry[MOE_LAYER] = values[MOE_LAYER]
-        entry["serving_terms_from"] = note
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=200))
+    def edit(data: dict) -> None:
+        for key, values in terms.items():  # vendor entries ("vllm@amd") keep theirs: no MoE serving row of theirs
+            entry = data["frameworks"][key]
+            entry[ASYNC] = values[ASYNC]
+            entry[MOE_LAYER] = values[MOE_LAYER]
+            entry["serving_terms_from"] = note
+
+    edit_calibration_file(path, edit)
 
 
 def main() -> None:

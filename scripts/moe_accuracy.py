@@ -30,14 +30,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-
 from guideopt.api import predict  # noqa: E402
 from guideopt.calibration.aggregate import batch_bucket, cases_by, stats  # noqa: E402
+from guideopt.calibration.calibration_file import edit_calibration_file  # noqa: E402
 from guideopt.calibration.fit_moe import fit_moe_rows  # noqa: E402
 from guideopt.calibration.fit_moe_serving import (  # noqa: E402
     ASYNC,
@@ -192,12 +191,11 @@ def moe_bands(report: Report, cat) -> dict[str, ErrorBand]:
 
 
 def _write_bands(found: dict[str, ErrorBand], path: Path) -> None:
-    text = path.read_text()
-    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
-    data = yaml.safe_load(text)
-    kept = {k: v for k, v in (data.get("intervals") or {}).items() if not k.startswith(MOE_PREFIX)}
-    data["intervals"] = {**kept, **{k: v.model_dump() for k, v in found.items()}}
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=200))
+    def edit(data: dict) -> None:
+        kept = {k: v for k, v in (data.get("intervals") or {}).items() if not k.startswith(MOE_PREFIX)}
+        data["intervals"] = {**kept, **{k: v.model_dump() for k, v in found.items()}}
+
+    edit_calibration_file(path, edit)
 
 
 def serving_folds(cases: list, cat, folds: Path | None, by: str) -> dict[str, dict]:

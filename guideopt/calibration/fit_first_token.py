@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guideopt.calibration.cases import Case
-from guideopt.calibration.fit_moe_serving import held_out_unit
+from guideopt.calibration.fit_moe_serving import held_out_unit, with_terms
 from guideopt.calibration.results import Report
 from guideopt.catalog import Catalog
 
@@ -49,10 +49,8 @@ class Probed:
 
 
 def with_term(cat: Catalog, values: Values) -> Catalog:
-    frameworks = dict(cat.calibration.frameworks)
-    for key, value in values.items():
-        frameworks[key] = frameworks[key].model_copy(update={TERM: value})
-    return dataclasses.replace(cat, calibration=cat.calibration.model_copy(update={"frameworks": frameworks}))
+    """``cat`` with each named engine's term set (``fit_moe_serving.with_terms``)."""
+    return with_terms(cat, {key: {TERM: value} for key, value in values.items()})
 
 
 def ttft_rows(cases: list) -> list[Case]:

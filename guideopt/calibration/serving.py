@@ -26,7 +26,6 @@ median absolute and median signed error.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import defaultdict
 from typing import Any
@@ -35,6 +34,7 @@ import numpy as np
 
 from guideopt.analyses.simulate import analytic_metrics, configuration
 from guideopt.calibration.fit_closed_loop import BENCH_PROTOCOL, BENCH_REQUESTS_PER_CLIENT, MAX_SIM_REQUESTS
+from guideopt.calibration.fit_first_token import with_term
 from guideopt.calibration.validate import framework_rule, gpu_id, load_measurements, model_id
 from guideopt.catalog import load_catalog, load_length_mix
 from guideopt.costs.lengths import fixed_lengths, mix_lengths
@@ -172,13 +172,10 @@ def without_server_path(cat):
     """``cat`` with no engine's first-token path (``first_token_us_per_layer`` 0): for runs whose requests
     reach the engine without a Python server (TensorRT-LLM 0.14's C++ executor behind Triton's
     tensorrtllm_backend; MLPerf's LoadGen harnesses, in-process)."""
-    frameworks = {k: v.model_copy(update={"first_token_us_per_layer": 0.0}) for k, v in cat.calibration.frameworks.items()}
-    return dataclasses.replace(cat, calibration=cat.calibration.model_copy(update={"frameworks": frameworks}))
+    return with_term(cat, dict.fromkeys(cat.calibration.frameworks, 0.0))
 
 
 def evaluate(case: dict, cat):
-    if not case.get("server_path", True):
-        cat = without_server_path(cat)
     gpu = _gpu(case["gpu"], cat)
     mid = _model(case["model"], cat)
     rule = framework_rule(case["framework"])
@@ -225,9 +222,10 @@ def serving_errors(data_path: str, max_configs: int = 40) -> dict[str, Any]:
     capacity: dict[tuple, dict[str, Any]] = {}  # open-loop configuration -> its highest measured rate and the analytic sustainable one
     skipped = 0
     cases = [*trtllm_online(rows), *mlperf_server(rows), *aiconfigurator(rows, max_configs)]
+    no_path = without_server_path(cat)
     for source, case, measured in cases:
         try:
-            out = evaluate(case, cat)
+            out = evaluate(case, cat if case.get("server_path", True) else no_path)
         except GuideoptError:
             out = None
         if out is None:

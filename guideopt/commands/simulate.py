@@ -111,7 +111,7 @@ def simulate(**kw) -> None:
         except InvalidRequestError as exc:
             if exc.field is None:
                 raise
-            raise type(exc)(f"{_flag(exc.field)}: {exc.problem}") from None
+            raise InvalidRequestError(f"{_flag(exc.field)}: {exc.problem}") from None
     if kw["plot_path"]:
         plot_simulation(sim, kw["plot_path"])
     if kw["as_json"]:
@@ -229,7 +229,7 @@ def _request(kw: dict, catalog):
     try:  # the wording every surface shares (files, web, plan flags), named by the flag
         return expand_protocol(data, catalog), trace_path
     except InvalidRequestError as exc:
-        raise type(exc)(f"{_flag(exc.field or '')}: {exc.problem}") from None
+        raise InvalidRequestError(f"{_flag(exc.field or '')}: {exc.problem}") from None
 
 
 def _flag(loc: str) -> str:
